@@ -52,3 +52,10 @@ library TransactionHashing {
         );
     }
 }
+
+/// @notice What one participant takes out of a channel: paid by the manager at close, or at once when a
+/// participant leaves, is removed or is slashed.
+struct Exit {
+    address participant;
+    uint256 amount;
+}

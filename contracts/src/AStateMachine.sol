@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {Transaction, Exit} from "./ChannelTypes.sol";
+import {IStateMachine} from "./interfaces/IStateMachine.sol";
+
+/// @title AStateMachine
+/// @notice The abstract base a game or dApp author extends to run it in an Entente channel.
+/// @dev The contract's storage is the channel state. The author implements:
+///  - `getState()` / `_setState(bytes)`: encode and restore the whole state (usually `abi.encode` of a
+///    struct); `stateHash = keccak256(getState())`;
+///  - the decoders `_participantsOf`, `_nextToWriteOf`, `_isGameOverOf`, `_exitsOf` over an encoded state;
+///  - the hooks `_joinParticipant`, `_removeParticipant`, `_slashParticipant`;
+///  - the moves: ordinary external functions marked `onlyTransition`, reading `_issuer()` and
+///    `_timestamp()` instead of `msg.sender` / `block.timestamp`.
+///
+/// Rules a machine must follow (the chain and every peer must compute the same thing):
+///  1. Determinism: a move depends only on the state and the transaction. No `block.*`, `msg.sender`,
+///     `tx.origin`, `gasleft()`, balances or external calls; use `_issuer()` and `_timestamp()`.
+///  2. Canonical encoding: `_setState(getState())` must not change `getState()`, and `getState()` after
+///     `_setState(s)` must equal `s` for every state the machine produces.
+///  3. Value conservation: the exits of every state sum to the channel's locked total; a hook's returned
+///     exits plus the exits of the resulting state sum to the total before the hook (plus a joiner's
+///     deposit). The manager refuses a state that breaks this.
+///  4. Bounded cost: every move and hook must succeed within the channel's `machineGasLimit`; a move that
+///     needs more is invalid (the chain cannot execute it in a dispute).
+///  5. A machine has a constructor without arguments; its storage is scratch space the manager reuses in
+///     disputes, so nothing may depend on storage that `_setState` does not restore.
+abstract contract AStateMachine is IStateMachine {
+    /// @notice The transaction's issuer may not write in the current state.
+    error NotYourTurn(address issuer, address expected);
+    /// @notice A move function was called outside `stateTransition`.
+    error OnlyTransition();
+    /// @notice `stateTransition`, `setState` or a hook was called while a transition is running.
+    error TransitionInProgress();
+    /// @notice The transaction's data did not call a move (a function marked `onlyTransition`).
+    error NotAMove();
+    /// @notice The machine does not support the hook.
+    error HookNotSupported();
+
+    // Scratch slot, not part of the state: the running transaction's issuer and timestamp.
+    address private _txIssuer;
+    uint64 private _txTimestamp;
+    bool private _inTransition;
+    bool private _moveRan;
+
+    /// @dev Guards the external entry points against being re-entered from a move.
+    modifier notInTransition() {
+        if (_inTransition) revert TransitionInProgress();
+        _;
+    }
+
+    /// @notice Marks a move: callable only by `stateTransition` (through a call to itself).
+    modifier onlyTransition() {
+        if (msg.sender != address(this) || !_inTransition) revert OnlyTransition();
+        _moveRan = true;
+        _;
+    }
+
+    // ------------------------------------------------------------------ author's part
+
+    /// @inheritdoc IStateMachine
+    function getState() public view virtual returns (bytes memory);
+
+    /// @dev Restores the storage from an encoded state.
+    function _setState(bytes memory state) internal virtual;
+
+    /// @dev Participants of an encoded state, in signing order.
+    function _participantsOf(bytes memory state) internal view virtual returns (address[] memory);
+
+    /// @dev Next writer of an encoded state (address(0) when nobody may write).
+    function _nextToWriteOf(bytes memory state) internal view virtual returns (address);
+
+    /// @dev Whether an encoded state is final (no move possible; settle it).
+    function _isGameOverOf(bytes memory state) internal view virtual returns (bool);
+
+    /// @dev Payouts of an encoded state.
+    function _exitsOf(bytes memory state) internal view virtual returns (Exit[] memory);
+
+    /// @dev Adds a participant to the current state. Default: not supported.
+    function _joinParticipant(address participant, uint256 amount, bytes memory data)
+        internal
+        virtual
+        returns (Exit[] memory)
+    {
+        participant;
+        amount;
+        data;
+        revert HookNotSupported();
+    }
+
+    /// @dev Removes a participant from the current state (timeout, forced exit, agreed leave).
+    function _removeParticipant(address participant) internal virtual returns (Exit[] memory);
+
+    /// @dev Removes a participant as a punishment.
+    function _slashParticipant(address participant) internal virtual returns (Exit[] memory);
+
+    /// @dev Who may issue a transaction now. Default: only `getNextToWrite()`.
+    function _mayWrite(address issuer) internal view virtual returns (bool) {
+        return issuer != address(0) && issuer == getNextToWrite();
+    }
+
+    // ------------------------------------------------------------------ for moves
+
+    /// @notice Issuer of the transaction being applied (use it instead of `msg.sender`).
+    function _issuer() internal view returns (address) {
+        return _txIssuer;
+    }
+
+    /// @notice Timestamp of the transaction being applied (use it instead of `block.timestamp`).
+    function _timestamp() internal view returns (uint64) {
+        return _txTimestamp;
+    }
+
+    // ------------------------------------------------------------------ interface
+
+    /// @inheritdoc IStateMachine
+    function setState(bytes calldata state) external notInTransition {
+        _setState(state);
+    }
+
+    /// @inheritdoc IStateMachine
+    function stateTransition(Transaction calldata transaction) external notInTransition {
+        address issuer = transaction.participant;
+        if (!_mayWrite(issuer)) revert NotYourTurn(issuer, getNextToWrite());
+        _txIssuer = issuer;
+        _txTimestamp = transaction.timestamp;
+        _inTransition = true;
+        _moveRan = false;
+        (bool ok, bytes memory ret) = address(this).call(transaction.data);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        if (!_moveRan) revert NotAMove();
+        _inTransition = false;
+        _moveRan = false;
+    }
+
+    /// @inheritdoc IStateMachine
+    function joinParticipant(address participant, uint256 amount, bytes calldata data)
+        external
+        notInTransition
+        returns (Exit[] memory)
+    {
+        return _joinParticipant(participant, amount, data);
+    }
+
+    /// @inheritdoc IStateMachine
+    function removeParticipant(address participant) external notInTransition returns (Exit[] memory) {
+        return _removeParticipant(participant);
+    }
+
+    /// @inheritdoc IStateMachine
+    function slashParticipant(address participant) external notInTransition returns (Exit[] memory) {
+        return _slashParticipant(participant);
+    }
+
+    /// @inheritdoc IStateMachine
+    function getParticipants() public view virtual returns (address[] memory) {
+        return _participantsOf(getState());
+    }
+
+    /// @inheritdoc IStateMachine
+    function getNextToWrite() public view virtual returns (address) {
+        return _nextToWriteOf(getState());
+    }
+
+    /// @inheritdoc IStateMachine
+    function isGameOver() public view virtual returns (bool) {
+        return _isGameOverOf(getState());
+    }
+
+    /// @inheritdoc IStateMachine
+    function getExits() public view virtual returns (Exit[] memory) {
+        return _exitsOf(getState());
+    }
+
+    /// @inheritdoc IStateMachine
+    function participantsOf(bytes calldata state) external view returns (address[] memory) {
+        return _participantsOf(state);
+    }
+
+    /// @inheritdoc IStateMachine
+    function nextToWriteOf(bytes calldata state) external view returns (address) {
+        return _nextToWriteOf(state);
+    }
+
+    /// @inheritdoc IStateMachine
+    function isGameOverOf(bytes calldata state) external view returns (bool) {
+        return _isGameOverOf(state);
+    }
+
+    /// @inheritdoc IStateMachine
+    function exitsOf(bytes calldata state) external view returns (Exit[] memory) {
+        return _exitsOf(state);
+    }
+}
