@@ -59,3 +59,208 @@ struct Exit {
     address participant;
     uint256 amount;
 }
+
+/// @notice The current participants' approval (EIP-712 struct `JoinApproval`) for `participant` to join
+/// with `amount`, applied to the state `stateHash` at `height` of fork `forkCnt`, before `deadline`.
+struct JoinApproval {
+    bytes32 channelId;
+    uint64 forkCnt;
+    uint64 height;
+    bytes32 stateHash;
+    address participant;
+    uint256 amount;
+    bytes data;
+    uint64 deadline;
+}
+
+/// @notice All participants' approval (EIP-712 struct `LeaveApproval`) for `participant` to leave with its
+/// share of the state `stateHash` at `height` of fork `forkCnt`, before `deadline`.
+struct LeaveApproval {
+    bytes32 channelId;
+    uint64 forkCnt;
+    uint64 height;
+    bytes32 stateHash;
+    address participant;
+    uint64 deadline;
+}
+
+/// @notice EIP-712 type strings and hashing of the membership approvals.
+library ApprovalHashing {
+    bytes32 internal constant JOIN_APPROVAL_TYPEHASH = keccak256(
+        "JoinApproval(bytes32 channelId,uint64 forkCnt,uint64 height,bytes32 stateHash,address participant,uint256 amount,bytes data,uint64 deadline)"
+    );
+    bytes32 internal constant LEAVE_APPROVAL_TYPEHASH = keccak256(
+        "LeaveApproval(bytes32 channelId,uint64 forkCnt,uint64 height,bytes32 stateHash,address participant,uint64 deadline)"
+    );
+
+    function hashStruct(JoinApproval memory a) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                JOIN_APPROVAL_TYPEHASH,
+                a.channelId,
+                a.forkCnt,
+                a.height,
+                a.stateHash,
+                a.participant,
+                a.amount,
+                keccak256(a.data),
+                a.deadline
+            )
+        );
+    }
+
+    function hashStruct(LeaveApproval memory a) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                LEAVE_APPROVAL_TYPEHASH,
+                a.channelId,
+                a.forkCnt,
+                a.height,
+                a.stateHash,
+                a.participant,
+                a.deadline
+            )
+        );
+    }
+}
+
+/// @notice Everything fixed when a channel is opened. `channelId = keccak256(abi.encode(block.chainid,
+/// manager, spec, keccak256(genesisState)))`.
+struct ChannelSpec {
+    /// Participants in signing order (signature i must be by participant i).
+    address[] participants;
+    /// Deposit each participant locks (aligned with `participants`).
+    uint256[] deposits;
+    /// The deployed state machine (extends AStateMachine).
+    address stateMachine;
+    /// The channel's asset: address(0) for ETH, otherwise an ERC20.
+    address token;
+    /// Seconds a writer has to produce and broadcast its transaction.
+    uint64 p2pTime;
+    /// Seconds allowed for agreement (network delay, execution, clock skew).
+    uint64 agreementTime;
+    /// Seconds a writer refused off-chain has to post its transaction as calldata.
+    uint64 chainFallbackTime;
+    /// Seconds a dispute stays open to challenges.
+    uint64 challengeTime;
+    /// Seconds after `open` within which every participant must deposit.
+    uint64 fundingPeriod;
+    /// Gas given to each call of the state machine in disputes (and the bound every move must respect).
+    uint64 machineGasLimit;
+    /// Free value distinguishing channels with the same parameters.
+    bytes32 salt;
+}
+
+/// @notice How a `StateProof` proves its state is part of the current fork.
+enum ProofKind {
+    /// The state is the current fork's genesis (final without signatures).
+    Genesis,
+    /// `transaction` produced the state and carries the signatures of all current participants.
+    Signed,
+    /// `transaction` produced the state and was posted as calldata (issuer-signed, on chain).
+    Posted
+}
+
+/// @notice A state of the current fork with the evidence that it exists.
+struct StateProof {
+    ProofKind kind;
+    /// Ignored for `Genesis`.
+    Transaction transaction;
+    /// For `Signed`: one 65-byte signature per current participant, in participant order. Else empty.
+    bytes[] signatures;
+    /// The encoded state (`keccak256(state)` is the proven state hash).
+    bytes state;
+}
+
+/// @notice What a dispute asks the chain to do.
+enum DisputeKind {
+    None,
+    /// The next writer missed its deadline: remove it.
+    Timeout,
+    /// A participant forces its exit (or settlement of a finished game) through the chain.
+    Exit,
+    /// A participant signed two different transactions at one fork and height: slash it.
+    DoubleSign,
+    /// A transaction does not follow from its (proven) previous state: slash its issuer.
+    InvalidTransition,
+    /// A transaction's timestamp is lower than its parent's: slash its issuer.
+    TimestampOutOfOrder,
+    /// A transaction's timestamp lies more than `agreementTime` after chain time: slash its issuer.
+    TimestampInFuture,
+    /// A transaction builds on another state than the final one at its parent height (a fork's genesis
+    /// or an N-signed state): slash its issuer.
+    WrongParent,
+    /// A well-formed fraud proof did not hold: slash its submitter.
+    FalseFraudProof
+}
+
+/// @notice A running dispute. The manager stores only `keccak256(abi.encode(record))`; the record is in
+/// the `DisputeStarted` / `DisputeChallenged` events and is passed back to `challenge` and `finalizeDispute`.
+struct DisputeRecord {
+    DisputeKind kind;
+    /// A Timeout or Exit dispute was defeated: `target` is now its submitter, slashed.
+    bool challenged;
+    /// At finalization `target` is slashed (true) or removed (false).
+    bool slash;
+    address submitter;
+    /// Who the finalization removes or slashes (address(0): nobody).
+    address target;
+    uint64 forkCnt;
+    /// Height and hash of the state the finalization enforces.
+    uint64 height;
+    bytes32 stateHash;
+    /// Timeout only: the accused writer's deadline (a calldata post at or before it defeats the dispute).
+    uint64 writerDeadline;
+    /// End of the challenge period.
+    uint64 deadline;
+}
+
+/// @notice Two different transactions of one channel at the same fork and height, each with a signature
+/// by the same participant (as issuer or confirmer).
+struct DoubleSignProof {
+    Transaction a;
+    bytes sigA;
+    Transaction b;
+    bytes sigB;
+}
+
+/// @notice Life cycle of a channel in the manager.
+enum ChannelStatus {
+    None,
+    Funding,
+    Open,
+    Disputed,
+    Closed,
+    Cancelled
+}
+
+/// @notice A channel as the manager stores it: six slots, packed for the hot paths (deposit, post, dispute, close).
+struct Channel {
+    // slot 0
+    ChannelStatus status;
+    uint16 participantCount;
+    uint16 fundedCount;
+    /// While Funding: the funding deadline. Afterwards: the current fork's genesis timestamp.
+    uint64 timestamp;
+    /// What the channel holds (deposits while Funding; the locked total while live; the unclaimed
+    /// rest once Closed or Cancelled).
+    uint128 locked;
+    /// The running dispute is a fraud dispute (a new fraud proof cannot replace it).
+    bool fraudDispute;
+    // slot 1
+    address stateMachine;
+    uint64 forkCnt;
+    uint32 machineGasLimit;
+    // slot 2
+    address token;
+    uint64 genesisHeight;
+    // slot 3
+    uint64 p2pTime;
+    uint64 agreementTime;
+    uint64 chainFallbackTime;
+    uint64 challengeTime;
+    // slot 4
+    bytes32 genesisStateHash;
+    // slot 5: the running dispute's record hash while Disputed; the exits hash once Closed.
+    bytes32 commitment;
+}

@@ -14,6 +14,8 @@ interface Vm {
     function stopPrank() external;
     function label(address account, string calldata newLabel) external;
     function assume(bool condition) external pure;
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
+    function getBlockTimestamp() external view returns (uint256 timestamp);
 
     // Keys and signatures.
     function addr(uint256 privateKey) external pure returns (address keyAddr);
@@ -23,6 +25,7 @@ interface Vm {
     function expectRevert() external;
     function expectRevert(bytes4 revertData) external;
     function expectRevert(bytes calldata revertData) external;
+    function expectPartialRevert(bytes4 revertData) external;
     function expectEmit() external;
     function expectEmit(address emitter) external;
     function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData) external;
@@ -57,8 +60,18 @@ interface Vm {
     function parseJsonBytes32(string calldata json, string calldata key) external pure returns (bytes32);
     function parseJsonBytes(string calldata json, string calldata key) external pure returns (bytes memory);
     function parseJsonUint(string calldata json, string calldata key) external pure returns (uint256);
+    function parseJsonString(string calldata json, string calldata key) external pure returns (string memory);
+    function parseJsonKeys(string calldata json, string calldata key)
+        external
+        pure
+        returns (string[] memory keys);
     function parseJsonAddress(string calldata json, string calldata key) external pure returns (address);
     function toString(uint256 value) external pure returns (string memory);
+    function toString(bytes32 value) external pure returns (string memory);
+    function toString(address value) external pure returns (string memory);
+    function toString(bytes calldata value) external pure returns (string memory);
+    function writeFile(string calldata path, string calldata data) external;
+    function envOr(string calldata name, bool defaultValue) external view returns (bool value);
 
     // Gas snapshots written by `forge test` into snapshots/.
     function startSnapshotGas(string calldata name) external;

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {
+    Transaction,
+    Exit,
+    ChannelSpec,
+    StateProof,
+    DisputeKind,
+    DisputeRecord,
+    DoubleSignProof,
+    JoinApproval,
+    LeaveApproval,
+    Channel
+} from "../ChannelTypes.sol";
+import {IStateChannelEvents} from "./IStateChannelEvents.sol";
+
+/// @title IStateChannelManager
+/// @notice The whole public ABI of the StateChannelManager, including the entry points it forwards to
+/// its extension (`proveDoubleSign`, `proveFraud`, `requestExit`, `joinChannel`, `leaveChannel` and the
+/// approval digests). Bind clients to this interface.
+interface IStateChannelManager is IStateChannelEvents {
+    // views
+    function transactionDigest(Transaction calldata transaction) external view returns (bytes32);
+    function joinApprovalDigest(JoinApproval calldata approval) external view returns (bytes32);
+    function leaveApprovalDigest(LeaveApproval calldata approval) external view returns (bytes32);
+    function domainSeparator() external view returns (bytes32);
+    function computeChannelId(ChannelSpec calldata spec, bytes calldata genesisState)
+        external
+        view
+        returns (bytes32);
+    function getChannel(bytes32 channelId) external view returns (Channel memory);
+    function getParticipants(bytes32 channelId) external view returns (address[] memory);
+    function postedAt(bytes32 digest) external view returns (uint64);
+    function pendingBalance(address account, address token) external view returns (uint256);
+    function isClaimed(bytes32 channelId, uint256 index) external view returns (bool);
+    function extension() external view returns (address);
+
+    // funding
+    function open(ChannelSpec calldata spec, bytes calldata genesisState) external payable returns (bytes32);
+    function deposit(bytes32 channelId, uint256 index) external payable;
+    function cancelFunding(bytes32 channelId) external;
+    function reclaimDeposit(bytes32 channelId, uint256 index) external;
+
+    // data availability and disputes
+    function postCalldata(Transaction calldata transaction, bytes calldata signature) external;
+    function disputeTimeout(bytes32 channelId, StateProof calldata latest) external;
+    function requestExit(bytes32 channelId, StateProof calldata latest) external;
+    function proveDoubleSign(bytes32 channelId, StateProof calldata latest, DoubleSignProof calldata proof)
+        external;
+    function proveFraud(
+        bytes32 channelId,
+        DisputeKind kind,
+        StateProof calldata prev,
+        Transaction calldata t,
+        bytes calldata sig
+    ) external;
+    function challenge(bytes32 channelId, DisputeRecord calldata d, StateProof calldata proof) external;
+    function finalizeDispute(bytes32 channelId, DisputeRecord calldata d, bytes calldata state) external;
+
+    // membership
+    function joinChannel(JoinApproval calldata approval, bytes calldata state, bytes[] calldata signatures)
+        external
+        payable;
+    function leaveChannel(LeaveApproval calldata approval, bytes calldata state, bytes[] calldata signatures)
+        external;
+
+    // settlement
+    function close(bytes32 channelId, StateProof calldata proof) external;
+    function withdraw(bytes32 channelId, Exit[] calldata exits, uint256 index) external;
+    function withdrawPending(address token) external;
+}
