@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {Test} from "./Test.sol";
+import {Test, Vm} from "./Test.sol";
+import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
 import {StateChannelManager} from "../../src/StateChannelManager.sol";
 import {IStateChannelManager} from "../../src/interfaces/IStateChannelManager.sol";
 import {TicTacToe} from "../../src/machines/TicTacToe.sol";
@@ -243,6 +244,14 @@ abstract contract ChannelTestBase is Test {
         }
     }
 
+    function _copy(Transaction memory t) internal pure returns (Transaction memory) {
+        return abi.decode(abi.encode(t), (Transaction));
+    }
+
+    function _copy(DisputeRecord memory d) internal pure returns (DisputeRecord memory) {
+        return abi.decode(abi.encode(d), (DisputeRecord));
+    }
+
     // ------------------------------------------------------------------ proofs
 
     function _genesisProof(bytes memory state) internal pure returns (StateProof memory p) {
@@ -273,6 +282,27 @@ abstract contract ChannelTestBase is Test {
 
     function _issuerSig(Transaction memory t) internal view returns (bytes memory) {
         return _sign(_keyOf(t.participant), m.transactionDigest(t));
+    }
+
+    // ------------------------------------------------------------------ disputes
+
+    /// @dev Runs `call` while recording logs and returns the last dispute record the manager emitted
+    /// (DisputeStarted or DisputeChallenged).
+    function _record() internal returns (DisputeRecord memory d) {
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bool found;
+        for (uint256 i = 0; i < logs.length; i++) {
+            if (logs[i].emitter != address(manager)) continue;
+            bytes32 t0 = logs[i].topics[0];
+            if (t0 == IStateChannelEvents.DisputeStarted.selector) {
+                (d,) = abi.decode(logs[i].data, (DisputeRecord, bytes));
+                found = true;
+            } else if (t0 == IStateChannelEvents.DisputeChallenged.selector) {
+                (d,) = abi.decode(logs[i].data, (DisputeRecord, bytes));
+                found = true;
+            }
+        }
+        require(found, "no dispute event");
     }
 
     // ------------------------------------------------------------------ views

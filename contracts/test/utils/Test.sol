@@ -4,6 +4,16 @@ pragma solidity 0.8.37;
 /// @notice The forge cheatcodes the project's tests use. forge serves them at the fixed address
 /// below; the npm registry has no current forge-std, so the project declares the subset it needs.
 interface Vm {
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
+    // Logs.
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
+
     // Environment.
     function warp(uint256 newTimestamp) external;
     function roll(uint256 newHeight) external;
