@@ -1,6 +1,8 @@
 //! The toolchain end to end: the exported Greeter artifact deployed on a real anvil and called
 //! through alloy; and anvil never outlives its handle.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 use alloy::providers::ProviderBuilder;
 use entente_chain::Anvil;
 use entente_chain::contracts::Greeter;

@@ -2,6 +2,8 @@
 //! `contracts/test/vectors/eip712.json` are checked by a forge test against the real
 //! StateChannelManager and here against `entente-types`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 use entente_types::{
     Address, B256, Bytes, Domain, LocalSigner, Signature, Signer, Transaction, keccak256, recover_signer,
 };

@@ -1,5 +1,7 @@
 //! Wire format: round trips, and every kind of bad frame gets its typed error.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
 use entente_types::{
     Address, B256, Bytes, Confirmation, Envelope, LocalSigner, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION,
     SignedTransaction, Signer, Transaction, TypesError,
