@@ -270,6 +270,22 @@ abstract contract ChannelTestBase is Test {
         p.state = state;
     }
 
+    /// @dev Signed by the given participants (in their order).
+    function _signedProofBy(Transaction memory t, bytes memory state, address[] memory ps)
+        internal
+        view
+        returns (StateProof memory p)
+    {
+        p.kind = ProofKind.Signed;
+        p.transaction = t;
+        p.state = state;
+        bytes32 digest = m.transactionDigest(t);
+        p.signatures = new bytes[](ps.length);
+        for (uint256 i = 0; i < ps.length; i++) {
+            p.signatures[i] = _sign(_keyOf(ps[i]), digest);
+        }
+    }
+
     function _postedProof(Transaction memory t, bytes memory state)
         internal
         pure
