@@ -86,6 +86,8 @@ interface Vm {
     // Gas snapshots written by `forge test` into snapshots/.
     function startSnapshotGas(string calldata name) external;
     function stopSnapshotGas() external returns (uint256 gasUsed);
+    function stopSnapshotGas(string calldata name) external returns (uint256 gasUsed);
+    function snapshotValue(string calldata name, uint256 value) external;
 }
 
 /// @notice Minimal base for forge tests and invariant tests: the cheatcode handle, a few helpers,
