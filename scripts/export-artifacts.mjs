@@ -69,13 +69,14 @@ if (errors.length > 0) {
   process.exit(1);
 }
 
-// Every deployable contract defined under contracts/src becomes one artifact.
+// Every contract or interface with an ABI defined under contracts/src becomes one artifact.
 const wanted = new Map();
 for (const [unit, contracts] of Object.entries(output.contracts ?? {})) {
   if (!unit.startsWith("src/")) continue;
   for (const [name, c] of Object.entries(contracts)) {
-    // Interfaces, abstract contracts and internal-only libraries have nothing to deploy or call.
-    if (!c.evm.bytecode.object || c.abi.length === 0) continue;
+    // Internal-only libraries have no ABI: nothing to call. Interfaces and abstract contracts are
+    // kept (empty bytecode) because clients bind to them, e.g. IStateChannelManager.
+    if (c.abi.length === 0) continue;
     const artifact = {
       contractName: name,
       sourceName: unit,

@@ -1,0 +1,365 @@
+use std::sync::Arc;
+
+use alloy_json_abi::JsonAbi;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
+use alloy_sol_types::{SolCall, SolValue};
+use entente_types::Transaction;
+use revm::context::result::{ExecutionResult, Output};
+use revm::context::{BlockEnv, CfgEnv, Context, TxEnv};
+use revm::database::{CacheDB, EmptyDB};
+use revm::handler::{MainBuilder, MainnetContext, MainnetEvm};
+use revm::primitives::hardfork::SpecId;
+use revm::{ExecuteCommitEvm, ExecuteEvm, MainContext};
+
+use crate::{EvmError, Revert};
+
+alloy_sol_types::sol! {
+    /// What leaves the channel with whom (`Exit` of `contracts/src/ChannelTypes.sol`).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Exit {
+        address participant;
+        uint256 amount;
+    }
+
+    /// The calls the runtime makes on any machine (`IStateMachine`).
+    interface IStateMachine {
+        function setState(bytes state) external;
+        function getState() external view returns (bytes);
+        function getParticipants() external view returns (address[]);
+        function getNextToWrite() external view returns (address);
+        function isGameOver() external view returns (bool);
+        function getExits() external view returns (Exit[]);
+        function joinParticipant(address participant, uint256 amount, bytes data) external returns (Exit[]);
+        function removeParticipant(address participant) external returns (Exit[]);
+        function slashParticipant(address participant) external returns (Exit[]);
+    }
+}
+
+/// The account that deploys and calls the machine inside the runtime.
+const CALLER: Address = Address::new([0xe7; 20]);
+
+/// `stateTransition((bytes32,uint64,uint64,address,uint64,bytes32,bytes32,bytes))`.
+fn state_transition_selector() -> [u8; 4] {
+    let hash =
+        keccak256("stateTransition((bytes32,uint64,uint64,address,uint64,bytes32,bytes32,bytes))".as_bytes());
+    [hash[0], hash[1], hash[2], hash[3]]
+}
+
+/// A state machine's compiled code and ABI, loaded once and shared by every channel that runs it.
+#[derive(Debug, Clone)]
+pub struct MachineCode {
+    creation: Bytes,
+    abi: Option<Arc<JsonAbi>>,
+}
+
+impl MachineCode {
+    /// From creation bytecode, with the ABI used to decode custom errors (optional).
+    pub fn new(creation: Bytes, abi: Option<JsonAbi>) -> Self {
+        Self {
+            creation,
+            abi: abi.map(Arc::new),
+        }
+    }
+
+    /// From an exported artifact (`{"abi": [...], "bytecode": "0x..."}`).
+    pub fn from_artifact_json(json: &str) -> Result<Self, EvmError> {
+        #[derive(serde::Deserialize)]
+        struct Artifact {
+            abi: JsonAbi,
+            bytecode: Bytes,
+        }
+        let artifact: Artifact = serde_json::from_str(json).map_err(|e| EvmError::Artifact(e.to_string()))?;
+        if artifact.bytecode.is_empty() {
+            return Err(EvmError::Artifact(
+                "no creation bytecode (abstract contract or interface?)".into(),
+            ));
+        }
+        Ok(Self::new(artifact.bytecode, Some(artifact.abi)))
+    }
+
+    /// The code hash of the creation bytecode (identifies the machine).
+    pub fn creation_hash(&self) -> B256 {
+        keccak256(&self.creation)
+    }
+}
+
+/// What a successful [`MachineInstance::apply`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The encoded state after the transition.
+    pub state: Bytes,
+    /// Its hash (keccak256).
+    pub state_hash: B256,
+    /// Gas the transition used.
+    pub gas_used: u64,
+}
+
+type Evm = MainnetEvm<MainnetContext<CacheDB<EmptyDB>>>;
+
+/// One channel's state machine: deployed once, one EVM reused for every call.
+pub struct MachineInstance {
+    evm: Evm,
+    machine: Address,
+    gas_limit: u64,
+    abi: Option<Arc<JsonAbi>>,
+    selector: [u8; 4],
+}
+
+impl std::fmt::Debug for MachineInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachineInstance")
+            .field("machine", &self.machine)
+            .field("gas_limit", &self.gas_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MachineInstance {
+    /// Deploys `code` into a fresh in-memory EVM. `gas_limit` bounds every later call.
+    pub fn deploy(code: &MachineCode, gas_limit: u64) -> Result<Self, EvmError> {
+        let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
+        cfg.disable_nonce_check = true;
+        cfg.limit_contract_code_size = Some(usize::MAX);
+        let block = BlockEnv {
+            gas_limit: u64::MAX,
+            basefee: 0,
+            ..Default::default()
+        };
+        let mut evm = Context::mainnet()
+            .with_db(CacheDB::new(EmptyDB::default()))
+            .with_cfg(cfg)
+            .with_block(block)
+            .build_mainnet();
+        let tx = TxEnv::builder()
+            .caller(CALLER)
+            .kind(TxKind::Create)
+            .data(code.creation.clone())
+            .gas_limit(30_000_000)
+            .gas_price(0)
+            .nonce(0)
+            .build()
+            .map_err(|e| EvmError::Internal(format!("{e:?}")))?;
+        let result = evm
+            .transact_commit(tx)
+            .map_err(|e| EvmError::Deploy(format!("{e:?}")))?;
+        let machine = match result {
+            ExecutionResult::Success {
+                output: Output::Create(_, Some(address)),
+                ..
+            } => address,
+            ExecutionResult::Success { .. } => return Err(EvmError::Deploy("no contract created".into())),
+            ExecutionResult::Revert { output, .. } => {
+                return Err(EvmError::Deploy(
+                    Revert::decode(&output, code.abi.as_deref()).to_string(),
+                ));
+            }
+            ExecutionResult::Halt { reason, .. } => return Err(EvmError::Deploy(format!("{reason:?}"))),
+        };
+        Ok(Self {
+            evm,
+            machine,
+            gas_limit,
+            abi: code.abi.clone(),
+            selector: state_transition_selector(),
+        })
+    }
+
+    /// The gas limit of every call.
+    pub fn gas_limit(&self) -> u64 {
+        self.gas_limit
+    }
+
+    /// Address of the machine inside this runtime.
+    pub fn address(&self) -> Address {
+        self.machine
+    }
+
+    fn tx_env(&self, data: Bytes) -> Result<TxEnv, EvmError> {
+        TxEnv::builder()
+            .caller(CALLER)
+            .kind(TxKind::Call(self.machine))
+            .data(data)
+            .gas_limit(self.gas_limit)
+            .gas_price(0)
+            .nonce(0)
+            .build()
+            .map_err(|e| EvmError::Internal(format!("{e:?}")))
+    }
+
+    /// Runs one call inside the current journal; the caller finalizes (commits or drops).
+    fn run(&mut self, data: Bytes) -> Result<(Bytes, u64), EvmError> {
+        let tx = self.tx_env(data)?;
+        let result = self
+            .evm
+            .transact_one(tx)
+            .map_err(|e| EvmError::Internal(format!("{e:?}")))?;
+        match result {
+            ExecutionResult::Success { output, gas, .. } => Ok((output.into_data(), gas.tx_gas_used())),
+            ExecutionResult::Revert { output, .. } => {
+                Err(EvmError::Reverted(Revert::decode(&output, self.abi.as_deref())))
+            }
+            ExecutionResult::Halt { reason, .. } => Err(EvmError::Halted {
+                reason: format!("{reason:?}"),
+                gas_limit: self.gas_limit,
+            }),
+        }
+    }
+
+    /// A read-only call: its effects are discarded.
+    pub fn view(&mut self, data: Bytes) -> Result<Bytes, EvmError> {
+        let result = self.run(data);
+        let _discard = self.evm.finalize();
+        result.map(|(out, _)| out)
+    }
+
+    /// A state-changing call whose effects are kept when it succeeds.
+    fn mutate(&mut self, data: Bytes) -> Result<Bytes, EvmError> {
+        match self.run(data) {
+            Ok((out, _)) => {
+                let state = self.evm.finalize();
+                self.evm.commit(state);
+                Ok(out)
+            }
+            Err(e) => {
+                let _discard = self.evm.finalize();
+                Err(e)
+            }
+        }
+    }
+
+    /// A typed read-only call.
+    pub fn view_decode<C: SolCall>(&mut self, call: &C) -> Result<C::Return, EvmError> {
+        let out = self.view(call.abi_encode().into())?;
+        C::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
+            call: C::SIGNATURE,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Replaces the machine's state (`setState`).
+    pub fn set_state(&mut self, state: &[u8]) -> Result<(), EvmError> {
+        let call = IStateMachine::setStateCall {
+            state: Bytes::copy_from_slice(state),
+        };
+        self.mutate(call.abi_encode().into()).map(|_| ())
+    }
+
+    /// The encoded current state (`getState`).
+    pub fn state(&mut self) -> Result<Bytes, EvmError> {
+        self.view_decode(&IStateMachine::getStateCall {})
+    }
+
+    /// Participants of the current state.
+    pub fn participants(&mut self) -> Result<Vec<Address>, EvmError> {
+        self.view_decode(&IStateMachine::getParticipantsCall {})
+    }
+
+    /// Who writes next (`Address::ZERO` if nobody).
+    pub fn next_to_write(&mut self) -> Result<Address, EvmError> {
+        self.view_decode(&IStateMachine::getNextToWriteCall {})
+    }
+
+    /// True when no further transition is possible.
+    pub fn is_game_over(&mut self) -> Result<bool, EvmError> {
+        self.view_decode(&IStateMachine::isGameOverCall {})
+    }
+
+    /// Payouts if the channel settled now.
+    pub fn exits(&mut self) -> Result<Vec<Exit>, EvmError> {
+        self.view_decode(&IStateMachine::getExitsCall {})
+    }
+
+    /// Applies `tx` to the current state. When `expected` is given, the result is committed only
+    /// if the produced state hashes to it; otherwise (and on any revert) the state is unchanged.
+    pub fn apply(&mut self, tx: &Transaction, expected: Option<B256>) -> Result<ApplyOutcome, EvmError> {
+        let mut data = Vec::with_capacity(4 + 32 * 10 + tx.data.len());
+        data.extend_from_slice(&self.selector);
+        data.extend_from_slice(&(tx.clone(),).abi_encode_params());
+        let gas_used = match self.run(data.into()) {
+            Ok((_, gas)) => gas,
+            Err(e) => {
+                let _discard = self.evm.finalize();
+                return Err(e);
+            }
+        };
+        // Read the resulting state inside the same journal, before deciding to commit.
+        let state = match self.run(IStateMachine::getStateCall {}.abi_encode().into()) {
+            Ok((out, _)) => {
+                IStateMachine::getStateCall::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
+                    call: "getState()",
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => Err(e),
+        };
+        let state = match state {
+            Ok(state) => state,
+            Err(e) => {
+                let _discard = self.evm.finalize();
+                return Err(e);
+            }
+        };
+        let state_hash = keccak256(&state);
+        if let Some(claimed) = expected
+            && claimed != state_hash
+        {
+            let _discard = self.evm.finalize();
+            return Err(EvmError::StateHashMismatch {
+                claimed,
+                actual: state_hash,
+            });
+        }
+        let changes = self.evm.finalize();
+        self.evm.commit(changes);
+        Ok(ApplyOutcome {
+            state,
+            state_hash,
+            gas_used,
+        })
+    }
+
+    /// Runs the machine's remove hook on the current state, keeping the result.
+    pub fn remove_participant(&mut self, participant: Address) -> Result<Vec<Exit>, EvmError> {
+        let out = self.mutate(
+            IStateMachine::removeParticipantCall { participant }
+                .abi_encode()
+                .into(),
+        )?;
+        IStateMachine::removeParticipantCall::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
+            call: "removeParticipant(address)",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Runs the machine's slash hook on the current state, keeping the result.
+    pub fn slash_participant(&mut self, participant: Address) -> Result<Vec<Exit>, EvmError> {
+        let out = self.mutate(
+            IStateMachine::slashParticipantCall { participant }
+                .abi_encode()
+                .into(),
+        )?;
+        IStateMachine::slashParticipantCall::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
+            call: "slashParticipant(address)",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Runs the machine's join hook on the current state, keeping the result.
+    pub fn join_participant(
+        &mut self,
+        participant: Address,
+        amount: U256,
+        data: Bytes,
+    ) -> Result<Vec<Exit>, EvmError> {
+        let call = IStateMachine::joinParticipantCall {
+            participant,
+            amount,
+            data,
+        };
+        let out = self.mutate(call.abi_encode().into())?;
+        IStateMachine::joinParticipantCall::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
+            call: "joinParticipant(address,uint256,bytes)",
+            reason: e.to_string(),
+        })
+    }
+}
