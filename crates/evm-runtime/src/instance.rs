@@ -103,6 +103,23 @@ pub struct MachineInstance {
     gas_limit: u64,
     abi: Option<Arc<JsonAbi>>,
     selector: [u8; 4],
+    /// Counts committed changes, to catch a stale [`Pending`].
+    generation: u64,
+}
+
+/// A transition executed but not committed (see [`MachineInstance::execute`]).
+#[derive(Debug)]
+pub struct Pending {
+    outcome: ApplyOutcome,
+    changes: revm::state::EvmState,
+    generation: u64,
+}
+
+impl Pending {
+    /// What the transition produced.
+    pub fn outcome(&self) -> &ApplyOutcome {
+        &self.outcome
+    }
 }
 
 impl std::fmt::Debug for MachineInstance {
@@ -161,6 +178,7 @@ impl MachineInstance {
             gas_limit,
             abi: code.abi.clone(),
             selector: state_transition_selector(),
+            generation: 0,
         })
     }
 
@@ -218,6 +236,7 @@ impl MachineInstance {
             Ok((out, _)) => {
                 let state = self.evm.finalize();
                 self.evm.commit(state);
+                self.generation += 1;
                 Ok(out)
             }
             Err(e) => {
@@ -272,6 +291,14 @@ impl MachineInstance {
     /// Applies `tx` to the current state. When `expected` is given, the result is committed only
     /// if the produced state hashes to it; otherwise (and on any revert) the state is unchanged.
     pub fn apply(&mut self, tx: &Transaction, expected: Option<B256>) -> Result<ApplyOutcome, EvmError> {
+        let pending = self.execute(tx, expected)?;
+        Ok(self.commit(pending))
+    }
+
+    /// Executes `tx` on the current state without committing: the result is kept aside until
+    /// [`Self::commit`] (or dropped, leaving the state unchanged). No other call may run on this
+    /// instance in between; [`Pending`] borrows nothing, so the caller must keep to that.
+    pub fn execute(&mut self, tx: &Transaction, expected: Option<B256>) -> Result<Pending, EvmError> {
         let mut data = Vec::with_capacity(4 + 32 * 10 + tx.data.len());
         data.extend_from_slice(&self.selector);
         data.extend_from_slice(&(tx.clone(),).abi_encode_params());
@@ -284,38 +311,28 @@ impl MachineInstance {
         };
         // Read the resulting state inside the same journal, before deciding to commit.
         let state = match self.run(IStateMachine::getStateCall {}.abi_encode().into()) {
-            Ok((out, _)) => {
-                IStateMachine::getStateCall::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
-                    call: "getState()",
-                    reason: e.to_string(),
-                })
-            }
+            Ok((out, _)) => IStateMachine::getStateCall::abi_decode_returns(&out)
+                .map_err(|e| EvmError::BadReturn { call: "getState()", reason: e.to_string() }),
             Err(e) => Err(e),
         };
-        let state = match state {
-            Ok(state) => state,
-            Err(e) => {
-                let _discard = self.evm.finalize();
-                return Err(e);
-            }
-        };
+        let changes = self.evm.finalize();
+        let state = state?;
         let state_hash = keccak256(&state);
         if let Some(claimed) = expected
             && claimed != state_hash
         {
-            let _discard = self.evm.finalize();
-            return Err(EvmError::StateHashMismatch {
-                claimed,
-                actual: state_hash,
-            });
+            return Err(EvmError::StateHashMismatch { claimed, actual: state_hash });
         }
-        let changes = self.evm.finalize();
-        self.evm.commit(changes);
-        Ok(ApplyOutcome {
-            state,
-            state_hash,
-            gas_used,
-        })
+        Ok(Pending { outcome: ApplyOutcome { state, state_hash, gas_used }, changes, generation: self.generation })
+    }
+
+    /// Commits a transition prepared by [`Self::execute`], which must be the last call made on
+    /// this instance (checked in debug builds).
+    pub fn commit(&mut self, pending: Pending) -> ApplyOutcome {
+        debug_assert_eq!(pending.generation, self.generation, "stale pending transition");
+        self.evm.commit(pending.changes);
+        self.generation += 1;
+        pending.outcome
     }
 
     /// Runs the machine's remove hook on the current state, keeping the result.

@@ -1,0 +1,119 @@
+use entente_types::{Address, B256, Bytes, Message, Signature, Transaction};
+
+use crate::Rejection;
+
+/// Something the host must carry out, in order. Every `Persist` must be durable before any later
+/// `Send` or `Broadcast` leaves the node: a transaction is stored before anything that builds on
+/// it is signed and sent, and every digest the node signs is recorded before the signature
+/// leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send to every other participant of the channel.
+    Broadcast(Message),
+    /// Send to one participant.
+    Send {
+        /// Recipient.
+        to: Address,
+        /// The message.
+        message: Message,
+    },
+    /// Store something durably.
+    Persist(PersistRecord),
+    /// Tell observers.
+    Notify(Event),
+}
+
+/// What to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistRecord {
+    /// A transaction was applied (the state it produced is included).
+    Transaction {
+        /// The transaction.
+        transaction: Transaction,
+        /// Its digest.
+        digest: B256,
+        /// The issuer's signature.
+        signature: Signature,
+        /// The encoded state after it.
+        state: Bytes,
+    },
+    /// A participant's signature on an applied transaction.
+    Signature {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+        /// Digest.
+        digest: B256,
+        /// Signer.
+        signer: Address,
+        /// Signature.
+        signature: Signature,
+    },
+    /// This node is about to sign `digest` at `fork`/`height` (the own-signature log).
+    OwnSignature {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+        /// Digest.
+        digest: B256,
+    },
+    /// Transactions up to `height` are final.
+    Finalized {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+    },
+}
+
+/// What observers hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A transaction was applied (not final yet).
+    Applied {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+        /// Issuer.
+        issuer: Address,
+        /// Digest.
+        digest: B256,
+        /// State after it.
+        state_hash: B256,
+    },
+    /// Every transaction up to `height` is final.
+    Finalized {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+        /// State at `height`.
+        state_hash: B256,
+    },
+    /// The machine reports that the game is over.
+    GameOver {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+    },
+    /// A message was refused.
+    Rejected {
+        /// Who sent it.
+        from: Address,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A participant signed two transactions at one fork and height.
+    Equivocation {
+        /// Who.
+        signer: Address,
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+    },
+}

@@ -1,0 +1,151 @@
+use entente_agreement::AgreementError;
+use entente_clock::TimestampError;
+use entente_evm_runtime::EvmError;
+use entente_types::{Address, B256, TypesError};
+
+/// Why a received message was refused. Each step of the verification pipeline has its own
+/// variant; nothing a peer sends can panic the state manager.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Malformed, oversized or wrong-version frame.
+    #[error("undecodable message: {0}")]
+    Decode(TypesError),
+    /// The message is for another channel.
+    #[error("message for unknown channel {0}")]
+    UnknownChannel(B256),
+    /// The signature is malformed or malleable.
+    #[error("bad signature: {0}")]
+    BadSignature(TypesError),
+    /// The transaction's signature is not its issuer's.
+    #[error("transaction claims issuer {claimed} but is signed by {signer}")]
+    WrongSigner {
+        /// The `participant` field.
+        claimed: Address,
+        /// Who actually signed.
+        signer: Address,
+    },
+    /// The issuer or signer is not a participant of the current fork.
+    #[error("{0} is not a participant of this fork")]
+    NotAParticipant(Address),
+    /// The issuer may not write now.
+    #[error("not {issuer}'s turn: the next writer is {expected}")]
+    NotYourTurn {
+        /// The issuer.
+        issuer: Address,
+        /// Who may write.
+        expected: Address,
+    },
+    /// Already applied.
+    #[error("duplicate of the transaction at height {0}")]
+    Duplicate(u64),
+    /// For an older fork.
+    #[error("message for fork {got}, the current fork is {current}")]
+    StaleFork {
+        /// Its fork.
+        got: u64,
+        /// Ours.
+        current: u64,
+    },
+    /// For a fork we do not know yet.
+    #[error("message for fork {got}, ahead of the current fork {current}")]
+    FutureFork {
+        /// Its fork.
+        got: u64,
+        /// Ours.
+        current: u64,
+    },
+    /// A different transaction at a height the chain already holds.
+    #[error("conflicts with the transaction at height {height} (tip {tip})")]
+    Conflict {
+        /// Its height.
+        height: u64,
+        /// Our tip.
+        tip: u64,
+    },
+    /// A height at or below the genesis of the fork.
+    #[error("height {height} is not after the fork's genesis height {genesis}")]
+    BeforeGenesis {
+        /// Its height.
+        height: u64,
+        /// The fork's genesis height.
+        genesis: u64,
+    },
+    /// Does not build on the state at the tip.
+    #[error("builds on state {got}, the tip's state is {expected}")]
+    WrongPrevState {
+        /// The tip's state hash.
+        expected: B256,
+        /// The transaction's `prevStateHash`.
+        got: B256,
+    },
+    /// Timestamp out of order, from the future, or too late.
+    #[error("timestamp refused: {0}")]
+    Timestamp(TimestampError),
+    /// Executing the transition failed (revert, out of gas).
+    #[error("transition failed: {0}")]
+    Execution(EvmError),
+    /// The transition produces a different state than claimed.
+    #[error("transition produces state {actual}, the transaction claims {claimed}")]
+    StateHashMismatch {
+        /// Claimed.
+        claimed: B256,
+        /// Produced.
+        actual: B256,
+    },
+    /// A future message could not be buffered: the buffer is full.
+    #[error("buffer for future messages is full")]
+    BufferFull,
+    /// A confirmation that does not match the chain (recorded as evidence if it equivocates).
+    #[error("confirmation refused: {0}")]
+    Agreement(AgreementError),
+    /// A sync answer with more records than requested or allowed.
+    #[error("sync response with {0} records exceeds the limit")]
+    OversizedSync(usize),
+}
+
+/// Why a local move could not be submitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Not this participant's turn.
+    #[error("not your turn: the next writer is {expected}")]
+    NotYourTurn {
+        /// Who may write.
+        expected: Address,
+    },
+    /// The machine refused the move.
+    #[error("invalid move: {0}")]
+    InvalidMove(EvmError),
+    /// The game is over: no further transition.
+    #[error("the game is over")]
+    GameOver,
+    /// This participant was removed from the channel.
+    #[error("not a participant of the current fork")]
+    NotAParticipant,
+    /// Signing would sign a second transaction at one fork and height.
+    #[error("refusing to sign a second transaction at fork {fork}, height {height}")]
+    DoubleSignGuard {
+        /// Fork.
+        fork: u64,
+        /// Height.
+        height: u64,
+    },
+}
+
+/// Why a channel could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// The state machine failed.
+    #[error("state machine: {0}")]
+    Machine(#[from] EvmError),
+    /// The genesis state's participants differ from the channel's.
+    #[error("genesis participants {genesis:?} differ from the channel's {spec:?}")]
+    ParticipantsMismatch {
+        /// From the genesis state.
+        genesis: Vec<Address>,
+        /// From the spec.
+        spec: Vec<Address>,
+    },
+    /// Our key is not a participant.
+    #[error("{0} is not a participant of the channel")]
+    NotAParticipant(Address),
+}

@@ -1,0 +1,733 @@
+use std::collections::{BTreeMap, VecDeque};
+
+use entente_agreement::{AgreementManager, Equivocation};
+use entente_clock::{LogicalClock, check_timestamp};
+use entente_evm_runtime::{EvmError, MachineCode, MachineInstance};
+use entente_types::{
+    Address, AgreementMode, B256, Bytes, ChannelSpec, Confirmation, Envelope, Message, Signature,
+    SignedTransaction, Signer, SyncRequest, SyncResponse, Transaction, recover_signer, state_hash,
+};
+
+use crate::{Effect, Event, PersistRecord, Rejection, SetupError, SubmitError};
+
+/// Tuning of one channel's state manager.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Gas limit of every state-machine call.
+    pub gas_limit: u64,
+    /// Most future-height transactions and early confirmations kept while waiting for a gap.
+    pub max_buffered: usize,
+    /// Resend own unfinalized transactions and confirmations after this long without finality
+    /// progress (milliseconds of local time).
+    pub resend_interval_ms: u64,
+    /// Most records sent in one sync answer.
+    pub sync_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { gas_limit: 5_000_000, max_buffered: 256, resend_interval_ms: 500, sync_batch: 64 }
+    }
+}
+
+/// What an accepted message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// A transaction was applied at this height (plus any buffered ones it unblocked).
+    Applied(u64),
+    /// Kept until the transactions before it arrive.
+    Buffered,
+    /// A confirmation was recorded.
+    Confirmed,
+    /// Nothing new (a duplicate confirmation, a sync request answered, ...).
+    Noop,
+}
+
+/// The current fork: its genesis and participants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkInfo {
+    /// Fork number.
+    pub fork: u64,
+    /// Height of its genesis.
+    pub genesis_height: u64,
+    /// Chain time of its genesis.
+    pub genesis_timestamp: u64,
+    /// Hash of its genesis state.
+    pub genesis_state_hash: B256,
+    /// Its participants.
+    pub participants: Vec<Address>,
+}
+
+/// One peer's view of one channel: the verification pipeline, the machine at the tip, the
+/// agreement bookkeeping and the effects for the host. Sans-IO: time comes in as `local_ms`.
+pub struct StateManager<S: Signer> {
+    spec: ChannelSpec,
+    config: Config,
+    signer: S,
+    me: Address,
+    machine: MachineInstance,
+    agreement: AgreementManager,
+    clock: LogicalClock,
+    fork: ForkInfo,
+    tip_state_hash: B256,
+    tip_timestamp: u64,
+    next_writer: Address,
+    game_over: bool,
+    /// Future transactions by height, waiting for the gap before them.
+    future: BTreeMap<u64, SignedTransaction>,
+    /// Confirmations of heights we do not hold yet.
+    early_confirmations: VecDeque<Confirmation>,
+    /// Own signatures by (fork, height): never sign two digests at one.
+    own_signatures: BTreeMap<(u64, u64), B256>,
+    last_progress_ms: u64,
+    effects: VecDeque<Effect>,
+}
+
+impl<S: Signer> std::fmt::Debug for StateManager<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateManager")
+            .field("channel", &self.spec.channel_id)
+            .field("me", &self.me)
+            .field("fork", &self.fork.fork)
+            .field("tip", &self.agreement.tip())
+            .field("finalized", &self.agreement.finalized_height())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Signer> StateManager<S> {
+    /// Sets up a channel from its spec: deploys the machine, loads the genesis state and checks
+    /// that its participants are the channel's.
+    pub fn new(
+        spec: ChannelSpec,
+        signer: S,
+        code: &MachineCode,
+        config: Config,
+        local_ms: u64,
+    ) -> Result<Self, SetupError> {
+        let me = signer.address();
+        if spec.participant_index(&me).is_none() {
+            return Err(SetupError::NotAParticipant(me));
+        }
+        let mut machine = MachineInstance::deploy(code, config.gas_limit)?;
+        machine.set_state(&spec.genesis_state)?;
+        let genesis = machine.participants()?;
+        if genesis != spec.participants {
+            return Err(SetupError::ParticipantsMismatch { genesis, spec: spec.participants.clone() });
+        }
+        let genesis_state_hash = state_hash(&spec.genesis_state);
+        let fork = ForkInfo {
+            fork: 0,
+            genesis_height: 0,
+            genesis_timestamp: spec.genesis_timestamp,
+            genesis_state_hash,
+            participants: spec.participants.clone(),
+        };
+        let mut manager = Self {
+            agreement: AgreementManager::new(0, 0, spec.participants.clone()),
+            tip_timestamp: spec.genesis_timestamp,
+            tip_state_hash: genesis_state_hash,
+            clock: LogicalClock::synced_at(spec.genesis_timestamp * 1000, local_ms),
+            spec,
+            config,
+            signer,
+            me,
+            machine,
+            fork,
+            next_writer: Address::ZERO,
+            game_over: false,
+            future: BTreeMap::new(),
+            early_confirmations: VecDeque::new(),
+            own_signatures: BTreeMap::new(),
+            last_progress_ms: local_ms,
+            effects: VecDeque::new(),
+        };
+        manager.refresh_turn()?;
+        Ok(manager)
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    /// The channel spec.
+    pub fn spec(&self) -> &ChannelSpec {
+        &self.spec
+    }
+
+    /// This peer's address.
+    pub fn me(&self) -> Address {
+        self.me
+    }
+
+    /// The current fork.
+    pub fn fork(&self) -> &ForkInfo {
+        &self.fork
+    }
+
+    /// Height of the latest applied transaction.
+    pub fn tip(&self) -> u64 {
+        self.agreement.tip()
+    }
+
+    /// Hash of the state at the tip.
+    pub fn tip_state_hash(&self) -> B256 {
+        self.tip_state_hash
+    }
+
+    /// Highest final height.
+    pub fn finalized_height(&self) -> u64 {
+        self.agreement.finalized_height()
+    }
+
+    /// Who writes next (`Address::ZERO` when nobody can).
+    pub fn next_writer(&self) -> Address {
+        self.next_writer
+    }
+
+    /// True when it is this peer's turn.
+    pub fn is_my_turn(&self) -> bool {
+        !self.game_over && self.next_writer == self.me
+    }
+
+    /// True once the machine reports the game over.
+    pub fn is_game_over(&self) -> bool {
+        self.game_over
+    }
+
+    /// The agreement bookkeeping (signatures, evidence).
+    pub fn agreement(&self) -> &AgreementManager {
+        &self.agreement
+    }
+
+    /// Equivocations seen so far.
+    pub fn evidence(&self) -> &[Equivocation] {
+        self.agreement.evidence()
+    }
+
+    /// The machine at the tip, for read-only views (e.g. a typed game handle). Calls that
+    /// change state are not exposed: the state only moves through transactions.
+    pub fn view(&mut self, call: Bytes) -> Result<Bytes, EvmError> {
+        self.machine.view(call)
+    }
+
+    /// The encoded state at the tip.
+    pub fn state(&mut self) -> Result<Bytes, EvmError> {
+        self.machine.state()
+    }
+
+    /// The logical clock.
+    pub fn clock(&self) -> &LogicalClock {
+        &self.clock
+    }
+
+    /// Learns chain time from an observed block.
+    pub fn observe_block(&mut self, timestamp: u64, local_ms: u64) {
+        self.clock.observe_block(timestamp, local_ms);
+    }
+
+    /// The next effect for the host to carry out, in order.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// All pending effects, in order.
+    pub fn drain_effects(&mut self) -> impl Iterator<Item = Effect> + '_ {
+        self.effects.drain(..)
+    }
+
+    /// When [`Self::handle_timeout`] should be called next (local ms), if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.agreement.tip() > self.agreement.finalized_height() {
+            Some(self.last_progress_ms + self.config.resend_interval_ms)
+        } else {
+            None
+        }
+    }
+
+    // ----- local moves -----------------------------------------------------------------------
+
+    /// Submits this peer's move (`data` is an ABI-encoded call of one of the machine's moves):
+    /// executes it on the tip, signs it and broadcasts it. Returns its digest.
+    pub fn submit(&mut self, data: Bytes, local_ms: u64) -> Result<B256, SubmitError> {
+        if !self.fork.participants.contains(&self.me) {
+            return Err(SubmitError::NotAParticipant);
+        }
+        if self.game_over {
+            return Err(SubmitError::GameOver);
+        }
+        if self.next_writer != self.me {
+            return Err(SubmitError::NotYourTurn { expected: self.next_writer });
+        }
+        let now = self.clock.now_secs(local_ms);
+        let transaction = Transaction {
+            channelId: self.spec.channel_id,
+            forkCnt: self.fork.fork,
+            height: self.agreement.tip() + 1,
+            participant: self.me,
+            timestamp: now.max(self.tip_timestamp),
+            prevStateHash: self.tip_state_hash,
+            stateHash: B256::ZERO,
+            data,
+        };
+        let mut transaction = transaction;
+        let pending = self.machine.execute(&transaction, None).map_err(SubmitError::InvalidMove)?;
+        transaction.stateHash = pending.outcome().state_hash;
+        let digest = self.spec.domain.digest(&transaction);
+        let Some(signature) = self.sign(transaction.forkCnt, transaction.height, digest) else {
+            // Dropping `pending` leaves the machine at the tip: nothing was signed.
+            return Err(SubmitError::DoubleSignGuard { fork: self.fork.fork, height: transaction.height });
+        };
+        let outcome = self.machine.commit(pending);
+        self.commit_applied(transaction.clone(), digest, signature, outcome.state, local_ms);
+        self.effects.push_back(Effect::Broadcast(Message::Transaction(SignedTransaction { transaction, signature })));
+        self.after_apply();
+        Ok(digest)
+    }
+
+    // ----- received messages -----------------------------------------------------------------
+
+    /// Decodes and handles a frame received from `from` (the address the transport
+    /// authenticated).
+    pub fn handle_bytes(&mut self, from: Address, bytes: &[u8], local_ms: u64) -> Result<Accepted, Rejection> {
+        let envelope = match Envelope::decode(bytes) {
+            Ok(envelope) => envelope,
+            Err(e) => return Err(self.reject(from, Rejection::Decode(e))),
+        };
+        self.handle_message(from, envelope.message, local_ms)
+    }
+
+    /// Handles a decoded message from `from`.
+    pub fn handle_message(
+        &mut self,
+        from: Address,
+        message: Message,
+        local_ms: u64,
+    ) -> Result<Accepted, Rejection> {
+        if message.channel_id() != self.spec.channel_id {
+            return Err(self.reject(from, Rejection::UnknownChannel(message.channel_id())));
+        }
+        let result = match message {
+            Message::Transaction(st) => self.on_transaction(st, local_ms),
+            Message::Confirmation(c) => self.on_confirmation(c, local_ms),
+            Message::SyncRequest(r) => self.on_sync_request(from, r),
+            Message::SyncResponse(r) => self.on_sync_response(from, r, local_ms),
+        };
+        result.map_err(|reason| self.reject(from, reason))
+    }
+
+    /// Periodic work: resends what others may have missed when finality does not progress.
+    pub fn handle_timeout(&mut self, local_ms: u64) {
+        let Some(due) = self.poll_timeout() else { return };
+        if local_ms < due {
+            return;
+        }
+        self.last_progress_ms = local_ms;
+        let finalized = self.agreement.finalized_height();
+        let mut resend = Vec::new();
+        for entry in self.agreement.entries_from(finalized + 1) {
+            let height = entry.transaction.height;
+            if entry.transaction.participant == self.me {
+                if let Some(signature) = entry.signatures.get(&self.me) {
+                    resend.push(Message::Transaction(SignedTransaction {
+                        transaction: entry.transaction.clone(),
+                        signature: *signature,
+                    }));
+                }
+            } else if let Some(signature) = entry.signatures.get(&self.me) {
+                resend.push(Message::Confirmation(Confirmation {
+                    channel_id: self.spec.channel_id,
+                    fork: self.fork.fork,
+                    height,
+                    digest: entry.digest,
+                    signature: *signature,
+                }));
+            }
+        }
+        // Ask the next writer for anything after our tip, in case we missed it.
+        if self.next_writer != self.me && self.next_writer != Address::ZERO {
+            resend.push(Message::SyncRequest(SyncRequest {
+                channel_id: self.spec.channel_id,
+                fork: self.fork.fork,
+                from_height: self.agreement.tip() + 1,
+            }));
+        }
+        for message in resend {
+            match message {
+                Message::SyncRequest(_) => {
+                    self.effects.push_back(Effect::Send { to: self.next_writer, message });
+                }
+                other => self.effects.push_back(Effect::Broadcast(other)),
+            }
+        }
+    }
+
+    fn on_transaction(&mut self, st: SignedTransaction, local_ms: u64) -> Result<Accepted, Rejection> {
+        let tx = &st.transaction;
+        // Fork.
+        if tx.forkCnt < self.fork.fork {
+            return Err(Rejection::StaleFork { got: tx.forkCnt, current: self.fork.fork });
+        }
+        if tx.forkCnt > self.fork.fork {
+            return Err(Rejection::FutureFork { got: tx.forkCnt, current: self.fork.fork });
+        }
+        if tx.height <= self.fork.genesis_height {
+            return Err(Rejection::BeforeGenesis { height: tx.height, genesis: self.fork.genesis_height });
+        }
+        let digest = self.spec.domain.digest(tx);
+        // Duplicate of what we hold: cheap to detect before any signature work.
+        if let Some(entry) = self.agreement.entry(tx.height)
+            && entry.digest == digest
+        {
+            return Err(Rejection::Duplicate(tx.height));
+        }
+        // Signature and participant.
+        let signer = recover_signer(&digest, &st.signature).map_err(Rejection::BadSignature)?;
+        if signer != tx.participant {
+            return Err(Rejection::WrongSigner { claimed: tx.participant, signer });
+        }
+        if !self.fork.participants.contains(&signer) {
+            return Err(Rejection::NotAParticipant(signer));
+        }
+        // Height.
+        let tip = self.agreement.tip();
+        if tx.height <= tip {
+            if let Some(evidence) = self.agreement.observe_conflict(tx, digest, signer, st.signature) {
+                self.effects.push_back(Effect::Notify(Event::Equivocation {
+                    signer: evidence.signer,
+                    fork: evidence.fork,
+                    height: evidence.height,
+                }));
+            }
+            return Err(Rejection::Conflict { height: tx.height, tip });
+        }
+        if tx.height > tip + 1 {
+            return self.buffer_future(st);
+        }
+        self.validate_and_apply(st, digest, local_ms)?;
+        self.drain_future(local_ms);
+        Ok(Accepted::Applied(self.agreement.tip()))
+    }
+
+    /// Turn, previous state, timestamp, execution and resulting state; then apply.
+    fn validate_and_apply(&mut self, st: SignedTransaction, digest: B256, local_ms: u64) -> Result<(), Rejection> {
+        let tx = &st.transaction;
+        if self.game_over || tx.participant != self.next_writer {
+            return Err(Rejection::NotYourTurn { issuer: tx.participant, expected: self.next_writer });
+        }
+        if tx.prevStateHash != self.tip_state_hash {
+            return Err(Rejection::WrongPrevState { expected: self.tip_state_hash, got: tx.prevStateHash });
+        }
+        let now = self.clock.now_secs(local_ms);
+        check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing).map_err(Rejection::Timestamp)?;
+        let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {
+            Ok(outcome) => outcome,
+            Err(EvmError::StateHashMismatch { claimed, actual }) => {
+                return Err(Rejection::StateHashMismatch { claimed, actual });
+            }
+            Err(e) => return Err(Rejection::Execution(e)),
+        };
+        let SignedTransaction { transaction, signature } = st;
+        let (fork, height) = (transaction.forkCnt, transaction.height);
+        self.commit_applied(transaction, digest, signature, outcome.state, local_ms);
+        // Explicit mode confirms every valid transaction; virtual-voting mode confirms only the
+        // one that ends the game (nothing comes after it to vote for it).
+        let confirm = match self.spec.agreement_mode {
+            AgreementMode::ExplicitConfirmations => true,
+            AgreementMode::VirtualVotingOnly => self.game_over_after_refresh(),
+        };
+        if confirm {
+            self.confirm(fork, height, digest);
+        }
+        self.after_apply();
+        Ok(())
+    }
+
+    fn game_over_after_refresh(&mut self) -> bool {
+        let _ = self.refresh_turn();
+        self.game_over
+    }
+
+    fn buffer_future(&mut self, st: SignedTransaction) -> Result<Accepted, Rejection> {
+        if self.future.contains_key(&st.transaction.height) {
+            return Ok(Accepted::Buffered);
+        }
+        if self.future.len() >= self.config.max_buffered {
+            return Err(Rejection::BufferFull);
+        }
+        let issuer = st.transaction.participant;
+        self.future.insert(st.transaction.height, st);
+        // We missed something: ask the issuer for the gap.
+        self.effects.push_back(Effect::Send {
+            to: issuer,
+            message: Message::SyncRequest(SyncRequest {
+                channel_id: self.spec.channel_id,
+                fork: self.fork.fork,
+                from_height: self.agreement.tip() + 1,
+            }),
+        });
+        Ok(Accepted::Buffered)
+    }
+
+    fn drain_future(&mut self, local_ms: u64) {
+        loop {
+            let next = self.agreement.tip() + 1;
+            // Drop anything the chain has passed.
+            while let Some((&h, _)) = self.future.first_key_value() {
+                if h < next {
+                    self.future.pop_first();
+                } else {
+                    break;
+                }
+            }
+            let Some(st) = self.future.remove(&next) else { break };
+            let digest = self.spec.domain.digest(&st.transaction);
+            if let Err(reason) = self.validate_and_apply(st.clone(), digest, local_ms) {
+                let from = st.transaction.participant;
+                self.reject(from, reason);
+                break;
+            }
+        }
+        self.drain_early_confirmations();
+    }
+
+    fn on_confirmation(&mut self, c: Confirmation, _local_ms: u64) -> Result<Accepted, Rejection> {
+        if c.fork < self.fork.fork {
+            return Err(Rejection::StaleFork { got: c.fork, current: self.fork.fork });
+        }
+        if c.fork > self.fork.fork {
+            return Err(Rejection::FutureFork { got: c.fork, current: self.fork.fork });
+        }
+        let signer = recover_signer(&c.digest, &c.signature).map_err(Rejection::BadSignature)?;
+        if !self.fork.participants.contains(&signer) {
+            return Err(Rejection::NotAParticipant(signer));
+        }
+        if c.height > self.agreement.tip() {
+            if self.early_confirmations.len() >= self.config.max_buffered {
+                return Err(Rejection::BufferFull);
+            }
+            if !self.early_confirmations.contains(&c) {
+                self.early_confirmations.push_back(c);
+            }
+            return Ok(Accepted::Buffered);
+        }
+        self.record_confirmation(c.height, c.digest, signer, c.signature)
+    }
+
+    fn record_confirmation(
+        &mut self,
+        height: u64,
+        digest: B256,
+        signer: Address,
+        signature: Signature,
+    ) -> Result<Accepted, Rejection> {
+        let evidence_before = self.agreement.evidence().len();
+        let outcome = self.agreement.add_signature(height, digest, signer, signature);
+        self.notify_new_evidence(evidence_before);
+        let outcome = outcome.map_err(Rejection::Agreement)?;
+        if !outcome.new {
+            return Ok(Accepted::Noop);
+        }
+        self.effects.push_back(Effect::Persist(PersistRecord::Signature {
+            fork: self.fork.fork,
+            height,
+            digest,
+            signer,
+            signature,
+        }));
+        if let Some(finalized) = outcome.finalized {
+            self.on_finalized(finalized);
+        }
+        Ok(Accepted::Confirmed)
+    }
+
+    fn drain_early_confirmations(&mut self) {
+        let tip = self.agreement.tip();
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            self.early_confirmations.drain(..).partition(|c| c.height <= tip);
+        self.early_confirmations = waiting.into();
+        for c in ready {
+            if let Ok(signer) = recover_signer(&c.digest, &c.signature) {
+                let _ = self.record_confirmation(c.height, c.digest, signer, c.signature);
+            }
+        }
+    }
+
+    fn on_sync_request(&mut self, from: Address, request: SyncRequest) -> Result<Accepted, Rejection> {
+        if !self.fork.participants.contains(&from) {
+            return Err(Rejection::NotAParticipant(from));
+        }
+        if request.fork != self.fork.fork {
+            return Err(if request.fork < self.fork.fork {
+                Rejection::StaleFork { got: request.fork, current: self.fork.fork }
+            } else {
+                Rejection::FutureFork { got: request.fork, current: self.fork.fork }
+            });
+        }
+        let transactions: Vec<_> = self
+            .agreement
+            .entries_from(request.from_height)
+            .take(self.config.sync_batch)
+            .map(|e| e.to_record())
+            .collect();
+        if transactions.is_empty() {
+            return Ok(Accepted::Noop);
+        }
+        self.effects.push_back(Effect::Send {
+            to: from,
+            message: Message::SyncResponse(SyncResponse {
+                channel_id: self.spec.channel_id,
+                fork: self.fork.fork,
+                transactions,
+            }),
+        });
+        Ok(Accepted::Noop)
+    }
+
+    fn on_sync_response(
+        &mut self,
+        from: Address,
+        response: SyncResponse,
+        local_ms: u64,
+    ) -> Result<Accepted, Rejection> {
+        if response.transactions.len() > self.config.sync_batch {
+            return Err(Rejection::OversizedSync(response.transactions.len()));
+        }
+        if response.fork != self.fork.fork {
+            return Err(if response.fork < self.fork.fork {
+                Rejection::StaleFork { got: response.fork, current: self.fork.fork }
+            } else {
+                Rejection::FutureFork { got: response.fork, current: self.fork.fork }
+            });
+        }
+        let mut accepted = Accepted::Noop;
+        for record in response.transactions {
+            let mut signatures = record.signatures.into_iter();
+            let Some(issuer_signature) = signatures.next() else { continue };
+            let digest = self.spec.domain.digest(&record.transaction);
+            let (height, fork) = (record.transaction.height, record.transaction.forkCnt);
+            let st = SignedTransaction { transaction: record.transaction, signature: issuer_signature };
+            match self.on_transaction(st, local_ms) {
+                Ok(a) => accepted = a,
+                Err(Rejection::Duplicate(_)) => {}
+                Err(reason) => {
+                    self.reject(from, reason);
+                    continue;
+                }
+            }
+            for signature in signatures {
+                let c = Confirmation { channel_id: self.spec.channel_id, fork, height, digest, signature };
+                let _ = self.on_confirmation(c, local_ms);
+            }
+        }
+        Ok(accepted)
+    }
+
+    // ----- internals -------------------------------------------------------------------------
+
+    /// Signs `digest` unless that would be a second, different signature at `fork`/`height`.
+    /// Records the digest (effect) before the signature can leave.
+    fn sign(&mut self, fork: u64, height: u64, digest: B256) -> Option<Signature> {
+        match self.own_signatures.get(&(fork, height)) {
+            Some(existing) if *existing != digest => return None,
+            Some(_) => {}
+            None => {
+                self.own_signatures.insert((fork, height), digest);
+                self.effects.push_back(Effect::Persist(PersistRecord::OwnSignature { fork, height, digest }));
+            }
+        }
+        Some(self.signer.sign_digest(&digest))
+    }
+
+    fn confirm(&mut self, fork: u64, height: u64, digest: B256) {
+        let Some(signature) = self.sign(fork, height, digest) else { return };
+        if self.record_confirmation(height, digest, self.me, signature).is_ok() {
+            self.effects.push_back(Effect::Broadcast(Message::Confirmation(Confirmation {
+                channel_id: self.spec.channel_id,
+                fork,
+                height,
+                digest,
+                signature,
+            })));
+        }
+    }
+
+    /// The machine already holds the new state; record it everywhere else.
+    fn commit_applied(
+        &mut self,
+        transaction: Transaction,
+        digest: B256,
+        signature: Signature,
+        state: Bytes,
+        local_ms: u64,
+    ) {
+        let (fork, height, issuer) = (transaction.forkCnt, transaction.height, transaction.participant);
+        self.tip_state_hash = transaction.stateHash;
+        self.tip_timestamp = transaction.timestamp;
+        self.last_progress_ms = local_ms;
+        self.effects.push_back(Effect::Persist(PersistRecord::Transaction {
+            transaction: transaction.clone(),
+            digest,
+            signature,
+            state,
+        }));
+        let finalized = match self.agreement.append(transaction, digest, signature) {
+            Ok(finalized) => finalized,
+            Err(e) => {
+                // The pipeline checked fork and height; this cannot happen. Log loudly.
+                tracing::error!(target: "entente::state", error = %e, "append after validation failed");
+                None
+            }
+        };
+        self.effects.push_back(Effect::Notify(Event::Applied {
+            fork,
+            height,
+            issuer,
+            digest,
+            state_hash: self.tip_state_hash,
+        }));
+        if let Some(finalized) = finalized {
+            self.on_finalized(finalized);
+        }
+    }
+
+    fn after_apply(&mut self) {
+        if let Err(e) = self.refresh_turn() {
+            tracing::error!(target: "entente::state", error = %e, "reading the turn failed");
+        }
+        if self.game_over {
+            self.effects.push_back(Effect::Notify(Event::GameOver {
+                fork: self.fork.fork,
+                height: self.agreement.tip(),
+            }));
+        }
+    }
+
+    fn refresh_turn(&mut self) -> Result<(), EvmError> {
+        self.next_writer = self.machine.next_to_write()?;
+        self.game_over = self.machine.is_game_over()?;
+        Ok(())
+    }
+
+    fn on_finalized(&mut self, height: u64) {
+        let fork = self.fork.fork;
+        let state_hash = self.agreement.entry(height).map_or(self.tip_state_hash, |e| e.transaction.stateHash);
+        self.effects.push_back(Effect::Persist(PersistRecord::Finalized { fork, height }));
+        self.effects.push_back(Effect::Notify(Event::Finalized { fork, height, state_hash }));
+        // Own signatures below the finalized height can never be asked for again on this fork.
+        let keep_from = height.saturating_sub(self.fork.participants.len() as u64 * 2);
+        self.own_signatures.retain(|(f, h), _| *f > fork || *h >= keep_from);
+    }
+
+    fn notify_new_evidence(&mut self, before: usize) {
+        let new: Vec<(Address, u64, u64)> =
+            self.agreement.evidence()[before..].iter().map(|e| (e.signer, e.fork, e.height)).collect();
+        for (signer, fork, height) in new {
+            self.effects.push_back(Effect::Notify(Event::Equivocation { signer, fork, height }));
+        }
+    }
+
+    fn reject(&mut self, from: Address, reason: Rejection) -> Rejection {
+        tracing::debug!(target: "entente::state", peer = %from, channel = %self.spec.channel_id, %reason, "message refused");
+        self.effects.push_back(Effect::Notify(Event::Rejected { from, reason: reason.clone() }));
+        reason
+    }
+}
