@@ -1,2 +1,34 @@
-//! A deterministic N-peer simulation: seeded, virtual time, in-memory links with latency, loss,
-//! reordering and partitions, driving the same cores the node runs.
+//! A deterministic N-peer simulation of Entente channels.
+//!
+//! Every peer runs the real [`StateManager`] with the real state-machine bytecode in revm;
+//! the network is an in-memory event queue in virtual time, with per-message latency drawn from
+//! a seeded RNG (which also reorders messages), loss, duplication and timed partitions. Messages
+//! travel as encoded CBOR frames, exactly as over libp2p. The simulation drives the cores
+//! exactly as the node does: it carries out their effects in order (persist, then send), feeds
+//! them messages and timer ticks, and asks a [`Player`] for a move when it is a peer's turn.
+//!
+//! The same seed gives the same run: every decision comes from one seeded RNG and the queue is
+//! ordered by (time, sequence number). [`Simulation::trace_hash`] summarises a run so tests can
+//! assert that a replay is identical; a failing run prints its seed and configuration.
+//!
+//! ```
+//! use entente_sim::{Scenario, Game};
+//! use entente_types::AgreementMode;
+//!
+//! let report = Scenario::new(Game::TicTacToe, 2, 7).mode(AgreementMode::ExplicitConfirmations).run().unwrap();
+//! assert!(report.game_over);
+//! assert_eq!(report.finalized_height, report.tip);
+//! ```
+
+mod network;
+mod player;
+mod scenario;
+mod simulation;
+
+pub use network::{NetConfig, Partition};
+pub use player::{CounterPlayer, Player, TicTacToePlayer};
+pub use scenario::{Game, Report, Scenario};
+pub use simulation::{PeerStats, SimError, Simulation, TraceEntry};
+
+/// Re-exported so fixtures can name the core they drive.
+pub use entente_state_manager::StateManager;

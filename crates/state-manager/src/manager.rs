@@ -26,7 +26,12 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { gas_limit: 5_000_000, max_buffered: 256, resend_interval_ms: 500, sync_batch: 64 }
+        Self {
+            gas_limit: 5_000_000,
+            max_buffered: 256,
+            resend_interval_ms: 500,
+            sync_batch: 64,
+        }
     }
 }
 
@@ -113,7 +118,10 @@ impl<S: Signer> StateManager<S> {
         machine.set_state(&spec.genesis_state)?;
         let genesis = machine.participants()?;
         if genesis != spec.participants {
-            return Err(SetupError::ParticipantsMismatch { genesis, spec: spec.participants.clone() });
+            return Err(SetupError::ParticipantsMismatch {
+                genesis,
+                spec: spec.participants.clone(),
+            });
         }
         let genesis_state_hash = state_hash(&spec.genesis_state);
         let fork = ForkInfo {
@@ -255,7 +263,9 @@ impl<S: Signer> StateManager<S> {
             return Err(SubmitError::GameOver);
         }
         if self.next_writer != self.me {
-            return Err(SubmitError::NotYourTurn { expected: self.next_writer });
+            return Err(SubmitError::NotYourTurn {
+                expected: self.next_writer,
+            });
         }
         let now = self.clock.now_secs(local_ms);
         let transaction = Transaction {
@@ -269,16 +279,26 @@ impl<S: Signer> StateManager<S> {
             data,
         };
         let mut transaction = transaction;
-        let pending = self.machine.execute(&transaction, None).map_err(SubmitError::InvalidMove)?;
+        let pending = self
+            .machine
+            .execute(&transaction, None)
+            .map_err(SubmitError::InvalidMove)?;
         transaction.stateHash = pending.outcome().state_hash;
         let digest = self.spec.domain.digest(&transaction);
         let Some(signature) = self.sign(transaction.forkCnt, transaction.height, digest) else {
             // Dropping `pending` leaves the machine at the tip: nothing was signed.
-            return Err(SubmitError::DoubleSignGuard { fork: self.fork.fork, height: transaction.height });
+            return Err(SubmitError::DoubleSignGuard {
+                fork: self.fork.fork,
+                height: transaction.height,
+            });
         };
         let outcome = self.machine.commit(pending);
         self.commit_applied(transaction.clone(), digest, signature, outcome.state, local_ms);
-        self.effects.push_back(Effect::Broadcast(Message::Transaction(SignedTransaction { transaction, signature })));
+        self.effects
+            .push_back(Effect::Broadcast(Message::Transaction(SignedTransaction {
+                transaction,
+                signature,
+            })));
         self.after_apply();
         Ok(digest)
     }
@@ -287,7 +307,12 @@ impl<S: Signer> StateManager<S> {
 
     /// Decodes and handles a frame received from `from` (the address the transport
     /// authenticated).
-    pub fn handle_bytes(&mut self, from: Address, bytes: &[u8], local_ms: u64) -> Result<Accepted, Rejection> {
+    pub fn handle_bytes(
+        &mut self,
+        from: Address,
+        bytes: &[u8],
+        local_ms: u64,
+    ) -> Result<Accepted, Rejection> {
         let envelope = match Envelope::decode(bytes) {
             Ok(envelope) => envelope,
             Err(e) => return Err(self.reject(from, Rejection::Decode(e))),
@@ -342,21 +367,15 @@ impl<S: Signer> StateManager<S> {
                 }));
             }
         }
-        // Ask the next writer for anything after our tip, in case we missed it.
-        if self.next_writer != self.me && self.next_writer != Address::ZERO {
-            resend.push(Message::SyncRequest(SyncRequest {
-                channel_id: self.spec.channel_id,
-                fork: self.fork.fork,
-                from_height: self.agreement.tip() + 1,
-            }));
-        }
+        // Ask everyone for what we miss: later transactions and the signatures that would
+        // finalize ours (a peer that is already final no longer resends on its own).
+        resend.push(Message::SyncRequest(SyncRequest {
+            channel_id: self.spec.channel_id,
+            fork: self.fork.fork,
+            from_height: finalized + 1,
+        }));
         for message in resend {
-            match message {
-                Message::SyncRequest(_) => {
-                    self.effects.push_back(Effect::Send { to: self.next_writer, message });
-                }
-                other => self.effects.push_back(Effect::Broadcast(other)),
-            }
+            self.effects.push_back(Effect::Broadcast(message));
         }
     }
 
@@ -364,13 +383,22 @@ impl<S: Signer> StateManager<S> {
         let tx = &st.transaction;
         // Fork.
         if tx.forkCnt < self.fork.fork {
-            return Err(Rejection::StaleFork { got: tx.forkCnt, current: self.fork.fork });
+            return Err(Rejection::StaleFork {
+                got: tx.forkCnt,
+                current: self.fork.fork,
+            });
         }
         if tx.forkCnt > self.fork.fork {
-            return Err(Rejection::FutureFork { got: tx.forkCnt, current: self.fork.fork });
+            return Err(Rejection::FutureFork {
+                got: tx.forkCnt,
+                current: self.fork.fork,
+            });
         }
         if tx.height <= self.fork.genesis_height {
-            return Err(Rejection::BeforeGenesis { height: tx.height, genesis: self.fork.genesis_height });
+            return Err(Rejection::BeforeGenesis {
+                height: tx.height,
+                genesis: self.fork.genesis_height,
+            });
         }
         let digest = self.spec.domain.digest(tx);
         // Duplicate of what we hold: cheap to detect before any signature work.
@@ -382,7 +410,10 @@ impl<S: Signer> StateManager<S> {
         // Signature and participant.
         let signer = recover_signer(&digest, &st.signature).map_err(Rejection::BadSignature)?;
         if signer != tx.participant {
-            return Err(Rejection::WrongSigner { claimed: tx.participant, signer });
+            return Err(Rejection::WrongSigner {
+                claimed: tx.participant,
+                signer,
+            });
         }
         if !self.fork.participants.contains(&signer) {
             return Err(Rejection::NotAParticipant(signer));
@@ -397,7 +428,10 @@ impl<S: Signer> StateManager<S> {
                     height: evidence.height,
                 }));
             }
-            return Err(Rejection::Conflict { height: tx.height, tip });
+            return Err(Rejection::Conflict {
+                height: tx.height,
+                tip,
+            });
         }
         if tx.height > tip + 1 {
             return self.buffer_future(st);
@@ -408,16 +442,28 @@ impl<S: Signer> StateManager<S> {
     }
 
     /// Turn, previous state, timestamp, execution and resulting state; then apply.
-    fn validate_and_apply(&mut self, st: SignedTransaction, digest: B256, local_ms: u64) -> Result<(), Rejection> {
+    fn validate_and_apply(
+        &mut self,
+        st: SignedTransaction,
+        digest: B256,
+        local_ms: u64,
+    ) -> Result<(), Rejection> {
         let tx = &st.transaction;
         if self.game_over || tx.participant != self.next_writer {
-            return Err(Rejection::NotYourTurn { issuer: tx.participant, expected: self.next_writer });
+            return Err(Rejection::NotYourTurn {
+                issuer: tx.participant,
+                expected: self.next_writer,
+            });
         }
         if tx.prevStateHash != self.tip_state_hash {
-            return Err(Rejection::WrongPrevState { expected: self.tip_state_hash, got: tx.prevStateHash });
+            return Err(Rejection::WrongPrevState {
+                expected: self.tip_state_hash,
+                got: tx.prevStateHash,
+            });
         }
         let now = self.clock.now_secs(local_ms);
-        check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing).map_err(Rejection::Timestamp)?;
+        check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing)
+            .map_err(Rejection::Timestamp)?;
         let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {
             Ok(outcome) => outcome,
             Err(EvmError::StateHashMismatch { claimed, actual }) => {
@@ -425,7 +471,10 @@ impl<S: Signer> StateManager<S> {
             }
             Err(e) => return Err(Rejection::Execution(e)),
         };
-        let SignedTransaction { transaction, signature } = st;
+        let SignedTransaction {
+            transaction,
+            signature,
+        } = st;
         let (fork, height) = (transaction.forkCnt, transaction.height);
         self.commit_applied(transaction, digest, signature, outcome.state, local_ms);
         // Explicit mode confirms every valid transaction; virtual-voting mode confirms only the
@@ -478,7 +527,9 @@ impl<S: Signer> StateManager<S> {
                     break;
                 }
             }
-            let Some(st) = self.future.remove(&next) else { break };
+            let Some(st) = self.future.remove(&next) else {
+                break;
+            };
             let digest = self.spec.domain.digest(&st.transaction);
             if let Err(reason) = self.validate_and_apply(st.clone(), digest, local_ms) {
                 let from = st.transaction.participant;
@@ -491,10 +542,16 @@ impl<S: Signer> StateManager<S> {
 
     fn on_confirmation(&mut self, c: Confirmation, _local_ms: u64) -> Result<Accepted, Rejection> {
         if c.fork < self.fork.fork {
-            return Err(Rejection::StaleFork { got: c.fork, current: self.fork.fork });
+            return Err(Rejection::StaleFork {
+                got: c.fork,
+                current: self.fork.fork,
+            });
         }
         if c.fork > self.fork.fork {
-            return Err(Rejection::FutureFork { got: c.fork, current: self.fork.fork });
+            return Err(Rejection::FutureFork {
+                got: c.fork,
+                current: self.fork.fork,
+            });
         }
         let signer = recover_signer(&c.digest, &c.signature).map_err(Rejection::BadSignature)?;
         if !self.fork.participants.contains(&signer) {
@@ -557,9 +614,15 @@ impl<S: Signer> StateManager<S> {
         }
         if request.fork != self.fork.fork {
             return Err(if request.fork < self.fork.fork {
-                Rejection::StaleFork { got: request.fork, current: self.fork.fork }
+                Rejection::StaleFork {
+                    got: request.fork,
+                    current: self.fork.fork,
+                }
             } else {
-                Rejection::FutureFork { got: request.fork, current: self.fork.fork }
+                Rejection::FutureFork {
+                    got: request.fork,
+                    current: self.fork.fork,
+                }
             });
         }
         let transactions: Vec<_> = self
@@ -593,18 +656,29 @@ impl<S: Signer> StateManager<S> {
         }
         if response.fork != self.fork.fork {
             return Err(if response.fork < self.fork.fork {
-                Rejection::StaleFork { got: response.fork, current: self.fork.fork }
+                Rejection::StaleFork {
+                    got: response.fork,
+                    current: self.fork.fork,
+                }
             } else {
-                Rejection::FutureFork { got: response.fork, current: self.fork.fork }
+                Rejection::FutureFork {
+                    got: response.fork,
+                    current: self.fork.fork,
+                }
             });
         }
         let mut accepted = Accepted::Noop;
         for record in response.transactions {
             let mut signatures = record.signatures.into_iter();
-            let Some(issuer_signature) = signatures.next() else { continue };
+            let Some(issuer_signature) = signatures.next() else {
+                continue;
+            };
             let digest = self.spec.domain.digest(&record.transaction);
             let (height, fork) = (record.transaction.height, record.transaction.forkCnt);
-            let st = SignedTransaction { transaction: record.transaction, signature: issuer_signature };
+            let st = SignedTransaction {
+                transaction: record.transaction,
+                signature: issuer_signature,
+            };
             match self.on_transaction(st, local_ms) {
                 Ok(a) => accepted = a,
                 Err(Rejection::Duplicate(_)) => {}
@@ -614,7 +688,13 @@ impl<S: Signer> StateManager<S> {
                 }
             }
             for signature in signatures {
-                let c = Confirmation { channel_id: self.spec.channel_id, fork, height, digest, signature };
+                let c = Confirmation {
+                    channel_id: self.spec.channel_id,
+                    fork,
+                    height,
+                    digest,
+                    signature,
+                };
                 let _ = self.on_confirmation(c, local_ms);
             }
         }
@@ -631,22 +711,33 @@ impl<S: Signer> StateManager<S> {
             Some(_) => {}
             None => {
                 self.own_signatures.insert((fork, height), digest);
-                self.effects.push_back(Effect::Persist(PersistRecord::OwnSignature { fork, height, digest }));
+                self.effects
+                    .push_back(Effect::Persist(PersistRecord::OwnSignature {
+                        fork,
+                        height,
+                        digest,
+                    }));
             }
         }
         Some(self.signer.sign_digest(&digest))
     }
 
     fn confirm(&mut self, fork: u64, height: u64, digest: B256) {
-        let Some(signature) = self.sign(fork, height, digest) else { return };
-        if self.record_confirmation(height, digest, self.me, signature).is_ok() {
-            self.effects.push_back(Effect::Broadcast(Message::Confirmation(Confirmation {
-                channel_id: self.spec.channel_id,
-                fork,
-                height,
-                digest,
-                signature,
-            })));
+        let Some(signature) = self.sign(fork, height, digest) else {
+            return;
+        };
+        if self
+            .record_confirmation(height, digest, self.me, signature)
+            .is_ok()
+        {
+            self.effects
+                .push_back(Effect::Broadcast(Message::Confirmation(Confirmation {
+                    channel_id: self.spec.channel_id,
+                    fork,
+                    height,
+                    digest,
+                    signature,
+                })));
         }
     }
 
@@ -663,12 +754,13 @@ impl<S: Signer> StateManager<S> {
         self.tip_state_hash = transaction.stateHash;
         self.tip_timestamp = transaction.timestamp;
         self.last_progress_ms = local_ms;
-        self.effects.push_back(Effect::Persist(PersistRecord::Transaction {
-            transaction: transaction.clone(),
-            digest,
-            signature,
-            state,
-        }));
+        self.effects
+            .push_back(Effect::Persist(PersistRecord::Transaction {
+                transaction: transaction.clone(),
+                digest,
+                signature,
+                state,
+            }));
         let finalized = match self.agreement.append(transaction, digest, signature) {
             Ok(finalized) => finalized,
             Err(e) => {
@@ -709,25 +801,40 @@ impl<S: Signer> StateManager<S> {
 
     fn on_finalized(&mut self, height: u64) {
         let fork = self.fork.fork;
-        let state_hash = self.agreement.entry(height).map_or(self.tip_state_hash, |e| e.transaction.stateHash);
-        self.effects.push_back(Effect::Persist(PersistRecord::Finalized { fork, height }));
-        self.effects.push_back(Effect::Notify(Event::Finalized { fork, height, state_hash }));
+        let state_hash = self
+            .agreement
+            .entry(height)
+            .map_or(self.tip_state_hash, |e| e.transaction.stateHash);
+        self.effects
+            .push_back(Effect::Persist(PersistRecord::Finalized { fork, height }));
+        self.effects.push_back(Effect::Notify(Event::Finalized {
+            fork,
+            height,
+            state_hash,
+        }));
         // Own signatures below the finalized height can never be asked for again on this fork.
         let keep_from = height.saturating_sub(self.fork.participants.len() as u64 * 2);
-        self.own_signatures.retain(|(f, h), _| *f > fork || *h >= keep_from);
+        self.own_signatures
+            .retain(|(f, h), _| *f > fork || *h >= keep_from);
     }
 
     fn notify_new_evidence(&mut self, before: usize) {
-        let new: Vec<(Address, u64, u64)> =
-            self.agreement.evidence()[before..].iter().map(|e| (e.signer, e.fork, e.height)).collect();
+        let new: Vec<(Address, u64, u64)> = self.agreement.evidence()[before..]
+            .iter()
+            .map(|e| (e.signer, e.fork, e.height))
+            .collect();
         for (signer, fork, height) in new {
-            self.effects.push_back(Effect::Notify(Event::Equivocation { signer, fork, height }));
+            self.effects
+                .push_back(Effect::Notify(Event::Equivocation { signer, fork, height }));
         }
     }
 
     fn reject(&mut self, from: Address, reason: Rejection) -> Rejection {
         tracing::debug!(target: "entente::state", peer = %from, channel = %self.spec.channel_id, %reason, "message refused");
-        self.effects.push_back(Effect::Notify(Event::Rejected { from, reason: reason.clone() }));
+        self.effects.push_back(Effect::Notify(Event::Rejected {
+            from,
+            reason: reason.clone(),
+        }));
         reason
     }
 }

@@ -1,0 +1,477 @@
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+
+use entente_state_manager::{Effect, Event, PersistRecord, StateManager};
+use entente_types::{Address, B256, Envelope, LocalSigner, keccak256};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{NetConfig, Player};
+
+/// A failed run: everything needed to replay it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimError {
+    /// The seed of the run.
+    pub seed: u64,
+    /// Virtual time of the failure.
+    pub at_ms: u64,
+    /// What went wrong.
+    pub reason: String,
+    /// The scenario, as given.
+    pub scenario: String,
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "simulation failed at {} ms: {}\n  replay: seed = {}, scenario = {}",
+            self.at_ms, self.reason, self.seed, self.scenario
+        )
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// One line of a run's trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// Virtual time.
+    pub at_ms: u64,
+    /// Peer index.
+    pub peer: usize,
+    /// What happened.
+    pub what: String,
+}
+
+/// Counters per peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Moves submitted.
+    pub submitted: u64,
+    /// Transactions applied (own and received).
+    pub applied: u64,
+    /// Messages refused.
+    pub rejected: u64,
+    /// Frames sent.
+    pub sent: u64,
+    /// Equivocations detected.
+    pub equivocations: u64,
+}
+
+enum Action {
+    Deliver { to: usize, from: usize, bytes: Vec<u8> },
+    Wake(usize),
+    Act(usize),
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct SimPeer {
+    core: StateManager<LocalSigner>,
+    player: Box<dyn Player>,
+    /// What the peer persisted, in order.
+    stored: Vec<PersistRecord>,
+    /// Own-signature log (from the persist effects): detects a double signature.
+    own_signed: BTreeMap<(u64, u64), B256>,
+    act_pending: bool,
+    next_wake: Option<u64>,
+    stats: PeerStats,
+}
+
+/// The simulation: peers, virtual time, the in-memory network.
+pub struct Simulation {
+    seed: u64,
+    scenario: String,
+    rng: StdRng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    peers: Vec<SimPeer>,
+    index: BTreeMap<Address, usize>,
+    net: NetConfig,
+    think_ms: (u64, u64),
+    trace: Vec<TraceEntry>,
+    trace_hash: B256,
+    keep_trace: bool,
+    /// When each (fork, height) was submitted, for finality latency.
+    submitted_at: BTreeMap<(u64, u64), u64>,
+    /// Submit-to-final latency of every (peer, height), in virtual ms.
+    latencies: Vec<u64>,
+    last_final: Vec<u64>,
+    frames: u64,
+}
+
+impl fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Simulation")
+            .field("seed", &self.seed)
+            .field("now", &self.now)
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulation {
+    /// A simulation of `peers` (each a core and its player) under `net`, seeded by `seed`.
+    /// `scenario` describes the run for replay messages.
+    pub fn new(
+        seed: u64,
+        scenario: String,
+        peers: Vec<(StateManager<LocalSigner>, Box<dyn Player>)>,
+        net: NetConfig,
+        think_ms: (u64, u64),
+    ) -> Self {
+        let index = peers
+            .iter()
+            .enumerate()
+            .map(|(i, (core, _))| (core.me(), i))
+            .collect();
+        let n = peers.len();
+        let peers = peers
+            .into_iter()
+            .map(|(core, player)| SimPeer {
+                core,
+                player,
+                stored: Vec::new(),
+                own_signed: BTreeMap::new(),
+                act_pending: false,
+                next_wake: None,
+                stats: PeerStats::default(),
+            })
+            .collect();
+        let mut sim = Self {
+            seed,
+            scenario,
+            rng: StdRng::seed_from_u64(seed),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            peers,
+            index,
+            net,
+            think_ms,
+            trace: Vec::new(),
+            trace_hash: B256::ZERO,
+            keep_trace: true,
+            submitted_at: BTreeMap::new(),
+            latencies: Vec::new(),
+            last_final: vec![0; n],
+            frames: 0,
+        };
+        for i in 0..n {
+            sim.schedule_turn(i);
+        }
+        sim
+    }
+
+    /// Keep only the trace hash, not the entries (long runs).
+    pub fn keep_trace(&mut self, keep: bool) {
+        self.keep_trace = keep;
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Virtual time now (ms).
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    /// The trace so far (empty if not kept).
+    pub fn trace(&self) -> &[TraceEntry] {
+        &self.trace
+    }
+
+    /// A hash of every trace entry so far: equal for identical runs.
+    pub fn trace_hash(&self) -> B256 {
+        self.trace_hash
+    }
+
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// True if there are no peers.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Peer `i`'s core.
+    pub fn peer(&self, i: usize) -> &StateManager<LocalSigner> {
+        &self.peers[i].core
+    }
+
+    /// Peer `i`'s core, mutably (for views).
+    pub fn peer_mut(&mut self, i: usize) -> &mut StateManager<LocalSigner> {
+        &mut self.peers[i].core
+    }
+
+    /// Peer `i`'s counters.
+    pub fn stats(&self, i: usize) -> &PeerStats {
+        &self.peers[i].stats
+    }
+
+    /// What peer `i` persisted.
+    pub fn stored(&self, i: usize) -> &[PersistRecord] {
+        &self.peers[i].stored
+    }
+
+    /// Submit-to-final latencies (virtual ms) over every peer and height.
+    pub fn latencies(&self) -> &[u64] {
+        &self.latencies
+    }
+
+    /// Frames put on the network.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// True when every peer sees the game over with everything final at the same tip.
+    pub fn settled(&self) -> bool {
+        let Some(first) = self.peers.first() else {
+            return true;
+        };
+        let tip = first.core.tip();
+        self.peers
+            .iter()
+            .all(|p| p.core.is_game_over() && p.core.tip() == tip && p.core.finalized_height() == tip)
+    }
+
+    /// Runs until every peer has settled, the queue is empty, or `max_ms` of virtual time.
+    /// Checks the safety invariants after every step.
+    pub fn run(&mut self, max_ms: u64) -> Result<(), SimError> {
+        while let Some(Reverse(next)) = self.queue.pop() {
+            if next.at > max_ms {
+                self.queue.push(Reverse(next));
+                break;
+            }
+            self.now = next.at;
+            self.step(next.action)?;
+            if self.settled() {
+                break;
+            }
+        }
+        self.check_agreement()
+    }
+
+    fn step(&mut self, action: Action) -> Result<(), SimError> {
+        let now = self.now;
+        let peer = match action {
+            Action::Deliver { to, from, bytes } => {
+                let from_addr = self.peers[from].core.me();
+                let _ = self.peers[to].core.handle_bytes(from_addr, &bytes, now);
+                to
+            }
+            Action::Wake(i) => {
+                self.peers[i].next_wake = None;
+                self.peers[i].core.handle_timeout(now);
+                i
+            }
+            Action::Act(i) => {
+                self.peers[i].act_pending = false;
+                let p = &mut self.peers[i];
+                if p.core.is_my_turn()
+                    && let Some(data) = p.player.choose(&mut p.core, &mut self.rng)
+                {
+                    match p.core.submit(data, now) {
+                        Ok(_) => {
+                            p.stats.submitted += 1;
+                            let key = (p.core.fork().fork, p.core.tip());
+                            self.submitted_at.entry(key).or_insert(now);
+                        }
+                        Err(e) => self.record(i, format!("submit refused: {e}")),
+                    }
+                }
+                i
+            }
+        };
+        self.carry_out(peer)?;
+        self.schedule_turn(peer);
+        Ok(())
+    }
+
+    /// Carries out peer `i`'s effects in order: persist (and check the own-signature log),
+    /// then sends.
+    fn carry_out(&mut self, i: usize) -> Result<(), SimError> {
+        while let Some(effect) = self.peers[i].core.poll_effect() {
+            match effect {
+                Effect::Persist(record) => {
+                    if let PersistRecord::OwnSignature { fork, height, digest } = &record {
+                        let previous = self.peers[i].own_signed.insert((*fork, *height), *digest);
+                        if let Some(previous) = previous
+                            && previous != *digest
+                        {
+                            return Err(self.fail(format!(
+                                "peer {i} signed two transactions at fork {fork} height {height}"
+                            )));
+                        }
+                    }
+                    self.peers[i].stored.push(record);
+                }
+                Effect::Broadcast(message) => {
+                    let bytes = self.encode(i, message)?;
+                    for j in 0..self.peers.len() {
+                        if j != i {
+                            self.send(i, j, bytes.clone());
+                        }
+                    }
+                }
+                Effect::Send { to, message } => {
+                    let bytes = self.encode(i, message)?;
+                    if let Some(&j) = self.index.get(&to) {
+                        self.send(i, j, bytes);
+                    }
+                }
+                Effect::Notify(event) => self.on_event(i, event)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(&self, i: usize, message: entente_types::Message) -> Result<Vec<u8>, SimError> {
+        Envelope::new(message)
+            .encode()
+            .map_err(|e| self.fail(format!("peer {i} produced an unsendable frame: {e}")))
+    }
+
+    fn on_event(&mut self, i: usize, event: Event) -> Result<(), SimError> {
+        match &event {
+            Event::Applied { .. } => self.peers[i].stats.applied += 1,
+            Event::Rejected { .. } => self.peers[i].stats.rejected += 1,
+            Event::Equivocation { .. } => self.peers[i].stats.equivocations += 1,
+            Event::Finalized { fork, height, .. } => {
+                for h in self.last_final[i] + 1..=*height {
+                    if let Some(at) = self.submitted_at.get(&(*fork, h)) {
+                        self.latencies.push(self.now - at);
+                    }
+                }
+                self.last_final[i] = self.last_final[i].max(*height);
+            }
+            Event::GameOver { .. } => {}
+        }
+        self.record(i, format!("{event:?}"));
+        Ok(())
+    }
+
+    fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        self.peers[from].stats.sent += 1;
+        self.frames += 1;
+        if self.net.blocked(from, to, self.now) {
+            return;
+        }
+        if self.net.loss > 0.0 && self.rng.random_bool(self.net.loss.clamp(0.0, 1.0)) {
+            return;
+        }
+        let (lo, hi) = self.net.latency_ms;
+        let latency = self.rng.random_range(lo..=hi.max(lo));
+        if self.net.duplicate > 0.0 && self.rng.random_bool(self.net.duplicate.clamp(0.0, 1.0)) {
+            let again = self.rng.random_range(lo..=hi.max(lo));
+            self.push(
+                self.now + again,
+                Action::Deliver {
+                    to,
+                    from,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        self.push(self.now + latency, Action::Deliver { to, from, bytes });
+    }
+
+    fn schedule_turn(&mut self, i: usize) {
+        if self.peers[i].core.is_my_turn() && !self.peers[i].act_pending {
+            self.peers[i].act_pending = true;
+            let (lo, hi) = self.think_ms;
+            let think = self.rng.random_range(lo..=hi.max(lo));
+            self.push(self.now + think, Action::Act(i));
+        }
+        if let Some(due) = self.peers[i].core.poll_timeout() {
+            let due = due.max(self.now);
+            if self.peers[i].next_wake.is_none_or(|w| due < w) {
+                self.peers[i].next_wake = Some(due);
+                self.push(due, Action::Wake(i));
+            }
+        }
+    }
+
+    fn push(&mut self, at: u64, action: Action) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            action,
+        }));
+    }
+
+    fn record(&mut self, peer: usize, what: String) {
+        let line = format!("{} {} {}", self.now, peer, what);
+        let mut buf = Vec::with_capacity(32 + line.len());
+        buf.extend_from_slice(self.trace_hash.as_slice());
+        buf.extend_from_slice(line.as_bytes());
+        self.trace_hash = keccak256(&buf);
+        if self.keep_trace {
+            self.trace.push(TraceEntry {
+                at_ms: self.now,
+                peer,
+                what,
+            });
+        }
+    }
+
+    /// Safety: finalized prefixes agree between every pair of peers.
+    fn check_agreement(&self) -> Result<(), SimError> {
+        for (i, a) in self.peers.iter().enumerate() {
+            for (j, b) in self.peers.iter().enumerate().skip(i + 1) {
+                if a.core.fork().fork != b.core.fork().fork {
+                    continue;
+                }
+                let common = a.core.finalized_height().min(b.core.finalized_height());
+                let ea = a.core.agreement().entry(common).map(|e| e.transaction.stateHash);
+                let eb = b.core.agreement().entry(common).map(|e| e.transaction.stateHash);
+                if let (Some(x), Some(y)) = (ea, eb)
+                    && x != y
+                {
+                    return Err(self.fail(format!(
+                        "peers {i} and {j} finalized different states at height {common}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) -> SimError {
+        SimError {
+            seed: self.seed,
+            at_ms: self.now,
+            reason,
+            scenario: self.scenario.clone(),
+        }
+    }
+}
