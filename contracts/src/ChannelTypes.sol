@@ -35,6 +35,23 @@ library TransactionHashing {
         "Transaction(bytes32 channelId,uint64 forkCnt,uint64 height,address participant,uint64 timestamp,bytes32 prevStateHash,bytes32 stateHash,bytes data)"
     );
 
+    /// @notice EIP-712 `hashStruct(transaction)` of a transaction in calldata (no copy of the struct).
+    function hashCalldata(Transaction calldata t) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                TRANSACTION_TYPEHASH,
+                t.channelId,
+                t.forkCnt,
+                t.height,
+                t.participant,
+                t.timestamp,
+                t.prevStateHash,
+                t.stateHash,
+                keccak256(t.data)
+            )
+        );
+    }
+
     /// @notice EIP-712 `hashStruct(transaction)`.
     function hashStruct(Transaction memory t) internal pure returns (bytes32) {
         return keccak256(
@@ -234,33 +251,38 @@ enum ChannelStatus {
     Cancelled
 }
 
-/// @notice A channel as the manager stores it: six slots, packed for the hot paths (deposit, post, dispute, close).
+/// @notice A channel as the manager stores it: seven slots, packed so that each hot path reads few of them
+/// (calldata post: slot 0 only; deposit: 0 and 1; the N-of-N check reads slot 5 instead of N member slots).
 struct Channel {
-    // slot 0
+    // slot 0: read by every entry point
     ChannelStatus status;
-    uint16 participantCount;
-    uint16 fundedCount;
-    /// While Funding: the funding deadline. Afterwards: the current fork's genesis timestamp.
-    uint64 timestamp;
-    /// What the channel holds (deposits while Funding; the locked total while live; the unclaimed
-    /// rest once Closed or Cancelled).
-    uint128 locked;
+    uint8 participantCount;
+    uint8 fundedCount;
     /// The running dispute is a fraud dispute (a new fraud proof cannot replace it).
     bool fraudDispute;
-    // slot 1
-    address stateMachine;
+    /// While Funding: the funding deadline. Afterwards: the current fork's genesis timestamp.
+    uint64 timestamp;
     uint64 forkCnt;
-    uint32 machineGasLimit;
-    // slot 2
-    address token;
     uint64 genesisHeight;
+    uint32 machineGasLimit;
+    // slot 1
+    address token;
+    /// What the channel holds (deposits while Funding; the locked total while live; the unclaimed
+    /// rest once Closed or Cancelled). At most 128 deposits below 2^88 each fit 96 bits; a join that
+    /// would overflow it reverts.
+    uint96 locked;
+    // slot 2
+    address stateMachine;
+    uint64 challengeTime;
     // slot 3
     uint64 p2pTime;
     uint64 agreementTime;
     uint64 chainFallbackTime;
-    uint64 challengeTime;
     // slot 4
     bytes32 genesisStateHash;
-    // slot 5: the running dispute's record hash while Disputed; the exits hash once Closed.
+    /// slot 5: keccak256 of the current participants in signing order, each as a 32-byte word
+    /// (`keccak256(abi.encodePacked(participants))`).
+    bytes32 participantsHash;
+    /// slot 6: the running dispute's record hash while Disputed; the exits hash once Closed.
     bytes32 commitment;
 }

@@ -67,11 +67,11 @@ contract StateChannelManager is ADisputeManager {
         if (ch.status != ChannelStatus.None) revert ChannelExists(channelId);
         _validateGenesis(spec, genesisState, n);
 
-        Member[] storage mem = _members[channelId];
+        mapping(uint256 => Member) storage mem = _members[channelId];
         uint256 funded;
         uint256 openerDeposit;
         bool openerFound;
-        for (uint256 i = 0; i < n; i++) {
+        for (uint256 i = 0; i < n; ++i) {
             address p = spec.participants[i];
             uint256 dep = spec.deposits[i];
             bool isOpener = p == msg.sender;
@@ -81,15 +81,15 @@ contract StateChannelManager is ADisputeManager {
             }
             bool f = dep == 0 || isOpener;
             if (f) funded++;
-            mem.push(Member(p, uint88(dep), f));
+            mem[i] = Member(p, uint88(dep), f);
         }
         if (!openerFound) revert NotAParticipant(msg.sender);
 
         ch.status = ChannelStatus.Funding;
-        ch.participantCount = uint16(n);
-        ch.fundedCount = uint16(funded);
+        ch.participantCount = uint8(n);
+        ch.fundedCount = uint8(funded);
         ch.timestamp = uint64(block.timestamp) + spec.fundingPeriod;
-        ch.locked = uint128(openerDeposit);
+        ch.locked = uint96(openerDeposit);
         ch.stateMachine = spec.stateMachine;
         ch.machineGasLimit = uint32(spec.machineGasLimit);
         ch.token = spec.token;
@@ -98,6 +98,8 @@ contract StateChannelManager is ADisputeManager {
         ch.chainFallbackTime = spec.chainFallbackTime;
         ch.challengeTime = spec.challengeTime;
         ch.genesisStateHash = keccak256(genesisState);
+        address[] memory ps = spec.participants;
+        ch.participantsHash = _hashAddresses(ps);
 
         emit ChannelOpened(channelId, msg.sender, spec, genesisState);
         _collect(spec.token, openerDeposit);
@@ -111,15 +113,14 @@ contract StateChannelManager is ADisputeManager {
         Channel storage ch = _channel(channelId);
         _requireStatus(channelId, ch, ChannelStatus.Funding);
         if (block.timestamp > ch.timestamp) revert TooLate(ch.timestamp);
-        Member[] storage mem = _members[channelId];
-        if (index >= mem.length) revert IndexOutOfRange(index);
-        Member storage m = mem[index];
+        if (index >= ch.participantCount) revert IndexOutOfRange(index);
+        Member storage m = _members[channelId][index];
         if (m.funded) revert AlreadyFunded(index);
         uint256 amount = m.deposit;
         m.funded = true;
-        uint16 funded = ch.fundedCount + 1;
+        uint8 funded = ch.fundedCount + 1;
         ch.fundedCount = funded;
-        ch.locked += uint128(amount);
+        ch.locked += uint96(amount);
         emit Deposited(channelId, m.addr, amount);
         if (funded == ch.participantCount) _activate(channelId, ch);
         _collect(ch.token, amount);
@@ -138,13 +139,12 @@ contract StateChannelManager is ADisputeManager {
     function reclaimDeposit(bytes32 channelId, uint256 index) external nonReentrant {
         Channel storage ch = _channel(channelId);
         _requireStatus(channelId, ch, ChannelStatus.Cancelled);
-        Member[] storage mem = _members[channelId];
-        if (index >= mem.length) revert IndexOutOfRange(index);
-        Member storage m = mem[index];
+        if (index >= ch.participantCount) revert IndexOutOfRange(index);
+        Member storage m = _members[channelId][index];
         uint256 amount = m.deposit;
         if (!m.funded || amount == 0) revert NotFunded(index);
         m.funded = false;
-        ch.locked -= uint128(amount);
+        ch.locked -= uint96(amount);
         address to = m.addr;
         emit DepositReclaimed(channelId, to, amount);
         _pay(ch.token, to, amount);
@@ -184,7 +184,7 @@ contract StateChannelManager is ADisputeManager {
         _claimed[channelId][word] = claimed | bit;
         uint256 amount = exits[index].amount;
         address to = exits[index].participant;
-        ch.locked -= uint128(amount);
+        ch.locked -= uint96(amount);
         emit Withdrawn(channelId, to, amount);
         _pay(ch.token, to, amount);
     }
@@ -232,7 +232,7 @@ contract StateChannelManager is ADisputeManager {
             if (spec.deposits[i] > type(uint88).max) revert InvalidSpec("deposit too large");
             total += spec.deposits[i];
         }
-        if (total > type(uint128).max) revert InvalidSpec("total too large");
+        // n <= 128 deposits below 2^88 each: the total fits `Channel.locked` (uint96).
     }
 
     function _validateGenesis(ChannelSpec calldata spec, bytes calldata genesisState, uint256 n)

@@ -34,8 +34,7 @@ interface IStateChannelEvents {
         uint64 indexed forkCnt,
         uint64 indexed height,
         Transaction transaction,
-        bytes signature,
-        uint64 postedAt
+        bytes signature
     );
     /// @notice A dispute started; `state` is the state it will enforce (hash `dispute.stateHash`).
     event DisputeStarted(bytes32 indexed channelId, DisputeRecord dispute, bytes state);
@@ -111,4 +110,6 @@ interface IStateChannelEvents {
     error TransferFailed();
     error UnsupportedToken();
     error NotJoiner(address expected, address got);
+    /// @notice `postCalldata` arguments not in the canonical ABI encoding (their bytes become the log).
+    error NonCanonicalEncoding();
 }

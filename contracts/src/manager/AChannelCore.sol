@@ -40,7 +40,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         uint64 timestamp;
     }
 
-    /// @dev One slot per participant.
+    /// @dev One slot per participant (index = signing order; the count is `Channel.participantCount`).
     struct Member {
         address addr;
         uint88 deposit;
@@ -57,7 +57,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     // ------------------------------------------------------------------ storage
 
     mapping(bytes32 channelId => Channel) internal _channels;
-    mapping(bytes32 channelId => Member[]) internal _members;
+    mapping(bytes32 channelId => mapping(uint256 index => Member)) internal _members;
     /// @dev EIP-712 digest of a transaction posted as calldata => chain time of the post.
     mapping(bytes32 digest => uint64) internal _postedAt;
     /// @dev Exits already claimed after a close: bit i of word i/256.
@@ -71,7 +71,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
 
     /// @notice The EIP-712 digest every participant signs for `transaction`.
     function transactionDigest(Transaction calldata transaction) public view returns (bytes32) {
-        return _hashTypedDataV4(TransactionHashing.hashStruct(transaction));
+        return _hashTypedDataV4(TransactionHashing.hashCalldata(transaction));
     }
 
     /// @notice The EIP-712 domain separator (name "Entente", version "1", chain id, this contract).
@@ -86,9 +86,9 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
 
     /// @notice A channel's current participants (signing order).
     function getParticipants(bytes32 channelId) external view returns (address[] memory out) {
-        Member[] storage m = _members[channelId];
-        out = new address[](m.length);
-        for (uint256 i = 0; i < out.length; i++) {
+        mapping(uint256 => Member) storage m = _members[channelId];
+        out = new address[](_channels[channelId].participantCount);
+        for (uint256 i = 0; i < out.length; ++i) {
             out[i] = m[i].addr;
         }
     }
@@ -120,24 +120,42 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         return signer;
     }
 
-    /// @dev Signature i must be by current participant i, for every participant.
-    function _verifyAll(bytes32 channelId, bytes32 digest, bytes[] calldata signatures) internal view {
-        Member[] storage m = _members[channelId];
-        uint256 n = m.length;
+    /// @dev Signature i must be by current participant i, for every participant. The recovered signers are
+    /// checked against `participantsHash` (one slot instead of N); only a failing check reads the member
+    /// slots, to name the first wrong signature.
+    function _verifyAll(bytes32 channelId, Channel storage ch, bytes32 digest, bytes[] calldata signatures)
+        internal
+        view
+    {
+        uint256 n = ch.participantCount;
         if (signatures.length != n) revert SignatureCountMismatch(n, signatures.length);
-        for (uint256 i = 0; i < n; i++) {
-            if (_recover(digest, signatures[i], i) != m[i].addr) revert InvalidSignature(i);
+        address[] memory signers = new address[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            signers[i] = _recover(digest, signatures[i], i);
+        }
+        if (_hashAddresses(signers) == ch.participantsHash) return;
+        mapping(uint256 => Member) storage m = _members[channelId];
+        for (uint256 i = 0; i < n; ++i) {
+            if (signers[i] != m[i].addr) revert InvalidSignature(i);
+        }
+        revert InvalidSignature(0);
+    }
+
+    /// @dev keccak256 of the addresses, each as a 32-byte word (= `keccak256(abi.encodePacked(a))`).
+    function _hashAddresses(address[] memory a) internal pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            h := keccak256(add(a, 0x20), shl(5, mload(a)))
         }
     }
 
-    function _requireMember(bytes32 channelId, address account) internal view {
-        if (!_isMember(channelId, account)) revert NotAParticipant(account);
+    function _requireMember(bytes32 channelId, Channel storage ch, address account) internal view {
+        if (!_isMember(channelId, ch, account)) revert NotAParticipant(account);
     }
 
-    function _isMember(bytes32 channelId, address account) internal view returns (bool) {
-        Member[] storage m = _members[channelId];
-        uint256 n = m.length;
-        for (uint256 i = 0; i < n; i++) {
+    function _isMember(bytes32 channelId, Channel storage ch, address account) internal view returns (bool) {
+        mapping(uint256 => Member) storage m = _members[channelId];
+        uint256 n = ch.participantCount;
+        for (uint256 i = 0; i < n; ++i) {
             if (m[i].addr == account) return true;
         }
         return false;
@@ -165,7 +183,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         if (t.stateHash != r.stateHash) revert StateHashMismatch(t.stateHash, r.stateHash);
         bytes32 digest = transactionDigest(t);
         if (p.kind == ProofKind.Signed) {
-            _verifyAll(channelId, digest, p.signatures);
+            _verifyAll(channelId, ch, digest, p.signatures);
         } else if (_postedAt[digest] == 0) {
             revert NotPosted(digest);
         }
@@ -230,7 +248,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
             _pending[exits[i].participant][token] += amount;
             emit ExitCredited(channelId, exits[i].participant, amount);
         }
-        ch.locked -= uint128(sum);
+        ch.locked -= uint96(sum);
     }
 
     /// @dev Makes `state` (at `height`) the genesis of a new fork, or settles the channel if the state is
@@ -248,25 +266,27 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
             return;
         }
         if (participants.length > MAX_PARTICIPANTS) revert InvalidGenesis("too many participants");
-        Member[] storage mem = _members[channelId];
-        uint256 old = mem.length;
-        for (uint256 i = 0; i < participants.length; i++) {
-            if (i < old) {
+        mapping(uint256 => Member) storage mem = _members[channelId];
+        uint256 old = ch.participantCount;
+        uint256 n = participants.length;
+        for (uint256 i = 0; i < n; ++i) {
+            if (i >= old) {
+                mem[i] = Member(participants[i], 0, true);
+            } else if (mem[i].addr != participants[i]) {
                 mem[i].addr = participants[i];
-            } else {
-                mem.push(Member(participants[i], 0, true));
             }
         }
-        for (uint256 i = participants.length; i < old; i++) {
-            mem.pop();
+        for (uint256 i = n; i < old; ++i) {
+            delete mem[i];
         }
         uint64 fork = ch.forkCnt + 1;
         uint64 nowTs = uint64(block.timestamp);
         ch.forkCnt = fork;
         ch.genesisHeight = height;
         ch.timestamp = nowTs;
-        ch.participantCount = uint16(participants.length);
+        ch.participantCount = uint8(n);
         ch.genesisStateHash = keccak256(state);
+        ch.participantsHash = _hashAddresses(participants);
         ch.status = ChannelStatus.Open;
         ch.fraudDispute = false;
         ch.commitment = bytes32(0);

@@ -38,11 +38,45 @@ abstract contract ADisputeManager is AChannelCore {
         bytes32 digest = transactionDigest(transaction);
         address signer = _recover(digest, signature, 0);
         if (signer != transaction.participant) revert SignerMismatch(transaction.participant, signer);
-        _requireMember(channelId, signer);
+        _requireMember(channelId, ch, signer);
         if (_postedAt[digest] != 0) revert AlreadyPosted(digest);
         uint64 nowTs = uint64(block.timestamp);
         _postedAt[digest] = nowTs;
-        emit CalldataPosted(channelId, transaction.forkCnt, transaction.height, transaction, signature, nowTs);
+        _emitPosted(channelId, transaction.forkCnt, transaction.height, transaction.data.length);
+    }
+
+    /// @dev Emits `CalldataPosted(channelId, forkCnt, height, transaction, signature)` with the call's own
+    /// arguments (`msg.data[4:]`, the ABI encoding of `(Transaction, bytes)`) as the log data: the same
+    /// bytes the event's ABI encoding would produce, without re-encoding the struct in memory. Only the
+    /// canonical encoding is accepted (offsets, length, zero padding), so every ABI decoder, strict or
+    /// lenient, reads from the log exactly the transaction the manager checked. The signature is 65 bytes
+    /// (`_recover` refused any other length).
+    function _emitPosted(bytes32 channelId, uint64 forkCnt, uint64 height, uint256 dataLen) private {
+        bool bad;
+        assembly ("memory-safe") {
+            let padded := and(add(dataLen, 31), not(31))
+            // Arguments (after the selector): [0x40][sigOffset], the transaction tuple at 0x40 (seven
+            // words, the data offset 0x100, the data length, the data padded), the signature at sigOffset
+            // (length 65, 96 bytes).
+            let sigOffset := add(0x160, padded)
+            bad := or(iszero(eq(calldataload(0x04), 0x40)), iszero(eq(calldataload(0x24), sigOffset)))
+            bad := or(bad, iszero(eq(calldataload(0x124), 0x100)))
+            bad := or(bad, iszero(eq(calldatasize(), add(sigOffset, 0x84))))
+            // Zero padding after the data and after the signature's 65 bytes.
+            let k := sub(padded, dataLen)
+            if k {
+                bad := or(bad, iszero(iszero(shl(sub(256, shl(3, k)), calldataload(add(0x144, padded))))))
+            }
+            bad := or(bad, iszero(iszero(shl(8, calldataload(add(sigOffset, 0x64))))))
+        }
+        if (bad) revert NonCanonicalEncoding();
+        bytes32 topic = CalldataPosted.selector;
+        assembly ("memory-safe") {
+            let len := sub(calldatasize(), 4)
+            let ptr := mload(0x40)
+            calldatacopy(ptr, 4, len)
+            log4(ptr, len, topic, channelId, forkCnt, height)
+        }
     }
 
     // ------------------------------------------------------------------ disputes
@@ -54,7 +88,7 @@ abstract contract ADisputeManager is AChannelCore {
     function disputeTimeout(bytes32 channelId, StateProof calldata latest) external nonReentrant {
         Channel storage ch = _channel(channelId);
         _requireOpenNoDispute(channelId, ch);
-        _requireMember(channelId, msg.sender);
+        _requireMember(channelId, ch, msg.sender);
         Proven memory pr = _proveState(channelId, ch, latest);
         address accused = _machine(ch).nextToWriteOf{gas: ch.machineGasLimit}(latest.state);
         if (accused == address(0)) revert NoWriterExpected();

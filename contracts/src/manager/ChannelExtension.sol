@@ -54,7 +54,7 @@ contract ChannelExtension is AChannelCore {
     function requestExit(bytes32 channelId, StateProof calldata latest) external onlyDelegated nonReentrant {
         Channel storage ch = _channel(channelId);
         _requireOpenNoDispute(channelId, ch);
-        _requireMember(channelId, msg.sender);
+        _requireMember(channelId, ch, msg.sender);
         Proven memory pr = _proveState(channelId, ch, latest);
         DisputeRecord memory d = DisputeRecord({
             kind: DisputeKind.Exit,
@@ -107,7 +107,7 @@ contract ChannelExtension is AChannelCore {
         signer = _recover(da, proof.sigA, 0);
         address other = _recover(db, proof.sigB, 1);
         if (signer != other) revert SignerMismatch(signer, other);
-        _requireMember(channelId, signer);
+        _requireMember(channelId, ch, signer);
     }
 
     /// @notice Proves that `t` (signed by its issuer, a participant; at height `prev.height + 1` of the
@@ -132,14 +132,14 @@ contract ChannelExtension is AChannelCore {
     ) external onlyDelegated nonReentrant {
         Channel storage ch = _channel(channelId);
         _requireFraudAllowed(channelId, ch);
-        _requireMember(channelId, msg.sender);
+        _requireMember(channelId, ch, msg.sender);
         Proven memory pr = _proveState(channelId, ch, prev);
         _checkCurrentFork(channelId, ch, t);
         if (t.height != pr.height + 1) revert WrongHeight(pr.height + 1, t.height);
         bytes32 digest = transactionDigest(t);
         address issuer = _recover(digest, sig, 0);
         if (issuer != t.participant) revert SignerMismatch(t.participant, issuer);
-        _requireMember(channelId, issuer);
+        _requireMember(channelId, ch, issuer);
         bool holds;
         if (kind == DisputeKind.WrongParent) {
             if (prev.kind == ProofKind.Posted) revert ProofKindNotAllowed(prev.kind);
@@ -182,12 +182,12 @@ contract ChannelExtension is AChannelCore {
             channelId, ch, approval.forkCnt, approval.height, approval.stateHash, approval.deadline, state
         );
         if (msg.sender != approval.participant) revert NotJoiner(approval.participant, msg.sender);
-        if (_isMember(channelId, msg.sender)) revert AlreadyParticipant(msg.sender);
+        if (_isMember(channelId, ch, msg.sender)) revert AlreadyParticipant(msg.sender);
         if (ch.participantCount >= MAX_PARTICIPANTS) revert InvalidSpec("too many participants");
         if (approval.amount > type(uint88).max) revert InvalidSpec("deposit too large");
-        _verifyAll(channelId, _hashTypedDataV4(ApprovalHashing.hashStruct(approval)), signatures);
+        _verifyAll(channelId, ch, _hashTypedDataV4(ApprovalHashing.hashStruct(approval)), signatures);
 
-        ch.locked += uint128(approval.amount);
+        ch.locked += uint96(approval.amount);
         _collect(ch.token, approval.amount);
         IStateMachine m = _machine(ch);
         uint256 g = ch.machineGasLimit;
@@ -211,8 +211,8 @@ contract ChannelExtension is AChannelCore {
         _checkApproval(
             channelId, ch, approval.forkCnt, approval.height, approval.stateHash, approval.deadline, state
         );
-        _requireMember(channelId, approval.participant);
-        _verifyAll(channelId, _hashTypedDataV4(ApprovalHashing.hashStruct(approval)), signatures);
+        _requireMember(channelId, ch, approval.participant);
+        _verifyAll(channelId, ch, _hashTypedDataV4(ApprovalHashing.hashStruct(approval)), signatures);
         bytes memory result = _applyHook(channelId, ch, state, approval.participant, false);
         _startForkOrClose(channelId, ch, result, approval.height);
     }

@@ -3,6 +3,8 @@ pragma solidity 0.8.37;
 
 import {ChannelTestBase} from "../utils/ChannelTestBase.sol";
 import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
+import {IStateChannelManager} from "../../src/interfaces/IStateChannelManager.sol";
+import {Vm} from "../utils/Test.sol";
 import {
     Transaction,
     StateProof,
@@ -51,7 +53,7 @@ contract DisputesTest is ChannelTestBase {
         bytes memory sig = _issuerSig(t2);
         vm.warp(T0 + 30);
         vm.expectEmit(address(manager));
-        emit IStateChannelEvents.CalldataPosted(id, 0, 2, t2, sig, uint64(T0 + 30));
+        emit IStateChannelEvents.CalldataPosted(id, 0, 2, t2, sig);
         m.postCalldata(t2, sig);
         vm.assertEq(m.postedAt(m.transactionDigest(t2)), T0 + 30);
         vm.expectRevert(
@@ -96,6 +98,51 @@ contract DisputesTest is ChannelTestBase {
             abi.encodeWithSelector(IStateChannelEvents.UnknownChannel.selector, bytes32(uint256(5)))
         );
         m.postCalldata(tu, su);
+    }
+
+    /// The log data of `CalldataPosted` is the call's own arguments: only their canonical ABI encoding is
+    /// accepted, so every decoder reads the checked transaction from the log.
+    function test_postCalldata_nonCanonicalRefused() public {
+        _tttAfterOneMove();
+        (Transaction memory t2,) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
+        bytes memory sig = _issuerSig(t2);
+        bytes memory good = abi.encodeCall(IStateChannelManager.postCalldata, (t2, sig));
+        // a trailing word
+        bytes memory trailing = bytes.concat(good, bytes32(0));
+        // a non-zero byte in the signature's padding (the last byte of the call)
+        bytes memory sigPad = bytes.concat(good);
+        sigPad[sigPad.length - 1] = 0x01;
+        // a non-zero byte in the padding after the transaction's data (36 bytes: play(uint8))
+        bytes memory dataPad = bytes.concat(good);
+        dataPad[0x164 + t2.data.length] = 0x01;
+        // an extra word between the transaction and the signature (its offset moved along)
+        uint256 sigAt = 4 + 0x160 + 64;
+        bytes memory offset = new bytes(good.length + 32);
+        for (uint256 i = 0; i < good.length; i++) {
+            offset[i < sigAt ? i : i + 32] = good[i];
+        }
+        offset[0x24 + 31] = bytes1(uint8(offset[0x24 + 31]) + 0x20);
+        bytes[4] memory bad = [trailing, sigPad, dataPad, offset];
+        for (uint256 i = 0; i < bad.length; i++) {
+            (bool ok, bytes memory ret) = address(m).call(bad[i]);
+            vm.assertFalse(ok);
+            vm.assertEq(
+                keccak256(ret),
+                keccak256(abi.encodeWithSelector(IStateChannelEvents.NonCanonicalEncoding.selector))
+            );
+        }
+        vm.recordLogs();
+        (bool ok2,) = address(m).call(good);
+        vm.assertTrue(ok2);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        vm.assertEq(logs.length, 1);
+        vm.assertEq(logs[0].topics[0], IStateChannelEvents.CalldataPosted.selector);
+        vm.assertEq(logs[0].topics[1], id);
+        vm.assertEq(uint256(logs[0].topics[3]), 2);
+        (Transaction memory d, bytes memory dsig) = abi.decode(logs[0].data, (Transaction, bytes));
+        vm.assertEq(keccak256(abi.encode(d)), keccak256(abi.encode(t2)));
+        vm.assertEq(dsig, sig);
+        vm.assertEq(keccak256(logs[0].data), keccak256(abi.encode(t2, sig)));
     }
 
     // ------------------------------------------------------------------ timeout
@@ -415,6 +462,46 @@ contract DisputesTest is ChannelTestBase {
         vm.assertEq(m.getChannel(id).locked, 5 * STAKE);
         vm.assertEq(m.getChannel(id).forkCnt, 1);
         vm.assertEq(address(manager).balance, 5 * STAKE);
+        // the N-of-N commitment follows the new participant list
+        vm.assertEq(m.getChannel(id).participantsHash, keccak256(abi.encodePacked(m.getParticipants(id))));
+    }
+
+    /// After a fork the N-of-N check uses the new participant list (`participantsHash`).
+    function test_join_newSetSigns() public {
+        (id, g) = _openRr(3, 100);
+        JoinApproval memory a = _joinApproval(id, g, addrs[3], STAKE);
+        bytes[] memory sigs = _signAll(m.joinApprovalDigest(a), 3);
+        vm.recordLogs();
+        vm.prank(addrs[3]);
+        m.joinChannel{value: STAKE}(a, g, sigs);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes memory s;
+        for (uint256 i = 0; i < logs.length; i++) {
+            if (logs[i].topics[0] == IStateChannelEvents.SetState.selector) {
+                (,,, s,) = abi.decode(logs[i].data, (uint64, uint64, uint64, bytes, address[]));
+            }
+        }
+        JoinApproval memory b = JoinApproval(id, 1, 0, keccak256(s), addrs[4], STAKE, "", a.deadline);
+        bytes32 digest = m.joinApprovalDigest(b);
+        // the old set (3 signatures)
+        vm.prank(addrs[4]);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.SignatureCountMismatch.selector, 4, 3));
+        m.joinChannel{value: STAKE}(b, s, _signAll(digest, 3));
+        // four signatures, the last by an outsider
+        uint256[] memory idx = new uint256[](4);
+        idx[0] = 0;
+        idx[1] = 1;
+        idx[2] = 2;
+        idx[3] = 5;
+        bytes[] memory wrong = _signWith(digest, idx);
+        vm.prank(addrs[4]);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.InvalidSignature.selector, 3));
+        m.joinChannel{value: STAKE}(b, s, wrong);
+        // the new set
+        vm.prank(addrs[4]);
+        m.joinChannel{value: STAKE}(b, s, _signAll(digest, 4));
+        vm.assertEq(m.getParticipants(id).length, 5);
+        vm.assertEq(m.getChannel(id).participantsHash, keccak256(abi.encodePacked(m.getParticipants(id))));
     }
 
     function test_join_refusals() public {
