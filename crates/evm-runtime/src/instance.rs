@@ -311,8 +311,12 @@ impl MachineInstance {
         };
         // Read the resulting state inside the same journal, before deciding to commit.
         let state = match self.run(IStateMachine::getStateCall {}.abi_encode().into()) {
-            Ok((out, _)) => IStateMachine::getStateCall::abi_decode_returns(&out)
-                .map_err(|e| EvmError::BadReturn { call: "getState()", reason: e.to_string() }),
+            Ok((out, _)) => {
+                IStateMachine::getStateCall::abi_decode_returns(&out).map_err(|e| EvmError::BadReturn {
+                    call: "getState()",
+                    reason: e.to_string(),
+                })
+            }
             Err(e) => Err(e),
         };
         let changes = self.evm.finalize();
@@ -321,9 +325,20 @@ impl MachineInstance {
         if let Some(claimed) = expected
             && claimed != state_hash
         {
-            return Err(EvmError::StateHashMismatch { claimed, actual: state_hash });
+            return Err(EvmError::StateHashMismatch {
+                claimed,
+                actual: state_hash,
+            });
         }
-        Ok(Pending { outcome: ApplyOutcome { state, state_hash, gas_used }, changes, generation: self.generation })
+        Ok(Pending {
+            outcome: ApplyOutcome {
+                state,
+                state_hash,
+                gas_used,
+            },
+            changes,
+            generation: self.generation,
+        })
     }
 
     /// Commits a transition prepared by [`Self::execute`], which must be the last call made on

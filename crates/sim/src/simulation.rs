@@ -122,6 +122,8 @@ pub struct Simulation {
     latencies: Vec<u64>,
     last_final: Vec<u64>,
     frames: u64,
+    /// Every frame put on the network (sender, bytes), when enabled.
+    tap: Option<Vec<(usize, Vec<u8>)>>,
 }
 
 impl fmt::Debug for Simulation {
@@ -180,6 +182,7 @@ impl Simulation {
             latencies: Vec::new(),
             last_final: vec![0; n],
             frames: 0,
+            tap: None,
         };
         for i in 0..n {
             sim.schedule_turn(i);
@@ -190,6 +193,16 @@ impl Simulation {
     /// Keep only the trace hash, not the entries (long runs).
     pub fn keep_trace(&mut self, keep: bool) {
         self.keep_trace = keep;
+    }
+
+    /// Record every frame put on the network (see [`Self::tapped`]).
+    pub fn tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
+    }
+
+    /// The frames recorded by [`Self::tap`]: (sender index, encoded frame), one per send.
+    pub fn tapped(&self) -> &[(usize, Vec<u8>)] {
+        self.tap.as_deref().unwrap_or(&[])
     }
 
     /// The seed.
@@ -382,6 +395,9 @@ impl Simulation {
     fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
         self.peers[from].stats.sent += 1;
         self.frames += 1;
+        if let Some(tap) = &mut self.tap {
+            tap.push((from, bytes.clone()));
+        }
         if self.net.blocked(from, to, self.now) {
             return;
         }
