@@ -90,9 +90,9 @@ contract EIP712VectorsTest is ChannelTestBase {
         uint256 here = block.chainid;
         vm.etch(VERIFYING_CONTRACT, address(manager).code);
         vm.chainId(chainId);
-        IStateChannelManager at = IStateChannelManager(VERIFYING_CONTRACT);
-        sep = at.domainSeparator();
-        digest = at.transactionDigest(t);
+        IStateChannelManager atManager = IStateChannelManager(VERIFYING_CONTRACT);
+        sep = atManager.domainSeparator();
+        digest = atManager.transactionDigest(t);
         vm.chainId(here);
     }
 
