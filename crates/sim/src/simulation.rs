@@ -386,7 +386,7 @@ impl Simulation {
                 }
                 self.last_final[i] = self.last_final[i].max(*height);
             }
-            Event::GameOver { .. } => {}
+            Event::GameOver { .. } | Event::ForkStarted { .. } => {}
         }
         self.record(i, format!("{event:?}"));
         Ok(())

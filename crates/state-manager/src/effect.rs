@@ -107,6 +107,15 @@ pub enum Event {
         /// Why.
         reason: Rejection,
     },
+    /// The chain enforced a state: a new fork starts from it.
+    ForkStarted {
+        /// The new fork.
+        fork: u64,
+        /// Height of its genesis.
+        genesis_height: u64,
+        /// Its participants.
+        participants: Vec<Address>,
+    },
     /// A participant signed two transactions at one fork and height.
     Equivocation {
         /// Who.

@@ -227,6 +227,45 @@ impl<S: Signer> StateManager<S> {
         &self.clock
     }
 
+    /// The chain enforced a state (`SetState`): drop what the new fork replaces and continue from
+    /// its genesis with its participants. Forks only move forward; an older or equal fork is
+    /// ignored (returns false).
+    pub fn apply_fork(
+        &mut self,
+        fork: ForkInfo,
+        genesis_state: &[u8],
+        local_ms: u64,
+    ) -> Result<bool, EvmError> {
+        if fork.fork <= self.fork.fork {
+            return Ok(false);
+        }
+        self.machine.set_state(genesis_state)?;
+        self.agreement
+            .reset_to_fork(fork.fork, fork.genesis_height, fork.participants.clone());
+        self.tip_state_hash = state_hash(genesis_state);
+        self.tip_timestamp = fork.genesis_timestamp;
+        self.future.clear();
+        self.early_confirmations.clear();
+        self.last_progress_ms = local_ms;
+        self.effects.push_back(Effect::Notify(Event::ForkStarted {
+            fork: fork.fork,
+            genesis_height: fork.genesis_height,
+            participants: fork.participants.clone(),
+        }));
+        self.fork = ForkInfo {
+            genesis_state_hash: self.tip_state_hash,
+            ..fork
+        };
+        self.refresh_turn()?;
+        if self.game_over {
+            self.effects.push_back(Effect::Notify(Event::GameOver {
+                fork: self.fork.fork,
+                height: self.fork.genesis_height,
+            }));
+        }
+        Ok(true)
+    }
+
     /// Learns chain time from an observed block.
     pub fn observe_block(&mut self, timestamp: u64, local_ms: u64) {
         self.clock.observe_block(timestamp, local_ms);

@@ -8,7 +8,9 @@ use entente_agreement::AgreementError;
 use entente_clock::TimestampError;
 use entente_contracts::{TicTacToe, artifacts};
 use entente_evm_runtime::{EvmError, MachineCode, MachineInstance};
-use entente_state_manager::{Accepted, Config, Effect, Event, Rejection, StateManager, SubmitError};
+use entente_state_manager::{
+    Accepted, Config, Effect, Event, ForkInfo, Rejection, StateManager, SubmitError,
+};
 use entente_types::{
     Address, AgreementMode, B256, Bytes, ChannelSpec, Confirmation, Domain, Envelope, LocalSigner,
     MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, Signature, SignedTransaction, Signer, SyncResponse, Timing,
@@ -294,6 +296,26 @@ fn stale_and_future_fork() {
     assert_eq!(
         rejected(&mut o, f.x.address(), f.x_sends(&tx)),
         Rejection::FutureFork { got: 1, current: 0 }
+    );
+    // The chain starts fork 1 from the genesis state: fork-0 messages are now stale.
+    let fork = ForkInfo {
+        fork: 1,
+        genesis_height: 0,
+        genesis_timestamp: GENESIS_TS,
+        genesis_state_hash: B256::ZERO,
+        participants: f.spec.participants.clone(),
+    };
+    assert!(o.apply_fork(fork.clone(), &f.genesis, 0).unwrap());
+    assert!(!o.apply_fork(fork, &f.genesis, 0).unwrap(), "a fork applies once");
+    o.drain_effects().for_each(drop);
+    assert_eq!(
+        rejected(&mut o, f.x.address(), f.x_sends(&f.move1(4))),
+        Rejection::StaleFork { got: 0, current: 1 }
+    );
+    // And the new fork's transactions apply.
+    assert_eq!(
+        o.handle_message(f.x.address(), f.x_sends(&tx), 1_000),
+        Ok(Accepted::Applied(1))
     );
 }
 
