@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use entente_agreement::{AgreementManager, Equivocation};
-use entente_clock::{LogicalClock, check_timestamp};
+use entente_clock::{LogicalClock, TimestampError, check_timestamp};
 use entente_evm_runtime::{EvmError, MachineCode, MachineInstance};
 use entente_types::{
     Address, AgreementMode, B256, Bytes, ChannelSpec, Confirmation, Envelope, Message, Signature,
@@ -48,6 +48,13 @@ pub enum Accepted {
     Noop,
 }
 
+/// Where a transaction came from: the network is judged by our clock, the chain by its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    Network,
+    Chain,
+}
+
 /// The current fork: its genesis and participants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkInfo {
@@ -84,6 +91,9 @@ pub struct StateManager<S: Signer> {
     early_confirmations: VecDeque<Confirmation>,
     /// Own signatures by (fork, height): never sign two digests at one.
     own_signatures: BTreeMap<(u64, u64), B256>,
+    /// Encoded states of the fork's genesis and of the heights the agreement still holds, for
+    /// the proofs the dispute layer builds.
+    states: BTreeMap<u64, Bytes>,
     last_progress_ms: u64,
     effects: VecDeque<Effect>,
 }
@@ -124,6 +134,7 @@ impl<S: Signer> StateManager<S> {
             });
         }
         let genesis_state_hash = state_hash(&spec.genesis_state);
+        let genesis_state_bytes = spec.genesis_state.clone();
         let fork = ForkInfo {
             fork: 0,
             genesis_height: 0,
@@ -147,6 +158,7 @@ impl<S: Signer> StateManager<S> {
             future: BTreeMap::new(),
             early_confirmations: VecDeque::new(),
             own_signatures: BTreeMap::new(),
+            states: BTreeMap::from([(0, genesis_state_bytes.clone())]),
             last_progress_ms: local_ms,
             effects: VecDeque::new(),
         };
@@ -222,6 +234,22 @@ impl<S: Signer> StateManager<S> {
         self.machine.state()
     }
 
+    /// The encoded state at `height`, if still held (the fork's genesis and the heights the
+    /// agreement holds).
+    pub fn state_at(&self, height: u64) -> Option<&Bytes> {
+        self.states.get(&height)
+    }
+
+    /// Timestamp of the transaction at the tip (or of the fork's genesis).
+    pub fn tip_timestamp(&self) -> u64 {
+        self.tip_timestamp
+    }
+
+    /// Logical time in seconds at local time `local_ms`.
+    pub fn now_secs(&mut self, local_ms: u64) -> u64 {
+        self.clock.now_secs(local_ms)
+    }
+
     /// The logical clock.
     pub fn clock(&self) -> &LogicalClock {
         &self.clock
@@ -246,6 +274,7 @@ impl<S: Signer> StateManager<S> {
         self.tip_timestamp = fork.genesis_timestamp;
         self.future.clear();
         self.early_confirmations.clear();
+        self.states = BTreeMap::from([(fork.genesis_height, Bytes::copy_from_slice(genesis_state))]);
         self.last_progress_ms = local_ms;
         self.effects.push_back(Effect::Notify(Event::ForkStarted {
             fork: fork.fork,
@@ -475,9 +504,46 @@ impl<S: Signer> StateManager<S> {
         if tx.height > tip + 1 {
             return self.buffer_future(st);
         }
-        self.validate_and_apply(st, digest, local_ms)?;
+        self.validate_and_apply(st, digest, local_ms, Arrival::Network)?;
         self.drain_future(local_ms);
         Ok(Accepted::Applied(self.agreement.tip()))
+    }
+
+    /// A transaction posted as calldata on chain (picked up by the dispute layer): it runs the
+    /// same pipeline as a received one, except that arriving late is no reason to refuse it: the
+    /// chain, not our clock, judged its timing. `from` is whoever we attribute it to (its
+    /// issuer).
+    pub fn apply_posted(
+        &mut self,
+        from: Address,
+        st: SignedTransaction,
+        local_ms: u64,
+    ) -> Result<Accepted, Rejection> {
+        let tx = &st.transaction;
+        if tx.channelId != self.spec.channel_id {
+            return Err(self.reject(from, Rejection::UnknownChannel(tx.channelId)));
+        }
+        if tx.forkCnt != self.fork.fork || tx.height != self.agreement.tip() + 1 {
+            return Ok(Accepted::Noop);
+        }
+        let digest = self.spec.domain.digest(tx);
+        let result = (|| {
+            let signer = recover_signer(&digest, &st.signature).map_err(Rejection::BadSignature)?;
+            if signer != st.transaction.participant {
+                return Err(Rejection::WrongSigner {
+                    claimed: st.transaction.participant,
+                    signer,
+                });
+            }
+            self.validate_and_apply(st, digest, local_ms, Arrival::Chain)
+        })();
+        match result {
+            Ok(()) => {
+                self.drain_future(local_ms);
+                Ok(Accepted::Applied(self.agreement.tip()))
+            }
+            Err(reason) => Err(self.reject(from, reason)),
+        }
     }
 
     /// Turn, previous state, timestamp, execution and resulting state; then apply.
@@ -486,6 +552,7 @@ impl<S: Signer> StateManager<S> {
         st: SignedTransaction,
         digest: B256,
         local_ms: u64,
+        arrival: Arrival,
     ) -> Result<(), Rejection> {
         let tx = &st.transaction;
         if self.game_over || tx.participant != self.next_writer {
@@ -501,8 +568,11 @@ impl<S: Signer> StateManager<S> {
             });
         }
         let now = self.clock.now_secs(local_ms);
-        check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing)
-            .map_err(Rejection::Timestamp)?;
+        match check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing) {
+            Ok(()) => {}
+            Err(TimestampError::Late { .. }) if arrival == Arrival::Chain => {}
+            Err(e) => return Err(Rejection::Timestamp(e)),
+        }
         let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {
             Ok(outcome) => outcome,
             Err(EvmError::StateHashMismatch { claimed, actual }) => {
@@ -570,7 +640,7 @@ impl<S: Signer> StateManager<S> {
                 break;
             };
             let digest = self.spec.domain.digest(&st.transaction);
-            if let Err(reason) = self.validate_and_apply(st.clone(), digest, local_ms) {
+            if let Err(reason) = self.validate_and_apply(st.clone(), digest, local_ms, Arrival::Network) {
                 let from = st.transaction.participant;
                 self.reject(from, reason);
                 break;
@@ -793,6 +863,7 @@ impl<S: Signer> StateManager<S> {
         self.tip_state_hash = transaction.stateHash;
         self.tip_timestamp = transaction.timestamp;
         self.last_progress_ms = local_ms;
+        self.states.insert(height, state.clone());
         self.effects
             .push_back(Effect::Persist(PersistRecord::Transaction {
                 transaction: transaction.clone(),

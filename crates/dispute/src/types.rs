@@ -1,0 +1,220 @@
+//! What the dispute layer asks of the chain, and what it hears back. Plain Rust data; the chain
+//! adapters (`entente-devchain`, `entente-chain`) translate them to and from the
+//! StateChannelManager's ABI (see `docs/contracts.md`).
+
+use entente_types::{Address, B256, Bytes, Signature, Transaction};
+
+/// How a state is proven to the chain (`ProofKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofKind {
+    /// The current fork's genesis: final without signatures.
+    Genesis,
+    /// A transaction with the signatures of all participants, in participant order.
+    Signed,
+    /// A transaction that was posted as calldata.
+    Posted,
+}
+
+/// A state of the current fork with the evidence that it exists (`StateProof`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateProof {
+    /// The kind of evidence.
+    pub kind: ProofKind,
+    /// The transaction that produced the state (a default transaction for `Genesis`).
+    pub transaction: Transaction,
+    /// For `Signed`: one signature per participant, in participant order.
+    pub signatures: Vec<Signature>,
+    /// The encoded state.
+    pub state: Bytes,
+}
+
+impl StateProof {
+    /// Height of the proven state (`genesis_height` for a genesis proof).
+    pub fn height(&self, genesis_height: u64) -> u64 {
+        match self.kind {
+            ProofKind::Genesis => genesis_height,
+            _ => self.transaction.height,
+        }
+    }
+}
+
+/// The fraud a `proveFraud` call claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FraudKind {
+    /// The transaction does not follow from its previous state.
+    InvalidTransition,
+    /// Its timestamp is lower than its parent's.
+    TimestampOutOfOrder,
+    /// Its timestamp lies more than `agreementTime` ahead of chain time.
+    TimestampInFuture,
+    /// It builds on another state than the final one at its parent height.
+    WrongParent,
+}
+
+/// What a dispute asks for (`DisputeKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeKind {
+    /// No dispute.
+    None,
+    /// Remove a writer that missed its deadline.
+    Timeout,
+    /// A participant forces its exit.
+    Exit,
+    /// Slash a double signer.
+    DoubleSign,
+    /// Slash the issuer of an invalid transition.
+    InvalidTransition,
+    /// Slash the issuer of an out-of-order timestamp.
+    TimestampOutOfOrder,
+    /// Slash the issuer of a timestamp in the future.
+    TimestampInFuture,
+    /// Slash the issuer of a transaction on the wrong parent or genesis.
+    WrongParent,
+    /// Slash the submitter of a fraud proof that did not hold.
+    FalseFraudProof,
+}
+
+/// A running dispute as the chain recorded it (`DisputeRecord`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputeRecord {
+    /// What it asks for.
+    pub kind: DisputeKind,
+    /// A Timeout or Exit dispute was defeated: `target` is now its submitter.
+    pub challenged: bool,
+    /// At finalization `target` is slashed (true) or removed (false).
+    pub slash: bool,
+    /// Who raised it.
+    pub submitter: Address,
+    /// Who finalization removes or slashes.
+    pub target: Address,
+    /// Fork it is about.
+    pub fork: u64,
+    /// Height of the state finalization enforces.
+    pub height: u64,
+    /// Hash of that state.
+    pub state_hash: B256,
+    /// Timeout only: the accused's deadline.
+    pub writer_deadline: u64,
+    /// End of the challenge period (chain time).
+    pub deadline: u64,
+}
+
+/// A call the dispute layer wants made on the StateChannelManager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainAction {
+    /// Post a transaction as calldata.
+    PostCalldata {
+        /// The transaction.
+        transaction: Transaction,
+        /// Its issuer's signature.
+        signature: Signature,
+    },
+    /// Remove the writer after `latest` that missed its deadline.
+    DisputeTimeout {
+        /// The latest provable state.
+        latest: StateProof,
+    },
+    /// Slash a participant that signed two transactions at one fork and height.
+    ProveDoubleSign {
+        /// The latest provable state (enforced after the slash).
+        latest: StateProof,
+        /// One transaction and the signer's signature on it.
+        a: Box<(Transaction, Signature)>,
+        /// The other.
+        b: Box<(Transaction, Signature)>,
+    },
+    /// Slash the issuer of a fraudulent transaction.
+    ProveFraud {
+        /// The fraud claimed.
+        kind: FraudKind,
+        /// The proven state the transaction builds on.
+        prev: StateProof,
+        /// The transaction.
+        transaction: Transaction,
+        /// Its issuer's signature.
+        signature: Signature,
+    },
+    /// Answer a running dispute with a later N-signed state (or the accused's post).
+    Challenge {
+        /// The dispute, as recorded.
+        record: DisputeRecord,
+        /// The proof.
+        proof: StateProof,
+    },
+    /// Enforce a dispute whose challenge period is over.
+    FinalizeDispute {
+        /// The dispute, as recorded.
+        record: DisputeRecord,
+        /// The state it enforces (bytes hashing to `record.state_hash`).
+        state: Bytes,
+    },
+    /// Settle a game-over state with N signatures.
+    Close {
+        /// The N-signed final state.
+        proof: StateProof,
+    },
+}
+
+/// What the chain did, as the dispute layer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainEvent {
+    /// A new block (the clock syncs on it).
+    Block {
+        /// Its timestamp.
+        timestamp: u64,
+    },
+    /// A transaction was posted as calldata.
+    CalldataPosted {
+        /// The transaction.
+        transaction: Transaction,
+        /// Its issuer's signature.
+        signature: Signature,
+        /// Chain time of the post.
+        timestamp: u64,
+    },
+    /// A dispute started.
+    DisputeStarted {
+        /// The record.
+        record: DisputeRecord,
+        /// The state it would enforce.
+        state: Bytes,
+    },
+    /// A dispute was challenged (the record replaces the previous one).
+    DisputeChallenged {
+        /// Who challenged.
+        challenger: Address,
+        /// The new record.
+        record: DisputeRecord,
+        /// The state it would enforce.
+        state: Bytes,
+    },
+    /// The chain enforced a state: a new fork starts.
+    SetState {
+        /// The new fork.
+        fork: u64,
+        /// Height of its genesis.
+        genesis_height: u64,
+        /// Chain time of its genesis.
+        genesis_timestamp: u64,
+        /// The genesis state.
+        state: Bytes,
+        /// Its participants.
+        participants: Vec<Address>,
+    },
+    /// A participant left (removed or slashed).
+    ParticipantRemoved {
+        /// Who.
+        participant: Address,
+        /// Slashed (true) or removed (false).
+        slashed: bool,
+    },
+    /// The channel settled.
+    ChannelClosed {
+        /// Fork of the final state.
+        fork: u64,
+        /// Its height.
+        height: u64,
+        /// Payouts.
+        exits: Vec<(Address, alloy_primitives::U256)>,
+    },
+}
