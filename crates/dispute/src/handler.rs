@@ -177,7 +177,11 @@ impl DisputeHandler {
         if let Some((signer, height, a, b)) = evidence.into_iter().next() {
             self.proven.insert((signer, fork, height));
             if let Some(latest) = self.best_proof(sm) {
-                actions.push(ChainAction::ProveDoubleSign { latest, a: Box::new(a), b: Box::new(b) });
+                actions.push(ChainAction::ProveDoubleSign {
+                    latest,
+                    a: Box::new(a),
+                    b: Box::new(b),
+                });
                 return actions;
             }
         }

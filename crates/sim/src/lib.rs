@@ -20,11 +20,13 @@
 //! assert_eq!(report.finalized_height, report.tip);
 //! ```
 
+mod byzantine;
 mod network;
 mod player;
 mod scenario;
 mod simulation;
 
+pub use byzantine::Strategy;
 pub use network::{NetConfig, Partition};
 pub use player::{CounterPlayer, Player, TicTacToePlayer};
 pub use scenario::{Game, Report, Scenario};

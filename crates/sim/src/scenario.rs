@@ -6,7 +6,7 @@ use entente_types::{
     Address, AgreementMode, B256, ChannelSpec, Domain, LocalSigner, Signer, Timing, keccak256,
 };
 
-use crate::{CounterPlayer, NetConfig, Player, SimError, Simulation, TicTacToePlayer};
+use crate::{CounterPlayer, NetConfig, Player, SimError, Simulation, Strategy, TicTacToePlayer};
 
 /// Which state machine the channel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,7 @@ pub struct Scenario {
     max_ms: u64,
     config: Config,
     timing: Timing,
+    byzantine: Vec<(usize, Strategy)>,
 }
 
 /// What a finished run shows.
@@ -72,7 +73,15 @@ impl Scenario {
             max_ms: 3_600_000,
             config: Config::default(),
             timing: Timing::default(),
+            byzantine: Vec::new(),
         }
+    }
+
+    /// Makes the last `count` peers follow `strategy`.
+    pub fn byzantine(mut self, count: usize, strategy: Strategy) -> Self {
+        let n = self.n;
+        self.byzantine = (n.saturating_sub(count)..n).map(|i| (i, strategy)).collect();
+        self
     }
 
     /// The agreement mode.
@@ -132,8 +141,8 @@ impl Scenario {
 
     fn describe(&self) -> String {
         format!(
-            "{:?} n={} mode={:?} net={:?} think={:?} timing={:?}",
-            self.game, self.n, self.mode, self.net, self.think_ms, self.timing
+            "{:?} n={} mode={:?} net={:?} think={:?} timing={:?} byzantine={:?}",
+            self.game, self.n, self.mode, self.net, self.think_ms, self.timing, self.byzantine
         )
     }
 
@@ -198,13 +207,12 @@ impl Scenario {
             };
             peers.push((core, player));
         }
-        Ok(Simulation::new(
-            self.seed,
-            self.describe(),
-            peers,
-            self.net.clone(),
-            self.think_ms,
-        ))
+        let mut sim = Simulation::new(self.seed, self.describe(), peers, self.net.clone(), self.think_ms);
+        let keys = self.keys();
+        for &(i, strategy) in &self.byzantine {
+            sim.set_strategy(i, strategy, code.clone(), keys[i].clone());
+        }
+        Ok(sim)
     }
 
     /// Builds and runs the simulation to the end of the game; fails if it does not settle.

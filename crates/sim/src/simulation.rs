@@ -3,10 +3,11 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
 use entente_state_manager::{Effect, Event, PersistRecord, StateManager};
-use entente_types::{Address, B256, Envelope, LocalSigner, keccak256};
+use entente_types::{Address, B256, Envelope, LocalSigner, Message, keccak256};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::byzantine::{Forger, Strategy};
 use crate::{NetConfig, Player};
 
 /// A failed run: everything needed to replay it.
@@ -99,6 +100,10 @@ struct SimPeer {
     act_pending: bool,
     next_wake: Option<u64>,
     stats: PeerStats,
+    strategy: Strategy,
+    forger: Option<Forger>,
+    /// Heights a forging peer already forged at (it forges once per height).
+    forged: std::collections::BTreeSet<(u64, u64)>,
 }
 
 /// The simulation: peers, virtual time, the in-memory network.
@@ -162,6 +167,9 @@ impl Simulation {
                 act_pending: false,
                 next_wake: None,
                 stats: PeerStats::default(),
+                strategy: Strategy::Honest,
+                forger: None,
+                forged: std::collections::BTreeSet::new(),
             })
             .collect();
         let mut sim = Self {
@@ -188,6 +196,31 @@ impl Simulation {
             sim.schedule_turn(i);
         }
         sim
+    }
+
+    /// Makes peer `i` follow `strategy`; `code` and `key` let it forge signed transactions.
+    pub fn set_strategy(
+        &mut self,
+        i: usize,
+        strategy: Strategy,
+        code: entente_evm_runtime::MachineCode,
+        key: LocalSigner,
+    ) {
+        let peer = &mut self.peers[i];
+        peer.strategy = strategy;
+        peer.forger = Some(Forger::new(code, key));
+    }
+
+    /// Peer `i`'s strategy.
+    pub fn strategy(&self, i: usize) -> Strategy {
+        self.peers[i].strategy
+    }
+
+    /// Indices of the honest peers.
+    pub fn honest(&self) -> Vec<usize> {
+        (0..self.peers.len())
+            .filter(|&i| self.peers[i].strategy == Strategy::Honest)
+            .collect()
     }
 
     /// Keep only the trace hash, not the entries (long runs).
@@ -267,13 +300,14 @@ impl Simulation {
 
     /// True when every peer sees the game over with everything final at the same tip.
     pub fn settled(&self) -> bool {
-        let Some(first) = self.peers.first() else {
+        let mut honest = self.peers.iter().filter(|p| p.strategy == Strategy::Honest);
+        let Some(first) = honest.next() else {
             return true;
         };
         let tip = first.core.tip();
-        self.peers
-            .iter()
-            .all(|p| p.core.is_game_over() && p.core.tip() == tip && p.core.finalized_height() == tip)
+        let done =
+            |p: &SimPeer| p.core.is_game_over() && p.core.tip() == tip && p.core.finalized_height() == tip;
+        done(first) && honest.all(done)
     }
 
     /// Runs until every peer has settled, the queue is empty, or `max_ms` of virtual time.
@@ -309,7 +343,11 @@ impl Simulation {
             Action::Act(i) => {
                 self.peers[i].act_pending = false;
                 let p = &mut self.peers[i];
-                if p.core.is_my_turn()
+                if p.strategy.forges() {
+                    self.forge_move(i)?;
+                } else if p.strategy == Strategy::Silent {
+                    // Never moves.
+                } else if p.core.is_my_turn()
                     && let Some(data) = p.player.choose(&mut p.core, &mut self.rng)
                 {
                     match p.core.submit(data, now) {
@@ -348,6 +386,16 @@ impl Simulation {
                     self.peers[i].stored.push(record);
                 }
                 Effect::Broadcast(message) => {
+                    if !self.may_send(i, &message) {
+                        continue;
+                    }
+                    if self.peers[i].strategy == Strategy::Equivocate
+                        && let Message::Transaction(st) = &message
+                        && st.transaction.participant == self.peers[i].core.me()
+                    {
+                        self.equivocate(i, message)?;
+                        continue;
+                    }
                     let bytes = self.encode(i, message)?;
                     for j in 0..self.peers.len() {
                         if j != i {
@@ -356,6 +404,9 @@ impl Simulation {
                     }
                 }
                 Effect::Send { to, message } => {
+                    if !self.may_send(i, &message) {
+                        continue;
+                    }
                     let bytes = self.encode(i, message)?;
                     if let Some(&j) = self.index.get(&to) {
                         self.send(i, j, bytes);
@@ -367,7 +418,76 @@ impl Simulation {
         Ok(())
     }
 
-    fn encode(&self, i: usize, message: entente_types::Message) -> Result<Vec<u8>, SimError> {
+    /// What a byzantine peer lets out.
+    fn may_send(&self, i: usize, message: &Message) -> bool {
+        match self.peers[i].strategy {
+            Strategy::Silent => false,
+            Strategy::WithholdConfirmations => !matches!(message, Message::Confirmation(_)),
+            _ => true,
+        }
+    }
+
+    /// Sends the peer's own transaction to half the peers and a signed twin to the others.
+    fn equivocate(&mut self, i: usize, message: Message) -> Result<(), SimError> {
+        let Message::Transaction(st) = &message else {
+            return Ok(());
+        };
+        let twin = self.peers[i]
+            .forger
+            .as_ref()
+            .and_then(|f| f.twin(&self.peers[i].core, &st.transaction));
+        let original = self.encode(i, message.clone())?;
+        let other = match twin {
+            Some(twin) => self.encode(i, Message::Transaction(twin))?,
+            None => original.clone(),
+        };
+        for j in 0..self.peers.len() {
+            if j != i {
+                let bytes = if j % 2 == 0 {
+                    original.clone()
+                } else {
+                    other.clone()
+                };
+                self.send(i, j, bytes);
+            }
+        }
+        self.record(i, "equivocated".into());
+        Ok(())
+    }
+
+    /// A forging peer's turn: broadcast a signed transaction that breaks one rule.
+    fn forge_move(&mut self, i: usize) -> Result<(), SimError> {
+        let now = self.now;
+        let p = &mut self.peers[i];
+        if !p.core.is_my_turn() {
+            return Ok(());
+        }
+        let key = (p.core.fork().fork, p.core.tip() + 1);
+        if !p.forged.insert(key) {
+            return Ok(());
+        }
+        let Some(data) = p.player.choose(&mut p.core, &mut self.rng) else {
+            return Ok(());
+        };
+        let now_secs = p.core.now_secs(now);
+        let forged = p
+            .forger
+            .as_ref()
+            .and_then(|f| f.forge(p.strategy, &p.core, data, now_secs));
+        if let Some(st) = forged {
+            let what = format!("forged {:?} at height {}", p.strategy, st.transaction.height);
+            let bytes = self.encode(i, Message::Transaction(st))?;
+            for j in 0..self.peers.len() {
+                if j != i {
+                    self.send(i, j, bytes.clone());
+                }
+            }
+            self.record(i, what);
+        }
+        Ok(())
+    }
+
+    fn encode(&self, i: usize, message: Message) -> Result<Vec<u8>, SimError> {
         Envelope::new(message)
             .encode()
             .map_err(|e| self.fail(format!("peer {i} produced an unsendable frame: {e}")))
@@ -421,7 +541,10 @@ impl Simulation {
     }
 
     fn schedule_turn(&mut self, i: usize) {
-        if self.peers[i].core.is_my_turn() && !self.peers[i].act_pending {
+        let p = &self.peers[i];
+        let idle = p.strategy == Strategy::Silent
+            || (p.strategy.forges() && p.forged.contains(&(p.core.fork().fork, p.core.tip() + 1)));
+        if p.core.is_my_turn() && !p.act_pending && !idle {
             self.peers[i].act_pending = true;
             let (lo, hi) = self.think_ms;
             let think = self.rng.random_range(lo..=hi.max(lo));
@@ -462,8 +585,9 @@ impl Simulation {
 
     /// Safety: finalized prefixes agree between every pair of peers.
     fn check_agreement(&self) -> Result<(), SimError> {
-        for (i, a) in self.peers.iter().enumerate() {
-            for (j, b) in self.peers.iter().enumerate().skip(i + 1) {
+        let honest = |(_, p): &(usize, &SimPeer)| p.strategy == Strategy::Honest;
+        for (i, a) in self.peers.iter().enumerate().filter(honest) {
+            for (j, b) in self.peers.iter().enumerate().skip(i + 1).filter(honest) {
                 if a.core.fork().fork != b.core.fork().fork {
                     continue;
                 }

@@ -1,0 +1,156 @@
+//! Byzantine behaviours, as fixtures of the simulation.
+//!
+//! A byzantine peer holds a real key and a real state manager (so it knows the channel's state),
+//! but the simulation bends what it does: it stays silent, withholds confirmations, sends
+//! different transactions to different peers, or forges transactions that break one rule of the
+//! pipeline. Every forged transaction is properly signed with the peer's key: it is fraud the
+//! honest peers can prove, not noise they can ignore.
+
+use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_types::{B256, Bytes, LocalSigner, SignedTransaction, Signer, Transaction, keccak256};
+
+use crate::StateManager;
+
+/// How a peer behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Strategy {
+    /// Follows the protocol.
+    Honest,
+    /// Sends nothing and never moves.
+    Silent,
+    /// Moves, but never confirms others' transactions.
+    WithholdConfirmations,
+    /// Signs two different transactions at its height and sends each to half the peers.
+    Equivocate,
+    /// Claims a state its move does not produce.
+    InvalidTransition,
+    /// Stamps its transaction far in the future.
+    FutureTimestamp,
+    /// Stamps its transaction before its parent.
+    OutOfOrderTimestamp,
+    /// Builds on an older state than the tip (or on a wrong genesis).
+    StaleState,
+}
+
+impl Strategy {
+    /// Every byzantine strategy (not `Honest`).
+    pub const BYZANTINE: [Strategy; 7] = [
+        Strategy::Silent,
+        Strategy::WithholdConfirmations,
+        Strategy::Equivocate,
+        Strategy::InvalidTransition,
+        Strategy::FutureTimestamp,
+        Strategy::OutOfOrderTimestamp,
+        Strategy::StaleState,
+    ];
+
+    /// True for the strategies that replace the peer's own move by a forged transaction.
+    pub(crate) fn forges(self) -> bool {
+        matches!(
+            self,
+            Strategy::InvalidTransition
+                | Strategy::FutureTimestamp
+                | Strategy::OutOfOrderTimestamp
+                | Strategy::StaleState
+        )
+    }
+}
+
+/// Builds signed transactions that break one rule, for a byzantine peer.
+pub(crate) struct Forger {
+    code: MachineCode,
+    key: LocalSigner,
+}
+
+impl Forger {
+    pub(crate) fn new(code: MachineCode, key: LocalSigner) -> Self {
+        Self { code, key }
+    }
+
+    /// Executes `data` on the state at `base` of `core` and returns the resulting state hash.
+    fn execute(&self, core: &StateManager<LocalSigner>, base: u64, tx: &Transaction) -> Option<B256> {
+        let state = core.state_at(base)?;
+        let mut machine = MachineInstance::deploy(&self.code, core_gas(core)).ok()?;
+        machine.set_state(state).ok()?;
+        machine.apply(tx, None).ok().map(|o| o.state_hash)
+    }
+
+    fn sign(&self, core: &StateManager<LocalSigner>, transaction: Transaction) -> SignedTransaction {
+        let digest = core.spec().domain.digest(&transaction);
+        SignedTransaction {
+            signature: self.key.sign_digest(&digest),
+            transaction,
+        }
+    }
+
+    /// The honest transaction `core` would issue for `data` at `now` (seconds).
+    fn honest(&self, core: &StateManager<LocalSigner>, data: Bytes, now: u64) -> Transaction {
+        Transaction {
+            channelId: core.spec().channel_id,
+            forkCnt: core.fork().fork,
+            height: core.tip() + 1,
+            participant: self.key.address(),
+            timestamp: now.max(core.tip_timestamp()),
+            prevStateHash: core.tip_state_hash(),
+            stateHash: B256::ZERO,
+            data,
+        }
+    }
+
+    /// A transaction breaking the rule of `strategy`, for the move `data` at `now` (seconds).
+    pub(crate) fn forge(
+        &self,
+        strategy: Strategy,
+        core: &StateManager<LocalSigner>,
+        data: Bytes,
+        now: u64,
+    ) -> Option<SignedTransaction> {
+        let tip = core.tip();
+        let mut tx = self.honest(core, data, now);
+        match strategy {
+            Strategy::InvalidTransition => {
+                // A real move, but a claimed state it does not produce.
+                tx.stateHash = keccak256(b"a state this move does not produce");
+            }
+            Strategy::FutureTimestamp => {
+                tx.timestamp = now + 10 * core.spec().timing.agreement_time + 10;
+                tx.stateHash = self.execute(core, tip, &tx)?;
+            }
+            Strategy::OutOfOrderTimestamp => {
+                tx.timestamp = core.tip_timestamp().checked_sub(1)?;
+                tx.stateHash = self.execute(core, tip, &tx)?;
+            }
+            Strategy::StaleState => {
+                let genesis = core.fork().genesis_height;
+                // Build on the state before the tip, as if the last transaction never happened
+                // (or on a wrong genesis). Whatever it claims to produce, its parent is wrong.
+                tx.stateHash = self.execute(core, tip, &tx)?;
+                tx.prevStateHash = if tip > genesis {
+                    keccak256(core.state_at(tip - 1)?)
+                } else {
+                    keccak256(b"not the genesis of this fork")
+                };
+            }
+            _ => return None,
+        }
+        Some(self.sign(core, tx))
+    }
+
+    /// A second, different transaction at the same height as `original` (same move, one second
+    /// later): an equivocation.
+    pub(crate) fn twin(
+        &self,
+        core: &StateManager<LocalSigner>,
+        original: &Transaction,
+    ) -> Option<SignedTransaction> {
+        let mut tx = original.clone();
+        tx.timestamp += 1;
+        let base = tx.height.checked_sub(1)?;
+        tx.stateHash = self.execute(core, base, &tx)?;
+        Some(self.sign(core, tx))
+    }
+}
+
+fn core_gas(_core: &StateManager<LocalSigner>) -> u64 {
+    5_000_000
+}
