@@ -4,7 +4,7 @@ use entente_clock::Deadlines;
 use entente_state_manager::{ForkInfo, StateManager};
 use entente_types::{Address, Bytes, Signature, SignedTransaction, Signer, Transaction};
 
-use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, ProofKind, StateProof};
+use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof};
 
 /// Seconds after a chain deadline before acting on it, so the block that carries the call is
 /// surely past it.
@@ -46,6 +46,8 @@ pub struct DisputeHandler {
     timeouts_raised: BTreeSet<(u64, u64)>,
     /// Equivocations already proven: (signer, fork, height).
     proven: BTreeSet<(Address, u64, u64)>,
+    /// Fraudulent transactions already proven, by digest.
+    frauds_proven: BTreeSet<entente_types::B256>,
     running: Option<Running>,
     closed: bool,
 }
@@ -59,6 +61,7 @@ impl DisputeHandler {
             posting: BTreeSet::new(),
             timeouts_raised: BTreeSet::new(),
             proven: BTreeSet::new(),
+            frauds_proven: BTreeSet::new(),
             running: None,
             closed: false,
         }
@@ -184,6 +187,32 @@ impl DisputeHandler {
                 });
                 return actions;
             }
+        }
+
+        // Fraud the pipeline refused: prove it once its parent state is provable.
+        let frauds: Vec<_> = sm
+            .fraud_evidence()
+            .iter()
+            .filter(|f| f.transaction.forkCnt == fork && !self.frauds_proven.contains(&f.digest))
+            .cloned()
+            .collect();
+        for fraud in frauds {
+            let parent = fraud.transaction.height.saturating_sub(1);
+            let Some(prev) = self.proof_at(sm, parent) else {
+                continue;
+            };
+            // A wrong parent is only fraud against a final parent (genesis or N-signed).
+            if fraud.kind == FraudKind::WrongParent && prev.kind == ProofKind::Posted {
+                continue;
+            }
+            self.frauds_proven.insert(fraud.digest);
+            actions.push(ChainAction::ProveFraud {
+                kind: fraud.kind,
+                prev,
+                transaction: fraud.transaction,
+                signature: fraud.signature,
+            });
+            return actions;
         }
 
         let timing = sm.spec().timing;

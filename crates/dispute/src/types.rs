@@ -2,6 +2,7 @@
 //! adapters (`entente-devchain`, `entente-chain`) translate them to and from the
 //! StateChannelManager's ABI (see `docs/contracts.md`).
 
+pub use entente_state_manager::FraudKind;
 use entente_types::{Address, B256, Bytes, Signature, Transaction};
 
 /// How a state is proven to the chain (`ProofKind`).
@@ -36,19 +37,6 @@ impl StateProof {
             _ => self.transaction.height,
         }
     }
-}
-
-/// The fraud a `proveFraud` call claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FraudKind {
-    /// The transaction does not follow from its previous state.
-    InvalidTransition,
-    /// Its timestamp is lower than its parent's.
-    TimestampOutOfOrder,
-    /// Its timestamp lies more than `agreementTime` ahead of chain time.
-    TimestampInFuture,
-    /// It builds on another state than the final one at its parent height.
-    WrongParent,
 }
 
 /// What a dispute asks for (`DisputeKind`).

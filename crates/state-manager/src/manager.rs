@@ -48,6 +48,35 @@ pub enum Accepted {
     Noop,
 }
 
+/// Most fraud evidence kept per channel.
+const MAX_FRAUD_EVIDENCE: usize = 16;
+
+/// The fraud a refused, issuer-signed transaction shows (what `proveFraud` can claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FraudKind {
+    /// It does not follow from its previous state (revert or another state hash).
+    InvalidTransition,
+    /// Its timestamp is before its parent's.
+    TimestampOutOfOrder,
+    /// Its timestamp is too far ahead of chain time.
+    TimestampInFuture,
+    /// It builds on another state than the one at its parent height.
+    WrongParent,
+}
+
+/// A signed transaction the pipeline refused for a fraud its issuer can be slashed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FraudEvidence {
+    /// The fraud.
+    pub kind: FraudKind,
+    /// The transaction.
+    pub transaction: Transaction,
+    /// Its issuer's signature.
+    pub signature: Signature,
+    /// Its digest.
+    pub digest: B256,
+}
+
 /// Where a transaction came from: the network is judged by our clock, the chain by its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arrival {
@@ -94,6 +123,10 @@ pub struct StateManager<S: Signer> {
     /// Encoded states of the fork's genesis and of the heights the agreement still holds, for
     /// the proofs the dispute layer builds.
     states: BTreeMap<u64, Bytes>,
+    /// Highest height considered for a virtual-voting checkpoint.
+    last_checkpoint: u64,
+    /// Refused transactions that prove fraud by their issuer.
+    fraud: Vec<FraudEvidence>,
     last_progress_ms: u64,
     effects: VecDeque<Effect>,
 }
@@ -159,6 +192,8 @@ impl<S: Signer> StateManager<S> {
             early_confirmations: VecDeque::new(),
             own_signatures: BTreeMap::new(),
             states: BTreeMap::from([(0, genesis_state_bytes.clone())]),
+            last_checkpoint: 0,
+            fraud: Vec::new(),
             last_progress_ms: local_ms,
             effects: VecDeque::new(),
         };
@@ -223,6 +258,11 @@ impl<S: Signer> StateManager<S> {
         self.agreement.evidence()
     }
 
+    /// Signed transactions the pipeline refused for a provable fraud (at most 16 kept).
+    pub fn fraud_evidence(&self) -> &[FraudEvidence] {
+        &self.fraud
+    }
+
     /// The machine at the tip, for read-only views (e.g. a typed game handle). Calls that
     /// change state are not exposed: the state only moves through transactions.
     pub fn view(&mut self, call: Bytes) -> Result<Bytes, EvmError> {
@@ -273,8 +313,10 @@ impl<S: Signer> StateManager<S> {
         self.tip_state_hash = state_hash(genesis_state);
         self.tip_timestamp = fork.genesis_timestamp;
         self.future.clear();
+        self.fraud.clear();
         self.early_confirmations.clear();
         self.states = BTreeMap::from([(fork.genesis_height, Bytes::copy_from_slice(genesis_state))]);
+        self.last_checkpoint = fork.genesis_height;
         self.last_progress_ms = local_ms;
         self.effects.push_back(Effect::Notify(Event::ForkStarted {
             fork: fork.fork,
@@ -546,8 +588,49 @@ impl<S: Signer> StateManager<S> {
         }
     }
 
-    /// Turn, previous state, timestamp, execution and resulting state; then apply.
+    /// Turn, previous state, timestamp, execution and resulting state; then apply. A refusal
+    /// that shows fraud by the (signature-checked) issuer is kept as evidence for the dispute
+    /// layer.
     fn validate_and_apply(
+        &mut self,
+        st: SignedTransaction,
+        digest: B256,
+        local_ms: u64,
+        arrival: Arrival,
+    ) -> Result<(), Rejection> {
+        let kept = (st.transaction.clone(), st.signature);
+        let result = self.validate_and_apply_inner(st, digest, local_ms, arrival);
+        if let Err(reason) = &result {
+            let kind = match reason {
+                Rejection::WrongPrevState { .. } => Some(FraudKind::WrongParent),
+                Rejection::Timestamp(TimestampError::BeforeParent { .. }) => {
+                    Some(FraudKind::TimestampOutOfOrder)
+                }
+                Rejection::Timestamp(TimestampError::FromTheFuture { .. }) => {
+                    Some(FraudKind::TimestampInFuture)
+                }
+                Rejection::Execution(_) | Rejection::StateHashMismatch { .. } => {
+                    Some(FraudKind::InvalidTransition)
+                }
+                _ => None,
+            };
+            if let Some(kind) = kind
+                && self.fraud.len() < MAX_FRAUD_EVIDENCE
+                && !self.fraud.iter().any(|f| f.digest == digest)
+            {
+                let (transaction, signature) = kept;
+                self.fraud.push(FraudEvidence {
+                    kind,
+                    transaction,
+                    signature,
+                    digest,
+                });
+            }
+        }
+        result
+    }
+
+    fn validate_and_apply_inner(
         &mut self,
         st: SignedTransaction,
         digest: B256,
@@ -832,6 +915,13 @@ impl<S: Signer> StateManager<S> {
     }
 
     fn confirm(&mut self, fork: u64, height: u64, digest: B256) {
+        if self
+            .agreement
+            .entry(height)
+            .is_some_and(|e| e.signatures.contains_key(&self.me))
+        {
+            return; // already signed (e.g. a checkpoint that is also the game's last move)
+        }
         let Some(signature) = self.sign(fork, height, digest) else {
             return;
         };
@@ -926,6 +1016,34 @@ impl<S: Signer> StateManager<S> {
         let keep_from = height.saturating_sub(self.fork.participants.len() as u64 * 2);
         self.own_signatures
             .retain(|(f, h), _| *f > fork || *h >= keep_from);
+        // Keep the states the agreement still holds (and the fork's genesis) for proofs.
+        let genesis = self.fork.genesis_height;
+        let held_from = self
+            .agreement
+            .entries_from(0)
+            .next()
+            .map_or(genesis, |e| e.transaction.height);
+        self.states.retain(|h, _| *h == genesis || *h >= held_from);
+        // Virtual voting: the chain only accepts a single transaction with N signatures as a
+        // proof, so every N heights each peer confirms the transaction that just became final:
+        // a checkpoint the dispute layer can show. Cost: one signature per peer per N heights.
+        if self.spec.agreement_mode == AgreementMode::VirtualVotingOnly {
+            let n = self.fork.participants.len().max(1) as u64;
+            let checkpoints: Vec<(u64, B256)> = (self.last_checkpoint + 1..=height)
+                .filter(|h| (h - genesis).is_multiple_of(n))
+                .filter_map(|h| self.agreement.entry(h).map(|e| (h, e.digest)))
+                .collect();
+            self.last_checkpoint = self.last_checkpoint.max(height);
+            for (h, digest) in checkpoints {
+                if self
+                    .agreement
+                    .entry(h)
+                    .is_some_and(|e| !e.signatures.contains_key(&self.me))
+                {
+                    self.confirm(fork, h, digest);
+                }
+            }
+        }
     }
 
     fn notify_new_evidence(&mut self, before: usize) {
