@@ -127,6 +127,9 @@ pub struct StateManager<S: Signer> {
     last_checkpoint: u64,
     /// Refused transactions that prove fraud by their issuer.
     fraud: Vec<FraudEvidence>,
+    /// Peers that did not confirm our transaction by its confirmation deadline: we do not
+    /// confirm theirs until they do (they must then post calldata too).
+    refused_by: std::collections::BTreeSet<Address>,
     last_progress_ms: u64,
     effects: VecDeque<Effect>,
 }
@@ -194,6 +197,7 @@ impl<S: Signer> StateManager<S> {
             states: BTreeMap::from([(0, genesis_state_bytes.clone())]),
             last_checkpoint: 0,
             fraud: Vec::new(),
+            refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
             effects: VecDeque::new(),
         };
@@ -456,6 +460,7 @@ impl<S: Signer> StateManager<S> {
             return;
         }
         self.last_progress_ms = local_ms;
+        self.note_refusals(local_ms);
         let finalized = self.agreement.finalized_height();
         let mut resend = Vec::new();
         for entry in self.agreement.entries_from(finalized + 1) {
@@ -667,12 +672,13 @@ impl<S: Signer> StateManager<S> {
             transaction,
             signature,
         } = st;
-        let (fork, height) = (transaction.forkCnt, transaction.height);
+        let (fork, height, issuer) = (transaction.forkCnt, transaction.height, transaction.participant);
         self.commit_applied(transaction, digest, signature, outcome.state, local_ms);
         // Explicit mode confirms every valid transaction; virtual-voting mode confirms only the
-        // one that ends the game (nothing comes after it to vote for it).
+        // one that ends the game (nothing comes after it to vote for it) and checkpoints.
         let confirm = match self.spec.agreement_mode {
-            AgreementMode::ExplicitConfirmations => true,
+            // ...except to a peer that refused to confirm ours (seed 002, "Timeout").
+            AgreementMode::ExplicitConfirmations => !self.refused_by.contains(&issuer),
             AgreementMode::VirtualVotingOnly => self.game_over_after_refresh(),
         };
         if confirm {
@@ -774,6 +780,13 @@ impl<S: Signer> StateManager<S> {
         let outcome = outcome.map_err(Rejection::Agreement)?;
         if !outcome.new {
             return Ok(Accepted::Noop);
+        }
+        if self
+            .agreement
+            .entry(height)
+            .is_some_and(|e| e.transaction.participant == self.me)
+        {
+            self.refused_by.remove(&signer);
         }
         self.effects.push_back(Effect::Persist(PersistRecord::Signature {
             fork: self.fork.fork,
@@ -894,6 +907,46 @@ impl<S: Signer> StateManager<S> {
     }
 
     // ----- internals -------------------------------------------------------------------------
+
+    /// Peers missing from our own unfinalized transactions past their confirmation deadline
+    /// refused us (explicit-confirmation mode).
+    fn note_refusals(&mut self, local_ms: u64) {
+        if self.spec.agreement_mode != AgreementMode::ExplicitConfirmations {
+            return;
+        }
+        let now = self.clock.now_secs(local_ms);
+        let timing = self.spec.timing;
+        let mut parent_ts = self.fork.genesis_timestamp;
+        let mut refused = Vec::new();
+        let first = self.agreement.finalized_height() + 1;
+        if let Some(parent) = first.checked_sub(1).and_then(|h| self.agreement.entry(h)) {
+            parent_ts = parent.transaction.timestamp;
+        }
+        for entry in self.agreement.entries_from(first) {
+            if entry.transaction.participant == self.me
+                && now > entente_clock::Deadlines::after(parent_ts, &timing).confirm_by
+            {
+                refused.extend(
+                    self.fork
+                        .participants
+                        .iter()
+                        .filter(|p| !entry.signatures.contains_key(*p))
+                        .copied(),
+                );
+            }
+            parent_ts = entry.transaction.timestamp;
+        }
+        for peer in refused {
+            if self.refused_by.insert(peer) {
+                tracing::info!(target: "entente::state", %peer, "peer did not confirm our transaction in time; we stop confirming theirs");
+            }
+        }
+    }
+
+    /// Peers we currently refuse to confirm (they refused ours).
+    pub fn refusing(&self) -> impl Iterator<Item = &Address> {
+        self.refused_by.iter()
+    }
 
     /// Signs `digest` unless that would be a second, different signature at `fork`/`height`.
     /// Records the digest (effect) before the signature can leave.

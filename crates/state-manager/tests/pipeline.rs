@@ -562,3 +562,48 @@ fn confirmation_from_a_stranger_and_oversized_sync() {
         Rejection::OversizedSync(65)
     );
 }
+
+#[test]
+fn a_peer_that_refused_our_confirmation_gets_none_from_us() {
+    let f = fixture();
+    let mut x = StateManager::new(f.spec.clone(), f.x.clone(), &f.code, Config::default(), 0).unwrap();
+    let mut o = f.receiver();
+    // X moves; O applies it but its confirmation never reaches X.
+    // X moves 20 s after the genesis; its confirmation deadline is 40 s after the genesis.
+    x.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 20_000)
+        .unwrap();
+    let m1 = x
+        .drain_effects()
+        .find_map(|e| match e {
+            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    o.handle_message(f.x.address(), m1, 20_100).unwrap();
+    o.drain_effects().for_each(drop);
+    // Past the confirmation deadline (p2pTime + agreementTime = 40 s after the genesis), X notes
+    // that O refused.
+    x.handle_timeout(41_000);
+    x.drain_effects().for_each(drop);
+    assert_eq!(x.refusing().collect::<Vec<_>>(), vec![&f.o.address()]);
+    // O's next move is applied by X, but X does not confirm it.
+    o.submit(TicTacToe::playCall { cell: 0 }.abi_encode().into(), 45_000)
+        .unwrap();
+    let m2 = o
+        .drain_effects()
+        .find_map(|e| match e {
+            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    // Within height 2's window (its parent is stamped 20 s after the genesis).
+    let result = x.handle_message(f.o.address(), m2, 45_100);
+    assert_eq!(result, Ok(Accepted::Applied(2)));
+    let effects: Vec<Effect> = x.drain_effects().collect();
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Broadcast(Message::Confirmation(_)))),
+        "X confirmed a peer that refused it"
+    );
+}
