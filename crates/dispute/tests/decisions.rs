@@ -1,0 +1,149 @@
+//! The DisputeHandler's decisions against real state managers driven by the simulation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use entente_dispute::{ChainAction, ChainEvent, DisputeHandler, FraudKind, ProofKind};
+use entente_sim::{Game, Scenario, Strategy};
+use entente_types::AgreementMode;
+
+const GENESIS_TS: u64 = 1_700_000_000;
+
+#[test]
+fn silent_peer_calldata_then_timeout_dispute() {
+    // Peer 0 writes first; peer 1 is silent: it neither confirms nor moves.
+    let scenario = Scenario::new(Game::Counter { target: 100 }, 2, 1).byzantine(1, Strategy::Silent);
+    let mut sim = scenario.build().unwrap();
+    sim.run(5_000).unwrap();
+    let me = sim.peer(0).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(0);
+    assert_eq!(core.tip(), 1, "peer 0 made its move");
+    assert_eq!(core.finalized_height(), 0, "nobody confirmed it");
+
+    // Before the confirmation deadline (genesis + p2pTime + agreementTime = 40 s): nothing.
+    assert!(handler.on_tick(core, 39_000).is_empty());
+    // After it: post our unconfirmed transaction as calldata, once.
+    let actions = handler.on_tick(core, 41_000);
+    let posted = match actions.as_slice() {
+        [
+            ChainAction::PostCalldata {
+                transaction,
+                signature,
+            },
+        ] => (transaction.clone(), *signature),
+        other => panic!("expected a calldata post, got {other:?}"),
+    };
+    assert_eq!(posted.0.height, 1);
+    assert!(handler.on_tick(core, 42_000).is_empty(), "posted once");
+
+    // The chain shows the post. Peer 1 writes next; past its calldata deadline
+    // (ts(1) + 100 s), peer 0 disputes it with the posted state.
+    let ts1 = posted.0.timestamp;
+    handler.on_chain_event(
+        core,
+        ChainEvent::CalldataPosted {
+            transaction: posted.0,
+            signature: posted.1,
+            timestamp: GENESIS_TS + 42,
+        },
+        42_000,
+    );
+    let before = (ts1 - GENESIS_TS + 100) * 1000;
+    assert!(handler.on_tick(core, before).is_empty());
+    let actions = handler.on_tick(core, before + 2_000);
+    match actions.as_slice() {
+        [ChainAction::DisputeTimeout { latest }] => {
+            assert_eq!(latest.kind, ProofKind::Posted);
+            assert_eq!(latest.transaction.height, 1);
+            assert_eq!(
+                entente_types::keccak256(&latest.state),
+                latest.transaction.stateHash
+            );
+        }
+        other => panic!("expected a timeout dispute, got {other:?}"),
+    }
+    assert!(handler.on_tick(core, before + 3_000).is_empty(), "disputed once");
+}
+
+#[test]
+fn signed_genesis_proof_when_the_first_writer_is_silent() {
+    // Peer 0, the first writer, never moves (the simulation is not even run): peer 1 disputes
+    // it from the genesis.
+    let mut sim = Scenario::new(Game::Counter { target: 100 }, 2, 2)
+        .build()
+        .unwrap();
+    let me = sim.peer(1).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(1);
+    assert!(
+        handler.on_tick(core, 100_000).is_empty(),
+        "deadline is genesis + 100 s"
+    );
+    match handler.on_tick(core, 102_000).as_slice() {
+        [ChainAction::DisputeTimeout { latest }] => assert_eq!(latest.kind, ProofKind::Genesis),
+        other => panic!("expected a timeout dispute, got {other:?}"),
+    }
+}
+
+#[test]
+fn fraud_is_proven_from_pipeline_refusals() {
+    for (strategy, kind) in [
+        (Strategy::InvalidTransition, FraudKind::InvalidTransition),
+        (Strategy::OutOfOrderTimestamp, FraudKind::TimestampOutOfOrder),
+        (Strategy::FutureTimestamp, FraudKind::TimestampInFuture),
+        (Strategy::StaleState, FraudKind::WrongParent),
+    ] {
+        // Three peers: the byzantine one (index 2) writes third, after two honest moves.
+        let scenario = Scenario::new(Game::Counter { target: 100 }, 3, 4)
+            .mode(AgreementMode::ExplicitConfirmations)
+            .byzantine(1, strategy);
+        let mut sim = scenario.build().unwrap();
+        sim.run(5_000).unwrap();
+        let me = sim.peer(0).me();
+        let mut handler = DisputeHandler::new(me);
+        let core = sim.peer_mut(0);
+        assert_eq!(core.fraud_evidence().len(), 1, "{strategy:?}");
+        let actions = handler.on_tick(core, 5_000);
+        match actions.as_slice() {
+            [
+                ChainAction::ProveFraud {
+                    kind: k,
+                    prev,
+                    transaction,
+                    ..
+                },
+            ] => {
+                assert_eq!(*k, kind);
+                assert_eq!(prev.transaction.height + 1, transaction.height);
+                assert_eq!(prev.kind, ProofKind::Signed, "the parent is N-signed");
+            }
+            other => panic!("{strategy:?}: expected a fraud proof, got {other:?}"),
+        }
+        assert!(handler.on_tick(core, 6_000).is_empty(), "proven once");
+    }
+}
+
+#[test]
+fn equivocation_is_proven() {
+    // The last peer equivocates: even and odd peers get different transactions at its height.
+    let scenario = Scenario::new(Game::Counter { target: 100 }, 4, 5).byzantine(1, Strategy::Equivocate);
+    let mut sim = scenario.build().unwrap();
+    sim.run(5_000).unwrap();
+    // Find an honest peer holding equivocation evidence.
+    let holder = sim
+        .honest()
+        .into_iter()
+        .find(|&i| !sim.peer(i).evidence().is_empty())
+        .expect("evidence");
+    let me = sim.peer(holder).me();
+    let mut handler = DisputeHandler::new(me);
+    let actions = handler.on_tick(sim.peer_mut(holder), 5_000);
+    match actions.as_slice() {
+        [ChainAction::ProveDoubleSign { a, b, .. }] => {
+            assert_eq!(a.0.height, b.0.height);
+            assert_ne!(a.0, b.0);
+            assert_eq!(a.0.participant, b.0.participant);
+        }
+        other => panic!("expected a double-sign proof, got {other:?}"),
+    }
+}
