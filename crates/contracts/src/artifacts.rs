@@ -21,7 +21,8 @@ pub const CHANNEL_EXTENSION: &str = include_str!("../../../contracts/artifacts/C
 pub const I_STATE_CHANNEL_MANAGER: &str =
     include_str!("../../../contracts/artifacts/IStateChannelManager.json");
 /// `IStateChannelEvents`: every event and custom error of the manager (no bytecode).
-pub const I_STATE_CHANNEL_EVENTS: &str = include_str!("../../../contracts/artifacts/IStateChannelEvents.json");
+pub const I_STATE_CHANNEL_EVENTS: &str =
+    include_str!("../../../contracts/artifacts/IStateChannelEvents.json");
 
 /// An artifact read from its JSON: the ABI and the bytecode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +39,8 @@ impl Artifact {
     /// Reads an exported artifact (one of the constants of this module, or any file of the same
     /// shape).
     pub fn parse(json: &str) -> Result<Self, ContractsError> {
-        let object: ContractObject = serde_json::from_str(json).map_err(|e| ContractsError::Json(e.to_string()))?;
+        let object: ContractObject =
+            serde_json::from_str(json).map_err(|e| ContractsError::Json(e.to_string()))?;
         Ok(Self {
             abi: object.abi.ok_or(ContractsError::NoAbi)?,
             bytecode: object.bytecode.unwrap_or_default(),
