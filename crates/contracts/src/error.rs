@@ -10,4 +10,12 @@ pub enum ContractsError {
     /// The artifact has no creation bytecode (an interface or an abstract contract).
     #[error("the artifact has no creation bytecode (an interface or an abstract contract?)")]
     NoBytecode,
+    /// A `uint8` that is not a value of the Solidity enum it encodes.
+    #[error("{value} is not a {name}")]
+    UnknownEnumValue {
+        /// The enum.
+        name: &'static str,
+        /// The value.
+        value: u8,
+    },
 }

@@ -9,6 +9,8 @@
 //!   ABI, events and errors included) and [`IStateChannelEvents`].
 //! - [`decode_manager_log`] / [`decode_manager_error`]: a manager log or revert into its typed
 //!   event or error ([`ManagerEvent`], [`ManagerError`]).
+//! - [`ChannelStatus`], [`ProofKind`], [`DisputeKind`]: the Solidity enums, which the bindings
+//!   carry as `u8` (a JSON ABI records enums as `uint8`).
 //! - `From` conversions between [`entente_types::Transaction`] and the bindings' `Transaction`.
 //!
 //! This crate has no IO and no provider: the sans-IO cores, the revm runtime and the in-process
@@ -37,6 +39,7 @@ pub mod artifacts;
 mod bindings;
 mod convert;
 mod error;
+mod kinds;
 
 use alloy_primitives::B256;
 use alloy_sol_types::abi::AbiDecoderConfig;
@@ -45,6 +48,7 @@ use alloy_sol_types::{SolEventInterface, SolInterface};
 pub use artifacts::Artifact;
 pub use bindings::{IStateChannelEvents, IStateChannelManager, RoundRobinCounter, TicTacToe};
 pub use error::ContractsError;
+pub use kinds::{ChannelStatus, DisputeKind, ProofKind};
 
 /// Every event of the StateChannelManager, typed (`IStateChannelManager`'s event enum).
 pub type ManagerEvent = IStateChannelManager::IStateChannelManagerEvents;

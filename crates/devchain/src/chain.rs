@@ -24,7 +24,8 @@ pub enum Mining {
     #[default]
     Auto,
     /// Transactions join the open block until [`DevChain::mine`] seals it (or time moves, or the
-    /// next transaction's gas limit does not fit the block's remaining gas).
+    /// next transaction's gas used does not fit the block's remaining gas: it then opens the next
+    /// block).
     Manual,
 }
 
@@ -393,14 +394,6 @@ impl DevChain {
                 self.config.block_gas_limit
             )));
         }
-        // A block builder does not include a transaction whose gas limit exceeds the block's
-        // remaining gas: the open block is sealed and the transaction starts the next one.
-        if let Some(open) = &self.open
-            && open.gas_used.saturating_add(gas_limit) > self.config.block_gas_limit
-        {
-            self.seal();
-        }
-        self.set_block_env();
         let tx = TxEnv::builder()
             .caller(from)
             .kind(kind)
@@ -412,10 +405,25 @@ impl DevChain {
             .chain_id(Some(self.config.chain_id))
             .build()
             .map_err(|e| DevChainError::Evm(format!("{e:?}")))?;
-        let result = self
+        self.set_block_env();
+        let mut outcome = self
             .evm
-            .transact_commit(tx)
+            .transact(tx.clone())
             .map_err(|e| DevChainError::Rejected(e.to_string()))?;
+        // Blocks are packed by gas used: a transaction that does not fit the open block's
+        // remaining gas goes into the next block (executed again there, in its environment).
+        if let Some(open) = &self.open
+            && open.gas_used.saturating_add(outcome.result.tx_gas_used()) > self.config.block_gas_limit
+        {
+            self.seal();
+            self.set_block_env();
+            outcome = self
+                .evm
+                .transact(tx)
+                .map_err(|e| DevChainError::Rejected(e.to_string()))?;
+        }
+        self.evm.commit(outcome.state);
+        let result = outcome.result;
 
         let block = match self.open.take() {
             Some(b) => b,
