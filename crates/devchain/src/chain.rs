@@ -425,11 +425,10 @@ impl DevChain {
         self.evm.commit(outcome.state);
         let result = outcome.result;
 
-        let block = match self.open.take() {
+        let mut block = match self.open.take() {
             Some(b) => b,
             None => self.new_block(),
         };
-        let mut block = block;
         let transaction_index = block.transactions;
         let to = match kind {
             TxKind::Call(to) => Some(to),
