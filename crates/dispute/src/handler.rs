@@ -50,6 +50,7 @@ pub struct DisputeHandler {
     frauds_proven: BTreeSet<entente_types::B256>,
     running: Option<Running>,
     closed: bool,
+    close_sent: bool,
 }
 
 impl DisputeHandler {
@@ -64,6 +65,7 @@ impl DisputeHandler {
             frauds_proven: BTreeSet::new(),
             running: None,
             closed: false,
+            close_sent: false,
         }
     }
 
@@ -163,6 +165,19 @@ impl DisputeHandler {
                 });
             }
             actions.extend(self.maybe_challenge(sm));
+            return actions;
+        }
+
+        // The game is over and final: settle with the N-signed final state.
+        if sm.is_game_over()
+            && sm.finalized_height() == sm.tip()
+            && !self.close_sent
+            && let Some(proof) = self
+                .proof_at(sm, sm.tip())
+                .filter(|p| p.kind == ProofKind::Signed)
+        {
+            self.close_sent = true;
+            actions.push(ChainAction::Close { proof });
             return actions;
         }
 

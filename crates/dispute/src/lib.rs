@@ -9,8 +9,10 @@
 //! transactions it concerns. Sans-IO: the host carries out the actions through a chain adapter
 //! and feeds back the chain's [`ChainEvent`]s.
 
+mod codec;
 mod handler;
 mod types;
 
+pub use codec::{decode_event, encode_action};
 pub use handler::DisputeHandler;
 pub use types::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof};

@@ -2,19 +2,9 @@
 //! adapters (`entente-devchain`, `entente-chain`) translate them to and from the
 //! StateChannelManager's ABI (see `docs/contracts.md`).
 
+pub use entente_contracts::{DisputeKind, ProofKind};
 pub use entente_state_manager::FraudKind;
 use entente_types::{Address, B256, Bytes, Signature, Transaction};
-
-/// How a state is proven to the chain (`ProofKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProofKind {
-    /// The current fork's genesis: final without signatures.
-    Genesis,
-    /// A transaction with the signatures of all participants, in participant order.
-    Signed,
-    /// A transaction that was posted as calldata.
-    Posted,
-}
 
 /// A state of the current fork with the evidence that it exists (`StateProof`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,29 +27,6 @@ impl StateProof {
             _ => self.transaction.height,
         }
     }
-}
-
-/// What a dispute asks for (`DisputeKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisputeKind {
-    /// No dispute.
-    None,
-    /// Remove a writer that missed its deadline.
-    Timeout,
-    /// A participant forces its exit.
-    Exit,
-    /// Slash a double signer.
-    DoubleSign,
-    /// Slash the issuer of an invalid transition.
-    InvalidTransition,
-    /// Slash the issuer of an out-of-order timestamp.
-    TimestampOutOfOrder,
-    /// Slash the issuer of a timestamp in the future.
-    TimestampInFuture,
-    /// Slash the issuer of a transaction on the wrong parent or genesis.
-    WrongParent,
-    /// Slash the submitter of a fraud proof that did not hold.
-    FalseFraudProof,
 }
 
 /// A running dispute as the chain recorded it (`DisputeRecord`).

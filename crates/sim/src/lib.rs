@@ -21,15 +21,17 @@
 //! ```
 
 mod byzantine;
+mod chain;
 mod network;
 mod player;
 mod scenario;
 mod simulation;
 
 pub use byzantine::Strategy;
+pub use chain::{ChainLink, ChainRecord, OpenedChannel};
 pub use network::{NetConfig, Partition};
 pub use player::{CounterPlayer, Player, TicTacToePlayer};
-pub use scenario::{Game, Report, Scenario};
+pub use scenario::{DEPOSIT, Game, Report, Scenario};
 pub use simulation::{PeerStats, SimError, Simulation, TraceEntry};
 
 /// Re-exported so fixtures can name the core they drive.

@@ -8,6 +8,12 @@ use entente_types::{
 
 use crate::{CounterPlayer, NetConfig, Player, SimError, Simulation, Strategy, TicTacToePlayer};
 
+/// Each participant's deposit in simulated channels (wei).
+pub const DEPOSIT: u64 = 1_000_000_000_000_000_000;
+
+/// Chain time at which simulations start.
+const GENESIS_TIMESTAMP: u64 = 1_700_000_000;
+
 /// Which state machine the channel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Game {
@@ -33,6 +39,7 @@ pub struct Scenario {
     config: Config,
     timing: Timing,
     byzantine: Vec<(usize, Strategy)>,
+    with_chain: bool,
 }
 
 /// What a finished run shows.
@@ -74,7 +81,15 @@ impl Scenario {
             config: Config::default(),
             timing: Timing::default(),
             byzantine: Vec::new(),
+            with_chain: false,
         }
+    }
+
+    /// Opens the channel for real on an in-process chain running the StateChannelManager, and
+    /// gives every peer a dispute handler.
+    pub fn with_chain(mut self) -> Self {
+        self.with_chain = true;
+        self
     }
 
     /// Makes the last `count` peers follow `strategy`.
@@ -165,7 +180,7 @@ impl Scenario {
                 let call = TicTacToe::initialStateCall {
                     x: participants[0],
                     o: participants[1],
-                    stake: U256::from(10),
+                    stake: U256::from(DEPOSIT),
                 };
                 (artifacts::TIC_TAC_TOE, call.abi_encode())
             }
@@ -173,7 +188,7 @@ impl Scenario {
                 use alloy_sol_types::SolCall;
                 let call = RoundRobinCounter::initialStateCall {
                     participants: participants.clone(),
-                    deposits: vec![U256::from(10); self.n],
+                    deposits: vec![U256::from(DEPOSIT); self.n],
                     target,
                 };
                 (artifacts::ROUND_ROBIN_COUNTER, call.abi_encode())
@@ -187,15 +202,40 @@ impl Scenario {
             <alloy_sol_types::sol_data::Bytes as alloy_sol_types::SolType>::abi_decode(&raw)
                 .map_err(|e| fail(e.to_string()))?
         };
+        // With a chain, the channel is opened for real and the spec comes from the manager.
+        let opened = if self.with_chain {
+            let salt = keccak256(format!("entente-sim-{}", self.seed));
+            Some(
+                crate::chain::open_channel(
+                    &participants,
+                    U256::from(DEPOSIT),
+                    json,
+                    &genesis,
+                    &self.timing,
+                    self.config.gas_limit,
+                    salt,
+                    GENESIS_TIMESTAMP,
+                )
+                .map_err(fail)?,
+            )
+        } else {
+            None
+        };
         let spec = ChannelSpec {
-            channel_id: keccak256(format!("entente-sim-{}", self.seed)),
-            domain: Domain::new(31337, Address::repeat_byte(0x5c)),
-            participants,
-            state_machine: Address::repeat_byte(0x3a),
+            channel_id: opened.as_ref().map_or_else(
+                || keccak256(format!("entente-sim-{}", self.seed)),
+                |o| o.channel_id,
+            ),
+            domain: opened.as_ref().map_or_else(
+                || Domain::new(31337, Address::repeat_byte(0x5c)),
+                |o| o.domain.clone(),
+            ),
+            participants: participants.clone(),
+            state_machine: opened.as_ref().map_or(Address::repeat_byte(0x3a), |o| o.machine),
             timing: self.timing,
             agreement_mode: self.mode,
             genesis_state: genesis,
-            genesis_timestamp: 1_700_000_000,
+            genesis_timestamp: opened.as_ref().map_or(GENESIS_TIMESTAMP, |o| o.genesis_timestamp),
         };
         let mut peers: Vec<(StateManager<LocalSigner>, Box<dyn Player>)> = Vec::with_capacity(self.n);
         for key in keys {
@@ -211,6 +251,9 @@ impl Scenario {
         let keys = self.keys();
         for &(i, strategy) in &self.byzantine {
             sim.set_strategy(i, strategy, code.clone(), keys[i].clone());
+        }
+        if let Some(opened) = opened {
+            sim.attach_chain(crate::chain::ChainLink::new(opened, &participants));
         }
         Ok(sim)
     }

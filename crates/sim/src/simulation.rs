@@ -8,7 +8,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::byzantine::{Forger, Strategy};
+use crate::chain::ChainLink;
 use crate::{NetConfig, Player};
+use entente_dispute::ChainEvent;
 
 /// A failed run: everything needed to replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,7 @@ enum Action {
     Deliver { to: usize, from: usize, bytes: Vec<u8> },
     Wake(usize),
     Act(usize),
+    ChainTick,
 }
 
 struct Queued {
@@ -129,6 +132,8 @@ pub struct Simulation {
     frames: u64,
     /// Every frame put on the network (sender, bytes), when enabled.
     tap: Option<Vec<(usize, Vec<u8>)>>,
+    /// The chain, when the simulation has one.
+    chain: Option<ChainLink>,
 }
 
 impl fmt::Debug for Simulation {
@@ -191,6 +196,7 @@ impl Simulation {
             last_final: vec![0; n],
             frames: 0,
             tap: None,
+            chain: None,
         };
         for i in 0..n {
             sim.schedule_turn(i);
@@ -221,6 +227,23 @@ impl Simulation {
         (0..self.peers.len())
             .filter(|&i| self.peers[i].strategy == Strategy::Honest)
             .collect()
+    }
+
+    /// Connects the simulation to a chain: from now on every peer runs a dispute handler, and
+    /// the chain is ticked once per second of virtual time.
+    pub fn attach_chain(&mut self, link: ChainLink) {
+        self.chain = Some(link);
+        self.push(self.now + 1_000, Action::ChainTick);
+    }
+
+    /// The chain, if any.
+    pub fn chain(&self) -> Option<&ChainLink> {
+        self.chain.as_ref()
+    }
+
+    /// The chain, mutably (reads such as pending balances).
+    pub fn chain_mut(&mut self) -> Option<&mut ChainLink> {
+        self.chain.as_mut()
     }
 
     /// Keep only the trace hash, not the entries (long runs).
@@ -300,6 +323,12 @@ impl Simulation {
 
     /// True when every peer sees the game over with everything final at the same tip.
     pub fn settled(&self) -> bool {
+        if let Some(link) = &self.chain {
+            // With a chain, a run ends when the channel has settled on chain.
+            return (0..self.peers.len())
+                .filter(|&i| self.peers[i].strategy == Strategy::Honest)
+                .all(|i| link.handlers[i].is_closed());
+        }
         let mut honest = self.peers.iter().filter(|p| p.strategy == Strategy::Honest);
         let Some(first) = honest.next() else {
             return true;
@@ -334,6 +363,10 @@ impl Simulation {
                 let from_addr = self.peers[from].core.me();
                 let _ = self.peers[to].core.handle_bytes(from_addr, &bytes, now);
                 to
+            }
+            Action::ChainTick => {
+                self.chain_tick()?;
+                return Ok(());
             }
             Action::Wake(i) => {
                 self.peers[i].next_wake = None;
@@ -413,6 +446,69 @@ impl Simulation {
                     }
                 }
                 Effect::Notify(event) => self.on_event(i, event)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// One second of chain: follow virtual time, deliver new events, let every dispute handler
+    /// decide, send what they ask for.
+    fn chain_tick(&mut self) -> Result<(), SimError> {
+        let now = self.now;
+        let Some(link) = self.chain.as_mut() else {
+            return Ok(());
+        };
+        link.follow(now).map_err(|e| self.fail(e.reason))?;
+        let Some(link) = self.chain.as_mut() else {
+            return Ok(());
+        };
+        let timestamp = link.chain_time(now);
+        let mut events = vec![ChainEvent::Block { timestamp }];
+        events.extend(link.new_events(now));
+        self.deliver_chain_events(events)?;
+        for i in 0..self.peers.len() {
+            if self.peers[i].strategy == Strategy::Silent {
+                continue;
+            }
+            let Some(link) = self.chain.as_mut() else {
+                return Ok(());
+            };
+            let actions = link.handlers[i].on_tick(&mut self.peers[i].core, now);
+            let from = self.peers[i].core.me();
+            for action in &actions {
+                link.execute(now, i, from, action);
+            }
+            self.carry_out(i)?;
+            self.schedule_turn(i);
+        }
+        let Some(link) = self.chain.as_mut() else {
+            return Ok(());
+        };
+        let events = link.new_events(now);
+        self.deliver_chain_events(events)?;
+        if !self.settled() {
+            self.push(now + 1_000, Action::ChainTick);
+        }
+        Ok(())
+    }
+
+    fn deliver_chain_events(&mut self, events: Vec<ChainEvent>) -> Result<(), SimError> {
+        let now = self.now;
+        for event in events {
+            for i in 0..self.peers.len() {
+                if self.peers[i].strategy == Strategy::Silent {
+                    continue;
+                }
+                let Some(link) = self.chain.as_mut() else {
+                    return Ok(());
+                };
+                let actions = link.handlers[i].on_chain_event(&mut self.peers[i].core, event.clone(), now);
+                let from = self.peers[i].core.me();
+                for action in &actions {
+                    link.execute(now, i, from, action);
+                }
+                self.carry_out(i)?;
+                self.schedule_turn(i);
             }
         }
         Ok(())

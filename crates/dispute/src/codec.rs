@@ -1,0 +1,184 @@
+//! Translation between the dispute layer's [`ChainAction`]s / [`ChainEvent`]s and the
+//! StateChannelManager's ABI (`IStateChannelManager`). Every chain adapter (the in-process revm
+//! chain, the JSON-RPC client) sends exactly these calldata bytes and decodes logs through here.
+
+use alloy_primitives::U256;
+use alloy_sol_types::SolCall;
+use entente_contracts::{IStateChannelManager as M, ManagerEvent};
+use entente_types::{Address, B256, Bytes, Signature};
+
+use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, StateProof};
+
+fn sig_bytes(s: &Signature) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn proof(p: &StateProof) -> M::StateProof {
+    M::StateProof {
+        kind: p.kind.into(),
+        transaction: p.transaction.clone().into(),
+        signatures: p.signatures.iter().map(sig_bytes).collect(),
+        state: p.state.clone(),
+    }
+}
+
+fn record(r: &DisputeRecord) -> M::DisputeRecord {
+    M::DisputeRecord {
+        kind: r.kind.into(),
+        challenged: r.challenged,
+        slash: r.slash,
+        submitter: r.submitter,
+        target: r.target,
+        forkCnt: r.fork,
+        height: r.height,
+        stateHash: r.state_hash,
+        writerDeadline: r.writer_deadline,
+        deadline: r.deadline,
+    }
+}
+
+fn from_record(r: &M::DisputeRecord) -> Option<DisputeRecord> {
+    Some(DisputeRecord {
+        kind: DisputeKind::try_from(r.kind).ok()?,
+        challenged: r.challenged,
+        slash: r.slash,
+        submitter: r.submitter,
+        target: r.target,
+        fork: r.forkCnt,
+        height: r.height,
+        state_hash: r.stateHash,
+        writer_deadline: r.writerDeadline,
+        deadline: r.deadline,
+    })
+}
+
+fn fraud_kind(kind: FraudKind) -> DisputeKind {
+    match kind {
+        FraudKind::InvalidTransition => DisputeKind::InvalidTransition,
+        FraudKind::TimestampOutOfOrder => DisputeKind::TimestampOutOfOrder,
+        FraudKind::TimestampInFuture => DisputeKind::TimestampInFuture,
+        FraudKind::WrongParent => DisputeKind::WrongParent,
+    }
+}
+
+/// The calldata of `action` on channel `channel_id`.
+pub fn encode_action(channel_id: B256, action: &ChainAction) -> Bytes {
+    let data = match action {
+        ChainAction::PostCalldata {
+            transaction,
+            signature,
+        } => M::postCalldataCall {
+            transaction: transaction.clone().into(),
+            signature: sig_bytes(signature),
+        }
+        .abi_encode(),
+        ChainAction::DisputeTimeout { latest } => M::disputeTimeoutCall {
+            channelId: channel_id,
+            latest: proof(latest),
+        }
+        .abi_encode(),
+        ChainAction::ProveDoubleSign { latest, a, b } => M::proveDoubleSignCall {
+            channelId: channel_id,
+            latest: proof(latest),
+            proof: M::DoubleSignProof {
+                a: a.0.clone().into(),
+                sigA: sig_bytes(&a.1),
+                b: b.0.clone().into(),
+                sigB: sig_bytes(&b.1),
+            },
+        }
+        .abi_encode(),
+        ChainAction::ProveFraud {
+            kind,
+            prev,
+            transaction,
+            signature,
+        } => M::proveFraudCall {
+            channelId: channel_id,
+            kind: fraud_kind(*kind).into(),
+            prev: proof(prev),
+            t: transaction.clone().into(),
+            sig: sig_bytes(signature),
+        }
+        .abi_encode(),
+        ChainAction::Challenge { record: r, proof: p } => M::challengeCall {
+            channelId: channel_id,
+            d: record(r),
+            proof: proof(p),
+        }
+        .abi_encode(),
+        ChainAction::FinalizeDispute { record: r, state } => M::finalizeDisputeCall {
+            channelId: channel_id,
+            d: record(r),
+            state: state.clone(),
+        }
+        .abi_encode(),
+        ChainAction::Close { proof: p } => M::closeCall {
+            channelId: channel_id,
+            proof: proof(p),
+        }
+        .abi_encode(),
+    };
+    data.into()
+}
+
+/// The channel and dispute-layer event of a decoded manager log at chain time `timestamp`, if
+/// the dispute layer cares about it.
+pub fn decode_event(event: &ManagerEvent, timestamp: u64) -> Option<(B256, ChainEvent)> {
+    use ManagerEvent as E;
+    Some(match event {
+        E::CalldataPosted(e) => (
+            e.channelId,
+            ChainEvent::CalldataPosted {
+                transaction: e.transaction.clone().into(),
+                signature: Signature::from_slice(&e.signature).ok()?,
+                timestamp,
+            },
+        ),
+        E::DisputeStarted(e) => (
+            e.channelId,
+            ChainEvent::DisputeStarted {
+                record: from_record(&e.dispute)?,
+                state: e.state.clone(),
+            },
+        ),
+        E::DisputeChallenged(e) => (
+            e.channelId,
+            ChainEvent::DisputeChallenged {
+                challenger: e.challenger,
+                record: from_record(&e.dispute)?,
+                state: e.state.clone(),
+            },
+        ),
+        E::SetState(e) => (
+            e.channelId,
+            ChainEvent::SetState {
+                fork: e.forkCnt,
+                genesis_height: e.genesisHeight,
+                genesis_timestamp: e.genesisTimestamp,
+                state: e.state.clone(),
+                participants: e.participants.clone(),
+            },
+        ),
+        E::ParticipantRemoved(e) => (
+            e.channelId,
+            ChainEvent::ParticipantRemoved {
+                participant: e.participant,
+                slashed: e.slashed,
+            },
+        ),
+        E::ChannelClosed(e) => (
+            e.channelId,
+            ChainEvent::ChannelClosed {
+                fork: e.forkCnt,
+                height: e.height,
+                exits: e
+                    .exits
+                    .iter()
+                    .map(|x| (x.participant, x.amount))
+                    .collect::<Vec<(Address, U256)>>(),
+            },
+        ),
+        _ => return None,
+    })
+}

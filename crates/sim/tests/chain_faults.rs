@@ -1,0 +1,77 @@
+//! Byzantine peers against the whole system: the peer-to-peer protocol plus the real
+//! StateChannelManager on the in-process revm chain. The chain's verdict ends every fault.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use entente_dispute::ChainEvent;
+use entente_sim::{Game, Scenario, Strategy};
+
+fn events(sim: &entente_sim::Simulation) -> Vec<ChainEvent> {
+    sim.chain().map(|c| c.events().to_vec()).unwrap_or_default()
+}
+
+#[test]
+fn honest_game_closes_on_chain() {
+    let mut sim = Scenario::new(Game::TicTacToe, 2, 1).with_chain().build().unwrap();
+    sim.run(3_600_000).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sim.settled(), "{:#?}", sim.chain().unwrap().records());
+    assert!(
+        events(&sim)
+            .iter()
+            .any(|e| matches!(e, ChainEvent::ChannelClosed { .. }))
+    );
+}
+
+#[test]
+fn silent_player_is_removed_by_timeout_and_the_other_is_paid() {
+    let mut sim = Scenario::new(Game::TicTacToe, 2, 2)
+        .with_chain()
+        .byzantine(1, Strategy::Silent)
+        .build()
+        .unwrap();
+    sim.run(3_600_000).unwrap_or_else(|e| panic!("{e}"));
+    let silent = sim.peer(1).me();
+    let records = sim.chain().unwrap().records().to_vec();
+    assert!(sim.settled(), "{records:#?}");
+    let ev = events(&sim);
+    assert!(
+        ev.iter().any(|e| matches!(e, ChainEvent::ParticipantRemoved { participant, slashed: false } if *participant == silent)),
+        "{records:#?}"
+    );
+    // The silent player forfeits: the honest one takes both stakes.
+    let honest = sim.peer(0).me();
+    let paid: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::ChannelClosed { exits, .. } => Some(exits.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        paid,
+        vec![(honest, alloy_primitives::U256::from(2 * entente_sim::DEPOSIT))]
+    );
+}
+
+#[test]
+fn silent_peer_among_four_is_removed_and_the_rest_finish() {
+    let mut sim = Scenario::new(Game::Counter { target: 60 }, 4, 3)
+        .with_chain()
+        .byzantine(1, Strategy::Silent)
+        .build()
+        .unwrap();
+    sim.run(3_600_000).unwrap_or_else(|e| panic!("{e}"));
+    let records = sim.chain().unwrap().records().to_vec();
+    assert!(sim.settled(), "{records:#?}");
+    let ev = events(&sim);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ChainEvent::SetState { participants, .. } if participants.len() == 3)),
+        "{records:#?}"
+    );
+    assert!(
+        ev.iter().any(|e| matches!(e, ChainEvent::ChannelClosed { .. })),
+        "{records:#?}"
+    );
+}
