@@ -357,8 +357,7 @@ impl AgreementManager {
             first: (entry.transaction.clone(), first),
             second: (Some(transaction.clone()), digest, signature),
         };
-        self.record_equivocation(evidence.clone());
-        Some(evidence)
+        self.record_equivocation(evidence.clone()).then_some(evidence)
     }
 
     /// `signer` just signed the chain's transaction at `height`: a conflicting signature it gave
@@ -381,13 +380,15 @@ impl AgreementManager {
         self.record_equivocation(evidence);
     }
 
-    fn record_equivocation(&mut self, evidence: Equivocation) {
+    /// Records `evidence` unless already known; true if it is new.
+    fn record_equivocation(&mut self, evidence: Equivocation) -> bool {
         let known = self.evidence.iter().any(|e| {
             e.signer == evidence.signer && e.height == evidence.height && e.second.1 == evidence.second.1
         });
         if !known {
             self.evidence.push(evidence);
         }
+        !known
     }
 
     fn index_of(&self, who: &Address) -> Option<usize> {

@@ -51,6 +51,7 @@ pub struct DisputeHandler {
     running: Option<Running>,
     closed: bool,
     close_sent: bool,
+    exit_sent: bool,
 }
 
 impl DisputeHandler {
@@ -66,6 +67,7 @@ impl DisputeHandler {
             running: None,
             closed: false,
             close_sent: false,
+            exit_sent: false,
         }
     }
 
@@ -127,6 +129,8 @@ impl DisputeHandler {
             } => {
                 self.running = None;
                 self.posting.clear();
+                self.close_sent = false;
+                self.exit_sent = false;
                 let info = ForkInfo {
                     fork,
                     genesis_height,
@@ -179,6 +183,34 @@ impl DisputeHandler {
             self.close_sent = true;
             actions.push(ChainAction::Close { proof });
             return actions;
+        }
+
+        // The game is over but no N-signed final state came by the confirmation deadline (a peer
+        // withholds its signature): settle through the chain with the latest provable state.
+        if sm.is_game_over()
+            && !self.exit_sent
+            && now > Deadlines::after(sm.tip_timestamp(), &sm.spec().timing).confirm_by
+        {
+            let tip = sm.tip();
+            match self.proof_at(sm, tip) {
+                Some(latest) => {
+                    self.exit_sent = true;
+                    actions.push(ChainAction::RequestExit { latest });
+                    return actions;
+                }
+                None => {
+                    if let Some(entry) = sm.agreement().entry(tip)
+                        && let Some(sig) = entry.signatures.get(&entry.transaction.participant)
+                        && self.posting.insert((sm.fork().fork, tip))
+                    {
+                        actions.push(ChainAction::PostCalldata {
+                            transaction: entry.transaction.clone(),
+                            signature: *sig,
+                        });
+                        return actions;
+                    }
+                }
+            }
         }
 
         // Equivocations: prove each once.

@@ -103,6 +103,11 @@ pub enum ChainAction {
         /// The state it enforces (bytes hashing to `record.state_hash`).
         state: Bytes,
     },
+    /// Leave through the chain with the latest provable state; a finished game then settles.
+    RequestExit {
+        /// The latest provable state.
+        latest: StateProof,
+    },
     /// Settle a game-over state with N signatures.
     Close {
         /// The N-signed final state.

@@ -209,6 +209,7 @@ fn action_name(action: &ChainAction) -> &'static str {
         ChainAction::ProveFraud { .. } => "proveFraud",
         ChainAction::Challenge { .. } => "challenge",
         ChainAction::FinalizeDispute { .. } => "finalizeDispute",
+        ChainAction::RequestExit { .. } => "requestExit",
         ChainAction::Close { .. } => "close",
     }
 }

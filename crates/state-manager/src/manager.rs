@@ -125,6 +125,8 @@ pub struct StateManager<S: Signer> {
     states: BTreeMap<u64, Bytes>,
     /// Highest height considered for a virtual-voting checkpoint.
     last_checkpoint: u64,
+    /// Resends since the last progress (for the backoff).
+    resends: u32,
     /// Refused transactions that prove fraud by their issuer.
     fraud: Vec<FraudEvidence>,
     /// Peers that did not confirm our transaction by its confirmation deadline: we do not
@@ -196,6 +198,7 @@ impl<S: Signer> StateManager<S> {
             own_signatures: BTreeMap::new(),
             states: BTreeMap::from([(0, genesis_state_bytes.clone())]),
             last_checkpoint: 0,
+            resends: 0,
             fraud: Vec::new(),
             refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
@@ -321,6 +324,7 @@ impl<S: Signer> StateManager<S> {
         self.early_confirmations.clear();
         self.states = BTreeMap::from([(fork.genesis_height, Bytes::copy_from_slice(genesis_state))]);
         self.last_checkpoint = fork.genesis_height;
+        self.resends = 0;
         self.last_progress_ms = local_ms;
         self.effects.push_back(Effect::Notify(Event::ForkStarted {
             fork: fork.fork,
@@ -359,7 +363,10 @@ impl<S: Signer> StateManager<S> {
     /// When [`Self::handle_timeout`] should be called next (local ms), if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.agreement.tip() > self.agreement.finalized_height() {
-            Some(self.last_progress_ms + self.config.resend_interval_ms)
+            // Back off exponentially while nothing progresses (a stalled channel waiting for the
+            // chain must not flood the network), at most 32 intervals.
+            let backoff = self.config.resend_interval_ms << self.resends.min(5);
+            Some(self.last_progress_ms + backoff)
         } else {
             None
         }
@@ -460,6 +467,7 @@ impl<S: Signer> StateManager<S> {
             return;
         }
         self.last_progress_ms = local_ms;
+        self.resends = self.resends.saturating_add(1);
         self.note_refusals(local_ms);
         let finalized = self.agreement.finalized_height();
         let mut resend = Vec::new();
@@ -739,6 +747,13 @@ impl<S: Signer> StateManager<S> {
     }
 
     fn on_confirmation(&mut self, c: Confirmation, _local_ms: u64) -> Result<Accepted, Rejection> {
+        // A confirmation we already hold, byte for byte: drop it before any signature work.
+        if let Some(entry) = self.agreement.entry(c.height)
+            && entry.digest == c.digest
+            && entry.signatures.values().any(|s| *s == c.signature)
+        {
+            return Ok(Accepted::Noop);
+        }
         if c.fork < self.fork.fork {
             return Err(Rejection::StaleFork {
                 got: c.fork,
@@ -1006,6 +1021,7 @@ impl<S: Signer> StateManager<S> {
         self.tip_state_hash = transaction.stateHash;
         self.tip_timestamp = transaction.timestamp;
         self.last_progress_ms = local_ms;
+        self.resends = 0;
         self.states.insert(height, state.clone());
         self.effects
             .push_back(Effect::Persist(PersistRecord::Transaction {
@@ -1054,6 +1070,7 @@ impl<S: Signer> StateManager<S> {
 
     fn on_finalized(&mut self, height: u64) {
         let fork = self.fork.fork;
+        self.resends = 0;
         let state_hash = self
             .agreement
             .entry(height)
