@@ -52,6 +52,9 @@ pub struct P2pConfig {
     pub max_discovery_interval: Duration,
     /// Connections without traffic are closed after this long.
     pub idle_connection_timeout: Duration,
+    /// How long establishing one connection (transport, security, multiplexing) may take.
+    /// This also bounds each DCUtR hole-punch attempt (DCUtR makes three).
+    pub connection_timeout: Duration,
 }
 
 impl P2pConfig {
@@ -79,6 +82,7 @@ impl P2pConfig {
             min_discovery_interval: Duration::from_millis(500),
             max_discovery_interval: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(3600),
+            connection_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -201,6 +201,7 @@ fn build_swarm(keypair: libp2p::identity::Keypair, config: &P2pConfig) -> Result
         })
         .map_err(|e| P2pError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_connection_timeout(config.connection_timeout)
         .build();
     Ok(swarm)
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! entente-p2p-node --key <32-byte hex> [--listen <multiaddr>]... [--bootstrap <multiaddr>]...
-//!                  [--relay <multiaddr>]... [--relay-server] [--public]
+//!                  [--relay <multiaddr>]... [--relay-server] [--public] [--connection-timeout-ms <ms>]
 //!                  [--channel <32-byte hex> --participant <address>...]
 //! ```
 //!
@@ -13,6 +13,7 @@
 
 use std::io::Write;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use entente_p2p::{ConnectionKind, Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pManager};
@@ -96,6 +97,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut relays = Vec::new();
     let mut relay_server = false;
     let mut public = false;
+    let mut connection_timeout = None;
     let mut channel = None;
     let mut participants = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -108,6 +110,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--relay" => relays.push(Multiaddr::from_str(&value()?).context("--relay")?),
             "--relay-server" => relay_server = true,
             "--public" => public = true,
+            "--connection-timeout-ms" => {
+                connection_timeout = Some(Duration::from_millis(value()?.parse().context("--connection-timeout-ms")?));
+            }
             "--channel" => channel = Some(B256::from_str(&value()?).context("--channel")?),
             "--participant" => participants.push(Address::from_str(&value()?).context("--participant")?),
             other => bail!("unknown argument {other}"),
@@ -121,6 +126,9 @@ fn parse_args() -> anyhow::Result<Args> {
     config.relay_addrs = relays;
     config.relay_server = relay_server;
     config.public = public;
+    if let Some(timeout) = connection_timeout {
+        config.connection_timeout = timeout;
+    }
     Ok(Args {
         config,
         channel: channel.map(|c| (c, participants)),

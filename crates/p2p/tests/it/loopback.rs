@@ -89,7 +89,7 @@ async fn five_peers_find_each_other_through_the_dht_and_refuse_an_outsider() {
     // participants, but they refuse its messages.
     let mut outsider_config = loopback_config(99, true, false);
     outsider_config.bootstrap_addrs = vec![bootstrap_addr.clone()];
-    let mut outsider = Node::spawn(outsider_config);
+    let outsider = Node::spawn(outsider_config);
     let outsider_address = outsider.handle.local_address();
     let mut outsider_view = participants.clone();
     outsider_view.push(outsider_address);

@@ -8,15 +8,15 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// A deterministic secret key for test participant `i`.
-pub fn key(i: u32) -> B256 {
+pub(crate) fn key(i: u32) -> B256 {
     keccak256(format!("entente p2p test key {i}"))
 }
 
 /// A loopback node listening on TCP or QUIC (or both).
-pub fn loopback_config(i: u32, tcp: bool, quic: bool) -> P2pConfig {
+pub(crate) fn loopback_config(i: u32, tcp: bool, quic: bool) -> P2pConfig {
     let mut config = P2pConfig::new(key(i));
     config.listen_addrs.clear();
     if tcp {
@@ -31,14 +31,14 @@ pub fn loopback_config(i: u32, tcp: bool, quic: bool) -> P2pConfig {
 }
 
 /// A running node and every event it reported so far.
-pub struct Node {
-    pub handle: P2pHandle,
+pub(crate) struct Node {
+    pub(crate) handle: P2pHandle,
     events: mpsc::Receiver<P2pEvent>,
-    pub seen: Vec<P2pEvent>,
+    pub(crate) seen: Vec<P2pEvent>,
 }
 
 impl Node {
-    pub fn spawn(config: P2pConfig) -> Self {
+    pub(crate) fn spawn(config: P2pConfig) -> Self {
         let (handle, events) = P2pManager::spawn(config).unwrap();
         Self {
             handle,
@@ -48,7 +48,7 @@ impl Node {
     }
 
     /// Waits (bounded by [`WAIT`]) for an event matching `pred`, looking at past events first.
-    pub async fn wait<T>(&mut self, what: &str, mut pred: impl FnMut(&P2pEvent) -> Option<T>) -> T {
+    pub(crate) async fn wait<T>(&mut self, what: &str, mut pred: impl FnMut(&P2pEvent) -> Option<T>) -> T {
         if let Some(found) = self.seen.iter().find_map(&mut pred) {
             return found;
         }
@@ -70,14 +70,14 @@ impl Node {
     }
 
     /// Takes whatever events are ready now.
-    pub fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while let Ok(event) = self.events.try_recv() {
             self.seen.push(event);
         }
     }
 
     /// The first address the node listens on with the given transport, with `/p2p/<id>`.
-    pub async fn listen_addr(&mut self, quic: bool) -> Multiaddr {
+    pub(crate) async fn listen_addr(&mut self, quic: bool) -> Multiaddr {
         let peer = self.handle.local_peer_id();
         self.wait("a listen address", |e| match e {
             P2pEvent::Listening { address }
@@ -92,7 +92,7 @@ impl Node {
 }
 
 /// A small channel message carrying `height`.
-pub fn message(channel_id: B256, height: u64) -> Envelope {
+pub(crate) fn message(channel_id: B256, height: u64) -> Envelope {
     Envelope::new(Message::SyncRequest(SyncRequest {
         channel_id,
         fork: 0,
@@ -101,7 +101,7 @@ pub fn message(channel_id: B256, height: u64) -> Envelope {
 }
 
 /// The `height` of a message built by [`message`].
-pub fn height_of(envelope: &Envelope) -> Option<u64> {
+pub(crate) fn height_of(envelope: &Envelope) -> Option<u64> {
     match &envelope.message {
         Message::SyncRequest(r) => Some(r.from_height),
         _ => None,
