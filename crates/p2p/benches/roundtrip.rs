@@ -13,26 +13,27 @@ use std::time::Duration;
 
 use entente_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pManager};
 use entente_types::{
-    Address, B256, Bytes, Domain, Envelope, LocalSigner, Message, SignedTransaction, Signer, SyncRequest, Transaction,
-    keccak256,
+    Address, B256, Bytes, Domain, Envelope, LocalSigner, Message, SignedTransaction, Signer, SyncRequest,
+    Transaction, keccak256,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn config(i: u8, quic: bool) -> P2pConfig {
+fn config(i: u8, quic: bool) -> anyhow::Result<P2pConfig> {
     let mut config = P2pConfig::new(keccak256([i]));
-    config.listen_addrs = vec![if quic {
-        "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap_or_else(|_| unreachable!())
+    let listen = if quic {
+        "/ip4/127.0.0.1/udp/0/quic-v1"
     } else {
-        "/ip4/127.0.0.1/tcp/0".parse().unwrap_or_else(|_| unreachable!())
-    }];
+        "/ip4/127.0.0.1/tcp/0"
+    };
+    config.listen_addrs = vec![listen.parse()?];
     config.public = true;
     config.max_in_flight_per_peer = 64;
     config.peer_queue_size = 4096;
     config.event_queue_size = 4096;
-    config
+    Ok(config)
 }
 
 fn small(channel_id: B256, height: u64) -> Envelope {
@@ -73,7 +74,7 @@ struct Pair {
 }
 
 async fn pair(quic: bool) -> anyhow::Result<Pair> {
-    let (alice, mut alice_events) = P2pManager::spawn(config(1, quic))?;
+    let (alice, mut alice_events) = P2pManager::spawn(config(1, quic)?)?;
     let address = timeout(WAIT, async {
         loop {
             if let Some(P2pEvent::Listening { address }) = alice_events.recv().await {
@@ -82,8 +83,12 @@ async fn pair(quic: bool) -> anyhow::Result<Pair> {
         }
     })
     .await?;
-    let mut bob_config = config(2, quic);
-    bob_config.bootstrap_addrs = vec![address.with_p2p(alice.local_peer_id()).map_err(|_| anyhow::anyhow!("p2p"))?];
+    let mut bob_config = config(2, quic)?;
+    bob_config.bootstrap_addrs = vec![
+        address
+            .with_p2p(alice.local_peer_id())
+            .map_err(|_| anyhow::anyhow!("p2p"))?,
+    ];
     let (bob, mut bob_events) = P2pManager::spawn(bob_config)?;
     let channel_id = B256::repeat_byte(0xbe);
     let participants = vec![alice.local_address(), bob.local_address()];
@@ -114,7 +119,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn latency(pair: &mut Pair, envelope: &Envelope, rounds: usize) -> anyhow::Result<(Duration, Duration)> {
+async fn latency(
+    pair: &mut Pair,
+    envelope: &Envelope,
+    rounds: usize,
+) -> anyhow::Result<(Duration, Duration)> {
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let start = Instant::now();
@@ -126,12 +135,18 @@ async fn latency(pair: &mut Pair, envelope: &Envelope, rounds: usize) -> anyhow:
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 
-async fn throughput(pair: &mut Pair, envelope: &Envelope, total: usize, senders: usize) -> anyhow::Result<f64> {
+async fn throughput(
+    pair: &mut Pair,
+    envelope: &Envelope,
+    total: usize,
+    senders: usize,
+) -> anyhow::Result<f64> {
     let envelope = Arc::new(envelope.clone());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..senders {
-        let (handle, channel_id, to, envelope) = (pair.sender.clone(), pair.channel_id, pair.to, envelope.clone());
+        let (handle, channel_id, to, envelope) =
+            (pair.sender.clone(), pair.channel_id, pair.to, envelope.clone());
         let count = total / senders + usize::from(s < total % senders);
         tasks.push(tokio::spawn(async move {
             for _ in 0..count {
@@ -152,9 +167,15 @@ async fn throughput(pair: &mut Pair, envelope: &Envelope, total: usize, senders:
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, total) = if quick { (300, 3_000) } else { (3_000, 30_000) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "entente-p2p loopback benchmark ({rounds} round trips, {total} messages per throughput run)")?;
+    writeln!(
+        out,
+        "entente-p2p loopback benchmark ({rounds} round trips, {total} messages per throughput run)"
+    )?;
     writeln!(
         out,
         "| transport | message | size (B) | RTT p50 | RTT p99 | throughput (msg/s) | throughput (MB/s) |"

@@ -32,7 +32,7 @@ pub(crate) enum Request {
     /// Outbound: an envelope already encoded (shared by every recipient of a broadcast).
     Encoded(Arc<[u8]>),
     /// Inbound: what arrived, decoded and validated, or why it is not acceptable.
-    Received(Result<Envelope, TypesError>),
+    Received(Result<Box<Envelope>, TypesError>),
 }
 
 /// The answer to a request.
@@ -79,7 +79,9 @@ impl request_response::Codec for ChannelCodec {
         T: AsyncRead + Unpin + Send,
     {
         let frame = read_frame(io).await?;
-        Ok(Request::Received(frame.and_then(|bytes| Envelope::decode(&bytes))))
+        Ok(Request::Received(
+            frame.and_then(|bytes| Envelope::decode(&bytes)).map(Box::new),
+        ))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -95,7 +97,10 @@ impl request_response::Codec for ChannelCodec {
                 io.read_exact(&mut len).await?;
                 let len = usize::from(u16::from_be_bytes(len));
                 if len > MAX_REASON_BYTES {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "refusal reason too long"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "refusal reason too long",
+                    ));
                 }
                 let mut reason = vec![0u8; len];
                 io.read_exact(&mut reason).await?;
@@ -129,7 +134,12 @@ impl request_response::Codec for ChannelCodec {
         io.close().await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, response: Response) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {

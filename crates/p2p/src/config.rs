@@ -1,9 +1,11 @@
 //! Configuration of a [`P2pManager`](crate::P2pManager).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use entente_types::B256;
 use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 
 /// How a node joins the network and how hard it works for its messages.
 #[derive(Debug, Clone)]
@@ -64,8 +66,13 @@ impl P2pConfig {
         Self {
             secret_key,
             listen_addrs: vec![
-                "/ip4/0.0.0.0/tcp/0".parse().unwrap_or_else(|_| Multiaddr::empty()),
-                "/ip4/0.0.0.0/udp/0/quic-v1".parse().unwrap_or_else(|_| Multiaddr::empty()),
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Tcp(0)),
+                Multiaddr::empty()
+                    .with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED))
+                    .with(Protocol::Udp(0))
+                    .with(Protocol::QuicV1),
             ],
             bootstrap_addrs: Vec::new(),
             relay_addrs: Vec::new(),

@@ -43,8 +43,8 @@ pub(crate) enum RecordError {
         claimed: Address,
         actual: Address,
     },
-    #[error("record published by {publisher}, not by {peer}")]
-    WrongPublisher { peer: PeerId, publisher: PeerId },
+    #[error("record published by {publisher}, not by the PeerId it names")]
+    WrongPublisher { publisher: PeerId },
 }
 
 /// Checks a peer record: the key names an address, the value is a PeerId whose key hashes to
@@ -59,12 +59,16 @@ pub(crate) fn verify_peer_record(record: &Record) -> Result<(Address, PeerId), R
     let peer = PeerId::from_bytes(&record.value).map_err(|_| RecordError::BadValue)?;
     let actual = eth_address_of(&peer).ok_or(RecordError::NotSecp256k1 { peer })?;
     if actual != claimed {
-        return Err(RecordError::WrongAddress { peer, claimed, actual });
+        return Err(RecordError::WrongAddress {
+            peer,
+            claimed,
+            actual,
+        });
     }
     if let Some(publisher) = record.publisher
         && publisher != peer
     {
-        return Err(RecordError::WrongPublisher { peer, publisher });
+        return Err(RecordError::WrongPublisher { publisher });
     }
     Ok((actual, peer))
 }
@@ -75,5 +79,7 @@ pub(crate) fn verify_provider_record(record: &ProviderRecord) -> Result<Address,
     if !record.key.as_ref().starts_with(CHANNEL_PREFIX) {
         return Err(RecordError::NotAPeerKey);
     }
-    eth_address_of(&record.provider).ok_or(RecordError::NotSecp256k1 { peer: record.provider })
+    eth_address_of(&record.provider).ok_or(RecordError::NotSecp256k1 {
+        peer: record.provider,
+    })
 }

@@ -13,7 +13,8 @@ const IDENTITY_MULTIHASH: u64 = 0x00;
 /// as its Ethereum account).
 pub fn keypair_from_secret(secret: &B256) -> Result<Keypair, P2pError> {
     let mut bytes = secret.0;
-    let secret = identity::secp256k1::SecretKey::try_from_bytes(&mut bytes).map_err(|_| P2pError::InvalidKey)?;
+    let secret =
+        identity::secp256k1::SecretKey::try_from_bytes(&mut bytes).map_err(|_| P2pError::InvalidKey)?;
     Ok(identity::secp256k1::Keypair::from(secret).into())
 }
 

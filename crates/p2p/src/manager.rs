@@ -15,8 +15,8 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, identify, noise, ping, relay, tcp,
-    yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, identify, noise, ping, relay,
+    tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -52,6 +52,10 @@ struct Behaviour {
 }
 
 type Reply = oneshot::Sender<Result<(), P2pError>>;
+/// The outcome of one message to one recipient.
+type Outcome = oneshot::Receiver<Result<(), P2pError>>;
+/// The outcomes of one message to each of its recipients.
+type Outcomes = Vec<(Address, Outcome)>;
 
 enum Command {
     Join {
@@ -66,7 +70,7 @@ enum Command {
         channel_id: B256,
         to: Vec<Address>,
         frame: Arc<[u8]>,
-        reply: oneshot::Sender<Result<Vec<(Address, oneshot::Receiver<Result<(), P2pError>>)>, P2pError>>,
+        reply: oneshot::Sender<Result<Outcomes, P2pError>>,
     },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
@@ -99,7 +103,10 @@ impl P2pManager {
         for address in &config.bootstrap_addrs {
             let peer = peer_id_in(address)?;
             bootstrap.insert(peer);
-            swarm.behaviour_mut().kad.add_address(&peer, without_peer_id(address));
+            swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, without_peer_id(address));
             if let Err(e) = swarm.dial(address.clone()) {
                 warn!(target: TARGET, %address, error = %e, "cannot dial bootstrap node");
             }
@@ -159,7 +166,11 @@ fn build_swarm(keypair: libp2p::identity::Keypair, config: &P2pConfig) -> Result
     let max_streams = config.max_in_flight_per_peer.max(1) * 4;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| P2pError::Transport(e.to_string()))?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -215,7 +226,10 @@ fn peer_id_in(address: &Multiaddr) -> Result<PeerId, P2pError> {
 }
 
 fn without_peer_id(address: &Multiaddr) -> Multiaddr {
-    address.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect()
+    address
+        .iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
 }
 
 /// Commands the swarm task; cheap to clone.
@@ -294,7 +308,7 @@ impl P2pHandle {
         channel_id: B256,
         to: Vec<Address>,
         frame: Arc<[u8]>,
-    ) -> Result<Vec<(Address, oneshot::Receiver<Result<(), P2pError>>)>, P2pError> {
+    ) -> Result<Outcomes, P2pError> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::Send {
             channel_id,
@@ -432,7 +446,10 @@ impl Task {
             }
             Command::Leave { channel_id } => {
                 self.channels.remove(&channel_id);
-                let _ = self.swarm.behaviour_mut().kad.stop_providing(&channel_key(&channel_id));
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&channel_key(&channel_id));
                 info!(target: TARGET, channel = %channel_id, "left channel");
             }
             Command::Send {
@@ -489,8 +506,11 @@ impl Task {
         channel_id: B256,
         to: Vec<Address>,
         frame: Arc<[u8]>,
-    ) -> Result<Vec<(Address, oneshot::Receiver<Result<(), P2pError>>)>, P2pError> {
-        let channel = self.channels.get(&channel_id).ok_or(P2pError::UnknownChannel(channel_id))?;
+    ) -> Result<Outcomes, P2pError> {
+        let channel = self
+            .channels
+            .get(&channel_id)
+            .ok_or(P2pError::UnknownChannel(channel_id))?;
         let recipients: Vec<Address> = if to.is_empty() {
             channel
                 .participants
@@ -599,7 +619,10 @@ impl Task {
         if let Err(e) = kad.start_providing(key.clone()) {
             warn!(target: TARGET, channel = %channel_id, error = %e, "cannot announce channel");
         }
-        let mut record = Record::new(peer_record_key(&self.local_address), self.local_peer_id.to_bytes());
+        let mut record = Record::new(
+            peer_record_key(&self.local_address),
+            self.local_peer_id.to_bytes(),
+        );
         record.publisher = Some(self.local_peer_id);
         if let Err(e) = kad.put_record(record, Quorum::One) {
             warn!(target: TARGET, error = %e, "cannot publish peer record");
@@ -611,7 +634,11 @@ impl Task {
         let id = kad.get_providers(key);
         self.discovery_queries.insert(id, channel_id);
         for address in missing {
-            let id = self.swarm.behaviour_mut().kad.get_record(peer_record_key(&address));
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_record(peer_record_key(&address));
             self.discovery_queries.insert(id, channel_id);
         }
     }
@@ -665,7 +692,13 @@ impl Task {
         let mut addresses = self.addr_book.get(&peer).cloned().unwrap_or_default();
         for (relay, state) in &self.relays {
             if self.swarm.is_connected(relay) {
-                addresses.push(state.address.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(peer)));
+                addresses.push(
+                    state
+                        .address
+                        .clone()
+                        .with(Protocol::P2pCircuit)
+                        .with(Protocol::P2p(peer)),
+                );
             }
         }
         let opts = DialOpts::peer_id(peer)
@@ -757,7 +790,10 @@ impl Task {
                 };
                 let address = eth_address_of(&peer_id);
                 info!(target: TARGET, peer = %peer_id, ?address, ?kind, %remote, "connected");
-                self.connections.entry(peer_id).or_default().insert(connection_id, kind);
+                self.connections
+                    .entry(peer_id)
+                    .or_default()
+                    .insert(connection_id, kind);
                 if kind == ConnectionKind::Relayed {
                     self.relayed_since.entry(peer_id).or_insert_with(Instant::now);
                 }
@@ -814,7 +850,10 @@ impl Task {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     for address in &info.listen_addrs {
-                        self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, address.clone());
                     }
                 }
                 let direct: Vec<Multiaddr> = info
@@ -830,7 +869,9 @@ impl Task {
                     let circuit = relay.address.clone().with(Protocol::P2pCircuit);
                     match self.swarm.listen_on(circuit.clone()) {
                         Ok(_) => info!(target: TARGET, relay = %peer_id, %circuit, "listening through relay"),
-                        Err(e) => warn!(target: TARGET, relay = %peer_id, error = %e, "cannot listen through relay"),
+                        Err(e) => {
+                            warn!(target: TARGET, relay = %peer_id, error = %e, "cannot listen through relay")
+                        }
                     }
                 }
             }
@@ -902,9 +943,9 @@ impl Task {
                         for peer in providers {
                             match eth_address_of(&peer) {
                                 Some(address)
-                                    if channel_id.and_then(|c| self.channels.get(&c)).is_some_and(
-                                        |c| c.participants.contains(&address),
-                                    ) =>
+                                    if channel_id
+                                        .and_then(|c| self.channels.get(&c))
+                                        .is_some_and(|c| c.participants.contains(&address)) =>
                                 {
                                     self.register_peer(peer, "provider record");
                                     // Dial while the query still knows the provider's addresses.
@@ -982,7 +1023,13 @@ impl Task {
                         .copied()
                         .unwrap_or(ConnectionKind::Direct);
                     let response = self.on_inbound(peer, request, via);
-                    if self.swarm.behaviour_mut().channel.send_response(channel, response).is_err() {
+                    if self
+                        .swarm
+                        .behaviour_mut()
+                        .channel
+                        .send_response(channel, response)
+                        .is_err()
+                    {
                         debug!(target: TARGET, %peer, "response not sent: stream closed");
                     }
                 }
@@ -1046,7 +1093,7 @@ impl Task {
                 match self.events.try_send(P2pEvent::Message {
                     from,
                     channel_id,
-                    envelope,
+                    envelope: *envelope,
                     via,
                 }) {
                     Ok(()) => return Response::Accepted,

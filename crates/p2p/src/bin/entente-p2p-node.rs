@@ -79,7 +79,11 @@ fn event_json(event: &P2pEvent) -> serde_json::Value {
             };
             json!({"event": "message", "from": from, "channel": channel_id, "height": height, "via": kind(*via)})
         }
-        P2pEvent::Refused { peer, address, reason } => {
+        P2pEvent::Refused {
+            peer,
+            address,
+            reason,
+        } => {
             json!({"event": "refused", "peer": peer.to_string(), "address": address, "reason": reason})
         }
     }
@@ -111,7 +115,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--relay-server" => relay_server = true,
             "--public" => public = true,
             "--connection-timeout-ms" => {
-                connection_timeout = Some(Duration::from_millis(value()?.parse().context("--connection-timeout-ms")?));
+                connection_timeout = Some(Duration::from_millis(
+                    value()?.parse().context("--connection-timeout-ms")?,
+                ));
             }
             "--channel" => channel = Some(B256::from_str(&value()?).context("--channel")?),
             "--participant" => participants.push(Address::from_str(&value()?).context("--participant")?),
@@ -148,8 +154,10 @@ async fn run_command(handle: P2pHandle, channel_id: Option<B256>, line: &str) ->
                     from_height: height,
                 }));
                 let outcome = handle.send(channel_id, to, envelope).await;
-                emit(json!({"event": "sent", "to": to, "height": height, "ok": outcome.is_ok(),
-                            "error": outcome.err().map(|e| e.to_string())}));
+                emit(
+                    json!({"event": "sent", "to": to, "height": height, "ok": outcome.is_ok(),
+                            "error": outcome.err().map(|e| e.to_string())}),
+                );
             });
             Ok(true)
         }
@@ -163,13 +171,19 @@ async fn main() -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
         .with(filter)
         .init();
 
     let args = parse_args()?;
     let (handle, mut events) = P2pManager::spawn(args.config)?;
-    emit(json!({"event": "started", "peer": handle.local_peer_id().to_string(), "address": handle.local_address()}));
+    emit(
+        json!({"event": "started", "peer": handle.local_peer_id().to_string(), "address": handle.local_address()}),
+    );
     let channel_id = args.channel.as_ref().map(|(c, _)| *c);
     if let Some((channel_id, participants)) = args.channel {
         handle.join_channel(channel_id, participants).await?;

@@ -23,11 +23,19 @@ impl request_response::Codec for RawCodec {
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<u8>> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<Vec<u8>> {
         Err(io::Error::other("the raw peer serves nothing"))
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
         let mut answer = Vec::new();
         io.take(4096).read_to_end(&mut answer).await?;
         Ok(answer)
@@ -83,12 +91,14 @@ async fn exchange(raw: &mut Raw, node: &entente_p2p::PeerId, frame: Vec<u8>) -> 
                     message: request_response::Message::Response { request_id, response },
                     ..
                 }) if request_id == id => return response,
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, error, .. })
-                    if request_id == id =>
-                {
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                }) if request_id == id => {
                     panic!("exchange failed: {error}")
                 }
-                SwarmEvent::ConnectionClosed { cause, .. } => panic!("the node closed the connection: {cause:?}"),
+                SwarmEvent::ConnectionClosed { cause, .. } => {
+                    panic!("the node closed the connection: {cause:?}")
+                }
                 _ => {}
             }
         }
@@ -127,7 +137,9 @@ async fn bad_frames_are_refused_with_a_reason_and_the_connection_survives() {
     let address = node.listen_addr(false).await;
     let node_peer = node.handle.local_peer_id();
     let raw_secret = key(22);
-    let raw_address = entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id()).unwrap();
+    let raw_address =
+        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
+            .unwrap();
     let channel_id = B256::repeat_byte(0x21);
     node.handle
         .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
@@ -155,13 +167,17 @@ async fn bad_frames_are_refused_with_a_reason_and_the_connection_survives() {
     assert!(reason.contains("truncated"), "{reason}");
 
     // Garbage that is not CBOR of an envelope.
-    let reason = exchange(&mut raw, &node_peer, frame(b"\xde\xad\xbe\xef garbage \x00\xff")).await.unwrap_err();
+    let reason = exchange(&mut raw, &node_peer, frame(b"\xde\xad\xbe\xef garbage \x00\xff"))
+        .await
+        .unwrap_err();
     assert!(reason.contains("malformed"), "{reason}");
 
     // A well-formed envelope of another protocol version.
     let mut future = message(channel_id, 8);
     future.version = 99;
-    let reason = exchange(&mut raw, &node_peer, frame(&future.encode().unwrap())).await.unwrap_err();
+    let reason = exchange(&mut raw, &node_peer, frame(&future.encode().unwrap()))
+        .await
+        .unwrap_err();
     assert!(reason.contains("unsupported protocol version 99"), "{reason}");
 
     // A message about a channel the node did not join.
@@ -196,7 +212,11 @@ async fn bad_frames_are_refused_with_a_reason_and_the_connection_survives() {
     })
     .await;
     assert_eq!(raw.connected_peers().count(), 1);
-    let refused = node.seen.iter().filter(|e| matches!(e, P2pEvent::Refused { .. })).count();
+    let refused = node
+        .seen
+        .iter()
+        .filter(|e| matches!(e, P2pEvent::Refused { .. }))
+        .count();
     assert_eq!(refused, 6, "{:#?}", node.seen);
     let decoded = Envelope::decode(&good).unwrap();
     assert_eq!(height_of(&decoded), Some(7));
@@ -216,9 +236,13 @@ async fn a_peer_outside_the_channel_is_refused() {
         .unwrap();
     let mut raw = raw_peer(key(33));
     connect(&mut raw, address).await;
-    let reason = exchange(&mut raw, &node_peer, frame(&message(channel_id, 1).encode().unwrap()))
-        .await
-        .unwrap_err();
+    let reason = exchange(
+        &mut raw,
+        &node_peer,
+        frame(&message(channel_id, 1).encode().unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(reason.contains("is not a participant of channel"), "{reason}");
     node.drain();
     assert!(!node.seen.iter().any(|e| matches!(e, P2pEvent::Message { .. })));

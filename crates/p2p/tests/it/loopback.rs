@@ -28,7 +28,10 @@ async fn five_peers_find_each_other_through_the_dht_and_refuse_an_outsider() {
     let participants: Vec<Address> = peers.iter().map(|p| p.handle.local_address()).collect();
     let channel_id = B256::repeat_byte(0x42);
     for peer in &peers {
-        peer.handle.join_channel(channel_id, participants.clone()).await.unwrap();
+        peer.handle
+            .join_channel(channel_id, participants.clone())
+            .await
+            .unwrap();
     }
 
     // Everyone finds every other participant, with a PeerId that proves its address.
@@ -55,7 +58,11 @@ async fn five_peers_find_each_other_through_the_dht_and_refuse_an_outsider() {
 
     // Everyone broadcasts; everyone receives the other four messages.
     for (i, peer) in peers.iter().enumerate() {
-        let outcomes = peer.handle.broadcast(channel_id, message(channel_id, i as u64)).await.unwrap();
+        let outcomes = peer
+            .handle
+            .broadcast(channel_id, message(channel_id, i as u64))
+            .await
+            .unwrap();
         assert_eq!(outcomes.len(), participants.len() - 1);
         for (to, outcome) in outcomes {
             assert!(outcome.is_ok(), "{} -> {to}: {outcome:?}", participants[i]);
@@ -93,7 +100,11 @@ async fn five_peers_find_each_other_through_the_dht_and_refuse_an_outsider() {
     let outsider_address = outsider.handle.local_address();
     let mut outsider_view = participants.clone();
     outsider_view.push(outsider_address);
-    outsider.handle.join_channel(channel_id, outsider_view).await.unwrap();
+    outsider
+        .handle
+        .join_channel(channel_id, outsider_view)
+        .await
+        .unwrap();
     let result = outsider
         .handle
         .send(channel_id, participants[0], message(channel_id, 666))
@@ -118,7 +129,10 @@ async fn five_peers_find_each_other_through_the_dht_and_refuse_an_outsider() {
     assert!(reason.contains("not a participant"));
     peers[0].drain();
     assert!(
-        !peers[0].seen.iter().any(|e| matches!(e, P2pEvent::Message { from, .. } if *from == outsider_address)),
+        !peers[0]
+            .seen
+            .iter()
+            .any(|e| matches!(e, P2pEvent::Message { from, .. } if *from == outsider_address)),
         "the outsider's message reached the application"
     );
     // Participants never take the outsider for one of theirs.
@@ -130,7 +144,10 @@ async fn five_peers_find_each_other_through_the_dht_and_refuse_an_outsider() {
     }
     // A participant cannot send to the outsider either.
     assert!(matches!(
-        peers[1].handle.send(channel_id, outsider_address, message(channel_id, 1)).await,
+        peers[1]
+            .handle
+            .send(channel_id, outsider_address, message(channel_id, 1))
+            .await,
         Err(P2pError::NotParticipant { .. })
     ));
     bootstrap.drain();
@@ -149,9 +166,19 @@ async fn a_message_waits_for_a_restarted_peer_and_is_delivered_after_reconnectio
     let bob = Node::spawn(bob_config.clone());
     let channel_id = B256::repeat_byte(0x17);
     let participants = vec![alice.handle.local_address(), bob.handle.local_address()];
-    alice.handle.join_channel(channel_id, participants.clone()).await.unwrap();
-    bob.handle.join_channel(channel_id, participants.clone()).await.unwrap();
-    bob.handle.send(channel_id, participants[0], message(channel_id, 1)).await.unwrap();
+    alice
+        .handle
+        .join_channel(channel_id, participants.clone())
+        .await
+        .unwrap();
+    bob.handle
+        .join_channel(channel_id, participants.clone())
+        .await
+        .unwrap();
+    bob.handle
+        .send(channel_id, participants[0], message(channel_id, 1))
+        .await
+        .unwrap();
 
     // Bob goes away; Alice notices.
     let bob_peer = bob.handle.local_peer_id();
@@ -165,11 +192,19 @@ async fn a_message_waits_for_a_restarted_peer_and_is_delivered_after_reconnectio
 
     // Alice's message waits in Bob's queue while she redials him with backoff.
     let sender = alice.handle.clone();
-    let pending = tokio::spawn(async move { sender.send(channel_id, participants[1], message(channel_id, 2)).await });
+    let pending = tokio::spawn(async move {
+        sender
+            .send(channel_id, participants[1], message(channel_id, 2))
+            .await
+    });
 
     // Bob comes back at a new port; he finds Alice again and the message gets through.
     let mut bob = Node::spawn(bob_config);
-    bob.handle.join_channel(channel_id, vec![alice.handle.local_address(), bob.handle.local_address()])
+    bob.handle
+        .join_channel(
+            channel_id,
+            vec![alice.handle.local_address(), bob.handle.local_address()],
+        )
         .await
         .unwrap();
     bob.wait("the queued message", |e| match e {
@@ -177,5 +212,9 @@ async fn a_message_waits_for_a_restarted_peer_and_is_delivered_after_reconnectio
         _ => None,
     })
     .await;
-    tokio::time::timeout(crate::util::WAIT, pending).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(crate::util::WAIT, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

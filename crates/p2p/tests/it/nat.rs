@@ -123,14 +123,23 @@ impl Lab {
         for (router, lan, side) in [(1usize, 3usize, 1u8), (2, 4, 2)] {
             // WAN: a veth from the router to the public bridge (created inside the namespaces,
             // never touching the host's network).
-            lab.ip(PUB, &format!("link add wan{side} type veth peer name wan netns {}", lab.ns(router)))?;
+            lab.ip(
+                PUB,
+                &format!(
+                    "link add wan{side} type veth peer name wan netns {}",
+                    lab.ns(router)
+                ),
+            )?;
             lab.ip(PUB, &format!("link set wan{side} master br0"))?;
             lab.ip(PUB, &format!("link set wan{side} up"))?;
             lab.ip(router, "link set lo up")?;
             lab.ip(router, &format!("addr add 10.200.0.1{side}/24 dev wan"))?;
             lab.ip(router, "link set wan up")?;
             // LAN: a veth from the router to the private peer.
-            lab.ip(router, &format!("link add lan type veth peer name eth0 netns {}", lab.ns(lan)))?;
+            lab.ip(
+                router,
+                &format!("link add lan type veth peer name eth0 netns {}", lab.ns(lan)),
+            )?;
             lab.ip(router, &format!("addr add 10.201.{side}.1/24 dev lan"))?;
             lab.ip(router, "link set lan up")?;
             lab.ip(lan, "link set lo up")?;
@@ -152,7 +161,10 @@ impl Lab {
                 "iptables -t nat -A POSTROUTING -o wan -j MASQUERADE"
             };
             lab.exec(router, masquerade)?;
-            lab.exec(router, "iptables -A INPUT -i wan -m conntrack --ctstate NEW,INVALID -j DROP")?;
+            lab.exec(
+                router,
+                "iptables -A INPUT -i wan -m conntrack --ctstate NEW,INVALID -j DROP",
+            )?;
         }
         Ok(lab)
     }
@@ -175,7 +187,10 @@ impl Proc {
         let mut child = tokio::process::Command::new("ip")
             .args(["netns", "exec", ns, NODE_BIN])
             .args(args)
-            .env("ENTENTE_LOG", "entente::p2p=debug,libp2p_dcutr=debug,libp2p_relay=info")
+            .env(
+                "ENTENTE_LOG",
+                "entente::p2p=debug,libp2p_dcutr=debug,libp2p_relay=info",
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -221,19 +236,33 @@ impl Proc {
         .await;
         match found {
             Ok(Some(v)) => v,
-            Ok(None) => panic!("{}: process ended while waiting for {what}\n{}", self.name, self.report()),
+            Ok(None) => panic!(
+                "{}: process ended while waiting for {what}\n{}",
+                self.name,
+                self.report()
+            ),
             Err(_) => panic!("{}: timed out waiting for {what}\n{}", self.name, self.report()),
         }
     }
 
     fn report(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("events: {:#?}\nlog tail:\n{}", self.seen, tail.join("\n"))
     }
 
     async fn command(&mut self, line: String) {
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
         self.stdin.flush().await.unwrap();
     }
 }
@@ -327,15 +356,31 @@ fn log_dir() -> tempfile::TempDir {
 
 /// Sends `height` from one peer to another and checks it arrived over the expected path.
 async fn exchange(from: &mut Proc, to: &mut Proc, to_addr: &Address, height: u64, via: &str) {
-    from.command(format!(r#"{{"op":"send","to":"{to_addr:#x}","height":{height}}}"#)).await;
+    from.command(format!(
+        r#"{{"op":"send","to":"{to_addr:#x}","height":{height}}}"#
+    ))
+    .await;
     let sent = from
         .wait("send outcome", |e| is(e, "sent") && e["height"] == height)
         .await;
-    assert_eq!(sent["ok"], true, "{}: send failed: {sent}\n{}", from.name, from.report());
+    assert_eq!(
+        sent["ok"],
+        true,
+        "{}: send failed: {sent}\n{}",
+        from.name,
+        from.report()
+    );
     let got = to
         .wait("the message", |e| is(e, "message") && e["height"] == height)
         .await;
-    assert_eq!(got["via"], via, "{}: message came {}\n{}", to.name, got["via"], to.report());
+    assert_eq!(
+        got["via"],
+        via,
+        "{}: message came {}\n{}",
+        to.name,
+        got["via"],
+        to.report()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,22 +403,37 @@ async fn peers_behind_two_nats_are_upgraded_to_a_direct_connection_by_dcutr() {
     // Both reserve a slot on the relay and find each other through its DHT.
     a.wait("relay reservation", |e| is(e, "reservation")).await;
     b.wait("relay reservation", |e| is(e, "reservation")).await;
-    a.wait("B found", |e| is(e, "found") && same_address(&e["address"], &addr_b)).await;
-    b.wait("A found", |e| is(e, "found") && same_address(&e["address"], &addr_a)).await;
+    a.wait("B found", |e| {
+        is(e, "found") && same_address(&e["address"], &addr_b)
+    })
+    .await;
+    b.wait("A found", |e| {
+        is(e, "found") && same_address(&e["address"], &addr_a)
+    })
+    .await;
     let found = started.elapsed();
 
     // They meet through the relay, then DCUtR punches a direct connection.
     let relayed = |e: &Value| is(e, "connected") && e["kind"] == "relayed";
-    let (mut first, mut second, second_addr) = if addr_a < addr_b { (a, b, addr_b) } else { (b, a, addr_a) };
+    let (mut first, mut second, second_addr) = if addr_a < addr_b {
+        (a, b, addr_b)
+    } else {
+        (b, a, addr_a)
+    };
     first.wait("relayed connection", |e| relayed(e)).await;
     let upgraded = first.wait("DCUtR upgrade", |e| is(e, "upgraded")).await;
-    let direct = |e: &Value| is(e, "connected") && e["kind"] == "direct" && !e["remote"].to_string().contains("10.200.0.1/");
+    let direct = |e: &Value| {
+        is(e, "connected") && e["kind"] == "direct" && !e["remote"].to_string().contains("10.200.0.1/")
+    };
     let first_direct = first.wait("direct connection", |e| direct(e)).await;
     let second_direct = second.wait("direct connection", |e| direct(e)).await;
     // Each side sees the other's NAT (router WAN address), never a private LAN address.
     for seen in [&first_direct, &second_direct] {
         let remote = seen["remote"].as_str().unwrap_or_default();
-        assert!(remote.starts_with("/ip4/10.200.0.1"), "direct connection to {remote}?");
+        assert!(
+            remote.starts_with("/ip4/10.200.0.1"),
+            "direct connection to {remote}?"
+        );
     }
     let upgraded_after = started.elapsed();
 
@@ -406,8 +466,14 @@ async fn symmetric_nats_stay_relayed_and_messages_still_flow() {
         addr_a,
         addr_b,
     } = start(&lab, logs.path()).await;
-    a.wait("B found", |e| is(e, "found") && same_address(&e["address"], &addr_b)).await;
-    b.wait("A found", |e| is(e, "found") && same_address(&e["address"], &addr_a)).await;
+    a.wait("B found", |e| {
+        is(e, "found") && same_address(&e["address"], &addr_b)
+    })
+    .await;
+    b.wait("A found", |e| {
+        is(e, "found") && same_address(&e["address"], &addr_a)
+    })
+    .await;
     let relayed = |e: &Value| is(e, "connected") && e["kind"] == "relayed";
     a.wait("relayed connection", |e| relayed(e)).await;
     b.wait("relayed connection", |e| relayed(e)).await;
@@ -419,9 +485,18 @@ async fn symmetric_nats_stay_relayed_and_messages_still_flow() {
     let started = Instant::now();
     let driver = if addr_a < addr_b { &mut b } else { &mut a };
     let outcome = driver
-        .wait("hole punch outcome", |e| is(e, "hole_punch_failed") || is(e, "upgraded"))
+        .wait("hole punch outcome", |e| {
+            is(e, "hole_punch_failed") || is(e, "upgraded")
+        })
         .await;
-    assert!(is(&outcome, "hole_punch_failed"), "hole punching succeeded through symmetric NATs: {outcome}");
-    eprintln!("symmetric NAT test: DCUtR gave up after {:?}: {}", started.elapsed(), outcome["reason"]);
+    assert!(
+        is(&outcome, "hole_punch_failed"),
+        "hole punching succeeded through symmetric NATs: {outcome}"
+    );
+    eprintln!(
+        "symmetric NAT test: DCUtR gave up after {:?}: {}",
+        started.elapsed(),
+        outcome["reason"]
+    );
     exchange(&mut a, &mut b, &addr_b, 3, "relayed").await;
 }

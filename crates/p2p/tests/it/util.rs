@@ -23,7 +23,9 @@ pub(crate) fn loopback_config(i: u32, tcp: bool, quic: bool) -> P2pConfig {
         config.listen_addrs.push("/ip4/127.0.0.1/tcp/0".parse().unwrap());
     }
     if quic {
-        config.listen_addrs.push("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap());
+        config
+            .listen_addrs
+            .push("/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap());
     }
     config.public = true;
     config.send_timeout = Duration::from_secs(20);
@@ -80,9 +82,7 @@ impl Node {
     pub(crate) async fn listen_addr(&mut self, quic: bool) -> Multiaddr {
         let peer = self.handle.local_peer_id();
         self.wait("a listen address", |e| match e {
-            P2pEvent::Listening { address }
-                if address.to_string().contains("quic") == quic =>
-            {
+            P2pEvent::Listening { address } if address.to_string().contains("quic") == quic => {
                 Some(address.clone().with_p2p(peer).unwrap())
             }
             _ => None,
