@@ -8,6 +8,8 @@
 //! the receiver draining its event stream.
 
 use std::io::Write;
+
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use entente_types::{
     Address, B256, Bytes, Domain, Envelope, LocalSigner, Message, SignedTransaction, Signer, SyncRequest,
     Transaction, keccak256,
 };
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -70,7 +72,8 @@ struct Pair {
     _receiver: P2pHandle,
     to: Address,
     channel_id: B256,
-    received: mpsc::Receiver<()>,
+    /// How many messages Alice's application received so far.
+    received: watch::Receiver<u64>,
 }
 
 async fn pair(quic: bool) -> anyhow::Result<Pair> {
@@ -94,16 +97,15 @@ async fn pair(quic: bool) -> anyhow::Result<Pair> {
     let participants = vec![alice.local_address(), bob.local_address()];
     alice.join_channel(channel_id, participants.clone()).await?;
     bob.join_channel(channel_id, participants).await?;
-    // Alice's application drains her events; each received message is counted.
-    let (tx, received) = mpsc::channel(8192);
+    // Alice's application drains her events at once; each received message is counted.
+    let (count, received) = watch::channel(0u64);
     tokio::spawn(async move {
         while let Some(event) = alice_events.recv().await {
-            if matches!(event, P2pEvent::Message { .. }) && tx.send(()).await.is_err() {
-                break;
+            if matches!(event, P2pEvent::Message { .. }) {
+                count.send_modify(|c| *c += 1);
             }
         }
     });
-    // Keep Bob's event stream alive (and drained) for the run.
     tokio::spawn(async move { while bob_events.recv().await.is_some() {} });
     Ok(Pair {
         to: alice.local_address(),
@@ -126,10 +128,15 @@ async fn latency(
 ) -> anyhow::Result<(Duration, Duration)> {
     let mut samples = Vec::with_capacity(rounds);
     for _ in 0..rounds {
+        let target = *pair.received.borrow() + 1;
         let start = Instant::now();
-        timeout(WAIT, pair.sender.send(pair.channel_id, pair.to, envelope.clone())).await??;
+        timeout(WAIT, pair.sender.send(pair.channel_id, pair.to, envelope.clone()))
+            .await
+            .context("send timed out")??;
         samples.push(start.elapsed());
-        timeout(WAIT, pair.received.recv()).await?;
+        timeout(WAIT, pair.received.wait_for(|c| *c >= target))
+            .await
+            .context("receive timed out")??;
     }
     samples.sort();
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
@@ -142,6 +149,7 @@ async fn throughput(
     senders: usize,
 ) -> anyhow::Result<f64> {
     let envelope = Arc::new(envelope.clone());
+    let target = *pair.received.borrow() + total as u64;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..senders {
@@ -156,11 +164,11 @@ async fn throughput(
         }));
     }
     for task in tasks {
-        timeout(WAIT * 4, task).await???;
+        timeout(WAIT * 4, task).await.context("senders timed out")???;
     }
-    for _ in 0..total {
-        timeout(WAIT, pair.received.recv()).await?;
-    }
+    timeout(WAIT, pair.received.wait_for(|c| *c >= target))
+        .await
+        .context("receiving all timed out")??;
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 

@@ -102,8 +102,31 @@ impl Lab {
         run(&all)
     }
 
+    /// Deletes namespaces left by runs that were killed before their guard could run
+    /// (their names carry the pid of a process that no longer exists).
+    fn sweep_stale() {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Some(tag) = name.strip_prefix("ep2p-") else {
+                continue;
+            };
+            let pid = tag.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = run(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+
     /// Builds the topology; `random_fully` makes both NATs symmetric.
     fn build(random_fully: bool) -> Result<Lab, String> {
+        Self::sweep_stale();
         static RUN: AtomicU32 = AtomicU32::new(0);
         let tag = format!("{}-{}", std::process::id(), RUN.fetch_add(1, Ordering::Relaxed));
         let lab = Lab {
