@@ -92,6 +92,15 @@ impl P2pManager {
         let local_peer_id = keypair.public().to_peer_id();
         let local_address = eth_address_of_key(&keypair.public()).ok_or(P2pError::InvalidKey)?;
         let mut swarm = build_swarm(keypair, &config)?;
+        // Only reachable nodes serve the DHT. Left to Kademlia, a NATed node would turn server
+        // as soon as its relayed address is confirmed; others' queries would then dial it
+        // through the relay behind our back, and two relayed connections make two hole
+        // punches collide. AutoNAT moves a node to server mode when it finds it reachable.
+        swarm.behaviour_mut().kad.set_mode(Some(if config.public {
+            kad::Mode::Server
+        } else {
+            kad::Mode::Client
+        }));
 
         for address in &config.listen_addrs {
             swarm.listen_on(address.clone()).map_err(|e| P2pError::Listen {
@@ -925,6 +934,13 @@ impl Task {
             },
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
                 info!(target: TARGET, ?old, ?new, "NAT status changed");
+                if !self.config.public {
+                    let mode = match new {
+                        autonat::NatStatus::Public(_) => kad::Mode::Server,
+                        _ => kad::Mode::Client,
+                    };
+                    self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+                }
             }
             _ => {}
         }
