@@ -113,9 +113,11 @@ pub fn encode_action(channel_id: B256, action: &ChainAction) -> Bytes {
             state: state.clone(),
         }
         .abi_encode(),
-        ChainAction::RequestExit { latest } => {
-            M::requestExitCall { channelId: channel_id, latest: proof(latest) }.abi_encode()
+        ChainAction::RequestExit { latest } => M::requestExitCall {
+            channelId: channel_id,
+            latest: proof(latest),
         }
+        .abi_encode(),
         ChainAction::Close { proof: p } => M::closeCall {
             channelId: channel_id,
             proof: proof(p),

@@ -490,15 +490,29 @@ impl<S: Signer> StateManager<S> {
                 }));
             }
         }
-        // Ask everyone for what we miss: later transactions and the signatures that would
-        // finalize ours (a peer that is already final no longer resends on its own).
-        resend.push(Message::SyncRequest(SyncRequest {
-            channel_id: self.spec.channel_id,
-            fork: self.fork.fork,
-            from_height: finalized + 1,
-        }));
         for message in resend {
             self.effects.push_back(Effect::Broadcast(message));
+        }
+        // Ask one other participant (a different one each time) for what we miss: later
+        // transactions and the signatures that would finalize ours (a peer that is already final
+        // no longer resends on its own). One peer, not all: the answers are large.
+        let others: Vec<Address> = self
+            .fork
+            .participants
+            .iter()
+            .copied()
+            .filter(|p| *p != self.me)
+            .collect();
+        if !others.is_empty() {
+            let to = others[self.resends as usize % others.len()];
+            self.effects.push_back(Effect::Send {
+                to,
+                message: Message::SyncRequest(SyncRequest {
+                    channel_id: self.spec.channel_id,
+                    fork: self.fork.fork,
+                    from_height: finalized + 1,
+                }),
+            });
         }
     }
 
