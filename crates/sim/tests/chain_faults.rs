@@ -75,3 +75,33 @@ fn silent_peer_among_four_is_removed_and_the_rest_finish() {
         "{records:#?}"
     );
 }
+
+#[test]
+fn a_failing_seed_names_its_replay_and_replays_identically() {
+    // Too little virtual time to remove a silent peer (its deadline alone is 100 s after the
+    // last move): the run fails, and says how to replay.
+    let scenario = Scenario::new(Game::Counter { target: 41 }, 4, 9)
+        .with_chain()
+        .byzantine(1, Strategy::Silent)
+        .max_ms(60_000);
+    let err = scenario.run().unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("seed = 9"), "{message}");
+    assert!(message.contains("Silent") && message.contains("n=4"), "{message}");
+    // Replaying the same scenario gives the identical trace, entry for entry.
+    let trace = |s: &Scenario| {
+        let mut sim = s.build().unwrap();
+        let _ = sim.run(60_000);
+        (
+            sim.trace_hash(),
+            sim.trace().to_vec(),
+            sim.chain().unwrap().records().to_vec(),
+        )
+    };
+    let (h1, t1, c1) = trace(&scenario);
+    let (h2, t2, c2) = trace(&scenario);
+    assert_eq!(h1, h2);
+    assert_eq!(t1, t2);
+    assert_eq!(c1, c2);
+    assert!(!c1.is_empty(), "the run reached the chain");
+}
