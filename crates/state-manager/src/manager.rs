@@ -516,21 +516,19 @@ impl<S: Signer> StateManager<S> {
         }
     }
 
+    /// A message for fork `got` is for the current fork, or refused as stale or future.
+    fn check_fork(&self, got: u64) -> Result<(), Rejection> {
+        let current = self.fork.fork;
+        match got.cmp(&current) {
+            std::cmp::Ordering::Less => Err(Rejection::StaleFork { got, current }),
+            std::cmp::Ordering::Greater => Err(Rejection::FutureFork { got, current }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
     fn on_transaction(&mut self, st: SignedTransaction, local_ms: u64) -> Result<Accepted, Rejection> {
         let tx = &st.transaction;
-        // Fork.
-        if tx.forkCnt < self.fork.fork {
-            return Err(Rejection::StaleFork {
-                got: tx.forkCnt,
-                current: self.fork.fork,
-            });
-        }
-        if tx.forkCnt > self.fork.fork {
-            return Err(Rejection::FutureFork {
-                got: tx.forkCnt,
-                current: self.fork.fork,
-            });
-        }
+        self.check_fork(tx.forkCnt)?;
         if tx.height <= self.fork.genesis_height {
             return Err(Rejection::BeforeGenesis {
                 height: tx.height,
@@ -768,18 +766,7 @@ impl<S: Signer> StateManager<S> {
         {
             return Ok(Accepted::Noop);
         }
-        if c.fork < self.fork.fork {
-            return Err(Rejection::StaleFork {
-                got: c.fork,
-                current: self.fork.fork,
-            });
-        }
-        if c.fork > self.fork.fork {
-            return Err(Rejection::FutureFork {
-                got: c.fork,
-                current: self.fork.fork,
-            });
-        }
+        self.check_fork(c.fork)?;
         let signer = recover_signer(&c.digest, &c.signature).map_err(Rejection::BadSignature)?;
         if !self.fork.participants.contains(&signer) {
             return Err(Rejection::NotAParticipant(signer));
@@ -846,19 +833,7 @@ impl<S: Signer> StateManager<S> {
         if !self.fork.participants.contains(&from) {
             return Err(Rejection::NotAParticipant(from));
         }
-        if request.fork != self.fork.fork {
-            return Err(if request.fork < self.fork.fork {
-                Rejection::StaleFork {
-                    got: request.fork,
-                    current: self.fork.fork,
-                }
-            } else {
-                Rejection::FutureFork {
-                    got: request.fork,
-                    current: self.fork.fork,
-                }
-            });
-        }
+        self.check_fork(request.fork)?;
         let transactions: Vec<_> = self
             .agreement
             .entries_from(request.from_height)
@@ -888,19 +863,7 @@ impl<S: Signer> StateManager<S> {
         if response.transactions.len() > self.config.sync_batch {
             return Err(Rejection::OversizedSync(response.transactions.len()));
         }
-        if response.fork != self.fork.fork {
-            return Err(if response.fork < self.fork.fork {
-                Rejection::StaleFork {
-                    got: response.fork,
-                    current: self.fork.fork,
-                }
-            } else {
-                Rejection::FutureFork {
-                    got: response.fork,
-                    current: self.fork.fork,
-                }
-            });
-        }
+        self.check_fork(response.fork)?;
         let mut accepted = Accepted::Noop;
         for record in response.transactions {
             let mut signatures = record.signatures.into_iter();

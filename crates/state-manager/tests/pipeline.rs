@@ -113,6 +113,16 @@ impl Fixture {
     }
 }
 
+/// The transaction `peer` just broadcast (its other effects are dropped).
+fn broadcast_transaction(peer: &mut StateManager<LocalSigner>) -> Message {
+    peer.drain_effects()
+        .find_map(|e| match e {
+            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
+            _ => None,
+        })
+        .expect("a broadcast transaction")
+}
+
 /// Sends `message` from X at local time 1 s and returns the rejection, checking it was also
 /// reported as an event.
 fn rejected(peer: &mut StateManager<LocalSigner>, from: Address, message: Message) -> Rejection {
@@ -441,38 +451,20 @@ fn future_height_is_buffered_until_the_gap_is_filled_and_the_buffer_is_bounded()
     let mut frames: Vec<Message> = Vec::new();
     x.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 100)
         .unwrap();
-    let m1 = x
-        .drain_effects()
-        .find_map(|e| match e {
-            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
-            _ => None,
-        })
-        .unwrap();
+    let m1 = broadcast_transaction(&mut x);
     o_real.handle_message(f.x.address(), m1.clone(), 200).unwrap();
     o_real.drain_effects().for_each(drop);
     frames.push(m1);
     o_real
         .submit(TicTacToe::playCall { cell: 0 }.abi_encode().into(), 300)
         .unwrap();
-    let m2 = o_real
-        .drain_effects()
-        .find_map(|e| match e {
-            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
-            _ => None,
-        })
-        .unwrap();
+    let m2 = broadcast_transaction(&mut o_real);
     x.handle_message(f.o.address(), m2.clone(), 400).unwrap();
     x.drain_effects().for_each(drop);
     frames.push(m2);
     x.submit(TicTacToe::playCall { cell: 8 }.abi_encode().into(), 500)
         .unwrap();
-    let m3 = x
-        .drain_effects()
-        .find_map(|e| match e {
-            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
-            _ => None,
-        })
-        .unwrap();
+    let m3 = broadcast_transaction(&mut x);
     frames.push(m3);
 
     // The fresh O gets height 3 first: buffered, with a sync request for the gap.
@@ -572,13 +564,7 @@ fn a_peer_that_refused_our_confirmation_gets_none_from_us() {
     // X moves 20 s after the genesis; its confirmation deadline is 40 s after the genesis.
     x.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 20_000)
         .unwrap();
-    let m1 = x
-        .drain_effects()
-        .find_map(|e| match e {
-            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
-            _ => None,
-        })
-        .unwrap();
+    let m1 = broadcast_transaction(&mut x);
     o.handle_message(f.x.address(), m1, 20_100).unwrap();
     o.drain_effects().for_each(drop);
     // Past the confirmation deadline (p2pTime + agreementTime = 40 s after the genesis), X notes
@@ -589,13 +575,7 @@ fn a_peer_that_refused_our_confirmation_gets_none_from_us() {
     // O's next move is applied by X, but X does not confirm it.
     o.submit(TicTacToe::playCall { cell: 0 }.abi_encode().into(), 45_000)
         .unwrap();
-    let m2 = o
-        .drain_effects()
-        .find_map(|e| match e {
-            Effect::Broadcast(m @ Message::Transaction(_)) => Some(m),
-            _ => None,
-        })
-        .unwrap();
+    let m2 = broadcast_transaction(&mut o);
     // Within height 2's window (its parent is stamped 20 s after the genesis).
     let result = x.handle_message(f.o.address(), m2, 45_100);
     assert_eq!(result, Ok(Accepted::Applied(2)));
