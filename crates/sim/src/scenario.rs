@@ -40,6 +40,7 @@ pub struct Scenario {
     timing: Timing,
     byzantine: Vec<(usize, Strategy)>,
     with_chain: bool,
+    clock_offsets: Vec<(usize, i64)>,
 }
 
 /// What a finished run shows.
@@ -82,6 +83,7 @@ impl Scenario {
             timing: Timing::default(),
             byzantine: Vec::new(),
             with_chain: false,
+            clock_offsets: Vec::new(),
         }
     }
 
@@ -89,6 +91,12 @@ impl Scenario {
     /// gives every peer a dispute handler.
     pub fn with_chain(mut self) -> Self {
         self.with_chain = true;
+        self
+    }
+
+    /// Makes peer `i`'s clock run `offset_ms` ahead of the others (negative: behind).
+    pub fn clock_offset(mut self, i: usize, offset_ms: i64) -> Self {
+        self.clock_offsets.push((i, offset_ms));
         self
     }
 
@@ -156,8 +164,16 @@ impl Scenario {
 
     fn describe(&self) -> String {
         format!(
-            "{:?} n={} mode={:?} net={:?} think={:?} timing={:?} byzantine={:?}",
-            self.game, self.n, self.mode, self.net, self.think_ms, self.timing, self.byzantine
+            "{:?} n={} mode={:?} net={:?} think={:?} timing={:?} byzantine={:?} clock_offsets={:?} chain={}",
+            self.game,
+            self.n,
+            self.mode,
+            self.net,
+            self.think_ms,
+            self.timing,
+            self.byzantine,
+            self.clock_offsets,
+            self.with_chain
         )
     }
 
@@ -251,6 +267,9 @@ impl Scenario {
         let keys = self.keys();
         for &(i, strategy) in &self.byzantine {
             sim.set_strategy(i, strategy, code.clone(), keys[i].clone());
+        }
+        for &(i, offset) in &self.clock_offsets {
+            sim.set_clock_offset(i, offset);
         }
         if let Some(opened) = opened {
             sim.attach_chain(crate::chain::ChainLink::new(opened, &participants));

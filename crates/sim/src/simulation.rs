@@ -105,6 +105,8 @@ struct SimPeer {
     stats: PeerStats,
     strategy: Strategy,
     forger: Option<Forger>,
+    /// How far this peer's local clock runs ahead of virtual time (negative: behind).
+    clock_offset_ms: i64,
     /// Heights a forging peer already forged at (it forges once per height).
     forged: std::collections::BTreeSet<(u64, u64)>,
 }
@@ -174,6 +176,7 @@ impl Simulation {
                 stats: PeerStats::default(),
                 strategy: Strategy::Honest,
                 forger: None,
+                clock_offset_ms: 0,
                 forged: std::collections::BTreeSet::new(),
             })
             .collect();
@@ -215,6 +218,16 @@ impl Simulation {
         let peer = &mut self.peers[i];
         peer.strategy = strategy;
         peer.forger = Some(Forger::new(code, key));
+    }
+
+    /// Makes peer `i`'s local clock run `offset_ms` ahead of virtual time (negative: behind).
+    pub fn set_clock_offset(&mut self, i: usize, offset_ms: i64) {
+        self.peers[i].clock_offset_ms = offset_ms;
+    }
+
+    /// Peer `i`'s local time now.
+    fn local(&self, i: usize) -> u64 {
+        self.now.saturating_add_signed(self.peers[i].clock_offset_ms)
     }
 
     /// Peer `i`'s strategy.
@@ -361,7 +374,8 @@ impl Simulation {
         let peer = match action {
             Action::Deliver { to, from, bytes } => {
                 let from_addr = self.peers[from].core.me();
-                let _ = self.peers[to].core.handle_bytes(from_addr, &bytes, now);
+                let local = self.local(to);
+                let _ = self.peers[to].core.handle_bytes(from_addr, &bytes, local);
                 to
             }
             Action::ChainTick => {
@@ -370,7 +384,8 @@ impl Simulation {
             }
             Action::Wake(i) => {
                 self.peers[i].next_wake = None;
-                self.peers[i].core.handle_timeout(now);
+                let local = self.local(i);
+                self.peers[i].core.handle_timeout(local);
                 i
             }
             Action::Act(i) => {
@@ -383,7 +398,7 @@ impl Simulation {
                 } else if p.core.is_my_turn()
                     && let Some(data) = p.player.choose(&mut p.core, &mut self.rng)
                 {
-                    match p.core.submit(data, now) {
+                    match p.core.submit(data, now.saturating_add_signed(p.clock_offset_ms)) {
                         Ok(_) => {
                             p.stats.submitted += 1;
                             let key = (p.core.fork().fork, p.core.tip());
@@ -473,7 +488,8 @@ impl Simulation {
             let Some(link) = self.chain.as_mut() else {
                 return Ok(());
             };
-            let actions = link.handlers[i].on_tick(&mut self.peers[i].core, now);
+            let local = now.saturating_add_signed(self.peers[i].clock_offset_ms);
+            let actions = link.handlers[i].on_tick(&mut self.peers[i].core, local);
             let from = self.peers[i].core.me();
             for action in &actions {
                 link.execute(now, i, from, action);
@@ -502,7 +518,8 @@ impl Simulation {
                 let Some(link) = self.chain.as_mut() else {
                     return Ok(());
                 };
-                let actions = link.handlers[i].on_chain_event(&mut self.peers[i].core, event.clone(), now);
+                let local = now.saturating_add_signed(self.peers[i].clock_offset_ms);
+                let actions = link.handlers[i].on_chain_event(&mut self.peers[i].core, event.clone(), local);
                 let from = self.peers[i].core.me();
                 for action in &actions {
                     link.execute(now, i, from, action);
@@ -565,7 +582,7 @@ impl Simulation {
         let Some(data) = p.player.choose(&mut p.core, &mut self.rng) else {
             return Ok(());
         };
-        let now_secs = p.core.now_secs(now);
+        let now_secs = p.core.now_secs(now.saturating_add_signed(p.clock_offset_ms));
         let forged = p
             .forger
             .as_ref()
@@ -647,7 +664,10 @@ impl Simulation {
             self.push(self.now + think, Action::Act(i));
         }
         if let Some(due) = self.peers[i].core.poll_timeout() {
-            let due = due.max(self.now);
+            // The core speaks its local time; the queue runs on virtual time.
+            let due = due
+                .saturating_add_signed(-self.peers[i].clock_offset_ms)
+                .max(self.now);
             if self.peers[i].next_wake.is_none_or(|w| due < w) {
                 self.peers[i].next_wake = Some(due);
                 self.push(due, Action::Wake(i));

@@ -1,0 +1,114 @@
+//! Timing windows at their edges, end to end with the chain: clock skew within and beyond the
+//! tolerance (agreementTime = 10 s), and moves just before and just after the confirmation
+//! deadline (p2pTime + agreementTime = 40 s after the parent).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
+
+use entente_dispute::ChainEvent;
+use entente_sim::{Game, Scenario, Simulation};
+
+fn run(scenario: Scenario) -> Simulation {
+    let mut sim = scenario.build().unwrap();
+    sim.run(3_600_000).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sim.settled(), "{:#?}", sim.chain().unwrap().records());
+    sim
+}
+
+fn events(sim: &Simulation) -> Vec<ChainEvent> {
+    sim.chain().unwrap().events().to_vec()
+}
+
+fn disputes(sim: &Simulation) -> usize {
+    events(sim)
+        .iter()
+        .filter(|e| matches!(e, ChainEvent::DisputeStarted { .. }))
+        .count()
+}
+
+fn posts(sim: &Simulation) -> usize {
+    events(sim)
+        .iter()
+        .filter(|e| matches!(e, ChainEvent::CalldataPosted { .. }))
+        .count()
+}
+
+#[test]
+fn clock_ahead_within_tolerance_changes_nothing() {
+    // Peer 2's clock runs 9 s ahead: its timestamps are in the future, but within 10 s.
+    let sim = run(Scenario::new(Game::Counter { target: 31 }, 3, 1)
+        .with_chain()
+        .clock_offset(2, 9_000));
+    assert_eq!(disputes(&sim), 0, "{:#?}", sim.chain().unwrap().records());
+    assert_eq!(posts(&sim), 0);
+}
+
+#[test]
+fn clock_ahead_beyond_tolerance_is_fraud_and_slashed() {
+    // 12 s ahead: every transaction of peer 2 is stamped beyond the tolerance.
+    let sim = run(Scenario::new(Game::Counter { target: 31 }, 3, 1)
+        .with_chain()
+        .clock_offset(2, 12_000));
+    let skewed = sim.peer(2).me();
+    assert!(
+        events(&sim).iter().any(|e| matches!(e, ChainEvent::ParticipantRemoved { participant, slashed: true } if *participant == skewed)),
+        "{:#?}",
+        sim.chain().unwrap().records()
+    );
+}
+
+#[test]
+fn clock_behind_within_tolerance_changes_nothing() {
+    // 9 s behind: the others' timestamps look 9 s ahead to peer 2, within the tolerance.
+    let sim = run(Scenario::new(Game::Counter { target: 31 }, 3, 2)
+        .with_chain()
+        .clock_offset(2, -9_000));
+    assert_eq!(disputes(&sim), 0, "{:#?}", sim.chain().unwrap().records());
+}
+
+#[test]
+fn move_just_before_the_confirmation_deadline_is_confirmed() {
+    // Every move comes 38.5 s after its parent (latency up to 20 ms): inside the 40 s window.
+    let sim = run(Scenario::new(Game::Counter { target: 31 }, 3, 3)
+        .with_chain()
+        .think_ms(38_500, 38_500));
+    assert_eq!(posts(&sim), 0, "{:#?}", sim.chain().unwrap().records());
+    assert_eq!(disputes(&sim), 0);
+}
+
+#[test]
+fn move_just_after_the_confirmation_deadline_goes_through_calldata() {
+    // 41 s after its parent: peers refuse to confirm it; its writer posts it as calldata, the
+    // peers apply it from the chain, and nobody is removed (the calldata deadline is 100 s).
+    let sim = run(Scenario::new(Game::Counter { target: 31 }, 3, 3)
+        .with_chain()
+        .think_ms(41_000, 41_000));
+    let ev = events(&sim);
+    assert!(posts(&sim) > 0, "{:#?}", sim.chain().unwrap().records());
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, ChainEvent::ParticipantRemoved { .. })),
+        "{:#?}",
+        sim.chain().unwrap().records()
+    );
+}
+
+#[test]
+fn clock_behind_beyond_tolerance_slashes_the_skewed_peer_not_the_others() {
+    // 12 s behind: peer 2 takes the others' honest timestamps for frauds from the future. The
+    // chain, whose clock is the truth, finds those proofs false and slashes their submitter.
+    let sim = run(Scenario::new(Game::Counter { target: 31 }, 3, 2)
+        .with_chain()
+        .clock_offset(2, -12_000));
+    let skewed = sim.peer(2).me();
+    let removed: Vec<_> = events(&sim)
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::ParticipantRemoved { participant, slashed } => Some((*participant, *slashed)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        removed.iter().all(|(p, _)| *p == skewed),
+        "only the skewed peer may lose: {removed:?}"
+    );
+}
