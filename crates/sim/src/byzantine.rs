@@ -30,11 +30,13 @@ pub enum Strategy {
     OutOfOrderTimestamp,
     /// Builds on an older state than the tip (or on a wrong genesis).
     StaleState,
+    /// Posts an invalid transition as calldata on chain instead of sending it to the peers.
+    JunkCalldata,
 }
 
 impl Strategy {
     /// Every byzantine strategy (not `Honest`).
-    pub const BYZANTINE: [Strategy; 7] = [
+    pub const BYZANTINE: [Strategy; 8] = [
         Strategy::Silent,
         Strategy::WithholdConfirmations,
         Strategy::Equivocate,
@@ -42,6 +44,7 @@ impl Strategy {
         Strategy::FutureTimestamp,
         Strategy::OutOfOrderTimestamp,
         Strategy::StaleState,
+        Strategy::JunkCalldata,
     ];
 
     /// True for the strategies that replace the peer's own move by a forged transaction.
@@ -52,6 +55,7 @@ impl Strategy {
                 | Strategy::FutureTimestamp
                 | Strategy::OutOfOrderTimestamp
                 | Strategy::StaleState
+                | Strategy::JunkCalldata
         )
     }
 }
@@ -108,7 +112,7 @@ impl Forger {
         let tip = core.tip();
         let mut tx = self.honest(core, data, now);
         match strategy {
-            Strategy::InvalidTransition => {
+            Strategy::InvalidTransition | Strategy::JunkCalldata => {
                 // A real move, but a claimed state it does not produce.
                 tx.stateHash = keccak256(b"a state this move does not produce");
             }

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use crate::byzantine::{Forger, Strategy};
 use crate::chain::ChainLink;
 use crate::{NetConfig, Player};
-use entente_dispute::ChainEvent;
+use entente_dispute::{ChainAction, ChainEvent};
 
 /// A failed run: everything needed to replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -589,6 +589,22 @@ impl Simulation {
             .and_then(|f| f.forge(p.strategy, &p.core, data, now_secs));
         if let Some(st) = forged {
             let what = format!("forged {:?} at height {}", p.strategy, st.transaction.height);
+            if p.strategy == Strategy::JunkCalldata {
+                // Straight to the chain: the peers learn of it only from the calldata post.
+                let from = p.core.me();
+                if let Some(link) = self.chain.as_mut() {
+                    let action = ChainAction::PostCalldata {
+                        transaction: st.transaction,
+                        signature: st.signature,
+                    };
+                    link.follow(now).map_err(|e| self.fail(e.reason))?;
+                    if let Some(link) = self.chain.as_mut() {
+                        link.execute(now, i, from, &action);
+                    }
+                }
+                self.record(i, what);
+                return Ok(());
+            }
             let bytes = self.encode(i, Message::Transaction(st))?;
             for j in 0..self.peers.len() {
                 if j != i {

@@ -90,7 +90,8 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
         | Strategy::InvalidTransition
         | Strategy::FutureTimestamp
         | Strategy::OutOfOrderTimestamp
-        | Strategy::StaleState => removed(true),
+        | Strategy::StaleState
+        | Strategy::JunkCalldata => removed(true),
         Strategy::WithholdConfirmations | Strategy::Honest => true,
     };
     if !verdict_ok {
