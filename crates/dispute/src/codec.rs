@@ -187,3 +187,53 @@ pub fn decode_event(event: &ManagerEvent, timestamp: u64) -> Option<(B256, Chain
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use entente_contracts::IStateChannelManager::CalldataPosted;
+    use entente_types::{LocalSigner, Signer, Transaction};
+
+    fn posted(signature: Bytes) -> ManagerEvent {
+        ManagerEvent::CalldataPosted(CalldataPosted {
+            channelId: B256::repeat_byte(1),
+            forkCnt: 0,
+            height: 1,
+            transaction: Transaction {
+                height: 1,
+                ..Default::default()
+            }
+            .into(),
+            signature,
+        })
+    }
+
+    #[test]
+    fn calldata_post_decodes_with_its_signature() {
+        let sig = LocalSigner::from_bytes(&B256::repeat_byte(3))
+            .unwrap()
+            .sign_digest(&B256::ZERO);
+        let (channel, event) = decode_event(&posted(sig_bytes(&sig)), 1_700_000_000).unwrap();
+        assert_eq!(channel, B256::repeat_byte(1));
+        match event {
+            ChainEvent::CalldataPosted {
+                transaction,
+                signature,
+                timestamp,
+            } => {
+                assert_eq!(transaction.height, 1);
+                assert_eq!(signature, sig);
+                assert_eq!(timestamp, 1_700_000_000);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_log_with_a_malformed_signature_is_dropped() {
+        assert!(decode_event(&posted(Bytes::from_static(&[1; 64])), 0).is_none());
+        let mut high_v = [0u8; 65];
+        high_v[64] = 99;
+        assert!(decode_event(&posted(Bytes::copy_from_slice(&high_v)), 0).is_none());
+    }
+}

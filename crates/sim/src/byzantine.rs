@@ -64,17 +64,19 @@ impl Strategy {
 pub(crate) struct Forger {
     code: MachineCode,
     key: LocalSigner,
+    /// Gas limit of the scratch machine that computes forged states (the channel's).
+    gas_limit: u64,
 }
 
 impl Forger {
-    pub(crate) fn new(code: MachineCode, key: LocalSigner) -> Self {
-        Self { code, key }
+    pub(crate) fn new(code: MachineCode, key: LocalSigner, gas_limit: u64) -> Self {
+        Self { code, key, gas_limit }
     }
 
     /// Executes `data` on the state at `base` of `core` and returns the resulting state hash.
     fn execute(&self, core: &StateManager<LocalSigner>, base: u64, tx: &Transaction) -> Option<B256> {
         let state = core.state_at(base)?;
-        let mut machine = MachineInstance::deploy(&self.code, core_gas(core)).ok()?;
+        let mut machine = MachineInstance::deploy(&self.code, self.gas_limit).ok()?;
         machine.set_state(state).ok()?;
         machine.apply(tx, None).ok().map(|o| o.state_hash)
     }
@@ -153,8 +155,4 @@ impl Forger {
         tx.stateHash = self.execute(core, base, &tx)?;
         Some(self.sign(core, tx))
     }
-}
-
-fn core_gas(_core: &StateManager<LocalSigner>) -> u64 {
-    5_000_000
 }

@@ -266,7 +266,7 @@ impl Scenario {
         let mut sim = Simulation::new(self.seed, self.describe(), peers, self.net.clone(), self.think_ms);
         let keys = self.keys();
         for &(i, strategy) in &self.byzantine {
-            sim.set_strategy(i, strategy, code.clone(), keys[i].clone());
+            sim.set_strategy(i, strategy, code.clone(), keys[i].clone(), self.config.gas_limit);
         }
         for &(i, offset) in &self.clock_offsets {
             sim.set_clock_offset(i, offset);

@@ -207,17 +207,19 @@ impl Simulation {
         sim
     }
 
-    /// Makes peer `i` follow `strategy`; `code` and `key` let it forge signed transactions.
+    /// Makes peer `i` follow `strategy`; `code`, `key` and the channel's `gas_limit` let it forge
+    /// signed transactions.
     pub fn set_strategy(
         &mut self,
         i: usize,
         strategy: Strategy,
         code: entente_evm_runtime::MachineCode,
         key: LocalSigner,
+        gas_limit: u64,
     ) {
         let peer = &mut self.peers[i];
         peer.strategy = strategy;
-        peer.forger = Some(Forger::new(code, key));
+        peer.forger = Some(Forger::new(code, key, gas_limit));
     }
 
     /// Makes peer `i`'s local clock run `offset_ms` ahead of virtual time (negative: behind).
