@@ -6,7 +6,7 @@
 //! slashing of provable fraud); and no honest peer gets back less than its deposit.
 //!
 //! CI runs a slice: 10 seeds per case for N = 2, 5 for N = 4, 1 for N = 16. A longer run:
-//! `FAULT_SEEDS=1000 cargo test --release -p entente-sim --test fault_matrix two_peers four_peers`
+//! `FAULT_SEEDS=1000 cargo test --release -p entente-sim --test fault_matrix -- two_peers four_peers`
 //! (`FAULT_SEEDS` sets the seeds of every case).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
