@@ -258,7 +258,8 @@ struct Channel {
     ChannelStatus status;
     uint8 participantCount;
     uint8 fundedCount;
-    /// The running dispute is a fraud dispute (a new fraud proof cannot replace it).
+    /// The running dispute ends in a slash: a fraud dispute, or a Timeout/Exit dispute defeated by a
+    /// challenge. It must be finalized: neither a new fraud proof nor `close` can replace it.
     bool fraudDispute;
     /// While Funding: the funding deadline. Afterwards: the current fork's genesis timestamp.
     uint64 timestamp;

@@ -153,11 +153,14 @@ contract StateChannelManager is ADisputeManager {
     // ------------------------------------------------------------------ close and payouts
 
     /// @notice Settles at once on a final (game-over) state signed by all current participants
-    /// (`proof.kind == Signed`). Allowed while a dispute runs (it ends the dispute). Each exit is then
-    /// claimed with `withdraw`.
+    /// (`proof.kind == Signed`). Allowed while a Timeout or Exit dispute runs (it ends the dispute), but not
+    /// while the running dispute ends in a slash (a fraud dispute, or a Timeout/Exit defeated by a
+    /// challenge): the slashed participant would escape its verdict. Each exit is then claimed with
+    /// `withdraw`.
     function close(bytes32 channelId, StateProof calldata proof) external nonReentrant {
         Channel storage ch = _channel(channelId);
         _requireLive(channelId, ch);
+        if (ch.fraudDispute) revert DisputeActive(channelId);
         if (proof.kind != ProofKind.Signed) revert ProofKindNotAllowed(proof.kind);
         uint64 height = _proveState(channelId, ch, proof).height;
         IStateMachine m = _machine(ch);

@@ -143,6 +143,8 @@ abstract contract ADisputeManager is AChannelCore {
             next.challenged = true;
             next.slash = true;
             next.target = d.submitter;
+            // The verdict is now a slash: it can be neither replaced nor closed over.
+            ch.fraudDispute = true;
         }
         next.height = pr.height;
         next.stateHash = pr.stateHash;

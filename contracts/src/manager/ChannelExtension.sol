@@ -219,8 +219,8 @@ contract ChannelExtension is AChannelCore {
 
     // ------------------------------------------------------------------ internals
 
-    /// @dev Fraud proofs are accepted while Open, or while the running dispute is a Timeout or Exit (the
-    /// fraud dispute replaces it).
+    /// @dev Fraud proofs are accepted while Open, or while the running dispute is a Timeout or Exit that was
+    /// not defeated (the fraud dispute replaces it).
     function _requireFraudAllowed(bytes32 channelId, Channel storage ch) internal view {
         if (ch.status == ChannelStatus.Disputed) {
             if (ch.fraudDispute) revert DisputeActive(channelId);

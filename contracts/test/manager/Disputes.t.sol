@@ -441,6 +441,41 @@ contract DisputesTest is ChannelTestBase {
         vm.assertEq(uint256(_status(id)), uint256(ChannelStatus.Closed));
     }
 
+    /// Once a challenge defeats a timeout dispute, the accuser's slash must be carried out: neither a
+    /// cooperative close nor a fraud proof can replace it.
+    function test_defeatedTimeout_cannotBeClosedOver() public {
+        DisputeRecord memory d = _timeoutOnO();
+        (Transaction memory t, bytes memory s) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 2), s1, 0);
+        vm.recordLogs();
+        m.challenge(id, d, _signedProof(t, s, 2));
+        DisputeRecord memory c = _record();
+        vm.assertTrue(c.slash);
+        vm.assertEq(c.target, addrs[0]);
+        vm.assertTrue(m.getChannel(id).fraudDispute);
+        uint8[3] memory cells = [1, 2, 7];
+        for (uint256 i = 0; i < 3; i++) {
+            (t, s) = _tttMove(id, 0, uint64(i + 3), addrs[i % 2], uint64(T0 + i + 3), s, cells[i]);
+        }
+        vm.assertTrue(ttt.isGameOverOf(s));
+        StateProof memory fin = _signedProof(t, s, 2);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.DisputeActive.selector, id));
+        m.close(id, fin);
+        // the later state still replaces the enforced one; the target stays the accuser
+        vm.recordLogs();
+        m.challenge(id, c, fin);
+        DisputeRecord memory c2 = _record();
+        vm.assertEq(c2.target, addrs[0]);
+        vm.assertTrue(c2.slash);
+        vm.warp(c2.deadline + 1);
+        m.finalizeDispute(id, c2, s);
+        vm.assertEq(uint256(_status(id)), uint256(ChannelStatus.Closed));
+        // X slashed: O takes both stakes.
+        Exit[] memory exits = new Exit[](1);
+        exits[0] = Exit(addrs[1], 2 * STAKE);
+        m.withdraw(id, exits, 0);
+        vm.assertEq(address(manager).balance, 0);
+    }
+
     // ------------------------------------------------------------------ join and leave
 
     function _joinApproval(bytes32 cid, bytes memory state, address who, uint256 amount)

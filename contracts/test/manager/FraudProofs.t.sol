@@ -208,6 +208,29 @@ contract FraudProofsTest is ChannelTestBase {
         vm.assertEq(addrs[0].balance, bx);
     }
 
+    /// A false fraud proof cannot be escaped by finishing the game and closing: the slash comes first.
+    function test_invalidTransition_false_cannotBeClosedOver() public {
+        (Transaction memory t, bytes memory s) = _oMove(0, T0 + 3);
+        DisputeRecord memory d = _fraud(DisputeKind.InvalidTransition, p1, t);
+        vm.assertEq(uint256(d.kind), uint256(DisputeKind.FalseFraudProof));
+        uint8[3] memory cells = [1, 2, 7];
+        for (uint256 i = 0; i < 3; i++) {
+            (t, s) = _tttMove(id, 0, uint64(i + 3), addrs[i % 2], uint64(T0 + i + 4), s, cells[i]);
+        }
+        vm.assertTrue(ttt.isGameOverOf(s));
+        StateProof memory fin = _signedProof(t, s, 2);
+        vm.prank(addrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.DisputeActive.selector, id));
+        m.close(id, fin);
+        (uint256 x, uint256 o) = _settle(d, s1);
+        vm.assertEq(x, 0);
+        vm.assertEq(o, 0); // paid through the closed channel's exit
+        Exit[] memory exits = new Exit[](1);
+        exits[0] = Exit(addrs[1], 2 * STAKE);
+        m.withdraw(id, exits, 0);
+        vm.assertEq(address(manager).balance, 0);
+    }
+
     /// The caller must give the re-execution its full gas limit.
     function test_invalidTransition_insufficientGas() public {
         Transaction memory t = _oClaim(abi.encodeCall(TicTacToe.play, (4)), keccak256("whatever"), T0 + 3);

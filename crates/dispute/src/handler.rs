@@ -367,8 +367,9 @@ impl DisputeHandler {
             .map_or(sm.tip_timestamp(), |e| e.transaction.timestamp)
     }
 
-    /// A proof of the state at `height`: genesis, N-signed, or posted.
-    fn proof_at<S: Signer>(&self, sm: &StateManager<S>, height: u64) -> Option<StateProof> {
+    /// A proof of the state at `height` of the current fork: the genesis, N-signed, or posted on
+    /// chain; `None` when the state has no such evidence (yet).
+    pub fn proof_at<S: Signer>(&self, sm: &StateManager<S>, height: u64) -> Option<StateProof> {
         let fork = sm.fork();
         let state = sm.state_at(height)?.clone();
         if height == fork.genesis_height {

@@ -32,11 +32,14 @@ pub enum Strategy {
     StaleState,
     /// Posts an invalid transition as calldata on chain instead of sending it to the peers.
     JunkCalldata,
+    /// Plays its moves, but claims on chain that an honest peer's valid transaction is an invalid
+    /// transition (a false fraud proof), then tries to close the channel before its own slash.
+    FalseDispute,
 }
 
 impl Strategy {
     /// Every byzantine strategy (not `Honest`).
-    pub const BYZANTINE: [Strategy; 8] = [
+    pub const BYZANTINE: [Strategy; 9] = [
         Strategy::Silent,
         Strategy::WithholdConfirmations,
         Strategy::Equivocate,
@@ -45,6 +48,7 @@ impl Strategy {
         Strategy::OutOfOrderTimestamp,
         Strategy::StaleState,
         Strategy::JunkCalldata,
+        Strategy::FalseDispute,
     ];
 
     /// True for the strategies that replace the peer's own move by a forged transaction.

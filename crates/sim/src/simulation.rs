@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use crate::byzantine::{Forger, Strategy};
 use crate::chain::ChainLink;
 use crate::{NetConfig, Player};
-use entente_dispute::{ChainAction, ChainEvent};
+use entente_dispute::{ChainAction, ChainEvent, FraudKind, ProofKind};
 
 /// A failed run: everything needed to replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +109,10 @@ struct SimPeer {
     clock_offset_ms: i64,
     /// Heights a forging peer already forged at (it forges once per height).
     forged: std::collections::BTreeSet<(u64, u64)>,
+    /// Forks a false disputer raised its false fraud proof on (once per fork).
+    false_disputed: std::collections::BTreeSet<u64>,
+    /// A false disputer tried to close the channel before its slash.
+    escape_tried: bool,
 }
 
 /// The simulation: peers, virtual time, the in-memory network.
@@ -178,6 +182,8 @@ impl Simulation {
                 forger: None,
                 clock_offset_ms: 0,
                 forged: std::collections::BTreeSet::new(),
+                false_disputed: std::collections::BTreeSet::new(),
+                escape_tried: false,
             })
             .collect();
         let mut sim = Self {
@@ -483,6 +489,12 @@ impl Simulation {
         let mut events = vec![ChainEvent::Block { timestamp }];
         events.extend(link.new_events(now));
         self.deliver_chain_events(events)?;
+        // False disputers race the honest handlers to the chain.
+        for i in 0..self.peers.len() {
+            if self.peers[i].strategy == Strategy::FalseDispute {
+                self.false_dispute(i);
+            }
+        }
         for i in 0..self.peers.len() {
             if self.peers[i].strategy == Strategy::Silent {
                 continue;
@@ -531,6 +543,61 @@ impl Simulation {
             }
         }
         Ok(())
+    }
+
+    /// A false disputer's moves on chain: once per fork, a fraud proof claiming that a valid
+    /// transaction of another peer is an invalid transition (the chain re-executes it and turns
+    /// the claim into a dispute against the claimant); once the game is over while that dispute
+    /// runs, an attempt to settle with the N-signed final state before the slash lands.
+    fn false_dispute(&mut self, i: usize) {
+        let now = self.now;
+        let Some(link) = self.chain.as_mut() else {
+            return;
+        };
+        let p = &mut self.peers[i];
+        let core = &p.core;
+        let me = core.me();
+        let handler = &link.handlers[i];
+        if handler.is_closed() || !core.fork().participants.contains(&me) {
+            return;
+        }
+        let fork = core.fork().fork;
+        let mut actions = Vec::new();
+        match handler.running_dispute() {
+            None if !p.false_disputed.contains(&fork) => {
+                // The latest applied transaction of another peer whose parent state is provable.
+                let genesis = core.fork().genesis_height;
+                let target = (genesis + 1..=core.tip()).rev().find_map(|h| {
+                    let entry = core.agreement().entry(h)?;
+                    let issuer = entry.transaction.participant;
+                    let signature = *entry.signatures.get(&issuer)?;
+                    let prev = handler.proof_at(core, h - 1)?;
+                    (issuer != me).then(|| (entry.transaction.clone(), signature, prev))
+                });
+                if let Some((transaction, signature, prev)) = target {
+                    p.false_disputed.insert(fork);
+                    actions.push(ChainAction::ProveFraud {
+                        kind: FraudKind::InvalidTransition,
+                        prev,
+                        transaction,
+                        signature,
+                    });
+                }
+            }
+            Some(record) if record.target == me && core.is_game_over() && !p.escape_tried => {
+                if let Some(proof) = handler
+                    .proof_at(core, core.tip())
+                    .filter(|proof| proof.kind == ProofKind::Signed)
+                {
+                    p.escape_tried = true;
+                    actions.push(ChainAction::Close { proof });
+                }
+            }
+            _ => {}
+        }
+        for action in &actions {
+            link.execute(now, i, me, action);
+        }
     }
 
     /// What a byzantine peer lets out.

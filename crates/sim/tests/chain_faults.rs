@@ -77,6 +77,54 @@ fn silent_peer_among_four_is_removed_and_the_rest_finish() {
 }
 
 #[test]
+fn a_false_fraud_proof_slashes_its_submitter_who_cannot_close_over_it() {
+    let mut sim = Scenario::new(Game::TicTacToe, 2, 4)
+        .with_chain()
+        .byzantine(1, Strategy::FalseDispute)
+        .build()
+        .unwrap();
+    sim.run(3_600_000).unwrap_or_else(|e| panic!("{e}"));
+    let records = sim.chain().unwrap().records().to_vec();
+    let lines: Vec<String> = records.iter().map(|r| format!("{} {}", r.peer, r.what)).collect();
+    assert!(sim.settled(), "{lines:#?}");
+    let liar = sim.peer(1).me();
+    let honest = sim.peer(0).me();
+    // The chain re-executed the honest move, found it valid and turned the claim around.
+    let ev = events(&sim);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, ChainEvent::DisputeStarted { record, .. }
+            if record.kind == entente_dispute::DisputeKind::FalseFraudProof && record.target == liar)),
+        "{lines:#?}"
+    );
+    // Its attempt to settle before the verdict was refused.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("1 close refused") && l.contains("DisputeActive")),
+        "{lines:#?}"
+    );
+    assert!(
+        ev.iter().any(|e| matches!(e, ChainEvent::ParticipantRemoved { participant, slashed: true } if *participant == liar)),
+        "{lines:#?}"
+    );
+    // Slashed: the honest player takes both stakes.
+    let paid: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::ChannelClosed { exits, .. } => Some(exits.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        paid,
+        vec![(honest, alloy_primitives::U256::from(2 * entente_sim::DEPOSIT))],
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn a_failing_seed_names_its_replay_and_replays_identically() {
     // Too little virtual time to remove a silent peer (its deadline alone is 100 s after the
     // last move): the run fails, and says how to replay.

@@ -91,7 +91,8 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
         | Strategy::FutureTimestamp
         | Strategy::OutOfOrderTimestamp
         | Strategy::StaleState
-        | Strategy::JunkCalldata => removed(true),
+        | Strategy::JunkCalldata
+        | Strategy::FalseDispute => removed(true),
         Strategy::WithholdConfirmations | Strategy::Honest => true,
     };
     if !verdict_ok {
