@@ -158,7 +158,7 @@ impl ChainError {
             RpcError::Transport(kind) => Self::Unreachable {
                 url: url.to_string(),
                 method,
-                reason: kind.to_string(),
+                reason: with_causes(&kind),
             },
             RpcError::NullResp => Self::BadResponse {
                 url: url.to_string(),
@@ -185,6 +185,22 @@ pub(crate) fn revert_data(
         }
         other => Err(other),
     }
+}
+
+/// `error` with its chain of causes ("error sending request: connection refused"), without
+/// repeating a cause that its parent already printed.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 fn truncate(s: &str, max: usize) -> &str {

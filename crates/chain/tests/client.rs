@@ -5,9 +5,11 @@
 
 mod common;
 
-use alloy::primitives::{Address, U256};
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol_types::SolError;
-use entente_chain::{ChainClient, ChainError, Revert};
+use entente_chain::{Anvil, ChainClient, ChainError, ClientConfig, Revert};
 use entente_contracts::{ChannelStatus, ManagerError, ManagerEvent, TicTacToe};
 use entente_dispute::{ChainAction, ProofKind, StateProof};
 use entente_types::Transaction;
@@ -38,7 +40,9 @@ async fn a_channel_through_the_dispute_layers_actions() {
         [ManagerEvent::CalldataPosted(p)] if p.channelId == live.channel_id && p.height == 1
     ));
 
-    // The same post again: mined, reverted, and the manager's error decoded from a replay.
+    // The same post again: mined (explicit gas limit, no estimation), reverted, and the
+    // manager's error decoded from a replay at the parent block.
+    let height = live.x.block_number().await.unwrap();
     let again = live
         .x
         .execute(live.channel_id, &live.post_action(1))
@@ -49,6 +53,11 @@ async fn a_channel_through_the_dispute_layers_actions() {
         "{again}"
     );
     assert!(again.to_string().contains("AlreadyPosted"), "{again}");
+    assert_eq!(
+        live.x.block_number().await.unwrap(),
+        height + 1,
+        "the revert was mined"
+    );
 
     // A timeout dispute before the writer's deadline: TooEarly, with its argument.
     let genesis = StateProof {
@@ -133,4 +142,25 @@ async fn an_unreachable_chain_is_a_typed_error() {
 
     let err = ChainClient::connect("not a url", key).await.unwrap_err();
     assert!(matches!(err, ChainError::BadUrl { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_transaction_that_is_never_mined_times_out() {
+    let anvil = Anvil::builder().arg("--no-mining").spawn().unwrap();
+    let config = ClientConfig {
+        receipt_timeout: Duration::from_millis(300),
+        receipt_poll_interval: Duration::from_millis(20),
+        ..ClientConfig::default()
+    };
+    let client = ChainClient::connect_with(&anvil.endpoint(), anvil.signer(0).unwrap(), config)
+        .await
+        .unwrap();
+    let err = client
+        .send(anvil.address(1).unwrap(), Bytes::new(), U256::from(1u64))
+        .await
+        .unwrap_err();
+    match err {
+        ChainError::Timeout { waited, .. } => assert_eq!(waited, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other}"),
+    }
 }
