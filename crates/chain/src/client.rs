@@ -548,6 +548,16 @@ impl ChainClient {
         block_timestamp(&self.provider, &self.url, BlockNumberOrTag::Number(number)).await
     }
 
+    /// A [`ChainListener`](crate::ChainListener) of this client's manager on the same endpoint,
+    /// from block `from_block` (see [`ChainListener::start`](crate::ChainListener::start)).
+    pub fn listen(
+        &self,
+        from_block: u64,
+        config: crate::ListenerConfig,
+    ) -> Result<crate::ChainListener, ChainError> {
+        crate::ChainListener::start(&self.url, self.require_manager()?, from_block, config)
+    }
+
     // ------------------------------------------------------------------ dev chains (anvil)
 
     async fn dev_call(&self, method: &'static str, params: serde_json::Value) -> Result<(), ChainError> {

@@ -60,7 +60,8 @@ async fn events_wait_for_their_confirmations() {
     let live = common::live_channel().await;
     let manager = live.x.manager().unwrap();
     let k = 2;
-    let mut listener = ChainListener::start(&live.anvil.endpoint(), manager, 0, config(k)).unwrap();
+    let mut listener = live.x.listen(0, config(k)).unwrap();
+    assert_eq!(live.x.manager(), Some(manager));
 
     let post = live.post(1).await;
     let n = post.block_number;
