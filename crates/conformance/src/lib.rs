@@ -33,7 +33,8 @@ pub use harness::{Chain, ChainLog, Sent, World};
 /// `$world` (an expression of type [`World<C>`](World), evaluated once per test). Put it in a
 /// module of its own: the tests are named after the scenarios.
 ///
-/// The list is [`scenarios::all`]'s; a scenario added there must be added here too.
+/// The list is [`scenarios::all`]'s; a scenario added there must be added here too (the
+/// generated `every_scenario_has_a_test` fails until it is).
 #[macro_export]
 macro_rules! conformance_tests {
     ($world:expr) => {
@@ -48,6 +49,18 @@ macro_rules! conformance_tests {
         );
     };
     (@each $world:expr; $($name:ident),* $(,)?) => {
+        #[test]
+        fn every_scenario_has_a_test() {
+            fn listed<C: $crate::Chain>(
+                _world: impl FnOnce() -> $crate::World<C>,
+            ) -> ::std::vec::Vec<&'static str> {
+                $crate::scenarios::all::<C>()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect()
+            }
+            assert_eq!(listed(|| $world), [$(stringify!($name)),*]);
+        }
         $(
             #[test]
             fn $name() {
