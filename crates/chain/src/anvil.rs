@@ -69,6 +69,7 @@ pub enum AnvilError {
 #[derive(Debug, Clone)]
 pub struct AnvilBuilder {
     binary: Option<PathBuf>,
+    port: Option<u16>,
     chain_id: Option<u64>,
     block_time: Option<u64>,
     accounts: usize,
@@ -80,6 +81,7 @@ impl Default for AnvilBuilder {
     fn default() -> Self {
         Self {
             binary: None,
+            port: None,
             chain_id: None,
             block_time: None,
             accounts: 10,
@@ -93,6 +95,13 @@ impl AnvilBuilder {
     /// Use this anvil binary instead of the one in `node_modules`.
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.binary = Some(path.into());
+        self
+    }
+
+    /// Listen on this loopback port instead of a free one the OS picks (e.g. to bring a chain
+    /// back where clients expect it).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
         self
     }
 
@@ -134,7 +143,9 @@ impl AnvilBuilder {
         };
         let mut command = Command::new(&binary);
         command
-            .args(["--host", "127.0.0.1", "--port", "0", "--accounts"])
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(self.port.unwrap_or(0).to_string())
+            .arg("--accounts")
             .arg(self.accounts.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

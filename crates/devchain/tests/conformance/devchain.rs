@@ -6,36 +6,53 @@ use entente_contracts::{ChannelStatus, IStateChannelManager};
 use entente_contracts::{ManagerEvent, artifacts};
 use entente_devchain::{BlockHeader, DevChain, DevChainConfig, DevChainError, Mining, Revert};
 
-use crate::harness::{Chain, ChainLog, Sent, World, ether};
-use crate::scenarios;
+use entente_conformance::harness::ether;
+use entente_conformance::{Chain, ChainLog, Sent, World};
 
-impl Chain for DevChain {
+/// [`DevChain`] as a conformance [`Chain`] (a newtype: both are foreign to this test crate).
+/// Dereferences to the devchain for its own API.
+pub(crate) struct Dev(pub(crate) DevChain);
+
+impl std::ops::Deref for Dev {
+    type Target = DevChain;
+    fn deref(&self) -> &DevChain {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Dev {
+    fn deref_mut(&mut self) -> &mut DevChain {
+        &mut self.0
+    }
+}
+
+impl Chain for Dev {
     fn chain_id(&self) -> u64 {
-        DevChain::chain_id(self)
+        self.0.chain_id()
     }
 
     fn manager(&self) -> Address {
-        DevChain::manager(self).expect("a manager")
+        self.0.manager().expect("a manager")
     }
 
     fn fund(&mut self, account: Address, wei: U256) {
-        DevChain::fund(self, account, wei).unwrap();
+        self.0.fund(account, wei).unwrap();
     }
 
     fn balance(&mut self, account: Address) -> U256 {
-        DevChain::balance(self, account)
+        self.0.balance(account)
     }
 
     fn deploy(&mut self, from: Address, creation_code: Bytes) -> Address {
-        DevChain::deploy(self, from, creation_code).unwrap()
+        self.0.deploy(from, creation_code).unwrap()
     }
 
     fn send(&mut self, from: Address, to: Address, calldata: Bytes, value: U256) -> Sent {
-        let receipt = DevChain::send(self, from, to, calldata, value).unwrap();
+        let receipt = self.0.send(from, to, calldata, value).unwrap();
         Sent {
             success: receipt.success,
             gas_used: receipt.gas_used,
-            fee: U256::from(receipt.gas_used) * U256::from(self.config().gas_price),
+            fee: U256::from(receipt.gas_used) * U256::from(self.0.config().gas_price),
             output: receipt.output,
             logs: receipt.logs.into_iter().map(|l| l.log).collect(),
             block_number: receipt.block_number,
@@ -44,7 +61,7 @@ impl Chain for DevChain {
     }
 
     fn view(&mut self, to: Address, calldata: Bytes) -> Result<Bytes, Bytes> {
-        match DevChain::view(self, to, calldata) {
+        match self.0.view(to, calldata) {
             Ok(out) => Ok(out),
             Err(DevChainError::Reverted(Revert::Raw(data))) => Err(data),
             Err(e) => panic!("view failed: {e}"),
@@ -52,7 +69,8 @@ impl Chain for DevChain {
     }
 
     fn logs_since(&mut self, block: u64) -> Vec<ChainLog> {
-        DevChain::logs_since(self, block)
+        self.0
+            .logs_since(block)
             .into_iter()
             .map(|l| ChainLog {
                 block_number: l.block_number,
@@ -63,57 +81,27 @@ impl Chain for DevChain {
     }
 
     fn block_number(&mut self) -> u64 {
-        DevChain::block_number(self)
+        self.0.block_number()
     }
 
     fn now(&mut self) -> u64 {
-        self.timestamp()
+        self.0.timestamp()
     }
 
     fn advance(&mut self, seconds: u64) {
-        DevChain::advance(self, seconds).unwrap();
+        self.0.advance(seconds).unwrap();
     }
 }
 
-fn world() -> World<DevChain> {
-    World::new(DevChain::with_manager().unwrap())
+fn world() -> World<Dev> {
+    World::new(Dev(DevChain::with_manager().unwrap()))
 }
 
 // ---------------------------------------------------------------------- the scenarios
 
-#[test]
-fn tictactoe_open_is_atomic() {
-    scenarios::tictactoe_open_is_atomic(&mut world());
-}
-
-#[test]
-fn calldata_post_round_trips() {
-    scenarios::calldata_post_round_trips(&mut world());
-}
-
-#[test]
-fn timeout_dispute() {
-    scenarios::timeout_dispute(&mut world());
-}
-
-#[test]
-fn double_signature_slashes() {
-    scenarios::double_signature_slashes(&mut world());
-}
-
-#[test]
-fn cooperative_close() {
-    scenarios::cooperative_close(&mut world());
-}
-
-#[test]
-fn four_party_round_robin() {
-    scenarios::four_party_round_robin(&mut world());
-}
-
-#[test]
-fn refusals() {
-    scenarios::refusals(&mut world());
+/// Every conformance scenario, one test each, on a fresh devchain with its manager.
+mod scenarios {
+    entente_conformance::conformance_tests!(super::world());
 }
 
 /// With a gas price, every balance check holds net of the fees the receipts report.
@@ -127,14 +115,14 @@ fn scenarios_hold_with_paid_gas() {
     chain.fund(DevChain::DEPLOYER, ether(10)).unwrap();
     chain.fund(Address::repeat_byte(0xd0), ether(10)).unwrap();
     chain.deploy_manager(DevChain::DEPLOYER).unwrap();
-    let mut w = World::new(chain);
-    scenarios::tictactoe_open_is_atomic(&mut w);
-    scenarios::four_party_round_robin(&mut w);
+    let mut w = World::new(Dev(chain));
+    entente_conformance::scenarios::tictactoe_open_is_atomic(&mut w);
+    entente_conformance::scenarios::four_party_round_robin(&mut w);
 }
 
 #[test]
 fn gas_matches_the_documented_table() {
-    let rows = scenarios::gas_of_operations(&mut world());
+    let rows = entente_conformance::scenarios::gas_of_operations(&mut world());
     println!(
         "{:<44} {:>10} {:>12} {:>8}",
         "operation (N = 2)", "devchain", "contracts.md", "delta"
@@ -170,9 +158,9 @@ fn gas_matches_the_documented_table() {
 fn deterministic() {
     let run = || {
         let mut w = world();
-        scenarios::four_party_round_robin(&mut w);
-        scenarios::cooperative_close(&mut w);
-        let logs = w.chain.logs_since(0);
+        entente_conformance::scenarios::four_party_round_robin(&mut w);
+        entente_conformance::scenarios::cooperative_close(&mut w);
+        let logs = w.chain.0.logs_since(0);
         let balances: Vec<U256> = (0..8).map(|i| w.chain.balance(w.addr(i))).collect();
         (logs, balances, w.chain.head(), w.chain.timestamp())
     };
@@ -222,7 +210,7 @@ fn a_revert_changes_nothing_but_is_mined() {
     let before = (
         w.channel(id),
         w.chain.balance(x),
-        w.chain.balance(w.chain.manager().unwrap()),
+        w.chain.balance(w.chain.manager()),
     );
     let (block, nonce) = (w.chain.block_number(), w.chain.nonce(x));
     let deposit = IStateChannelManager::depositCall {
@@ -253,7 +241,7 @@ fn a_revert_changes_nothing_but_is_mined() {
     let after = (
         w.channel(id),
         w.chain.balance(x),
-        w.chain.balance(w.chain.manager().unwrap()),
+        w.chain.balance(w.chain.manager()),
     );
     assert_eq!(before, after);
     let err = receipt.into_result().unwrap_err();
@@ -339,16 +327,16 @@ fn logs_wait_for_their_block_and_are_decoded() {
         mining: Mining::Manual,
         ..Default::default()
     };
-    let mut w = World::new(DevChain::with_manager_config(config).unwrap());
+    let mut w = World::new(Dev(DevChain::with_manager_config(config).unwrap()));
     let (spec, genesis) = w.ttt_spec();
     let before = w.chain.block_number();
     let (id, _) = w.open_funded(&spec, &genesis);
     assert!(
-        w.chain.logs_since(before + 1).is_empty(),
+        w.chain.0.logs_since(before + 1).is_empty(),
         "the open block is not mined"
     );
     w.chain.mine();
-    let logs = w.chain.logs_since(before + 1);
+    let logs = w.chain.0.logs_since(before + 1);
     let events: Vec<&ManagerEvent> = logs.iter().filter_map(|l| l.event.as_ref()).collect();
     assert_eq!(events.len(), 4, "{events:?}");
     assert!(matches!(events[3], ManagerEvent::ChannelActivated(a) if a.channelId == id));
@@ -359,7 +347,7 @@ fn logs_wait_for_their_block_and_are_decoded() {
         "log indices count within the block"
     );
     w.chain.prune_logs_before(u64::MAX);
-    assert!(w.chain.logs_since(0).is_empty());
+    assert!(w.chain.0.logs_since(0).is_empty());
 }
 
 #[test]

@@ -7,8 +7,8 @@
 //!
 //! # Plugging in anvil
 //!
-//! The anvil adapter (`entente-chain`, which already spawns anvil and has an alloy provider) will
-//! implement [`Chain`] over JSON-RPC, each method blocking on a small current-thread tokio runtime:
+//! The anvil backend (`entente-chain`'s tests, over its JSON-RPC `ChainClient`) implements
+//! [`Chain`] over JSON-RPC, each method blocking on a small current-thread tokio runtime:
 //!
 //! - `fund`: `anvil_setBalance(account, balance + wei)`; `balance`: `eth_getBalance`.
 //! - `send`: `anvil_impersonateAccount(from)` then `eth_sendTransaction` with an explicit gas limit
@@ -38,7 +38,7 @@ use entente_types::{Domain, LocalSigner, Signer, Transaction};
 
 /// What the conformance scenarios need from a chain. Infrastructure failures panic (tests only);
 /// everything the contracts decide comes back as data.
-pub(crate) trait Chain {
+pub trait Chain {
     /// The chain id (`block.chainid`).
     fn chain_id(&self) -> u64;
     /// The StateChannelManager under test.
@@ -64,22 +64,27 @@ pub(crate) trait Chain {
 }
 
 /// A mined transaction, as any chain reports it.
-#[derive(Debug, Clone)]
-pub(crate) struct Sent {
-    pub(crate) success: bool,
-    pub(crate) gas_used: u64,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The transaction succeeded (receipt status 1).
+    pub success: bool,
+    /// Gas the transaction used (the transaction gas: 21,000 + calldata + execution).
+    pub gas_used: u64,
     /// What the sender paid for gas (0 on a chain whose gas is free).
-    pub(crate) fee: U256,
+    pub fee: U256,
     /// Return data on success, revert data on failure.
-    pub(crate) output: Bytes,
-    pub(crate) logs: Vec<Log>,
-    pub(crate) block_number: u64,
-    pub(crate) timestamp: u64,
+    pub output: Bytes,
+    /// Every log it emitted (none when it reverted).
+    pub logs: Vec<Log>,
+    /// The block that holds it.
+    pub block_number: u64,
+    /// That block's timestamp.
+    pub timestamp: u64,
 }
 
 impl Sent {
     /// The manager's custom error this transaction reverted with.
-    pub(crate) fn error(&self) -> Option<ManagerError> {
+    pub fn error(&self) -> Option<ManagerError> {
         if self.success {
             None
         } else {
@@ -88,7 +93,7 @@ impl Sent {
     }
 
     /// The manager events it emitted.
-    pub(crate) fn events(&self) -> Vec<ManagerEvent> {
+    pub fn events(&self) -> Vec<ManagerEvent> {
         self.logs
             .iter()
             .filter_map(|l| entente_contracts::decode_manager_log(l.topics(), &l.data.data))
@@ -97,28 +102,39 @@ impl Sent {
 }
 
 /// A log with the block that holds it.
-#[derive(Debug, Clone)]
-pub(crate) struct ChainLog {
-    pub(crate) block_number: u64,
-    pub(crate) timestamp: u64,
-    pub(crate) log: Log,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLog {
+    /// The block that holds it.
+    pub block_number: u64,
+    /// That block's timestamp.
+    pub timestamp: u64,
+    /// The log.
+    pub log: Log,
 }
 
-pub(crate) const ETHER: u64 = 1_000_000_000_000_000_000;
-pub(crate) const P2P: u64 = 30;
-pub(crate) const AGREE: u64 = 10;
-pub(crate) const FALLBACK: u64 = 60;
-pub(crate) const CHALLENGE: u64 = 3600;
-pub(crate) const FUNDING: u64 = 86_400;
-pub(crate) const MACHINE_GAS: u64 = 5_000_000;
+/// One ether in wei.
+pub const ETHER: u64 = 1_000_000_000_000_000_000;
+/// `p2pTime` of every spec the fixtures build (seconds).
+pub const P2P: u64 = 30;
+/// `agreementTime` of the fixtures' specs (seconds).
+pub const AGREE: u64 = 10;
+/// `chainFallbackTime` of the fixtures' specs (seconds).
+pub const FALLBACK: u64 = 60;
+/// `challengeTime` of the fixtures' specs (seconds).
+pub const CHALLENGE: u64 = 3600;
+/// `fundingPeriod` of the fixtures' specs (seconds).
+pub const FUNDING: u64 = 86_400;
+/// `machineGasLimit` of the fixtures' specs, also the scratch machines' gas limit.
+pub const MACHINE_GAS: u64 = 5_000_000;
 
-pub(crate) fn ether(n: u64) -> U256 {
+/// `n` ether in wei.
+pub fn ether(n: u64) -> U256 {
     U256::from(n) * U256::from(ETHER)
 }
 
 /// The keys of the forge tests (`ChannelTestBase`): `keccak256(abi.encode("entente key", i)) %
 /// (n - 1) + 1`, so that the devchain sends byte-for-byte the calldata `test/Gas.t.sol` measures.
-pub(crate) fn forge_key(i: u64) -> LocalSigner {
+pub fn forge_key(i: u64) -> LocalSigner {
     const SECP256K1_N: U256 =
         alloy_primitives::uint!(0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141_U256);
     let encoded = ("entente key".to_string(), U256::from(i)).abi_encode_params();
@@ -128,18 +144,25 @@ pub(crate) fn forge_key(i: u64) -> LocalSigner {
 
 /// A chain with the manager, the two example machines, eight funded participants, and scratch
 /// machines (the off-chain runtime, same bytecode) that compute every transition's state.
-pub(crate) struct World<C: Chain> {
-    pub(crate) chain: C,
-    pub(crate) keys: Vec<LocalSigner>,
-    pub(crate) domain: Domain,
-    pub(crate) ttt: Address,
-    pub(crate) rr: Address,
+pub struct World<C: Chain> {
+    /// The chain under test.
+    pub chain: C,
+    /// The eight participants' keys ([`forge_key`] 0..8), each funded with 100 ether.
+    pub keys: Vec<LocalSigner>,
+    /// The manager's EIP-712 domain on this chain.
+    pub domain: Domain,
+    /// The deployed TicTacToe machine.
+    pub ttt: Address,
+    /// The deployed RoundRobinCounter machine.
+    pub rr: Address,
     ttt_scratch: MachineInstance,
     rr_scratch: MachineInstance,
 }
 
 impl<C: Chain> World<C> {
-    pub(crate) fn new(mut chain: C) -> Self {
+    /// Deploys the two machines on `chain` (from `0xd0…d0`), funds the eight participants and
+    /// prepares the scratch machines. The chain must already have its manager.
+    pub fn new(mut chain: C) -> Self {
         let deployer = Address::repeat_byte(0xd0);
         let ttt_code = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
         let rr_code = MachineCode::from_artifact_json(artifacts::ROUND_ROBIN_COUNTER).unwrap();
@@ -161,17 +184,20 @@ impl<C: Chain> World<C> {
         }
     }
 
-    pub(crate) fn addr(&self, i: usize) -> Address {
+    /// Participant `i`'s address.
+    pub fn addr(&self, i: usize) -> Address {
         self.keys[i].address()
     }
 
-    pub(crate) fn addrs(&self, n: usize) -> Vec<Address> {
+    /// The first `n` participants' addresses.
+    pub fn addrs(&self, n: usize) -> Vec<Address> {
         (0..n).map(|i| self.addr(i)).collect()
     }
 
     // ------------------------------------------------------------------ specs
 
-    pub(crate) fn spec(&self, machine: Address, n: usize) -> ChannelSpec {
+    /// A spec over `machine` for the first `n` participants: 1 ether each, ETH, the fixture times.
+    pub fn spec(&self, machine: Address, n: usize) -> ChannelSpec {
         ChannelSpec {
             participants: self.addrs(n),
             deposits: vec![ether(1); n],
@@ -187,7 +213,8 @@ impl<C: Chain> World<C> {
         }
     }
 
-    pub(crate) fn ttt_spec(&mut self) -> (ChannelSpec, Bytes) {
+    /// A 2-party TicTacToe spec (participants 0 and 1) and its genesis state.
+    pub fn ttt_spec(&mut self) -> (ChannelSpec, Bytes) {
         let spec = self.spec(self.ttt, 2);
         let call = TicTacToe::initialStateCall {
             x: self.addr(0),
@@ -198,7 +225,8 @@ impl<C: Chain> World<C> {
         (spec, genesis)
     }
 
-    pub(crate) fn rr_spec(&mut self, n: usize, target: u64) -> (ChannelSpec, Bytes) {
+    /// An `n`-party RoundRobinCounter spec counting to `target`, and its genesis state.
+    pub fn rr_spec(&mut self, n: usize, target: u64) -> (ChannelSpec, Bytes) {
         let spec = self.spec(self.rr, n);
         let call = RoundRobinCounter::initialStateCall {
             participants: spec.participants.clone(),
@@ -210,7 +238,7 @@ impl<C: Chain> World<C> {
     }
 
     /// Opens by participant 0, then every other participant deposits: the ids and receipts.
-    pub(crate) fn open_funded(&mut self, spec: &ChannelSpec, genesis: &Bytes) -> (B256, Vec<Sent>) {
+    pub fn open_funded(&mut self, spec: &ChannelSpec, genesis: &Bytes) -> (B256, Vec<Sent>) {
         let open = IStateChannelManager::openCall {
             spec: spec.clone(),
             genesisState: genesis.clone(),
@@ -275,7 +303,7 @@ impl<C: Chain> World<C> {
 
     /// A tic-tac-toe move by `issuer` on `prev`, with the state it produces.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn ttt_move(
+    pub fn ttt_move(
         &mut self,
         id: B256,
         fork: u64,
@@ -299,7 +327,7 @@ impl<C: Chain> World<C> {
 
     /// A round-robin `add(step)` by `issuer` on `prev`, with the state it produces.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn rr_add(
+    pub fn rr_add(
         &mut self,
         id: B256,
         fork: u64,
@@ -322,7 +350,7 @@ impl<C: Chain> World<C> {
     }
 
     /// Who writes after `state` (RoundRobinCounter), by the off-chain runtime.
-    pub(crate) fn rr_next(&mut self, state: &Bytes) -> Address {
+    pub fn rr_next(&mut self, state: &Bytes) -> Address {
         self.rr_scratch.set_state(state).unwrap();
         self.rr_scratch.next_to_write().unwrap()
     }
@@ -330,19 +358,22 @@ impl<C: Chain> World<C> {
     // ------------------------------------------------------------------ signatures and proofs
 
     /// Participant `i`'s signature of `tx` under `domain`.
-    pub(crate) fn sign_in(&self, domain: &Domain, i: usize, tx: &Transaction) -> Bytes {
+    pub fn sign_in(&self, domain: &Domain, i: usize, tx: &Transaction) -> Bytes {
         Bytes::copy_from_slice(self.keys[i].sign_digest(&domain.digest(tx)).as_bytes())
     }
 
-    pub(crate) fn sign(&self, i: usize, tx: &Transaction) -> Bytes {
+    /// Participant `i`'s signature of `tx` under the manager's domain.
+    pub fn sign(&self, i: usize, tx: &Transaction) -> Bytes {
         self.sign_in(&self.domain, i, tx)
     }
 
-    pub(crate) fn sign_with(&self, signers: &[usize], tx: &Transaction) -> Vec<Bytes> {
+    /// The signatures of `signers` (participant indices, in that order) of `tx`.
+    pub fn sign_with(&self, signers: &[usize], tx: &Transaction) -> Vec<Bytes> {
         signers.iter().map(|&i| self.sign(i, tx)).collect()
     }
 
-    pub(crate) fn signed_proof(&self, tx: &Transaction, state: &Bytes, signers: &[usize]) -> StateProof {
+    /// A `Signed` state proof of `tx` producing `state`, signed by `signers`.
+    pub fn signed_proof(&self, tx: &Transaction, state: &Bytes, signers: &[usize]) -> StateProof {
         StateProof {
             kind: ProofKind::Signed as u8,
             transaction: tx.clone().into(),
@@ -351,7 +382,8 @@ impl<C: Chain> World<C> {
         }
     }
 
-    pub(crate) fn posted_proof(&self, tx: &Transaction, state: &Bytes) -> StateProof {
+    /// A `Posted` state proof of `tx` (posted as calldata) producing `state`.
+    pub fn posted_proof(&self, tx: &Transaction, state: &Bytes) -> StateProof {
         StateProof {
             kind: ProofKind::Posted as u8,
             transaction: tx.clone().into(),
@@ -360,7 +392,8 @@ impl<C: Chain> World<C> {
         }
     }
 
-    pub(crate) fn genesis_proof(&self, state: &Bytes) -> StateProof {
+    /// A `Genesis` state proof of the current fork's genesis `state`.
+    pub fn genesis_proof(&self, state: &Bytes) -> StateProof {
         StateProof {
             kind: ProofKind::Genesis as u8,
             transaction: IStateChannelManager::Transaction::default(),
@@ -372,37 +405,41 @@ impl<C: Chain> World<C> {
     // ------------------------------------------------------------------ calls
 
     /// Participant `from` calls the manager.
-    pub(crate) fn send<T: SolCall>(&mut self, from: usize, call: &T, value: U256) -> Sent {
+    pub fn send<T: SolCall>(&mut self, from: usize, call: &T, value: U256) -> Sent {
         let from = self.addr(from);
         self.send_from(from, call, value)
     }
 
-    pub(crate) fn send_from<T: SolCall>(&mut self, from: Address, call: &T, value: U256) -> Sent {
+    /// Any account `from` calls the manager.
+    pub fn send_from<T: SolCall>(&mut self, from: Address, call: &T, value: U256) -> Sent {
         let manager = self.chain.manager();
         self.chain.send(from, manager, call.abi_encode().into(), value)
     }
 
     /// A read-only call of the manager.
-    pub(crate) fn view<T: SolCall>(&mut self, call: &T) -> T::Return {
+    pub fn view<T: SolCall>(&mut self, call: &T) -> T::Return {
         let manager = self.chain.manager();
         self.view_typed(manager, call).unwrap()
     }
 
-    pub(crate) fn view_typed<T: SolCall>(&mut self, to: Address, call: &T) -> Result<T::Return, Bytes> {
+    /// A typed read-only call of `to`: the decoded return, or the revert data.
+    pub fn view_typed<T: SolCall>(&mut self, to: Address, call: &T) -> Result<T::Return, Bytes> {
         let out = self.chain.view(to, call.abi_encode().into())?;
         Ok(T::abi_decode_returns(&out).unwrap())
     }
 
-    pub(crate) fn channel(&mut self, id: B256) -> IStateChannelManager::Channel {
+    /// The manager's record of channel `id` (`getChannel`).
+    pub fn channel(&mut self, id: B256) -> IStateChannelManager::Channel {
         self.view(&IStateChannelManager::getChannelCall { channelId: id })
     }
 
-    pub(crate) fn now(&mut self) -> u64 {
+    /// Chain time ([`Chain::now`]).
+    pub fn now(&mut self) -> u64 {
         self.chain.now()
     }
 
     /// Advances chain time to at least `t`.
-    pub(crate) fn warp_past(&mut self, t: u64) {
+    pub fn warp_past(&mut self, t: u64) {
         let now = self.chain.now();
         if t > now {
             self.chain.advance(t - now);
@@ -410,7 +447,7 @@ impl<C: Chain> World<C> {
     }
 
     /// The manager's events since `block`, with their logs.
-    pub(crate) fn events_since(&mut self, block: u64) -> Vec<(ChainLog, ManagerEvent)> {
+    pub fn events_since(&mut self, block: u64) -> Vec<(ChainLog, ManagerEvent)> {
         let manager = self.chain.manager();
         self.chain
             .logs_since(block)
@@ -426,13 +463,13 @@ impl<C: Chain> World<C> {
 
 /// Asserts that `sent` reverted with the manager error `expected`.
 #[track_caller]
-pub(crate) fn assert_refused(sent: &Sent, expected: ManagerError) {
+pub fn assert_refused(sent: &Sent, expected: ManagerError) {
     assert!(!sent.success, "expected {expected:?}, the transaction succeeded");
     assert_eq!(sent.error(), Some(expected));
 }
 
 /// `keccak256(abi.encodePacked(participants))`: each address as a 32-byte word.
-pub(crate) fn participants_hash(participants: &[Address]) -> B256 {
+pub fn participants_hash(participants: &[Address]) -> B256 {
     let mut buf = Vec::with_capacity(32 * participants.len());
     for p in participants {
         buf.extend_from_slice(&[0u8; 12]);

@@ -1,5 +1,5 @@
-//! The conformance scenarios: generic over [`Chain`], so the same checks run on the devchain now
-//! and on anvil later. Real k256 signatures over real EIP-712 digests; every verdict comes from
+//! The conformance scenarios: generic over [`Chain`], so the same checks run on the devchain and
+//! on anvil. Real k256 signatures over real EIP-712 digests; every verdict comes from
 //! the manager's bytecode and is checked through revert data and logs.
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
@@ -9,6 +9,22 @@ use entente_contracts::{ChannelStatus, DisputeKind, ManagerError, ManagerEvent, 
 use entente_types::{Domain, Signature, Transaction, recover_signer};
 
 use crate::harness::*;
+
+/// A scenario: a check run on a [`World`].
+pub type Scenario<C> = fn(&mut World<C>);
+
+/// Every scenario, by name (the same list as [`crate::conformance_tests!`]).
+pub fn all<C: Chain>() -> Vec<(&'static str, Scenario<C>)> {
+    vec![
+        ("tictactoe_open_is_atomic", tictactoe_open_is_atomic::<C>),
+        ("calldata_post_round_trips", calldata_post_round_trips::<C>),
+        ("timeout_dispute", timeout_dispute::<C>),
+        ("double_signature_slashes", double_signature_slashes::<C>),
+        ("cooperative_close", cooperative_close::<C>),
+        ("four_party_round_robin", four_party_round_robin::<C>),
+        ("refusals", refusals::<C>),
+    ]
+}
 
 const RELAYER: usize = 7; // a funded account that is in no channel: "anyone"
 
@@ -83,7 +99,7 @@ fn withdraw_all<C: Chain>(w: &mut World<C>, id: B256, exits: &[Exit]) {
 
 /// A 2-party TicTacToe channel with ETH deposits opens atomically: live only after the last
 /// deposit, with everything the `ChannelOpened` log promised.
-pub(crate) fn tictactoe_open_is_atomic<C: Chain>(w: &mut World<C>) {
+pub fn tictactoe_open_is_atomic<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let manager = w.chain.manager();
     let (x, o) = (w.addr(0), w.addr(1));
@@ -201,7 +217,7 @@ pub(crate) fn tictactoe_open_is_atomic<C: Chain>(w: &mut World<C>) {
 
 /// A transaction posted as calldata comes back from the `CalldataPosted` log exactly, with its
 /// signature, which recovers to its issuer under the real EIP-712 digest.
-pub(crate) fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
+pub fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let (id, _) = w.open_funded(&spec, &genesis);
     let ts = w.now();
@@ -265,7 +281,7 @@ pub(crate) fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
 /// A timeout dispute: refused before the writer's deadline (decoded `TooEarly`), accepted after;
 /// finalized only after the challenge period; the removed player forfeits (TicTacToe) and the
 /// channel settles with real payouts.
-pub(crate) fn timeout_dispute<C: Chain>(w: &mut World<C>) {
+pub fn timeout_dispute<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let (id, _) = w.open_funded(&spec, &genesis);
     let (x, o) = (w.addr(0), w.addr(1));
@@ -384,7 +400,7 @@ pub(crate) fn timeout_dispute<C: Chain>(w: &mut World<C>) {
 
 /// A participant who signs two different transactions at one height is slashed after the
 /// challenge period: the other takes everything.
-pub(crate) fn double_signature_slashes<C: Chain>(w: &mut World<C>) {
+pub fn double_signature_slashes<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let (id, _) = w.open_funded(&spec, &genesis);
     let (x, o) = (w.addr(0), w.addr(1));
@@ -468,7 +484,7 @@ pub(crate) fn double_signature_slashes<C: Chain>(w: &mut World<C>) {
 
 /// A cooperative close on an N-signed game-over state settles at once; pull withdrawals move real
 /// balances, each once.
-pub(crate) fn cooperative_close<C: Chain>(w: &mut World<C>) {
+pub fn cooperative_close<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let (id, _) = w.open_funded(&spec, &genesis);
     let (x, o) = (w.addr(0), w.addr(1));
@@ -546,7 +562,7 @@ pub(crate) fn cooperative_close<C: Chain>(w: &mut World<C>) {
 /// A 4-party RoundRobinCounter channel: N-of-N proofs, a timeout that removes the stalled writer
 /// and starts fork 1 (`SetState` carries everything a peer needs to carry on), the removed
 /// participant's exit through the pending ledger, old-fork proofs refused, and a 3-party close.
-pub(crate) fn four_party_round_robin<C: Chain>(w: &mut World<C>) {
+pub fn four_party_round_robin<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.rr_spec(4, 12);
     let (id, receipts) = w.open_funded(&spec, &genesis);
     assert_eq!(receipts.len(), 4);
@@ -741,7 +757,7 @@ pub(crate) fn four_party_round_robin<C: Chain>(w: &mut World<C>) {
 
 /// Wrong signers and replayed signatures (another chain id, another channel) are refused with the
 /// manager's decoded custom errors.
-pub(crate) fn refusals<C: Chain>(w: &mut World<C>) {
+pub fn refusals<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let (a, _) = w.open_funded(&spec, &genesis);
     let other_spec = IStateChannelManager::ChannelSpec {
@@ -860,15 +876,18 @@ pub(crate) fn refusals<C: Chain>(w: &mut World<C>) {
 /// One measured operation: the transaction gas this chain reports, and `docs/contracts.md`'s
 /// figure (forge `--isolate`, N = 2, RoundRobinCounter).
 #[derive(Debug)]
-pub(crate) struct GasRow {
-    pub(crate) operation: &'static str,
-    pub(crate) measured: u64,
-    pub(crate) documented: u64,
+pub struct GasRow {
+    /// What was measured.
+    pub operation: &'static str,
+    /// The transaction gas the chain reported.
+    pub measured: u64,
+    /// The figure in `docs/contracts.md`.
+    pub documented: u64,
 }
 
 /// Replays `test/Gas.t.sol`'s N = 2 flows (same keys, spec, timestamps and calldata except the
 /// machine's address) and returns the gas of each operation next to the documented figure.
-pub(crate) fn gas_of_operations<C: Chain>(w: &mut World<C>) -> Vec<GasRow> {
+pub fn gas_of_operations<C: Chain>(w: &mut World<C>) -> Vec<GasRow> {
     let mut rows = Vec::new();
     let mut row = |operation, sent: &Sent, documented| {
         assert!(sent.success, "{operation}: {:?}", sent.error());
