@@ -24,6 +24,7 @@ mod byzantine;
 mod chain;
 mod network;
 mod player;
+mod recovery;
 mod scenario;
 mod simulation;
 
@@ -31,6 +32,7 @@ pub use byzantine::Strategy;
 pub use chain::{ChainLink, ChainRecord, OpenedChannel};
 pub use network::{NetConfig, Partition};
 pub use player::{CounterPlayer, Player, TicTacToePlayer};
+pub use recovery::shared_recover;
 pub use scenario::{DEPOSIT, Game, Report, Scenario};
 pub use simulation::{PeerStats, SimError, Simulation, TraceEntry};
 

@@ -79,7 +79,10 @@ impl Scenario {
             net: NetConfig::default(),
             think_ms: (1, 30),
             max_ms: 3_600_000,
-            config: Config::default(),
+            config: Config {
+                recover: crate::shared_recover,
+                ..Config::default()
+            },
             timing: Timing::default(),
             byzantine: Vec::new(),
             with_chain: false,
@@ -131,7 +134,8 @@ impl Scenario {
         self
     }
 
-    /// The state managers' configuration.
+    /// The state managers' configuration (the default shares signature recovery between the
+    /// peers: [`crate::shared_recover`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self

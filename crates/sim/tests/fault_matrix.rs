@@ -5,8 +5,9 @@
 //! the channel ends settled on chain; the cheaters get the right verdict (removal of the silent,
 //! slashing of provable fraud); and no honest peer gets back less than its deposit.
 //!
-//! CI runs a slice: 10 seeds per case for N = 2, 5 for N = 4, 1 for N = 16. A longer run:
-//! `FAULT_SEEDS=1000 cargo test --release -p entente-sim --test fault_matrix -- two_peers four_peers`
+//! CI runs 50 seeds per case (a case: N, number of byzantine peers, strategy, agreement mode),
+//! one test per (N, strategy). A longer run, 1,000 seeds per case for N = 2 and 4:
+//! `FAULT_SEEDS=1000 cargo nextest run -p entente-sim --test fault_matrix n2_ n4_`
 //! (`FAULT_SEEDS` sets the seeds of every case).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
@@ -156,17 +157,57 @@ const MODES: [AgreementMode; 2] = [
     AgreementMode::VirtualVotingOnly,
 ];
 
-#[test]
-fn two_peers() {
-    run_matrix(&[2], &Strategy::BYZANTINE, &MODES, 10);
+/// One test per (N, strategy), so that the test runner spreads the matrix over every core.
+macro_rules! matrix {
+    ($($name:ident: $n:expr, $strategy:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_matrix(&[$n], &[Strategy::$strategy], &MODES, SEEDS);
+            }
+        )*
+        /// Every strategy has its row for every N.
+        #[test]
+        fn the_matrix_covers_every_strategy() {
+            let listed: Vec<(usize, Strategy)> = vec![$(($n, Strategy::$strategy)),*];
+            for n in [2, 4, 16] {
+                for s in Strategy::BYZANTINE {
+                    assert!(listed.contains(&(n, s)), "no row for N = {n}, {s:?}");
+                }
+            }
+        }
+    };
 }
 
-#[test]
-fn four_peers() {
-    run_matrix(&[4], &Strategy::BYZANTINE, &MODES, 5);
-}
+/// Seeds per case in CI.
+const SEEDS: u64 = 50;
 
-#[test]
-fn sixteen_peers() {
-    run_matrix(&[16], &Strategy::BYZANTINE, &MODES, 1);
+matrix! {
+    n2_silent: 2, Silent;
+    n2_withhold_confirmations: 2, WithholdConfirmations;
+    n2_equivocate: 2, Equivocate;
+    n2_invalid_transition: 2, InvalidTransition;
+    n2_future_timestamp: 2, FutureTimestamp;
+    n2_out_of_order_timestamp: 2, OutOfOrderTimestamp;
+    n2_stale_state: 2, StaleState;
+    n2_junk_calldata: 2, JunkCalldata;
+    n2_false_dispute: 2, FalseDispute;
+    n4_silent: 4, Silent;
+    n4_withhold_confirmations: 4, WithholdConfirmations;
+    n4_equivocate: 4, Equivocate;
+    n4_invalid_transition: 4, InvalidTransition;
+    n4_future_timestamp: 4, FutureTimestamp;
+    n4_out_of_order_timestamp: 4, OutOfOrderTimestamp;
+    n4_stale_state: 4, StaleState;
+    n4_junk_calldata: 4, JunkCalldata;
+    n4_false_dispute: 4, FalseDispute;
+    n16_silent: 16, Silent;
+    n16_withhold_confirmations: 16, WithholdConfirmations;
+    n16_equivocate: 16, Equivocate;
+    n16_invalid_transition: 16, InvalidTransition;
+    n16_future_timestamp: 16, FutureTimestamp;
+    n16_out_of_order_timestamp: 16, OutOfOrderTimestamp;
+    n16_stale_state: 16, StaleState;
+    n16_junk_calldata: 16, JunkCalldata;
+    n16_false_dispute: 16, FalseDispute;
 }

@@ -101,6 +101,9 @@ pub enum Rejection {
     /// A sync answer with more records than requested or allowed.
     #[error("sync response with {0} records exceeds the limit")]
     OversizedSync(usize),
+    /// A message about opening a channel, which the host handles before the channel runs.
+    #[error("a channel proposal or answer is not for a running channel")]
+    NotForRunningChannel,
 }
 
 /// Why a local move could not be submitted.

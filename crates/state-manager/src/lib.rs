@@ -56,4 +56,4 @@ mod manager;
 
 pub use effect::{Effect, Event, PersistRecord};
 pub use error::{Rejection, SetupError, SubmitError};
-pub use manager::{Accepted, Config, ForkInfo, FraudEvidence, FraudKind, StateManager};
+pub use manager::{Accepted, Config, ForkInfo, FraudEvidence, FraudKind, Recover, StateManager};

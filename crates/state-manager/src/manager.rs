@@ -22,7 +22,14 @@ pub struct Config {
     pub resend_interval_ms: u64,
     /// Most records sent in one sync answer.
     pub sync_batch: usize,
+    /// Recovers the signer of a digest ([`recover_signer`] by default). A host that runs many
+    /// peers in one process, such as the simulation, can share the work between them; the
+    /// function must be as strict as the default (malformed and high-s signatures refused).
+    pub recover: Recover,
 }
+
+/// A signature-recovery function (see [`Config::recover`]).
+pub type Recover = fn(&B256, &Signature) -> Result<Address, entente_types::TypesError>;
 
 impl Default for Config {
     fn default() -> Self {
@@ -31,6 +38,7 @@ impl Default for Config {
             max_buffered: 256,
             resend_interval_ms: 500,
             sync_batch: 64,
+            recover: recover_signer,
         }
     }
 }
@@ -456,6 +464,7 @@ impl<S: Signer> StateManager<S> {
             Message::Confirmation(c) => self.on_confirmation(c, local_ms),
             Message::SyncRequest(r) => self.on_sync_request(from, r),
             Message::SyncResponse(r) => self.on_sync_response(from, r, local_ms),
+            Message::Proposal(_) | Message::ProposalAnswer(_) => Err(Rejection::NotForRunningChannel),
         };
         result.map_err(|reason| self.reject(from, reason))
     }
@@ -543,7 +552,7 @@ impl<S: Signer> StateManager<S> {
             return Err(Rejection::Duplicate(tx.height));
         }
         // Signature and participant.
-        let signer = recover_signer(&digest, &st.signature).map_err(Rejection::BadSignature)?;
+        let signer = (self.config.recover)(&digest, &st.signature).map_err(Rejection::BadSignature)?;
         if signer != tx.participant {
             return Err(Rejection::WrongSigner {
                 claimed: tx.participant,
@@ -595,7 +604,7 @@ impl<S: Signer> StateManager<S> {
         }
         let digest = self.spec.domain.digest(tx);
         let result = (|| {
-            let signer = recover_signer(&digest, &st.signature).map_err(Rejection::BadSignature)?;
+            let signer = (self.config.recover)(&digest, &st.signature).map_err(Rejection::BadSignature)?;
             if signer != st.transaction.participant {
                 return Err(Rejection::WrongSigner {
                     claimed: st.transaction.participant,
@@ -767,7 +776,7 @@ impl<S: Signer> StateManager<S> {
             return Ok(Accepted::Noop);
         }
         self.check_fork(c.fork)?;
-        let signer = recover_signer(&c.digest, &c.signature).map_err(Rejection::BadSignature)?;
+        let signer = (self.config.recover)(&c.digest, &c.signature).map_err(Rejection::BadSignature)?;
         if !self.fork.participants.contains(&signer) {
             return Err(Rejection::NotAParticipant(signer));
         }
@@ -823,7 +832,7 @@ impl<S: Signer> StateManager<S> {
             self.early_confirmations.drain(..).partition(|c| c.height <= tip);
         self.early_confirmations = waiting.into();
         for c in ready {
-            if let Ok(signer) = recover_signer(&c.digest, &c.signature) {
+            if let Ok(signer) = (self.config.recover)(&c.digest, &c.signature) {
                 let _ = self.record_confirmation(c.height, c.digest, signer, c.signature);
             }
         }

@@ -1,4 +1,4 @@
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 
 use crate::Domain;
@@ -74,3 +74,74 @@ impl ChannelSpec {
         self.participants.len()
     }
 }
+
+/// An invitation to open a channel, sent by its proposer to every other participant.
+///
+/// It holds everything the manager's `open` commits to, so each invitee can check exactly what
+/// it is asked to fund before it answers; `channel_id` is the manager's
+/// `computeChannelId(spec, genesisState)` of it. A peer accepts a proposal only from one of its
+/// participants, and only if it is one of them itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelProposal {
+    /// The id the channel will have on chain.
+    pub channel_id: B256,
+    /// Chain id of the manager.
+    pub chain_id: u64,
+    /// The StateChannelManager that will hold the deposits.
+    pub manager: Address,
+    /// Participants in signing order (the proposer first).
+    pub participants: Vec<Address>,
+    /// Each participant's deposit, in participant order.
+    pub deposits: Vec<U256>,
+    /// The state machine contract.
+    pub state_machine: Address,
+    /// The deposit asset (zero: ether).
+    pub token: Address,
+    /// Timing parameters.
+    pub timing: Timing,
+    /// Seconds after opening within which every participant must deposit.
+    pub funding_period: u64,
+    /// Gas limit of each state-machine call.
+    pub machine_gas_limit: u64,
+    /// Makes the id unique among channels with the same parameters.
+    pub salt: B256,
+    /// The encoded genesis state.
+    pub genesis_state: Bytes,
+    /// How signatures are collected off chain.
+    pub agreement_mode: AgreementMode,
+}
+
+impl ChannelProposal {
+    /// Position of `who` among the participants.
+    pub fn participant_index(&self, who: &Address) -> Option<usize> {
+        self.participants.iter().position(|p| p == who)
+    }
+
+    /// The peers' view of the channel once it is live on chain since `genesis_timestamp`.
+    pub fn channel_spec(&self, genesis_timestamp: u64) -> ChannelSpec {
+        ChannelSpec {
+            channel_id: self.channel_id,
+            domain: Domain::new(self.chain_id, self.manager),
+            participants: self.participants.clone(),
+            state_machine: self.state_machine,
+            timing: self.timing,
+            agreement_mode: self.agreement_mode,
+            genesis_state: self.genesis_state.clone(),
+            genesis_timestamp,
+        }
+    }
+}
+
+/// An invitee's answer to a [`ChannelProposal`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalAnswer {
+    /// The proposed channel.
+    pub channel_id: B256,
+    /// True to accept (the invitee will deposit once the proposer opened the channel).
+    pub accepted: bool,
+    /// Why not, when declined (at most [`MAX_REASON_BYTES`] bytes).
+    pub reason: String,
+}
+
+/// Longest reason a [`ProposalAnswer`] carries.
+pub const MAX_REASON_BYTES: usize = 256;

@@ -32,7 +32,7 @@ mod eip712;
 mod error;
 mod wire;
 
-pub use channel::{AgreementMode, ChannelSpec, Timing};
+pub use channel::{AgreementMode, ChannelProposal, ChannelSpec, MAX_REASON_BYTES, ProposalAnswer, Timing};
 pub use crypto::{LocalSigner, Signature, Signer, recover_signer};
 pub use eip712::{Domain, Transaction, state_hash};
 pub use error::TypesError;
@@ -42,4 +42,4 @@ pub use wire::{
 };
 
 /// Re-exported primitive types used throughout the API.
-pub use alloy_primitives::{Address, B256, Bytes, keccak256};
+pub use alloy_primitives::{Address, B256, Bytes, U256, keccak256};

@@ -3,7 +3,7 @@
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::{Signature, Transaction, TypesError};
+use crate::{ChannelProposal, ProposalAnswer, Signature, Transaction, TypesError};
 
 /// Version of the wire protocol this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -80,6 +80,10 @@ pub enum Message {
     SyncRequest(SyncRequest),
     /// A catch-up answer.
     SyncResponse(SyncResponse),
+    /// An invitation to open a channel.
+    Proposal(Box<ChannelProposal>),
+    /// The answer to an invitation.
+    ProposalAnswer(ProposalAnswer),
 }
 
 impl Message {
@@ -90,6 +94,8 @@ impl Message {
             Message::Confirmation(c) => c.channel_id,
             Message::SyncRequest(r) => r.channel_id,
             Message::SyncResponse(r) => r.channel_id,
+            Message::Proposal(p) => p.channel_id,
+            Message::ProposalAnswer(a) => a.channel_id,
         }
     }
 }
