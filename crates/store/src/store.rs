@@ -469,6 +469,19 @@ fn db_error(path: &Path, e: impl Into<redb::Error>) -> StoreError {
             path,
             reason: "repair aborted".into(),
         },
+        // redb reports a file that is not (or no longer) a database as invalid data or a short
+        // read: that is a corrupt store, not a failing disk.
+        redb::Error::Io(source)
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Corrupt {
+                path,
+                reason: source.to_string(),
+            }
+        }
         redb::Error::Io(source) => StoreError::Io { path, source },
         other => StoreError::Database {
             path,
