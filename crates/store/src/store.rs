@@ -527,7 +527,8 @@ impl Batch<'_> {
 
     /// Stores a fork the chain started (as handed to
     /// [`StateManager::apply_fork`](entente_state_manager::StateManager::apply_fork)) with its
-    /// genesis state; the genesis state hash is recomputed from the state.
+    /// genesis state; the genesis state hash is recomputed from the state. Put it in the batch
+    /// of the turn that applied the fork: [`Store::snapshot`] restores the latest stored fork.
     pub fn put_fork(&mut self, channel: B256, fork: ForkInfo, genesis_state: Bytes) -> &mut Self {
         self.ops.push(Op::Fork(channel, fork, genesis_state));
         self

@@ -518,3 +518,29 @@ fn machine_sources_load() {
     let source = MachineSource::ArtifactJson("{}".into());
     assert!(source.load().is_err());
 }
+
+#[test]
+fn a_record_that_does_not_decode_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = B256::repeat_byte(7);
+    {
+        let store = Store::create(dir.path()).unwrap();
+        commit(|b| _ = b.put_channel(channel(7)), &store).unwrap();
+    }
+    // Damage the channel record behind the store's back (a valid database, a bad value).
+    {
+        let db = redb::Database::open(dir.path().join(DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("channels");
+            let mut table = txn.open_table(def).unwrap();
+            table.insert(ch.as_slice(), [1u8, 0xff, 0x00].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let err = store.channel(&ch).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let err = store.snapshot(&ch).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
