@@ -56,4 +56,5 @@ mod manager;
 
 pub use effect::{Effect, Event, PersistRecord};
 pub use error::{Rejection, SetupError, SubmitError};
+pub use manager::restore::{ChannelSnapshot, RestoreError, StoredTransaction};
 pub use manager::{Accepted, Config, ForkInfo, FraudEvidence, FraudKind, Recover, StateManager};

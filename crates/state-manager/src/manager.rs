@@ -1122,3 +1122,8 @@ impl<S: Signer> StateManager<S> {
         reason
     }
 }
+
+// `StateManager::restore` (after a restart) lives in its own file; as a child module it can build
+// the manager's private state.
+#[path = "restore.rs"]
+pub(crate) mod restore;

@@ -1,0 +1,793 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use entente_state_manager::{ChannelSnapshot, ForkInfo, PersistRecord, StoredTransaction};
+use entente_types::{Address, B256, Bytes, Signature};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
+
+use crate::StoreError;
+use crate::codec::{
+    ChainCursor, ChannelRecord, ChannelStatus, ChannelV1, ForkV1, TransactionV1, channel_key, cursor_key,
+    decode, decode_digest, decode_signature, encode, encode_signature, fork_key, height_key, key_u64,
+    prefix_end, signature_key,
+};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "entente.redb";
+
+/// Schema version this build writes and reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+type Bin = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+const CHANNELS: Bin = TableDefinition::new("channels");
+const FORKS: Bin = TableDefinition::new("forks");
+const TRANSACTIONS: Bin = TableDefinition::new("transactions");
+const SIGNATURES: Bin = TableDefinition::new("signatures");
+const OWN_SIGNATURES: Bin = TableDefinition::new("own_signatures");
+const FINALIZED: TableDefinition<'static, &'static [u8], u64> = TableDefinition::new("finalized");
+const CURSORS: Bin = TableDefinition::new("chain_cursors");
+
+const SCHEMA_KEY: &str = "schema_version";
+
+/// How [`Store::open_with`] treats the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a new store (the directory is created if needed); refuse if one exists.
+    Create,
+    /// Open an existing store; refuse if the directory or the database is missing.
+    Open,
+    /// Open the store if it exists, else create it.
+    OpenOrCreate,
+}
+
+/// One node's durable storage: a redb database in a data directory. See the crate docs for the
+/// durability contract.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Creates a new store in `dir` (created if missing). Refuses if a store exists there.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(dir, OpenMode::Create)
+    }
+
+    /// Opens the existing store in `dir`. A missing directory or database, a corrupt file, a
+    /// schema-version mismatch and a store already open elsewhere are each a distinct error.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(dir, OpenMode::Open)
+    }
+
+    /// Opens or creates the store in `dir` as `mode` says.
+    pub fn open_with(dir: impl AsRef<Path>, mode: OpenMode) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        let path = dir.join(DB_FILE);
+        let dir_exists = match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => true,
+            Ok(_) => {
+                return Err(StoreError::NotADirectory {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        // A zero-length file is what an interrupted creation leaves: nothing to lose.
+        let db_len = match std::fs::metadata(&path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let create = match (mode, db_len) {
+            (OpenMode::Create, Some(len)) if len > 0 => return Err(StoreError::AlreadyExists { path }),
+            (OpenMode::Open, _) if !dir_exists => {
+                return Err(StoreError::MissingDir {
+                    path: dir.to_path_buf(),
+                });
+            }
+            (OpenMode::Open, None | Some(0)) => return Err(StoreError::MissingDatabase { path }),
+            (OpenMode::Open, Some(_)) | (OpenMode::OpenOrCreate, Some(1..)) => false,
+            (OpenMode::Create | OpenMode::OpenOrCreate, _) => true,
+        };
+        if create {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+            let store = Self { db, path };
+            store.init_schema()?;
+            Ok(store)
+        } else {
+            let db = Database::open(&path).map_err(|e| db_error(&path, e))?;
+            let store = Self { db, path };
+            store.check_schema()?;
+            Ok(store)
+        }
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.err(e))?;
+            // Create every table now, so readers never meet a missing one.
+            for def in [CHANNELS, FORKS, TRANSACTIONS, SIGNATURES, OWN_SIGNATURES, CURSORS] {
+                txn.open_table(def).map_err(|e| self.err(e))?;
+            }
+            txn.open_table(FINALIZED).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let txn = self.read()?;
+        let found = match txn.open_table(META) {
+            Ok(meta) => meta.get(SCHEMA_KEY).map_err(|e| self.err(e))?.map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(self.err(e)),
+        };
+        match found {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(found) => Err(StoreError::SchemaVersion {
+                path: self.path.clone(),
+                found,
+                expected: SCHEMA_VERSION,
+            }),
+            None => Err(self.corrupt("no schema version: not an Entente store".into())),
+        }
+    }
+
+    /// Overwrites the schema version (tests of the version check).
+    #[doc(hidden)]
+    pub fn force_schema_version(&self, version: u64) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        txn.open_table(META)
+            .and_then(|mut meta| meta.insert(SCHEMA_KEY, version).map(|_| ()).map_err(Into::into))
+            .map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// An empty write batch: collect records, then [`Batch::commit`] them in one durable write
+    /// transaction (one fsync).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            store: self,
+            ops: Vec::new(),
+        }
+    }
+
+    // ----- reads -----------------------------------------------------------------------------
+
+    /// The channel `channel`, if stored.
+    pub fn channel(&self, channel: &B256) -> Result<Option<ChannelRecord>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let value = table
+            .get(channel_key(channel).as_slice())
+            .map_err(|e| self.err(e))?;
+        value
+            .map(|v| decode::<ChannelV1>("channel", v.value()).map(Into::into))
+            .transpose()
+            .map_err(|r| self.corrupt(r))
+    }
+
+    /// Every stored channel, by channel id.
+    pub fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            out.push(
+                decode::<ChannelV1>("channel", v.value())
+                    .map_err(|r| self.corrupt(r))?
+                    .into(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every stored fork of `channel` with its genesis state, oldest first.
+    pub fn forks(&self, channel: &B256) -> Result<Vec<(ForkInfo, Bytes)>, StoreError> {
+        let txn = self.read()?;
+        self.read_forks(&txn, channel)
+    }
+
+    fn read_forks(
+        &self,
+        txn: &ReadTransaction,
+        channel: &B256,
+    ) -> Result<Vec<(ForkInfo, Bytes)>, StoreError> {
+        let table = txn.open_table(FORKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        self.scan(&table, &channel_key(channel), |key, value| {
+            let fork = key_u64(key, 32).ok_or("short fork key")?;
+            let v: ForkV1 = decode("fork", value)?;
+            out.push(v.into_fork(fork));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The transactions of `channel` at `fork`, in height order, each with every signature held.
+    pub fn transactions(&self, channel: &B256, fork: u64) -> Result<Vec<StoredTransaction>, StoreError> {
+        let txn = self.read()?;
+        self.read_transactions(&txn, channel, fork)
+    }
+
+    fn read_transactions(
+        &self,
+        txn: &ReadTransaction,
+        channel: &B256,
+        fork: u64,
+    ) -> Result<Vec<StoredTransaction>, StoreError> {
+        let prefix = fork_key(channel, fork);
+        let mut by_height: BTreeMap<u64, StoredTransaction> = BTreeMap::new();
+        let table = txn.open_table(TRANSACTIONS).map_err(|e| self.err(e))?;
+        self.scan(&table, &prefix, |key, value| {
+            let height = key_u64(key, 40).ok_or("short transaction key")?;
+            let v: TransactionV1 = decode("transaction", value)?;
+            if v.transaction.height != height {
+                return Err(format!(
+                    "transaction filed at height {height} is for {}",
+                    v.transaction.height
+                ));
+            }
+            by_height.insert(
+                height,
+                StoredTransaction {
+                    transaction: v.transaction,
+                    digest: v.digest,
+                    signature: v.signature,
+                    state: v.state,
+                    confirmations: BTreeMap::new(),
+                },
+            );
+            Ok(())
+        })?;
+        let table = txn.open_table(SIGNATURES).map_err(|e| self.err(e))?;
+        self.scan(&table, &prefix, |key, value| {
+            let height = key_u64(key, 40).ok_or("short signature key")?;
+            let signer = key
+                .get(48..68)
+                .map(Address::from_slice)
+                .ok_or("short signature key")?;
+            let (digest, signature) = decode_signature(value)?;
+            // A signature on another digest than the stored transaction's is no vote for it.
+            if let Some(st) = by_height.get_mut(&height)
+                && st.digest == digest
+            {
+                st.confirmations.insert(signer, signature);
+            }
+            Ok(())
+        })?;
+        Ok(by_height.into_values().collect())
+    }
+
+    /// The signatures held for `channel` at `fork`/`height`: (signer, digest, signature).
+    pub fn signatures(
+        &self,
+        channel: &B256,
+        fork: u64,
+        height: u64,
+    ) -> Result<Vec<(Address, B256, Signature)>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(SIGNATURES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        self.scan(&table, &height_key(channel, fork, height), |key, value| {
+            let signer = key
+                .get(48..68)
+                .map(Address::from_slice)
+                .ok_or("short signature key")?;
+            let (digest, signature) = decode_signature(value)?;
+            out.push((signer, digest, signature));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The digest this node recorded signing at `channel`/`fork`/`height`, if any.
+    pub fn own_signature(&self, channel: &B256, fork: u64, height: u64) -> Result<Option<B256>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(OWN_SIGNATURES).map_err(|e| self.err(e))?;
+        let value = table
+            .get(height_key(channel, fork, height).as_slice())
+            .map_err(|e| self.err(e))?;
+        value
+            .map(|v| decode_digest(v.value()))
+            .transpose()
+            .map_err(|r| self.corrupt(r))
+    }
+
+    /// The own-signature log of `channel` at `fork`, by (fork, height).
+    pub fn own_signatures(
+        &self,
+        channel: &B256,
+        fork: u64,
+    ) -> Result<BTreeMap<(u64, u64), B256>, StoreError> {
+        let txn = self.read()?;
+        self.read_own_signatures(&txn, channel, fork)
+    }
+
+    fn read_own_signatures(
+        &self,
+        txn: &ReadTransaction,
+        channel: &B256,
+        fork: u64,
+    ) -> Result<BTreeMap<(u64, u64), B256>, StoreError> {
+        let table = txn.open_table(OWN_SIGNATURES).map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        self.scan(&table, &fork_key(channel, fork), |key, value| {
+            let height = key_u64(key, 40).ok_or("short own-signature key")?;
+            out.insert((fork, height), decode_digest(value)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The finalized height recorded for `channel` at `fork`, if any.
+    pub fn finalized_height(&self, channel: &B256, fork: u64) -> Result<Option<u64>, StoreError> {
+        let txn = self.read()?;
+        self.read_finalized(&txn, channel, fork)
+    }
+
+    fn read_finalized(
+        &self,
+        txn: &ReadTransaction,
+        channel: &B256,
+        fork: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let table = txn.open_table(FINALIZED).map_err(|e| self.err(e))?;
+        let value = table
+            .get(fork_key(channel, fork).as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(value.map(|v| v.value()))
+    }
+
+    /// The last processed block on chain `chain_id` for the manager at `manager`, if recorded.
+    pub fn cursor(&self, chain_id: u64, manager: &Address) -> Result<Option<ChainCursor>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(CURSORS).map_err(|e| self.err(e))?;
+        let value = table
+            .get(cursor_key(chain_id, manager).as_slice())
+            .map_err(|e| self.err(e))?;
+        value
+            .map(|v| decode::<ChainCursor>("cursor", v.value()))
+            .transpose()
+            .map_err(|r| self.corrupt(r))
+    }
+
+    /// Everything [`StateManager::restore`](entente_state_manager::StateManager::restore) needs
+    /// for `channel`: its latest fork, that fork's transactions with their signatures, the
+    /// own-signature log and the finalized height, read in one consistent read transaction.
+    pub fn snapshot(&self, channel: &B256) -> Result<ChannelSnapshot, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let record: ChannelRecord = match table
+            .get(channel_key(channel).as_slice())
+            .map_err(|e| self.err(e))?
+        {
+            Some(v) => decode::<ChannelV1>("channel", v.value())
+                .map_err(|r| self.corrupt(r))?
+                .into(),
+            None => return Err(StoreError::UnknownChannel(*channel)),
+        };
+        let Some((fork, genesis_state)) = self.read_forks(&txn, channel)?.pop() else {
+            return Err(self.corrupt(format!("channel {channel} has no fork")));
+        };
+        let transactions = self.read_transactions(&txn, channel, fork.fork)?;
+        let own_signatures = self.read_own_signatures(&txn, channel, fork.fork)?;
+        let finalized_height = self
+            .read_finalized(&txn, channel, fork.fork)?
+            .unwrap_or(fork.genesis_height);
+        Ok(ChannelSnapshot {
+            spec: record.spec,
+            fork,
+            genesis_state,
+            transactions,
+            own_signatures,
+            finalized_height,
+        })
+    }
+
+    // ----- internals -------------------------------------------------------------------------
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(|e| self.err(e))
+    }
+
+    fn write(&self) -> Result<WriteTransaction, StoreError> {
+        self.db.begin_write().map_err(|e| self.err(e))
+    }
+
+    /// Calls `f` with every (key, value) whose key starts with `prefix`, in key order.
+    fn scan<T>(
+        &self,
+        table: &T,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+    ) -> Result<(), StoreError>
+    where
+        T: ReadableTable<&'static [u8], &'static [u8]>,
+    {
+        let range = match prefix_end(prefix) {
+            Some(end) => table.range::<&[u8]>(prefix..end.as_slice()),
+            None => table.range::<&[u8]>(prefix..),
+        }
+        .map_err(|e| self.err(e))?;
+        for item in range {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            f(k.value(), v.value()).map_err(|r| self.corrupt(r))?;
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        db_error(&self.path, e)
+    }
+
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+}
+
+fn db_error(path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    let path = path.to_path_buf();
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => StoreError::Locked { path },
+        redb::Error::UpgradeRequired(version) => StoreError::FileFormat { path, version },
+        redb::Error::Corrupted(reason) => StoreError::Corrupt { path, reason },
+        redb::Error::RepairAborted => StoreError::Corrupt {
+            path,
+            reason: "repair aborted".into(),
+        },
+        // redb reports a file that is not (or no longer) a database as invalid data or a short
+        // read: that is a corrupt store, not a failing disk.
+        redb::Error::Io(source)
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Corrupt {
+                path,
+                reason: source.to_string(),
+            }
+        }
+        redb::Error::Io(source) => StoreError::Io { path, source },
+        other => StoreError::Database {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+enum Op {
+    Channel(Box<ChannelRecord>),
+    Status(B256, ChannelStatus),
+    Fork(B256, ForkInfo, Bytes),
+    Persist(B256, PersistRecord),
+    Cursor(u64, Address, ChainCursor),
+}
+
+/// Writes collected for one durable commit: the host adds everything one turn of its event loop
+/// must make durable, then commits once before the turn's messages leave. Either every write of
+/// the batch is stored or none is.
+#[must_use = "a batch does nothing until committed"]
+#[derive(Debug)]
+pub struct Batch<'s> {
+    store: &'s Store,
+    ops: Vec<Op>,
+}
+
+impl Batch<'_> {
+    /// Stores a channel (replacing a stored record with the same id) and, unless already stored,
+    /// its fork 0 from the spec's genesis.
+    pub fn put_channel(&mut self, record: ChannelRecord) -> &mut Self {
+        self.ops.push(Op::Channel(Box::new(record)));
+        self
+    }
+
+    /// Sets a stored channel's status (the commit fails with [`StoreError::UnknownChannel`] if
+    /// it is not stored).
+    pub fn set_status(&mut self, channel: B256, status: ChannelStatus) -> &mut Self {
+        self.ops.push(Op::Status(channel, status));
+        self
+    }
+
+    /// Stores a fork the chain started (as handed to
+    /// [`StateManager::apply_fork`](entente_state_manager::StateManager::apply_fork)) with its
+    /// genesis state; the genesis state hash is recomputed from the state. Put it in the batch
+    /// of the turn that applied the fork: [`Store::snapshot`] restores the latest stored fork.
+    pub fn put_fork(&mut self, channel: B256, fork: ForkInfo, genesis_state: Bytes) -> &mut Self {
+        self.ops.push(Op::Fork(channel, fork, genesis_state));
+        self
+    }
+
+    /// Adds one record a channel's state manager emitted (`Effect::Persist`).
+    pub fn persist(&mut self, channel: B256, record: PersistRecord) -> &mut Self {
+        self.ops.push(Op::Persist(channel, record));
+        self
+    }
+
+    /// Adds every record of `records`, in order.
+    pub fn persist_all(
+        &mut self,
+        channel: B256,
+        records: impl IntoIterator<Item = PersistRecord>,
+    ) -> &mut Self {
+        self.ops
+            .extend(records.into_iter().map(|r| Op::Persist(channel, r)));
+        self
+    }
+
+    /// Records the last processed block on chain `chain_id` for the manager at `manager`.
+    pub fn put_cursor(&mut self, chain_id: u64, manager: Address, cursor: ChainCursor) -> &mut Self {
+        self.ops.push(Op::Cursor(chain_id, manager, cursor));
+        self
+    }
+
+    /// Number of writes collected.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Writes everything in one redb write transaction with immediate durability (one fsync):
+    /// when this returns `Ok`, every write is on disk; on `Err`, none is. An empty batch does
+    /// nothing. Refuses the whole batch with [`StoreError::DoubleSign`] if an own signature
+    /// would record a second digest at a (channel, fork, height), and with
+    /// [`StoreError::TransactionConflict`] if a different transaction is stored at its height.
+    pub fn commit(self) -> Result<(), StoreError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let store = self.store;
+        let mut txn = store.write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Database {
+                path: store.path.clone(),
+                reason: e.to_string(),
+            })?;
+        match write_ops(store, &txn, self.ops) {
+            // Dropping an uncommitted write transaction aborts it: nothing of the batch stays.
+            Ok(()) => txn.commit().map_err(|e| store.err(e)),
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+struct Tables<'t> {
+    channels: Table<'t, &'static [u8], &'static [u8]>,
+    forks: Table<'t, &'static [u8], &'static [u8]>,
+    transactions: Table<'t, &'static [u8], &'static [u8]>,
+    signatures: Table<'t, &'static [u8], &'static [u8]>,
+    own: Table<'t, &'static [u8], &'static [u8]>,
+    finalized: Table<'t, &'static [u8], u64>,
+    cursors: Table<'t, &'static [u8], &'static [u8]>,
+}
+
+fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), StoreError> {
+    let e = |e: redb::Error| db_error(&store.path, e);
+    let open = |def: Bin| txn.open_table(def).map_err(|x| e(x.into()));
+    let mut t = Tables {
+        channels: open(CHANNELS)?,
+        forks: open(FORKS)?,
+        transactions: open(TRANSACTIONS)?,
+        signatures: open(SIGNATURES)?,
+        own: open(OWN_SIGNATURES)?,
+        finalized: txn.open_table(FINALIZED).map_err(|x| e(x.into()))?,
+        cursors: open(CURSORS)?,
+    };
+    for op in ops {
+        write_op(store, &mut t, op)?;
+    }
+    Ok(())
+}
+
+fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError> {
+    let e = |e: redb::StorageError| db_error(&store.path, e);
+    match op {
+        Op::Channel(record) => {
+            let id = record.spec.channel_id;
+            let value = encode("channel", &ChannelV1::from(&*record))?;
+            t.channels
+                .insert(channel_key(&id).as_slice(), value.as_slice())
+                .map_err(e)?;
+            let key = fork_key(&id, 0);
+            if t.forks.get(key.as_slice()).map_err(e)?.is_none() {
+                let fork0 = ForkV1 {
+                    genesis_height: 0,
+                    genesis_timestamp: record.spec.genesis_timestamp,
+                    participants: record.spec.participants.clone(),
+                    genesis_state: record.spec.genesis_state.clone(),
+                };
+                t.forks
+                    .insert(key.as_slice(), encode("fork", &fork0)?.as_slice())
+                    .map_err(e)?;
+            }
+        }
+        Op::Status(channel, status) => {
+            let key = channel_key(&channel);
+            let current = t
+                .channels
+                .get(key.as_slice())
+                .map_err(e)?
+                .map(|v| v.value().to_vec());
+            let Some(bytes) = current else {
+                return Err(StoreError::UnknownChannel(channel));
+            };
+            let mut record: ChannelRecord = decode::<ChannelV1>("channel", &bytes)
+                .map_err(|reason| store.corrupt(reason))?
+                .into();
+            record.status = status;
+            let value = encode("channel", &ChannelV1::from(&record))?;
+            t.channels.insert(key.as_slice(), value.as_slice()).map_err(e)?;
+        }
+        Op::Fork(channel, fork, genesis_state) => {
+            let value = ForkV1 {
+                genesis_height: fork.genesis_height,
+                genesis_timestamp: fork.genesis_timestamp,
+                participants: fork.participants,
+                genesis_state,
+            };
+            t.forks
+                .insert(
+                    fork_key(&channel, fork.fork).as_slice(),
+                    encode("fork", &value)?.as_slice(),
+                )
+                .map_err(e)?;
+        }
+        Op::Persist(channel, record) => persist(store, t, channel, record)?,
+        Op::Cursor(chain_id, manager, cursor) => {
+            t.cursors
+                .insert(
+                    cursor_key(chain_id, &manager).as_slice(),
+                    encode("cursor", &cursor)?.as_slice(),
+                )
+                .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+fn persist(
+    store: &Store,
+    t: &mut Tables<'_>,
+    channel: B256,
+    record: PersistRecord,
+) -> Result<(), StoreError> {
+    let e = |e: redb::StorageError| db_error(&store.path, e);
+    match record {
+        PersistRecord::Transaction {
+            transaction,
+            digest,
+            signature,
+            state,
+        } => {
+            if transaction.channelId != channel {
+                return Err(StoreError::ChannelMismatch {
+                    channel,
+                    got: transaction.channelId,
+                });
+            }
+            let (fork, height) = (transaction.forkCnt, transaction.height);
+            let key = height_key(&channel, fork, height);
+            if let Some(existing) = t.transactions.get(key.as_slice()).map_err(e)? {
+                let stored: TransactionV1 =
+                    decode("transaction", existing.value()).map_err(|reason| store.corrupt(reason))?;
+                if stored.digest == digest {
+                    return Ok(());
+                }
+                return Err(StoreError::TransactionConflict {
+                    channel,
+                    fork,
+                    height,
+                    stored: stored.digest,
+                    refused: digest,
+                });
+            }
+            let issuer = transaction.participant;
+            let value = TransactionV1 {
+                transaction,
+                digest,
+                signature,
+                state,
+            };
+            t.transactions
+                .insert(key.as_slice(), encode("transaction", &value)?.as_slice())
+                .map_err(e)?;
+            // The issuer's signature is a vote like any other: keep it with the others.
+            t.signatures
+                .insert(
+                    signature_key(&channel, fork, height, &issuer).as_slice(),
+                    encode_signature(&digest, &signature).as_slice(),
+                )
+                .map_err(e)?;
+        }
+        PersistRecord::Signature {
+            fork,
+            height,
+            digest,
+            signer,
+            signature,
+        } => {
+            t.signatures
+                .insert(
+                    signature_key(&channel, fork, height, &signer).as_slice(),
+                    encode_signature(&digest, &signature).as_slice(),
+                )
+                .map_err(e)?;
+        }
+        PersistRecord::OwnSignature { fork, height, digest } => {
+            let key = height_key(&channel, fork, height);
+            let recorded = t
+                .own
+                .get(key.as_slice())
+                .map_err(e)?
+                .map(|v| decode_digest(v.value()))
+                .transpose()
+                .map_err(|reason| store.corrupt(reason))?;
+            match recorded {
+                Some(recorded) if recorded != digest => {
+                    return Err(StoreError::DoubleSign {
+                        channel,
+                        fork,
+                        height,
+                        recorded,
+                        attempted: digest,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    t.own.insert(key.as_slice(), digest.as_slice()).map_err(e)?;
+                }
+            }
+        }
+        PersistRecord::Finalized { fork, height } => {
+            let key = fork_key(&channel, fork);
+            let current = t.finalized.get(key.as_slice()).map_err(e)?.map(|v| v.value());
+            if current.is_none_or(|c| c < height) {
+                t.finalized.insert(key.as_slice(), height).map_err(e)?;
+            }
+        }
+    }
+    Ok(())
+}
