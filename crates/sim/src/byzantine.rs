@@ -70,17 +70,28 @@ pub(crate) struct Forger {
     key: LocalSigner,
     /// Gas limit of the scratch machine that computes forged states (the channel's).
     gas_limit: u64,
+    /// The scratch machine, deployed on first use.
+    scratch: std::cell::RefCell<Option<MachineInstance>>,
 }
 
 impl Forger {
     pub(crate) fn new(code: MachineCode, key: LocalSigner, gas_limit: u64) -> Self {
-        Self { code, key, gas_limit }
+        Self {
+            code,
+            key,
+            gas_limit,
+            scratch: std::cell::RefCell::new(None),
+        }
     }
 
     /// Executes `data` on the state at `base` of `core` and returns the resulting state hash.
     fn execute(&self, core: &StateManager<LocalSigner>, base: u64, tx: &Transaction) -> Option<B256> {
         let state = core.state_at(base)?;
-        let mut machine = MachineInstance::deploy(&self.code, self.gas_limit).ok()?;
+        let mut scratch = self.scratch.borrow_mut();
+        if scratch.is_none() {
+            *scratch = Some(MachineInstance::deploy(&self.code, self.gas_limit).ok()?);
+        }
+        let machine = scratch.as_mut()?;
         machine.set_state(state).ok()?;
         machine.apply(tx, None).ok().map(|o| o.state_hash)
     }

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
 use entente_state_manager::{Effect, Event, PersistRecord, StateManager};
-use entente_types::{Address, B256, Envelope, LocalSigner, Message, keccak256};
+use entente_types::{Address, B256, Envelope, LocalSigner, Message, SignedTransaction, keccak256};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -113,6 +113,8 @@ struct SimPeer {
     false_disputed: std::collections::BTreeSet<u64>,
     /// A false disputer tried to close the channel before its slash.
     escape_tried: bool,
+    /// An equivocator's twin of its transaction at (fork, height), made once and resent with it.
+    twins: BTreeMap<(u64, u64), Option<SignedTransaction>>,
 }
 
 /// The simulation: peers, virtual time, the in-memory network.
@@ -184,6 +186,7 @@ impl Simulation {
                 forged: std::collections::BTreeSet::new(),
                 false_disputed: std::collections::BTreeSet::new(),
                 escape_tried: false,
+                twins: BTreeMap::new(),
             })
             .collect();
         let mut sim = Self {
@@ -614,10 +617,16 @@ impl Simulation {
         let Message::Transaction(st) = &message else {
             return Ok(());
         };
-        let twin = self.peers[i]
-            .forger
-            .as_ref()
-            .and_then(|f| f.twin(&self.peers[i].core, &st.transaction));
+        let key = (st.transaction.forkCnt, st.transaction.height);
+        let p = &mut self.peers[i];
+        let twin = match p.twins.get(&key) {
+            Some(twin) => twin.clone(),
+            None => {
+                let twin = p.forger.as_ref().and_then(|f| f.twin(&p.core, &st.transaction));
+                p.twins.insert(key, twin.clone());
+                twin
+            }
+        };
         let original = self.encode(i, message.clone())?;
         let other = match twin {
             Some(twin) => self.encode(i, Message::Transaction(twin))?,

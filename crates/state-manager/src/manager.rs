@@ -544,13 +544,14 @@ impl<S: Signer> StateManager<S> {
                 genesis: self.fork.genesis_height,
             });
         }
-        let digest = self.spec.domain.digest(tx);
-        // Duplicate of what we hold: cheap to detect before any signature work.
+        // Duplicate of what we hold (resends, duplicated frames): detected by comparing the
+        // transaction itself, before any hashing or signature work.
         if let Some(entry) = self.agreement.entry(tx.height)
-            && entry.digest == digest
+            && entry.transaction == *tx
         {
             return Err(Rejection::Duplicate(tx.height));
         }
+        let digest = self.spec.domain.digest(tx);
         // Signature and participant.
         let signer = (self.config.recover)(&digest, &st.signature).map_err(Rejection::BadSignature)?;
         if signer != tx.participant {

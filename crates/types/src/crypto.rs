@@ -1,7 +1,7 @@
 use std::fmt;
 
 use alloy_primitives::{Address, B256, keccak256};
-use k256::ecdsa::{RecoveryId, Signature as K256Signature, SigningKey, VerifyingKey};
+use k256::ecdsa::{RecoveryId, Signature as K256Signature};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::TypesError;
@@ -89,17 +89,36 @@ impl<'de> Deserialize<'de> for Signature {
 
 /// Recovers the address that produced `signature` over `digest`. Rejects malformed and
 /// malleable (high-s) signatures.
+///
+/// The signature is parsed and checked with k256 (`r` and `s` in range, low `s`, `v` 27 or 28);
+/// the public key is recovered with libsecp256k1.
 pub fn recover_signer(digest: &B256, signature: &Signature) -> Result<Address, TypesError> {
-    let (sig, recid) = signature.parts()?;
-    let key = VerifyingKey::recover_from_prehash(digest.as_slice(), &sig, recid)
+    let (_, recid) = signature.parts()?;
+    let recid = secp256k1::ecdsa::RecoveryId::try_from(i32::from(recid.to_byte()))
+        .map_err(|_| TypesError::SignatureRecoveryId(signature.0[64]))?;
+    let sig = secp256k1::ecdsa::RecoverableSignature::from_compact(&signature.0[..64], recid)
         .map_err(|_| TypesError::SignatureInvalid)?;
-    Ok(address_of(&key))
+    let key = secp256k1::SECP256K1
+        .recover_ecdsa(secp256k1::Message::from_digest(digest.0), &sig)
+        .map_err(|_| TypesError::SignatureInvalid)?;
+    Ok(address_of_uncompressed(&key.serialize_uncompressed()))
 }
 
-fn address_of(key: &VerifyingKey) -> Address {
+/// The Ethereum address of an uncompressed SEC1 public key (`0x04 || x || y`).
+fn address_of_uncompressed(point: &[u8; 65]) -> Address {
+    let hash = keccak256(&point[1..]);
+    Address::from_slice(&hash[12..])
+}
+
+/// Recovery with k256 alone: the reference the libsecp256k1 backend is tested against.
+#[cfg(test)]
+fn recover_signer_k256(digest: &B256, signature: &Signature) -> Result<Address, TypesError> {
+    let (sig, recid) = signature.parts()?;
+    let key = k256::ecdsa::VerifyingKey::recover_from_prehash(digest.as_slice(), &sig, recid)
+        .map_err(|_| TypesError::SignatureInvalid)?;
     let point = key.to_encoded_point(false);
     let hash = keccak256(&point.as_bytes()[1..]);
-    Address::from_slice(&hash[12..])
+    Ok(Address::from_slice(&hash[12..]))
 }
 
 /// Something that signs EIP-712 digests for one participant. Implemented by [`LocalSigner`]; a
@@ -111,24 +130,25 @@ pub trait Signer {
     fn sign_digest(&self, digest: &B256) -> Signature;
 }
 
-/// A secp256k1 private key held in memory (k256).
+/// A secp256k1 private key held in memory; signs with libsecp256k1 (RFC 6979 nonces, low `s`).
 #[derive(Clone)]
 pub struct LocalSigner {
-    key: SigningKey,
+    key: secp256k1::SecretKey,
     address: Address,
 }
 
 impl LocalSigner {
     /// From a 32-byte private key.
     pub fn from_bytes(key: &B256) -> Result<Self, TypesError> {
-        let key = SigningKey::from_slice(key.as_slice()).map_err(|_| TypesError::InvalidKey)?;
-        let address = address_of(key.verifying_key());
+        let key = secp256k1::SecretKey::from_byte_array(key.0).map_err(|_| TypesError::InvalidKey)?;
+        let public = secp256k1::PublicKey::from_secret_key(secp256k1::SECP256K1, &key);
+        let address = address_of_uncompressed(&public.serialize_uncompressed());
         Ok(Self { key, address })
     }
 
     /// The private key bytes (for persisting or deriving the libp2p identity).
     pub fn to_bytes(&self) -> B256 {
-        B256::from_slice(&self.key.to_bytes())
+        B256::from(self.key.secret_bytes())
     }
 }
 
@@ -146,27 +166,31 @@ impl Signer for LocalSigner {
     }
 
     fn sign_digest(&self, digest: &B256) -> Signature {
-        // RFC 6979 deterministic nonces; k256 returns normalized (low-s) signatures. Signing a
-        // 32-byte prehash cannot fail for a valid key.
-        let (sig, recid) = match self.key.sign_prehash_recoverable(digest.as_slice()) {
-            Ok(pair) => pair,
-            Err(_) => unreachable_signing_failure(),
-        };
-        let (sig, recid) = match sig.normalize_s() {
-            Some(low) => (low, RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced())),
-            None => (sig, recid),
-        };
+        // RFC 6979 deterministic nonces; libsecp256k1 always produces low-s signatures (and
+        // the recovery id that goes with them).
+        let sig =
+            secp256k1::SECP256K1.sign_ecdsa_recoverable(secp256k1::Message::from_digest(digest.0), &self.key);
+        let (recid, compact) = sig.serialize_compact();
         let mut raw = [0u8; 65];
-        raw[..64].copy_from_slice(&sig.to_bytes());
-        raw[64] = 27 + recid.to_byte();
+        raw[..64].copy_from_slice(&compact);
+        raw[64] = 27 + u8::from(i32::from(recid) == 1);
         Signature(raw)
     }
 }
 
-#[cold]
-#[allow(clippy::panic)]
-fn unreachable_signing_failure() -> ! {
-    panic!("secp256k1 signing of a 32-byte prehash with a valid key cannot fail")
+/// Signing with k256 alone: the reference the libsecp256k1 backend is tested against.
+#[cfg(test)]
+fn sign_k256(key: &B256, digest: &B256) -> Signature {
+    let key = k256::ecdsa::SigningKey::from_slice(key.as_slice()).unwrap();
+    let (sig, recid) = key.sign_prehash_recoverable(digest.as_slice()).unwrap();
+    let (sig, recid) = match sig.normalize_s() {
+        Some(low) => (low, RecoveryId::new(!recid.is_y_odd(), recid.is_x_reduced())),
+        None => (sig, recid),
+    };
+    let mut raw = [0u8; 65];
+    raw[..64].copy_from_slice(&sig.to_bytes());
+    raw[64] = 27 + recid.to_byte();
+    Signature(raw)
 }
 
 #[cfg(test)]
@@ -213,6 +237,28 @@ mod tests {
         raw[..64].copy_from_slice(&high.to_bytes());
         raw[64] = 55 - sig.as_bytes()[64]; // 27 <-> 28
         assert_eq!(Signature::from_slice(&raw), Err(TypesError::SignatureHighS));
+    }
+
+    #[test]
+    fn libsecp256k1_and_k256_sign_and_recover_identically() {
+        for i in 1u8..=64 {
+            let key = keccak256([i]);
+            let s = LocalSigner::from_bytes(&key).unwrap();
+            let digest = keccak256([i, 0xee]);
+            let sig = s.sign_digest(&digest);
+            // Both use RFC 6979 nonces and low s: byte-identical signatures.
+            assert_eq!(sig, sign_k256(&key, &digest), "key {i}");
+            assert_eq!(recover_signer(&digest, &sig), recover_signer_k256(&digest, &sig));
+            assert_eq!(recover_signer(&digest, &sig), Ok(s.address()));
+            let other = keccak256([i, 0xdd]);
+            assert_eq!(recover_signer(&other, &sig), recover_signer_k256(&other, &sig));
+            // A corrupted r: both refuse or both recover the same (wrong) key.
+            let mut raw = *sig.as_bytes();
+            raw[5] ^= 0x40;
+            if let Ok(bad) = Signature::from_slice(&raw) {
+                assert_eq!(recover_signer(&digest, &bad), recover_signer_k256(&digest, &bad));
+            }
+        }
     }
 
     #[test]

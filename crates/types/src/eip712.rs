@@ -71,15 +71,24 @@ impl Domain {
         buf[0] = 0x19;
         buf[1] = 0x01;
         buf[2..34].copy_from_slice(self.separator.as_slice());
-        buf[34..66].copy_from_slice(tx.eip712_hash_struct().as_slice());
+        buf[34..66].copy_from_slice(tx.struct_hash().as_slice());
         keccak256(buf)
     }
 }
 
+/// `keccak256` of the type string, computed once (the derived `eip712_hash_struct` hashes the
+/// type string again on every call).
+static TYPE_HASH: std::sync::OnceLock<B256> = std::sync::OnceLock::new();
+
 impl Transaction {
-    /// EIP-712 `hashStruct` of this transaction.
+    /// EIP-712 `hashStruct` of this transaction: `keccak256(typeHash || encodeData(tx))`.
     pub fn struct_hash(&self) -> B256 {
-        self.eip712_hash_struct()
+        let type_hash = TYPE_HASH.get_or_init(|| self.eip712_type_hash());
+        let data = self.eip712_encode_data();
+        let mut buf = Vec::with_capacity(32 + data.len());
+        buf.extend_from_slice(type_hash.as_slice());
+        buf.extend_from_slice(&data);
+        keccak256(buf)
     }
 
     /// The EIP-712 type string.
@@ -91,4 +100,26 @@ impl Transaction {
 /// The state hash the protocol uses: keccak256 of the machine's encoded state (`getState()`).
 pub fn state_hash(encoded_state: &[u8]) -> B256 {
     keccak256(encoded_state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn struct_hash_with_the_cached_type_hash_is_the_derived_one() {
+        for data in [&b""[..], b"\x01\x02", &[7u8; 300]] {
+            let tx = Transaction {
+                channelId: B256::repeat_byte(1),
+                forkCnt: 2,
+                height: 3,
+                participant: Address::repeat_byte(4),
+                timestamp: 5,
+                prevStateHash: B256::repeat_byte(6),
+                stateHash: B256::repeat_byte(7),
+                data: data.to_vec().into(),
+            };
+            assert_eq!(tx.struct_hash(), tx.eip712_hash_struct());
+        }
+    }
 }
