@@ -48,10 +48,7 @@ impl BenchChain {
     /// Starts anvil and deploys Entente's StateChannelManager from its first account (its first
     /// transaction: the devchain's manager address).
     pub fn start() -> Result<Self> {
-        let anvil = Anvil::builder()
-            .accounts(10)
-            .spawn()
-            .context("starting anvil")?;
+        let anvil = Anvil::builder().accounts(10).spawn().context("starting anvil")?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -99,7 +96,13 @@ impl BenchChain {
     }
 
     /// Sends `calldata` with `value` from `client`'s account to `to`; a revert is an error.
-    pub fn send_from(&self, client: &ChainClient, to: Address, calldata: Bytes, value: U256) -> Result<Receipt> {
+    pub fn send_from(
+        &self,
+        client: &ChainClient,
+        to: Address,
+        calldata: Bytes,
+        value: U256,
+    ) -> Result<Receipt> {
         let receipt = self.rt.block_on(client.send(to, calldata, value))?;
         Ok(receipt.into_result()?)
     }

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 use entente_conformance::harness::{AGREE, FALLBACK, P2P};
 use entente_conformance::{Chain, Sent, World};
 use entente_contracts::IStateChannelManager::{self, ChannelSpec, DisputeRecord, DoubleSignProof, Exit};
-use entente_contracts::{DisputeKind, ManagerEvent};
+use entente_contracts::{DisputeKind, ManagerEvent, RoundRobinCounter};
 use entente_types::Transaction;
 
 use crate::Measured;
@@ -33,7 +33,7 @@ pub mod op {
     /// `challenge` with a later N-signed state.
     pub const CHALLENGE: &str = "challenge (later N-signed state)";
     /// `finalizeDispute` (removal hook, new fork or close).
-    pub const FINALIZE: &str = "finalize dispute";
+    pub const FINALIZE: &str = "finalize dispute (slash hook + new fork)";
     /// `proveDoubleSign`.
     pub const FRAUD_DOUBLE: &str = "fraud: double signature";
     /// `proveFraud(InvalidTransition)`: re-execution.
@@ -143,7 +143,16 @@ fn closed_exits(sent: &Sent) -> Result<Vec<Exit>> {
 
 /// A RoundRobinCounter spec for the first `n` participants with a salt of its own, so that
 /// every flow opens a fresh channel (fresh storage, as in `Gas.t.sol`).
+///
+/// Each flow also gets a freshly deployed RoundRobinCounter: a machine keeps one global state
+/// (written by `setState` when a dispute is finalized or a transition re-executed), so on a shared
+/// machine those operations would cost less or more depending on what ran before. A fresh machine
+/// is the first-use (dearest) case, as in forge's isolated tests, and makes every row independent
+/// of the order of the flows.
 fn spec<C: Chain>(w: &mut World<C>, n: usize, target: u64, flow: &str) -> (ChannelSpec, Bytes) {
+    w.rr = w
+        .chain
+        .deploy(Address::repeat_byte(0xd0), RoundRobinCounter::BYTECODE.clone());
     let (mut spec, genesis) = w.rr_spec(n, target);
     spec.salt = keccak256(format!("entente-bench {flow} n{n}"));
     (spec, genesis)
@@ -273,14 +282,15 @@ fn timeouts<C: Chain>(w: &mut World<C>, r: &mut Recorder, n: usize) -> Result<()
 /// N-signed height 1.
 fn frauds<C: Chain>(w: &mut World<C>, r: &mut Recorder, n: usize) -> Result<()> {
     let signers: Vec<usize> = (0..n).collect();
-    let setup = |w: &mut World<C>, flow: &str| -> Result<(B256, u64, Bytes, IStateChannelManager::StateProof)> {
-        let (id, genesis, _) = open(w, n, 100, flow)?;
-        let t0 = w.now();
-        let (t1, s1) = w.rr_add(id, 0, 1, 0, t0 + 1, &genesis, 1);
-        let p1 = w.signed_proof(&t1, &s1, &signers);
-        w.warp_past(t0 + 5);
-        Ok((id, t0, s1, p1))
-    };
+    let setup =
+        |w: &mut World<C>, flow: &str| -> Result<(B256, u64, Bytes, IStateChannelManager::StateProof)> {
+            let (id, genesis, _) = open(w, n, 100, flow)?;
+            let t0 = w.now();
+            let (t1, s1) = w.rr_add(id, 0, 1, 0, t0 + 1, &genesis, 1);
+            let p1 = w.signed_proof(&t1, &s1, &signers);
+            w.warp_past(t0 + 5);
+            Ok((id, t0, s1, p1))
+        };
 
     let (id, t0, s1, p1) = setup(w, "double")?;
     let (a, _) = w.rr_add(id, 0, 2, 1, t0 + 2, &s1, 1);
@@ -390,4 +400,3 @@ fn withdraw_pending<C: Chain>(w: &mut World<C>, r: &mut Recorder, n: usize) -> R
     let sent = w.send(0, &call, zero());
     r.record(op::WITHDRAW_PENDING, &sent)
 }
-

@@ -28,7 +28,10 @@ fn main() -> Result<()> {
     let mut ns = vec![2, 8];
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
     while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value; {USAGE}"));
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{arg} needs a value; {USAGE}"))
+        };
         match arg.as_str() {
             "--n" => {
                 ns = value()?
@@ -45,6 +48,10 @@ fn main() -> Result<()> {
     entente_bench::report::write(&report, &out)?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", entente_bench::report::markdown(&report))?;
-    writeln!(stdout, "wrote gas.md, gas.json and gas.svg into {}", out.display())?;
+    writeln!(
+        stdout,
+        "wrote gas.md, gas.json and gas.svg into {}",
+        out.display()
+    )?;
     Ok(())
 }

@@ -124,7 +124,9 @@ pub mod abi {
     }
 }
 
-use abi::{AllocationItem, AssetOutcome, FixedPart, NitroAdjudicator as Nitro, OutcomeItem, State, VariablePart};
+use abi::{
+    AllocationItem, AssetOutcome, FixedPart, NitroAdjudicator as Nitro, OutcomeItem, State, VariablePart,
+};
 
 /// Operation names, shared with the report.
 pub mod op {
@@ -199,7 +201,8 @@ pub fn package_version() -> Result<String> {
 /// `NitroAdjudicator` and `CountingApp` link no libraries (`linkReferences` is empty); one that
 /// did would be refused here rather than deployed with placeholders.
 fn creation_code(artifact: &Path) -> Result<Bytes> {
-    let text = std::fs::read_to_string(artifact).with_context(|| format!("reading {}", artifact.display()))?;
+    let text =
+        std::fs::read_to_string(artifact).with_context(|| format!("reading {}", artifact.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)?;
     let links = &json["linkReferences"];
     if links.as_object().is_some_and(|l| !l.is_empty()) {
@@ -235,7 +238,9 @@ impl<'c> Deployment<'c> {
         let adjudicator = chain.deploy_code(creation_code(
             &artifacts.join("NitroAdjudicator.sol/NitroAdjudicator.json"),
         )?)?;
-        let app = chain.deploy_code(creation_code(&artifacts.join("CountingApp.sol/CountingApp.json"))?)?;
+        let app = chain.deploy_code(creation_code(
+            &artifacts.join("CountingApp.sol/CountingApp.json"),
+        )?)?;
         let keys = (1..=n)
             .map(|i| chain.anvil().signer(i))
             .collect::<Result<Vec<_>, _>>()?;
@@ -337,7 +342,14 @@ impl<'c> Deployment<'c> {
     }
 
     fn app_part_hash(&self, ch: &Channel, app_data: &Bytes) -> B256 {
-        keccak256((U256::from(CHALLENGE_DURATION), ch.fixed.appDefinition, app_data.clone()).abi_encode_params())
+        keccak256(
+            (
+                U256::from(CHALLENGE_DURATION),
+                ch.fixed.appDefinition,
+                app_data.clone(),
+            )
+                .abi_encode_params(),
+        )
     }
 
     fn state_hash(&self, ch: &Channel, turn: u64, is_final: bool, vp: &VariablePart) -> B256 {
@@ -515,7 +527,10 @@ pub fn measure(chain: &BenchChain, n: usize) -> Result<Vec<Measured>> {
     d.fund(&ch)?;
     let outcome = d.even_outcome(&ch);
     d.challenge(&ch, turn, &outcome)?;
-    r.push(op::CHECKPOINT_CLEARS, d.checkpoint(&ch, turn + 1, &outcome)?.gas_used);
+    r.push(
+        op::CHECKPOINT_CLEARS,
+        d.checkpoint(&ch, turn + 1, &outcome)?.gas_used,
+    );
 
     // Challenge left unanswered: once it times out, anyone pays the outcome out.
     let ch = d.channel();

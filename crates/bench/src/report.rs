@@ -32,71 +32,84 @@ pub fn pairs() -> Vec<Pair> {
         p(
             e::FUND_TOTAL,
             Some(nitro::FUND_TOTAL),
-            "Nitro keeps no channel on chain until a dispute or an exit: funding is N increments of one \
-             holdings slot. Entente's `open` registers the channel (seven slots, one per member, the spec's \
-             hashes), which every later operation relies on: a calldata post reads one slot, a dispute two or \
-             three, and N-signed proofs check a participants hash instead of N reads.",
+            "Nitro keeps nothing on chain for a channel until a dispute or an exit: funding is N \
+             increments of one holdings slot. Entente's `open` registers the channel (the seven-slot record \
+             and one slot per member) and every deposit updates it; later operations rely on that record (a \
+             calldata post reads one slot, a dispute two or three, an N-signed proof checks the stored \
+             participants hash). The on-chain record is a design choice of Entente, paid once per channel.",
         ),
         p(
             e::OPEN,
             Some(nitro::DEPOSIT_FIRST),
-            "Nitro has no open transaction: its first deposit only creates the holdings slot (see the row \
-             above). Entente's open stores the channel record and the opener's deposit.",
+            "Nitro has no open transaction; its first deposit only creates the holdings slot. Entente's open \
+             stores the channel record (spec, machine, times, hashes of the genesis state and of the \
+             participants) and one member slot per participant, hence its growth with N.",
         ),
         p(
             e::DEPOSIT,
             Some(nitro::DEPOSIT_LATER),
-            "A later Nitro deposit rewrites one existing holdings slot. Entente's also checks the funding \
-             deadline and that participant `index` has not paid, marks the member funded and counts it: three \
-             slots (slot 0, the member, the locked total), each read cold and rewritten.",
+            "A later Nitro deposit rewrites one existing holdings slot. Entente's checks the funding deadline \
+             and that participant `index` has not paid, marks the member funded and counts it: three slots \
+             (slot 0, the member, the locked total), each read cold and rewritten, against Nitro's one.",
         ),
         p(
             e::DEPOSIT_LAST,
             Some(nitro::DEPOSIT_LATER),
-            "As above, and the last deposit also activates the channel (status and genesis timestamp).",
+            "As for the other deposits, and the last one also activates the channel (status and genesis \
+             timestamp, in slot 0, which the deposit writes anyway).",
         ),
         p(
             e::POST,
             Some(nitro::CHECKPOINT),
-            "Entente's calldata post pays for the transaction and its signature in calldata and a log carrying \
-             both (data availability); Nitro's checkpoint stores only a status word.",
+            "Entente's calldata post logs the transaction and its signature (data availability) and records \
+             the digest's time; Nitro's checkpoint stores one status word.",
         ),
         p(
             e::TIMEOUT_GENESIS,
             Some(nitro::CHALLENGE),
-            "Beyond two parties the N-signed proof costs ~5k per extra signature (ecrecover, calldata, memory).",
+            "An N-signed proof costs about 5k per signature beyond the second (ecrecover, calldata, memory).",
         ),
         p(
             e::TIMEOUT_POSTED,
             Some(nitro::CHALLENGE),
-            "Beyond two parties the RoundRobinCounter state grows with N (two arrays of N words in calldata \
-             and in the dispute log).",
+            "The machine's state (for the RoundRobinCounter, two arrays of N words) is in calldata and in the \
+             dispute log.",
         ),
         p(
             e::TIMEOUT_SIGNED,
             Some(nitro::CHALLENGE),
-            "An N-signed timeout proof checks N signatures and carries the machine's state (for the \
-             RoundRobinCounter two arrays of N words) in calldata and in the dispute log; Nitro's challenge \
-             carries its state's outcome, which also grows with N.",
+            "Both write one fresh slot (Entente the dispute record's hash, Nitro the status word) and check N \
+             signatures (Nitro N + 1, with the challenger's). Entente's timeout additionally asks the machine \
+             who writes next (an external call with the state: a cold account and the state's decoding) and \
+             carries the signed transaction next to the state; that is the margin at N = 2. From N = 8 it is \
+             below Nitro, whose challenge logs every signature.",
         ),
         p(
             e::CHALLENGE,
             Some(nitro::RESPOND),
-            "Nitro's `respond` carries one signature (the next mover's) and the two states; Entente's challenge \
-             answers with a later N-signed state, N signatures to check.",
+            "Nitro's `respond` carries one signature (the next mover's) and two small variable parts, and \
+             rewrites a non-zero status word. Entente's challenge proves a later state with N signatures and \
+             also carries the dispute record it answers (checked against the stored hash), stores the new \
+             record's hash and logs it with the state: each signature beyond the second adds ~5k, hence the \
+             gap at N = 8. Entente has no one-signature answer by design: an answer must be a state every \
+             participant signed, or the accused's own posted transaction.",
         ),
         p(
             e::CHALLENGE,
             Some(nitro::CHECKPOINT_CLEARS),
-            "Both carry N signatures; Entente's also carries the machine's state and logs the new dispute \
-             record.",
+            "Both carry N signatures over a later state and rewrite one existing slot; Entente's also carries \
+             and checks the dispute record it answers, carries the machine's state and logs the new record \
+             with that state (~20k more at either N).",
         ),
         p(
             e::FINALIZE,
             Some(nitro::TRANSFER_AFTER_TIMEOUT),
-            "Not the same work: Entente's finalize runs the removal hook on the machine (a `setState` of the \
-             new fork's genesis, ~20k per state slot) and keeps the channel going for the remaining \
-             participants, where Nitro only pays out the challenged state's outcome and ends the channel.",
+            "Not the same work. Entente's finalize runs the machine's slash hook and starts a new fork for \
+             the remaining participants (a `setState` of the new genesis on a freshly deployed machine, about \
+             22k per new storage slot: the RoundRobinCounter state has two slots per participant, hence 549k at \
+             N = 8); the channel goes on. Nitro cannot remove a participant: after an unanswered challenge it \
+             pays out the challenged outcome and the channel is over. On a machine whose storage is already \
+             in use the same finalize costs less (429k at N = 8 when all flows shared one machine).",
         ),
         p(e::FRAUD_DOUBLE, None, ""),
         p(e::FRAUD_INVALID, None, ""),
@@ -106,26 +119,27 @@ pub fn pairs() -> Vec<Pair> {
         p(
             e::CLOSE,
             Some(nitro::CONCLUDE),
-            "Entente's close checks N signatures over a transaction and runs the machine's `exitsOf` on the \
-             state it carries; Nitro's conclude checks N signatures over one final state hash.",
+            "Nitro's conclude receives only the hashes of the final state's app part and outcome, so its \
+             calldata is N signatures and a few words. Entente's close carries the final state itself and \
+             asks the machine whether the game is over and what everyone gets (two external calls decoding \
+             the state), checks that the exits add up to the locked funds, and logs the exits (their hash is \
+             stored for the withdrawals).",
         ),
         p(
             e::CLOSE_AND_WITHDRAW_ALL,
             Some(nitro::HAPPY_EXIT),
-            "Entente pays out by pull withdrawals, one transaction (21,000 intrinsic gas and a cold channel \
-             read) per participant; Nitro's happy exit pays everybody inside the concluding transaction.",
+            "Entente pays out by pull withdrawals, one transaction per participant (21,000 intrinsic gas, the \
+             exits list in calldata, a cold channel read, each); Nitro's happy exit pays everybody inside the \
+             concluding transaction. Pull payments are deliberate (one participant's failing receiver cannot \
+             block the others' payouts), but they cost N transactions.",
         ),
         p(
             e::WITHDRAW_FIRST,
             Some(nitro::TRANSFER_FIRST),
-            "A withdrawal carries the whole exits list (checked against the stored exits hash) and marks the \
-             claim in a bitmap.",
+            "The first claim of a channel sets its claimed-exits bitmap, a fresh slot (~22k); later claims only \
+             update it, and there Entente is below Nitro (next row).",
         ),
-        p(
-            e::WITHDRAW_SECOND,
-            Some(nitro::TRANSFER_SECOND),
-            "As above.",
-        ),
+        p(e::WITHDRAW_SECOND, Some(nitro::TRANSFER_SECOND), ""),
         p(e::WITHDRAW_PENDING, None, ""),
     ]
 }
@@ -141,7 +155,7 @@ fn thousands(gas: u64) -> String {
     let digits = gas.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -192,7 +206,11 @@ pub fn markdown(report: &GasReport) -> String {
     for pair in pairs() {
         let mut row = format!("| {} | {} |", pair.entente, pair.nitro.unwrap_or("– (none)"));
         for &n in ns {
-            let _ = write!(row, " {} |", cell(report.gas(Framework::Entente, n, pair.entente)));
+            let _ = write!(
+                row,
+                " {} |",
+                cell(report.gas(Framework::Entente, n, pair.entente))
+            );
         }
         for &n in ns {
             let gas = pair.nitro.and_then(|o| report.gas(Framework::Nitro, n, o));
@@ -226,7 +244,10 @@ pub fn markdown(report: &GasReport) -> String {
     }
     let _ = writeln!(md, "\n## Where Entente costs more, and why\n");
     if misses.is_empty() {
-        let _ = writeln!(md, "Nowhere: every operation is at or below Nitro's comparable one.");
+        let _ = writeln!(
+            md,
+            "Nowhere: every operation is at or below Nitro's comparable one."
+        );
     }
     for (pair, missed) in misses {
         let _ = writeln!(
@@ -251,8 +272,11 @@ pub fn markdown(report: &GasReport) -> String {
            participant and carry on; Nitro has no fraud proofs and no such forks (\"–\" rows).\n\
          - Figures vary by a few dozen gas between runs: transactions carry timestamps, and zero and \
            non-zero calldata bytes cost differently.\n\
-         - Entente's figures agree with `forge snapshot --isolate` (`docs/contracts.md`, section 8) to within \
-           the test's own CALL overhead."
+         - Every Entente flow runs on a freshly deployed RoundRobinCounter (a machine keeps one global \
+           state, so `setState` in finalize and re-execution would otherwise depend on what ran before): the \
+           first-use, dearest case, as in forge's isolated tests.\n\
+         - Entente's figures are within ~5.5k (lower here) of the `forge snapshot --isolate` figures of \
+           `docs/contracts.md`, section 8, measured on the same flows; the difference was not investigated."
     );
     md
 }
@@ -417,7 +441,10 @@ pub fn write(report: &GasReport, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = [
         ("gas.md", markdown(report)),
-        ("gas.json", format!("{}\n", serde_json::to_string_pretty(&json(report))?)),
+        (
+            "gas.json",
+            format!("{}\n", serde_json::to_string_pretty(&json(report))?),
+        ),
         ("gas.svg", svg(report)),
     ];
     for (name, text) in files {
