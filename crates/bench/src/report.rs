@@ -231,8 +231,10 @@ pub fn markdown(report: &GasReport) -> String {
                 }
             }
         }
-        let verdict_cell = if verdicts.is_empty() {
+        let verdict_cell = if pair.nitro.is_none() {
             "no Nitro equivalent".to_string()
+        } else if verdicts.is_empty() {
+            "–".to_string()
         } else {
             verdicts.join("; ")
         };
