@@ -264,11 +264,11 @@ pub fn markdown(report: &GasReport) -> String {
     let _ = writeln!(
         md,
         "\n## Caveats\n\n\
-         - Nitro's figures are those of the npm package's current release (0.17.x, Solidity 0.7.4). The \
-           figures Nitro publishes in its documentation (deposit 46,496 / 29,408, challenge 113,146, \
-           checkpoint 73,936, challenge response 96,482, happy exit 111,514) come from a later version of its \
-           contracts and differ from what this release costs; this table compares the contracts that were \
-           actually deployed.\n\
+         - Nitro's figures are those of the npm package's current release (`latest`: 0.17.x, Solidity \
+           0.7.4; the 2.x releases are alphas). The gas figures Nitro publishes (deposit 46,496 / 29,408, \
+           challenge 113,146, checkpoint 73,936, challenge response 96,482, happy exit 111,514) differ from \
+           what this release costs here, by up to a third; which contracts and setup they were measured on is \
+           not known here. This table compares the contracts actually deployed, on the same chain.\n\
          - The two protocols do not do the same work per operation: Entente registers channels on chain, \
            keeps calldata available, re-executes machines in fraud proofs, and supports forks that remove a \
            participant and carry on; Nitro has no fraud proofs and no such forks (\"–\" rows).\n\
