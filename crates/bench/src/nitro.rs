@@ -545,7 +545,7 @@ pub fn measure(chain: &BenchChain, n: usize) -> Result<Vec<Measured>> {
     };
     r.push(op::TRANSFER_AFTER_TIMEOUT, d.send(0, &call, U256::ZERO)?.gas_used);
 
-    // Every channel was paid out in full.
+    // The timed-out channel was paid out in full.
     let held: U256 = chain
         .block_on(d.clients[0].view(
             d.adjudicator,

@@ -399,13 +399,20 @@ pub fn svg(report: &GasReport) -> String {
     }
     for (r, pair) in rows.iter().enumerate() {
         let y0 = top + r as f64 * group_h;
-        let label = format!("{} / {}", pair.entente, pair.nitro.unwrap_or(""));
+        let middle = y0 + bar_h * series.len() as f64 / 2.0;
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
             label_w - 8.0,
-            y0 + bar_h * series.len() as f64 / 2.0 + 4.0,
-            escape(&label)
+            middle - 2.0,
+            escape(pair.entente)
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{:.1}" text-anchor="end" font-size="9" fill="#666">vs Nitro: {}</text>"##,
+            label_w - 8.0,
+            middle + 9.0,
+            escape(pair.nitro.unwrap_or("–"))
         );
         for (i, &(framework, n, color)) in series.iter().enumerate() {
             let y = y0 + i as f64 * bar_h;
