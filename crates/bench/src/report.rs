@@ -78,8 +78,8 @@ pub fn pairs() -> Vec<Pair> {
         p(
             e::TIMEOUT_SIGNED,
             Some(nitro::CHALLENGE),
-            "Both write one fresh slot (Entente the dispute record's hash, Nitro the status word) and check N \
-             signatures (Nitro N + 1, with the challenger's). Entente's timeout additionally asks the machine \
+            "Both write one fresh slot (Entente the dispute record's hash, and it also rewrites the status \
+             in slot 0; Nitro the status word) and check N signatures (Nitro N + 1, with the challenger's). Entente's timeout additionally asks the machine \
              who writes next (an external call with the state: a cold account and the state's decoding) and \
              carries the signed transaction next to the state; that is the margin at N = 2. From N = 8 it is \
              below Nitro, whose challenge logs every signature.",
@@ -99,15 +99,15 @@ pub fn pairs() -> Vec<Pair> {
             Some(nitro::CHECKPOINT_CLEARS),
             "Both carry N signatures over a later state and rewrite one existing slot; Entente's also carries \
              and checks the dispute record it answers, carries the machine's state and logs the new record \
-             with that state (~20k more at either N).",
+             with that state (17-21k more).",
         ),
         p(
             e::FINALIZE,
             Some(nitro::TRANSFER_AFTER_TIMEOUT),
             "Not the same work. Entente's finalize runs the machine's slash hook and starts a new fork for \
              the remaining participants (a `setState` of the new genesis on a freshly deployed machine, about \
-             22k per new storage slot: the RoundRobinCounter state has two slots per participant, hence 549k at \
-             N = 8); the channel goes on. Nitro cannot remove a participant: after an unanswered challenge it \
+             22k per new storage slot: the RoundRobinCounter state has two slots per participant, most of the \
+             549k at N = 8); the channel goes on. Nitro cannot remove a participant: after an unanswered challenge it \
              pays out the challenged outcome and the channel is over. On a machine whose storage is already \
              in use the same finalize costs less (429k at N = 8 when all flows shared one machine).",
         ),
@@ -130,8 +130,8 @@ pub fn pairs() -> Vec<Pair> {
             Some(nitro::HAPPY_EXIT),
             "Entente pays out by pull withdrawals, one transaction per participant (21,000 intrinsic gas, the \
              exits list in calldata, a cold channel read, each); Nitro's happy exit pays everybody inside the \
-             concluding transaction. Pull payments are deliberate (one participant's failing receiver cannot \
-             block the others' payouts), but they cost N transactions.",
+             concluding transaction. With pull payments one participant's failing receiver cannot block the \
+             others' payouts, but they cost N transactions.",
         ),
         p(
             e::WITHDRAW_FIRST,
@@ -267,7 +267,7 @@ pub fn markdown(report: &GasReport) -> String {
          - Nitro's figures are those of the npm package's current release (`latest`: 0.17.x, Solidity \
            0.7.4; the 2.x releases are alphas). The gas figures Nitro publishes (deposit 46,496 / 29,408, \
            challenge 113,146, checkpoint 73,936, challenge response 96,482, happy exit 111,514) differ from \
-           what this release costs here, by up to a third; which contracts and setup they were measured on is \
+           what this release costs here by 3-35%; which contracts and setup they were measured on is \
            not known here. This table compares the contracts actually deployed, on the same chain.\n\
          - The two protocols do not do the same work per operation: Entente registers channels on chain, \
            keeps calldata available, re-executes machines in fraud proofs, and supports forks that remove a \
