@@ -132,6 +132,27 @@ pub fn encode_action(channel_id: B256, action: &ChainAction) -> Bytes {
 pub fn decode_event(event: &ManagerEvent, timestamp: u64) -> Option<(B256, ChainEvent)> {
     use ManagerEvent as E;
     Some(match event {
+        E::ChannelOpened(e) => (
+            e.channelId,
+            ChainEvent::ChannelOpened {
+                opener: e.opener,
+                genesis_state_hash: entente_types::state_hash(&e.genesisState),
+            },
+        ),
+        E::Deposited(e) => (
+            e.channelId,
+            ChainEvent::Deposited {
+                participant: e.participant,
+                amount: e.amount,
+            },
+        ),
+        E::ChannelActivated(e) => (
+            e.channelId,
+            ChainEvent::ChannelActivated {
+                genesis_timestamp: e.genesisTimestamp,
+            },
+        ),
+        E::FundingCancelled(e) => (e.channelId, ChainEvent::FundingCancelled),
         E::CalldataPosted(e) => (
             e.channelId,
             ChainEvent::CalldataPosted {

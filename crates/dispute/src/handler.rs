@@ -142,7 +142,11 @@ impl DisputeHandler {
                     tracing::error!(target: "entente::dispute", error = %e, fork, "the enforced state does not load");
                 }
             }
-            ChainEvent::ParticipantRemoved { .. } => {}
+            ChainEvent::ParticipantRemoved { .. }
+            | ChainEvent::ChannelOpened { .. }
+            | ChainEvent::Deposited { .. }
+            | ChainEvent::ChannelActivated { .. }
+            | ChainEvent::FundingCancelled => {}
             ChainEvent::ChannelClosed { .. } => {
                 self.closed = true;
                 self.running = None;

@@ -115,9 +115,30 @@ pub enum ChainAction {
     },
 }
 
-/// What the chain did, as the dispute layer needs it.
+/// What the chain did, as the dispute layer (and the node's channel lifecycle) needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainEvent {
+    /// A channel was opened and waits for its deposits.
+    ChannelOpened {
+        /// Who opened it (and paid its own deposit).
+        opener: Address,
+        /// Hash of the genesis state it committed to.
+        genesis_state_hash: B256,
+    },
+    /// A participant's deposit arrived.
+    Deposited {
+        /// Who.
+        participant: Address,
+        /// How much.
+        amount: alloy_primitives::U256,
+    },
+    /// Every deposit is in: the channel is live from `genesis_timestamp` (chain time).
+    ChannelActivated {
+        /// Fork 0's genesis timestamp.
+        genesis_timestamp: u64,
+    },
+    /// The funding period passed without every deposit: the channel is cancelled.
+    FundingCancelled,
     /// A new block (the clock syncs on it).
     Block {
         /// Its timestamp.

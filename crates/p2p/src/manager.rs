@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use entente_types::{Address, B256, Envelope};
+use entente_types::{Address, B256, Envelope, Message};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::kad::store::RecordStore;
@@ -156,6 +156,7 @@ impl P2pManager {
             connections: HashMap::new(),
             relayed_since: HashMap::new(),
             discovery_queries: HashMap::new(),
+            next_self_publish: Instant::now(),
         };
         tokio::spawn(task.run());
         Ok((
@@ -414,7 +415,13 @@ struct Task {
     connections: HashMap<PeerId, HashMap<ConnectionId, ConnectionKind>>,
     relayed_since: HashMap<PeerId, Instant>,
     discovery_queries: HashMap<QueryId, B256>,
+    /// When to publish our own peer record next (so that a proposer can find us before we
+    /// joined any channel).
+    next_self_publish: Instant,
 }
+
+/// How often a node republishes its own peer record.
+const SELF_PUBLISH_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Task {
     async fn run(mut self) {
@@ -628,14 +635,8 @@ impl Task {
         if let Err(e) = kad.start_providing(key.clone()) {
             warn!(target: TARGET, channel = %channel_id, error = %e, "cannot announce channel");
         }
-        let mut record = Record::new(
-            peer_record_key(&self.local_address),
-            self.local_peer_id.to_bytes(),
-        );
-        record.publisher = Some(self.local_peer_id);
-        if let Err(e) = kad.put_record(record, Quorum::One) {
-            warn!(target: TARGET, error = %e, "cannot publish peer record");
-        }
+        self.publish_self();
+        let kad = &mut self.swarm.behaviour_mut().kad;
         if missing.is_empty() {
             return;
         }
@@ -649,6 +650,18 @@ impl Task {
                 .kad
                 .get_record(peer_record_key(&address));
             self.discovery_queries.insert(id, channel_id);
+        }
+    }
+
+    /// Publishes the record that maps our address to our PeerId.
+    fn publish_self(&mut self) {
+        let mut record = Record::new(
+            peer_record_key(&self.local_address),
+            self.local_peer_id.to_bytes(),
+        );
+        record.publisher = Some(self.local_peer_id);
+        if let Err(e) = self.swarm.behaviour_mut().kad.put_record(record, Quorum::One) {
+            warn!(target: TARGET, error = %e, "cannot publish peer record");
         }
     }
 
@@ -749,6 +762,11 @@ impl Task {
             .collect();
         for channel_id in due {
             self.discover(channel_id);
+        }
+        // Our own peer record, once connected to anyone, then periodically.
+        if now >= self.next_self_publish && !self.connections.is_empty() {
+            self.next_self_publish = now + SELF_PUBLISH_INTERVAL;
+            self.publish_self();
         }
         // Redial participants with backoff.
         let mut to_dial = Vec::new();
@@ -1085,7 +1103,9 @@ impl Task {
     }
 
     /// Accepts a message from `peer` only if it decoded, its channel was joined, and the
-    /// peer's (authenticated) address is a participant of that channel.
+    /// peer's (authenticated) address is a participant of that channel. A proposal to open a
+    /// channel not joined yet is accepted when both the sender and this node are among the
+    /// participants it proposes.
     fn on_inbound(&mut self, peer: PeerId, request: Request, via: ConnectionKind) -> Response {
         let address = eth_address_of(&peer);
         let verdict = match request {
@@ -1093,6 +1113,19 @@ impl Task {
                 let channel_id = envelope.message.channel_id();
                 match (address, self.channels.get(&channel_id)) {
                     (None, _) => Err("peer id carries no secp256k1 key".to_owned()),
+                    (Some(from), None) if matches!(&envelope.message, Message::Proposal(_)) => {
+                        match &envelope.message {
+                            Message::Proposal(p)
+                                if p.participants.contains(&from)
+                                    && p.participants.contains(&self.local_address) =>
+                            {
+                                Ok((from, channel_id, envelope))
+                            }
+                            _ => Err(format!(
+                                "proposal for channel {channel_id} from {from} does not list both of us"
+                            )),
+                        }
+                    }
                     (Some(_), None) => Err(format!("channel {channel_id} is not joined here")),
                     (Some(from), Some(channel)) if !channel.participants.contains(&from) => {
                         Err(format!("{from} is not a participant of channel {channel_id}"))
