@@ -1,2 +1,588 @@
-//! The embedding API: a `Node` and `Channel` handles over one event loop that feeds the sans-IO
-//! cores and carries out their effects.
+//! The embedding API of Entente: a [`Node`] runs one participant's channels, a [`Channel`]
+//! handle plays in one of them.
+//!
+//! A node owns one event loop (a tokio task) that feeds the sans-IO cores — a
+//! [`StateManager`](entente_state_manager::StateManager) and a
+//! [`DisputeHandler`](entente_dispute::DisputeHandler) per channel — with what arrives from
+//! the peers (libp2p), from the chain (the manager's events) and from the application, and
+//! carries out what they ask for, in order: everything they want stored is committed to the
+//! data directory (one grouped, durable redb commit per turn) before any message of that turn
+//! leaves, then messages go out, observers hear about it, and chain calls are queued for a
+//! worker that sends them one by one from the node's account.
+//!
+//! # Life of a channel
+//!
+//! 1. The proposer builds a [`ChannelProposal`] (with [`ProposalBuilder`]) and calls
+//!    [`Node::propose`]: the invitees get it over the network as a [`NodeEvent::Proposal`].
+//! 2. Each invitee calls [`Node::accept`] (or [`Node::decline`]). When all accepted, the
+//!    proposer opens the channel on chain with its deposit, the others deposit when they see
+//!    it opened, and the channel goes live when the last deposit lands.
+//! 3. [`Channel::call`] submits a move (any `sol!` call of the state machine); every peer
+//!    executes it, confirms it, and it becomes final. [`Channel::view`] reads the current
+//!    state locally. [`Channel::events`] streams what happens.
+//! 4. When the game is over and final, the node settles the channel on chain and withdraws
+//!    its payout. If a peer goes silent or cheats, the node goes to the chain on its own:
+//!    calldata, timeout disputes, fraud proofs, challenges; a verdict starts a new fork and the
+//!    channel carries on.
+//!
+//! After a crash the node restarts from its data directory: it restores every open channel,
+//! asks its peers for what it missed, and resumes following the chain after the last block it
+//! processed. It never signs two different transactions at one fork and height: every digest
+//! it signs is durably recorded first, and the store refuses a different one.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use entente_contracts::{TicTacToe, artifacts};
+//! use entente_node::{MachineSource, Node, NodeConfig, NodeEvent, ProposalBuilder};
+//! use entente_types::{Address, B256, U256};
+//!
+//! # async fn demo(bob: Address, machine: Address) -> Result<(), entente_node::NodeError> {
+//! let config = NodeConfig::new(B256::repeat_byte(1), "http://127.0.0.1:8545",
+//!     "0x5FbDB2315678afecb367f032d93F642f64180aa3".parse().unwrap(), "/tmp/alice");
+//! let alice = Node::start(config).await?;
+//! let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
+//! let stake = U256::from(10u64).pow(U256::from(18u64));
+//! let genesis = TicTacToe::initialStateCall { x: alice.address(), o: bob, stake };
+//! let proposal = ProposalBuilder::new(machine, vec![alice.address(), bob], vec![stake, stake])
+//!     .build(&alice, &code, &genesis)
+//!     .await?;
+//! let game = alice.propose(proposal, code).await?;
+//! game.wait_live(std::time::Duration::from_secs(60)).await?;
+//! game.call(&TicTacToe::playCall { cell: 4 }).await?;
+//! let board = game.view(&TicTacToe::boardCall {}).await?;
+//! # let _ = board;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod runtime;
+mod worker;
+
+use std::time::Duration;
+
+use alloy_sol_types::SolCall;
+use entente_evm_runtime::MachineInstance;
+use entente_p2p::{Multiaddr, PeerId};
+use entente_types::{Address, AgreementMode, B256, Bytes, ChannelProposal, SignedTransaction, Timing, U256};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use config::NodeConfig;
+pub use entente_dispute::ChainEvent;
+pub use entente_state_manager::Event as ProtocolEvent;
+pub use entente_store::MachineSource;
+pub use error::NodeError;
+
+/// Something that happened to the node.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    /// A participant invites this node to a channel: answer with [`Node::accept`] or
+    /// [`Node::decline`].
+    Proposal {
+        /// Who sent it.
+        from: Address,
+        /// What it proposes.
+        proposal: Box<ChannelProposal>,
+    },
+    /// Something happened in one of the node's channels.
+    Channel {
+        /// The channel.
+        channel_id: B256,
+        /// What.
+        event: ChannelEvent,
+    },
+    /// The chain stopped answering; the node keeps retrying.
+    ChainUnavailable {
+        /// The last error.
+        error: String,
+    },
+    /// The chain answers again.
+    ChainRecovered,
+}
+
+/// Something that happened in a channel.
+#[derive(Debug, Clone)]
+pub enum ChannelEvent {
+    /// An invitee answered our proposal.
+    Answered {
+        /// Who.
+        from: Address,
+        /// Accepted or not.
+        accepted: bool,
+        /// Why not.
+        reason: String,
+    },
+    /// The channel is live: every deposit is in.
+    Live {
+        /// Fork 0's genesis timestamp (chain time).
+        genesis_timestamp: u64,
+    },
+    /// The protocol core reported something (a transaction applied or final, a refusal, a
+    /// fork, an equivocation, ...).
+    Protocol(ProtocolEvent),
+    /// The chain reported something about the channel (deposits, calldata, disputes, forks,
+    /// removals, the settlement).
+    Chain(ChainEvent),
+    /// A call this node made on chain for the channel, and how it went.
+    ChainCall {
+        /// What was called (`open`, `deposit`, `postCalldata`, `disputeTimeout`, ...).
+        what: String,
+        /// Gas used, or why it failed.
+        outcome: Result<u64, String>,
+    },
+    /// Our payout was withdrawn to our account.
+    Withdrawn {
+        /// How much.
+        amount: U256,
+    },
+}
+
+/// Where a channel is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Proposed, waiting for answers.
+    Proposed,
+    /// Accepted by everyone; waiting for the deposits.
+    Funding,
+    /// Running.
+    Live,
+    /// Settled on chain.
+    Closed,
+    /// Declined by an invitee, or its funding period passed.
+    Cancelled,
+}
+
+/// A snapshot of a channel as this node sees it.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    /// The channel.
+    pub channel_id: B256,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// Current fork (0 before it is live).
+    pub fork: u64,
+    /// Height of the latest applied transaction.
+    pub tip: u64,
+    /// Height up to which everything is final.
+    pub finalized: u64,
+    /// Current participants.
+    pub participants: Vec<Address>,
+    /// Who writes next.
+    pub next_writer: Address,
+    /// The state machine says the game is over.
+    pub game_over: bool,
+    /// A dispute is running on chain.
+    pub disputed: bool,
+    /// Payouts, once settled.
+    pub exits: Option<Vec<(Address, U256)>>,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+pub(crate) enum Command {
+    Propose {
+        proposal: Box<ChannelProposal>,
+        machine: MachineSource,
+        reply: Reply<()>,
+    },
+    Accept {
+        channel_id: B256,
+        machine: MachineSource,
+        reply: Reply<()>,
+    },
+    Decline {
+        channel_id: B256,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Submit {
+        channel_id: B256,
+        data: Bytes,
+        reply: Reply<B256>,
+    },
+    View {
+        channel_id: B256,
+        data: Bytes,
+        reply: Reply<Bytes>,
+    },
+    Info {
+        channel_id: B256,
+        reply: Reply<ChannelInfo>,
+    },
+    Subscribe {
+        channel_id: B256,
+        reply: Reply<broadcast::Receiver<ChannelEvent>>,
+    },
+    Exit {
+        channel_id: B256,
+        reply: Reply<()>,
+    },
+    Inject {
+        channel_id: B256,
+        transaction: Box<SignedTransaction>,
+        reply: Reply<()>,
+    },
+    Channels {
+        reply: Reply<Vec<B256>>,
+    },
+}
+
+/// A running node: one participant's key, network presence, chain account and data directory.
+/// Cheap to clone; the event loop stops when the last clone and every [`Channel`] are dropped.
+#[derive(Debug, Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NodeEvent>,
+    address: Address,
+    peer_id: PeerId,
+    p2p: entente_p2p::P2pHandle,
+    chain: std::sync::Arc<entente_chain::ChainClient>,
+}
+
+impl Node {
+    /// Opens the data directory, connects to the chain, starts the network and the event
+    /// loop, and restores every channel the data directory holds.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        runtime::start(config).await
+    }
+
+    /// This node's address (its participant identity and chain account).
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// This node's libp2p PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the node listens on (with no `/p2p` suffix).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        Ok(self.p2p.listen_addrs().await?)
+    }
+
+    /// The node's events: proposals, and everything that happens in its channels.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The chain client (the node's account): balances, the manager, chain time.
+    pub fn chain(&self) -> &entente_chain::ChainClient {
+        &self.chain
+    }
+
+    /// This node's balance on chain.
+    pub async fn balance(&self) -> Result<U256, NodeError> {
+        Ok(self.chain.balance(self.address).await?)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Proposes `proposal` to its other participants; `machine` is the state machine's code,
+    /// which every peer runs locally. Returns the channel's handle at once: it goes live when
+    /// everyone accepted and deposited ([`Channel::wait_live`]).
+    pub async fn propose(&self, proposal: ChannelProposal, machine: MachineSource) -> Result<Channel, NodeError> {
+        let channel_id = proposal.channel_id;
+        self.ask(|reply| Command::Propose {
+            proposal: Box::new(proposal),
+            machine,
+            reply,
+        })
+        .await?;
+        Ok(self.handle(channel_id))
+    }
+
+    /// Accepts the proposal of channel `channel_id` (received as [`NodeEvent::Proposal`]);
+    /// the node deposits once the proposer has opened the channel on chain.
+    pub async fn accept(&self, channel_id: B256, machine: MachineSource) -> Result<Channel, NodeError> {
+        self.ask(|reply| Command::Accept {
+            channel_id,
+            machine,
+            reply,
+        })
+        .await?;
+        Ok(self.handle(channel_id))
+    }
+
+    /// Declines the proposal of channel `channel_id`.
+    pub async fn decline(&self, channel_id: B256, reason: impl Into<String>) -> Result<(), NodeError> {
+        let reason = reason.into();
+        self.ask(|reply| Command::Decline {
+            channel_id,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// Waits for the next proposal (from anyone) for at most `timeout`.
+    pub async fn next_proposal(&self, timeout: Duration) -> Result<(Address, ChannelProposal), NodeError> {
+        let mut events = self.events.subscribe();
+        let wait = async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::Proposal { from, proposal }) => return Ok((from, *proposal)),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Err(NodeError::Stopped),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| NodeError::Timeout("a proposal".into()))?
+    }
+
+    /// The handle of a channel this node knows (live, pending or restored).
+    pub async fn channel(&self, channel_id: B256) -> Result<Channel, NodeError> {
+        self.ask(|reply| Command::Info { channel_id, reply }).await?;
+        Ok(self.handle(channel_id))
+    }
+
+    /// Every channel this node knows.
+    pub async fn channels(&self) -> Result<Vec<B256>, NodeError> {
+        self.ask(|reply| Command::Channels { reply }).await
+    }
+
+    fn handle(&self, channel_id: B256) -> Channel {
+        Channel {
+            node: self.clone(),
+            channel_id,
+        }
+    }
+}
+
+/// A handle on one channel of a [`Node`].
+#[derive(Debug, Clone)]
+pub struct Channel {
+    node: Node,
+    channel_id: B256,
+}
+
+impl Channel {
+    /// The channel id.
+    pub fn id(&self) -> B256 {
+        self.channel_id
+    }
+
+    /// Submits a move: `call` is a call of the state machine (from its `sol!` bindings),
+    /// executed locally, signed and sent to the peers. Returns the transaction's digest once
+    /// it is applied locally (not yet final: see [`Channel::wait_final`]).
+    pub async fn call<C: SolCall>(&self, call: &C) -> Result<B256, NodeError> {
+        self.submit(call.abi_encode().into()).await
+    }
+
+    /// Submits raw calldata of the state machine (see [`Channel::call`]).
+    pub async fn submit(&self, data: Bytes) -> Result<B256, NodeError> {
+        let channel_id = self.channel_id;
+        self.node
+            .ask(|reply| Command::Submit {
+                channel_id,
+                data,
+                reply,
+            })
+            .await
+    }
+
+    /// Runs a view of the state machine on the channel's current state, locally.
+    pub async fn view<C: SolCall>(&self, call: &C) -> Result<C::Return, NodeError> {
+        let channel_id = self.channel_id;
+        let data: Bytes = call.abi_encode().into();
+        let out = self
+            .node
+            .ask(|reply| Command::View {
+                channel_id,
+                data,
+                reply,
+            })
+            .await?;
+        C::abi_decode_returns(&out)
+            .map_err(|e| {
+                NodeError::Machine(entente_evm_runtime::EvmError::BadReturn {
+                    call: C::SIGNATURE,
+                    reason: e.to_string(),
+                })
+            })
+    }
+
+    /// Where the channel stands.
+    pub async fn info(&self) -> Result<ChannelInfo, NodeError> {
+        let channel_id = self.channel_id;
+        self.node.ask(|reply| Command::Info { channel_id, reply }).await
+    }
+
+    /// The channel's events from now on.
+    pub async fn events(&self) -> Result<broadcast::Receiver<ChannelEvent>, NodeError> {
+        let channel_id = self.channel_id;
+        self.node.ask(|reply| Command::Subscribe { channel_id, reply }).await
+    }
+
+    /// Leaves through the chain with the latest provable state (a finished game settles).
+    pub async fn exit(&self) -> Result<(), NodeError> {
+        let channel_id = self.channel_id;
+        self.node.ask(|reply| Command::Exit { channel_id, reply }).await
+    }
+
+    /// Sends a signed transaction as is, bypassing every local check: for tests and demos of
+    /// what the other peers and the chain do with a cheater. An honest application never
+    /// needs it.
+    #[doc(hidden)]
+    pub async fn inject(&self, transaction: SignedTransaction) -> Result<(), NodeError> {
+        let channel_id = self.channel_id;
+        self.node
+            .ask(|reply| Command::Inject {
+                channel_id,
+                transaction: Box::new(transaction),
+                reply,
+            })
+            .await
+    }
+
+    /// Waits until `done` holds for the channel's [`ChannelInfo`], for at most `timeout`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&ChannelInfo) -> bool,
+    ) -> Result<ChannelInfo, NodeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut events = self.events().await?;
+        loop {
+            let info = self.info().await?;
+            if done(&info) {
+                return Ok(info);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Err(NodeError::Timeout(what.to_string())),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Waits until the channel is live.
+    pub async fn wait_live(&self, timeout: Duration) -> Result<ChannelInfo, NodeError> {
+        let info = self
+            .wait_until("the channel to go live", timeout, |i| {
+                matches!(i.phase, Phase::Live | Phase::Closed | Phase::Cancelled)
+            })
+            .await?;
+        match info.phase {
+            Phase::Cancelled => Err(NodeError::ChannelClosed(self.channel_id)),
+            _ => Ok(info),
+        }
+    }
+
+    /// Waits until everything up to `height` is final.
+    pub async fn wait_final(&self, height: u64, timeout: Duration) -> Result<ChannelInfo, NodeError> {
+        self.wait_until("finality", timeout, |i| {
+            i.finalized >= height || i.phase == Phase::Closed
+        })
+        .await
+    }
+
+    /// Waits until the channel has settled on chain.
+    pub async fn wait_closed(&self, timeout: Duration) -> Result<ChannelInfo, NodeError> {
+        self.wait_until("the settlement", timeout, |i| {
+            matches!(i.phase, Phase::Closed | Phase::Cancelled)
+        })
+        .await
+    }
+}
+
+/// Builds a [`ChannelProposal`]: the participants and their deposits, the state machine, and
+/// the call of the machine that computes the genesis state (run locally).
+#[derive(Debug, Clone)]
+pub struct ProposalBuilder {
+    state_machine: Address,
+    participants: Vec<Address>,
+    deposits: Vec<U256>,
+    timing: Timing,
+    agreement_mode: AgreementMode,
+    funding_period: u64,
+    machine_gas_limit: u64,
+    salt: B256,
+}
+
+impl ProposalBuilder {
+    /// A proposal for `participants` (the proposer first) with `deposits`, running the machine
+    /// deployed at `state_machine`.
+    pub fn new(state_machine: Address, participants: Vec<Address>, deposits: Vec<U256>) -> Self {
+        Self {
+            state_machine,
+            participants,
+            deposits,
+            timing: Timing::default(),
+            agreement_mode: AgreementMode::ExplicitConfirmations,
+            funding_period: 3_600,
+            machine_gas_limit: 5_000_000,
+            salt: B256::ZERO,
+        }
+    }
+
+    /// Timing parameters (seconds).
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// How signatures are collected.
+    pub fn agreement_mode(mut self, mode: AgreementMode) -> Self {
+        self.agreement_mode = mode;
+        self
+    }
+
+    /// Seconds every participant has to deposit after the opening.
+    pub fn funding_period(mut self, seconds: u64) -> Self {
+        self.funding_period = seconds;
+        self
+    }
+
+    /// Makes the channel id unique among channels with the same parameters.
+    pub fn salt(mut self, salt: B256) -> Self {
+        self.salt = salt;
+        self
+    }
+
+    /// Computes the genesis state with `initial` (a view of the machine) and asks the manager
+    /// for the channel id.
+    pub async fn build<C: SolCall<Return = Bytes>>(
+        self,
+        node: &Node,
+        machine: &MachineSource,
+        initial: &C,
+    ) -> Result<ChannelProposal, NodeError> {
+        if self.participants.len() != self.deposits.len() || self.participants.len() < 2 {
+            return Err(NodeError::BadProposal(
+                "at least two participants, one deposit each".into(),
+            ));
+        }
+        let code = machine.load()?;
+        let mut scratch = MachineInstance::deploy(&code, self.machine_gas_limit)?;
+        let genesis_state: Bytes = scratch.view_decode(initial)?;
+        let chain = node.chain();
+        let manager = chain.manager().ok_or(NodeError::Config("no manager".into()))?;
+        let mut proposal = ChannelProposal {
+            channel_id: B256::ZERO,
+            chain_id: chain.chain_id(),
+            manager,
+            participants: self.participants,
+            deposits: self.deposits,
+            state_machine: self.state_machine,
+            token: Address::ZERO,
+            timing: self.timing,
+            funding_period: self.funding_period,
+            machine_gas_limit: self.machine_gas_limit,
+            salt: self.salt,
+            genesis_state,
+            agreement_mode: self.agreement_mode,
+        };
+        proposal.channel_id = runtime::compute_channel_id(chain, &proposal).await?;
+        Ok(proposal)
+    }
+}
