@@ -72,7 +72,12 @@ fn default_true() -> bool {
 
 impl NodeConfig {
     /// A configuration with defaults for everything but the essentials.
-    pub fn new(secret_key: B256, rpc_url: impl Into<String>, manager: Address, data_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        secret_key: B256,
+        rpc_url: impl Into<String>,
+        manager: Address,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
         Self {
             secret_key,
             listen: Vec::new(),

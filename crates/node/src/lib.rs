@@ -280,14 +280,21 @@ impl Node {
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(make(reply)).await.map_err(|_| NodeError::Stopped)?;
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
     /// Proposes `proposal` to its other participants; `machine` is the state machine's code,
     /// which every peer runs locally. Returns the channel's handle at once: it goes live when
     /// everyone accepted and deposited ([`Channel::wait_live`]).
-    pub async fn propose(&self, proposal: ChannelProposal, machine: MachineSource) -> Result<Channel, NodeError> {
+    pub async fn propose(
+        &self,
+        proposal: ChannelProposal,
+        machine: MachineSource,
+    ) -> Result<Channel, NodeError> {
         let channel_id = proposal.channel_id;
         self.ask(|reply| Command::Propose {
             proposal: Box::new(proposal),
@@ -401,13 +408,12 @@ impl Channel {
                 reply,
             })
             .await?;
-        C::abi_decode_returns(&out)
-            .map_err(|e| {
-                NodeError::Machine(entente_evm_runtime::EvmError::BadReturn {
-                    call: C::SIGNATURE,
-                    reason: e.to_string(),
-                })
+        C::abi_decode_returns(&out).map_err(|e| {
+            NodeError::Machine(entente_evm_runtime::EvmError::BadReturn {
+                call: C::SIGNATURE,
+                reason: e.to_string(),
             })
+        })
     }
 
     /// Where the channel stands.
@@ -419,7 +425,9 @@ impl Channel {
     /// The channel's events from now on.
     pub async fn events(&self) -> Result<broadcast::Receiver<ChannelEvent>, NodeError> {
         let channel_id = self.channel_id;
-        self.node.ask(|reply| Command::Subscribe { channel_id, reply }).await
+        self.node
+            .ask(|reply| Command::Subscribe { channel_id, reply })
+            .await
     }
 
     /// Leaves through the chain with the latest provable state (a finished game settles).

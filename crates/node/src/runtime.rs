@@ -29,7 +29,10 @@ const TICK: Duration = Duration::from_millis(500);
 const EVENT_CAPACITY: usize = 1024;
 
 /// Asks the manager for the id `open` will give `proposal`'s channel.
-pub(crate) async fn compute_channel_id(chain: &ChainClient, proposal: &ChannelProposal) -> Result<B256, NodeError> {
+pub(crate) async fn compute_channel_id(
+    chain: &ChainClient,
+    proposal: &ChannelProposal,
+) -> Result<B256, NodeError> {
     let manager = chain.manager().ok_or(NodeError::Config("no manager".into()))?;
     let call = IStateChannelManager::computeChannelIdCall {
         spec: onchain_spec(proposal),
@@ -116,7 +119,9 @@ pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(NodeError::Config(format!("cannot start the event loop: {e}"))));
+                    let _ = ready_tx.send(Err(NodeError::Config(format!(
+                        "cannot start the event loop: {e}"
+                    ))));
                     return;
                 }
             };
@@ -416,7 +421,9 @@ impl Runtime {
                     Some(live) => {
                         let sm = &live.sm;
                         let genesis = sm.fork().genesis_height;
-                        let latest = (genesis..=sm.tip()).rev().find_map(|h| live.handler.proof_at(sm, h));
+                        let latest = (genesis..=sm.tip())
+                            .rev()
+                            .find_map(|h| live.handler.proof_at(sm, h));
                         match latest {
                             Some(latest) => {
                                 self.queue(Job::Action {
@@ -556,7 +563,9 @@ impl Runtime {
         }
         let channel_id = proposal.channel_id;
         if self.live.contains_key(&channel_id) || self.pending.contains_key(&channel_id) {
-            return Err(NodeError::BadProposal(format!("channel {channel_id} exists already")));
+            return Err(NodeError::BadProposal(format!(
+                "channel {channel_id} exists already"
+            )));
         }
         machine.load()?;
         self.p2p
@@ -739,9 +748,9 @@ impl Runtime {
             ListenerEvent::Block { number, timestamp } => {
                 self.last_block_timestamp = timestamp;
                 for live in self.live.values_mut() {
-                    let actions = live
-                        .handler
-                        .on_chain_event(&mut live.sm, ChainEvent::Block { timestamp }, now);
+                    let actions =
+                        live.handler
+                            .on_chain_event(&mut live.sm, ChainEvent::Block { timestamp }, now);
                     debug_assert!(actions.is_empty());
                 }
                 self.writes.push(Write::Cursor(ChainCursor {
@@ -836,7 +845,8 @@ impl Runtime {
                 return;
             }
         };
-        let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &code, Config::default(), now) {
+        let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &code, Config::default(), now)
+        {
             Ok(sm) => sm,
             Err(e) => {
                 warn!(target: TARGET, channel = %channel_id, error = %e, "channel does not start");

@@ -92,7 +92,10 @@ async fn run(client: &ChainClient, job: Job) -> Done {
             index,
             amount,
         } => {
-            let result = client.deposit(channel_id, index, amount).await.map(|r| r.gas_used);
+            let result = client
+                .deposit(channel_id, index, amount)
+                .await
+                .map(|r| r.gas_used);
             (channel_id, "deposit".to_string(), result, None)
         }
         Job::Action { channel_id, action } => {
@@ -105,7 +108,10 @@ async fn run(client: &ChainClient, job: Job) -> Done {
             index,
         } => {
             let amount = exits.get(index).map(|e| e.amount);
-            let result = client.withdraw(channel_id, &exits, index).await.map(|r| r.gas_used);
+            let result = client
+                .withdraw(channel_id, &exits, index)
+                .await
+                .map(|r| r.gas_used);
             (channel_id, "withdraw".to_string(), result, amount)
         }
         Job::WithdrawPending { channel_id, token } => {
@@ -143,8 +149,12 @@ async fn run(client: &ChainClient, job: Job) -> Done {
         }
     };
     match &result {
-        Ok(gas) => tracing::info!(target: "entente::node", channel = %channel_id, %what, gas, "chain call done"),
-        Err(e) => tracing::warn!(target: "entente::node", channel = %channel_id, %what, error = %e, "chain call failed"),
+        Ok(gas) => {
+            tracing::info!(target: "entente::node", channel = %channel_id, %what, gas, "chain call done")
+        }
+        Err(e) => {
+            tracing::warn!(target: "entente::node", channel = %channel_id, %what, error = %e, "chain call failed")
+        }
     }
     Done {
         channel_id,

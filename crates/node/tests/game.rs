@@ -1,0 +1,97 @@
+//! Two in-process nodes play tic-tac-toe over libp2p on loopback with a real anvil chain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod support;
+
+use std::time::Duration;
+
+use entente_contracts::{TicTacToe, artifacts};
+use entente_node::{Channel, ChannelEvent, MachineSource, Node, NodeError, Phase, ProposalBuilder};
+use support::{World, dial_addr, ether};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn play(channel: &Channel, me: entente_types::Address, cell: u8) {
+    channel
+        .wait_until("my turn", WAIT, |i| i.next_writer == me || i.game_over)
+        .await
+        .unwrap();
+    channel.call(&TicTacToe::playCall { cell }).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_game_settles_on_chain_and_pays_the_winner() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Node::start(world.config(1, &dir.path().join("alice"), vec![]))
+        .await
+        .unwrap();
+    let bob = Node::start(world.config(2, &dir.path().join("bob"), vec![dial_addr(&alice).await]))
+        .await
+        .unwrap();
+    let (a, b) = (alice.address(), bob.address());
+    let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
+    let stake = ether(1);
+    let proposal = ProposalBuilder::new(world.tictactoe, vec![a, b], vec![stake, stake])
+        .build(&alice, &code, &TicTacToe::initialStateCall { x: a, o: b, stake })
+        .await
+        .unwrap();
+    let before_a = alice.balance().await.unwrap();
+    let before_b = bob.balance().await.unwrap();
+
+    let game_a = alice.propose(proposal, code.clone()).await.unwrap();
+    let (from, invitation) = bob.next_proposal(WAIT).await.unwrap();
+    assert_eq!(from, a);
+    assert_eq!(invitation.channel_id, game_a.id());
+    // Not live yet: moves are refused with a clear error.
+    let early = game_a.call(&TicTacToe::playCall { cell: 4 }).await;
+    assert!(matches!(early, Err(NodeError::NotLive(_))), "{early:?}");
+    let game_b = bob.accept(invitation.channel_id, code).await.unwrap();
+    game_a.wait_live(WAIT).await.unwrap();
+    game_b.wait_live(WAIT).await.unwrap();
+    let mut events_b = game_b.events().await.unwrap();
+
+    // X: 4, O: 0, X: 1, O: 2, X: 7 -> X (alice) wins the middle column.
+    play(&game_a, a, 4).await;
+    // Not bob's move to make twice, not alice's turn now.
+    play(&game_b, b, 0).await;
+    play(&game_a, a, 1).await;
+    let occupied = game_b.call(&TicTacToe::playCall { cell: 1 }).await;
+    assert!(matches!(occupied, Err(NodeError::Move(_))), "{occupied:?}");
+    play(&game_b, b, 2).await;
+    play(&game_a, a, 7).await;
+
+    let closed_a = game_a.wait_closed(WAIT).await.unwrap();
+    let closed_b = game_b.wait_closed(WAIT).await.unwrap();
+    assert_eq!(closed_a.phase, Phase::Closed);
+    let exits = closed_a.exits.clone().unwrap();
+    assert_eq!(exits, vec![(a, ether(2)), (b, entente_types::U256::ZERO)]);
+    assert_eq!(closed_b.exits.unwrap(), exits);
+    // The game was final on bob's side before it settled.
+    let mut finalized = 0;
+    while let Ok(event) = events_b.try_recv() {
+        if let ChannelEvent::Protocol(entente_node::ProtocolEvent::Finalized { height, .. }) = event {
+            finalized = finalized.max(height);
+        }
+    }
+    assert_eq!(finalized, 5);
+    // Alice withdrew both stakes (minus gas); bob lost his.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let a_now = alice.balance().await.unwrap();
+        if a_now > before_a + ether(1) - ether(1) / entente_types::U256::from(100u64) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice was not paid: {before_a} -> {a_now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b_now = bob.balance().await.unwrap();
+    assert!(b_now < before_b - ether(1) + ether(1) / entente_types::U256::from(100u64));
+    // A move after the end is refused.
+    let late = game_a.call(&TicTacToe::playCall { cell: 8 }).await;
+    assert!(matches!(late, Err(NodeError::ChannelClosed(_))), "{late:?}");
+}
