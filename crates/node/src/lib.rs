@@ -65,12 +65,12 @@ use std::time::Duration;
 
 use alloy_sol_types::SolCall;
 use entente_evm_runtime::MachineInstance;
-use entente_p2p::{Multiaddr, PeerId};
 use entente_types::{Address, AgreementMode, B256, Bytes, ChannelProposal, SignedTransaction, Timing, U256};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use config::NodeConfig;
 pub use entente_dispute::ChainEvent;
+pub use entente_p2p::{Multiaddr, PeerId};
 pub use entente_state_manager::Event as ProtocolEvent;
 pub use entente_store::MachineSource;
 pub use error::NodeError;
@@ -91,7 +91,7 @@ pub enum NodeEvent {
         /// The channel.
         channel_id: B256,
         /// What.
-        event: ChannelEvent,
+        event: Box<ChannelEvent>,
     },
     /// The chain stopped answering; the node keeps retrying.
     ChainUnavailable {
@@ -167,6 +167,10 @@ pub struct ChannelInfo {
     pub tip: u64,
     /// Height up to which everything is final.
     pub finalized: u64,
+    /// Hash of the state at `tip`.
+    pub tip_state_hash: B256,
+    /// Timestamp of the transaction at `tip` (or of the fork's genesis).
+    pub tip_timestamp: u64,
     /// Current participants.
     pub participants: Vec<Address>,
     /// Who writes next.

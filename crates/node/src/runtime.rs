@@ -343,7 +343,10 @@ impl Runtime {
         if let Some(sender) = sender {
             let _ = sender.send(event.clone());
         }
-        let _ = self.events.send(NodeEvent::Channel { channel_id, event });
+        let _ = self.events.send(NodeEvent::Channel {
+            channel_id,
+            event: Box::new(event),
+        });
     }
 
     // ----- commands -----------------------------------------------------------------------
@@ -485,6 +488,8 @@ impl Runtime {
                 fork: sm.fork().fork,
                 tip: sm.tip(),
                 finalized: sm.finalized_height(),
+                tip_state_hash: sm.tip_state_hash(),
+                tip_timestamp: sm.tip_timestamp(),
                 participants: sm.fork().participants.clone(),
                 next_writer: sm.next_writer(),
                 game_over: sm.is_game_over(),
@@ -506,6 +511,8 @@ impl Runtime {
                 fork: 0,
                 tip: 0,
                 finalized: 0,
+                tip_state_hash: B256::ZERO,
+                tip_timestamp: 0,
                 participants: p.proposal.participants.clone(),
                 next_writer: Address::ZERO,
                 game_over: false,
@@ -520,6 +527,8 @@ impl Runtime {
                 fork: 0,
                 tip: 0,
                 finalized: 0,
+                tip_state_hash: B256::ZERO,
+                tip_timestamp: 0,
                 participants: c.participants.clone(),
                 next_writer: Address::ZERO,
                 game_over: true,
