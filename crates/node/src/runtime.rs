@@ -895,7 +895,7 @@ impl Runtime {
                 amount: *amount,
             })
             .collect();
-        if let Some(index) = exits.iter().position(|(p, _)| *p == self.me) {
+        if let Some(index) = exits.iter().position(|(p, a)| *p == self.me && !a.is_zero()) {
             self.queue(Job::Withdraw {
                 channel_id,
                 exits: onchain,

@@ -202,3 +202,122 @@ async fn a_cheating_player_is_slashed_by_a_fraud_proof() {
     );
     assert!(x.has("closed payout=2.0000"), "{lines}");
 }
+
+/// Runs of the crash test: `CRASH_RUNS` if set (the CI slice is 20).
+fn crash_runs() -> u64 {
+    std::env::var("CRASH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+/// One crash run: O is killed with SIGKILL at a point chosen by `seed` (after some number of
+/// applied moves, plus a few milliseconds), restarted from its data directory, and the game
+/// must settle with every signature of O consistent.
+async fn crash_run(chain: &Chain, seed: u64) -> Result<bool, String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut x, mut o) = start_game(chain, dir.path(), &[], &[]);
+    let x_listen = Player::value(&x.wait_for("listening ", WAIT));
+    o.wait_for("live ", WAIT);
+    let applied: usize = rng.random_range(0..=6);
+    let extra_ms: u64 = rng.random_range(0..=10);
+    let deadline = Instant::now() + WAIT;
+    while o.lines().iter().filter(|l| l.starts_with("applied ")).count() < applied && !o.has("done ") {
+        if Instant::now() > deadline {
+            return Err(format!("seed {seed}: O never applied {applied} moves"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(extra_ms));
+    let before_kill = o.lines();
+    o.kill();
+    let mid_game = !before_kill.iter().any(|l| l.starts_with("closed "));
+    let channel = Player::value(
+        before_kill
+            .iter()
+            .find(|l| l.starts_with("channel "))
+            .ok_or(format!("seed {seed}: no channel line"))?,
+    );
+    // Restart from the data directory; it finds X again through X's address.
+    let mut o2 = Player::spawn(
+        chain,
+        chain.anvil.keys()[2],
+        &dir.path().join("o"),
+        &["--resume".to_string(), "--bootstrap".to_string(), x_listen],
+    );
+    x.wait_for("done ", WAIT);
+    o2.wait_for("done ", WAIT);
+    let x_lines = x.lines();
+    let o2_lines = o2.lines();
+    drop(x);
+    drop(o2);
+    println!(
+        "seed {seed}: killed after {applied} applied + {extra_ms} ms (mid-game: {mid_game}); after the restart O applied {} more",
+        o2_lines.iter().filter(|l| l.starts_with("applied ")).count()
+    );
+    if std::env::var("CRASH_VERBOSE").is_ok() {
+        println!("{}", o2_lines.join("\n"));
+    }
+    if let Some(bad) = x_lines
+        .iter()
+        .find(|l| l.starts_with("equivocation") || l.starts_with("dispute"))
+    {
+        return Err(format!("seed {seed}: X saw {bad}"));
+    }
+    check_signatures(dir.path(), &channel)
+        .map_err(|e| format!("seed {seed} (killed after {applied} moves + {extra_ms} ms): {e}"))?;
+    Ok(mid_game)
+}
+
+/// Every digest O recorded as signed at a (fork, height) is the digest of the transaction X
+/// holds there, and X saw no equivocation: O never signed two transactions at one height.
+fn check_signatures(dir: &Path, channel: &str) -> Result<(), String> {
+    let channel: B256 = channel.parse().map_err(|e| format!("channel id: {e}"))?;
+    let o = entente_store::Store::open(dir.join("o")).map_err(|e| e.to_string())?;
+    let x = entente_store::Store::open(dir.join("x")).map_err(|e| e.to_string())?;
+    let own = o.own_signatures(&channel, 0).map_err(|e| e.to_string())?;
+    if own.is_empty() {
+        return Err("O recorded no signature".into());
+    }
+    let held = x.transactions(&channel, 0).map_err(|e| e.to_string())?;
+    for ((fork, height), digest) in &own {
+        let Some(tx) = held.iter().find(|t| t.transaction.height == *height) else {
+            continue; // O signed it, X never got it before the end: no conflict possible
+        };
+        if tx.digest != *digest {
+            return Err(format!(
+                "O signed {digest} at fork {fork} height {height}, X holds {}",
+                tx.digest
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_killed_at_random_points_restarts_and_finishes_without_double_signing() {
+    let chain = chain().await;
+    let mut failures = Vec::new();
+    let mut mid_game = 0;
+    let runs = crash_runs();
+    for seed in 0..runs {
+        match crash_run(&chain, seed).await {
+            Ok(true) => mid_game += 1,
+            Ok(false) => {}
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Most kills must land while the game runs, or the test proves little.
+    assert!(
+        mid_game * 2 >= runs,
+        "only {mid_game} of {runs} kills landed mid-game"
+    );
+}
