@@ -231,6 +231,9 @@ pub(crate) enum Command {
     Channels {
         reply: Reply<Vec<B256>>,
     },
+    Invitations {
+        reply: Reply<Vec<(Address, ChannelProposal)>>,
+    },
 }
 
 /// A running node: one participant's key, network presence, chain account and data directory.
@@ -332,9 +335,17 @@ impl Node {
         .await
     }
 
-    /// Waits for the next proposal (from anyone) for at most `timeout`.
+    /// Proposals received and not answered yet, with their senders.
+    pub async fn invitations(&self) -> Result<Vec<(Address, ChannelProposal)>, NodeError> {
+        self.ask(|reply| Command::Invitations { reply }).await
+    }
+
+    /// The first unanswered proposal, waiting for one (from anyone) for at most `timeout`.
     pub async fn next_proposal(&self, timeout: Duration) -> Result<(Address, ChannelProposal), NodeError> {
         let mut events = self.events.subscribe();
+        if let Some(first) = self.invitations().await?.into_iter().next() {
+            return Ok(first);
+        }
         let wait = async {
             loop {
                 match events.recv().await {

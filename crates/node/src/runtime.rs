@@ -455,6 +455,11 @@ impl Runtime {
                 };
                 let _ = reply.send(result);
             }
+            Command::Invitations { reply } => {
+                let mut list: Vec<(Address, ChannelProposal)> = self.invitations.values().cloned().collect();
+                list.sort_by_key(|(_, p)| p.channel_id);
+                let _ = reply.send(Ok(list));
+            }
             Command::Channels { reply } => {
                 let mut ids: Vec<B256> = self
                     .live
