@@ -58,6 +58,7 @@
 
 mod config;
 mod error;
+mod membership;
 mod runtime;
 mod worker;
 
@@ -234,6 +235,27 @@ pub(crate) enum Command {
     Invitations {
         reply: Reply<Vec<(Address, ChannelProposal)>>,
     },
+    AllowJoin {
+        channel_id: B256,
+        joiner: Address,
+        reply: Reply<()>,
+    },
+    ProposeJoin {
+        channel_id: B256,
+        joiner: Address,
+        amount: U256,
+        data: Bytes,
+        reply: Reply<()>,
+    },
+    Leave {
+        channel_id: B256,
+        reply: Reply<()>,
+    },
+    ExpectJoin {
+        channel_id: B256,
+        machine: MachineSource,
+        reply: Reply<()>,
+    },
 }
 
 /// A running node: one participant's key, network presence, chain account and data directory.
@@ -340,6 +362,20 @@ impl Node {
         self.ask(|reply| Command::Invitations { reply }).await
     }
 
+    /// Prepares to join the running channel `channel_id`: when a participant sends this node a
+    /// complete approval (see [`Channel::propose_join`]), the node pays its deposit through the
+    /// chain and takes part from the fork that starts with it. `machine` is the channel's state
+    /// machine code.
+    pub async fn expect_join(&self, channel_id: B256, machine: MachineSource) -> Result<Channel, NodeError> {
+        self.ask(|reply| Command::ExpectJoin {
+            channel_id,
+            machine,
+            reply,
+        })
+        .await?;
+        Ok(self.handle(channel_id))
+    }
+
     /// The first unanswered proposal, waiting for one (from anyone) for at most `timeout`.
     pub async fn next_proposal(&self, timeout: Duration) -> Result<(Address, ChannelProposal), NodeError> {
         let mut events = self.events.subscribe();
@@ -443,6 +479,43 @@ impl Channel {
         self.node
             .ask(|reply| Command::Subscribe { channel_id, reply })
             .await
+    }
+
+    /// Lets `joiner` join this channel when another participant proposes it (this node then
+    /// co-signs the approval).
+    pub async fn allow_join(&self, joiner: Address) -> Result<(), NodeError> {
+        let channel_id = self.channel_id;
+        self.node
+            .ask(|reply| Command::AllowJoin {
+                channel_id,
+                joiner,
+                reply,
+            })
+            .await
+    }
+
+    /// Proposes that `joiner` join with a deposit of `amount` (`data` goes to the machine's join
+    /// hook), at this node's current state, which must be final. Every other participant must
+    /// have allowed it ([`Channel::allow_join`]); the newcomer must expect it
+    /// ([`Node::expect_join`]).
+    pub async fn propose_join(&self, joiner: Address, amount: U256, data: Bytes) -> Result<(), NodeError> {
+        let channel_id = self.channel_id;
+        self.node
+            .ask(|reply| Command::ProposeJoin {
+                channel_id,
+                joiner,
+                amount,
+                data,
+                reply,
+            })
+            .await
+    }
+
+    /// Leaves the channel by agreement at the current (final) state, with the share the
+    /// machine's remove hook gives; the others co-sign and the channel carries on without us.
+    pub async fn leave(&self) -> Result<(), NodeError> {
+        let channel_id = self.channel_id;
+        self.node.ask(|reply| Command::Leave { channel_id, reply }).await
     }
 
     /// Leaves through the chain with the latest provable state (a finished game settles).

@@ -13,12 +13,14 @@ use entente_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pManager};
 use entente_state_manager::{Config, Effect, PersistRecord, StateManager};
 use entente_store::{ChainCursor, ChannelRecord, ChannelStatus, MachineSource, OpenMode, Store};
 use entente_types::{
-    Address, B256, ChannelProposal, Envelope, LocalSigner, MAX_REASON_BYTES, Message, ProposalAnswer, Signer,
+    Address, ApprovalSignature, B256, ChannelProposal, Envelope, JoinTicket, LocalSigner, MAX_REASON_BYTES,
+    MembershipApproval, MembershipChange, Message, ProposalAnswer, Signer, recover_signer,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::membership::{Collecting, approval_digest, to_join, to_leave};
 use crate::worker::{self, Done, Job};
 use crate::{ChannelEvent, ChannelInfo, Command, Node, NodeConfig, NodeError, NodeEvent, Phase};
 
@@ -142,6 +144,9 @@ pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
                     closed: HashMap::new(),
                     writes: Vec::new(),
                     last_block_timestamp,
+                    approvals: HashMap::new(),
+                    allowed_joins: HashMap::new(),
+                    joining: HashMap::new(),
                 };
                 if let Err(e) = runtime.restore().await {
                     let _ = ready_tx.send(Err(e));
@@ -218,6 +223,19 @@ struct Runtime {
     /// Writes for the next commit.
     writes: Vec<Write>,
     last_block_timestamp: u64,
+    /// Membership approvals being signed, by digest.
+    approvals: HashMap<B256, Collecting>,
+    /// Newcomers our application lets join, per channel.
+    allowed_joins: HashMap<B256, BTreeSet<Address>>,
+    /// Channels we expect to join.
+    joining: HashMap<B256, Joining>,
+}
+
+/// A channel this node expects to join.
+struct Joining {
+    machine: MachineSource,
+    events: broadcast::Sender<ChannelEvent>,
+    ticket: Option<JoinTicket>,
 }
 
 impl Runtime {
@@ -339,7 +357,8 @@ impl Runtime {
             .get(&channel_id)
             .map(|l| &l.events)
             .or_else(|| self.pending.get(&channel_id).map(|p| &p.events))
-            .or_else(|| self.closed.get(&channel_id).map(|c| &c.events));
+            .or_else(|| self.closed.get(&channel_id).map(|c| &c.events))
+            .or_else(|| self.joining.get(&channel_id).map(|j| &j.events));
         if let Some(sender) = sender {
             let _ = sender.send(event.clone());
         }
@@ -416,6 +435,7 @@ impl Runtime {
                     .map(|l| l.events.subscribe())
                     .or_else(|| self.pending.get(&channel_id).map(|p| p.events.subscribe()))
                     .or_else(|| self.closed.get(&channel_id).map(|c| c.events.subscribe()))
+                    .or_else(|| self.joining.get(&channel_id).map(|j| j.events.subscribe()))
                     .ok_or(NodeError::UnknownChannel(channel_id));
                 let _ = reply.send(receiver);
             }
@@ -452,6 +472,75 @@ impl Runtime {
                     Ok(())
                 } else {
                     Err(self.not_live(channel_id))
+                };
+                let _ = reply.send(result);
+            }
+            Command::AllowJoin {
+                channel_id,
+                joiner,
+                reply,
+            } => {
+                let result = if self.live.contains_key(&channel_id) {
+                    self.allowed_joins.entry(channel_id).or_default().insert(joiner);
+                    // Approvals that arrived before the permission can be signed now.
+                    let pending: Vec<B256> = self
+                        .approvals
+                        .iter()
+                        .filter(|(_, c)| c.approval.channel_id == channel_id)
+                        .map(|(d, _)| *d)
+                        .collect();
+                    for digest in pending {
+                        self.cosign(channel_id, digest);
+                    }
+                    Ok(())
+                } else {
+                    Err(self.not_live(channel_id))
+                };
+                let _ = reply.send(result);
+            }
+            Command::ProposeJoin {
+                channel_id,
+                joiner,
+                amount,
+                data,
+                reply,
+            } => {
+                let change = MembershipChange::Join {
+                    participant: joiner,
+                    amount,
+                    data,
+                };
+                let result = self.start_approval(channel_id, change).await;
+                let _ = reply.send(result);
+            }
+            Command::Leave { channel_id, reply } => {
+                let change = MembershipChange::Leave { participant: self.me };
+                let result = self.start_approval(channel_id, change).await;
+                let _ = reply.send(result);
+            }
+            Command::ExpectJoin {
+                channel_id,
+                machine,
+                reply,
+            } => {
+                let result = if self.live.contains_key(&channel_id) {
+                    Err(NodeError::BadProposal(format!("already in channel {channel_id}")))
+                } else {
+                    match machine.load() {
+                        Ok(_) => {
+                            let (events, _) = broadcast::channel(EVENT_CAPACITY);
+                            self.joining.insert(
+                                channel_id,
+                                Joining {
+                                    machine,
+                                    events,
+                                    ticket: None,
+                                },
+                            );
+                            Ok(())
+                        }
+                        Err(e) => Err(e.into()),
+                    }
                 };
                 let _ = reply.send(result);
             }
@@ -519,6 +608,26 @@ impl Runtime {
                 tip_state_hash: B256::ZERO,
                 tip_timestamp: 0,
                 participants: p.proposal.participants.clone(),
+                next_writer: Address::ZERO,
+                game_over: false,
+                disputed: false,
+                exits: None,
+            });
+        }
+        if let Some(j) = self.joining.get(&channel_id) {
+            return Ok(ChannelInfo {
+                channel_id,
+                phase: Phase::Funding,
+                fork: 0,
+                tip: 0,
+                finalized: 0,
+                tip_state_hash: B256::ZERO,
+                tip_timestamp: 0,
+                participants: j
+                    .ticket
+                    .as_ref()
+                    .map(|t| t.channel.participants.clone())
+                    .unwrap_or_default(),
                 next_writer: Address::ZERO,
                 game_over: false,
                 disputed: false,
@@ -746,12 +855,352 @@ impl Runtime {
                     self.queue(job);
                 }
             }
+            Message::Approval(approval) => self.on_approval(channel_id, from, *approval),
+            Message::JoinTicket(ticket) => self.on_ticket(from, *ticket),
             message => {
                 if let Some(live) = self.live.get_mut(&channel_id) {
                     let _ = live.sm.handle_message(from, message, now);
                 }
             }
         }
+    }
+
+    // ----- membership ---------------------------------------------------------------------
+
+    /// Starts an approval of `change` at our final tip, signed by us.
+    async fn start_approval(&mut self, channel_id: B256, change: MembershipChange) -> Result<(), NodeError> {
+        let now = self.now_ms();
+        let last_block_timestamp = self.last_block_timestamp;
+        let Some(live) = self.live.get_mut(&channel_id) else {
+            return Err(self.not_live(channel_id));
+        };
+        let sm = &mut live.sm;
+        if sm.tip() != sm.finalized_height() {
+            return Err(NodeError::BadProposal(format!(
+                "the state at height {} is not final yet (final up to {})",
+                sm.tip(),
+                sm.finalized_height()
+            )));
+        }
+        let participants = sm.fork().participants.clone();
+        match &change {
+            MembershipChange::Join { participant, .. } if participants.contains(participant) => {
+                return Err(NodeError::BadProposal(format!(
+                    "{participant} is a participant already"
+                )));
+            }
+            MembershipChange::Leave { .. } if participants.len() < 2 => {
+                return Err(NodeError::BadProposal("nobody left to approve".into()));
+            }
+            _ => {}
+        }
+        let chain_now = sm.now_secs(now).max(last_block_timestamp);
+        let approval = MembershipApproval {
+            channel_id,
+            fork: sm.fork().fork,
+            height: sm.tip(),
+            state_hash: sm.tip_state_hash(),
+            change,
+            deadline: chain_now + 3_600,
+        };
+        let digest = approval_digest(&sm.spec().domain, &approval);
+        let signature = self.signer.sign_digest(&digest);
+        if let MembershipChange::Join { participant, .. } = &approval.change {
+            // The newcomer may talk to us from now on (its ticket comes from us).
+            let mut with_joiner = participants.clone();
+            with_joiner.push(*participant);
+            self.p2p.join_channel(channel_id, with_joiner).await?;
+        }
+        self.approvals.insert(
+            digest,
+            Collecting {
+                approval: approval.clone(),
+                signatures: std::collections::BTreeMap::from([(self.me, signature)]),
+                sponsor: true,
+                done: false,
+            },
+        );
+        self.send(
+            channel_id,
+            None,
+            Message::Approval(Box::new(ApprovalSignature { approval, signature })),
+        );
+        self.complete(channel_id, digest);
+        Ok(())
+    }
+
+    fn on_approval(&mut self, channel_id: B256, from: Address, message: ApprovalSignature) {
+        let Some(live) = self.live.get(&channel_id) else {
+            return;
+        };
+        if !live.sm.fork().participants.contains(&from) {
+            return;
+        }
+        let digest = approval_digest(&live.sm.spec().domain, &message.approval);
+        match recover_signer(&digest, &message.signature) {
+            Ok(signer) if signer == from => {}
+            _ => {
+                warn!(target: TARGET, channel = %channel_id, %from, "approval signature does not match its sender");
+                return;
+            }
+        }
+        if self.approvals.len() >= 64 && !self.approvals.contains_key(&digest) {
+            warn!(target: TARGET, channel = %channel_id, "too many open approvals: dropped");
+            return;
+        }
+        let entry = self.approvals.entry(digest).or_insert_with(|| Collecting {
+            approval: message.approval.clone(),
+            signatures: std::collections::BTreeMap::new(),
+            sponsor: false,
+            done: false,
+        });
+        entry.signatures.insert(from, message.signature);
+        self.cosign(channel_id, digest);
+        self.complete(channel_id, digest);
+    }
+
+    /// Signs the approval `digest` if we have not and it is acceptable: our own final state,
+    /// and, for a newcomer, one our application allowed.
+    fn cosign(&mut self, channel_id: B256, digest: B256) {
+        let Some(live) = self.live.get_mut(&channel_id) else {
+            return;
+        };
+        let Some(entry) = self.approvals.get_mut(&digest) else {
+            return;
+        };
+        if entry.signatures.contains_key(&self.me) {
+            return;
+        }
+        let a = &entry.approval;
+        let sm = &live.sm;
+        let state_ok = a.fork == sm.fork().fork
+            && a.height <= sm.finalized_height()
+            && sm
+                .state_at(a.height)
+                .is_some_and(|s| entente_types::state_hash(s) == a.state_hash);
+        let allowed = match &a.change {
+            MembershipChange::Join { participant, .. } => self
+                .allowed_joins
+                .get(&channel_id)
+                .is_some_and(|set| set.contains(participant)),
+            MembershipChange::Leave { participant } => sm.fork().participants.contains(participant),
+        };
+        if !state_ok || !allowed || a.deadline <= self.last_block_timestamp {
+            debug!(target: TARGET, channel = %channel_id, state_ok, allowed, "approval not signed (yet)");
+            return;
+        }
+        let signature = self.signer.sign_digest(&digest);
+        entry.signatures.insert(self.me, signature);
+        let approval = entry.approval.clone();
+        self.send(
+            channel_id,
+            None,
+            Message::Approval(Box::new(ApprovalSignature { approval, signature })),
+        );
+    }
+
+    /// With every current participant's signature: the sponsor of a join sends the ticket, a
+    /// leaver submits its leave.
+    fn complete(&mut self, channel_id: B256, digest: B256) {
+        let Some(live) = self.live.get(&channel_id) else {
+            return;
+        };
+        let Some(entry) = self.approvals.get_mut(&digest) else {
+            return;
+        };
+        let participants = live.sm.fork().participants.clone();
+        let ordered: Option<Vec<entente_types::Signature>> = participants
+            .iter()
+            .map(|p| entry.signatures.get(p).copied())
+            .collect();
+        let Some(signatures) = ordered else { return };
+        if entry.done || !entry.sponsor {
+            return;
+        }
+        let Some(state) = live.sm.state_at(entry.approval.height).cloned() else {
+            return;
+        };
+        entry.done = true;
+        let approval = entry.approval.clone();
+        let bytes: Vec<entente_types::Bytes> = signatures
+            .iter()
+            .map(|s| entente_types::Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        match approval.change.clone() {
+            MembershipChange::Join {
+                participant,
+                amount,
+                data,
+            } => {
+                let spec = live.sm.spec();
+                let channel = ChannelProposal {
+                    channel_id,
+                    chain_id: spec.domain.chain_id(),
+                    manager: spec.domain.verifying_contract(),
+                    participants: participants.clone(),
+                    deposits: Vec::new(),
+                    state_machine: spec.state_machine,
+                    token: Address::ZERO,
+                    timing: spec.timing,
+                    funding_period: 0,
+                    machine_gas_limit: live.sm.gas_limit(),
+                    salt: B256::ZERO,
+                    genesis_state: state.clone(),
+                    agreement_mode: spec.agreement_mode,
+                };
+                info!(target: TARGET, channel = %channel_id, %participant, "join approved by all: ticket sent");
+                self.send(
+                    channel_id,
+                    Some(participant),
+                    Message::JoinTicket(Box::new(JoinTicket {
+                        approval: approval.clone(),
+                        state,
+                        signatures,
+                        channel,
+                    })),
+                );
+                let _ = (amount, data);
+            }
+            MembershipChange::Leave { participant } => {
+                info!(target: TARGET, channel = %channel_id, "leave approved by all: submitting");
+                self.queue(Job::Leave {
+                    channel_id,
+                    approval: Box::new(to_leave(&approval, participant)),
+                    state,
+                    signatures: bytes,
+                });
+            }
+        }
+    }
+
+    /// A ticket to join: check every signature, then pay the deposit through `joinChannel`.
+    fn on_ticket(&mut self, from: Address, ticket: JoinTicket) {
+        let channel_id = ticket.approval.channel_id;
+        let Some(joining) = self.joining.get_mut(&channel_id) else {
+            debug!(target: TARGET, channel = %channel_id, %from, "unexpected join ticket");
+            return;
+        };
+        if joining.ticket.is_some() {
+            return;
+        }
+        let MembershipChange::Join {
+            participant,
+            amount,
+            data,
+        } = ticket.approval.change.clone()
+        else {
+            return;
+        };
+        if participant != self.me
+            || ticket.channel.chain_id != self.chain_id
+            || ticket.channel.manager != self.manager
+            || entente_types::state_hash(&ticket.state) != ticket.approval.state_hash
+            || ticket.signatures.len() != ticket.channel.participants.len()
+        {
+            warn!(target: TARGET, channel = %channel_id, %from, "join ticket refused: it does not match");
+            return;
+        }
+        let domain = entente_types::Domain::new(self.chain_id, self.manager);
+        let digest = approval_digest(&domain, &ticket.approval);
+        let signed_by_all = ticket
+            .channel
+            .participants
+            .iter()
+            .zip(&ticket.signatures)
+            .all(|(p, s)| recover_signer(&digest, s).is_ok_and(|a| a == *p));
+        if !signed_by_all {
+            warn!(target: TARGET, channel = %channel_id, %from, "join ticket refused: a signature does not match");
+            return;
+        }
+        let signatures: Vec<entente_types::Bytes> = ticket
+            .signatures
+            .iter()
+            .map(|s| entente_types::Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        let job = Job::Join {
+            channel_id,
+            approval: Box::new(to_join(&ticket.approval, participant, amount, data)),
+            state: ticket.state.clone(),
+            signatures,
+        };
+        info!(target: TARGET, channel = %channel_id, "join ticket received: joining on chain");
+        joining.ticket = Some(ticket);
+        self.queue(job);
+    }
+
+    /// The fork our join started: run the channel from its genesis.
+    fn joined(
+        &mut self,
+        channel_id: B256,
+        fork: entente_state_manager::ForkInfo,
+        state: &entente_types::Bytes,
+        now: u64,
+    ) {
+        let Some(joining) = self.joining.remove(&channel_id) else {
+            return;
+        };
+        let Some(ticket) = joining.ticket else {
+            self.joining.insert(channel_id, joining);
+            return;
+        };
+        let mut channel = ticket.channel;
+        channel.participants = fork.participants.clone();
+        channel.genesis_state = state.clone();
+        let spec = channel.channel_spec(fork.genesis_timestamp);
+        let code = match joining.machine.load() {
+            Ok(code) => code,
+            Err(e) => {
+                warn!(target: TARGET, channel = %channel_id, error = %e, "machine does not load");
+                return;
+            }
+        };
+        let config = Config {
+            gas_limit: channel.machine_gas_limit,
+            ..Config::default()
+        };
+        let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &code, config, now) {
+            Ok(sm) => sm,
+            Err(e) => {
+                warn!(target: TARGET, channel = %channel_id, error = %e, "joined channel does not start");
+                return;
+            }
+        };
+        if let Err(e) = sm.apply_fork(fork.clone(), state, now) {
+            warn!(target: TARGET, channel = %channel_id, error = %e, "joined fork does not load");
+            return;
+        }
+        if self.last_block_timestamp > 0 {
+            sm.observe_block(self.last_block_timestamp, now);
+        }
+        self.writes.push(Write::Channel(Box::new(ChannelRecord {
+            spec,
+            me: self.me,
+            machine: joining.machine,
+            status: ChannelStatus::Open,
+        })));
+        self.writes
+            .push(Write::Fork(channel_id, fork.clone(), state.clone()));
+        self.rejoin_p2p(channel_id, fork.participants.clone());
+        info!(target: TARGET, channel = %channel_id, fork = fork.fork, "joined");
+        let genesis_timestamp = fork.genesis_timestamp;
+        self.live.insert(
+            channel_id,
+            Live {
+                sm,
+                handler: DisputeHandler::new(self.me),
+                events: joining.events,
+            },
+        );
+        self.emit(channel_id, ChannelEvent::Live { genesis_timestamp });
+    }
+
+    fn rejoin_p2p(&self, channel_id: B256, participants: Vec<Address>) {
+        let p2p = self.p2p.clone();
+        tokio::spawn(async move {
+            if let Err(e) = p2p.join_channel(channel_id, participants).await {
+                warn!(target: TARGET, channel = %channel_id, error = %e, "cannot update the channel's peers");
+            }
+        });
     }
 
     // ----- chain --------------------------------------------------------------------------
@@ -825,14 +1274,40 @@ impl Runtime {
             }
             _ => {}
         }
+        if let ChainEvent::SetState {
+            fork,
+            genesis_height,
+            genesis_timestamp,
+            state,
+            participants,
+        } = &event
+            && self.joining.contains_key(&channel_id)
+            && participants.contains(&self.me)
+        {
+            let info = entente_state_manager::ForkInfo {
+                fork: *fork,
+                genesis_height: *genesis_height,
+                genesis_timestamp: *genesis_timestamp,
+                genesis_state_hash: entente_types::state_hash(state),
+                participants: participants.clone(),
+            };
+            self.joined(channel_id, info, state, now);
+        }
+        let mut left = false;
         if let Some(live) = self.live.get_mut(&channel_id) {
             let fork_before = live.sm.fork().fork;
             let actions = live.handler.on_chain_event(&mut live.sm, event.clone(), now);
             let fork = live.sm.fork().clone();
-            if fork.fork != fork_before
-                && let Some(state) = live.sm.state_at(fork.genesis_height).cloned()
-            {
-                self.writes.push(Write::Fork(channel_id, fork, state));
+            if fork.fork != fork_before {
+                if let Some(state) = live.sm.state_at(fork.genesis_height).cloned() {
+                    self.writes.push(Write::Fork(channel_id, fork.clone(), state));
+                }
+                if fork.participants.contains(&self.me) {
+                    self.rejoin_p2p(channel_id, fork.participants.clone());
+                } else {
+                    left = true;
+                }
+                self.approvals.retain(|_, c| c.approval.channel_id != channel_id);
             }
             for action in actions {
                 self.queue(Job::Action {
@@ -840,6 +1315,11 @@ impl Runtime {
                     action: Box::new(action),
                 });
             }
+        }
+        if left {
+            // We left (or were removed): what the machine gave us waits in the pending ledger.
+            info!(target: TARGET, channel = %channel_id, "no longer a participant");
+            self.settle(channel_id, Vec::new());
         }
         if let ChainEvent::ChannelClosed { exits, .. } = &event {
             self.settle(channel_id, exits.clone());
@@ -859,8 +1339,11 @@ impl Runtime {
                 return;
             }
         };
-        let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &code, Config::default(), now)
-        {
+        let config = Config {
+            gas_limit: p.proposal.machine_gas_limit,
+            ..Config::default()
+        };
+        let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &code, config, now) {
             Ok(sm) => sm,
             Err(e) => {
                 warn!(target: TARGET, channel = %channel_id, error = %e, "channel does not start");

@@ -40,6 +40,18 @@ pub(crate) enum Job {
         channel_id: B256,
         index: usize,
     },
+    Join {
+        channel_id: B256,
+        approval: Box<IStateChannelManager::JoinApproval>,
+        state: Bytes,
+        signatures: Vec<Bytes>,
+    },
+    Leave {
+        channel_id: B256,
+        approval: Box<IStateChannelManager::LeaveApproval>,
+        state: Bytes,
+        signatures: Vec<Bytes>,
+    },
 }
 
 /// How a [`Job`] went.
@@ -75,6 +87,19 @@ pub(crate) fn spawn(client: Arc<ChainClient>, mut jobs: mpsc::Receiver<Job>, don
             }
         }
     });
+}
+
+async fn send_to_manager(
+    client: &ChainClient,
+    calldata: Bytes,
+    value: U256,
+) -> Result<u64, entente_chain::ChainError> {
+    let manager = client.manager().ok_or(entente_chain::ChainError::NoManager)?;
+    client
+        .send(manager, calldata, value)
+        .await
+        .and_then(|r| r.into_result())
+        .map(|r| r.gas_used)
 }
 
 async fn run(client: &ChainClient, job: Job) -> Done {
@@ -132,19 +157,41 @@ async fn run(client: &ChainClient, job: Job) -> Done {
                 Err(e) => (channel_id, "withdrawPending".to_string(), Err(e), None),
             }
         }
+        Job::Join {
+            channel_id,
+            approval,
+            state,
+            signatures,
+        } => {
+            let amount = approval.amount;
+            let call = IStateChannelManager::joinChannelCall {
+                approval: *approval,
+                state,
+                signatures,
+            };
+            let result = send_to_manager(client, call.abi_encode().into(), amount).await;
+            (channel_id, "joinChannel".to_string(), result, None)
+        }
+        Job::Leave {
+            channel_id,
+            approval,
+            state,
+            signatures,
+        } => {
+            let call = IStateChannelManager::leaveChannelCall {
+                approval: *approval,
+                state,
+                signatures,
+            };
+            let result = send_to_manager(client, call.abi_encode().into(), U256::ZERO).await;
+            (channel_id, "leaveChannel".to_string(), result, None)
+        }
         Job::Reclaim { channel_id, index } => {
             let call = IStateChannelManager::reclaimDepositCall {
                 channelId: channel_id,
                 index: U256::from(index),
             };
-            let result = match client.manager() {
-                Some(manager) => client
-                    .send(manager, call.abi_encode().into(), U256::ZERO)
-                    .await
-                    .and_then(|r| r.into_result())
-                    .map(|r| r.gas_used),
-                None => Err(entente_chain::ChainError::NoManager),
-            };
+            let result = send_to_manager(client, call.abi_encode().into(), U256::ZERO).await;
             (channel_id, "reclaimDeposit".to_string(), result, None)
         }
     };

@@ -1113,11 +1113,20 @@ impl Task {
                 let channel_id = envelope.message.channel_id();
                 match (address, self.channels.get(&channel_id)) {
                     (None, _) => Err("peer id carries no secp256k1 key".to_owned()),
-                    (Some(from), None) if matches!(&envelope.message, Message::Proposal(_)) => {
+                    (Some(from), None)
+                        if matches!(&envelope.message, Message::Proposal(_) | Message::JoinTicket(_)) =>
+                    {
                         match &envelope.message {
                             Message::Proposal(p)
                                 if p.participants.contains(&from)
                                     && p.participants.contains(&self.local_address) =>
+                            {
+                                Ok((from, channel_id, envelope))
+                            }
+                            // A ticket to join: for us, from one of the channel's participants.
+                            Message::JoinTicket(t)
+                                if t.approval.change.participant() == self.local_address
+                                    && t.channel.participants.contains(&from) =>
                             {
                                 Ok((from, channel_id, envelope))
                             }

@@ -101,8 +101,8 @@ pub enum Rejection {
     /// A sync answer with more records than requested or allowed.
     #[error("sync response with {0} records exceeds the limit")]
     OversizedSync(usize),
-    /// A message about opening a channel, which the host handles before the channel runs.
-    #[error("a channel proposal or answer is not for a running channel")]
+    /// A message about opening a channel or changing its members, which the host handles.
+    #[error("a proposal, answer or membership approval is for the host, not the running channel")]
     NotForRunningChannel,
 }
 

@@ -218,6 +218,11 @@ impl<S: Signer> StateManager<S> {
 
     // ----- accessors -------------------------------------------------------------------------
 
+    /// Gas limit of every state-machine call.
+    pub fn gas_limit(&self) -> u64 {
+        self.config.gas_limit
+    }
+
     /// The channel spec.
     pub fn spec(&self) -> &ChannelSpec {
         &self.spec
@@ -464,7 +469,10 @@ impl<S: Signer> StateManager<S> {
             Message::Confirmation(c) => self.on_confirmation(c, local_ms),
             Message::SyncRequest(r) => self.on_sync_request(from, r),
             Message::SyncResponse(r) => self.on_sync_response(from, r, local_ms),
-            Message::Proposal(_) | Message::ProposalAnswer(_) => Err(Rejection::NotForRunningChannel),
+            Message::Proposal(_)
+            | Message::ProposalAnswer(_)
+            | Message::Approval(_)
+            | Message::JoinTicket(_) => Err(Rejection::NotForRunningChannel),
         };
         result.map_err(|reason| self.reject(from, reason))
     }

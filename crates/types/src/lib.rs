@@ -30,12 +30,14 @@ mod channel;
 mod crypto;
 mod eip712;
 mod error;
+mod membership;
 mod wire;
 
 pub use channel::{AgreementMode, ChannelProposal, ChannelSpec, MAX_REASON_BYTES, ProposalAnswer, Timing};
 pub use crypto::{LocalSigner, Signature, Signer, recover_signer};
 pub use eip712::{Domain, Transaction, state_hash};
 pub use error::TypesError;
+pub use membership::{ApprovalSignature, JoinTicket, MembershipApproval, MembershipChange};
 pub use wire::{
     Confirmation, Envelope, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, SignedTransaction, SyncRequest,
     SyncResponse, TransactionRecord,

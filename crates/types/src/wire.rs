@@ -3,7 +3,9 @@
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::{ChannelProposal, ProposalAnswer, Signature, Transaction, TypesError};
+use crate::{
+    ApprovalSignature, ChannelProposal, JoinTicket, ProposalAnswer, Signature, Transaction, TypesError,
+};
 
 /// Version of the wire protocol this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -84,6 +86,10 @@ pub enum Message {
     Proposal(Box<ChannelProposal>),
     /// The answer to an invitation.
     ProposalAnswer(ProposalAnswer),
+    /// A participant's signature on a join or leave.
+    Approval(Box<ApprovalSignature>),
+    /// A complete approval for a newcomer to join.
+    JoinTicket(Box<JoinTicket>),
 }
 
 impl Message {
@@ -96,6 +102,8 @@ impl Message {
             Message::SyncResponse(r) => r.channel_id,
             Message::Proposal(p) => p.channel_id,
             Message::ProposalAnswer(a) => a.channel_id,
+            Message::Approval(a) => a.approval.channel_id,
+            Message::JoinTicket(t) => t.approval.channel_id,
         }
     }
 }
