@@ -103,15 +103,15 @@ async fn run() -> Result<()> {
     let mut left = false;
     loop {
         let info = channel.info().await?;
+        if matches!(info.phase, Phase::Closed | Phase::Cancelled) {
+            break;
+        }
         if info.fork != fork {
             fork = info.fork;
             say(
                 "fork",
                 format!("fork={fork} participants={}", info.participants.len()),
             );
-        }
-        if matches!(info.phase, Phase::Closed | Phase::Cancelled) {
-            break;
         }
         let counter = channel
             .view(&RoundRobinCounter::getCounterStateCall {})

@@ -135,7 +135,7 @@ async fn a_participant_joins_and_another_leaves_across_processes() {
             "--machine".into(),
             counter.to_string(),
             "--target".into(),
-            "16".into(),
+            "40".into(),
             "--sponsor-join".into(),
             c.to_string(),
             "--at".into(),
@@ -154,6 +154,7 @@ async fn a_participant_joins_and_another_leaves_across_processes() {
     );
     assert_eq!(carol.wait_for("live "), "live fork=1 participants=3");
     alice.wait_for("fork fork=1 participants=3");
+    bob.wait_for("leaving ");
     bob.wait_for("left ");
     alice.wait_for("fork fork=2 participants=2");
     alice.wait_for("done ");
