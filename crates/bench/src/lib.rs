@@ -16,6 +16,7 @@ use anyhow::{Result, anyhow};
 use entente_conformance::World;
 
 pub mod chain;
+pub mod core;
 pub mod entente;
 pub mod nitro;
 pub mod report;

@@ -13,12 +13,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("gas") => {}
+        Some("core") => return core(args.collect()),
         Some("-h" | "--help") => {
             writeln!(std::io::stdout(), "{USAGE}")?;
             return Ok(());
@@ -53,5 +54,76 @@ fn main() -> Result<()> {
         "wrote gas.md, gas.json and gas.svg into {}",
         out.display()
     )?;
+    Ok(())
+}
+
+/// `entente-bench core`: latency, throughput and CPU of the protocol core over an in-memory
+/// transport with durable storage, and 100 concurrent two-party channels.
+#[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
+fn core(raw: Vec<String>) -> Result<()> {
+    use entente_bench::core;
+    use entente_types::AgreementMode;
+    let mut ns = vec![2, 4, 8, 16, 32, 64];
+    let mut samples = 200usize;
+    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value; {USAGE}"));
+        match arg.as_str() {
+            "--n" => {
+                ns = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--n")?;
+            }
+            "--samples" => samples = value()?.parse().context("--samples")?,
+            "--out" => out = PathBuf::from(value()?),
+            other => bail!("unknown argument {other}; {USAGE}"),
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut figures = Vec::new();
+    for &n in &ns {
+        for mode in [AgreementMode::ExplicitConfirmations, AgreementMode::VirtualVotingOnly] {
+            // Fewer samples where one transition costs N² signature checks.
+            let k = if mode == AgreementMode::ExplicitConfirmations && n >= 32 {
+                (samples / 10).max(10)
+            } else {
+                samples
+            };
+            let run = dir.path().join(format!("n{n}-{mode:?}"));
+            std::fs::create_dir_all(&run)?;
+            let f = core::measure(n, mode, k, k, &run)?;
+            writeln!(
+                stdout,
+                "N={n:>2} {mode:?}: p50 {:.2} ms, p99 {:.2} ms, {:.0} finalized/s, {:.0} us CPU per transition per peer",
+                core::percentile(&f.latencies, 50.0).as_secs_f64() * 1e3,
+                core::percentile(&f.latencies, 99.0).as_secs_f64() * 1e3,
+                f.throughput,
+                f.cpu_per_peer.as_secs_f64() * 1e6
+            )?;
+            figures.push(f);
+        }
+    }
+    let mut concurrent = Vec::new();
+    for mode in [AgreementMode::ExplicitConfirmations, AgreementMode::VirtualVotingOnly] {
+        let run = dir.path().join(format!("concurrent-{mode:?}"));
+        std::fs::create_dir_all(&run)?;
+        let tps = core::concurrent(100, mode, (samples as u64).max(20), 2, &run)?;
+        writeln!(stdout, "100 concurrent 2-party channels, {mode:?}: {tps:.0} finalized/s")?;
+        concurrent.push((mode, 100, tps));
+    }
+    std::fs::create_dir_all(&out)?;
+    let md = core::markdown(&figures, &concurrent);
+    std::fs::write(out.join("core.md"), &md)?;
+    std::fs::write(out.join("core.json"), serde_json::to_string_pretty(&core::json(&figures, &concurrent))?)?;
+    std::fs::write(
+        out.join("core-latency.svg"),
+        core::svg(&figures, "Finality latency, all peers in one process (in-memory transport, durable storage)"),
+    )?;
+    writeln!(stdout, "{md}")?;
+    writeln!(stdout, "wrote core.md, core.json and core-latency.svg into {}", out.display())?;
     Ok(())
 }

@@ -27,6 +27,8 @@ use crate::{ChannelEvent, ChannelInfo, Command, Node, NodeConfig, NodeError, Nod
 const TARGET: &str = "entente::node";
 /// How often the dispute handlers and the cores' timers are looked at.
 const TICK: Duration = Duration::from_millis(500);
+/// Most network messages handled before one durable commit.
+const GROUP_LIMIT: usize = 64;
 /// Buffered events per channel subscriber.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -305,7 +307,17 @@ impl Runtime {
                     Some(command) => self.on_command(command).await,
                     None => break,
                 },
-                Some(event) = p2p_events.recv() => self.on_p2p(event).await,
+                Some(event) = p2p_events.recv() => {
+                    self.on_p2p(event).await;
+                    // Group commit: handle what else has arrived before storing and sending
+                    // once for all of it.
+                    for _ in 0..GROUP_LIMIT {
+                        match p2p_events.try_recv() {
+                            Ok(event) => self.on_p2p(event).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
                 Some(event) = listener.next() => self.on_chain(event),
                 Some(report) = done.recv() => self.on_done(report),
                 _ = tick.tick() => self.on_tick(),

@@ -1,0 +1,509 @@
+//! Finality latency, throughput and CPU per transition of the protocol core, all peers in one
+//! process, over an in-memory transport, with durable storage.
+//!
+//! Every peer is a real [`StateManager`] running the RoundRobinCounter bytecode in revm, with its
+//! own redb data directory: each time a peer handles an input, the records it must store are
+//! committed in one durable write transaction before its messages are delivered (the node's
+//! rule). Messages travel as encoded CBOR frames through an in-memory queue, in order, without
+//! delay: what is measured is the work itself — signatures, EVM, hashing, encoding, fsync.
+//!
+//! - **Latency**: one transaction at a time; from `submit` to the moment the last peer reports
+//!   it final. In virtual-voting mode a transaction is final only after every participant wrote
+//!   a later one, so the writers keep playing and each height's latency is measured the same way.
+//! - **Throughput**: writers play as fast as they can (each moves as soon as it applied the
+//!   previous move); finalized transitions per second of wall time.
+//! - **CPU**: process CPU time (user + system) per finalized transition, divided by N: the work
+//!   one peer does for one transition.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use entente_contracts::{RoundRobinCounter, artifacts};
+use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_state_manager::{Config, Effect, Event, StateManager};
+use entente_store::{ChannelRecord, ChannelStatus, MachineSource, Store};
+use entente_types::{
+    Address, AgreementMode, B256, Bytes, ChannelSpec, Domain, Envelope, LocalSigner, Signer, Timing, U256,
+    keccak256,
+};
+
+/// One peer: its core and its data directory.
+struct Peer {
+    sm: StateManager<LocalSigner>,
+    store: Option<Store>,
+    finalized: u64,
+}
+
+/// N peers of one channel and the frames in flight between them.
+pub struct Channel {
+    peers: Vec<Peer>,
+    queue: VecDeque<(usize, Address, Vec<u8>)>,
+    index: std::collections::HashMap<Address, usize>,
+    channel_id: B256,
+    started: Instant,
+    /// Durable commits made (one per peer turn that had something to store).
+    pub commits: u64,
+}
+
+/// Elapsed milliseconds: the cores' local clock.
+fn ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Channel {
+    /// A running RoundRobinCounter channel of `n` peers in `mode`, each with a redb store under
+    /// `dir` (`None`: no storage).
+    pub fn new(n: usize, mode: AgreementMode, dir: Option<&Path>, salt: u64) -> Result<Self> {
+        let code = MachineCode::from_artifact_json(artifacts::ROUND_ROBIN_COUNTER)?;
+        let keys: Vec<LocalSigner> = (0..n)
+            .map(|i| LocalSigner::from_bytes(&keccak256(format!("bench key {salt} {i}"))))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!("key: {e}"))?;
+        let participants: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        let mut scratch = MachineInstance::deploy(&code, 5_000_000)?;
+        let genesis: Bytes = scratch.view_decode(&RoundRobinCounter::initialStateCall {
+            participants: participants.clone(),
+            deposits: vec![U256::from(1u64); n],
+            target: u64::MAX,
+        })?;
+        let channel_id = keccak256(format!("bench channel {salt}"));
+        let spec = ChannelSpec {
+            channel_id,
+            domain: Domain::new(31_337, Address::repeat_byte(0x11)),
+            participants: participants.clone(),
+            state_machine: Address::repeat_byte(0x22),
+            timing: Timing {
+                // Generous: the benchmark measures work, not timeouts.
+                p2p_time: 3_600,
+                agreement_time: 3_600,
+                chain_fallback_time: 3_600,
+                challenge_time: 3_600,
+            },
+            agreement_mode: mode,
+            genesis_state: genesis,
+            genesis_timestamp: 1_700_000_000,
+        };
+        let started = Instant::now();
+        let mut peers = Vec::with_capacity(n);
+        for (i, key) in keys.into_iter().enumerate() {
+            let me = key.address();
+            let sm = StateManager::new(spec.clone(), key, &code, Config::default(), 0)?;
+            let store = match dir {
+                Some(dir) => {
+                    let store = Store::create(dir.join(format!("c{salt}-p{i}")))?;
+                    let mut batch = store.batch();
+                    batch.put_channel(ChannelRecord {
+                        spec: spec.clone(),
+                        me,
+                        machine: MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string()),
+                        status: ChannelStatus::Open,
+                    });
+                    batch.commit()?;
+                    Some(store)
+                }
+                None => None,
+            };
+            peers.push(Peer {
+                sm,
+                store,
+                finalized: 0,
+            });
+        }
+        let index = participants.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        Ok(Self {
+            peers,
+            queue: VecDeque::new(),
+            index,
+            channel_id,
+            started,
+            commits: 0,
+        })
+    }
+
+    /// Number of peers.
+    pub fn n(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Lowest finalized height over every peer.
+    pub fn finalized_everywhere(&self) -> u64 {
+        self.peers.iter().map(|p| p.finalized).min().unwrap_or(0)
+    }
+
+    /// Height of the latest transaction (the writer's view).
+    pub fn tip(&self) -> u64 {
+        self.peers.iter().map(|p| p.sm.tip()).max().unwrap_or(0)
+    }
+
+    /// Carries out peer `i`'s effects: store (one durable commit), then send.
+    fn turn(&mut self, i: usize) -> Result<()> {
+        let mut sends = Vec::new();
+        let peer = &mut self.peers[i];
+        let mut batch = peer.store.as_ref().map(|s| s.batch());
+        while let Some(effect) = peer.sm.poll_effect() {
+            match effect {
+                Effect::Persist(record) => {
+                    if let Some(batch) = batch.as_mut() {
+                        batch.persist(self.channel_id, record);
+                    }
+                }
+                Effect::Broadcast(message) => sends.push((None, message)),
+                Effect::Send { to, message } => sends.push((Some(to), message)),
+                Effect::Notify(Event::Finalized { height, .. }) => peer.finalized = peer.finalized.max(height),
+                Effect::Notify(_) => {}
+            }
+        }
+        if let Some(batch) = batch
+            && !batch.is_empty()
+        {
+            batch.commit().context("durable commit")?;
+            self.commits += 1;
+        }
+        let from = self.peers[i].sm.me();
+        for (to, message) in sends {
+            let frame = Envelope::new(message).encode()?;
+            match to {
+                Some(to) => {
+                    if let Some(&j) = self.index.get(&to) {
+                        self.queue.push_back((j, from, frame));
+                    }
+                }
+                None => {
+                    for j in (0..self.peers.len()).filter(|&j| j != i) {
+                        self.queue.push_back((j, from, frame.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next writer submits `add(1)`; returns false if it could not.
+    pub fn submit_next(&mut self) -> Result<bool> {
+        let Some(w) = self.peers.iter().position(|p| p.sm.is_my_turn()) else {
+            return Ok(false);
+        };
+        let now = ms(self.started);
+        let data: Bytes = alloy_sol_types::SolCall::abi_encode(&RoundRobinCounter::addCall { step: 1 }).into();
+        if self.peers[w].sm.submit(data, now).is_err() {
+            return Ok(false);
+        }
+        self.turn(w)?;
+        Ok(true)
+    }
+
+    /// Delivers every frame in flight, then lets each peer that received one carry out its
+    /// effects once (one durable commit per peer per round, as the node groups the messages
+    /// that are ready); false when nothing was in flight.
+    pub fn deliver_round(&mut self) -> Result<bool> {
+        if self.queue.is_empty() {
+            return Ok(false);
+        }
+        let now = ms(self.started);
+        let mut touched = vec![false; self.peers.len()];
+        for (to, from, frame) in std::mem::take(&mut self.queue) {
+            let _ = self.peers[to].sm.handle_bytes(from, &frame, now);
+            touched[to] = true;
+        }
+        for (i, t) in touched.into_iter().enumerate() {
+            if t {
+                self.turn(i)?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Figures of one configuration.
+#[derive(Debug, Clone)]
+pub struct CoreFigures {
+    /// Participants.
+    pub n: usize,
+    /// Agreement mode.
+    pub mode: AgreementMode,
+    /// Submit-to-final-everywhere latencies.
+    pub latencies: Vec<Duration>,
+    /// Finalized transitions per second, writers playing flat out.
+    pub throughput: f64,
+    /// CPU time per finalized transition and per peer.
+    pub cpu_per_peer: Duration,
+}
+
+/// Process CPU time (user + system).
+pub fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage struct into the pointer it is given.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    // SAFETY: initialized by the successful call above.
+    #[allow(unsafe_code)]
+    let usage = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Measures latency (`samples` transactions one at a time, or played continuously in
+/// virtual-voting mode) and throughput (`flat_out` transactions played flat out).
+pub fn measure(n: usize, mode: AgreementMode, samples: usize, flat_out: usize, dir: &Path) -> Result<CoreFigures> {
+    // Latency.
+    let mut ch = Channel::new(n, mode, Some(dir), 1)?;
+    let mut latencies = Vec::with_capacity(samples);
+    match mode {
+        AgreementMode::ExplicitConfirmations => {
+            for _ in 0..samples {
+                let target = ch.tip() + 1;
+                let t0 = Instant::now();
+                if !ch.submit_next()? {
+                    return Err(anyhow!("nobody could write at height {target}"));
+                }
+                while ch.finalized_everywhere() < target {
+                    if !ch.deliver_round()? {
+                        return Err(anyhow!("height {target} never became final"));
+                    }
+                }
+                latencies.push(t0.elapsed());
+            }
+        }
+        AgreementMode::VirtualVotingOnly => {
+            // Each height becomes final once every participant wrote after it: play on and
+            // record, for each height, submit time and the moment it is final everywhere.
+            let total = samples + n + 1;
+            let mut submitted: Vec<Instant> = Vec::with_capacity(total);
+            let mut done = 0;
+            while latencies.len() < samples {
+                if submitted.len() < total && ch.queue.is_empty() {
+                    let t = Instant::now();
+                    if ch.submit_next()? {
+                        submitted.push(t);
+                    }
+                }
+                if !ch.deliver_round()? && submitted.len() >= total {
+                    break;
+                }
+                let fin = usize::try_from(ch.finalized_everywhere()).unwrap_or(0);
+                while done < fin.min(submitted.len()) && latencies.len() < samples {
+                    latencies.push(submitted[done].elapsed());
+                    done += 1;
+                }
+            }
+        }
+    }
+    // Throughput and CPU: a fresh channel, writers flat out.
+    let mut ch = Channel::new(n, mode, Some(dir), 2)?;
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let mut submitted = 0;
+    while ch.finalized_everywhere() < flat_out as u64 {
+        if submitted < flat_out + n + 1 && ch.submit_next()? {
+            submitted += 1;
+        }
+        if !ch.deliver_round()? && submitted >= flat_out + n + 1 {
+            break;
+        }
+    }
+    let elapsed = t0.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    let finalized = ch.finalized_everywhere().max(1);
+    Ok(CoreFigures {
+        n,
+        mode,
+        latencies,
+        throughput: finalized as f64 / elapsed.as_secs_f64(),
+        cpu_per_peer: cpu / u32::try_from(finalized).unwrap_or(u32::MAX) / u32::try_from(n).unwrap_or(1),
+    })
+}
+
+/// 100 (or `channels`) two-party channels at once on `threads` threads, writers flat out:
+/// finalized transitions per second over all of them.
+pub fn concurrent(channels: usize, mode: AgreementMode, per_channel: u64, threads: usize, dir: &Path) -> Result<f64> {
+    let t0 = Instant::now();
+    let results: Vec<Result<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || -> Result<u64> {
+                    let mine: Vec<usize> = (0..channels).filter(|c| c % threads == t).collect();
+                    let mut chans = mine
+                        .iter()
+                        .map(|&c| Channel::new(2, mode, Some(dir), 1_000 + c as u64))
+                        .collect::<Result<Vec<_>>>()?;
+                    let mut submitted = vec![0u64; chans.len()];
+                    loop {
+                        let mut busy = false;
+                        for (k, ch) in chans.iter_mut().enumerate() {
+                            if ch.finalized_everywhere() >= per_channel {
+                                continue;
+                            }
+                            busy = true;
+                            if submitted[k] < per_channel + 3 && ch.submit_next()? {
+                                submitted[k] += 1;
+                            }
+                            ch.deliver_round()?;
+                        }
+                        if !busy {
+                            break;
+                        }
+                    }
+                    Ok(chans.iter().map(|c| c.finalized_everywhere()).sum())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a benchmark thread panicked"))))
+            .collect()
+    });
+    let mut total = 0;
+    for r in results {
+        total += r?;
+    }
+    Ok(total as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The `p`-th percentile (0..=100) of `samples`.
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn mode_name(mode: AgreementMode) -> &'static str {
+    match mode {
+        AgreementMode::ExplicitConfirmations => "explicit",
+        AgreementMode::VirtualVotingOnly => "virtual voting",
+    }
+}
+
+fn ms_f(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The markdown table of the core figures and of the concurrent-channel throughput.
+pub fn markdown(figures: &[CoreFigures], concurrent: &[(AgreementMode, usize, f64)]) -> String {
+    let mut out = String::from(
+        "| N | mode | latency p50 (ms) | latency p99 (ms) | finalized/s (one channel) | CPU per transition per peer (µs) |\n|---:|---|---:|---:|---:|---:|\n",
+    );
+    for f in figures {
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+            f.n,
+            mode_name(f.mode),
+            ms_f(percentile(&f.latencies, 50.0)),
+            ms_f(percentile(&f.latencies, 99.0)),
+            f.throughput,
+            f.cpu_per_peer.as_secs_f64() * 1e6,
+        ));
+    }
+    out.push_str("\n| concurrent 2-party channels | mode | finalized/s (all channels) |\n|---:|---|---:|\n");
+    for (mode, channels, tps) in concurrent {
+        out.push_str(&format!("| {channels} | {} | {tps:.0} |\n", mode_name(*mode)));
+    }
+    out
+}
+
+/// The figures as JSON.
+pub fn json(figures: &[CoreFigures], concurrent: &[(AgreementMode, usize, f64)]) -> serde_json::Value {
+    serde_json::json!({
+        "transport": "in-memory",
+        "storage": "redb, durable commit per peer turn",
+        "single_channel": figures.iter().map(|f| serde_json::json!({
+            "n": f.n,
+            "mode": mode_name(f.mode),
+            "samples": f.latencies.len(),
+            "latency_p50_ms": ms_f(percentile(&f.latencies, 50.0)),
+            "latency_p99_ms": ms_f(percentile(&f.latencies, 99.0)),
+            "finalized_per_s": f.throughput,
+            "cpu_per_transition_per_peer_us": f.cpu_per_peer.as_secs_f64() * 1e6,
+        })).collect::<Vec<_>>(),
+        "concurrent": concurrent.iter().map(|(mode, channels, tps)| serde_json::json!({
+            "channels": channels, "participants": 2, "mode": mode_name(*mode), "finalized_per_s": tps,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A log-scale plot of latency p50 and p99 against N, one line per mode (SVG).
+pub fn svg(figures: &[CoreFigures], title: &str) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 20.0, 40.0, 50.0);
+    let ns: Vec<usize> = {
+        let mut v: Vec<usize> = figures.iter().map(|f| f.n).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let values: Vec<f64> = figures
+        .iter()
+        .flat_map(|f| [ms_f(percentile(&f.latencies, 50.0)), ms_f(percentile(&f.latencies, 99.0))])
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).max(1e-3).log10().floor();
+    let hi = values.iter().copied().fold(0.0, f64::max).max(1e-3).log10().ceil().max(lo + 1.0);
+    let x = |i: usize| left + (w - left - right) * (i as f64 + 0.5) / ns.len().max(1) as f64;
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - (v.max(1e-3).log10() - lo) / (hi - lo));
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n",
+        w / 2.0
+    );
+    let mut decade = lo;
+    while decade <= hi {
+        let v = 10f64.powf(decade);
+        s.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y0:.1}\" y2=\"{y0:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v} ms</text>\n",
+            w - right,
+            left - 6.0,
+            y(v) + 4.0,
+            y0 = y(v)
+        ));
+        decade += 1.0;
+    }
+    for (i, n) in ns.iter().enumerate() {
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">N={n}</text>\n",
+            x(i),
+            h - bottom + 20.0
+        ));
+    }
+    let series = [
+        (AgreementMode::ExplicitConfirmations, 50.0, "#1f77b4", "explicit p50", ""),
+        (AgreementMode::ExplicitConfirmations, 99.0, "#1f77b4", "explicit p99", "5,4"),
+        (AgreementMode::VirtualVotingOnly, 50.0, "#d62728", "virtual voting p50", ""),
+        (AgreementMode::VirtualVotingOnly, 99.0, "#d62728", "virtual voting p99", "5,4"),
+    ];
+    for (k, (mode, p, color, label, dash)) in series.iter().enumerate() {
+        let points: Vec<String> = ns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let f = figures.iter().find(|f| f.n == *n && f.mode == *mode)?;
+                Some(format!("{:.1},{:.1}", x(i), y(ms_f(percentile(&f.latencies, *p)))))
+            })
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        s.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\n",
+            points.join(" ")
+        ));
+        s.push_str(&format!(
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/><text x=\"{}\" y=\"{}\">{label}</text>\n",
+            left + 10.0,
+            left + 40.0,
+            left + 46.0,
+            top + 14.0 + 16.0 * k as f64 + 4.0,
+            ly = top + 14.0 + 16.0 * k as f64
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
