@@ -151,7 +151,9 @@ impl Channel {
                 }
                 Effect::Broadcast(message) => sends.push((None, message)),
                 Effect::Send { to, message } => sends.push((Some(to), message)),
-                Effect::Notify(Event::Finalized { height, .. }) => peer.finalized = peer.finalized.max(height),
+                Effect::Notify(Event::Finalized { height, .. }) => {
+                    peer.finalized = peer.finalized.max(height)
+                }
                 Effect::Notify(_) => {}
             }
         }
@@ -186,7 +188,8 @@ impl Channel {
             return Ok(false);
         };
         let now = ms(self.started);
-        let data: Bytes = alloy_sol_types::SolCall::abi_encode(&RoundRobinCounter::addCall { step: 1 }).into();
+        let data: Bytes =
+            alloy_sol_types::SolCall::abi_encode(&RoundRobinCounter::addCall { step: 1 }).into();
         if self.peers[w].sm.submit(data, now).is_err() {
             return Ok(false);
         }
@@ -252,7 +255,13 @@ pub fn cpu_time() -> Duration {
 
 /// Measures latency (`samples` transactions one at a time, or played continuously in
 /// virtual-voting mode) and throughput (`flat_out` transactions played flat out).
-pub fn measure(n: usize, mode: AgreementMode, samples: usize, flat_out: usize, dir: &Path) -> Result<CoreFigures> {
+pub fn measure(
+    n: usize,
+    mode: AgreementMode,
+    samples: usize,
+    flat_out: usize,
+    dir: &Path,
+) -> Result<CoreFigures> {
     // Latency.
     let mut ch = Channel::new(n, mode, Some(dir), 1)?;
     let mut latencies = Vec::with_capacity(samples);
@@ -323,7 +332,13 @@ pub fn measure(n: usize, mode: AgreementMode, samples: usize, flat_out: usize, d
 
 /// 100 (or `channels`) two-party channels at once on `threads` threads, writers flat out:
 /// finalized transitions per second over all of them.
-pub fn concurrent(channels: usize, mode: AgreementMode, per_channel: u64, threads: usize, dir: &Path) -> Result<f64> {
+pub fn concurrent(
+    channels: usize,
+    mode: AgreementMode,
+    per_channel: u64,
+    threads: usize,
+    dir: &Path,
+) -> Result<f64> {
     let t0 = Instant::now();
     let results: Vec<Result<u64>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -357,7 +372,10 @@ pub fn concurrent(channels: usize, mode: AgreementMode, per_channel: u64, thread
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a benchmark thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a benchmark thread panicked")))
+            })
             .collect()
     });
     let mut total = 0;
@@ -443,11 +461,29 @@ pub fn svg(figures: &[CoreFigures], title: &str) -> String {
     };
     let values: Vec<f64> = figures
         .iter()
-        .flat_map(|f| [ms_f(percentile(&f.latencies, 50.0)), ms_f(percentile(&f.latencies, 99.0))])
+        .flat_map(|f| {
+            [
+                ms_f(percentile(&f.latencies, 50.0)),
+                ms_f(percentile(&f.latencies, 99.0)),
+            ]
+        })
         .filter(|v| *v > 0.0)
         .collect();
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).max(1e-3).log10().floor();
-    let hi = values.iter().copied().fold(0.0, f64::max).max(1e-3).log10().ceil().max(lo + 1.0);
+    let lo = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-3)
+        .log10()
+        .floor();
+    let hi = values
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
     let x = |i: usize| left + (w - left - right) * (i as f64 + 0.5) / ns.len().max(1) as f64;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - (v.max(1e-3).log10() - lo) / (hi - lo));
     let mut s = format!(
@@ -474,10 +510,34 @@ pub fn svg(figures: &[CoreFigures], title: &str) -> String {
         ));
     }
     let series = [
-        (AgreementMode::ExplicitConfirmations, 50.0, "#1f77b4", "explicit p50", ""),
-        (AgreementMode::ExplicitConfirmations, 99.0, "#1f77b4", "explicit p99", "5,4"),
-        (AgreementMode::VirtualVotingOnly, 50.0, "#d62728", "virtual voting p50", ""),
-        (AgreementMode::VirtualVotingOnly, 99.0, "#d62728", "virtual voting p99", "5,4"),
+        (
+            AgreementMode::ExplicitConfirmations,
+            50.0,
+            "#1f77b4",
+            "explicit p50",
+            "",
+        ),
+        (
+            AgreementMode::ExplicitConfirmations,
+            99.0,
+            "#1f77b4",
+            "explicit p99",
+            "5,4",
+        ),
+        (
+            AgreementMode::VirtualVotingOnly,
+            50.0,
+            "#d62728",
+            "virtual voting p50",
+            "",
+        ),
+        (
+            AgreementMode::VirtualVotingOnly,
+            99.0,
+            "#d62728",
+            "virtual voting p99",
+            "5,4",
+        ),
     ];
     for (k, (mode, p, color, label, dash)) in series.iter().enumerate() {
         let points: Vec<String> = ns
@@ -485,7 +545,11 @@ pub fn svg(figures: &[CoreFigures], title: &str) -> String {
             .enumerate()
             .filter_map(|(i, n)| {
                 let f = figures.iter().find(|f| f.n == *n && f.mode == *mode)?;
-                Some(format!("{:.1},{:.1}", x(i), y(ms_f(percentile(&f.latencies, *p)))))
+                Some(format!(
+                    "{:.1},{:.1}",
+                    x(i),
+                    y(ms_f(percentile(&f.latencies, *p)))
+                ))
             })
             .collect();
         if points.is_empty() {

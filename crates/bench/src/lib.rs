@@ -19,6 +19,7 @@ pub mod chain;
 pub mod core;
 pub mod entente;
 pub mod nitro;
+pub mod p2p;
 pub mod report;
 
 /// Whose contracts ran an operation.

@@ -13,13 +13,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--out DIR]";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("gas") => {}
         Some("core") => return core(args.collect()),
+        Some("p2p") => return p2p(args.collect()),
         Some("-h" | "--help") => {
             writeln!(std::io::stdout(), "{USAGE}")?;
             return Ok(());
@@ -86,7 +87,10 @@ fn core(raw: Vec<String>) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut figures = Vec::new();
     for &n in &ns {
-        for mode in [AgreementMode::ExplicitConfirmations, AgreementMode::VirtualVotingOnly] {
+        for mode in [
+            AgreementMode::ExplicitConfirmations,
+            AgreementMode::VirtualVotingOnly,
+        ] {
             // Fewer samples where one transition costs N² signature checks.
             let k = if mode == AgreementMode::ExplicitConfirmations && n >= 32 {
                 (samples / 10).max(10)
@@ -108,22 +112,105 @@ fn core(raw: Vec<String>) -> Result<()> {
         }
     }
     let mut concurrent = Vec::new();
-    for mode in [AgreementMode::ExplicitConfirmations, AgreementMode::VirtualVotingOnly] {
+    for mode in [
+        AgreementMode::ExplicitConfirmations,
+        AgreementMode::VirtualVotingOnly,
+    ] {
         let run = dir.path().join(format!("concurrent-{mode:?}"));
         std::fs::create_dir_all(&run)?;
         let tps = core::concurrent(100, mode, (samples as u64).max(20), 2, &run)?;
-        writeln!(stdout, "100 concurrent 2-party channels, {mode:?}: {tps:.0} finalized/s")?;
+        writeln!(
+            stdout,
+            "100 concurrent 2-party channels, {mode:?}: {tps:.0} finalized/s"
+        )?;
         concurrent.push((mode, 100, tps));
     }
     std::fs::create_dir_all(&out)?;
     let md = core::markdown(&figures, &concurrent);
     std::fs::write(out.join("core.md"), &md)?;
-    std::fs::write(out.join("core.json"), serde_json::to_string_pretty(&core::json(&figures, &concurrent))?)?;
+    std::fs::write(
+        out.join("core.json"),
+        serde_json::to_string_pretty(&core::json(&figures, &concurrent))?,
+    )?;
     std::fs::write(
         out.join("core-latency.svg"),
-        core::svg(&figures, "Finality latency, all peers in one process (in-memory transport, durable storage)"),
+        core::svg(
+            &figures,
+            "Finality latency, all peers in one process (in-memory transport, durable storage)",
+        ),
     )?;
     writeln!(stdout, "{md}")?;
-    writeln!(stdout, "wrote core.md, core.json and core-latency.svg into {}", out.display())?;
+    writeln!(
+        stdout,
+        "wrote core.md, core.json and core-latency.svg into {}",
+        out.display()
+    )?;
+    Ok(())
+}
+
+/// `entente-bench p2p`: finality latency over libp2p on loopback, real nodes with durable
+/// storage, explicit confirmations.
+fn p2p(raw: Vec<String>) -> Result<()> {
+    use entente_bench::core::percentile;
+    let mut ns = vec![2, 4, 8, 16];
+    let mut samples = 100usize;
+    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value; {USAGE}"));
+        match arg.as_str() {
+            "--n" => {
+                ns = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--n")?;
+            }
+            "--samples" => samples = value()?.parse().context("--samples")?,
+            "--out" => out = PathBuf::from(value()?),
+            other => bail!("unknown argument {other}; {USAGE}"),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    for &n in &ns {
+        let dir = tempfile::tempdir()?;
+        let lat = runtime.block_on(entente_bench::p2p::latency(n, samples, dir.path()))?;
+        let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+        writeln!(
+            stdout,
+            "N={n:>2} libp2p loopback, durable storage: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            lat.len()
+        )?;
+        rows.push((n, p50, p99, lat.len()));
+    }
+    let mut md =
+        String::from("| N | latency p50 (ms) | latency p99 (ms) | samples |\n|---:|---:|---:|---:|\n");
+    for (n, p50, p99, k) in &rows {
+        md.push_str(&format!(
+            "| {n} | {:.2} | {:.2} | {k} |\n",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        ));
+    }
+    let json = serde_json::json!({
+        "transport": "libp2p TCP+Noise+Yamux on loopback",
+        "storage": "redb, durable group commit per event-loop turn",
+        "mode": "explicit",
+        "rows": rows.iter().map(|(n, p50, p99, k)| serde_json::json!({
+            "n": n, "latency_p50_ms": p50.as_secs_f64() * 1e3, "latency_p99_ms": p99.as_secs_f64() * 1e3, "samples": k,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("p2p.md"), &md)?;
+    std::fs::write(out.join("p2p.json"), serde_json::to_string_pretty(&json)?)?;
+    writeln!(stdout, "{md}")?;
+    writeln!(stdout, "wrote p2p.md and p2p.json into {}", out.display())?;
     Ok(())
 }
