@@ -1416,7 +1416,6 @@ impl Runtime {
                 events: live.events,
             },
         );
-        let _ = self.p2p.clone();
         info!(target: TARGET, channel = %channel_id, "channel settled");
     }
 
