@@ -50,8 +50,8 @@
 //! let game = alice.propose(proposal, code).await?;
 //! game.wait_live(std::time::Duration::from_secs(60)).await?;
 //! game.call(&TicTacToe::playCall { cell: 4 }).await?;
-//! let board = game.view(&TicTacToe::boardCall {}).await?;
-//! # let _ = board;
+//! let state = game.view(&TicTacToe::getGameCall {}).await?;
+//! # let _ = state;
 //! # Ok(())
 //! # }
 //! ```
