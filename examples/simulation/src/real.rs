@@ -30,6 +30,9 @@ const FAST: Timing = Timing {
     challenge_time: 4,
 };
 
+/// The settlement: fork, height and payouts.
+type Closed = (u64, u64, Vec<(Address, U256)>);
+
 /// What the peers' event watchers gather.
 #[derive(Default)]
 struct Shared {
@@ -39,7 +42,7 @@ struct Shared {
     /// Disputes seen, by (fork, target), with a description.
     disputes: Mutex<BTreeMap<(u64, Address), String>>,
     removed: Mutex<BTreeMap<Address, bool>>,
-    closed: Mutex<Option<(u64, u64, Vec<(Address, U256)>)>>,
+    closed: Mutex<Option<Closed>>,
     withdrawn: Mutex<BTreeMap<usize, U256>>,
     moves: Vec<AtomicU64>,
     finalized: Vec<AtomicU64>,

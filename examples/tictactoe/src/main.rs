@@ -19,7 +19,7 @@
 //! Every line on stdout is `<what> <details>`, made to be read by people and by tests:
 //! `address`, `listening`, `channel`, `live`, `move`, `applied`, `board`, `final`, `refused`,
 //! `chain`, `deposit`, `dispute`, `removed`, `fork`, `gameover`, `settled`, `closed`, `paid`,
-//! `balance`, `silent`, `cheating`, `done`. Details are `key=value` pairs first; some lines
+//! `balance`, `silent`, `cheating`, `prompt` (interactive: type a cell and Enter), `done`. Details are `key=value` pairs first; some lines
 //! end with a short explanation in parentheses for people.
 
 #![allow(clippy::print_stdout)] // a command-line program
@@ -221,8 +221,7 @@ async fn play(node: &Node, channel: &Channel, args: &Args) -> Result<()> {
             }
             let cell = if args.interactive {
                 told_to_wait = false;
-                print!("your move (0-8): ");
-                let _ = std::io::stdout().flush();
+                say("prompt", "your move (0-8):");
                 match stdin.next_line().await? {
                     Some(line) => match line.trim().parse::<u8>() {
                         Ok(c) => c,

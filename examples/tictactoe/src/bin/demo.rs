@@ -297,8 +297,7 @@ fn spawn_player(binary: &Path, args: &[String], terminal_input: bool) -> Result<
 }
 
 /// Relays a player's stdout and stderr to ours, each line prefixed with the player's name.
-/// A partial line (the interactive prompt) is shown at once. The first `listening` line's
-/// address goes to `listening`.
+/// The first `listening` line's address goes to `listening`.
 fn relay(
     child: &mut Child,
     name: &'static str,
@@ -327,48 +326,35 @@ async fn pump(
     mut listening: Option<oneshot::Sender<String>>,
 ) {
     let mut buf = vec![0u8; 4096];
-    let mut line: Vec<u8> = Vec::new();
-    let mut shown = 0usize; // bytes of `line` already printed (a prompt)
+    let mut pending: Vec<u8> = Vec::new();
     let mut stdout = tokio::io::stdout();
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        line.extend_from_slice(&buf[..n]);
+        pending.extend_from_slice(&buf[..n]);
         let mut out = Vec::new();
-        while let Some(end) = line.iter().position(|b| *b == b'\n') {
-            let rest = line.split_off(end + 1);
-            let text = String::from_utf8_lossy(&line[..end]).to_string();
-            if shown == 0 {
-                out.extend_from_slice(prefix.as_bytes());
-                out.extend_from_slice(text.as_bytes());
-            } else {
-                out.extend_from_slice(&line[shown.min(end)..end]);
-            }
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]);
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(text.as_bytes());
             out.push(b'\n');
-            shown = 0;
             if let Some(addr) = text.strip_prefix("listening ")
                 && let Some(tx) = listening.take()
             {
                 let _ = tx.send(addr.trim().to_string());
             }
-            line = rest;
-        }
-        // A prompt waiting for input: show it now.
-        if line.len() > shown {
-            if shown == 0 {
-                out.extend_from_slice(prefix.as_bytes());
-            }
-            out.extend_from_slice(&line[shown..]);
-            shown = line.len();
         }
         let _ = stdout.write_all(&out).await;
         let _ = stdout.flush().await;
     }
-    if !line.is_empty() && line.len() > shown {
-        let _ = stdout.write_all(&line[shown..]).await;
-        let _ = stdout.write_all(b"\n").await;
+    if !pending.is_empty() {
+        let mut out = prefix.into_bytes();
+        out.extend_from_slice(&pending);
+        out.push(b'\n');
+        let _ = stdout.write_all(&out).await;
         let _ = stdout.flush().await;
     }
 }
