@@ -124,7 +124,21 @@ pub(crate) fn run(options: &Options) -> Result<Summary> {
                 + link.pending(address);
             PeerRow {
                 address: address.to_string(),
-                role: kebab(&format!("{:?}", strategies[i])),
+                role: {
+                    let verdict = events.iter().find_map(|e| match e {
+                        ChainEvent::ParticipantRemoved { participant, slashed }
+                            if *participant == address =>
+                        {
+                            Some(if *slashed { ", slashed" } else { ", removed" })
+                        }
+                        _ => None,
+                    });
+                    format!(
+                        "{}{}",
+                        kebab(&format!("{:?}", strategies[i])),
+                        verdict.unwrap_or("")
+                    )
+                },
                 moves: rows_base[i].0,
                 finalized: rows_base[i].1,
                 payout: eth(paid),
