@@ -3,21 +3,24 @@
 //! ```text
 //! tictactoe --rpc URL --manager ADDR --machine ADDR --key HEX --data-dir DIR
 //!           [--listen MULTIADDR] [--bootstrap MULTIADDR]... [--opponent ADDR] [--stake ETH]
-//!           [--interactive] [--silent-after N] [--cheat-at N] [--resume]
+//!           [--interactive] [--board] [--silent-after N] [--cheat-at N] [--resume]
 //!           [--timing P2P,AGREE,FALLBACK,CHALLENGE] [--mode explicit|virtual]
 //! ```
 //!
 //! The player given `--opponent` proposes the game (and plays X); the other waits for the
 //! proposal and accepts it. By default the players are automated (first free cell);
-//! `--interactive` asks for each move on the terminal. `--silent-after N` stops playing after
+//! `--interactive` asks for each move on the terminal and draws the board after every move
+//! (`--board` draws it for an automated player too). `--silent-after N` stops playing after
 //! N moves (the other player removes it through the chain by a timeout dispute);
 //! `--cheat-at N` sends, as its move number N, a transaction whose claimed state its move does
 //! not produce (the other player proves the fraud on chain and takes the stake). `--resume`
 //! restarts from the data directory after a crash and finishes the game.
 //!
 //! Every line on stdout is `<what> <details>`, made to be read by people and by tests:
-//! `address`, `listening`, `channel`, `live`, `move`, `board`, `final`, `refused`, `chain`,
-//! `dispute`, `removed`, `closed`, `paid`, `balance`, `done`.
+//! `address`, `listening`, `channel`, `live`, `move`, `applied`, `board`, `final`, `refused`,
+//! `chain`, `deposit`, `dispute`, `removed`, `fork`, `gameover`, `settled`, `closed`, `paid`,
+//! `balance`, `silent`, `cheating`, `prompt` (interactive: type a cell and Enter), `done`. Details are `key=value` pairs first; some lines
+//! end with a short explanation in parentheses for people.
 
 #![allow(clippy::print_stdout)] // a command-line program
 
@@ -45,6 +48,7 @@ struct Args {
     opponent: Option<Address>,
     stake: U256,
     interactive: bool,
+    board: bool,
     silent_after: Option<u32>,
     cheat_at: Option<u32>,
     resume: bool,
@@ -55,7 +59,7 @@ struct Args {
 fn usage() -> &'static str {
     "usage: tictactoe --rpc URL --manager ADDR --machine ADDR --key HEX --data-dir DIR \
      [--listen MULTIADDR] [--bootstrap MULTIADDR]... [--opponent ADDR] [--stake ETH] \
-     [--interactive] [--silent-after N] [--cheat-at N] [--resume] \
+     [--interactive] [--board] [--silent-after N] [--cheat-at N] [--resume] \
      [--timing P2P,AGREE,FALLBACK,CHALLENGE] [--mode explicit|virtual]"
 }
 
@@ -127,15 +131,27 @@ async fn run() -> Result<()> {
     };
     say("channel", channel.id());
     let mut events = channel.events().await?;
-    let info = channel.wait_live(WAIT).await?;
-    if info.phase == Phase::Live {
-        say("live", format!("fork={} tip={}", info.fork, info.tip));
-    }
+    let watched = channel.clone();
     let printer = tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
-            print_event(me, &event);
+            print_event(me, &watched, &event).await;
         }
     });
+    let info = channel.wait_live(WAIT).await?;
+    if info.phase == Phase::Live {
+        let mark = match info.participants.iter().position(|p| *p == me) {
+            Some(0) => "X",
+            Some(_) => "O",
+            None => "?",
+        };
+        say(
+            "live",
+            format!(
+                "fork={} tip={} you={mark} (every deposit is in: the game starts, X moves first)",
+                info.fork, info.tip
+            ),
+        );
+    }
 
     play(&node, &channel, &args).await?;
     let info = channel.wait_closed(WAIT).await?;
@@ -171,10 +187,18 @@ async fn play(node: &Node, channel: &Channel, args: &Args) -> Result<()> {
     let mut stopped = false;
     let mut events = channel.events().await?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let draw = args.interactive || args.board;
+    let mut drawn: Option<(u64, u64)> = None;
+    let mut told_to_wait = false;
     loop {
         let info = channel.info().await?;
         if matches!(info.phase, Phase::Closed | Phase::Cancelled) {
             return Ok(());
+        }
+        if draw && drawn != Some((info.fork, info.tip)) && info.phase == Phase::Live {
+            let game = channel.view(&TicTacToe::getGameCall {}).await?;
+            print_board(&game.board, info.tip);
+            drawn = Some((info.fork, info.tip));
         }
         let my_turn =
             info.next_writer == me && !info.game_over && !info.disputed && info.phase == Phase::Live;
@@ -196,9 +220,8 @@ async fn play(node: &Node, channel: &Channel, args: &Args) -> Result<()> {
                 continue;
             }
             let cell = if args.interactive {
-                print_board(&game.board);
-                print!("your move (0-8): ");
-                let _ = std::io::stdout().flush();
+                told_to_wait = false;
+                say("prompt", "your move (0-8):");
                 match stdin.next_line().await? {
                     Some(line) => match line.trim().parse::<u8>() {
                         Ok(c) => c,
@@ -222,6 +245,11 @@ async fn play(node: &Node, channel: &Channel, args: &Args) -> Result<()> {
                 Err(e) => say("refused", e),
             }
             continue;
+        }
+        if args.interactive && !told_to_wait && !info.game_over && !info.disputed && info.phase == Phase::Live
+        {
+            say("waiting", "for the opponent's move");
+            told_to_wait = true;
         }
         // Wait for something to happen.
         let _ = tokio::time::timeout(Duration::from_millis(500), events.recv()).await;
@@ -271,66 +299,131 @@ fn free_cells(board: &[u8; 9]) -> Vec<u8> {
     (0u8..9).filter(|&c| board[usize::from(c)] == 0).collect()
 }
 
-fn print_board(board: &[u8; 9]) {
-    let mark = |v: u8| match v {
-        1 => 'X',
-        2 => 'O',
-        _ => '.',
+/// Draws the board as three `board` lines (free cells show their number) under a `board`
+/// line that says after how many moves.
+fn print_board(board: &[u8; 9], moves: u64) {
+    let mark = |i: usize| match board[i] {
+        1 => "X".to_string(),
+        2 => "O".to_string(),
+        _ => i.to_string(),
     };
+    let plural = if moves == 1 { "" } else { "s" };
+    say("board", format!("after {moves} move{plural}:"));
     for row in 0..3 {
-        let cells: String = (0..3)
-            .map(|col| {
-                let i = row * 3 + col;
-                if board[i] == 0 {
-                    char::from(b'0' + i as u8)
-                } else {
-                    mark(board[i])
-                }
-            })
-            .collect();
-        say("board", cells);
+        let cells: Vec<String> = (0..3).map(|col| mark(row * 3 + col)).collect();
+        say("board", format!("   {} | {} | {}", cells[0], cells[1], cells[2]));
+        if row < 2 {
+            say("board", "  ---+---+---");
+        }
     }
 }
 
-fn print_event(me: Address, event: &ChannelEvent) {
+fn who(me: Address, address: Address) -> &'static str {
+    if address == me { "me" } else { "opponent" }
+}
+
+async fn print_event(me: Address, channel: &Channel, event: &ChannelEvent) {
     match event {
         ChannelEvent::Protocol(ProtocolEvent::Applied { height, issuer, .. }) => {
-            let who = if *issuer == me { "me" } else { "opponent" };
-            say("applied", format!("height={height} by={who}"));
+            say("applied", format!("height={height} by={}", who(me, *issuer)));
         }
-        ChannelEvent::Protocol(ProtocolEvent::Finalized { height, .. }) => {
-            say("final", format!("height={height}"))
-        }
-        ChannelEvent::Protocol(ProtocolEvent::Rejected { from, reason }) => {
-            say("rejected", format!("from={from} reason={reason}"))
-        }
+        ChannelEvent::Protocol(ProtocolEvent::Finalized { height, .. }) => say(
+            "final",
+            format!("height={height} (both players signed every move up to here)"),
+        ),
+        ChannelEvent::Protocol(ProtocolEvent::Rejected { from, reason }) => say(
+            "rejected",
+            format!("from={from} reason={reason} (refused to sign it)"),
+        ),
         ChannelEvent::Protocol(ProtocolEvent::Equivocation { signer, height, .. }) => {
             say("equivocation", format!("signer={signer} height={height}"))
         }
         ChannelEvent::Protocol(ProtocolEvent::ForkStarted {
             fork, participants, ..
-        }) => say("fork", format!("fork={fork} participants={}", participants.len())),
+        }) => say(
+            "fork",
+            format!(
+                "fork={fork} participants={} (the chain enforced a state; play goes on from it)",
+                participants.len()
+            ),
+        ),
         ChannelEvent::Protocol(ProtocolEvent::GameOver { height, .. }) => {
-            say("gameover", format!("height={height}"))
+            let outcome = match channel.view(&TicTacToe::getGameCall {}).await {
+                Ok(game) if game.winner == Address::ZERO => "draw".to_string(),
+                Ok(game) => format!("winner={}", who(me, game.winner)),
+                Err(_) => "over".to_string(),
+            };
+            say("gameover", format!("height={height} {outcome}"))
         }
+        ChannelEvent::Chain(ChainEvent::ChannelOpened { opener, .. }) => say(
+            "chain",
+            format!("opened by={} (waiting for the deposits)", who(me, *opener)),
+        ),
+        ChannelEvent::Chain(ChainEvent::Deposited { participant, amount }) => say(
+            "deposit",
+            format!(
+                "participant={participant} amount={} by={}",
+                eth(*amount),
+                who(me, *participant)
+            ),
+        ),
         ChannelEvent::Chain(ChainEvent::DisputeStarted { record, .. }) => say(
             "dispute",
             format!(
-                "kind={:?} target={} slash={}",
-                record.kind, record.target, record.slash
+                "kind={:?} target={} slash={} by={} (settles after the challenge period)",
+                record.kind,
+                record.target,
+                record.slash,
+                who(me, record.submitter)
             ),
         ),
-        ChannelEvent::Chain(ChainEvent::ParticipantRemoved { participant, slashed }) => {
-            say("removed", format!("participant={participant} slashed={slashed}"))
-        }
+        ChannelEvent::Chain(ChainEvent::DisputeChallenged {
+            challenger, record, ..
+        }) => say(
+            "dispute",
+            format!(
+                "challenged kind={:?} by={} target={}",
+                record.kind,
+                who(me, *challenger),
+                record.target
+            ),
+        ),
+        ChannelEvent::Chain(ChainEvent::ParticipantRemoved { participant, slashed }) => say(
+            "removed",
+            format!(
+                "participant={participant} slashed={slashed} ({})",
+                match (*participant == me, *slashed) {
+                    (true, true) => "I am slashed: my stake goes to the honest player",
+                    (true, false) => "I timed out and forfeit the game",
+                    (false, true) => "the opponent is slashed: its stake goes to me",
+                    (false, false) => "the opponent timed out and forfeits the game",
+                }
+            ),
+        ),
         ChannelEvent::Chain(ChainEvent::CalldataPosted { transaction, .. }) => {
             say("calldata", format!("height={}", transaction.height))
         }
+        ChannelEvent::Chain(ChainEvent::ChannelClosed { height, exits, .. }) => {
+            let payouts: Vec<String> = exits
+                .iter()
+                .map(|(a, v)| format!("{}={}", who(me, *a), eth(*v)))
+                .collect();
+            say(
+                "settled",
+                format!("height={height} payouts: {}", payouts.join(" ")),
+            )
+        }
         ChannelEvent::ChainCall { what, outcome } => match outcome {
             Ok(gas) => say("chain", format!("{what} ok gas={gas}")),
+            Err(e) if e.contains("WrongStatus") => say(
+                "chain",
+                format!("{what} failed: {e} (the other player got there first: nothing lost but gas)"),
+            ),
             Err(e) => say("chain", format!("{what} failed: {e}")),
         },
-        ChannelEvent::Withdrawn { amount } => say("paid", eth(*amount)),
+        ChannelEvent::Withdrawn { amount } => {
+            say("paid", format!("{} (withdrawn to my account)", eth(*amount)))
+        }
         _ => {}
     }
 }
@@ -374,6 +467,7 @@ fn parse(raw: Vec<String>) -> Result<(Args, NodeConfig)> {
     let mut opponent = None;
     let mut stake = U256::from(10u64).pow(U256::from(18u64));
     let mut interactive = false;
+    let mut board = false;
     let mut silent_after = None;
     let mut cheat_at = None;
     let mut resume = false;
@@ -398,6 +492,7 @@ fn parse(raw: Vec<String>) -> Result<(Args, NodeConfig)> {
                 stake = U256::from((eth * 1e6) as u128) * U256::from(10u64).pow(U256::from(12u64));
             }
             "--interactive" => interactive = true,
+            "--board" => board = true,
             "--silent-after" => silent_after = Some(value()?.parse().context("--silent-after")?),
             "--cheat-at" => cheat_at = Some(value()?.parse().context("--cheat-at")?),
             "--resume" => resume = true,
@@ -451,6 +546,7 @@ fn parse(raw: Vec<String>) -> Result<(Args, NodeConfig)> {
         opponent,
         stake,
         interactive,
+        board,
         silent_after,
         cheat_at,
         resume,

@@ -217,6 +217,7 @@ fn crash_runs() -> u64 {
 async fn crash_run(chain: &Chain, seed: u64) -> Result<bool, String> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (mut x, mut o) = start_game(chain, dir.path(), &[], &[]);
     let x_listen = Player::value(&x.wait_for("listening ", WAIT));
@@ -254,8 +255,9 @@ async fn crash_run(chain: &Chain, seed: u64) -> Result<bool, String> {
     drop(x);
     drop(o2);
     println!(
-        "seed {seed}: killed after {applied} applied + {extra_ms} ms (mid-game: {mid_game}); after the restart O applied {} more",
-        o2_lines.iter().filter(|l| l.starts_with("applied ")).count()
+        "seed {seed}: killed after {applied} applied + {extra_ms} ms (mid-game: {mid_game}); after the restart O applied {} more; {:.1} s",
+        o2_lines.iter().filter(|l| l.starts_with("applied ")).count(),
+        started.elapsed().as_secs_f64()
     );
     if std::env::var("CRASH_VERBOSE").is_ok() {
         println!("{}", o2_lines.join("\n"));
