@@ -94,6 +94,9 @@ async fn run() -> Result<()> {
                 me.as_slice(),
                 opponent.as_slice(),
                 &node.chain().now().await?.to_be_bytes(),
+                // Two games a second apart between the same players still differ.
+                &node.chain().block_number().await?.to_be_bytes(),
+                &std::process::id().to_be_bytes(),
             ]
             .concat(),
         );
@@ -138,6 +141,7 @@ async fn run() -> Result<()> {
         }
     });
     let info = channel.wait_live(WAIT).await?;
+    let closed_at_start = info.phase == Phase::Closed;
     if info.phase == Phase::Live {
         let mark = match info.participants.iter().position(|p| *p == me) {
             Some(0) => "X",
@@ -153,27 +157,38 @@ async fn run() -> Result<()> {
         );
     }
 
+    let mut payouts = channel.events().await?;
     play(&node, &channel, &args).await?;
     let info = channel.wait_closed(WAIT).await?;
+    let mut mine = U256::ZERO;
     if let Some(exits) = &info.exits {
-        let mine = exits
+        mine = exits
             .iter()
             .find(|(a, _)| *a == me)
             .map(|(_, v)| *v)
             .unwrap_or_default();
         say("closed", format!("payout={} exits={}", eth(mine), exits.len()));
     }
-    // The payout (and any credit from a removal or slash) is withdrawn by the node.
+    // The node withdraws the payout (and any credit from a removal or slash): wait for its
+    // withdrawal calls to be done before reading the balance.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut after = node.balance().await?;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = node.balance().await?;
-        if now == after && now != before {
-            break;
+    let mut pending = if closed_at_start {
+        0 // settled before this run: nothing left to withdraw here
+    } else {
+        u8::from(!mine.is_zero()) + 1 // the exit, if any, and the pending credit
+    };
+    while pending > 0 {
+        match tokio::time::timeout_at(deadline, payouts.recv()).await {
+            Ok(Ok(ChannelEvent::ChainCall { what, .. }))
+                if what == "withdraw" || what == "withdrawPending" =>
+            {
+                pending -= 1;
+            }
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) | Err(_) => break,
         }
-        after = now;
     }
+    let after = node.balance().await?;
     say("balance", format!("start={} end={}", eth(before), eth(after)));
     printer.abort();
     say("done", channel.id());
