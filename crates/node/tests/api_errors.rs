@@ -136,3 +136,106 @@ async fn wrong_moves_unknown_channels_and_turns_are_refused_without_harm() {
     assert_eq!(game.board[4], 1);
     let _ = U256::ZERO;
 }
+
+/// A peer on the network sends forged proposals and a forged join ticket: each is refused, and
+/// the node keeps working (a valid proposal sent after them arrives, and nothing goes on chain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_proposals_and_join_tickets_from_the_network_are_refused() {
+    use entente_types::{
+        Address, Bytes, ChannelProposal, Envelope, JoinTicket, MembershipApproval, MembershipChange, Message,
+        Signature, Timing,
+    };
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Node::start(world.config(1, &dir.path().join("a"), vec![]))
+        .await
+        .unwrap();
+    let a = alice.address();
+    let mut config = entente_p2p::P2pConfig::new(world.key(5));
+    config.listen_addrs = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.bootstrap_addrs = vec![dial_addr(&alice).await];
+    config.public = true;
+    let (rogue, _rogue_events) = entente_p2p::P2pManager::spawn(config).unwrap();
+    let r = rogue.local_address();
+    let proposal = |id: u8, participants: Vec<Address>, manager: Address| ChannelProposal {
+        channel_id: B256::repeat_byte(id),
+        chain_id: world.anvil.chain_id(),
+        manager,
+        participants,
+        deposits: vec![ether(1), ether(1)],
+        state_machine: world.tictactoe,
+        token: Address::ZERO,
+        timing: Timing::default(),
+        funding_period: 3_600,
+        machine_gas_limit: 5_000_000,
+        salt: B256::ZERO,
+        genesis_state: Bytes::from_static(b"\x00"),
+        agreement_mode: Default::default(),
+    };
+    let send = |p: ChannelProposal| {
+        let rogue = rogue.clone();
+        async move {
+            rogue
+                .join_channel(p.channel_id, p.participants.clone())
+                .await
+                .unwrap();
+            rogue
+                .send(p.channel_id, a, Envelope::new(Message::Proposal(Box::new(p))))
+                .await
+                .unwrap();
+        }
+    };
+    // Not from its first participant (the opener): refused.
+    send(proposal(1, vec![a, r], world.manager)).await;
+    // For another manager: refused.
+    send(proposal(2, vec![r, a], Address::repeat_byte(9))).await;
+    // A forged ticket for a channel alice expects to join: signatures that do not recover.
+    let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
+    let joining = alice.expect_join(B256::repeat_byte(3), code).await.unwrap();
+    let mut events = joining.events().await.unwrap();
+    let ticket = JoinTicket {
+        approval: MembershipApproval {
+            channel_id: B256::repeat_byte(3),
+            fork: 0,
+            height: 0,
+            state_hash: entente_types::state_hash(b"\x00"),
+            change: MembershipChange::Join {
+                participant: a,
+                amount: ether(1),
+                data: Bytes::new(),
+            },
+            deadline: u64::MAX,
+        },
+        state: Bytes::from_static(b"\x00"),
+        signatures: vec![Signature::from_slice(&[[1u8; 32].as_slice(), &[1u8; 32], &[27]].concat()).unwrap()],
+        channel: proposal(3, vec![r], world.manager),
+    };
+    rogue
+        .join_channel(B256::repeat_byte(3), vec![r, a])
+        .await
+        .unwrap();
+    rogue
+        .send(
+            B256::repeat_byte(3),
+            a,
+            Envelope::new(Message::JoinTicket(Box::new(ticket))),
+        )
+        .await
+        .unwrap();
+    // A valid proposal after all that arrives: the node is alive and saw the others first.
+    send(proposal(4, vec![r, a], world.manager)).await;
+    let (from, got) = alice.next_proposal(WAIT).await.unwrap();
+    assert_eq!((from, got.channel_id), (r, B256::repeat_byte(4)));
+    let invitations = alice.invitations().await.unwrap();
+    assert_eq!(invitations.len(), 1, "only the valid proposal is an invitation");
+    // The forged ticket led to no chain call.
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, entente_node::ChannelEvent::ChainCall { .. }),
+            "{event:?}"
+        );
+    }
+    let info = joining.info().await.unwrap();
+    assert_eq!(info.phase, entente_node::Phase::Funding);
+    assert!(info.participants.is_empty(), "the forged ticket was not taken");
+}
