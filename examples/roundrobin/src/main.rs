@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use entente_contracts::{RoundRobinCounter, artifacts};
-use entente_node::{MachineSource, Multiaddr, Node, NodeConfig, Phase, ProposalBuilder};
+use entente_node::{MachineSource, Multiaddr, Node, NodeConfig, NodeError, Phase, ProposalBuilder};
 use entente_types::{Address, B256, Bytes, U256};
 
 const WAIT: Duration = Duration::from_secs(300);
@@ -113,10 +113,12 @@ async fn run() -> Result<()> {
                 format!("fork={fork} participants={}", info.participants.len()),
             );
         }
-        let counter = channel
-            .view(&RoundRobinCounter::getCounterStateCall {})
-            .await?
-            .counter;
+        // The channel may settle (or we may leave it) between the two calls: look again.
+        let counter = match channel.view(&RoundRobinCounter::getCounterStateCall {}).await {
+            Ok(state) => state.counter,
+            Err(NodeError::ChannelClosed(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let settled = info.tip == info.finalized;
         if let Some((joiner, at)) = args.sponsor
             && !sponsored

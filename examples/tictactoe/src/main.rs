@@ -211,14 +211,24 @@ async fn play(node: &Node, channel: &Channel, args: &Args) -> Result<()> {
             return Ok(());
         }
         if draw && drawn != Some((info.fork, info.tip)) && info.phase == Phase::Live {
-            let game = channel.view(&TicTacToe::getGameCall {}).await?;
+            let game = match channel.view(&TicTacToe::getGameCall {}).await {
+                Ok(game) => game,
+                // Settled between the two calls: the loop sees it next time.
+                Err(entente_node::NodeError::ChannelClosed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
             print_board(&game.board, info.tip);
             drawn = Some((info.fork, info.tip));
         }
         let my_turn =
             info.next_writer == me && !info.game_over && !info.disputed && info.phase == Phase::Live;
         if my_turn && !stopped {
-            let game = channel.view(&TicTacToe::getGameCall {}).await?;
+            let game = match channel.view(&TicTacToe::getGameCall {}).await {
+                Ok(game) => game,
+                // Settled between the two calls: the loop sees it next time.
+                Err(entente_node::NodeError::ChannelClosed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
             if args.silent_after == Some(moves) {
                 say("silent", format!("after {moves} moves"));
                 stopped = true;
