@@ -177,9 +177,17 @@ fn p2p(raw: Vec<String>) -> Result<()> {
         .build()?;
     let mut stdout = std::io::stdout().lock();
     let mut rows = Vec::new();
+    let mut figures = Vec::new();
     for &n in &ns {
         let dir = tempfile::tempdir()?;
         let lat = runtime.block_on(entente_bench::p2p::latency(n, samples, dir.path()))?;
+        figures.push(entente_bench::core::CoreFigures {
+            n,
+            mode: entente_types::AgreementMode::ExplicitConfirmations,
+            latencies: lat.clone(),
+            throughput: 0.0,
+            cpu_per_peer: std::time::Duration::ZERO,
+        });
         let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
         writeln!(
             stdout,
@@ -210,7 +218,18 @@ fn p2p(raw: Vec<String>) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("p2p.md"), &md)?;
     std::fs::write(out.join("p2p.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        out.join("p2p-latency.svg"),
+        entente_bench::core::svg(
+            &figures,
+            "Finality latency, real nodes over libp2p on loopback (durable storage)",
+        ),
+    )?;
     writeln!(stdout, "{md}")?;
-    writeln!(stdout, "wrote p2p.md and p2p.json into {}", out.display())?;
+    writeln!(
+        stdout,
+        "wrote p2p.md, p2p.json and p2p-latency.svg into {}",
+        out.display()
+    )?;
     Ok(())
 }
