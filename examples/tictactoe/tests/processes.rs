@@ -323,3 +323,31 @@ async fn a_player_killed_at_random_points_restarts_and_finishes_without_double_s
         "only {mid_game} of {runs} kills landed mid-game"
     );
 }
+
+/// Bad command lines end with a clear message and a failure status, before touching anything.
+#[test]
+fn bad_flags_are_refused_with_a_message() {
+    for (args, expected) in [
+        (vec!["--bogus"], "unknown option --bogus"),
+        (vec!["--key"], "--key needs a value"),
+        (vec!["--key", "not-hex"], "--key"),
+        (vec!["--timing", "1,2"], "--timing takes four numbers"),
+        (
+            vec![
+                "--rpc",
+                "http://127.0.0.1:1",
+                "--manager",
+                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            ],
+            "--key is required",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tictactoe"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
