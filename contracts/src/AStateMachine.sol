@@ -24,8 +24,14 @@ import {IStateMachine} from "./interfaces/IStateMachine.sol";
 ///     deposit). The manager refuses a state that breaks this.
 ///  4. Bounded cost: every move and hook must succeed within the channel's `machineGasLimit`; a move that
 ///     needs more is invalid (the chain cannot execute it in a dispute).
-///  5. A machine has a constructor without arguments; its storage is scratch space the manager reuses in
-///     disputes, so nothing may depend on storage that `_setState` does not restore.
+///  5. A machine has a constructor without arguments; its storage is scratch space, so nothing may depend
+///     on storage that `_setState` does not restore. The manager never writes to a deployed machine: it
+///     runs each channel's disputes in a clone of its own (EIP-1167, made by the manager and initialized
+///     with the manager as owner). The storage-changing entry points (`setState`, `stateTransition`, the
+///     hooks) answer only to the owner: the deployer for a deployed machine, the manager for a clone, so
+///     an outsider cannot fill the storage a channel's disputes depend on.
+///  6. Hooks never lower the exit of a participant other than their target (the manager checks it and
+///     settles at the last state instead).
 abstract contract AStateMachine is IStateMachine {
     /// @notice The transaction's issuer may not write in the current state.
     error NotYourTurn(address issuer, address expected);
@@ -37,12 +43,28 @@ abstract contract AStateMachine is IStateMachine {
     error NotAMove();
     /// @notice The machine does not support the hook.
     error HookNotSupported();
+    /// @notice A storage-changing entry point was called by someone other than the machine's owner.
+    error NotOwner(address caller, address owner);
+    /// @notice `initialize` was called on a machine that already has an owner.
+    error AlreadyInitialized();
 
     // Scratch slot, not part of the state: the running transaction's issuer and timestamp.
     address private _txIssuer;
     uint64 private _txTimestamp;
     bool private _inTransition;
     bool private _moveRan;
+    // The account allowed to change the storage: the deployer, or (for a clone) whoever initialized it.
+    address private _owner;
+
+    constructor() {
+        _owner = msg.sender;
+    }
+
+    /// @dev Only the owner may load states, apply transitions and run hooks.
+    modifier onlyOwner() {
+        if (msg.sender != _owner) revert NotOwner(msg.sender, _owner);
+        _;
+    }
 
     /// @dev Guards the external entry points against being re-entered from a move.
     modifier notInTransition() {
@@ -115,12 +137,23 @@ abstract contract AStateMachine is IStateMachine {
     // ------------------------------------------------------------------ interface
 
     /// @inheritdoc IStateMachine
-    function setState(bytes calldata state) external notInTransition {
+    function initialize() external {
+        if (_owner != address(0)) revert AlreadyInitialized();
+        _owner = msg.sender;
+    }
+
+    /// @inheritdoc IStateMachine
+    function owner() external view returns (address) {
+        return _owner;
+    }
+
+    /// @inheritdoc IStateMachine
+    function setState(bytes calldata state) external onlyOwner notInTransition {
         _setState(state);
     }
 
     /// @inheritdoc IStateMachine
-    function stateTransition(Transaction calldata transaction) external notInTransition {
+    function stateTransition(Transaction calldata transaction) external onlyOwner notInTransition {
         address issuer = transaction.participant;
         if (!_mayWrite(issuer)) revert NotYourTurn(issuer, getNextToWrite());
         _txIssuer = issuer;
@@ -141,6 +174,7 @@ abstract contract AStateMachine is IStateMachine {
     /// @inheritdoc IStateMachine
     function joinParticipant(address participant, uint256 amount, bytes calldata data)
         external
+        onlyOwner
         notInTransition
         returns (Exit[] memory)
     {
@@ -148,12 +182,22 @@ abstract contract AStateMachine is IStateMachine {
     }
 
     /// @inheritdoc IStateMachine
-    function removeParticipant(address participant) external notInTransition returns (Exit[] memory) {
+    function removeParticipant(address participant)
+        external
+        onlyOwner
+        notInTransition
+        returns (Exit[] memory)
+    {
         return _removeParticipant(participant);
     }
 
     /// @inheritdoc IStateMachine
-    function slashParticipant(address participant) external notInTransition returns (Exit[] memory) {
+    function slashParticipant(address participant)
+        external
+        onlyOwner
+        notInTransition
+        returns (Exit[] memory)
+    {
         return _slashParticipant(participant);
     }
 

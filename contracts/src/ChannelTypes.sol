@@ -168,13 +168,15 @@ struct ChannelSpec {
     bytes32 salt;
 }
 
-/// @notice How a `StateProof` proves its state is part of the current fork.
+/// @notice How a `StateProof` proves its state is part of the current fork (docs/security.md, R1).
 enum ProofKind {
-    /// The state is the current fork's genesis (final without signatures).
+    /// The state is the current fork's genesis (final without signatures). Where a proof stands for the
+    /// latest state (`latest` of a dispute), the state must be the fork's head.
     Genesis,
     /// `transaction` produced the state and carries the signatures of all current participants.
     Signed,
-    /// `transaction` produced the state and was posted as calldata (issuer-signed, on chain).
+    /// The state is the fork's head, which the chain itself computed (a posted transaction it executed);
+    /// `transaction` is ignored, the state must hash to the head.
     Posted
 }
 
@@ -207,8 +209,11 @@ enum DisputeKind {
     /// A transaction builds on another state than the final one at its parent height (a fork's genesis
     /// or an N-signed state): slash its issuer.
     WrongParent,
-    /// A well-formed fraud proof did not hold: slash its submitter.
-    FalseFraudProof
+    /// No longer used: a fraud proof whose claim does not hold reverts (`ClaimDoesNotHold`).
+    FalseFraudProof,
+    /// All participants approved `target`'s leave: it is removed at the head after the challenge period,
+    /// unless a later N-signed state shows the approval was stale.
+    Leave
 }
 
 /// @notice A running dispute. The manager stores only `keccak256(abi.encode(record))`; the record is in
@@ -226,7 +231,7 @@ struct DisputeRecord {
     /// Height and hash of the state the finalization enforces.
     uint64 height;
     bytes32 stateHash;
-    /// Timeout only: the accused writer's deadline (a calldata post at or before it defeats the dispute).
+    /// Timeout only: the accused writer's deadline (the head's `since` plus the three windows).
     uint64 writerDeadline;
     /// End of the challenge period.
     uint64 deadline;
@@ -251,8 +256,8 @@ enum ChannelStatus {
     Cancelled
 }
 
-/// @notice A channel as the manager stores it: seven slots, packed so that each hot path reads few of them
-/// (calldata post: slot 0 only; deposit: 0 and 1; the N-of-N check reads slot 5 instead of N member slots).
+/// @notice A channel as the manager stores it: nine slots, packed so that each hot path reads few of them
+/// (deposit: 0 and 1; the N-of-N check reads slot 5 instead of N member slots; the head: 7 and 8).
 struct Channel {
     // slot 0: read by every entry point
     ChannelStatus status;
@@ -286,4 +291,17 @@ struct Channel {
     bytes32 participantsHash;
     /// slot 6: the running dispute's record hash while Disputed; the exits hash once Closed.
     bytes32 commitment;
+    // slot 7: the head of the current fork (docs/security.md, R2): the latest state the chain can prove.
+    uint64 headHeight;
+    /// The timestamp of the head's transaction (the genesis time for a genesis).
+    uint64 headTimestamp;
+    /// When the next writer's window starts: the genesis time, an N-signed transaction's timestamp, or
+    /// `max(timestamp, post time)` for a posted transaction.
+    uint64 headSince;
+    /// The head came from a posted transaction (an N-signed state at its height may replace it).
+    bool headPosted;
+    /// A timeout dispute runs: posts are refused (the accused missed its window).
+    bool timeoutDispute;
+    /// slot 8: keccak256 of the head state.
+    bytes32 headStateHash;
 }

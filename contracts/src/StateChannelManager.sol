@@ -49,7 +49,7 @@ contract StateChannelManager is ADisputeManager {
     }
 
     /// @notice Opens a channel: records the spec and the genesis state, and takes the caller's deposit (the
-    /// caller must be a participant). Participants with a zero deposit count as funded. The channel is
+    /// caller must be a participant). Every deposit is non-zero (everyone has something to lose). The channel is
     /// live once every deposit is in (`ChannelActivated`); if that does not happen within `fundingPeriod`,
     /// anyone may cancel it and every depositor reclaims its deposit.
     /// @dev The genesis state must list exactly `spec.participants` and its exits must be exactly
@@ -79,7 +79,7 @@ contract StateChannelManager is ADisputeManager {
                 openerFound = true;
                 openerDeposit = dep;
             }
-            bool f = dep == 0 || isOpener;
+            bool f = isOpener;
             if (f) funded++;
             mem[i] = Member(p, uint88(dep), f);
         }
@@ -153,7 +153,8 @@ contract StateChannelManager is ADisputeManager {
     // ------------------------------------------------------------------ close and payouts
 
     /// @notice Settles at once on a final (game-over) state signed by all current participants
-    /// (`proof.kind == Signed`). Allowed while a Timeout or Exit dispute runs (it ends the dispute), but not
+    /// (`proof.kind == Signed`), at or above the head. Allowed while a Timeout, Exit or Leave dispute runs
+    /// (it ends the dispute), but not
     /// while the running dispute ends in a slash (a fraud dispute, or a Timeout/Exit defeated by a
     /// challenge): the slashed participant would escape its verdict. Each exit is then claimed with
     /// `withdraw`.
@@ -163,6 +164,7 @@ contract StateChannelManager is ADisputeManager {
         if (ch.fraudDispute) revert DisputeActive(channelId);
         if (proof.kind != ProofKind.Signed) revert ProofKindNotAllowed(proof.kind);
         uint64 height = _proveState(channelId, ch, proof).height;
+        if (height < ch.headHeight) revert StaleProof(ch.headHeight, keccak256(proof.state));
         IStateMachine m = _machine(ch);
         uint256 g = ch.machineGasLimit;
         if (!m.isGameOverOf{gas: g}(proof.state)) revert NotFinal();
@@ -174,6 +176,22 @@ contract StateChannelManager is ADisputeManager {
     /// @notice Pays exit `index` of a closed channel to its participant. `exits` is the list from
     /// `ChannelClosed`. Anyone may trigger it; each exit is paid once.
     function withdraw(bytes32 channelId, Exit[] calldata exits, uint256 index) external nonReentrant {
+        _withdraw(channelId, exits, index, exits[index < exits.length ? index : 0].participant);
+    }
+
+    /// @notice Pays exit `index` of a closed channel to `recipient`; only its participant may call it (for a
+    /// participant that cannot receive ETH itself).
+    function withdrawTo(bytes32 channelId, Exit[] calldata exits, uint256 index, address recipient)
+        external
+        nonReentrant
+    {
+        if (index < exits.length && exits[index].participant != msg.sender) {
+            revert NotYourExit(exits[index].participant, msg.sender);
+        }
+        _withdraw(channelId, exits, index, recipient);
+    }
+
+    function _withdraw(bytes32 channelId, Exit[] calldata exits, uint256 index, address to) private {
         Channel storage ch = _channel(channelId);
         _requireStatus(channelId, ch, ChannelStatus.Closed);
         if (keccak256(abi.encode(exits)) != ch.commitment) {
@@ -186,7 +204,6 @@ contract StateChannelManager is ADisputeManager {
         if (claimed & bit != 0) revert AlreadyClaimed(index);
         _claimed[channelId][word] = claimed | bit;
         uint256 amount = exits[index].amount;
-        address to = exits[index].participant;
         ch.locked -= uint96(amount);
         emit Withdrawn(channelId, to, amount);
         _pay(ch.token, to, amount);
@@ -194,11 +211,20 @@ contract StateChannelManager is ADisputeManager {
 
     /// @notice Pays the caller everything credited to it in `token` (departures, removals, slashes).
     function withdrawPending(address token) external nonReentrant {
+        _withdrawPending(token, msg.sender);
+    }
+
+    /// @notice Pays everything credited to the caller in `token` to `recipient`.
+    function withdrawPendingTo(address token, address recipient) external nonReentrant {
+        _withdrawPending(token, recipient);
+    }
+
+    function _withdrawPending(address token, address to) private {
         uint256 amount = _pending[msg.sender][token];
         if (amount == 0) revert NothingToWithdraw();
         _pending[msg.sender][token] = 0;
         emit PendingWithdrawn(msg.sender, token, amount);
-        _pay(token, msg.sender, amount);
+        _pay(token, to, amount);
     }
 
     // ------------------------------------------------------------------ internals
@@ -207,6 +233,7 @@ contract StateChannelManager is ADisputeManager {
         uint64 nowTs = uint64(block.timestamp);
         ch.status = ChannelStatus.Open;
         ch.timestamp = nowTs;
+        _setHead(ch, 0, ch.genesisStateHash, nowTs, nowTs, false);
         emit ChannelActivated(channelId, nowTs);
     }
 
@@ -222,7 +249,10 @@ contract StateChannelManager is ADisputeManager {
             revert InvalidSpec("zero time parameter");
         }
         if (spec.fundingPeriod == 0) revert InvalidSpec("zero funding period");
-        if (spec.machineGasLimit == 0 || spec.machineGasLimit > MAX_MACHINE_GAS) {
+        if (
+            spec.machineGasLimit < MIN_MACHINE_GAS + n * MACHINE_GAS_PER_PARTICIPANT
+                || spec.machineGasLimit > MAX_MACHINE_GAS
+        ) {
             revert InvalidSpec("machine gas");
         }
         uint256 total;
@@ -232,6 +262,7 @@ contract StateChannelManager is ADisputeManager {
             for (uint256 j = 0; j < i; j++) {
                 if (spec.participants[j] == p) revert InvalidSpec("duplicate participant");
             }
+            if (spec.deposits[i] == 0) revert InvalidSpec("zero deposit");
             if (spec.deposits[i] > type(uint88).max) revert InvalidSpec("deposit too large");
             total += spec.deposits[i];
         }

@@ -90,7 +90,7 @@ contract GasTest is ChannelTestBase {
             _n("postCalldata", n),
             addrs[0],
             0,
-            abi.encodeCall(IStateChannelManager.postCalldata, (t1, _issuerSig(t1)))
+            abi.encodeCall(IStateChannelManager.postCalldata, (t1, _issuerSig(t1), _genesisProof(g)))
         );
         vm.warp(T0 + 1 + P2P + AGREE + FALLBACK + 1);
         StateProof memory posted = _postedProof(t1, s1);
@@ -210,8 +210,6 @@ contract GasTest is ChannelTestBase {
             t.stateHash = keccak256("wrong");
         } else if (kind == DisputeKind.TimestampOutOfOrder) {
             (t,) = _rrAdd(id, 0, 2, addrs[1], uint64(T0), s1, 1);
-        } else if (kind == DisputeKind.TimestampInFuture) {
-            (t,) = _rrAdd(id, 0, 2, addrs[1], uint64(T0 + 1000), s1, 1);
         } else {
             (t,) = _rrAdd(id, 0, 2, addrs[1], uint64(T0 + 2), s1, 1);
             t.prevStateHash = keccak256("elsewhere");
@@ -240,12 +238,26 @@ contract GasTest is ChannelTestBase {
         _fraud(8, DisputeKind.TimestampOutOfOrder, "proveTimestampOutOfOrder");
     }
 
-    function test_gas_fraudTsFuture_n2() public {
-        _fraud(2, DisputeKind.TimestampInFuture, "proveTimestampInFuture");
+    /// A post whose parent is an N-signed state shown in the same call (checkpoint and post at once).
+    function _postAfterSigned(uint256 n) internal {
+        (bytes32 id, bytes memory g) = _openRr(n, 100);
+        (Transaction memory t1, bytes memory s1) = _rrAdd(id, 0, 1, addrs[0], uint64(T0 + 1), g, 1);
+        (Transaction memory t2,) = _rrAdd(id, 0, 2, addrs[1], uint64(T0 + 2), s1, 1);
+        StateProof memory p1 = _signedProof(t1, s1, n);
+        _measure(
+            _n("postCalldata_afterSigned", n),
+            addrs[1],
+            0,
+            abi.encodeCall(IStateChannelManager.postCalldata, (t2, _issuerSig(t2), p1))
+        );
     }
 
-    function test_gas_fraudTsFuture_n8() public {
-        _fraud(8, DisputeKind.TimestampInFuture, "proveTimestampInFuture");
+    function test_gas_postAfterSigned_n2() public {
+        _postAfterSigned(2);
+    }
+
+    function test_gas_postAfterSigned_n8() public {
+        _postAfterSigned(8);
     }
 
     function test_gas_fraudWrongParent_n2() public {

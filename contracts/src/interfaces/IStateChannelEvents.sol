@@ -60,6 +60,12 @@ interface IStateChannelEvents {
         bytes state,
         address[] participants
     );
+    /// @notice The head of fork `forkCnt` moved to an N-signed state (a checkpoint, a dispute's latest state,
+    /// a challenge or a leave approval). Posted states are announced by `CalldataPosted`.
+    event Checkpointed(bytes32 indexed channelId, uint64 forkCnt, uint64 height, bytes32 stateHash);
+    /// @notice A verdict's hook failed or gave a state the chain cannot enforce: the channel settled at the
+    /// head's exits instead.
+    event HookFailed(bytes32 indexed channelId, address indexed target, bool slash);
     /// @notice The channel settled; each exit is claimed with `withdraw(channelId, exits, index)`.
     event ChannelClosed(bytes32 indexed channelId, uint64 forkCnt, uint64 height, Exit[] exits);
     /// @notice An exit of a closed channel was paid.
@@ -110,6 +116,16 @@ interface IStateChannelEvents {
     error TransferFailed();
     error UnsupportedToken();
     error NotJoiner(address expected, address got);
-    /// @notice `postCalldata` arguments not in the canonical ABI encoding (their bytes become the log).
+    /// @notice `postCalldata` arguments not in the canonical ABI encoding (no longer raised).
     error NonCanonicalEncoding();
+    /// @notice The proof is below the head (or conflicts with an N-signed head at its height).
+    error StaleProof(uint64 headHeight, bytes32 stateHash);
+    /// @notice A posted transaction's timestamp is below its parent's or too far in the future.
+    error BadTimestamp(uint64 timestamp, uint64 earliest, uint64 latest);
+    /// @notice A posted transaction does not execute to its claimed state.
+    error InvalidTransition(bytes32 claimed, bytes32 computed);
+    /// @notice A fraud proof's claim does not hold.
+    error ClaimDoesNotHold(DisputeKind kind);
+    /// @notice Only an exit's participant may send it elsewhere.
+    error NotYourExit(address participant, address caller);
 }

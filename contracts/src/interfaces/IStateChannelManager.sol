@@ -32,9 +32,13 @@ interface IStateChannelManager is IStateChannelEvents {
     function getChannel(bytes32 channelId) external view returns (Channel memory);
     function getParticipants(bytes32 channelId) external view returns (address[] memory);
     function postedAt(bytes32 digest) external view returns (uint64);
+    function machineInstance(bytes32 channelId) external view returns (address);
     function pendingBalance(address account, address token) external view returns (uint256);
     function isClaimed(bytes32 channelId, uint256 index) external view returns (bool);
     function extension() external view returns (address);
+    function MAX_PARTICIPANTS() external view returns (uint256);
+    function MIN_MACHINE_GAS() external view returns (uint256);
+    function MACHINE_GAS_PER_PARTICIPANT() external view returns (uint256);
 
     // funding
     function open(ChannelSpec calldata spec, bytes calldata genesisState) external payable returns (bytes32);
@@ -43,7 +47,12 @@ interface IStateChannelManager is IStateChannelEvents {
     function reclaimDeposit(bytes32 channelId, uint256 index) external;
 
     // data availability and disputes
-    function postCalldata(Transaction calldata transaction, bytes calldata signature) external;
+    function postCalldata(
+        Transaction calldata transaction,
+        bytes calldata signature,
+        StateProof calldata parent
+    ) external;
+    function checkpoint(bytes32 channelId, StateProof calldata proof) external;
     function disputeTimeout(bytes32 channelId, StateProof calldata latest) external;
     function requestExit(bytes32 channelId, StateProof calldata latest) external;
     function proveDoubleSign(bytes32 channelId, StateProof calldata latest, DoubleSignProof calldata proof)
@@ -68,5 +77,7 @@ interface IStateChannelManager is IStateChannelEvents {
     // settlement
     function close(bytes32 channelId, StateProof calldata proof) external;
     function withdraw(bytes32 channelId, Exit[] calldata exits, uint256 index) external;
+    function withdrawTo(bytes32 channelId, Exit[] calldata exits, uint256 index, address recipient) external;
     function withdrawPending(address token) external;
+    function withdrawPendingTo(address token, address recipient) external;
 }

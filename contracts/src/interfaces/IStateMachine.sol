@@ -7,8 +7,16 @@ import {Transaction, Exit} from "../ChannelTypes.sol";
 /// @notice The interface the StateChannelManager (and the Rust runtime) uses to drive a channel's state
 /// machine. The machine's storage is scratch space: every caller first loads a state with `setState`,
 /// then applies a transition or a hook, then reads the result with `getState`, all in one transaction.
-/// The `...Of(bytes)` views decode a state passed as bytes without touching storage.
+/// The `...Of(bytes)` views decode a state passed as bytes without touching storage. The
+/// storage-changing functions answer only to the machine's owner (its deployer; for a clone made by the
+/// manager, the manager): see `docs/security.md`, R9.
 interface IStateMachine {
+    /// @notice Makes the caller the owner of a machine that has none (a fresh EIP-1167 clone).
+    function initialize() external;
+
+    /// @notice The account allowed to change this machine's storage.
+    function owner() external view returns (address);
+
     /// @notice Replaces the machine's storage with the decoded `state`.
     function setState(bytes calldata state) external;
 

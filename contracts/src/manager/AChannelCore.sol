@@ -6,6 +6,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 
 import {
     Transaction,
@@ -53,12 +54,20 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     uint256 public constant MAX_PARTICIPANTS = 128;
     /// @notice Largest gas limit per state-machine call.
     uint256 public constant MAX_MACHINE_GAS = 30_000_000;
+    /// @notice Smallest gas limit per state-machine call: `MIN_MACHINE_GAS + N * MACHINE_GAS_PER_PARTICIPANT`
+    /// (loading a state of N participants into a fresh instance and running a hook must fit).
+    uint256 public constant MIN_MACHINE_GAS = 200_000;
+    /// @notice See `MIN_MACHINE_GAS`.
+    uint256 public constant MACHINE_GAS_PER_PARTICIPANT = 50_000;
+    /// @dev Gas kept back for the caller's own work after a machine call.
+    uint256 internal constant CALL_MARGIN = 40_000;
 
     // ------------------------------------------------------------------ storage
 
     mapping(bytes32 channelId => Channel) internal _channels;
     mapping(bytes32 channelId => mapping(uint256 index => Member)) internal _members;
-    /// @dev EIP-712 digest of a transaction posted as calldata => chain time of the post.
+    /// @dev EIP-712 digest of a transaction posted as calldata (and executed by the chain) => chain time
+    /// of the post.
     mapping(bytes32 digest => uint64) internal _postedAt;
     /// @dev Exits already claimed after a close: bit i of word i/256.
     mapping(bytes32 channelId => mapping(uint256 => uint256)) internal _claimed;
@@ -91,6 +100,12 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         for (uint256 i = 0; i < out.length; ++i) {
             out[i] = m[i].addr;
         }
+    }
+
+    /// @notice The address of the channel's own machine instance (an EIP-1167 clone of its state machine,
+    /// made by the manager on first need; it may not exist yet).
+    function machineInstance(bytes32 channelId) public view returns (address) {
+        return Clones.predictDeterministicAddress(_channels[channelId].stateMachine, channelId);
     }
 
     /// @notice Chain time at which the transaction with this digest was posted as calldata (0: never).
@@ -161,9 +176,10 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         return false;
     }
 
-    // ------------------------------------------------------------------ state proofs
+    // ------------------------------------------------------------------ state proofs and the head
 
-    /// @dev Checks that `p` proves a state of the current fork; returns its height, hash and timestamp.
+    /// @dev Checks that `p` proves a state of the current fork (docs/security.md, R1): the fork's genesis,
+    /// an N-signed state, or the head (`Posted`). Returns its height, hash and timestamp.
     function _proveState(bytes32 channelId, Channel storage ch, StateProof calldata p)
         internal
         view
@@ -178,17 +194,66 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
             r.timestamp = ch.timestamp;
             return r;
         }
+        if (p.kind == ProofKind.Posted) {
+            if (r.stateHash != ch.headStateHash) revert StateHashMismatch(ch.headStateHash, r.stateHash);
+            r.height = ch.headHeight;
+            r.timestamp = ch.headTimestamp;
+            return r;
+        }
         Transaction calldata t = p.transaction;
         _checkCurrentFork(channelId, ch, t);
         if (t.stateHash != r.stateHash) revert StateHashMismatch(t.stateHash, r.stateHash);
-        bytes32 digest = transactionDigest(t);
-        if (p.kind == ProofKind.Signed) {
-            _verifyAll(channelId, ch, digest, p.signatures);
-        } else if (_postedAt[digest] == 0) {
-            revert NotPosted(digest);
-        }
+        _verifyAll(channelId, ch, transactionDigest(t), p.signatures);
         r.height = t.height;
         r.timestamp = t.timestamp;
+    }
+
+    /// @dev Makes the head at least as recent as `p` (R2) and returns the head. A `Genesis` or `Posted`
+    /// proof must be the head itself; a `Signed` one moves the head up to it (or replaces a posted head at
+    /// its height). A proof below the head is stale.
+    function _moveHead(bytes32 channelId, Channel storage ch, StateProof calldata p)
+        internal
+        returns (Proven memory head)
+    {
+        if (p.kind != ProofKind.Signed) {
+            bytes32 h = keccak256(p.state);
+            if (h != ch.headStateHash) revert StaleProof(ch.headHeight, h);
+            return Proven(ch.headHeight, h, ch.headTimestamp);
+        }
+        Proven memory pr = _proveState(channelId, ch, p);
+        _checkpoint(channelId, ch, pr, p.state);
+        return pr;
+    }
+
+    /// @dev Makes the proven N-signed state `pr` (with its encoded `state`) the head, if it is not below it.
+    function _checkpoint(bytes32 channelId, Channel storage ch, Proven memory pr, bytes calldata state)
+        internal
+    {
+        uint64 headHeight = ch.headHeight;
+        if (pr.height < headHeight) revert StaleProof(headHeight, pr.stateHash);
+        if (pr.height == headHeight) {
+            if (pr.stateHash == ch.headStateHash) return;
+            // Two N-signed states at one height cannot both exist with an honest participant.
+            if (!ch.headPosted) revert StaleProof(headHeight, pr.stateHash);
+        }
+        _checkConserved(ch, _exitsOfState(ch, state));
+        _setHead(ch, pr.height, pr.stateHash, pr.timestamp, pr.timestamp, false);
+        emit Checkpointed(channelId, ch.forkCnt, pr.height, pr.stateHash);
+    }
+
+    function _setHead(Channel storage ch, uint64 height, bytes32 h, uint64 ts, uint64 since, bool posted)
+        internal
+    {
+        ch.headHeight = height;
+        ch.headTimestamp = ts;
+        ch.headSince = since;
+        ch.headPosted = posted;
+        ch.headStateHash = h;
+    }
+
+    /// @dev The head's writer deadline: its `since` plus the three windows (R4).
+    function _writerDeadline(Channel storage ch) internal view returns (uint64) {
+        return ch.headSince + ch.p2pTime + ch.agreementTime + ch.chainFallbackTime;
     }
 
     /// @dev The transaction belongs to this channel's current fork, above its genesis.
@@ -217,23 +282,56 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
 
     // ------------------------------------------------------------------ machine
 
+    /// @dev The shared machine: only its views over encoded states are called on it.
     function _machine(Channel storage ch) internal view returns (IStateMachine) {
         return IStateMachine(ch.stateMachine);
     }
 
-    /// @dev Loads `state` into the machine, applies the remove or slash hook to `target`, credits the
-    /// exits it returns, and returns the resulting state.
-    function _applyHook(bytes32 channelId, Channel storage ch, bytes memory state, address target, bool slash)
+    /// @dev The channel's own machine instance (R9): an EIP-1167 clone of its machine made with the channel
+    /// id as salt and owned by this manager; created on first need.
+    function _instance(bytes32 channelId, Channel storage ch) internal returns (IStateMachine) {
+        address impl = ch.stateMachine;
+        address inst = Clones.predictDeterministicAddress(impl, channelId);
+        if (inst.code.length == 0) {
+            Clones.cloneDeterministic(impl, channelId);
+            IStateMachine(inst).initialize();
+        }
+        return IStateMachine(inst);
+    }
+
+    /// @dev Reverts unless a call with `g` gas can be given all of it (EIP-150 keeps 1/64 back): otherwise a
+    /// caller could make a machine call fail by sending too little gas.
+    function _requireGas(uint256 g) internal view {
+        if (gasleft() < g + g / 63 + CALL_MARGIN) revert InsufficientGas();
+    }
+
+    /// @dev The exits of an encoded state (the shared machine's view, with the channel's gas limit).
+    function _exitsOfState(Channel storage ch, bytes memory state) internal view returns (Exit[] memory) {
+        return _machine(ch).exitsOf{gas: ch.machineGasLimit}(state);
+    }
+
+    /// @dev Runs `t` on `prevState` in the channel's instance with the full gas limit; returns whether it
+    /// succeeded and the hash of the resulting state (zero on failure).
+    function _execute(bytes32 channelId, Channel storage ch, bytes calldata prevState, Transaction calldata t)
         internal
-        returns (bytes memory)
+        returns (bool ok, bytes32 resultHash)
     {
-        IStateMachine m = _machine(ch);
+        IStateMachine m = _instance(channelId, ch);
         uint256 g = ch.machineGasLimit;
-        m.setState{gas: g}(state);
-        Exit[] memory exits = slash ? m.slashParticipant{gas: g}(target) : m.removeParticipant{gas: g}(target);
-        _creditExits(channelId, ch, exits);
-        emit ParticipantRemoved(channelId, target, slash);
-        return m.getState{gas: g}();
+        _requireGas(g);
+        m.setState{gas: g}(prevState);
+        // Encode first, then check the gas: encoding large move data costs gas of its own.
+        bytes memory call = abi.encodeCall(IStateMachine.stateTransition, (t));
+        _requireGas(g);
+        (ok,) = address(m).call{gas: g}(call);
+        if (!ok) return (false, bytes32(0));
+        _requireGas(g);
+        resultHash = keccak256(m.getState{gas: g}());
+    }
+
+    /// @dev The exits of the state the channel's instance holds (right after an execution).
+    function _instanceExits(bytes32 channelId, Channel storage ch) internal view returns (Exit[] memory) {
+        return IStateMachine(machineInstance(channelId)).getExits{gas: ch.machineGasLimit}();
     }
 
     /// @dev Credits hook exits to the pending ledger, out of the channel's locked total.
@@ -252,7 +350,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     }
 
     /// @dev Makes `state` (at `height`) the genesis of a new fork, or settles the channel if the state is
-    /// final or fewer than two participants remain.
+    /// final or fewer than two participants remain. The state's exits must conserve value.
     function _startForkOrClose(bytes32 channelId, Channel storage ch, bytes memory state, uint64 height)
         internal
     {
@@ -261,11 +359,24 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         Exit[] memory exits = m.exitsOf{gas: g}(state);
         _checkConserved(ch, exits);
         address[] memory participants = m.participantsOf{gas: g}(state);
-        if (participants.length < 2 || m.isGameOverOf{gas: g}(state)) {
+        bool over = participants.length < 2 || m.isGameOverOf{gas: g}(state);
+        _forkOrClose(channelId, ch, state, height, exits, participants, over);
+    }
+
+    /// @dev `_startForkOrClose` with the state's exits, participants and finality already known.
+    function _forkOrClose(
+        bytes32 channelId,
+        Channel storage ch,
+        bytes memory state,
+        uint64 height,
+        Exit[] memory exits,
+        address[] memory participants,
+        bool over
+    ) internal {
+        if (over || participants.length > MAX_PARTICIPANTS) {
             _close(channelId, ch, exits, height);
             return;
         }
-        if (participants.length > MAX_PARTICIPANTS) revert InvalidGenesis("too many participants");
         mapping(uint256 => Member) storage mem = _members[channelId];
         uint256 old = ch.participantCount;
         uint256 n = participants.length;
@@ -281,15 +392,18 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         }
         uint64 fork = ch.forkCnt + 1;
         uint64 nowTs = uint64(block.timestamp);
+        bytes32 h = keccak256(state);
         ch.forkCnt = fork;
         ch.genesisHeight = height;
         ch.timestamp = nowTs;
         ch.participantCount = uint8(n);
-        ch.genesisStateHash = keccak256(state);
+        ch.genesisStateHash = h;
         ch.participantsHash = _hashAddresses(participants);
         ch.status = ChannelStatus.Open;
         ch.fraudDispute = false;
+        ch.timeoutDispute = false;
         ch.commitment = bytes32(0);
+        _setHead(ch, height, h, nowTs, nowTs, false);
         emit SetState(channelId, fork, height, nowTs, state, participants);
     }
 
@@ -305,6 +419,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     function _close(bytes32 channelId, Channel storage ch, Exit[] memory exits, uint64 height) internal {
         ch.status = ChannelStatus.Closed;
         ch.fraudDispute = false;
+        ch.timeoutDispute = false;
         ch.commitment = keccak256(abi.encode(exits));
         emit ChannelClosed(channelId, ch.forkCnt, height, exits);
     }
@@ -343,14 +458,26 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         _requireStatus(channelId, ch, ChannelStatus.Open);
     }
 
+    function _requireDispute(bytes32 channelId, Channel storage ch, DisputeRecord calldata d) internal view {
+        _requireStatus(channelId, ch, ChannelStatus.Disputed);
+        if (keccak256(abi.encode(d)) != ch.commitment) revert DisputeMismatch();
+    }
+
+    /// @dev Starts dispute `d` about the head (`d.height`, `d.stateHash` are set from it); `state` is the
+    /// head state.
     function _startDispute(
         bytes32 channelId,
         Channel storage ch,
         DisputeRecord memory d,
         bytes calldata state
     ) internal {
+        d.forkCnt = ch.forkCnt;
+        d.height = ch.headHeight;
+        d.stateHash = ch.headStateHash;
         d.deadline = uint64(block.timestamp) + ch.challengeTime;
         ch.status = ChannelStatus.Disputed;
+        ch.timeoutDispute = d.kind == DisputeKind.Timeout;
+        ch.fraudDispute = d.slash;
         ch.commitment = keccak256(abi.encode(d));
         emit DisputeStarted(channelId, d, state);
     }

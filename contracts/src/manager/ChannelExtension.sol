@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AChannelCore} from "./AChannelCore.sol";
+import {AVerdicts} from "./AVerdicts.sol";
 import {
     Transaction,
     StateProof,
@@ -19,21 +19,12 @@ import {
 import {IStateMachine} from "../interfaces/IStateMachine.sol";
 
 /// @title ChannelExtension
-/// @notice The less frequent half of the StateChannelManager (fraud proofs, join, leave). The manager
+/// @notice The less frequent half of the StateChannelManager (fraud proofs, challenges, verdicts, forced
+/// exit, join, leave). The manager
 /// deploys it in its constructor and forwards every selector it does not know to it with `delegatecall`,
 /// so it runs on the manager's storage, balance and address (EIP-170 caps a contract at 24,576 bytes).
 /// Call these functions on the manager (ABI: `IStateChannelManager`), never on this contract.
-contract ChannelExtension is AChannelCore {
-    /// @notice Called directly instead of through the manager.
-    error OnlyThroughManager();
-
-    address private immutable _self = address(this);
-
-    modifier onlyDelegated() {
-        if (address(this) == _self) revert OnlyThroughManager();
-        _;
-    }
-
+contract ChannelExtension is AVerdicts {
     // ------------------------------------------------------------------ fraud proofs
 
     /// @notice The EIP-712 digest of a join approval.
@@ -48,26 +39,19 @@ contract ChannelExtension is AChannelCore {
 
     // ------------------------------------------------------------------ forced exit
 
-    /// @notice Forces the caller's exit through the chain from `latest` (its latest state). After the
-    /// challenge period the caller is removed (remove hook) and takes its exit, or, if the state is final,
-    /// the channel settles. Answered with a later N-signed state, the caller is slashed instead.
+    /// @notice Forces the caller's exit through the chain (R6). `latest` is the head, or an N-signed state
+    /// that becomes it. Posts continue while it runs. After the challenge period the caller is removed at
+    /// the head (remove hook) and takes its exit, or, if the head is final, the channel settles. Answered
+    /// with an N-signed state above the head, the caller is slashed instead.
     function requestExit(bytes32 channelId, StateProof calldata latest) external onlyDelegated nonReentrant {
         Channel storage ch = _channel(channelId);
         _requireOpenNoDispute(channelId, ch);
         _requireMember(channelId, ch, msg.sender);
-        Proven memory pr = _proveState(channelId, ch, latest);
-        DisputeRecord memory d = DisputeRecord({
-            kind: DisputeKind.Exit,
-            challenged: false,
-            slash: false,
-            submitter: msg.sender,
-            target: msg.sender,
-            forkCnt: ch.forkCnt,
-            height: pr.height,
-            stateHash: pr.stateHash,
-            writerDeadline: 0,
-            deadline: 0
-        });
+        _moveHead(channelId, ch, latest);
+        DisputeRecord memory d;
+        d.kind = DisputeKind.Exit;
+        d.submitter = msg.sender;
+        d.target = msg.sender;
         _startDispute(channelId, ch, d, latest.state);
     }
 
@@ -75,7 +59,7 @@ contract ChannelExtension is AChannelCore {
 
     /// @notice Proves that one participant signed two different transactions of this channel at the same
     /// fork and height (as issuer or as confirmer; any fork up to the current one). The signer is slashed
-    /// after the challenge period; `latest` is the state the chain enforces.
+    /// at the head after the challenge period; `latest` is the head, or an N-signed state that becomes it.
     function proveDoubleSign(bytes32 channelId, StateProof calldata latest, DoubleSignProof calldata proof)
         external
         onlyDelegated
@@ -84,9 +68,8 @@ contract ChannelExtension is AChannelCore {
         Channel storage ch = _channel(channelId);
         _requireFraudAllowed(channelId, ch);
         address signer = _doubleSigner(channelId, ch, proof);
-        _startFraud(
-            channelId, ch, DisputeKind.DoubleSign, signer, _proveState(channelId, ch, latest), latest.state
-        );
+        _moveHead(channelId, ch, latest);
+        _startFraud(channelId, ch, DisputeKind.DoubleSign, signer, latest.state);
     }
 
     /// @dev The participant that signed both `a` and `b` (two different transactions at one height).
@@ -111,18 +94,18 @@ contract ChannelExtension is AChannelCore {
     }
 
     /// @notice Proves that `t` (signed by its issuer, a participant; at height `prev.height + 1` of the
-    /// current fork) breaks a rule, `kind` telling which:
-    ///  - `InvalidTransition`: `t` builds on `prev` but the chain, loading `prev.state` into the machine and
-    ///    applying `t` with the channel's gas limit, gets a revert or another state than `t.stateHash`;
+    /// current fork) breaks a rule, `kind` telling which (R7):
+    ///  - `InvalidTransition`: `t` builds on `prev` but the chain, loading `prev.state` into the channel's
+    ///    machine instance and applying `t` with the channel's gas limit, gets a revert or another state;
     ///  - `TimestampOutOfOrder`: `t` builds on `prev` and `t.timestamp` is lower than `prev`'s timestamp
-    ///    (its transaction's, or the fork's genesis timestamp);
-    ///  - `TimestampInFuture`: `t` builds on `prev` and `t.timestamp` exceeds `agreementTime` plus the chain
-    ///    time at which `t` was first seen on chain (its calldata post, else this call);
-    ///  - `WrongParent`: `prev` is final (Genesis: "wrong genesis", or Signed) and `t.prevStateHash` is not
-    ///    its hash.
-    /// If the claim holds, `t`'s issuer is slashed after the challenge period; if the proof is well formed
-    /// but the claim does not hold, the caller (who must be a participant) is slashed instead. Either way
-    /// `prev` is the state the chain enforces. Malformed input reverts.
+    ///    (its transaction's, or the fork's genesis timestamp, or the head's);
+    ///  - `WrongParent`: `prev` is final (the fork's genesis, or N-signed) and `t.prevStateHash` is not its
+    ///    hash.
+    /// `prev` is any provable state: the fork's genesis, an N-signed state, or the head (`Posted`). The
+    /// claim is judged at once: if it holds, a slash dispute against `t`'s issuer starts at the head (moved
+    /// up by `prev` if `prev` is N-signed and above it); if it does not hold the call reverts
+    /// (`ClaimDoesNotHold`). `TimestampInFuture` is refused (`NotAFraudKind`): the chain judges a future
+    /// stamp when it first sees the transaction (`postCalldata`).
     function proveFraud(
         bytes32 channelId,
         DisputeKind kind,
@@ -133,6 +116,10 @@ contract ChannelExtension is AChannelCore {
         Channel storage ch = _channel(channelId);
         _requireFraudAllowed(channelId, ch);
         _requireMember(channelId, ch, msg.sender);
+        if (
+            kind != DisputeKind.InvalidTransition && kind != DisputeKind.TimestampOutOfOrder
+                && kind != DisputeKind.WrongParent
+        ) revert NotAFraudKind(kind);
         Proven memory pr = _proveState(channelId, ch, prev);
         _checkCurrentFork(channelId, ch, t);
         if (t.height != pr.height + 1) revert WrongHeight(pr.height + 1, t.height);
@@ -147,29 +134,30 @@ contract ChannelExtension is AChannelCore {
         } else {
             if (t.prevStateHash != pr.stateHash) revert NotASuccessor();
             if (kind == DisputeKind.InvalidTransition) {
-                holds = !_transitionIsValid(ch, prev.state, t);
-            } else if (kind == DisputeKind.TimestampOutOfOrder) {
-                holds = t.timestamp < pr.timestamp;
-            } else if (kind == DisputeKind.TimestampInFuture) {
-                uint256 seenAt = _postedAt[digest];
-                if (seenAt == 0) seenAt = block.timestamp;
-                holds = t.timestamp > seenAt + ch.agreementTime;
+                (bool ok, bytes32 resultHash) = _execute(channelId, ch, prev.state, t);
+                holds = !ok || resultHash != t.stateHash;
             } else {
-                revert NotAFraudKind(kind);
+                holds = t.timestamp < pr.timestamp;
             }
         }
-        if (holds) {
-            _startFraud(channelId, ch, kind, issuer, pr, prev.state);
-        } else {
-            _startFraud(channelId, ch, DisputeKind.FalseFraudProof, msg.sender, pr, prev.state);
+        if (!holds) revert ClaimDoesNotHold(kind);
+        if (prev.kind == ProofKind.Signed && pr.height > ch.headHeight) {
+            _checkpoint(channelId, ch, pr, prev.state);
         }
+        // The verdict is carried out at the head; the event carries the head state when the caller supplied
+        // it (`prev` is the head), else nothing (the record's `stateHash` names it).
+        _startFraud(
+            channelId, ch, kind, issuer, pr.stateHash == ch.headStateHash ? prev.state : msg.data[0:0]
+        );
     }
 
     // ------------------------------------------------------------------ join and leave
 
     /// @notice Joins a live channel: the caller (`approval.participant`) pays `approval.amount`; every
-    /// current participant signed `approval`. The machine's join hook runs on the approved state and the
-    /// result starts a new fork (`SetState`).
+    /// current participant signed `approval`. The approval must be bound to the latest state (R11): at or
+    /// above the head (at its height, the head's state), before its deadline, with no dispute running. The
+    /// machine's join hook runs on the approved state in the channel's instance and the result starts a new
+    /// fork (`SetState`).
     function joinChannel(JoinApproval calldata approval, bytes calldata state, bytes[] calldata signatures)
         external
         payable
@@ -184,23 +172,29 @@ contract ChannelExtension is AChannelCore {
         if (msg.sender != approval.participant) revert NotJoiner(approval.participant, msg.sender);
         if (_isMember(channelId, ch, msg.sender)) revert AlreadyParticipant(msg.sender);
         if (ch.participantCount >= MAX_PARTICIPANTS) revert InvalidSpec("too many participants");
-        if (approval.amount > type(uint88).max) revert InvalidSpec("deposit too large");
+        if (approval.amount == 0 || approval.amount > type(uint88).max) revert InvalidSpec("deposit");
         _verifyAll(channelId, ch, _hashTypedDataV4(ApprovalHashing.hashStruct(approval)), signatures);
+        _checkConserved(ch, _exitsOfState(ch, state));
 
         ch.locked += uint96(approval.amount);
         _collect(ch.token, approval.amount);
-        IStateMachine m = _machine(ch);
+        IStateMachine m = _instance(channelId, ch);
         uint256 g = ch.machineGasLimit;
+        _requireGas(g);
         m.setState{gas: g}(state);
+        _requireGas(g);
         Exit[] memory exits = m.joinParticipant{gas: g}(msg.sender, approval.amount, approval.data);
         _creditExits(channelId, ch, exits);
         emit ParticipantJoined(channelId, msg.sender, approval.amount);
+        _requireGas(g);
         _startForkOrClose(channelId, ch, m.getState{gas: g}(), approval.height);
     }
 
-    /// @notice Leaves a live channel by agreement: every current participant (the leaver included) signed
-    /// `approval`. The machine's remove hook runs on the approved state, the leaver's exit is credited, and
-    /// the result starts a new fork (or settles if fewer than two participants remain). Anyone may submit.
+    /// @notice Starts an agreed leave: every current participant (the leaver included) signed `approval`,
+    /// which must be bound to the latest state (R11) and becomes the head. After the challenge period the
+    /// leaver is removed at the head (remove hook, its exit credited) and a new fork starts (or the channel
+    /// settles if fewer than two participants remain). An N-signed state above the approval cancels it.
+    /// Anyone may submit.
     function leaveChannel(LeaveApproval calldata approval, bytes calldata state, bytes[] calldata signatures)
         external
         onlyDelegated
@@ -213,14 +207,23 @@ contract ChannelExtension is AChannelCore {
         );
         _requireMember(channelId, ch, approval.participant);
         _verifyAll(channelId, ch, _hashTypedDataV4(ApprovalHashing.hashStruct(approval)), signatures);
-        bytes memory result = _applyHook(channelId, ch, state, approval.participant, false);
-        _startForkOrClose(channelId, ch, result, approval.height);
+        if (approval.height > ch.headHeight) {
+            _checkConserved(ch, _exitsOfState(ch, state));
+            uint64 nowTs = uint64(block.timestamp);
+            _setHead(ch, approval.height, approval.stateHash, nowTs, nowTs, false);
+            emit Checkpointed(channelId, ch.forkCnt, approval.height, approval.stateHash);
+        }
+        DisputeRecord memory d;
+        d.kind = DisputeKind.Leave;
+        d.submitter = msg.sender;
+        d.target = approval.participant;
+        _startDispute(channelId, ch, d, state);
     }
 
     // ------------------------------------------------------------------ internals
 
-    /// @dev Fraud proofs are accepted while Open, or while the running dispute is a Timeout or Exit that was
-    /// not defeated (the fraud dispute replaces it).
+    /// @dev Fraud proofs are accepted while Open, or while the running dispute is not a slash (the fraud
+    /// dispute replaces it).
     function _requireFraudAllowed(bytes32 channelId, Channel storage ch) internal view {
         if (ch.status == ChannelStatus.Disputed) {
             if (ch.fraudDispute) revert DisputeActive(channelId);
@@ -229,46 +232,23 @@ contract ChannelExtension is AChannelCore {
         _requireStatus(channelId, ch, ChannelStatus.Open);
     }
 
-    /// @dev Re-executes `t` on `prevState` in the machine with the channel's gas limit.
-    function _transitionIsValid(Channel storage ch, bytes calldata prevState, Transaction calldata t)
-        internal
-        returns (bool)
-    {
-        IStateMachine m = _machine(ch);
-        uint256 g = ch.machineGasLimit;
-        m.setState{gas: g}(prevState);
-        // The transition must get its full gas limit: otherwise a caller could make a valid transition
-        // fail by sending too little gas (EIP-150 keeps 1/64 back).
-        if (gasleft() < g + g / 63 + 20_000) revert InsufficientGas();
-        (bool ok,) = address(m).call{gas: g}(abi.encodeCall(IStateMachine.stateTransition, (t)));
-        if (!ok) return false;
-        return keccak256(m.getState{gas: g}()) == t.stateHash;
-    }
-
     function _startFraud(
         bytes32 channelId,
         Channel storage ch,
         DisputeKind kind,
         address target,
-        Proven memory pr,
         bytes calldata state
     ) internal {
-        DisputeRecord memory d = DisputeRecord({
-            kind: kind,
-            challenged: false,
-            slash: true,
-            submitter: msg.sender,
-            target: target,
-            forkCnt: ch.forkCnt,
-            height: pr.height,
-            stateHash: pr.stateHash,
-            writerDeadline: 0,
-            deadline: 0
-        });
-        ch.fraudDispute = true;
+        DisputeRecord memory d;
+        d.kind = kind;
+        d.slash = true;
+        d.submitter = msg.sender;
+        d.target = target;
         _startDispute(channelId, ch, d, state);
     }
 
+    /// @dev An approval of the current fork bound to the latest state: at or above the head (at the head's
+    /// height, the head's state), before its deadline, with no dispute running.
     function _checkApproval(
         bytes32 channelId,
         Channel storage ch,
@@ -280,7 +260,10 @@ contract ChannelExtension is AChannelCore {
     ) private view {
         _requireOpenNoDispute(channelId, ch);
         if (forkCnt != ch.forkCnt) revert WrongFork(ch.forkCnt, forkCnt);
-        if (height < ch.genesisHeight) revert WrongHeight(ch.genesisHeight, height);
+        uint64 headHeight = ch.headHeight;
+        if (height < headHeight || (height == headHeight && stateHash != ch.headStateHash)) {
+            revert StaleProof(headHeight, stateHash);
+        }
         if (block.timestamp > deadline) revert TooLate(deadline);
         bytes32 h = keccak256(state);
         if (h != stateHash) revert StateHashMismatch(stateHash, h);

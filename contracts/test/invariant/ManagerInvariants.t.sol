@@ -41,7 +41,8 @@ contract ManagerHandler is ChannelTestBase {
         manager = manager_;
         m = IStateChannelManager(address(manager_));
         rr = rr_;
-        rrScratch = scratch;
+        // `setUp` made the scratch machines this handler owns (only a machine's owner may load states).
+        scratch;
     }
 
     function accounts() external view returns (address[] memory) {
@@ -65,7 +66,7 @@ contract ManagerHandler is ChannelTestBase {
         uint256[] memory deps = new uint256[](n);
         for (uint256 i = 0; i < n; i++) {
             ps[i] = addrs[(seed + i) % 8];
-            deps[i] = (seed >> (8 * i)) % 5 ether;
+            deps[i] = (seed >> (8 * i)) % 5 ether + 1;
         }
         if (ps[0] == ps[1] || (n == 3 && (ps[2] == ps[0] || ps[2] == ps[1]))) return;
         ChannelSpec memory s = _spec(address(rr), address(0), ps, deps);
@@ -101,7 +102,7 @@ contract ManagerHandler is ChannelTestBase {
         if (rr.nextToWriteOf(stateOf[id]) == address(0)) return;
         (Transaction memory t, bytes memory next) = _nextTx(id, 1 + uint64(seed % 10));
         if (post) {
-            m.postCalldata(t, _issuerSig(t));
+            m.postCalldata(t, _issuerSig(t), _proof(id));
         }
         stateOf[id] = next;
         lastTx[id] = t;
@@ -305,7 +306,7 @@ contract ManagerHandler is ChannelTestBase {
             IStateChannelManager.close.selector,
             IStateChannelManager.withdraw.selector,
             IStateChannelManager.withdrawPending.selector,
-            IStateChannelManager.transactionDigest.selector,
+            IStateChannelManager.checkpoint.selector,
             IStateChannelManager.getChannel.selector,
             bytes4(0),
             bytes4(0xdeadbeef)

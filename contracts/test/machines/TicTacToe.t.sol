@@ -144,12 +144,36 @@ contract TicTacToeTest is Test {
 
     function test_revert_dataReentersSetState() public {
         Transaction memory t = _tx(X, 0);
+        // the move runs as a call from the machine to itself, which is not its owner
         t.data = abi.encodeCall(AStateMachine.setState, (ttt.initialState(O, X, 5 ether)));
-        vm.expectRevert(AStateMachine.TransitionInProgress.selector);
+        vm.expectRevert(abi.encodeWithSelector(AStateMachine.NotOwner.selector, address(ttt), address(this)));
         ttt.stateTransition(t);
         t.data = abi.encodeCall(AStateMachine.slashParticipant, (O));
-        vm.expectRevert(AStateMachine.TransitionInProgress.selector);
+        vm.expectRevert(abi.encodeWithSelector(AStateMachine.NotOwner.selector, address(ttt), address(this)));
         ttt.stateTransition(t);
+    }
+
+    /// Only the owner (the deployer here) may change the machine's storage (R9, attack 6).
+    function test_onlyOwnerChangesStorage() public {
+        address outsider = address(0xBAD);
+        bytes memory s = ttt.initialState(O, X, 5 ether);
+        bytes memory err = abi.encodeWithSelector(AStateMachine.NotOwner.selector, outsider, address(this));
+        vm.startPrank(outsider);
+        vm.expectRevert(err);
+        ttt.setState(s);
+        vm.expectRevert(err);
+        ttt.stateTransition(_tx(X, 0));
+        vm.expectRevert(err);
+        ttt.removeParticipant(O);
+        vm.expectRevert(err);
+        ttt.slashParticipant(O);
+        vm.expectRevert(err);
+        ttt.joinParticipant(outsider, 1, "");
+        // a deployed machine has an owner: nobody can take it over
+        vm.expectRevert(AStateMachine.AlreadyInitialized.selector);
+        ttt.initialize();
+        vm.stopPrank();
+        vm.assertEq(ttt.owner(), address(this));
     }
 
     function test_revert_garbageData() public {

@@ -47,102 +47,132 @@ contract DisputesTest is ChannelTestBase {
 
     // ------------------------------------------------------------------ calldata
 
-    function test_postCalldata_recordsAndEmits() public {
+    /// O's move posted on top of X's N-signed move (checkpointed in the same call): the chain runs it and
+    /// the posted state becomes the head; O's window for the next move starts at the post.
+    function test_postCalldata_executesAndMovesHead() public {
         _tttAfterOneMove();
-        (Transaction memory t2,) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
+        (Transaction memory t2, bytes memory s2) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
         bytes memory sig = _issuerSig(t2);
         vm.warp(T0 + 30);
         vm.expectEmit(address(manager));
         emit IStateChannelEvents.CalldataPosted(id, 0, 2, t2, sig);
-        m.postCalldata(t2, sig);
+        m.postCalldata(t2, sig, _signedProof(t1, s1, 2));
         vm.assertEq(m.postedAt(m.transactionDigest(t2)), T0 + 30);
-        vm.expectRevert(
-            abi.encodeWithSelector(IStateChannelEvents.AlreadyPosted.selector, m.transactionDigest(t2))
-        );
-        m.postCalldata(t2, sig);
+        Channel memory c = m.getChannel(id);
+        vm.assertEq(c.headHeight, 2);
+        vm.assertEq(c.headStateHash, keccak256(s2));
+        vm.assertEq(c.headTimestamp, T0 + 20);
+        vm.assertEq(c.headSince, T0 + 30);
+        vm.assertTrue(c.headPosted);
+        // the same post again no longer links to the head
+        StateProof memory head = _postedProof(t2, s2);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.WrongHeight.selector, 3, 2));
+        m.postCalldata(t2, sig, head);
+        // the next move links to the posted head
+        (Transaction memory t3,) = _tttMove(id, 0, 3, addrs[0], uint64(T0 + 31), s2, 1);
+        m.postCalldata(t3, _issuerSig(t3), head);
+        vm.assertEq(m.getChannel(id).headHeight, 3);
     }
 
     function test_postCalldata_refusals() public {
         _tttAfterOneMove();
+        vm.warp(T0 + 30);
+        StateProof memory parent = _signedProof(t1, s1, 2);
         (Transaction memory t2,) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
-        bytes memory wrong = _sign(keys[0], m.transactionDigest(t2));
+        bytes memory sg = _sign(keys[0], m.transactionDigest(t2));
         vm.expectRevert(
             abi.encodeWithSelector(IStateChannelEvents.SignerMismatch.selector, addrs[1], addrs[0])
         );
-        m.postCalldata(t2, wrong);
-        bytes memory high = _highS(_issuerSig(t2));
+        m.postCalldata(t2, sg, parent);
+        sg = _highS(_issuerSig(t2));
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.InvalidSignature.selector, 0));
-        m.postCalldata(t2, high);
-        // an outsider's transaction
-        Transaction memory tx5 = _copy(t2);
-        tx5.participant = addrs[5];
-        bytes memory s5 = _sign(keys[5], m.transactionDigest(tx5));
-        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NotAParticipant.selector, addrs[5]));
-        m.postCalldata(tx5, s5);
+        m.postCalldata(t2, sg, parent);
+        // not the writer whose turn it is (an outsider): the machine refuses it
+        Transaction memory x = _copy(t2);
+        x.participant = addrs[5];
+        sg = _sign(keys[5], m.transactionDigest(x));
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.InvalidTransition.selector, t2.stateHash, 0)
+        );
+        m.postCalldata(x, sg, parent);
         // wrong fork, genesis height
-        Transaction memory tf = _copy(t2);
-        tf.forkCnt = 1;
-        bytes memory sf = _issuerSig(tf);
+        x = _copy(t2);
+        x.forkCnt = 1;
+        sg = _issuerSig(x);
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.WrongFork.selector, 0, 1));
-        m.postCalldata(tf, sf);
-        Transaction memory th = _copy(t2);
-        th.height = 0;
-        bytes memory sh = _issuerSig(th);
+        m.postCalldata(x, sg, parent);
+        x = _copy(t2);
+        x.height = 0;
+        sg = _issuerSig(x);
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.WrongHeight.selector, 1, 0));
-        m.postCalldata(th, sh);
+        m.postCalldata(x, sg, parent);
         // unknown channel
-        Transaction memory tu = _copy(t2);
-        tu.channelId = bytes32(uint256(5));
-        bytes memory su = _issuerSig(tu);
+        x = _copy(t2);
+        x.channelId = bytes32(uint256(5));
+        sg = _issuerSig(x);
         vm.expectRevert(
             abi.encodeWithSelector(IStateChannelEvents.UnknownChannel.selector, bytes32(uint256(5)))
         );
-        m.postCalldata(tu, su);
+        m.postCalldata(x, sg, parent);
     }
 
-    /// The log data of `CalldataPosted` is the call's own arguments: only their canonical ABI encoding is
-    /// accepted, so every decoder reads the checked transaction from the log.
-    function test_postCalldata_nonCanonicalRefused() public {
+    function test_postCalldata_refusals_state() public {
         _tttAfterOneMove();
+        vm.warp(T0 + 30);
+        StateProof memory parent = _signedProof(t1, s1, 2);
+        (Transaction memory t2, bytes memory s2) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
+        // a parent that is not the head (nor N-signed)
+        bytes memory sg = _issuerSig(t2);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.StaleProof.selector, 0, keccak256(s1)));
+        m.postCalldata(t2, sg, _postedProof(t1, s1));
+        // a claimed state the move does not produce
+        Transaction memory tl = _copy(t2);
+        tl.stateHash = keccak256("pays O everything");
+        sg = _issuerSig(tl);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IStateChannelEvents.InvalidTransition.selector, tl.stateHash, keccak256(s2)
+            )
+        );
+        m.postCalldata(tl, sg, parent);
+        // stamped before its parent, or beyond chain time plus agreementTime
+        (Transaction memory tb,) = _tttMove(id, 0, 2, addrs[1], uint64(T0), s1, 0);
+        sg = _issuerSig(tb);
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.BadTimestamp.selector, T0, T0 + 1, T0 + 30 + AGREE)
+        );
+        m.postCalldata(tb, sg, parent);
+        (Transaction memory tz,) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 30 + AGREE + 1), s1, 0);
+        sg = _issuerSig(tz);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IStateChannelEvents.BadTimestamp.selector, T0 + 30 + AGREE + 1, T0 + 1, T0 + 30 + AGREE
+            )
+        );
+        m.postCalldata(tz, sg, parent);
+        // the head did not move
+        vm.assertEq(m.getChannel(id).headHeight, 0);
+    }
+
+    /// The log data of `CalldataPosted` decodes to exactly the checked transaction and signature.
+    function test_postCalldata_logDecodes() public {
+        _tttAfterOneMove();
+        vm.warp(T0 + 30);
         (Transaction memory t2,) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
         bytes memory sig = _issuerSig(t2);
-        bytes memory good = abi.encodeCall(IStateChannelManager.postCalldata, (t2, sig));
-        // a trailing word
-        bytes memory trailing = bytes.concat(good, bytes32(0));
-        // a non-zero byte in the signature's padding (the last byte of the call)
-        bytes memory sigPad = bytes.concat(good);
-        sigPad[sigPad.length - 1] = 0x01;
-        // a non-zero byte in the padding after the transaction's data (36 bytes: play(uint8))
-        bytes memory dataPad = bytes.concat(good);
-        dataPad[0x164 + t2.data.length] = 0x01;
-        // an extra word between the transaction and the signature (its offset moved along)
-        uint256 sigAt = 4 + 0x160 + 64;
-        bytes memory offset = new bytes(good.length + 32);
-        for (uint256 i = 0; i < good.length; i++) {
-            offset[i < sigAt ? i : i + 32] = good[i];
-        }
-        offset[0x24 + 31] = bytes1(uint8(offset[0x24 + 31]) + 0x20);
-        bytes[4] memory bad = [trailing, sigPad, dataPad, offset];
-        for (uint256 i = 0; i < bad.length; i++) {
-            (bool ok, bytes memory ret) = address(m).call(bad[i]);
-            vm.assertFalse(ok);
-            vm.assertEq(
-                keccak256(ret),
-                keccak256(abi.encodeWithSelector(IStateChannelEvents.NonCanonicalEncoding.selector))
-            );
-        }
         vm.recordLogs();
-        (bool ok2,) = address(m).call(good);
-        vm.assertTrue(ok2);
+        m.postCalldata(t2, sig, _signedProof(t1, s1, 2));
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        vm.assertEq(logs.length, 1);
-        vm.assertEq(logs[0].topics[0], IStateChannelEvents.CalldataPosted.selector);
-        vm.assertEq(logs[0].topics[1], id);
-        vm.assertEq(uint256(logs[0].topics[3]), 2);
-        (Transaction memory d, bytes memory dsig) = abi.decode(logs[0].data, (Transaction, bytes));
+        Vm.Log memory posted;
+        for (uint256 i = 0; i < logs.length; i++) {
+            if (logs[i].topics[0] == IStateChannelEvents.CalldataPosted.selector) posted = logs[i];
+        }
+        vm.assertEq(posted.topics[1], id);
+        vm.assertEq(uint256(posted.topics[3]), 2);
+        (Transaction memory d, bytes memory dsig) = abi.decode(posted.data, (Transaction, bytes));
         vm.assertEq(keccak256(abi.encode(d)), keccak256(abi.encode(t2)));
         vm.assertEq(dsig, sig);
-        vm.assertEq(keccak256(logs[0].data), keccak256(abi.encode(t2, sig)));
+        vm.assertEq(keccak256(posted.data), keccak256(abi.encode(t2, sig)));
     }
 
     // ------------------------------------------------------------------ timeout
@@ -207,11 +237,10 @@ contract DisputesTest is ChannelTestBase {
         vm.prank(addrs[0]);
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.SignatureCountMismatch.selector, 2, 1));
         m.disputeTimeout(id, q);
-        // a posted proof that was never posted
+        // a "posted" proof of a state that is not the head
         StateProof memory np = _postedProof(t1, s1);
-        bytes32 d1 = m.transactionDigest(t1);
         vm.prank(addrs[0]);
-        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NotPosted.selector, d1));
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.StaleProof.selector, 0, keccak256(s1)));
         m.disputeTimeout(id, np);
         // second dispute while one runs
         vm.prank(addrs[0]);
@@ -274,47 +303,66 @@ contract DisputesTest is ChannelTestBase {
         vm.assertEq(address(manager).balance, 0);
     }
 
-    /// O posted its move as calldata within its deadline: the accuser is slashed.
-    function test_challenge_timelyCalldata_slashesAccuser() public {
+    /// O posted its move as calldata within its deadline: the head moved, so a timeout from the older state
+    /// is stale, and X (the next writer) has a whole window from the post.
+    function test_timelyPost_blocksTimeout() public {
         _tttAfterOneMove();
+        StateProof memory p = _signedProof(t1, s1, 2);
         (Transaction memory t2, bytes memory s2) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
         vm.warp(T0 + 1 + DEADLINE_GAP); // exactly at the deadline
-        m.postCalldata(t2, _issuerSig(t2));
+        m.postCalldata(t2, _issuerSig(t2), p);
         vm.warp(T0 + 1 + DEADLINE_GAP + 1);
-        StateProof memory p = _signedProof(t1, s1, 2);
-        vm.recordLogs();
         vm.prank(addrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.StaleProof.selector, 2, keccak256(s1)));
         m.disputeTimeout(id, p);
-        DisputeRecord memory d = _record();
+        // O cannot accuse X before X's window (from the post) is over
+        StateProof memory head = _postedProof(t2, s2);
+        vm.prank(addrs[1]);
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.TooEarly.selector, T0 + 1 + 2 * DEADLINE_GAP + 1)
+        );
+        m.disputeTimeout(id, head);
+        vm.warp(T0 + 1 + 2 * DEADLINE_GAP + 1);
         vm.recordLogs();
-        m.challenge(id, d, _postedProof(t2, s2));
-        DisputeRecord memory c = _record();
-        vm.assertEq(c.target, addrs[0]);
-        vm.assertTrue(c.slash);
-        vm.assertEq(c.height, 2);
+        vm.prank(addrs[1]);
+        m.disputeTimeout(id, head);
+        DisputeRecord memory d = _record();
+        vm.assertEq(d.target, addrs[0]);
+        vm.assertEq(d.height, 2);
     }
 
-    function test_challenge_lateCalldata_refused() public {
+    /// A post after the writer's deadline still moves the game on while no timeout runs; once a timeout
+    /// runs, posts are refused, and only an N-signed state above the head answers it.
+    function test_latePost_and_postsDuringTimeout() public {
         _tttAfterOneMove();
-        (Transaction memory t2, bytes memory s2) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
-        vm.warp(T0 + 1 + DEADLINE_GAP + 1); // one second late
-        m.postCalldata(t2, _issuerSig(t2));
         StateProof memory p = _signedProof(t1, s1, 2);
+        (Transaction memory t2, bytes memory s2) = _tttMove(id, 0, 2, addrs[1], uint64(T0 + 20), s1, 0);
+        vm.warp(T0 + 1 + DEADLINE_GAP + 5); // late
+        m.postCalldata(t2, _issuerSig(t2), p);
+        vm.assertEq(m.getChannel(id).headSince, T0 + 1 + DEADLINE_GAP + 5);
+        // X then stays silent: O accuses it after X's window
+        vm.warp(T0 + 1 + 2 * DEADLINE_GAP + 6);
         vm.recordLogs();
-        vm.prank(addrs[0]);
-        m.disputeTimeout(id, p);
+        vm.prank(addrs[1]);
+        m.disputeTimeout(id, _postedProof(t2, s2));
         DisputeRecord memory d = _record();
-        StateProof memory pp = _postedProof(t2, s2);
-        vm.expectRevert(IStateChannelEvents.NotAChallenge.selector);
-        m.challenge(id, d, pp);
-        // genesis is never a challenge; nor is anything after the deadline
+        (Transaction memory t3, bytes memory s3) = _tttMove(id, 0, 3, addrs[0], uint64(T0 + 30), s2, 1);
+        StateProof memory head = _postedProof(t2, s2);
+        bytes memory sig3 = _issuerSig(t3);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.DisputeActive.selector, id));
+        m.postCalldata(t3, sig3, head);
+        // a posted proof or the genesis is never a challenge; nor is anything after the deadline
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.ProofKindNotAllowed.selector, ProofKind.Posted)
+        );
+        m.challenge(id, d, head);
         StateProof memory gp = _genesisProof(g);
         vm.expectRevert(
             abi.encodeWithSelector(IStateChannelEvents.ProofKindNotAllowed.selector, ProofKind.Genesis)
         );
         m.challenge(id, d, gp);
         vm.warp(d.deadline + 1);
-        StateProof memory later = _signedProof(t2, s2, 2);
+        StateProof memory later = _signedProof(t3, s3, 2);
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.TooLate.selector, d.deadline));
         m.challenge(id, d, later);
     }
@@ -355,20 +403,27 @@ contract DisputesTest is ChannelTestBase {
         m.withdrawPending(address(0));
         vm.assertEq(addrs[1].balance, b + STAKE);
 
-        // fork 1 goes on: next writer is participant 2 (index 1 of the new list)
+        _fork1GoesOn(sa, genesis1);
+    }
+
+    /// Fork 1 goes on: the next writer is participant 2 (index 1 of the new list).
+    function _fork1GoesOn(bytes memory sa, bytes memory genesis1) internal {
         (Transaction memory tb,) = _rrAdd(id, 1, 2, addrs[2], uint64(block.timestamp), genesis1, 2);
-        m.postCalldata(tb, _issuerSig(tb));
+        StateProof memory head = _genesisProof(genesis1);
+        // the removed participant cannot write: the machine refuses it
+        Transaction memory tr = _copy(tb);
+        tr.participant = addrs[1];
+        bytes memory sr = _issuerSig(tr);
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.InvalidTransition.selector, tr.stateHash, 0)
+        );
+        m.postCalldata(tr, sr, head);
+        m.postCalldata(tb, _issuerSig(tb), head);
         // fork-0 signatures are dead
         (Transaction memory old,) = _rrAdd(id, 0, 2, addrs[1], uint64(T0 + 5), sa, 1);
         bytes memory so = _issuerSig(old);
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.WrongFork.selector, 1, 0));
-        m.postCalldata(old, so);
-        // the removed participant is no longer one
-        Transaction memory tr = _copy(tb);
-        tr.participant = addrs[1];
-        bytes memory sr = _issuerSig(tr);
-        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NotAParticipant.selector, addrs[1]));
-        m.postCalldata(tr, sr);
+        m.postCalldata(old, so, head);
     }
 
     // ------------------------------------------------------------------ forced exit
@@ -581,13 +636,46 @@ contract DisputesTest is ChannelTestBase {
         LeaveApproval memory a =
             LeaveApproval(id, 0, 0, keccak256(g), addrs[1], uint64(block.timestamp + 600));
         bytes[] memory sigs = _signAll(m.leaveApprovalDigest(a), 3);
+        vm.recordLogs();
         m.leaveChannel(a, g, sigs);
+        DisputeRecord memory d = _record();
+        vm.assertEq(uint256(d.kind), uint256(DisputeKind.Leave));
+        vm.assertEq(d.target, addrs[1]);
+        // nothing happens before the challenge period is over
+        vm.assertEq(m.pendingBalance(addrs[1], address(0)), 0);
+        vm.warp(d.deadline + 1);
+        m.finalizeDispute(id, d, g);
         vm.assertEq(m.pendingBalance(addrs[1], address(0)), STAKE);
         vm.assertEq(m.getParticipants(id).length, 2);
         vm.assertEq(m.getChannel(id).locked, 2 * STAKE);
         // the approval cannot be used twice (fork moved on)
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.WrongFork.selector, 1, 0));
         m.leaveChannel(a, g, sigs);
+    }
+
+    /// A leave approved at a state the channel has moved past is cancelled by the later N-signed state.
+    function test_leave_staleApproval_cancelled() public {
+        (id, g) = _openRr(3, 100);
+        LeaveApproval memory a =
+            LeaveApproval(id, 0, 0, keccak256(g), addrs[1], uint64(block.timestamp + 600));
+        bytes[] memory sigs = _signAll(m.leaveApprovalDigest(a), 3);
+        vm.recordLogs();
+        m.leaveChannel(a, g, sigs);
+        DisputeRecord memory d = _record();
+        (Transaction memory ta, bytes memory sa) = _rrAdd(id, 0, 1, addrs[0], uint64(T0 + 1), g, 3);
+        vm.recordLogs();
+        m.challenge(id, d, _signedProof(ta, sa, 3));
+        DisputeRecord memory c = _record();
+        vm.assertTrue(c.challenged);
+        vm.assertEq(c.target, address(0));
+        vm.assertFalse(c.slash);
+        vm.warp(c.deadline + 1);
+        m.finalizeDispute(id, c, sa);
+        // nobody left: a new fork from the later state with all three
+        vm.assertEq(m.getParticipants(id).length, 3);
+        vm.assertEq(m.getChannel(id).forkCnt, 1);
+        vm.assertEq(m.getChannel(id).genesisStateHash, keccak256(sa));
+        vm.assertEq(m.pendingBalance(addrs[1], address(0)), 0);
     }
 
     function test_leave_lastButOne_settles() public {
@@ -601,7 +689,11 @@ contract DisputesTest is ChannelTestBase {
         bad[1] = sigs[1];
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.InvalidSignature.selector, 0));
         m.leaveChannel(a, g, bad);
+        vm.recordLogs();
         m.leaveChannel(a, g, sigs);
+        DisputeRecord memory d = _record();
+        vm.warp(d.deadline + 1);
+        m.finalizeDispute(id, d, g);
         vm.assertEq(uint256(_status(id)), uint256(ChannelStatus.Closed));
         Exit[] memory exits = new Exit[](1);
         exits[0] = Exit(addrs[1], STAKE);

@@ -15,8 +15,8 @@ import {
     ChannelStatus
 } from "../../src/ChannelTypes.sol";
 
-/// @notice Fraud proofs: double signature, invalid transition, timestamps, wrong parent/genesis; false
-/// proofs slash their submitter; malformed ones revert.
+/// @notice Fraud proofs: double signature, invalid transition, timestamps, wrong parent/genesis; a claim that
+/// does not hold, and a malformed proof, revert.
 contract FraudProofsTest is ChannelTestBase {
     bytes32 internal id;
     bytes internal g;
@@ -191,44 +191,19 @@ contract FraudProofsTest is ChannelTestBase {
         vm.assertEq(d.target, addrs[0]);
     }
 
-    /// The transition is valid: the submitter is slashed instead.
-    function test_invalidTransition_false_slashesSubmitter() public {
-        (Transaction memory t, bytes memory s2) = _oMove(0, T0 + 3);
-        s2;
-        DisputeRecord memory d = _fraud(DisputeKind.InvalidTransition, p1, t);
-        vm.assertEq(uint256(d.kind), uint256(DisputeKind.FalseFraudProof));
-        vm.assertEq(d.target, addrs[0]);
-        vm.assertEq(d.submitter, addrs[0]);
-        _settle(d, s1);
-        // X slashed: O takes both stakes (exit of the closed channel), X nothing
-        Exit[] memory exits = new Exit[](1);
-        exits[0] = Exit(addrs[1], 2 * STAKE);
-        uint256 bx = addrs[0].balance;
-        m.withdraw(id, exits, 0);
-        vm.assertEq(addrs[0].balance, bx);
+    function _falseClaim(DisputeKind kind, StateProof memory prev, Transaction memory t) internal {
+        bytes memory sig = _issuerSig(t);
+        vm.prank(addrs[0]);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.ClaimDoesNotHold.selector, kind));
+        m.proveFraud(id, kind, prev, t, sig);
+        vm.assertEq(uint256(_status(id)), uint256(ChannelStatus.Open));
     }
 
-    /// A false fraud proof cannot be escaped by finishing the game and closing: the slash comes first.
-    function test_invalidTransition_false_cannotBeClosedOver() public {
-        (Transaction memory t, bytes memory s) = _oMove(0, T0 + 3);
-        DisputeRecord memory d = _fraud(DisputeKind.InvalidTransition, p1, t);
-        vm.assertEq(uint256(d.kind), uint256(DisputeKind.FalseFraudProof));
-        uint8[3] memory cells = [1, 2, 7];
-        for (uint256 i = 0; i < 3; i++) {
-            (t, s) = _tttMove(id, 0, uint64(i + 3), addrs[i % 2], uint64(T0 + i + 4), s, cells[i]);
-        }
-        vm.assertTrue(ttt.isGameOverOf(s));
-        StateProof memory fin = _signedProof(t, s, 2);
-        vm.prank(addrs[0]);
-        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.DisputeActive.selector, id));
-        m.close(id, fin);
-        (uint256 x, uint256 o) = _settle(d, s1);
-        vm.assertEq(x, 0);
-        vm.assertEq(o, 0); // paid through the closed channel's exit
-        Exit[] memory exits = new Exit[](1);
-        exits[0] = Exit(addrs[1], 2 * STAKE);
-        m.withdraw(id, exits, 0);
-        vm.assertEq(address(manager).balance, 0);
+    /// The transition is valid: the claim does not hold, the proof reverts and nothing changes (R7).
+    function test_invalidTransition_false_reverts() public {
+        (Transaction memory t,) = _oMove(0, T0 + 3);
+        _falseClaim(DisputeKind.InvalidTransition, p1, t);
+        vm.assertEq(m.getChannel(id).headHeight, 0);
     }
 
     /// The caller must give the re-execution its full gas limit.
@@ -289,9 +264,7 @@ contract FraudProofsTest is ChannelTestBase {
 
     function test_timestampOutOfOrder_false() public {
         (Transaction memory t,) = _oMove(0, uint64(T0 + 1)); // equal to the parent: in order
-        DisputeRecord memory d = _fraud(DisputeKind.TimestampOutOfOrder, p1, t);
-        vm.assertEq(uint256(d.kind), uint256(DisputeKind.FalseFraudProof));
-        vm.assertEq(d.target, addrs[0]);
+        _falseClaim(DisputeKind.TimestampOutOfOrder, p1, t);
     }
 
     function test_timestampOutOfOrder_beforeForkGenesis() public {
@@ -305,26 +278,26 @@ contract FraudProofsTest is ChannelTestBase {
         vm.assertEq(_record().target, addrs[0]);
     }
 
-    function test_timestampInFuture() public {
+    /// A future stamp is no fraud kind: the chain judges it when it first sees the transaction (R3, R7).
+    function test_timestampInFuture_notAFraudKind_refusedAtPost() public {
         (Transaction memory t,) = _oMove(0, uint64(block.timestamp + AGREE + 1));
-        DisputeRecord memory d = _fraud(DisputeKind.TimestampInFuture, p1, t);
-        vm.assertEq(uint256(d.kind), uint256(DisputeKind.TimestampInFuture));
-        vm.assertEq(d.target, addrs[1]);
-    }
-
-    function test_timestampInFuture_false() public {
-        (Transaction memory t,) = _oMove(0, uint64(block.timestamp + AGREE));
-        DisputeRecord memory d = _fraud(DisputeKind.TimestampInFuture, p1, t);
-        vm.assertEq(uint256(d.kind), uint256(DisputeKind.FalseFraudProof));
-    }
-
-    /// A posted transaction is judged against the time of its post, not of the proof.
-    function test_timestampInFuture_judgedAtPost() public {
-        (Transaction memory t,) = _oMove(0, uint64(block.timestamp + AGREE + 1));
-        m.postCalldata(t, _issuerSig(t));
-        vm.warp(block.timestamp + 1000);
-        DisputeRecord memory d = _fraud(DisputeKind.TimestampInFuture, p1, t);
-        vm.assertEq(d.target, addrs[1]);
+        bytes memory sig = _issuerSig(t);
+        StateProof memory p = p1;
+        vm.prank(addrs[0]);
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.NotAFraudKind.selector, DisputeKind.TimestampInFuture)
+        );
+        m.proveFraud(id, DisputeKind.TimestampInFuture, p, t, sig);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IStateChannelEvents.BadTimestamp.selector, t.timestamp, T0 + 1, block.timestamp + AGREE
+            )
+        );
+        m.postCalldata(t, sig, p);
+        // once chain time has caught up, the same transaction is on time
+        vm.warp(block.timestamp + 1);
+        m.postCalldata(t, sig, p);
+        vm.assertEq(m.getChannel(id).headHeight, 2);
     }
 
     // ------------------------------------------------------------------ wrong parent / genesis
@@ -352,14 +325,13 @@ contract FraudProofsTest is ChannelTestBase {
 
     function test_wrongParent_false_and_postedPrevRefused() public {
         (Transaction memory t,) = _oMove(0, T0 + 3);
-        DisputeRecord memory d = _fraud(DisputeKind.WrongParent, p1, t);
-        vm.assertEq(uint256(d.kind), uint256(DisputeKind.FalseFraudProof));
+        _falseClaim(DisputeKind.WrongParent, p1, t);
         // a posted state is not final: refused as the parent of a WrongParent proof
         bytes32 id2;
         bytes memory g2;
         (id2, g2) = _openRr(2, 10);
         (Transaction memory ta, bytes memory sa) = _rrAdd(id2, 0, 1, addrs[0], uint64(block.timestamp), g2, 1);
-        m.postCalldata(ta, _issuerSig(ta));
+        m.postCalldata(ta, _issuerSig(ta), _genesisProof(g2));
         Transaction memory tb =
             Transaction(id2, 0, 2, addrs[1], uint64(block.timestamp), bytes32(0), bytes32(0), "");
         bytes memory sb = _issuerSig(tb);

@@ -5,7 +5,7 @@ import {ChannelTestBase} from "../utils/ChannelTestBase.sol";
 import {TestToken, FeeToken, ReentrantToken, ReentrantReceiver} from "../utils/Mocks.sol";
 import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
 import {IStateChannelManager} from "../../src/interfaces/IStateChannelManager.sol";
-import {ChannelExtension} from "../../src/manager/ChannelExtension.sol";
+import {AVerdicts} from "../../src/manager/AVerdicts.sol";
 import {StateChannelManager} from "../../src/StateChannelManager.sol";
 import {
     Transaction,
@@ -56,24 +56,22 @@ contract LifecycleTest is ChannelTestBase {
         vm.assertEq(c.locked, 2 * STAKE);
     }
 
-    function test_open_zeroDepositsCountAsFunded() public {
-        (ChannelSpec memory s,) = _tttSpec();
-        s.deposits[1] = 0;
-        bytes memory g = _unevenTtt();
-        vm.prank(addrs[0]);
-        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.InvalidGenesis.selector, "exits"));
-        m.open{value: STAKE}(s, g);
-        // A round-robin channel where participant 1 deposits nothing is live at once.
+    /// Every participant has something to lose: a zero deposit is refused (R12, attack 8).
+    function test_open_zeroDepositRefused() public {
         (ChannelSpec memory r,) = _rrSpec(2, 10);
         r.deposits[1] = 0;
         bytes memory rg = rr.initialState(r.participants, r.deposits, 10);
-        vm.prank(addrs[0]);
-        bytes32 id = m.open{value: STAKE}(r, rg);
-        vm.assertEq(uint256(_status(id)), uint256(ChannelStatus.Open));
+        _expectSpec(r, rg, "zero deposit");
     }
 
-    function _unevenTtt() internal view returns (bytes memory) {
-        return ttt.initialState(addrs[0], addrs[1], STAKE);
+    /// A gas limit too small for N participants is refused (R12, attack 8).
+    function test_open_machineGasFloorGrowsWithN() public {
+        (ChannelSpec memory r, bytes memory rg) = _rrSpec(4, 10);
+        r.machineGasLimit = uint64(m.MIN_MACHINE_GAS() + 4 * m.MACHINE_GAS_PER_PARTICIPANT() - 1);
+        _expectSpec(r, rg, "machine gas");
+        r.machineGasLimit += 1;
+        vm.prank(addrs[0]);
+        m.open{value: STAKE}(r, rg);
     }
 
     function test_open_refusals() public {
@@ -117,6 +115,7 @@ contract LifecycleTest is ChannelTestBase {
         _expectSpec(_mutate(s, 7), g, "zero participant");
         _expectSpec(_mutate(s, 8), g, "deposit too large");
         _expectSpec(_mutate(s, 9), g, "token has no code");
+        _expectSpec(_mutate(s, 10), g, "machine gas");
     }
 
     function _mutate(ChannelSpec memory base, uint256 what) internal pure returns (ChannelSpec memory s) {
@@ -147,6 +146,7 @@ contract LifecycleTest is ChannelTestBase {
         if (what == 7) s.participants[1] = address(0);
         if (what == 8) s.deposits[1] = uint256(type(uint88).max) + 1;
         if (what == 9) s.token = address(0x4321);
+        if (what == 10) s.machineGasLimit = 200_000; // below the floor for two participants
     }
 
     function _expectSpec(ChannelSpec memory s, bytes memory g, string memory reason) internal {
@@ -490,7 +490,7 @@ contract LifecycleTest is ChannelTestBase {
         (bytes32 id,) = _openTtt();
         StateProof memory p;
         IStateChannelManager ext = IStateChannelManager(manager.extension());
-        vm.expectRevert(ChannelExtension.OnlyThroughManager.selector);
+        vm.expectRevert(AVerdicts.OnlyThroughManager.selector);
         ext.requestExit(id, p);
     }
 }
