@@ -40,8 +40,6 @@ pub mod op {
     pub const FRAUD_INVALID: &str = "fraud: invalid transition (re-execution)";
     /// `proveFraud(TimestampOutOfOrder)`.
     pub const FRAUD_TS_ORDER: &str = "fraud: timestamp out of order";
-    /// `proveFraud(TimestampInFuture)`.
-    pub const FRAUD_TS_FUTURE: &str = "fraud: timestamp in the future";
     /// `proveFraud(WrongParent)`.
     pub const FRAUD_PARENT: &str = "fraud: wrong parent";
     /// `close` on an N-signed final state.
@@ -75,7 +73,6 @@ pub fn operations(n: usize) -> Vec<&'static str> {
         op::FRAUD_DOUBLE,
         op::FRAUD_INVALID,
         op::FRAUD_TS_ORDER,
-        op::FRAUD_TS_FUTURE,
         op::FRAUD_PARENT,
         op::CLOSE,
         op::WITHDRAW_FIRST,
@@ -220,6 +217,7 @@ fn disputes<C: Chain>(w: &mut World<C>, r: &mut Recorder, n: usize) -> Result<()
     let post = IStateChannelManager::postCalldataCall {
         transaction: t1.clone().into(),
         signature: w.sign(0, &t1),
+        parent: w.genesis_proof(&genesis),
     };
     let sent = w.send(0, &post, zero());
     r.record(op::POST, &sent)?;
@@ -312,7 +310,6 @@ fn frauds<C: Chain>(w: &mut World<C>, r: &mut Recorder, n: usize) -> Result<()> 
     let kinds = [
         (DisputeKind::InvalidTransition, op::FRAUD_INVALID),
         (DisputeKind::TimestampOutOfOrder, op::FRAUD_TS_ORDER),
-        (DisputeKind::TimestampInFuture, op::FRAUD_TS_FUTURE),
         (DisputeKind::WrongParent, op::FRAUD_PARENT),
     ];
     for (kind, name) in kinds {
@@ -324,7 +321,6 @@ fn frauds<C: Chain>(w: &mut World<C>, r: &mut Recorder, n: usize) -> Result<()> 
                 t
             }
             DisputeKind::TimestampOutOfOrder => w.rr_add(id, 0, 2, 1, t0, &s1, 1).0,
-            DisputeKind::TimestampInFuture => w.rr_add(id, 0, 2, 1, t0 + 1000, &s1, 1).0,
             _ => {
                 let (mut t, _) = w.rr_add(id, 0, 2, 1, t0 + 2, &s1, 1);
                 t.prevStateHash = keccak256("elsewhere");

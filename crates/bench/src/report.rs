@@ -114,7 +114,6 @@ pub fn pairs() -> Vec<Pair> {
         p(e::FRAUD_DOUBLE, None, ""),
         p(e::FRAUD_INVALID, None, ""),
         p(e::FRAUD_TS_ORDER, None, ""),
-        p(e::FRAUD_TS_FUTURE, None, ""),
         p(e::FRAUD_PARENT, None, ""),
         p(
             e::CLOSE,

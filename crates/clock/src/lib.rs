@@ -140,6 +140,17 @@ pub enum TimestampError {
         /// Allowed skew.
         tolerance: u64,
     },
+    /// Stamped more than the skew tolerance before our clock: the next writer's window would
+    /// start in the past (docs/security.md, O1).
+    #[error("timestamp {timestamp} is more than {tolerance} s behind our clock ({now})")]
+    Backdated {
+        /// The transaction's timestamp.
+        timestamp: u64,
+        /// Our logical time.
+        now: u64,
+        /// Allowed skew.
+        tolerance: u64,
+    },
     /// Arrived after the confirmation deadline of its height.
     #[error("arrived at {now}, after the confirmation deadline {deadline}")]
     Late {
@@ -152,7 +163,8 @@ pub enum TimestampError {
 
 /// Checks a received transaction's timestamp against its parent's and our logical time `now`
 /// (seconds). The skew tolerance is `agreementTime`, the same bound the chain applies to
-/// timestamps in the future.
+/// timestamps in the future; a stamp more than that behind our clock is refused too
+/// (backdated: the next writer's window would start in the past).
 pub fn check_timestamp(timestamp: u64, parent: u64, now: u64, timing: &Timing) -> Result<(), TimestampError> {
     if timestamp < parent {
         return Err(TimestampError::BeforeParent { timestamp, parent });
@@ -168,6 +180,13 @@ pub fn check_timestamp(timestamp: u64, parent: u64, now: u64, timing: &Timing) -
     let deadline = Deadlines::after(parent, timing).confirm_by;
     if now > deadline {
         return Err(TimestampError::Late { now, deadline });
+    }
+    if timestamp.saturating_add(tolerance) < now {
+        return Err(TimestampError::Backdated {
+            timestamp,
+            now,
+            tolerance,
+        });
     }
     Ok(())
 }
@@ -224,6 +243,17 @@ mod tests {
         ));
         // Equal to the parent is in order; one less is not.
         assert_eq!(check_timestamp(1000, parent, 1000, &T), Ok(()));
+        // Stamped with the parent's time and sent at the end of the window: up to agreementTime
+        // behind our clock is fine, one second more is backdated.
+        assert_eq!(check_timestamp(1000, parent, 1010, &T), Ok(()));
+        assert_eq!(
+            check_timestamp(1000, parent, 1011, &T),
+            Err(TimestampError::Backdated {
+                timestamp: 1000,
+                now: 1011,
+                tolerance: 10
+            })
+        );
         assert!(matches!(
             check_timestamp(999, parent, 1000, &T),
             Err(TimestampError::BeforeParent { .. })

@@ -3,7 +3,7 @@
 //! the manager's bytecode and is checked through revert data and logs.
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
-use alloy_sol_types::SolCall;
+use alloy_sol_types::{SolCall, SolValue};
 use entente_contracts::IStateChannelManager::{self, DisputeRecord, DoubleSignProof, Exit};
 use entente_contracts::{ChannelStatus, DisputeKind, ManagerError, ManagerEvent, RoundRobinCounter};
 use entente_types::{Domain, Signature, Transaction, recover_signer};
@@ -148,6 +148,7 @@ pub fn tictactoe_open_is_atomic<C: Chain>(w: &mut World<C>) {
     let post = IStateChannelManager::postCalldataCall {
         transaction: t1.clone().into(),
         signature: w.sign(0, &t1),
+        parent: w.genesis_proof(&genesis),
     };
     let refused = w.send(0, &post, zero());
     assert_refused(
@@ -215,13 +216,14 @@ pub fn tictactoe_open_is_atomic<C: Chain>(w: &mut World<C>) {
 
 // ---------------------------------------------------------------------- calldata
 
-/// A transaction posted as calldata comes back from the `CalldataPosted` log exactly, with its
-/// signature, which recovers to its issuer under the real EIP-712 digest.
+/// A transaction posted as calldata is run by the chain on the head and comes back from the
+/// `CalldataPosted` log exactly, with its signature, which recovers to its issuer under the real
+/// EIP-712 digest; the posted state becomes the head.
 pub fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
     let (spec, genesis) = w.ttt_spec();
     let (id, _) = w.open_funded(&spec, &genesis);
     let ts = w.now();
-    let (t1, _) = w.ttt_move(id, 0, 1, 0, ts + 1, &genesis, 4);
+    let (t1, s1) = w.ttt_move(id, 0, 1, 0, ts + 1, &genesis, 4);
     let digest = w.domain.digest(&t1);
     assert_eq!(
         w.view(&IStateChannelManager::transactionDigestCall {
@@ -238,6 +240,7 @@ pub fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
     let call = IStateChannelManager::postCalldataCall {
         transaction: t1.clone().into(),
         signature: signature.clone(),
+        parent: w.genesis_proof(&genesis),
     };
     let from_block = w.chain.block_number() + 1;
     // Anyone may post it: here the other participant does.
@@ -260,8 +263,11 @@ pub fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
         recover_signer(&w.domain.digest(&decoded), &sig).unwrap(),
         w.addr(0)
     );
-    // The log's data is the call's own arguments (canonical ABI encoding).
-    assert_eq!(log.log.data.data, Bytes::copy_from_slice(&call.abi_encode()[4..]));
+    // The log's data is the ABI encoding of the transaction and its signature.
+    assert_eq!(
+        log.log.data.data,
+        Bytes::from((posted.transaction.clone(), posted.signature.clone()).abi_encode_params())
+    );
     assert_eq!(log.block_number, sent.block_number);
     assert_eq!(log.timestamp, sent.timestamp);
     assert_eq!(
@@ -269,10 +275,14 @@ pub fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
         sent.timestamp
     );
 
+    let ch = w.channel(id);
+    assert_eq!((ch.headHeight, ch.headStateHash), (1, keccak256(&s1)), "the posted state is the head");
+    assert_eq!(ch.headSince, sent.timestamp.max(t1.timestamp));
+    // The same post again no longer links to the head.
     let again = w.send(0, &call, zero());
     assert_refused(
         &again,
-        ManagerError::AlreadyPosted(IStateChannelManager::AlreadyPosted { digest }),
+        ManagerError::WrongHeight(IStateChannelManager::WrongHeight { expected: 2, got: 1 }),
     );
 }
 
@@ -709,6 +719,7 @@ pub fn four_party_round_robin<C: Chain>(w: &mut World<C>) {
         &IStateChannelManager::postCalldataCall {
             transaction: old_fork_tx.clone().into(),
             signature: w.sign(2, &old_fork_tx),
+            parent: w.posted_proof(&old_fork_tx, &s2),
         },
         zero(),
     );
@@ -769,9 +780,11 @@ pub fn refusals<C: Chain>(w: &mut World<C>) {
     let (x, o) = (w.addr(0), w.addr(1));
     let ts = w.now();
     let (t1, s1) = w.ttt_move(a, 0, 1, 0, ts + 1, &genesis, 4);
+    let parent = w.genesis_proof(&genesis);
     let post = |tx: &Transaction, signature: Bytes| IStateChannelManager::postCalldataCall {
         transaction: tx.clone().into(),
         signature,
+        parent: parent.clone(),
     };
 
     // Wrong signer: x's transaction signed by o.
@@ -917,6 +930,7 @@ pub fn gas_of_operations<C: Chain>(w: &mut World<C>) -> Vec<GasRow> {
         &IStateChannelManager::postCalldataCall {
             transaction: t1.clone().into(),
             signature: w.sign(0, &t1),
+            parent: w.genesis_proof(&genesis),
         },
         zero(),
     );

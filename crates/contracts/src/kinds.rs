@@ -57,7 +57,8 @@ sol_enum!(
         Genesis = 0,
         /// A transaction with the signatures of all current participants.
         Signed = 1,
-        /// A transaction posted as calldata.
+        /// The fork's head: the state the chain computed from a posted transaction (the state must
+        /// hash to the head; the transaction is ignored).
         Posted = 2,
     }
 );
@@ -77,12 +78,15 @@ sol_enum!(
         InvalidTransition = 4,
         /// A timestamp below its parent's.
         TimestampOutOfOrder = 5,
-        /// A timestamp too far after chain time.
+        /// No longer a fraud kind: the chain judges a future stamp when a transaction is posted.
         TimestampInFuture = 6,
         /// A transaction built on another state than the final one.
         WrongParent = 7,
-        /// A fraud proof that did not hold.
+        /// No longer used: a fraud proof that does not hold reverts.
         FalseFraudProof = 8,
+        /// An agreed leave, carried out after the challenge period unless a later N-signed state
+        /// cancels it.
+        Leave = 9,
     }
 );
 
@@ -100,6 +104,7 @@ mod tests {
         assert_eq!(ChannelStatus::try_from(2), Ok(ChannelStatus::Open));
         assert_eq!(ProofKind::Posted as u8, 2);
         assert_eq!(DisputeKind::FalseFraudProof as u8, 8);
+        assert_eq!(DisputeKind::Leave as u8, 9);
         assert!(ChannelStatus::try_from(6).is_err());
     }
 }

@@ -56,7 +56,6 @@ fn fraud_kind(kind: FraudKind) -> DisputeKind {
     match kind {
         FraudKind::InvalidTransition => DisputeKind::InvalidTransition,
         FraudKind::TimestampOutOfOrder => DisputeKind::TimestampOutOfOrder,
-        FraudKind::TimestampInFuture => DisputeKind::TimestampInFuture,
         FraudKind::WrongParent => DisputeKind::WrongParent,
     }
 }
@@ -67,9 +66,16 @@ pub fn encode_action(channel_id: B256, action: &ChainAction) -> Bytes {
         ChainAction::PostCalldata {
             transaction,
             signature,
+            parent,
         } => M::postCalldataCall {
             transaction: transaction.clone().into(),
             signature: sig_bytes(signature),
+            parent: proof(parent),
+        }
+        .abi_encode(),
+        ChainAction::Checkpoint { proof: p } => M::checkpointCall {
+            channelId: channel_id,
+            proof: proof(p),
         }
         .abi_encode(),
         ChainAction::DisputeTimeout { latest } => M::disputeTimeoutCall {
@@ -159,6 +165,14 @@ pub fn decode_event(event: &ManagerEvent, timestamp: u64) -> Option<(B256, Chain
                 transaction: e.transaction.clone().into(),
                 signature: Signature::from_slice(&e.signature).ok()?,
                 timestamp,
+            },
+        ),
+        E::Checkpointed(e) => (
+            e.channelId,
+            ChainEvent::Checkpointed {
+                fork: e.forkCnt,
+                height: e.height,
+                state_hash: e.stateHash,
             },
         ),
         E::DisputeStarted(e) => (

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use entente_clock::Deadlines;
 use entente_state_manager::{ForkInfo, StateManager};
-use entente_types::{Address, Bytes, Signature, SignedTransaction, Signer, Transaction};
+use entente_types::{Address, B256, Bytes, Signature, SignedTransaction, Signer, Transaction};
 
 use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof};
 
@@ -10,44 +10,66 @@ use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, Proo
 /// surely past it.
 const DEADLINE_MARGIN: u64 = 1;
 
+/// Local milliseconds to wait for a head move we asked for before asking again (the call may
+/// have failed, or lost a race).
+const HEAD_RETRY_MS: u64 = 20_000;
+
 #[derive(Debug, Clone)]
 struct Running {
     record: DisputeRecord,
     state: Bytes,
     finalize_sent: bool,
-    challenge_sent: bool,
+    challenged_to: u64,
+}
+
+/// The chain's head of the current fork as this peer last saw it (docs/security.md, R2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    fork: u64,
+    height: u64,
+    state_hash: B256,
+    /// When the next writer's window starts (chain time).
+    since: u64,
 }
 
 /// Decides, for one peer and one channel, when to go to the chain and with what proof.
 ///
 /// It is sans-IO like the state manager it watches: the host calls [`Self::on_chain_event`]
 /// for every event of the channel and [`Self::on_tick`] periodically, and carries out the
-/// returned [`ChainAction`]s. Its rules (seed 002, "Timeout" and "DisputeHandler"):
+/// returned [`ChainAction`]s. It follows the chain's **head** (the latest state the chain can
+/// prove: the fork's genesis, an N-signed state, or a posted transaction the chain ran) and
+/// keeps the rules of `docs/security.md` (O1-O6):
 ///
-/// - a writer whose transaction lacks N signatures when the confirmation deadline passes posts
-///   it as calldata;
-/// - when the next writer has neither N signatures nor calldata by its deadline
-///   (`ts + p2pTime + agreementTime + chainFallbackTime`, chain time), raise a timeout dispute
-///   with the latest provable state (posting it first if it is only issuer-signed);
-/// - prove every equivocation seen;
-/// - challenge a dispute when we hold a later N-signed state, or, accused of a timeout, our own
-///   timely calldata;
-/// - finalize a dispute once its challenge period is over;
-/// - on `SetState`, move the state manager to the new fork; posted calldata of the next height is
-///   applied like a received transaction.
+/// - a transaction this peer signed (its own, or one it confirmed) that lacks N signatures
+///   at its confirmation deadline is brought on chain: the head is moved up to it by showing
+///   the highest N-signed state and posting each transaction above it, in order (O2);
+/// - when the next writer has let its deadline (`since + p2pTime + agreementTime +
+///   chainFallbackTime`, chain time) pass, raise a timeout dispute from the tip, after making
+///   the head equal to the tip;
+/// - prove every equivocation seen (also a posted transaction that conflicts with ours), and
+///   every fraud the pipeline refused;
+/// - challenge a dispute with an N-signed state above the head; while a dispute other than a
+///   timeout runs, post what we hold above the head (the verdict applies to the head);
+/// - finalize a dispute once its challenge period is over; settle a finished game;
+/// - after starting any dispute, sign nothing more on the fork (O3);
+/// - on `SetState`, move the state manager to the new fork; a posted transaction of the next
+///   height is applied like a received one.
 #[derive(Debug, Clone)]
 pub struct DisputeHandler {
     me: Address,
-    /// Transactions seen posted on chain, by (fork, height).
+    head: Option<Head>,
+    /// Transactions seen posted on chain, by (fork, height): the head's history.
     posted: BTreeMap<(u64, u64), (Transaction, Signature, u64)>,
-    /// Calldata we asked to post and have not seen yet.
-    posting: BTreeSet<(u64, u64)>,
-    /// Timeout disputes we raised, by (fork, height of the latest state).
+    /// The head move we asked for: (fork, height it brings the head to, local ms sent).
+    pending_head: Option<(u64, u64, u64)>,
+    /// Timeout disputes we raised, by (fork, height of the head).
     timeouts_raised: BTreeSet<(u64, u64)>,
     /// Equivocations already proven: (signer, fork, height).
     proven: BTreeSet<(Address, u64, u64)>,
+    /// A posted transaction that conflicts with the one we hold at its height (same issuer).
+    conflicts: Vec<(Transaction, Signature, Transaction, Signature)>,
     /// Fraudulent transactions already proven, by digest.
-    frauds_proven: BTreeSet<entente_types::B256>,
+    frauds_proven: BTreeSet<B256>,
     running: Option<Running>,
     closed: bool,
     close_sent: bool,
@@ -59,10 +81,12 @@ impl DisputeHandler {
     pub fn new(me: Address) -> Self {
         Self {
             me,
+            head: None,
             posted: BTreeMap::new(),
-            posting: BTreeSet::new(),
+            pending_head: None,
             timeouts_raised: BTreeSet::new(),
             proven: BTreeSet::new(),
+            conflicts: Vec::new(),
             frauds_proven: BTreeSet::new(),
             running: None,
             closed: false,
@@ -81,6 +105,25 @@ impl DisputeHandler {
         self.closed
     }
 
+    /// Height and state hash of the chain's head of the current fork, as last seen.
+    pub fn head<S: Signer>(&self, sm: &StateManager<S>) -> (u64, B256) {
+        let h = self.current_head(sm);
+        (h.height, h.state_hash)
+    }
+
+    fn current_head<S: Signer>(&self, sm: &StateManager<S>) -> Head {
+        let fork = sm.fork();
+        match self.head {
+            Some(h) if h.fork == fork.fork => h,
+            _ => Head {
+                fork: fork.fork,
+                height: fork.genesis_height,
+                state_hash: fork.genesis_state_hash,
+                since: fork.genesis_timestamp,
+            },
+        }
+    }
+
     /// Feeds one chain event; returns the calls to make.
     pub fn on_chain_event<S: Signer>(
         &mut self,
@@ -95,28 +138,41 @@ impl DisputeHandler {
                 transaction,
                 signature,
                 timestamp,
+            } => self.on_posted(sm, transaction, signature, timestamp, local_ms),
+            ChainEvent::Checkpointed {
+                fork,
+                height,
+                state_hash,
             } => {
-                let key = (transaction.forkCnt, transaction.height);
-                self.posting.remove(&key);
-                self.posted
-                    .entry(key)
-                    .or_insert((transaction.clone(), signature, timestamp));
-                if transaction.forkCnt == sm.fork().fork && transaction.height == sm.tip() + 1 {
-                    let from = transaction.participant;
-                    let st = SignedTransaction {
-                        transaction,
-                        signature,
-                    };
-                    let _ = sm.apply_posted(from, st, local_ms);
+                if fork == sm.fork().fork && height >= self.current_head(sm).height {
+                    let since = self.timestamp_at(sm, height);
+                    self.head = Some(Head {
+                        fork,
+                        height,
+                        state_hash,
+                        since,
+                    });
                 }
             }
-            ChainEvent::DisputeStarted { record, state }
-            | ChainEvent::DisputeChallenged { record, state, .. } => {
+            ChainEvent::DisputeStarted { record, state } | ChainEvent::DisputeChallenged { record, state, .. } => {
+                if record.fork == sm.fork().fork && record.height >= self.current_head(sm).height {
+                    let head = self.current_head(sm);
+                    if record.height > head.height || record.state_hash != head.state_hash {
+                        let since = self.timestamp_at(sm, record.height);
+                        self.head = Some(Head {
+                            fork: record.fork,
+                            height: record.height,
+                            state_hash: record.state_hash,
+                            since,
+                        });
+                    }
+                }
+                let challenged_to = self.running.as_ref().map_or(0, |r| r.challenged_to);
                 self.running = Some(Running {
                     record,
                     state,
                     finalize_sent: false,
-                    challenge_sent: false,
+                    challenged_to,
                 });
                 actions.extend(self.maybe_challenge(sm));
             }
@@ -128,14 +184,21 @@ impl DisputeHandler {
                 participants,
             } => {
                 self.running = None;
-                self.posting.clear();
+                self.pending_head = None;
                 self.close_sent = false;
                 self.exit_sent = false;
+                let state_hash = entente_types::state_hash(&state);
+                self.head = Some(Head {
+                    fork,
+                    height: genesis_height,
+                    state_hash,
+                    since: genesis_timestamp,
+                });
                 let info = ForkInfo {
                     fork,
                     genesis_height,
                     genesis_timestamp,
-                    genesis_state_hash: entente_types::state_hash(&state),
+                    genesis_state_hash: state_hash,
                     participants,
                 };
                 if let Err(e) = sm.apply_fork(info, &state, local_ms) {
@@ -155,6 +218,46 @@ impl DisputeHandler {
         actions
     }
 
+    /// A posted transaction: the chain ran it and its state is the new head.
+    fn on_posted<S: Signer>(
+        &mut self,
+        sm: &mut StateManager<S>,
+        transaction: Transaction,
+        signature: Signature,
+        timestamp: u64,
+        local_ms: u64,
+    ) {
+        let fork = transaction.forkCnt;
+        let height = transaction.height;
+        if fork != sm.fork().fork {
+            return;
+        }
+        self.head = Some(Head {
+            fork,
+            height,
+            state_hash: transaction.stateHash,
+            since: transaction.timestamp.max(timestamp),
+        });
+        self.posted
+            .insert((fork, height), (transaction.clone(), signature, timestamp));
+        if height == sm.tip() + 1 {
+            let from = transaction.participant;
+            let st = SignedTransaction {
+                transaction,
+                signature,
+            };
+            let _ = sm.apply_posted(from, st, local_ms);
+        } else if let Some(entry) = sm.agreement().entry(height)
+            && entry.digest != sm.spec().domain.digest(&transaction)
+            && entry.transaction.participant == transaction.participant
+            && let Some(ours) = entry.signatures.get(&transaction.participant)
+        {
+            // The writer posted another transaction than the one it sent us: an equivocation.
+            self.conflicts
+                .push((entry.transaction.clone(), *ours, transaction, signature));
+        }
+    }
+
     /// Periodic decisions at local time `local_ms`.
     pub fn on_tick<S: Signer>(&mut self, sm: &mut StateManager<S>, local_ms: u64) -> Vec<ChainAction> {
         if self.closed || !sm.fork().participants.contains(&self.me) {
@@ -162,17 +265,43 @@ impl DisputeHandler {
         }
         let now = sm.now_secs(local_ms);
         let mut actions = Vec::new();
+        let fork = sm.fork().fork;
+        let timing = sm.spec().timing;
+        if let Some((f, height, _)) = self.pending_head
+            && (f != fork || self.current_head(sm).height >= height)
+        {
+            self.pending_head = None;
+        }
 
-        // A running dispute: finalize it when its period is over; challenge it if we can.
-        if let Some(running) = &mut self.running {
-            if now > running.record.deadline + DEADLINE_MARGIN && !running.finalize_sent {
-                running.finalize_sent = true;
-                actions.push(ChainAction::FinalizeDispute {
-                    record: running.record.clone(),
-                    state: running.state.clone(),
-                });
+        // A running dispute: finalize it when its period is over; challenge it if we can; while
+        // it is not a timeout, bring the head up to our tip (the verdict applies to the head).
+        if let Some(running) = &self.running {
+            let record = running.record.clone();
+            if now > record.deadline + DEADLINE_MARGIN && !running.finalize_sent {
+                let head = self.current_head(sm);
+                let state = if entente_types::state_hash(&running.state) == head.state_hash {
+                    Some(running.state.clone())
+                } else {
+                    sm.state_at(head.height)
+                        .filter(|s| entente_types::state_hash(s) == head.state_hash)
+                        .cloned()
+                };
+                if let Some(state) = state {
+                    if let Some(running) = &mut self.running {
+                        running.finalize_sent = true;
+                    }
+                    actions.push(ChainAction::FinalizeDispute { record, state });
+                    return actions;
+                }
             }
             actions.extend(self.maybe_challenge(sm));
+            if actions.is_empty()
+                && record.kind != DisputeKind::Timeout
+                && now <= record.deadline
+                && let Some(action) = self.advance_head(sm, sm.tip(), local_ms)
+            {
+                actions.push(action);
+            }
             return actions;
         }
 
@@ -180,9 +309,7 @@ impl DisputeHandler {
         if sm.is_game_over()
             && sm.finalized_height() == sm.tip()
             && !self.close_sent
-            && let Some(proof) = self
-                .proof_at(sm, sm.tip())
-                .filter(|p| p.kind == ProofKind::Signed)
+            && let Some(proof) = self.signed_proof(sm, sm.tip())
         {
             self.close_sent = true;
             actions.push(ChainAction::Close { proof });
@@ -190,54 +317,31 @@ impl DisputeHandler {
         }
 
         // The game is over but no N-signed final state came by the confirmation deadline (a peer
-        // withholds its signature): settle through the chain with the latest provable state.
+        // withholds its signature): bring the head to the final state, then exit through the
+        // chain from it (the finished game then settles for everyone).
         if sm.is_game_over()
             && !self.exit_sent
-            && now > Deadlines::after(sm.tip_timestamp(), &sm.spec().timing).confirm_by
+            && now > Deadlines::after(sm.tip_timestamp(), &timing).confirm_by
         {
-            let tip = sm.tip();
-            match self.proof_at(sm, tip) {
-                Some(latest) => {
-                    self.exit_sent = true;
-                    actions.push(ChainAction::RequestExit { latest });
-                    return actions;
-                }
-                None => {
-                    if let Some(entry) = sm.agreement().entry(tip)
-                        && let Some(sig) = entry.signatures.get(&entry.transaction.participant)
-                        && self.posting.insert((sm.fork().fork, tip))
-                    {
-                        actions.push(ChainAction::PostCalldata {
-                            transaction: entry.transaction.clone(),
-                            signature: *sig,
-                        });
-                        return actions;
-                    }
-                }
+            if let Some(action) = self.advance_head(sm, sm.tip(), local_ms) {
+                actions.push(action);
+                return actions;
+            }
+            if self.pending_head.is_none()
+                && let Some(latest) = self.latest_proof(sm)
+            {
+                self.exit_sent = true;
+                sm.stop_signing();
+                actions.push(ChainAction::RequestExit { latest });
+                return actions;
             }
         }
 
         // Equivocations: prove each once.
-        let fork = sm.fork().fork;
-        let evidence: Vec<_> = sm
-            .evidence()
-            .iter()
-            .filter(|e| e.fork == fork && !self.proven.contains(&(e.signer, e.fork, e.height)))
-            .filter_map(|e| {
-                let second = e.second.0.clone()?;
-                Some((e.signer, e.height, e.first.clone(), (second, e.second.2)))
-            })
-            .collect();
-        if let Some((signer, height, a, b)) = evidence.into_iter().next() {
-            self.proven.insert((signer, fork, height));
-            if let Some(latest) = self.best_proof(sm) {
-                actions.push(ChainAction::ProveDoubleSign {
-                    latest,
-                    a: Box::new(a),
-                    b: Box::new(b),
-                });
-                return actions;
-            }
+        if let Some(action) = self.prove_equivocation(sm) {
+            sm.stop_signing();
+            actions.push(action);
+            return actions;
         }
 
         // Fraud the pipeline refused: prove it once its parent state is provable.
@@ -257,6 +361,7 @@ impl DisputeHandler {
                 continue;
             }
             self.frauds_proven.insert(fraud.digest);
+            sm.stop_signing();
             actions.push(ChainAction::ProveFraud {
                 kind: fraud.kind,
                 prev,
@@ -266,54 +371,34 @@ impl DisputeHandler {
             return actions;
         }
 
-        let timing = sm.spec().timing;
-        let tip = sm.tip();
-        let parent_ts = self.timestamp_at(sm, tip.saturating_sub(1));
-
-        // Our own transaction at the tip without N signatures by the confirmation deadline:
-        // post it as calldata.
-        if tip > sm.fork().genesis_height
-            && let Some(entry) = sm.agreement().entry(tip)
-            && entry.transaction.participant == self.me
-            && entry.signatures.len() < sm.fork().participants.len()
-            && now > Deadlines::after(parent_ts, &timing).confirm_by
-            && !self.posted.contains_key(&(fork, tip))
-            && self.posting.insert((fork, tip))
+        // A transaction we signed that lacks N signatures at its confirmation deadline: bring it
+        // on chain (O2), so nobody can time us out or out-challenge us with it.
+        if let Some(target) = self.unsecured_signed_height(sm, now)
+            && let Some(action) = self.advance_head(sm, target, local_ms)
         {
-            let signature = entry.signatures.get(&self.me).copied();
-            if let Some(signature) = signature {
-                actions.push(ChainAction::PostCalldata {
-                    transaction: entry.transaction.clone(),
-                    signature,
-                });
-            }
+            actions.push(action);
+            return actions;
         }
 
-        // The next writer missed its deadline: dispute it.
+        // The next writer let its deadline pass: dispute it from our tip, once the head is there.
         let writer = sm.next_writer();
-        let tip_ts = sm.tip_timestamp();
+        let tip = sm.tip();
         if writer != self.me
             && writer != Address::ZERO
             && !sm.is_game_over()
-            && now > Deadlines::after(tip_ts, &timing).calldata_by + DEADLINE_MARGIN
-            && !self.posted.contains_key(&(fork, tip + 1))
             && !self.timeouts_raised.contains(&(fork, tip))
+            && let Some(since) = self.since_at_tip(sm)
+            && now > Deadlines::after(since, &timing).calldata_by + DEADLINE_MARGIN
         {
-            match self.proof_at(sm, tip) {
+            match self.latest_proof(sm) {
                 Some(latest) => {
                     self.timeouts_raised.insert((fork, tip));
+                    sm.stop_signing();
                     actions.push(ChainAction::DisputeTimeout { latest });
                 }
                 None => {
-                    // Only issuer-signed: make it provable by posting it first.
-                    if let Some(entry) = sm.agreement().entry(tip)
-                        && let Some(sig) = entry.signatures.get(&entry.transaction.participant)
-                        && self.posting.insert((fork, tip))
-                    {
-                        actions.push(ChainAction::PostCalldata {
-                            transaction: entry.transaction.clone(),
-                            signature: *sig,
-                        });
+                    if let Some(action) = self.advance_head(sm, tip, local_ms) {
+                        actions.push(action);
                     }
                 }
             }
@@ -321,44 +406,163 @@ impl DisputeHandler {
         actions
     }
 
-    /// Challenge the running dispute when we can show better: a later N-signed state, or our
-    /// own timely calldata against a timeout dispute that accuses us.
+    /// Challenge the running dispute with an N-signed state above the head.
     fn maybe_challenge<S: Signer>(&mut self, sm: &StateManager<S>) -> Vec<ChainAction> {
         let Some(running) = &self.running else {
             return Vec::new();
         };
-        if running.challenge_sent || running.record.challenged || running.record.fork != sm.fork().fork {
+        if running.record.fork != sm.fork().fork {
             return Vec::new();
         }
+        let head = self.current_head(sm);
+        let Some(proof) = self
+            .best_signed(sm)
+            .filter(|p| p.transaction.height > head.height && p.transaction.height > running.challenged_to)
+        else {
+            return Vec::new();
+        };
         let record = running.record.clone();
-        let proof = self.own_timely_post(sm, &record).or_else(|| {
-            // A later N-signed state replaces the disputed one (and defeats a timeout or exit).
-            self.best_signed(sm)
-                .filter(|p| p.transaction.height > record.height)
-        });
-        let Some(proof) = proof else { return Vec::new() };
         if let Some(running) = &mut self.running {
-            running.challenge_sent = true;
+            running.challenged_to = proof.transaction.height;
         }
         vec![ChainAction::Challenge { record, proof }]
     }
 
-    /// Accused of a timeout, our calldata at the next height, posted by the writer deadline.
-    fn own_timely_post<S: Signer>(&self, sm: &StateManager<S>, record: &DisputeRecord) -> Option<StateProof> {
-        if record.kind != DisputeKind::Timeout || record.target != self.me {
-            return None;
+    /// A double signature to prove: one the agreement saw, or a posted transaction that conflicts
+    /// with the one its writer sent us.
+    fn prove_equivocation<S: Signer>(&mut self, sm: &StateManager<S>) -> Option<ChainAction> {
+        let fork = sm.fork().fork;
+        let mut found = sm
+            .evidence()
+            .iter()
+            .filter(|e| e.fork == fork && !self.proven.contains(&(e.signer, e.fork, e.height)))
+            .find_map(|e| {
+                let second = e.second.0.clone()?;
+                Some((e.signer, e.height, e.first.clone(), (second, e.second.2)))
+            });
+        if found.is_none() {
+            found = self
+                .conflicts
+                .iter()
+                .filter(|c| c.0.forkCnt == fork)
+                .find(|c| !self.proven.contains(&(c.0.participant, fork, c.0.height)))
+                .map(|c| (c.0.participant, c.0.height, (c.0.clone(), c.1), (c.2.clone(), c.3)));
         }
-        let (tx, sig, ts) = self.posted.get(&(record.fork, record.height + 1))?;
-        if *ts > record.writer_deadline {
-            return None;
-        }
-        let state = sm.state_at(tx.height)?.clone();
-        Some(StateProof {
-            kind: ProofKind::Posted,
-            transaction: tx.clone(),
-            signatures: vec![*sig],
-            state,
+        let (signer, height, a, b) = found?;
+        let latest = self.latest_proof(sm).or_else(|| self.head_proof(sm))?;
+        self.proven.insert((signer, fork, height));
+        Some(ChainAction::ProveDoubleSign {
+            latest,
+            a: Box::new(a),
+            b: Box::new(b),
         })
+    }
+
+    /// The highest height at or below the tip that we signed (our transaction or a confirmation),
+    /// that no N-signed state at or above it covers, and whose confirmation deadline passed.
+    fn unsecured_signed_height<S: Signer>(&self, sm: &StateManager<S>, now: u64) -> Option<u64> {
+        let fork = sm.fork();
+        let timing = sm.spec().timing;
+        let signed_top = (fork.genesis_height + 1..=sm.tip())
+            .rev()
+            .find(|h| self.signed_proof(sm, *h).is_some())
+            .unwrap_or(fork.genesis_height);
+        (signed_top + 1..=sm.tip()).rev().find(|h| {
+            sm.agreement().entry(*h).is_some_and(|e| {
+                e.signatures.contains_key(&self.me)
+                    && now > Deadlines::after(self.timestamp_at(sm, h - 1), &timing).confirm_by
+            })
+        })
+    }
+
+    /// The next call that moves the chain's head towards `target` (at most our tip): show the
+    /// highest N-signed state up to `target`, or post the next transaction above the head with
+    /// its parent. `None` when the head is there, a move is under way, or we cannot.
+    fn advance_head<S: Signer>(&mut self, sm: &StateManager<S>, target: u64, local_ms: u64) -> Option<ChainAction> {
+        let head = self.current_head(sm);
+        let fork = sm.fork().fork;
+        if head.height >= target {
+            return None;
+        }
+        if let Some((f, _, sent)) = self.pending_head
+            && f == fork
+            && local_ms < sent + HEAD_RETRY_MS
+        {
+            return None;
+        }
+        let signed = (head.height + 1..=target)
+            .rev()
+            .find_map(|h| self.signed_proof(sm, h));
+        let (action, reaches) = match signed {
+            Some(proof) if proof.transaction.height == target => {
+                let h = proof.transaction.height;
+                (ChainAction::Checkpoint { proof }, h)
+            }
+            Some(parent) => {
+                let h = parent.transaction.height + 1;
+                let (transaction, signature) = self.link(sm, h)?;
+                (
+                    ChainAction::PostCalldata {
+                        transaction,
+                        signature,
+                        parent,
+                    },
+                    h,
+                )
+            }
+            None => {
+                let parent = self.head_proof(sm)?;
+                let h = head.height + 1;
+                let (transaction, signature) = self.link(sm, h)?;
+                (
+                    ChainAction::PostCalldata {
+                        transaction,
+                        signature,
+                        parent,
+                    },
+                    h,
+                )
+            }
+        };
+        self.pending_head = Some((fork, reaches, local_ms));
+        Some(action)
+    }
+
+    /// Our transaction at `height` with its issuer's signature.
+    fn link<S: Signer>(&self, sm: &StateManager<S>, height: u64) -> Option<(Transaction, Signature)> {
+        let entry = sm.agreement().entry(height)?;
+        let sig = entry.signatures.get(&entry.transaction.participant)?;
+        Some((entry.transaction.clone(), *sig))
+    }
+
+    /// When the next writer's window after our tip started, if the chain can know it: the head's
+    /// `since` if the head is our tip, the tip's timestamp if it is N-signed.
+    fn since_at_tip<S: Signer>(&self, sm: &StateManager<S>) -> Option<u64> {
+        let head = self.current_head(sm);
+        let tip = sm.tip();
+        if head.height == tip && head.state_hash == sm.tip_state_hash() {
+            return Some(head.since);
+        }
+        if self.signed_proof(sm, tip).is_some() {
+            return Some(sm.tip_timestamp());
+        }
+        // Only issuer-signed: the window starts when it is posted; estimate from its stamp so the
+        // post is made once the writer after it could be late.
+        Some(sm.tip_timestamp())
+    }
+
+    /// A proof that the chain accepts as the latest state at our tip: the head if it is our tip,
+    /// or the tip N-signed.
+    fn latest_proof<S: Signer>(&self, sm: &StateManager<S>) -> Option<StateProof> {
+        let head = self.current_head(sm);
+        let tip = sm.tip();
+        if head.height == tip && head.state_hash == sm.tip_state_hash() {
+            return self.head_proof(sm);
+        }
+        if head.height < tip {
+            return self.signed_proof(sm, tip);
+        }
+        None
     }
 
     /// Timestamp of the transaction at `height`, or of the fork's genesis.
@@ -371,40 +575,65 @@ impl DisputeHandler {
             .map_or(sm.tip_timestamp(), |e| e.transaction.timestamp)
     }
 
-    /// A proof of the state at `height` of the current fork: the genesis, N-signed, or posted on
-    /// chain; `None` when the state has no such evidence (yet).
+    /// The N-signed proof of our transaction at `height`, if we hold every signature.
+    fn signed_proof<S: Signer>(&self, sm: &StateManager<S>, height: u64) -> Option<StateProof> {
+        let fork = sm.fork();
+        if height <= fork.genesis_height {
+            return None;
+        }
+        let entry = sm.agreement().entry(height)?;
+        let signatures: Vec<Signature> = fork
+            .participants
+            .iter()
+            .map(|p| entry.signatures.get(p).copied())
+            .collect::<Option<_>>()?;
+        Some(StateProof {
+            kind: ProofKind::Signed,
+            transaction: entry.transaction.clone(),
+            signatures,
+            state: sm.state_at(height)?.clone(),
+        })
+    }
+
+    /// The head as a proof (`Genesis` at the fork's genesis, else `Posted`), if we hold its state.
+    fn head_proof<S: Signer>(&self, sm: &StateManager<S>) -> Option<StateProof> {
+        let head = self.current_head(sm);
+        let state = sm.state_at(head.height)?;
+        if entente_types::state_hash(state) != head.state_hash {
+            return None;
+        }
+        let kind = if head.height == sm.fork().genesis_height {
+            ProofKind::Genesis
+        } else {
+            ProofKind::Posted
+        };
+        Some(StateProof {
+            kind,
+            transaction: Transaction::default(),
+            signatures: vec![],
+            state: state.clone(),
+        })
+    }
+
+    /// A proof of the state at `height` of the current fork: the genesis, N-signed, or the head;
+    /// `None` when the state has no such evidence (yet).
     pub fn proof_at<S: Signer>(&self, sm: &StateManager<S>, height: u64) -> Option<StateProof> {
         let fork = sm.fork();
-        let state = sm.state_at(height)?.clone();
         if height == fork.genesis_height {
             return Some(StateProof {
                 kind: ProofKind::Genesis,
                 transaction: Transaction::default(),
                 signatures: vec![],
-                state,
+                state: sm.state_at(height)?.clone(),
             });
         }
-        let entry = sm.agreement().entry(height)?;
-        let ordered: Option<Vec<Signature>> = fork
-            .participants
-            .iter()
-            .map(|p| entry.signatures.get(p).copied())
-            .collect();
-        if let Some(signatures) = ordered {
-            return Some(StateProof {
-                kind: ProofKind::Signed,
-                transaction: entry.transaction.clone(),
-                signatures,
-                state,
-            });
+        if let Some(p) = self.signed_proof(sm, height) {
+            return Some(p);
         }
-        let (tx, sig, _) = self.posted.get(&(fork.fork, height))?;
-        Some(StateProof {
-            kind: ProofKind::Posted,
-            transaction: tx.clone(),
-            signatures: vec![*sig],
-            state,
-        })
+        if self.current_head(sm).height == height {
+            return self.head_proof(sm);
+        }
+        None
     }
 
     /// The highest N-signed state we hold.
@@ -412,13 +641,6 @@ impl DisputeHandler {
         let genesis = sm.fork().genesis_height;
         (genesis + 1..=sm.tip())
             .rev()
-            .filter_map(|h| self.proof_at(sm, h))
-            .find(|p| p.kind == ProofKind::Signed)
-    }
-
-    /// The highest provable state: N-signed, posted or the genesis.
-    fn best_proof<S: Signer>(&self, sm: &StateManager<S>) -> Option<StateProof> {
-        let genesis = sm.fork().genesis_height;
-        (genesis..=sm.tip()).rev().find_map(|h| self.proof_at(sm, h))
+            .find_map(|h| self.signed_proof(sm, h))
     }
 }

@@ -57,12 +57,19 @@ pub struct DisputeRecord {
 /// A call the dispute layer wants made on the StateChannelManager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainAction {
-    /// Post a transaction as calldata.
+    /// Post a transaction as calldata: the chain runs it on the head and it becomes the head.
     PostCalldata {
         /// The transaction.
         transaction: Transaction,
         /// Its issuer's signature.
         signature: Signature,
+        /// Its parent: the head (`Genesis`/`Posted`), or an N-signed state that becomes it.
+        parent: StateProof,
+    },
+    /// Move the head up to an N-signed state.
+    Checkpoint {
+        /// The N-signed state.
+        proof: StateProof,
     },
     /// Remove the writer after `latest` that missed its deadline.
     DisputeTimeout {
@@ -115,6 +122,23 @@ pub enum ChainAction {
     },
 }
 
+impl ChainAction {
+    /// The manager function the action calls.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PostCalldata { .. } => "postCalldata",
+            Self::Checkpoint { .. } => "checkpoint",
+            Self::DisputeTimeout { .. } => "disputeTimeout",
+            Self::ProveDoubleSign { .. } => "proveDoubleSign",
+            Self::ProveFraud { .. } => "proveFraud",
+            Self::Challenge { .. } => "challenge",
+            Self::FinalizeDispute { .. } => "finalizeDispute",
+            Self::RequestExit { .. } => "requestExit",
+            Self::Close { .. } => "close",
+        }
+    }
+}
+
 /// What the chain did, as the dispute layer (and the node's channel lifecycle) needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainEvent {
@@ -144,7 +168,16 @@ pub enum ChainEvent {
         /// Its timestamp.
         timestamp: u64,
     },
-    /// A transaction was posted as calldata.
+    /// The head moved to an N-signed state.
+    Checkpointed {
+        /// The fork.
+        fork: u64,
+        /// Height of the new head.
+        height: u64,
+        /// Its state hash.
+        state_hash: B256,
+    },
+    /// A transaction was posted as calldata (the chain ran it: its state is the new head).
     CalldataPosted {
         /// The transaction.
         transaction: Transaction,

@@ -29,16 +29,21 @@ fn silent_peer_calldata_then_timeout_dispute() {
             ChainAction::PostCalldata {
                 transaction,
                 signature,
+                parent,
             },
-        ] => (transaction.clone(), *signature),
+        ] => {
+            assert_eq!(parent.kind, ProofKind::Genesis, "it links to the head, the genesis");
+            (transaction.clone(), *signature)
+        }
         other => panic!("expected a calldata post, got {other:?}"),
     };
     assert_eq!(posted.0.height, 1);
     assert!(handler.on_tick(core, 42_000).is_empty(), "posted once");
 
-    // The chain shows the post. Peer 1 writes next; past its calldata deadline
-    // (ts(1) + 100 s), peer 0 disputes it with the posted state.
-    let ts1 = posted.0.timestamp;
+    // The chain shows the post. Peer 1 writes next: its window starts at the post (42 s, later
+    // than the stamp); past its calldata deadline (post + 100 s), peer 0 disputes it from the
+    // head.
+    let claimed = posted.0.stateHash;
     handler.on_chain_event(
         core,
         ChainEvent::CalldataPosted {
@@ -48,21 +53,18 @@ fn silent_peer_calldata_then_timeout_dispute() {
         },
         42_000,
     );
-    let before = (ts1 - GENESIS_TS + 100) * 1000;
+    let before = (42 + 100 + 1) * 1000;
     assert!(handler.on_tick(core, before).is_empty());
     let actions = handler.on_tick(core, before + 2_000);
     match actions.as_slice() {
         [ChainAction::DisputeTimeout { latest }] => {
-            assert_eq!(latest.kind, ProofKind::Posted);
-            assert_eq!(latest.transaction.height, 1);
-            assert_eq!(
-                entente_types::keccak256(&latest.state),
-                latest.transaction.stateHash
-            );
+            assert_eq!(latest.kind, ProofKind::Posted, "the head");
+            assert_eq!(entente_types::keccak256(&latest.state), claimed);
         }
         other => panic!("expected a timeout dispute, got {other:?}"),
     }
     assert!(handler.on_tick(core, before + 3_000).is_empty(), "disputed once");
+    assert!(core.signing_stopped(), "no more signatures on a fork we dispute (O3)");
 }
 
 #[test]
@@ -90,7 +92,6 @@ fn fraud_is_proven_from_pipeline_refusals() {
     for (strategy, kind) in [
         (Strategy::InvalidTransition, FraudKind::InvalidTransition),
         (Strategy::OutOfOrderTimestamp, FraudKind::TimestampOutOfOrder),
-        (Strategy::FutureTimestamp, FraudKind::TimestampInFuture),
         (Strategy::StaleState, FraudKind::WrongParent),
     ] {
         // Three peers: the byzantine one (index 2) writes third, after two honest moves.
@@ -121,6 +122,27 @@ fn fraud_is_proven_from_pipeline_refusals() {
         }
         assert!(handler.on_tick(core, 6_000).is_empty(), "proven once");
     }
+}
+
+#[test]
+fn a_future_stamp_is_refused_but_never_proven() {
+    // The chain judges a future stamp when the transaction is posted (docs/security.md, R3, R7):
+    // the pipeline refuses it and keeps no fraud evidence, so no proof can be caught out.
+    let scenario = Scenario::new(Game::Counter { target: 100 }, 3, 4)
+        .mode(AgreementMode::ExplicitConfirmations)
+        .byzantine(1, Strategy::FutureTimestamp);
+    let mut sim = scenario.build().unwrap();
+    sim.run(5_000).unwrap();
+    let me = sim.peer(0).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(0);
+    assert!(core.fraud_evidence().is_empty());
+    assert!(
+        !handler
+            .on_tick(core, 5_000)
+            .iter()
+            .any(|a| matches!(a, ChainAction::ProveFraud { .. }))
+    );
 }
 
 #[test]

@@ -64,20 +64,6 @@ pub(crate) struct Done {
     pub(crate) withdrawn: Option<U256>,
 }
 
-/// The manager function an action calls.
-pub(crate) fn action_name(action: &ChainAction) -> &'static str {
-    match action {
-        ChainAction::PostCalldata { .. } => "postCalldata",
-        ChainAction::DisputeTimeout { .. } => "disputeTimeout",
-        ChainAction::ProveDoubleSign { .. } => "proveDoubleSign",
-        ChainAction::ProveFraud { .. } => "proveFraud",
-        ChainAction::Challenge { .. } => "challenge",
-        ChainAction::FinalizeDispute { .. } => "finalizeDispute",
-        ChainAction::RequestExit { .. } => "requestExit",
-        ChainAction::Close { .. } => "close",
-    }
-}
-
 pub(crate) fn spawn(client: Arc<ChainClient>, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
     tokio::spawn(async move {
         while let Some(job) = jobs.recv().await {
@@ -125,7 +111,7 @@ async fn run(client: &ChainClient, job: Job) -> Done {
         }
         Job::Action { channel_id, action } => {
             let result = client.execute(channel_id, &action).await.map(|r| r.gas_used);
-            (channel_id, action_name(&action).to_string(), result, None)
+            (channel_id, ChainAction::name(&action).to_string(), result, None)
         }
         Job::Withdraw {
             channel_id,

@@ -146,7 +146,7 @@ impl ChainLink {
         let Some(manager) = self.chain.manager() else {
             return;
         };
-        let name = action_name(action);
+        let name = ChainAction::name(action);
         let outcome = match self.chain.send(from, manager, calldata, U256::ZERO) {
             Ok(receipt) if receipt.success => format!("{name} ok (gas {})", receipt.gas_used),
             Ok(receipt) => format!("{name} refused: {}", receipt.failure()),
@@ -198,19 +198,6 @@ impl ChainLink {
         self.chain
             .pending_balance(account, Address::ZERO)
             .unwrap_or_default()
-    }
-}
-
-fn action_name(action: &ChainAction) -> &'static str {
-    match action {
-        ChainAction::PostCalldata { .. } => "postCalldata",
-        ChainAction::DisputeTimeout { .. } => "disputeTimeout",
-        ChainAction::ProveDoubleSign { .. } => "proveDoubleSign",
-        ChainAction::ProveFraud { .. } => "proveFraud",
-        ChainAction::Challenge { .. } => "challenge",
-        ChainAction::FinalizeDispute { .. } => "finalizeDispute",
-        ChainAction::RequestExit { .. } => "requestExit",
-        ChainAction::Close { .. } => "close",
     }
 }
 

@@ -670,10 +670,18 @@ impl Simulation {
             if p.strategy == Strategy::JunkCalldata {
                 // Straight to the chain: the peers learn of it only from the calldata post.
                 let from = p.core.me();
+                // Claimed to build on the tip as the chain's head (the chain checks both).
+                let parent = entente_dispute::StateProof {
+                    kind: ProofKind::Posted,
+                    transaction: entente_types::Transaction::default(),
+                    signatures: vec![],
+                    state: p.core.state_at(p.core.tip()).cloned().unwrap_or_default(),
+                };
                 if let Some(link) = self.chain.as_mut() {
                     let action = ChainAction::PostCalldata {
                         transaction: st.transaction,
                         signature: st.signature,
+                        parent,
                     };
                     link.follow(now).map_err(|e| self.fail(e.reason))?;
                     if let Some(link) = self.chain.as_mut() {

@@ -124,6 +124,12 @@ pub enum SubmitError {
     /// This participant was removed from the channel.
     #[error("not a participant of the current fork")]
     NotAParticipant,
+    /// This peer started a dispute on the fork and signs nothing more on it.
+    #[error("a dispute runs on fork {fork}: no more signatures on it")]
+    SigningStopped {
+        /// Fork.
+        fork: u64,
+    },
     /// Signing would sign a second transaction at one fork and height.
     #[error("refusing to sign a second transaction at fork {fork}, height {height}")]
     DoubleSignGuard {

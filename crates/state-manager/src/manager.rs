@@ -66,8 +66,6 @@ pub enum FraudKind {
     InvalidTransition,
     /// Its timestamp is before its parent's.
     TimestampOutOfOrder,
-    /// Its timestamp is too far ahead of chain time.
-    TimestampInFuture,
     /// It builds on another state than the one at its parent height.
     WrongParent,
 }
@@ -141,6 +139,9 @@ pub struct StateManager<S: Signer> {
     /// confirm theirs until they do (they must then post calldata too).
     refused_by: std::collections::BTreeSet<Address>,
     last_progress_ms: u64,
+    /// The fork on which this peer started a dispute: it signs nothing more there (seed 002,
+    /// "DisputeHandler"; docs/security.md, O3).
+    signing_stopped: Option<u64>,
     effects: VecDeque<Effect>,
 }
 
@@ -210,6 +211,7 @@ impl<S: Signer> StateManager<S> {
             fraud: Vec::new(),
             refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
+            signing_stopped: None,
             effects: VecDeque::new(),
         };
         manager.refresh_turn()?;
@@ -358,6 +360,21 @@ impl<S: Signer> StateManager<S> {
         Ok(true)
     }
 
+    /// Stops signing on the current fork: called when this peer starts a dispute there (seed
+    /// 002: "after initiating a dispute the peer stops signing transactions for the given
+    /// fork"). A new fork (the dispute's verdict) lifts it.
+    pub fn stop_signing(&mut self) {
+        if self.signing_stopped != Some(self.fork.fork) {
+            tracing::info!(target: "entente::state", fork = self.fork.fork, "dispute started: no more signatures on this fork");
+        }
+        self.signing_stopped = Some(self.fork.fork);
+    }
+
+    /// True when this peer signs nothing more on the current fork.
+    pub fn signing_stopped(&self) -> bool {
+        self.signing_stopped == Some(self.fork.fork)
+    }
+
     /// Learns chain time from an observed block.
     pub fn observe_block(&mut self, timestamp: u64, local_ms: u64) {
         self.clock.observe_block(timestamp, local_ms);
@@ -392,6 +409,9 @@ impl<S: Signer> StateManager<S> {
     pub fn submit(&mut self, data: Bytes, local_ms: u64) -> Result<B256, SubmitError> {
         if !self.fork.participants.contains(&self.me) {
             return Err(SubmitError::NotAParticipant);
+        }
+        if self.signing_stopped == Some(self.fork.fork) {
+            return Err(SubmitError::SigningStopped { fork: self.fork.fork });
         }
         if self.game_over {
             return Err(SubmitError::GameOver);
@@ -649,9 +669,6 @@ impl<S: Signer> StateManager<S> {
                 Rejection::Timestamp(TimestampError::BeforeParent { .. }) => {
                     Some(FraudKind::TimestampOutOfOrder)
                 }
-                Rejection::Timestamp(TimestampError::FromTheFuture { .. }) => {
-                    Some(FraudKind::TimestampInFuture)
-                }
                 Rejection::Execution(_) | Rejection::StateHashMismatch { .. } => {
                     Some(FraudKind::InvalidTransition)
                 }
@@ -696,7 +713,8 @@ impl<S: Signer> StateManager<S> {
         let now = self.clock.now_secs(local_ms);
         match check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing) {
             Ok(()) => {}
-            Err(TimestampError::Late { .. }) if arrival == Arrival::Chain => {}
+            // The chain judged a posted transaction's timing (docs/security.md, R3, R4).
+            Err(TimestampError::Late { .. } | TimestampError::Backdated { .. }) if arrival == Arrival::Chain => {}
             Err(e) => return Err(Rejection::Timestamp(e)),
         }
         let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {
@@ -961,6 +979,9 @@ impl<S: Signer> StateManager<S> {
     /// Signs `digest` unless that would be a second, different signature at `fork`/`height`.
     /// Records the digest (effect) before the signature can leave.
     fn sign(&mut self, fork: u64, height: u64, digest: B256) -> Option<Signature> {
+        if self.signing_stopped == Some(fork) {
+            return None;
+        }
         match self.own_signatures.get(&(fork, height)) {
             Some(existing) if *existing != digest => return None,
             Some(_) => {}

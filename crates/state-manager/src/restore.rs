@@ -269,6 +269,7 @@ impl<S: Signer> StateManager<S> {
             fraud: Vec::new(),
             refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
+            signing_stopped: None,
             effects: VecDeque::new(),
             fork,
             spec,
