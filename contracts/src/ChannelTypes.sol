@@ -256,7 +256,7 @@ enum ChannelStatus {
     Cancelled
 }
 
-/// @notice A channel as the manager stores it: nine slots, packed so that each hot path reads few of them
+/// @notice A channel as the manager stores it: ten slots, packed so that each hot path reads few of them
 /// (deposit: 0 and 1; the N-of-N check reads slot 5 instead of N member slots; the head: 7 and 8).
 struct Channel {
     // slot 0: read by every entry point
@@ -298,10 +298,14 @@ struct Channel {
     /// When the next writer's window starts: the genesis time, an N-signed transaction's timestamp, or
     /// `max(timestamp, post time)` for a posted transaction.
     uint64 headSince;
-    /// The head came from a posted transaction (an N-signed state at its height may replace it).
-    bool headPosted;
     /// A timeout dispute runs: posts are refused (the accused missed its window).
     bool timeoutDispute;
     /// slot 8: keccak256 of the head state.
     bytes32 headStateHash;
+    // slot 9
+    /// Height of the latest state the chain took as final: the fork's genesis, an N-signed state or an
+    /// agreed approval. Above it, the head's history is made of posts (the head came from a post iff
+    /// `headHeight > anchorHeight`), which an N-signed state that conflicts with them replaces
+    /// (docs/security.md, R2).
+    uint64 anchorHeight;
 }

@@ -2,7 +2,7 @@
 pragma solidity 0.8.37;
 
 import {ADisputeManager} from "./manager/ADisputeManager.sol";
-import {ChannelExtension} from "./manager/ChannelExtension.sol";
+import {VerdictExtension} from "./manager/VerdictExtension.sol";
 import {ChannelSpec, Exit, StateProof, ProofKind, Channel, ChannelStatus} from "./ChannelTypes.sol";
 import {IStateMachine} from "./interfaces/IStateMachine.sol";
 
@@ -12,12 +12,22 @@ import {IStateMachine} from "./interfaces/IStateMachine.sol";
 /// calldata, dispute, join or leave, and settle. Payouts are pull payments.
 /// @dev See docs/contracts.md for the protocol rules, the EIP-712 types and the dispute state machine.
 contract StateChannelManager is ADisputeManager {
-    /// @notice The contract holding the manager's less frequent entry points (fraud proofs, join, leave),
-    /// run with `delegatecall` on the manager's storage.
+    /// @notice The contract holding the manager's less frequent entry points (fraud proofs, forced exit,
+    /// join, leave), run with `delegatecall` on the manager's storage.
     address public immutable extension;
+    /// @notice The contract holding `challenge` and `finalizeDispute`, run the same way.
+    address public immutable verdicts;
 
-    constructor() {
-        extension = address(new ChannelExtension());
+    /// @param extension_ A deployed `ChannelExtension`.
+    /// @param verdicts_ A deployed `VerdictExtension`.
+    /// @dev The two extensions are deployed first and passed in: together with the manager they exceed the
+    /// EIP-3860 limit on one creation's init code. They hold no state of their own.
+    constructor(address extension_, address verdicts_) {
+        if (extension_.code.length == 0 || verdicts_.code.length == 0) {
+            revert InvalidSpec("extension has no code");
+        }
+        extension = extension_;
+        verdicts = verdicts_;
     }
 
     /// @dev Plain ETH transfers are refused (deposits go through `open`, `deposit` and `joinChannel`).
@@ -25,9 +35,15 @@ contract StateChannelManager is ADisputeManager {
         revert UnexpectedValue();
     }
 
-    /// @dev Forwards the extension's selectors (see `IStateChannelManager`).
+    /// @dev Forwards the extensions' selectors (see `IStateChannelManager`).
     fallback() external payable {
         address ext = extension;
+        if (
+            msg.sig == VerdictExtension.challenge.selector
+                || msg.sig == VerdictExtension.finalizeDispute.selector
+        ) {
+            ext = verdicts;
+        }
         assembly ("memory-safe") {
             calldatacopy(0, 0, calldatasize())
             let ok := delegatecall(gas(), ext, 0, calldatasize(), 0, 0)
@@ -163,8 +179,9 @@ contract StateChannelManager is ADisputeManager {
         _requireLive(channelId, ch);
         if (ch.fraudDispute) revert DisputeActive(channelId);
         if (proof.kind != ProofKind.Signed) revert ProofKindNotAllowed(proof.kind);
-        uint64 height = _proveState(channelId, ch, proof).height;
-        if (height < ch.headHeight) revert StaleProof(ch.headHeight, keccak256(proof.state));
+        Proven memory pr = _proveState(channelId, ch, proof);
+        if (!_canCheckpoint(channelId, ch, pr)) revert StaleProof(ch.headHeight, pr.stateHash);
+        uint64 height = pr.height;
         IStateMachine m = _machine(ch);
         uint256 g = ch.machineGasLimit;
         if (!m.isGameOverOf{gas: g}(proof.state)) revert NotFinal();

@@ -36,6 +36,7 @@ interface IStateChannelManager is IStateChannelEvents {
     function pendingBalance(address account, address token) external view returns (uint256);
     function isClaimed(bytes32 channelId, uint256 index) external view returns (bool);
     function extension() external view returns (address);
+    function verdicts() external view returns (address);
     function MAX_PARTICIPANTS() external view returns (uint256);
     function MIN_MACHINE_GAS() external view returns (uint256);
     function MACHINE_GAS_PER_PARTICIPANT() external view returns (uint256);

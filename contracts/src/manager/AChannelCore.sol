@@ -73,6 +73,9 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     mapping(bytes32 channelId => mapping(uint256 => uint256)) internal _claimed;
     /// @dev Credited exits (departures, removals, slashes), withdrawn with `withdrawPending`.
     mapping(address account => mapping(address token => uint256)) internal _pending;
+    /// @dev State hash of the posted head at `keccak256(abi.encode(channelId, forkCnt, height))`: the history
+    /// of the head above its anchor, against which a conflicting N-signed state is recognised.
+    mapping(bytes32 key => bytes32 stateHash) internal _postedState;
 
     constructor() EIP712("Entente", "1") {}
 
@@ -225,20 +228,41 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         return pr;
     }
 
-    /// @dev Makes the proven N-signed state `pr` (with its encoded `state`) the head, if it is not below it.
+    /// @dev Makes the proven N-signed state `pr` (with its encoded `state`) the head: when it is above the head,
+    /// or when the head's history above the last anchor came from posts that conflict with it (a posted state
+    /// at its height that is not it: a writer equivocated, and the N-signed state carries the honest
+    /// participant's signature). Reverts `StaleProof` otherwise.
     function _checkpoint(bytes32 channelId, Channel storage ch, Proven memory pr, bytes calldata state)
         internal
     {
-        uint64 headHeight = ch.headHeight;
-        if (pr.height < headHeight) revert StaleProof(headHeight, pr.stateHash);
-        if (pr.height == headHeight) {
-            if (pr.stateHash == ch.headStateHash) return;
-            // Two N-signed states at one height cannot both exist with an honest participant.
-            if (!ch.headPosted) revert StaleProof(headHeight, pr.stateHash);
-        }
+        if (!_canCheckpoint(channelId, ch, pr)) revert StaleProof(ch.headHeight, pr.stateHash);
+        if (pr.height == ch.headHeight && pr.stateHash == ch.headStateHash) return;
         _checkConserved(ch, _exitsOfState(ch, state));
-        _setHead(ch, pr.height, pr.stateHash, pr.timestamp, pr.timestamp, false);
+        // Replacing posted states: the next writer may have been kept from posting on the real history,
+        // so its window starts now.
+        uint64 since = pr.timestamp;
+        if (pr.height <= ch.headHeight && since < block.timestamp) since = uint64(block.timestamp);
+        _setHead(ch, pr.height, pr.stateHash, pr.timestamp, since, false);
         emit Checkpointed(channelId, ch.forkCnt, pr.height, pr.stateHash);
+    }
+
+    /// @dev Whether the N-signed state `pr` may become the head (see `_checkpoint`); true also when it is
+    /// the head already.
+    function _canCheckpoint(bytes32 channelId, Channel storage ch, Proven memory pr)
+        internal
+        view
+        returns (bool)
+    {
+        uint64 headHeight = ch.headHeight;
+        if (pr.height > headHeight) return true;
+        if (pr.height == headHeight && pr.stateHash == ch.headStateHash) return true;
+        if (pr.height <= ch.anchorHeight) return false;
+        bytes32 posted = _postedState[_postKey(channelId, ch.forkCnt, pr.height)];
+        return posted != bytes32(0) && posted != pr.stateHash;
+    }
+
+    function _postKey(bytes32 channelId, uint64 forkCnt, uint64 height) internal pure returns (bytes32) {
+        return keccak256(abi.encode(channelId, forkCnt, height));
     }
 
     function _setHead(Channel storage ch, uint64 height, bytes32 h, uint64 ts, uint64 since, bool posted)
@@ -247,7 +271,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         ch.headHeight = height;
         ch.headTimestamp = ts;
         ch.headSince = since;
-        ch.headPosted = posted;
+        if (!posted) ch.anchorHeight = height;
         ch.headStateHash = h;
     }
 

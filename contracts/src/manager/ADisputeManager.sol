@@ -26,7 +26,7 @@ import {IStateMachine} from "../interfaces/IStateMachine.sol";
 ///   Disputed --prove* (only while the running dispute is not a slash)--> Disputed (fraud replaces it)
 ///   Disputed --finalizeDispute (after the challenge period)--> Open (new fork, SetState) or Closed
 ///   Open|Disputed --close (N-signed final state, not during a slash)--> Closed
-/// `challenge` and `finalizeDispute` are in `AVerdicts` (run by the extension, for the size limit).
+/// `challenge` and `finalizeDispute` are in `VerdictExtension` (run by `delegatecall`, for the size limit).
 abstract contract ADisputeManager is AChannelCore {
     // ------------------------------------------------------------------ calldata and the head
 
@@ -57,6 +57,7 @@ abstract contract ADisputeManager is AChannelCore {
         _checkConserved(ch, _instanceExits(channelId, ch));
         uint64 nowTs = uint64(block.timestamp);
         if (_postedAt[digest] == 0) _postedAt[digest] = nowTs;
+        _postedState[_postKey(channelId, transaction.forkCnt, transaction.height)] = resultHash;
         uint64 ts = transaction.timestamp;
         _setHead(ch, transaction.height, resultHash, ts, ts > nowTs ? ts : nowTs, true);
         emit CalldataPosted(channelId, transaction.forkCnt, transaction.height, transaction, signature);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AVerdicts} from "./AVerdicts.sol";
+import {AChannelCore} from "./AChannelCore.sol";
 import {
     Transaction,
     StateProof,
@@ -19,12 +19,23 @@ import {
 import {IStateMachine} from "../interfaces/IStateMachine.sol";
 
 /// @title ChannelExtension
-/// @notice The less frequent half of the StateChannelManager (fraud proofs, challenges, verdicts, forced
-/// exit, join, leave). The manager
+/// @notice Less frequent entry points of the StateChannelManager (fraud proofs, forced exit, join, leave);
+/// challenges and verdicts are in `VerdictExtension`. The manager
 /// deploys it in its constructor and forwards every selector it does not know to it with `delegatecall`,
 /// so it runs on the manager's storage, balance and address (EIP-170 caps a contract at 24,576 bytes).
 /// Call these functions on the manager (ABI: `IStateChannelManager`), never on this contract.
-contract ChannelExtension is AVerdicts {
+contract ChannelExtension is AChannelCore {
+    /// @notice Called directly instead of through the manager.
+    error OnlyThroughManager();
+
+    address private immutable _self = address(this);
+
+    /// @dev Entry points run only by `delegatecall` from the manager.
+    modifier onlyDelegated() {
+        if (address(this) == _self) revert OnlyThroughManager();
+        _;
+    }
+
     // ------------------------------------------------------------------ fraud proofs
 
     /// @notice The EIP-712 digest of a join approval.

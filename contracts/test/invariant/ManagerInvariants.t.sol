@@ -4,6 +4,8 @@ pragma solidity 0.8.37;
 import {ChannelTestBase} from "../utils/ChannelTestBase.sol";
 import {Test, Vm} from "../utils/Test.sol";
 import {StateChannelManager} from "../../src/StateChannelManager.sol";
+import {VerdictExtension} from "../../src/manager/VerdictExtension.sol";
+import {ChannelExtension} from "../../src/manager/ChannelExtension.sol";
 import {IStateChannelManager} from "../../src/interfaces/IStateChannelManager.sol";
 import {RoundRobinCounter} from "../../src/machines/RoundRobinCounter.sol";
 import {
@@ -321,7 +323,7 @@ contract ManagerInvariantsTest is Test {
     ManagerHandler internal handler;
 
     function setUp() public {
-        manager = new StateChannelManager();
+        manager = new StateChannelManager(address(new ChannelExtension()), address(new VerdictExtension()));
         handler = new ManagerHandler(manager, new RoundRobinCounter(), new RoundRobinCounter());
         vm.deal(address(handler), 1000 ether);
         address[] memory a = handler.accounts();

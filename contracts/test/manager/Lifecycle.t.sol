@@ -5,8 +5,9 @@ import {ChannelTestBase} from "../utils/ChannelTestBase.sol";
 import {TestToken, FeeToken, ReentrantToken, ReentrantReceiver} from "../utils/Mocks.sol";
 import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
 import {IStateChannelManager} from "../../src/interfaces/IStateChannelManager.sol";
-import {AVerdicts} from "../../src/manager/AVerdicts.sol";
+import {ChannelExtension} from "../../src/manager/ChannelExtension.sol";
 import {StateChannelManager} from "../../src/StateChannelManager.sol";
+import {VerdictExtension} from "../../src/manager/VerdictExtension.sol";
 import {
     Transaction,
     ChannelSpec,
@@ -379,7 +380,9 @@ contract LifecycleTest is ChannelTestBase {
     /// Signatures made for another manager do not verify.
     function test_replay_otherManager() public {
         _finished();
-        IStateChannelManager other = IStateChannelManager(address(new StateChannelManager()));
+        IStateChannelManager other = IStateChannelManager(
+            address(new StateChannelManager(address(new ChannelExtension()), address(new VerdictExtension())))
+        );
         StateProof memory po = _signedProof(ft, fs, 2);
         po.signatures[0] = _sign(keys[0], other.transactionDigest(ft));
         po.signatures[1] = _sign(keys[1], other.transactionDigest(ft));
@@ -490,7 +493,7 @@ contract LifecycleTest is ChannelTestBase {
         (bytes32 id,) = _openTtt();
         StateProof memory p;
         IStateChannelManager ext = IStateChannelManager(manager.extension());
-        vm.expectRevert(AVerdicts.OnlyThroughManager.selector);
+        vm.expectRevert(ChannelExtension.OnlyThroughManager.selector);
         ext.requestExit(id, p);
     }
 }

@@ -4,6 +4,8 @@ pragma solidity 0.8.37;
 import {Test, Vm} from "./Test.sol";
 import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
 import {StateChannelManager} from "../../src/StateChannelManager.sol";
+import {VerdictExtension} from "../../src/manager/VerdictExtension.sol";
+import {ChannelExtension} from "../../src/manager/ChannelExtension.sol";
 import {IStateChannelManager} from "../../src/interfaces/IStateChannelManager.sol";
 import {TicTacToe} from "../../src/machines/TicTacToe.sol";
 import {RoundRobinCounter} from "../../src/machines/RoundRobinCounter.sol";
@@ -46,7 +48,7 @@ abstract contract ChannelTestBase is Test {
 
     function setUp() public virtual {
         vm.warp(T0);
-        manager = new StateChannelManager();
+        manager = new StateChannelManager(address(new ChannelExtension()), address(new VerdictExtension()));
         m = IStateChannelManager(address(manager));
         ttt = new TicTacToe();
         rr = new RoundRobinCounter();

@@ -249,15 +249,26 @@ impl ChainClient {
         })
     }
 
-    /// Deploys the StateChannelManager (its constructor deploys and links `ChannelExtension`,
-    /// exactly as on the in-process chain), uses it from now on, and returns its address. Sent
-    /// by anvil's first account as its first transaction, it gets the devchain's manager
-    /// address (`0x5FbDB2315678afecb367f032d93F642f64180aa3`).
+    /// Deploys the StateChannelManager: its two extensions (`ChannelExtension`,
+    /// `VerdictExtension`), then the manager linked to them, exactly as on the in-process chain;
+    /// uses it from now on and returns its address. Sent by anvil's first account as its first
+    /// three transactions, it gets the devchain's manager address
+    /// (`0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0`).
     pub async fn deploy_manager(&mut self) -> Result<Address, ChainError> {
-        let code = Artifact::parse(artifacts::STATE_CHANNEL_MANAGER)
-            .and_then(|a| a.creation_code().cloned())
-            .map_err(|e| ChainError::Local(format!("the manager's artifact: {e}")))?;
-        let manager = self.deploy(code).await?;
+        let creation = |json: &str, what: &str| {
+            Artifact::parse(json)
+                .and_then(|a| a.creation_code().cloned())
+                .map_err(|e| ChainError::Local(format!("the {what} artifact: {e}")))
+        };
+        let extension = self
+            .deploy(creation(artifacts::CHANNEL_EXTENSION, "ChannelExtension")?)
+            .await?;
+        let verdicts = self
+            .deploy(creation(artifacts::VERDICT_EXTENSION, "VerdictExtension")?)
+            .await?;
+        let mut code = creation(artifacts::STATE_CHANNEL_MANAGER, "StateChannelManager")?.to_vec();
+        code.extend_from_slice(&alloy::sol_types::SolValue::abi_encode_params(&(extension, verdicts)));
+        let manager = self.deploy(code.into()).await?;
         self.manager = Some(manager);
         Ok(manager)
     }

@@ -20,7 +20,7 @@ const GAS: u64 = 15_000_000;
 
 /// Where anvil's first account deploys the manager with its first transaction, as on the
 /// devchain.
-const MANAGER: Address = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
+const MANAGER: Address = address!("9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0");
 
 /// anvil as a conformance [`Chain`]: every method blocks on a current-thread runtime. Senders
 /// are impersonated (`eth_sendTransaction`), so any account the scenarios name can send.

@@ -183,7 +183,7 @@ async fn an_unreachable_chain_is_reported_and_picked_up_when_it_comes_back() {
     }; // closed again: nothing listens there yet
     let url = format!("http://127.0.0.1:{port}");
     // The devchain's (and anvil's) manager address: anvil account 0's first deployment.
-    let manager = "0x5FbDB2315678afecb367f032d93F642f64180aa3".parse().unwrap();
+    let manager = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0".parse().unwrap();
     let mut listener = ChainListener::start(&url, manager, 0, config(0)).unwrap();
 
     // Reported, with growing backoff, and the listener keeps trying.

@@ -227,9 +227,9 @@ mod tests {
     fn deadlines_at_their_edges() {
         let parent = 1000;
         // Just before and at the confirmation deadline: accepted. Just after: late.
-        assert_eq!(check_timestamp(1001, parent, 1040, &T), Ok(()));
+        assert_eq!(check_timestamp(1030, parent, 1040, &T), Ok(()));
         assert_eq!(
-            check_timestamp(1001, parent, 1041, &T),
+            check_timestamp(1031, parent, 1041, &T),
             Err(TimestampError::Late {
                 now: 1041,
                 deadline: 1040

@@ -14,9 +14,12 @@ pub const ROUND_ROBIN_COUNTER: &str = include_str!("../../../contracts/artifacts
 /// its constructor (the extension's creation code is embedded in it), so deploying this one
 /// artifact gives the whole manager.
 pub const STATE_CHANNEL_MANAGER: &str = include_str!("../../../contracts/artifacts/StateChannelManager.json");
-/// `ChannelExtension`: the manager's second half, run by `delegatecall`. Never deployed on its own
-/// (the manager's constructor does it); here for its ABI (`OnlyThroughManager`).
+/// `ChannelExtension`: fraud proofs, forced exit, join and leave, run by the manager with
+/// `delegatecall`. Deployed before the manager, whose constructor takes its address.
 pub const CHANNEL_EXTENSION: &str = include_str!("../../../contracts/artifacts/ChannelExtension.json");
+/// `VerdictExtension`: challenges and verdicts, run by the manager with `delegatecall`. Deployed
+/// before the manager, whose constructor takes its address.
+pub const VERDICT_EXTENSION: &str = include_str!("../../../contracts/artifacts/VerdictExtension.json");
 /// `IStateChannelManager`: the whole ABI of the manager (no bytecode).
 pub const I_STATE_CHANNEL_MANAGER: &str =
     include_str!("../../../contracts/artifacts/IStateChannelManager.json");

@@ -120,7 +120,7 @@ fn infallible<T>(r: Result<T, Infallible>) -> T {
 impl DevChain {
     /// The account that deploys the manager in [`Self::with_manager`]: anvil's first default
     /// account, so that at nonce 0 the manager gets the same address on both chains
-    /// (`0x5FbDB2315678afecb367f032d93F642f64180aa3`).
+    /// (`0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0`).
     pub const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 
     /// A new, empty chain (block 0 at `config.genesis_timestamp`).

@@ -23,14 +23,23 @@ impl DevChain {
         Ok(chain)
     }
 
-    /// Deploys a StateChannelManager from `from` (its constructor deploys `ChannelExtension`) and
-    /// returns its address. Its logs are decoded from then on; the first one deployed is
-    /// [`Self::manager`].
+    /// Deploys a StateChannelManager from `from` (its two extensions, then the manager linked to
+    /// them) and returns its address. Its logs are decoded from then on; the first one deployed
+    /// is [`Self::manager`].
     pub fn deploy_manager(&mut self, from: Address) -> Result<Address, DevChainError> {
-        let code = Artifact::parse(artifacts::STATE_CHANNEL_MANAGER)?
+        let extension = Artifact::parse(artifacts::CHANNEL_EXTENSION)?
             .creation_code()?
             .clone();
-        let manager = self.deploy(from, code)?;
+        let extension = self.deploy(from, extension)?;
+        let verdicts = Artifact::parse(artifacts::VERDICT_EXTENSION)?
+            .creation_code()?
+            .clone();
+        let verdicts = self.deploy(from, verdicts)?;
+        let mut code = Artifact::parse(artifacts::STATE_CHANNEL_MANAGER)?
+            .creation_code()?
+            .to_vec();
+        code.extend_from_slice(&alloy_sol_types::SolValue::abi_encode_params(&(extension, verdicts)));
+        let manager = self.deploy(from, code.into())?;
         self.managers.push(manager);
         Ok(manager)
     }

@@ -20,7 +20,7 @@ use crate::NodeError;
 ///     listen = ["/ip4/127.0.0.1/tcp/0"]
 ///     bootstrap = []
 ///     rpc_url = "http://127.0.0.1:8545"
-///     manager = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+///     manager = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 ///     data_dir = "/tmp/alice"
 ///     confirmations = 0
 /// "#).unwrap();

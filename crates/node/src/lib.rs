@@ -39,7 +39,7 @@
 //!
 //! # async fn demo(bob: Address, machine: Address) -> Result<(), entente_node::NodeError> {
 //! let config = NodeConfig::new(B256::repeat_byte(1), "http://127.0.0.1:8545",
-//!     "0x5FbDB2315678afecb367f032d93F642f64180aa3".parse().unwrap(), "/tmp/alice");
+//!     "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0".parse().unwrap(), "/tmp/alice");
 //! let alice = Node::start(config).await?;
 //! let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
 //! let stake = U256::from(10u64).pow(U256::from(18u64));

@@ -337,7 +337,7 @@ fn bad_flags_are_refused_with_a_message() {
                 "--rpc",
                 "http://127.0.0.1:1",
                 "--manager",
-                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
             ],
             "--key is required",
         ),

@@ -173,7 +173,7 @@ fn the_manager_deploys_its_extension() {
     let manager = chain.manager().unwrap();
     assert_eq!(
         manager,
-        "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
             .parse::<Address>()
             .unwrap()
     );

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {AChannelCore} from "./AChannelCore.sol";
+import {Exit, StateProof, ProofKind, DisputeKind, DisputeRecord, Channel} from "../ChannelTypes.sol";
+import {IStateMachine} from "../interfaces/IStateMachine.sol";
+
+/// @title VerdictExtension
+/// @notice The end of a dispute: challenges (an N-signed state that moves the head) and finalization (the
+/// verdict carried out on the head, with the fallback of docs/security.md, R10). The manager deploys it in
+/// its constructor and forwards `challenge` and `finalizeDispute` to it with `delegatecall`.
+/// @dev Every machine call of a verdict is a low-level call whose return data is checked before it is
+/// decoded: a hook that reverts, runs out of gas, or returns malformed or oversized data makes the channel
+/// settle at the head's exits; it can never make `finalizeDispute` revert for ever.
+contract VerdictExtension is AChannelCore {
+    /// @notice Called directly instead of through the manager.
+    error OnlyThroughManager();
+
+    /// @notice Largest return data a verdict accepts from a machine call (a larger state cannot be
+    /// enforced by a verdict: the channel settles at the head instead).
+    uint256 public constant MAX_RETURN = 128 * 1024;
+
+    address private immutable _self = address(this);
+
+    /// @dev Entry points run only by `delegatecall` from the manager.
+    modifier onlyDelegated() {
+        if (address(this) == _self) revert OnlyThroughManager();
+        _;
+    }
+
+    // ------------------------------------------------------------------ challenge and finalize
+
+    /// @notice Answers the running dispute `d` before its deadline with an N-signed state that moves the
+    /// head (above it, or replacing posted states it conflicts with: R2), or, for a Leave, any N-signed
+    /// state above the approved one. A Timeout or Exit dispute is thereby defeated and its submitter is
+    /// slashed instead; a Leave is cancelled (the approval was stale); a slash verdict stands. The
+    /// challenge period restarts.
+    function challenge(bytes32 channelId, DisputeRecord calldata d, StateProof calldata proof)
+        external
+        onlyDelegated
+        nonReentrant
+    {
+        Channel storage ch = _channel(channelId);
+        _requireDispute(channelId, ch, d);
+        if (block.timestamp > d.deadline) revert TooLate(d.deadline);
+        if (proof.kind != ProofKind.Signed) revert ProofKindNotAllowed(proof.kind);
+        Proven memory pr = _proveState(channelId, ch, proof);
+        bool moves = !(pr.height == ch.headHeight && pr.stateHash == ch.headStateHash)
+            && _canCheckpoint(channelId, ch, pr);
+        bool cancelsLeave = d.kind == DisputeKind.Leave && !d.challenged && pr.height > d.height;
+        if (!moves && !cancelsLeave) revert NotAChallenge();
+        if (moves) _checkpoint(channelId, ch, pr, proof.state);
+        DisputeRecord memory next = d;
+        if (!d.challenged) {
+            if (d.kind == DisputeKind.Timeout || d.kind == DisputeKind.Exit) {
+                next.challenged = true;
+                next.slash = true;
+                next.target = d.submitter;
+                // The verdict is now a slash: it can be neither replaced nor closed over.
+                ch.fraudDispute = true;
+            } else if (cancelsLeave) {
+                next.challenged = true;
+                next.target = address(0);
+            }
+        }
+        next.height = ch.headHeight;
+        next.stateHash = ch.headStateHash;
+        next.deadline = uint64(block.timestamp) + ch.challengeTime;
+        ch.commitment = keccak256(abi.encode(next));
+        emit DisputeChallenged(channelId, msg.sender, next, moves ? proof.state : msg.data[0:0]);
+    }
+
+    /// @notice Carries out dispute `d` after its challenge period on the head (`state` must be the head
+    /// state, R10): applies the hook to `d.target` (remove or slash) in the channel's machine instance,
+    /// credits the hook's exits, and starts a new fork from the result (`SetState`), or settles if the
+    /// result is final or fewer than two participants remain. A forced exit or agreed leave on a finished
+    /// game settles for everyone. If the hook fails, or its result does not decode or conserve value, or
+    /// it lowers another participant's exit, the channel settles at the head's exits instead
+    /// (`HookFailed`). Anyone may call it.
+    function finalizeDispute(bytes32 channelId, DisputeRecord calldata d, bytes calldata state)
+        external
+        onlyDelegated
+        nonReentrant
+    {
+        Channel storage ch = _channel(channelId);
+        _requireDispute(channelId, ch, d);
+        if (block.timestamp <= d.deadline) revert TooEarly(uint256(d.deadline) + 1);
+        bytes32 h = keccak256(state);
+        if (h != ch.headStateHash) revert StateHashMismatch(ch.headStateHash, h);
+        uint64 height = ch.headHeight;
+        emit DisputeFinalized(channelId, d);
+        // The head always decodes and conserves value (R2): its exits are the fallback verdict.
+        Exit[] memory before = _exitsOfState(ch, state);
+        if (d.target == address(0)) {
+            // A cancelled leave: a new fork from the head, nobody removed.
+            _startForkOrClose(channelId, ch, state, height);
+            return;
+        }
+        if ((d.kind == DisputeKind.Exit || d.kind == DisputeKind.Leave) && !d.challenged) {
+            // A finished game settles for everyone; nobody needs removing.
+            if (_machine(ch).isGameOverOf{gas: ch.machineGasLimit}(state)) {
+                _close(channelId, ch, before, height);
+                return;
+            }
+        }
+        _verdict(channelId, ch, state, height, d.target, d.slash, before);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// @dev Applies the remove or slash hook to `target` on `state` (exits `before`), or settles at
+    /// `before` if the hook's outcome cannot be enforced (R10).
+    function _verdict(
+        bytes32 channelId,
+        Channel storage ch,
+        bytes calldata state,
+        uint64 height,
+        address target,
+        bool slash,
+        Exit[] memory before
+    ) internal {
+        (bool ok, Exit[] memory hookExits, bytes memory result) =
+            _runHook(channelId, ch, state, target, slash);
+        Exit[] memory exits;
+        address[] memory participants;
+        bool over;
+        if (ok) (ok, exits, participants, over) = _inspect(ch, result);
+        ok = ok && _sumIs(hookExits, exits, ch.locked) && _othersKeep(before, hookExits, exits, target);
+        if (!ok) {
+            emit HookFailed(channelId, target, slash);
+            _close(channelId, ch, before, height);
+            return;
+        }
+        _creditExits(channelId, ch, hookExits);
+        emit ParticipantRemoved(channelId, target, slash);
+        _forkOrClose(channelId, ch, result, height, exits, participants, over);
+    }
+
+    /// @dev Loads `state` into the channel's instance and runs the hook; `ok` is false if any call failed or
+    /// returned data that does not decode.
+    function _runHook(bytes32 channelId, Channel storage ch, bytes calldata state, address target, bool slash)
+        internal
+        returns (bool ok, Exit[] memory hookExits, bytes memory result)
+    {
+        address m = address(_instance(channelId, ch));
+        uint256 g = ch.machineGasLimit;
+        bytes memory ret;
+        (ok,) = _call(m, abi.encodeCall(IStateMachine.setState, (state)), g, false);
+        if (!ok) return (false, hookExits, result);
+        bytes memory hook = slash
+            ? abi.encodeCall(IStateMachine.slashParticipant, (target))
+            : abi.encodeCall(IStateMachine.removeParticipant, (target));
+        (ok, ret) = _call(m, hook, g, false);
+        if (!ok || !_isExits(ret)) return (false, hookExits, result);
+        hookExits = abi.decode(ret, (Exit[]));
+        (ok, ret) = _call(m, abi.encodeCall(IStateMachine.getState, ()), g, true);
+        if (!ok || !_isBytes(ret)) return (false, hookExits, result);
+        return (true, hookExits, abi.decode(ret, (bytes)));
+    }
+
+    /// @dev Decodes the exits, participants and finality of `state`; `ok` is false if a view failed or
+    /// returned data that does not decode.
+    function _inspect(Channel storage ch, bytes memory state)
+        internal
+        returns (bool ok, Exit[] memory exits, address[] memory participants, bool over)
+    {
+        address m = ch.stateMachine;
+        uint256 g = ch.machineGasLimit;
+        bytes memory ret;
+        (ok, ret) = _call(m, abi.encodeCall(IStateMachine.exitsOf, (state)), g, true);
+        if (!ok || !_isExits(ret)) return (false, exits, participants, over);
+        exits = abi.decode(ret, (Exit[]));
+        (ok, ret) = _call(m, abi.encodeCall(IStateMachine.participantsOf, (state)), g, true);
+        if (!ok || !_isAddresses(ret)) return (false, exits, participants, over);
+        participants = abi.decode(ret, (address[]));
+        if (participants.length < 2) return (true, exits, participants, true);
+        (ok, ret) = _call(m, abi.encodeCall(IStateMachine.isGameOverOf, (state)), g, true);
+        if (!ok || ret.length != 32 || uint256(bytes32(ret)) > 1) return (false, exits, participants, over);
+        over = uint256(bytes32(ret)) == 1;
+        ok = true;
+    }
+
+    /// @dev A call to a machine with exactly `g` gas (the caller must send enough: `InsufficientGas`), whose
+    /// return data is copied only up to `MAX_RETURN` bytes (more counts as a failure).
+    function _call(address to, bytes memory data, uint256 g, bool isView)
+        internal
+        returns (bool ok, bytes memory ret)
+    {
+        _requireGas(g);
+        uint256 cap = MAX_RETURN;
+        assembly ("memory-safe") {
+            switch isView
+            case 0 { ok := call(g, to, 0, add(data, 32), mload(data), 0, 0) }
+            default { ok := staticcall(g, to, add(data, 32), mload(data), 0, 0) }
+            let size := returndatasize()
+            if gt(size, cap) {
+                ok := 0
+                size := 0
+            }
+            ret := mload(0x40)
+            mstore(ret, size)
+            returndatacopy(add(ret, 32), 0, size)
+            mstore(0x40, add(add(ret, 32), and(add(size, 31), not(31))))
+        }
+    }
+
+    /// @dev `ret` is the ABI encoding of one `Exit[]` (so decoding it cannot revert).
+    function _isExits(bytes memory ret) internal pure returns (bool) {
+        return _isArray(ret, 2);
+    }
+
+    /// @dev `ret` is the ABI encoding of one `address[]`.
+    function _isAddresses(bytes memory ret) internal pure returns (bool) {
+        return _isArray(ret, 1);
+    }
+
+    /// @dev `ret` is `[0x20][n][n elements of `words` words]`, the first word of each an address.
+    function _isArray(bytes memory ret, uint256 words) internal pure returns (bool) {
+        if (ret.length < 64 || _word(ret, 0) != 0x20) return false;
+        uint256 n = _word(ret, 1);
+        if (n > MAX_PARTICIPANTS || ret.length != 64 + n * words * 32) return false;
+        for (uint256 i = 0; i < n; i++) {
+            if (_word(ret, 2 + i * words) >> 160 != 0) return false;
+        }
+        return true;
+    }
+
+    /// @dev `ret` is the ABI encoding of one `bytes`.
+    function _isBytes(bytes memory ret) internal pure returns (bool) {
+        if (ret.length < 64 || _word(ret, 0) != 0x20) return false;
+        uint256 len = _word(ret, 1);
+        return len <= ret.length - 64;
+    }
+
+    function _word(bytes memory ret, uint256 i) private pure returns (uint256 w) {
+        assembly ("memory-safe") {
+            w := mload(add(add(ret, 32), mul(i, 32)))
+        }
+    }
+
+    /// @dev Whether the amounts of `a` and `b` together sum to exactly `total` (without overflowing on
+    /// whatever a machine returns).
+    function _sumIs(Exit[] memory a, Exit[] memory b, uint256 total) internal pure returns (bool) {
+        uint256 s;
+        for (uint256 i = 0; i < a.length; i++) {
+            if (a[i].amount > total - s) return false;
+            s += a[i].amount;
+        }
+        for (uint256 i = 0; i < b.length; i++) {
+            if (b[i].amount > total - s) return false;
+            s += b[i].amount;
+        }
+        return s == total;
+    }
+
+    /// @dev Every participant other than `target` gets at least as much after the hook (its hook exit plus
+    /// its exit in the result) as before it.
+    function _othersKeep(Exit[] memory before, Exit[] memory hookExits, Exit[] memory exits, address target)
+        internal
+        pure
+        returns (bool)
+    {
+        for (uint256 i = 0; i < before.length; i++) {
+            address p = before[i].participant;
+            if (p == target) continue;
+            uint256 got;
+            for (uint256 j = 0; j < hookExits.length; j++) {
+                if (hookExits[j].participant == p) got += hookExits[j].amount;
+            }
+            for (uint256 j = 0; j < exits.length; j++) {
+                if (exits[j].participant == p) got += exits[j].amount;
+            }
+            if (got < before[i].amount) return false;
+        }
+        return true;
+    }
+}
