@@ -250,7 +250,6 @@ contract StateChannelManager is ADisputeManager {
         uint64 nowTs = uint64(block.timestamp);
         ch.status = ChannelStatus.Open;
         ch.timestamp = nowTs;
-        _setHead(ch, 0, ch.genesisStateHash, nowTs, nowTs, false);
         emit ChannelActivated(channelId, nowTs);
     }
 

@@ -91,9 +91,14 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         return _domainSeparatorV4();
     }
 
-    /// @notice A channel's stored record.
-    function getChannel(bytes32 channelId) external view returns (Channel memory) {
-        return _channels[channelId];
+    /// @notice A channel's stored record, with the head filled in when it is the fork's genesis.
+    function getChannel(bytes32 channelId) external view returns (Channel memory c) {
+        c = _channels[channelId];
+        if (uint8(c.status) >= uint8(ChannelStatus.Open) && c.headStateHash == bytes32(0)) {
+            c.headStateHash = c.genesisStateHash;
+            c.headTimestamp = c.timestamp;
+            c.headSince = c.timestamp;
+        }
     }
 
     /// @notice A channel's current participants (signing order).
@@ -198,9 +203,9 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
             return r;
         }
         if (p.kind == ProofKind.Posted) {
-            if (r.stateHash != ch.headStateHash) revert StateHashMismatch(ch.headStateHash, r.stateHash);
+            if (r.stateHash != _headHash(ch)) revert StateHashMismatch(_headHash(ch), r.stateHash);
             r.height = ch.headHeight;
-            r.timestamp = ch.headTimestamp;
+            r.timestamp = _headTimestamp(ch);
             return r;
         }
         Transaction calldata t = p.transaction;
@@ -220,8 +225,8 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     {
         if (p.kind != ProofKind.Signed) {
             bytes32 h = keccak256(p.state);
-            if (h != ch.headStateHash) revert StaleProof(ch.headHeight, h);
-            return Proven(ch.headHeight, h, ch.headTimestamp);
+            if (h != _headHash(ch)) revert StaleProof(ch.headHeight, h);
+            return Proven(ch.headHeight, h, _headTimestamp(ch));
         }
         Proven memory pr = _proveState(channelId, ch, p);
         _checkpoint(channelId, ch, pr, p.state);
@@ -236,7 +241,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         internal
     {
         if (!_canCheckpoint(channelId, ch, pr)) revert StaleProof(ch.headHeight, pr.stateHash);
-        if (pr.height == ch.headHeight && pr.stateHash == ch.headStateHash) return;
+        if (pr.height == ch.headHeight && pr.stateHash == _headHash(ch)) return;
         _checkConserved(ch, _exitsOfState(ch, state));
         // Replacing posted states: the next writer may have been kept from posting on the real history,
         // so its window starts now.
@@ -255,7 +260,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     {
         uint64 headHeight = ch.headHeight;
         if (pr.height > headHeight) return true;
-        if (pr.height == headHeight && pr.stateHash == ch.headStateHash) return true;
+        if (pr.height == headHeight && pr.stateHash == _headHash(ch)) return true;
         if (pr.height <= ch.anchorHeight) return false;
         bytes32 posted = _postedState[_postKey(channelId, ch.forkCnt, pr.height)];
         return posted != bytes32(0) && posted != pr.stateHash;
@@ -263,6 +268,25 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
 
     function _postKey(bytes32 channelId, uint64 forkCnt, uint64 height) internal pure returns (bytes32) {
         return keccak256(abi.encode(channelId, forkCnt, height));
+    }
+
+    /// @dev The head state's hash. A zero stored hash stands for the fork's genesis (so that activating a
+    /// channel and starting a fork write no head slots).
+    function _headHash(Channel storage ch) internal view returns (bytes32 h) {
+        h = ch.headStateHash;
+        if (h == bytes32(0)) h = ch.genesisStateHash;
+    }
+
+    /// @dev The head's transaction timestamp (the genesis time for the genesis).
+    function _headTimestamp(Channel storage ch) internal view returns (uint64 t) {
+        t = ch.headTimestamp;
+        if (t == 0) t = ch.timestamp;
+    }
+
+    /// @dev When the head's next writer's window starts (the genesis time for the genesis).
+    function _headSince(Channel storage ch) internal view returns (uint64 t) {
+        t = ch.headSince;
+        if (t == 0) t = ch.timestamp;
     }
 
     function _setHead(Channel storage ch, uint64 height, bytes32 h, uint64 ts, uint64 since, bool posted)
@@ -277,7 +301,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
 
     /// @dev The head's writer deadline: its `since` plus the three windows (R4).
     function _writerDeadline(Channel storage ch) internal view returns (uint64) {
-        return ch.headSince + ch.p2pTime + ch.agreementTime + ch.chainFallbackTime;
+        return _headSince(ch) + ch.p2pTime + ch.agreementTime + ch.chainFallbackTime;
     }
 
     /// @dev The transaction belongs to this channel's current fork, above its genesis.
@@ -427,7 +451,8 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         ch.fraudDispute = false;
         ch.timeoutDispute = false;
         ch.commitment = bytes32(0);
-        _setHead(ch, height, h, nowTs, nowTs, false);
+        // The head is the new genesis (zeros stand for it: see `_headHash`).
+        _setHead(ch, height, bytes32(0), 0, 0, false);
         emit SetState(channelId, fork, height, nowTs, state, participants);
     }
 
@@ -497,7 +522,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     ) internal {
         d.forkCnt = ch.forkCnt;
         d.height = ch.headHeight;
-        d.stateHash = ch.headStateHash;
+        d.stateHash = _headHash(ch);
         d.deadline = uint64(block.timestamp) + ch.challengeTime;
         ch.status = ChannelStatus.Disputed;
         ch.timeoutDispute = d.kind == DisputeKind.Timeout;

@@ -71,13 +71,13 @@ abstract contract ADisputeManager is AChannelCore {
     {
         uint64 headHeight = ch.headHeight;
         if (transaction.height != headHeight + 1) revert WrongHeight(headHeight + 1, transaction.height);
-        if (transaction.prevStateHash != ch.headStateHash) revert NotASuccessor();
+        if (transaction.prevStateHash != _headHash(ch)) revert NotASuccessor();
         digest = transactionDigest(transaction);
         address signer = _recover(digest, signature, 0);
         if (signer != transaction.participant) revert SignerMismatch(transaction.participant, signer);
         uint64 ts = transaction.timestamp;
         uint64 latestOk = uint64(block.timestamp) + ch.agreementTime;
-        if (ts < ch.headTimestamp || ts > latestOk) revert BadTimestamp(ts, ch.headTimestamp, latestOk);
+        if (ts < _headTimestamp(ch) || ts > latestOk) revert BadTimestamp(ts, _headTimestamp(ch), latestOk);
     }
 
     /// @notice Moves the head up to an N-signed state (R2): a later state than the head, or one at its
@@ -87,7 +87,7 @@ abstract contract ADisputeManager is AChannelCore {
         _requireOpenNoDispute(channelId, ch);
         if (proof.kind != ProofKind.Signed) revert ProofKindNotAllowed(proof.kind);
         Proven memory pr = _proveState(channelId, ch, proof);
-        if (pr.height == ch.headHeight && pr.stateHash == ch.headStateHash) revert NotAChallenge();
+        if (pr.height == ch.headHeight && pr.stateHash == _headHash(ch)) revert NotAChallenge();
         _checkpoint(channelId, ch, pr, proof.state);
     }
 

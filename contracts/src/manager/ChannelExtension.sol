@@ -152,14 +152,15 @@ contract ChannelExtension is AChannelCore {
             }
         }
         if (!holds) revert ClaimDoesNotHold(kind);
-        if (prev.kind == ProofKind.Signed && pr.height > ch.headHeight) {
+        if (
+            prev.kind == ProofKind.Signed && pr.stateHash != _headHash(ch)
+                && _canCheckpoint(channelId, ch, pr)
+        ) {
             _checkpoint(channelId, ch, pr, prev.state);
         }
         // The verdict is carried out at the head; the event carries the head state when the caller supplied
         // it (`prev` is the head), else nothing (the record's `stateHash` names it).
-        _startFraud(
-            channelId, ch, kind, issuer, pr.stateHash == ch.headStateHash ? prev.state : msg.data[0:0]
-        );
+        _startFraud(channelId, ch, kind, issuer, pr.stateHash == _headHash(ch) ? prev.state : msg.data[0:0]);
     }
 
     // ------------------------------------------------------------------ join and leave
@@ -272,7 +273,7 @@ contract ChannelExtension is AChannelCore {
         _requireOpenNoDispute(channelId, ch);
         if (forkCnt != ch.forkCnt) revert WrongFork(ch.forkCnt, forkCnt);
         uint64 headHeight = ch.headHeight;
-        if (height < headHeight || (height == headHeight && stateHash != ch.headStateHash)) {
+        if (height < headHeight || (height == headHeight && stateHash != _headHash(ch))) {
             revert StaleProof(headHeight, stateHash);
         }
         if (block.timestamp > deadline) revert TooLate(deadline);

@@ -45,7 +45,7 @@ contract VerdictExtension is AChannelCore {
         if (block.timestamp > d.deadline) revert TooLate(d.deadline);
         if (proof.kind != ProofKind.Signed) revert ProofKindNotAllowed(proof.kind);
         Proven memory pr = _proveState(channelId, ch, proof);
-        bool moves = !(pr.height == ch.headHeight && pr.stateHash == ch.headStateHash)
+        bool moves = !(pr.height == ch.headHeight && pr.stateHash == _headHash(ch))
             && _canCheckpoint(channelId, ch, pr);
         bool cancelsLeave = d.kind == DisputeKind.Leave && !d.challenged && pr.height > d.height;
         if (!moves && !cancelsLeave) revert NotAChallenge();
@@ -64,7 +64,7 @@ contract VerdictExtension is AChannelCore {
             }
         }
         next.height = ch.headHeight;
-        next.stateHash = ch.headStateHash;
+        next.stateHash = _headHash(ch);
         next.deadline = uint64(block.timestamp) + ch.challengeTime;
         ch.commitment = keccak256(abi.encode(next));
         emit DisputeChallenged(channelId, msg.sender, next, moves ? proof.state : msg.data[0:0]);
@@ -86,7 +86,7 @@ contract VerdictExtension is AChannelCore {
         _requireDispute(channelId, ch, d);
         if (block.timestamp <= d.deadline) revert TooEarly(uint256(d.deadline) + 1);
         bytes32 h = keccak256(state);
-        if (h != ch.headStateHash) revert StateHashMismatch(ch.headStateHash, h);
+        if (h != _headHash(ch)) revert StateHashMismatch(_headHash(ch), h);
         uint64 height = ch.headHeight;
         emit DisputeFinalized(channelId, d);
         // The head always decodes and conserves value (R2): its exits are the fallback verdict.

@@ -40,7 +40,8 @@ async fn a_channel_through_the_dispute_layers_actions() {
         [ManagerEvent::CalldataPosted(p)] if p.channelId == live.channel_id && p.height == 1
     ));
 
-    // The same post again: mined (explicit gas limit, no estimation), reverted, and the
+    // The same post again (its parent is no longer the head): mined (explicit gas limit, no
+    // estimation), reverted, and the
     // manager's error decoded from a replay at the parent block.
     let height = live.x.block_number().await.unwrap();
     let again = live
@@ -49,26 +50,27 @@ async fn a_channel_through_the_dispute_layers_actions() {
         .await
         .unwrap_err();
     assert!(
-        matches!(again.manager_error(), Some(ManagerError::AlreadyPosted(_))),
+        matches!(again.manager_error(), Some(ManagerError::StaleProof(_))),
         "{again}"
     );
-    assert!(again.to_string().contains("AlreadyPosted"), "{again}");
+    assert!(again.to_string().contains("StaleProof"), "{again}");
     assert_eq!(
         live.x.block_number().await.unwrap(),
         height + 1,
         "the revert was mined"
     );
 
-    // A timeout dispute before the writer's deadline: TooEarly, with its argument.
-    let genesis = StateProof {
-        kind: ProofKind::Genesis,
+    // A timeout dispute against O before its deadline (a window from the post): TooEarly, with
+    // its argument.
+    let head = StateProof {
+        kind: ProofKind::Posted,
         transaction: Transaction::default(),
         signatures: vec![],
-        state: live.genesis.clone(),
+        state: live.moves[0].2.clone(),
     };
     let early = live
-        .o
-        .execute(live.channel_id, &ChainAction::DisputeTimeout { latest: genesis })
+        .x
+        .execute(live.channel_id, &ChainAction::DisputeTimeout { latest: head })
         .await
         .unwrap_err();
     match early {
