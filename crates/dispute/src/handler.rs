@@ -144,7 +144,9 @@ impl DisputeHandler {
                 height,
                 state_hash,
             } => {
-                if fork == sm.fork().fork && height >= self.current_head(sm).height {
+                if fork == sm.fork().fork {
+                    // Below the head, it cut a posted branch that conflicted with it (R2).
+                    self.posted.retain(|(f, h), _| *f != fork || *h <= height);
                     let since = self.timestamp_at(sm, height);
                     self.head = Some(Head {
                         fork,
@@ -481,13 +483,19 @@ impl DisputeHandler {
     fn advance_head<S: Signer>(&mut self, sm: &StateManager<S>, target: u64, local_ms: u64) -> Option<ChainAction> {
         let head = self.current_head(sm);
         let fork = sm.fork().fork;
-        if head.height >= target {
-            return None;
-        }
         if let Some((f, _, sent)) = self.pending_head
             && f == fork
             && local_ms < sent + HEAD_RETRY_MS
         {
+            return None;
+        }
+        // The head may sit on a posted branch that conflicts with a state we hold N-signed (a
+        // writer equivocated): the chain lets that state cut the branch (R2).
+        if let Some(proof) = self.conflicting_signed(sm) {
+            self.pending_head = Some((fork, proof.transaction.height, local_ms));
+            return Some(ChainAction::Checkpoint { proof });
+        }
+        if head.height >= target {
             return None;
         }
         let signed = (head.height + 1..=target)
@@ -526,6 +534,22 @@ impl DisputeHandler {
         };
         self.pending_head = Some((fork, reaches, local_ms));
         Some(action)
+    }
+
+    /// Our highest N-signed state at a height where the chain's posted history holds another state.
+    fn conflicting_signed<S: Signer>(&self, sm: &StateManager<S>) -> Option<StateProof> {
+        let fork = sm.fork().fork;
+        let head = self.current_head(sm);
+        (sm.fork().genesis_height + 1..=sm.tip().min(head.height))
+            .rev()
+            .find_map(|h| {
+                let (posted, _, _) = self.posted.get(&(fork, h))?;
+                let entry = sm.agreement().entry(h)?;
+                if posted.stateHash == entry.transaction.stateHash {
+                    return None;
+                }
+                self.signed_proof(sm, h)
+            })
     }
 
     /// Our transaction at `height` with its issuer's signature.

@@ -87,13 +87,17 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
         // writer that never produced a valid transaction is removed by timeout instead.
         Strategy::StaleState if mode == AgreementMode::VirtualVotingOnly => removed(true) || removed(false),
         Strategy::Equivocate if honest_parities.len() < 2 => true,
-        Strategy::Equivocate
-        | Strategy::InvalidTransition
-        | Strategy::FutureTimestamp
-        | Strategy::OutOfOrderTimestamp
-        | Strategy::StaleState
-        | Strategy::JunkCalldata
-        | Strategy::FalseDispute => removed(true),
+        Strategy::Equivocate | Strategy::InvalidTransition | Strategy::OutOfOrderTimestamp | Strategy::StaleState => {
+            removed(true)
+        }
+        // A future stamp is refused, never proven (the chain judges it when the transaction is
+        // posted: docs/security.md, R3, R7); a junk post is refused by the chain, which runs it.
+        // Either way the writer has made no move: it is removed by timeout (or slashed, when it
+        // also did something provable).
+        Strategy::FutureTimestamp | Strategy::JunkCalldata => removed(false) || removed(true),
+        // A false fraud proof reverts (R7) and changes nothing; the false disputer otherwise
+        // plays by the rules, so no verdict is due (the honest payouts are checked below).
+        Strategy::FalseDispute => true,
         // A withholder's own transactions still vote for everything before them (virtual
         // voting), so its withheld confirmations do not always block finality: the outcome is a
         // settlement either way (calldata accepted on chain where a deadline passed first).

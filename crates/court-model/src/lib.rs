@@ -1,0 +1,281 @@
+//! An abstract model of Entente's dispute game, checked exhaustively with [stateright].
+//!
+//! `docs/security.md` gives the court's rules (R1-R12), the honest node's rules (O1-O6) and the
+//! guarantees (G1-G5). This crate models one channel of `N` = 2 or 3 participants in which
+//! participant 0, `h`, is honest and the others collude, and lets the checker visit every state the
+//! colluders can reach with every action the court allows, at every step:
+//!
+//! - **the machine** is `RoundRobinCounter` in the abstract: the writer of the transaction at height
+//!   `k + 1` is the current participants' `k mod n`-th; a move is 0 or 1; balances never change with
+//!   moves; an *invalid* transition is one whose claimed state differs from the real one (here: a
+//!   state that pays its issuer everything, "junk"). The game is over at `max_height`.
+//! - **the chain** keeps the head of the current fork (height, state, stamp, `since`, posted or
+//!   N-signed), the running dispute (timeout, exit, fraud, leave: target, submitter, defeated,
+//!   deadline), who was removed or slashed, the genesis balances, what was paid, and whether the
+//!   channel closed.
+//! - **the colluders** sign anything with their own keys: they post fresh transactions of the writer
+//!   whose turn it is with any stamp the chain accepts (from the head's, backdated, up to
+//!   `agreementTime` ahead), post or N-sign any transaction `h` signed (only those can be N-signed),
+//!   hand `h` signatures or withhold them, propose moves to `h`, equivocate (give `h` double-sign
+//!   proofs, or post a different transaction than the one `h` confirmed), raise timeouts, exits and
+//!   fraud proofs, co-sign and submit leave approvals, finalize, close, and let time pass. Actions the
+//!   court refuses change nothing and are not steps.
+//! - **h** follows O1-O6 and acts at once when something is due: it writes its move on its tip,
+//!   confirms only valid, well-stamped proposals of its tip's writer (O1), posts what it signed that
+//!   lacks N signatures after its confirmation deadline (from its parent's stamp), showing its highest N-signed state first (O2),
+//!   proves fraud and double signing it sees, raises a timeout when the writer after its tip is late,
+//!   challenges with a higher N-signed state, finalizes, and stops signing once it raised a dispute
+//!   (O3) or while a leave approval it co-signed is pending (O4). It may also request an exit at any
+//!   time, close on a final state it holds N-signed, and co-sign leave approvals.
+//! - **time** is abstract ticks, kept relative to now; a tick passes only when `h` has nothing due
+//!   (the colluders may still act before `h` within the tick: they front-run).
+//!   Large gaps between stamps are shrunk (every comparison involves constants smaller than the
+//!   writer window), so the state space is finite without a time horizon and the check is exhaustive.
+//!
+//! The properties (see [`CourtModel`]'s `properties`): G1 (`h` is paid its entitlement, no head is
+//! ever an invalid state), G2 (`h` is never timed out or slashed), G3 (from every reachable state, `h`
+//! alone settles the channel within a bound), G5 (conservation), and `sometimes` properties showing
+//! that timeouts, fraud slashes, defeated disputes, exits, leaves and closes are reachable.
+//! [`Rules`] weakens one rule back to an old bug (or, for [`Rules::ApproveWhileWriter`], drops a
+//! refinement of O4 this model showed necessary); the checker must then find a counterexample.
+//!
+//! ```
+//! use entente_court_model::{check, CourtModel, Rules};
+//!
+//! // The sound rules, the first 8 levels (the tests and the binary check every level).
+//! let report = check(CourtModel::new(2, Rules::Sound), Some(8), 1);
+//! assert!(report.failures.is_empty());
+//! // An unlinked post accepted: the checker finds a head that no valid play reaches.
+//! let report = check(CourtModel::new(2, Rules::AcceptUnlinkedPost), None, 1);
+//! assert_eq!(report.failures[0].0, "G1 head is never an invalid state");
+//! ```
+
+mod model;
+
+pub use model::{
+    Action, Approval, CourtModel, Dispute, Entry, Fate, GENESIS_MOVE, HONEST, Head, Kind, MAX_N, Rules,
+    SLOTS, State, Timing,
+};
+use stateright::{Checker, HasDiscoveries, Model, Property};
+use std::time::{Duration, Instant};
+
+impl Model for CourtModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        vec![self.initial()]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.candidates(state, actions);
+    }
+
+    fn next_state(&self, last_state: &State, action: Action) -> Option<State> {
+        self.step(last_state, action)
+    }
+
+    fn format_step(&self, last_state: &State, action: Action) -> Option<String> {
+        self.step(last_state, action).map(|s| s.to_string())
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            // G1: no head is ever a state that no valid play reaches; h is paid at least its
+            // entitlement (deposit plus shares of slashed deposits) once it is settled, and its
+            // balance in the enforced genesis is its entitlement while it takes part.
+            Property::always("G1 head is never an invalid state", |_, s: &State| {
+                s.head.thief.is_none()
+            }),
+            Property::always("G1 h is paid its entitlement", |_, s: &State| {
+                let h = HONEST as usize;
+                if s.closed || s.fate != Fate::Active {
+                    s.paid[h] >= s.entitlement
+                } else {
+                    s.bal[h] >= s.entitlement
+                }
+            }),
+            // G2: h is never removed by a timeout, never slashed (so it never loses a dispute it
+            // raised: a defeated timeout or exit, or a false fraud claim, slashes its submitter).
+            Property::always("G2 h is never timed out or slashed", |_, s: &State| {
+                !matches!(s.fate, Fate::TimedOut | Fate::Slashed)
+            }),
+            // G3 as an invariant over a bound computed per state: if the others stop now, h's plain
+            // strategy settles the channel (or h's own part of it) within `settle_bound` ticks. An
+            // `eventually` property would not do: the model has cycles (time passing while nothing
+            // happens), on which stateright's `eventually` gives false negatives.
+            Property::always(
+                "G3 h alone settles within the bound",
+                |m: &CourtModel, s: &State| m.g3_holds(s),
+            ),
+            // G5: what was deposited is paid, credited or still locked, and the locked amount is the
+            // genesis balances.
+            Property::always("G5 conservation", |m: &CourtModel, s: &State| {
+                let paid: u16 = s.paid.iter().map(|p| u16::from(*p)).sum();
+                let bal: u16 = s.bal.iter().map(|b| u16::from(*b)).sum();
+                paid + u16::from(s.locked) == u16::from(m.total()) && bal == u16::from(s.locked)
+            }),
+            Property::sometimes(
+                "a timeout is finalized",
+                |_, s: &State| matches!(s.dispute, Some(d) if d.kind == Kind::Timeout && !d.challenged && d.deadline < 0),
+            ),
+            Property::sometimes(
+                "a fraud proof slashes",
+                |_, s: &State| matches!(s.dispute, Some(d) if d.kind == Kind::Fraud && d.deadline < 0),
+            ),
+            Property::sometimes(
+                "a timeout or exit is defeated by a challenge",
+                |_, s: &State| matches!(s.dispute, Some(d) if d.challenged),
+            ),
+            Property::sometimes("h proves a double sign it saw on chain", |_, s: &State| {
+                matches!(s.dispute, Some(d) if d.kind == Kind::Fraud && d.submitter == HONEST)
+                    && s.head.posted
+            }),
+            Property::sometimes(
+                "a leave is finalized",
+                |_, s: &State| matches!(s.dispute, Some(d) if d.kind == Kind::Leave && d.deadline < 0),
+            ),
+            Property::sometimes("a colluder is slashed", |_, s: &State| s.slashed != 0),
+            Property::sometimes("h exits", |_, s: &State| s.fate == Fate::Exited),
+            Property::sometimes("the channel closes", |_, s: &State| s.closed),
+            Property::sometimes(
+                "the channel closes after a removal",
+                |m: &CourtModel, s: &State| s.closed && s.active.count_ones() < u32::from(m.n),
+            ),
+        ]
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug)]
+pub struct Report {
+    /// The model that was checked.
+    pub model: CourtModel,
+    /// States generated, counting revisits.
+    pub states: usize,
+    /// Distinct states.
+    pub unique_states: usize,
+    /// The deepest level reached.
+    pub max_depth: usize,
+    /// Whether the whole reachable state space was visited (no depth limit stopped it).
+    pub complete: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The most ticks h needed to settle alone from any reachable state (G3), and the bound from the
+    /// initial state.
+    pub g3_ticks: (u32, u32),
+    /// Violated `always` properties, each with a counterexample path rendered as text.
+    pub failures: Vec<(&'static str, String)>,
+    /// `sometimes` properties for which an example was found.
+    pub examples: Vec<&'static str>,
+    /// `sometimes` properties for which no example was found.
+    pub missing: Vec<&'static str>,
+}
+
+/// Renders a path: the initial state, then each action and the state it leads to.
+pub fn render_path(model: &CourtModel, path: &[(State, Option<Action>)]) -> String {
+    let mut out = String::new();
+    let mut step = 0;
+    for (state, action) in path {
+        if step == 0 {
+            out.push_str(&format!("  0. init\n     {state}\n"));
+        }
+        if let Some(a) = action {
+            step += 1;
+            out.push_str(&format!("  {step}. {a:?}\n"));
+            if let Some(next) = model.step(state, *a) {
+                out.push_str(&format!("     {next}\n"));
+            }
+        } else if step == 0 {
+            step += 1;
+        }
+    }
+    out
+}
+
+/// Checks `model` with a breadth-first search over every reachable state (to `max_depth` levels if
+/// given) on `threads` threads, and stops early once an `always` property fails. With one thread
+/// the run is deterministic. A counterexample is short but not always a shortest one: stateright
+/// keeps the last violation it saw in a block of states.
+#[allow(clippy::disallowed_methods)] // a checking harness, not protocol code: it times itself
+pub fn check(model: CourtModel, max_depth: Option<usize>, threads: usize) -> Report {
+    let start = Instant::now();
+    let mut builder = model
+        .clone()
+        .checker()
+        .threads(threads)
+        .finish_when(HasDiscoveries::AnyFailures);
+    if let Some(d) = max_depth {
+        builder = builder.target_max_depth(d);
+    }
+    let checker = builder.spawn_bfs().join();
+    let elapsed = start.elapsed();
+    let mut failures = Vec::new();
+    let mut examples = Vec::new();
+    let mut missing = Vec::new();
+    for p in model.properties() {
+        match (checker.discovery(p.name), p.expectation.discovery_is_failure()) {
+            (Some(path), true) => failures.push((p.name, render_path(&model, &path.into_vec()))),
+            (Some(_), false) => examples.push(p.name),
+            (None, false) => missing.push(p.name),
+            (None, true) => {}
+        }
+    }
+    let max = checker.max_depth();
+    let g3_ticks = (
+        model.g3_max_ticks.load(std::sync::atomic::Ordering::Relaxed),
+        model.settle_bound(&model.initial()),
+    );
+    Report {
+        g3_ticks,
+        complete: failures.is_empty() && max_depth.is_none_or(|d| max < d),
+        model,
+        states: checker.state_count(),
+        unique_states: checker.unique_state_count(),
+        max_depth: max,
+        elapsed,
+        failures,
+        examples,
+        missing,
+    }
+}
+
+impl Report {
+    /// A summary of the check in a few lines, then every counterexample.
+    pub fn summary(&self) -> String {
+        let m = &self.model;
+        let mut out = format!(
+            "N = {}, rules = {:?}, max height {}, windows {:?}, leave {}\n\
+             {} unique states ({} generated), depth {}, {:.1} s{}\n",
+            m.n,
+            m.rules,
+            m.max_height,
+            m.timing,
+            m.leave,
+            self.unique_states,
+            self.states,
+            self.max_depth,
+            self.elapsed.as_secs_f64(),
+            if self.complete {
+                ", exhaustive"
+            } else {
+                ", NOT exhaustive"
+            },
+        );
+        out.push_str(&format!(
+            "G3: h alone settled within {} ticks at most (bound from the initial state: {})\n",
+            self.g3_ticks.0, self.g3_ticks.1
+        ));
+        out.push_str(&format!("reached: {}\n", self.examples.join("; ")));
+        if !self.missing.is_empty() {
+            out.push_str(&format!("never reached: {}\n", self.missing.join("; ")));
+        }
+        if self.failures.is_empty() {
+            out.push_str("every always-property holds\n");
+        }
+        for (name, path) in &self.failures {
+            out.push_str(&format!("COUNTEREXAMPLE to \"{name}\":\n{path}"));
+        }
+        out
+    }
+}

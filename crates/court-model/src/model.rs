@@ -1,0 +1,1469 @@
+//! The abstract dispute game: states, actions and the court's rules (see the crate docs and
+//! `docs/security.md` §5.3 for the mapping to the contract's rules R1-R12 and the node's O1-O6).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Most participants the model handles (participant 0 is honest, the others collude).
+pub const MAX_N: usize = 3;
+/// Slots for heights `0..SLOTS` (the model's `max_height` must be below it).
+pub const SLOTS: usize = 6;
+/// The honest participant's index.
+pub const HONEST: u8 = 0;
+/// The move recorded in a fork's genesis state (moves of transactions are 0 or 1).
+pub const GENESIS_MOVE: u8 = 2;
+
+/// Which rules the court enforces: the sound rules of `docs/security.md`, or one of them weakened
+/// back to an old, broken form (the checker must then find a counterexample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rules {
+    /// R1-R12 as designed.
+    Sound,
+    /// Attack 1: a posted transaction is accepted without being linked to the head (`R3`'s
+    /// `prevStateHash == head.stateHash` dropped): the chain runs it on whatever parent it is given.
+    AcceptUnlinkedPost,
+    /// Attack 3: a posted state's window starts at the transaction's own stamp instead of
+    /// `max(stamp, post time)` (`R4` weakened).
+    DeadlineFromTxTimestamp,
+    /// Attack 4: fraud claims are judged when the dispute ends, and the prover is slashed if the claim
+    /// no longer holds then (the old `TimestampInFuture` kind; `R7` weakened).
+    FraudJudgedLater,
+    /// A node rule, not the court's: O4 as first written. h co-signs a leave approval at its tip even
+    /// when it is the next writer there, and signs nothing above the approval until it expires, so it
+    /// can miss its own window unless the approval's deadline is below `chainFallbackTime`. The sound
+    /// model's h refuses to co-sign while it is the next writer at its tip.
+    ApproveWhileWriter,
+}
+
+impl Rules {
+    /// Every variant, sound first.
+    pub const ALL: [Rules; 5] = [
+        Rules::Sound,
+        Rules::AcceptUnlinkedPost,
+        Rules::DeadlineFromTxTimestamp,
+        Rules::FraudJudgedLater,
+        Rules::ApproveWhileWriter,
+    ];
+
+    /// The name used on the command line (`--weaken NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rules::Sound => "none",
+            Rules::AcceptUnlinkedPost => "unlinked-post",
+            Rules::DeadlineFromTxTimestamp => "tx-timestamp-deadline",
+            Rules::FraudJudgedLater => "fraud-judged-later",
+            Rules::ApproveWhileWriter => "approve-while-writer",
+        }
+    }
+
+    /// The variant named `name` (see [`Rules::name`]).
+    pub fn from_name(name: &str) -> Option<Rules> {
+        Rules::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// The channel's windows in abstract ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// `p2pTime`: a writer writes within it (the honest node writes at once).
+    pub p2p: i8,
+    /// `agreementTime`: the tolerance on stamps (O1, R3) and the time to collect signatures.
+    pub agreement: i8,
+    /// `chainFallbackTime`: the time to get a transaction onto the chain.
+    pub fallback: i8,
+    /// `challengeTime`: how long a dispute runs before it can be finalized.
+    pub challenge: i8,
+    /// How long a leave approval may be submitted after it is co-signed (O4's "short deadline").
+    pub approval: i8,
+}
+
+impl Timing {
+    /// The defaults: one tick each for `p2pTime`, `agreementTime` and `chainFallbackTime` (a writer
+    /// window of 3 ticks), challenges of 2 ticks, approvals valid for 1 tick.
+    pub const DEFAULT: Timing = Timing {
+        p2p: 1,
+        agreement: 1,
+        fallback: 1,
+        challenge: 2,
+        approval: 1,
+    };
+
+    /// The writer window: `p2pTime + agreementTime + chainFallbackTime` after `since`.
+    pub fn writer_window(&self) -> i8 {
+        self.p2p + self.agreement + self.fallback
+    }
+
+    /// The confirmation window: a signed transaction without N signatures this long after its stamp
+    /// is posted (O2).
+    pub fn confirm_window(&self) -> i8 {
+        self.p2p + self.agreement
+    }
+
+    /// The largest gap between two stamps that the model keeps exactly. Every comparison the model
+    /// makes between two instants is `a + c < b` with `c` at most the writer window, so gaps larger
+    /// than that can be shrunk to `window + 1` without changing any comparison (time is kept relative
+    /// to now, and this keeps the state space finite without a time horizon).
+    pub fn gap(&self) -> i8 {
+        self.writer_window()
+            .max(self.confirm_window())
+            .max(self.challenge)
+            + 1
+    }
+}
+
+/// The chain's head of the current fork (R2): the state the chain computed or was shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Head {
+    /// Height (heights continue across forks; a fork starts at the height of its genesis).
+    pub height: u8,
+    /// The state's content: the last move (0 or 1), or [`GENESIS_MOVE`] for a fork's genesis.
+    pub mv: u8,
+    /// `Some(p)` if the state is junk that pays participant `p` everything (an invalid state).
+    pub thief: Option<u8>,
+    /// The stamp of the transaction that made it (`head.txTimestamp`), relative to now.
+    pub ts: i8,
+    /// When the next writer's window starts (R4), relative to now (saturated in the past).
+    pub since: i8,
+    /// Whether it came from a post (an N-signed state at the same height may replace it).
+    pub posted: bool,
+}
+
+/// A transaction the honest participant signed on the current fork (its own, or one it confirmed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// The move of the resulting state.
+    pub mv: u8,
+    /// Junk marker of the resulting state (only ever set when h followed a junk head under weakened
+    /// rules).
+    pub thief: Option<u8>,
+    /// The transaction's stamp, relative to now.
+    pub ts: i8,
+    /// The stamp of the state it builds on: its confirmation deadline is `parent_ts + p2pTime +
+    /// agreementTime`, as the node computes it.
+    pub parent_ts: i8,
+    /// Who issued it (the writer whose turn it was).
+    pub issuer: u8,
+    /// Whether h holds the signatures of every participant on it.
+    pub nsig: bool,
+}
+
+/// The kind of a running dispute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// R5: the next writer missed its window.
+    Timeout,
+    /// R6: a forced exit.
+    Exit,
+    /// R7: a fraud or double-sign proof (a slash verdict).
+    Fraud,
+    /// R11: an approved leave.
+    Leave,
+}
+
+/// The running dispute (R5-R8, R11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Dispute {
+    /// Its kind.
+    pub kind: Kind,
+    /// Who the finalization removes or slashes.
+    pub target: u8,
+    /// Who raised it.
+    pub submitter: u8,
+    /// A timeout or exit defeated by a higher N-signed state: the submitter is now the target and is
+    /// slashed.
+    pub challenged: bool,
+    /// The end of the challenge period, relative to now (`-1`: passed).
+    pub deadline: i8,
+    /// Under [`Rules::FraudJudgedLater`]: the stamp the claim says is too far in the future.
+    pub claim_ts: Option<i8>,
+}
+
+impl Dispute {
+    /// Whether its finalization slashes (a fraud verdict, or a defeated timeout or exit).
+    pub fn is_slash(&self) -> bool {
+        self.kind == Kind::Fraud || self.challenged
+    }
+}
+
+/// A leave approval co-signed by every participant, h included (R11, O4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Approval {
+    /// Who leaves.
+    pub leaver: u8,
+    /// The approved state (h's tip when it co-signed).
+    pub height: u8,
+    /// The approved state's move.
+    pub mv: u8,
+    /// The approved state's junk marker.
+    pub thief: Option<u8>,
+    /// The stamp of the approved state.
+    pub ts: i8,
+    /// The approval's deadline, relative to now.
+    pub deadline: i8,
+}
+
+/// What became of the honest participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fate {
+    /// Still a participant.
+    Active,
+    /// Left by its own forced exit.
+    Exited,
+    /// Left by an approved leave.
+    Left,
+    /// Removed by a timeout (a G2 violation).
+    TimedOut,
+    /// Slashed (a G2 violation).
+    Slashed,
+}
+
+/// One state of the model: the chain's view of the channel and the honest participant's knowledge.
+/// All instants are relative to now (now is 0); the colluding participants' knowledge is not stored:
+/// they know everything and can sign anything with their own keys at any step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Bit `i`: participant `i` is a current participant.
+    pub active: u8,
+    /// Bit `i`: participant `i` was slashed.
+    pub slashed: u8,
+    /// Balances in the current fork's genesis (its exits), per participant.
+    pub bal: [u8; MAX_N],
+    /// Paid out or credited so far (removal exits, closing exits), per participant.
+    pub paid: [u8; MAX_N],
+    /// What the channel still holds.
+    pub locked: u8,
+    /// The channel is settled.
+    pub closed: bool,
+    /// Height of the current fork's genesis.
+    pub gen_height: u8,
+    /// The head of the current fork.
+    pub head: Head,
+    /// The running dispute, if any.
+    pub dispute: Option<Dispute>,
+    /// A co-signed leave approval not yet submitted, if any.
+    pub approval: Option<Approval>,
+    /// The transactions h signed on this fork, by height (only those at or above the head are kept:
+    /// lower ones can no longer move the head).
+    pub signed: [Option<Entry>; SLOTS],
+    /// Bit `i`: h holds a proof of fraud or double signing by participant `i` on this fork.
+    pub evidence: u8,
+    /// Under [`Rules::FraudJudgedLater`]: h saw a transaction by `.0` stamped `.1` (beyond
+    /// `now + agreementTime`) and, as the old node did, will claim fraud with it.
+    pub future_evidence: Option<(u8, i8)>,
+    /// h raised a dispute on this fork, so it signs nothing more on it (O3).
+    pub disputed: bool,
+    /// h's entitlement (G1): its deposit plus its shares of slashed deposits while it takes part.
+    pub entitlement: u8,
+    /// What became of h.
+    pub fate: Fate,
+}
+
+/// Everything that can happen in one step. Actions without the `H` prefix are the colluding
+/// participants' (or anyone's, for [`Action::Finalize`]); `H…` actions are the honest node's
+/// reactions (O1-O6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A colluder signs a fresh transaction (never shown to h) and posts it: the writer `issuer`'s
+    /// move `mv` stamped `ts`; `unlinked`: built on a fabricated parent that pays it everything
+    /// instead of on the head (accepted only under [`Rules::AcceptUnlinkedPost`]).
+    Post {
+        /// The issuer.
+        issuer: u8,
+        /// The move.
+        mv: u8,
+        /// The stamp, relative to now.
+        ts: i8,
+        /// Built on a fabricated parent.
+        unlinked: bool,
+    },
+    /// Anyone posts a transaction h signed (the colluders have every transaction h signed).
+    PostSigned {
+        /// Its height.
+        height: u8,
+    },
+    /// The colluders add their signatures to a transaction h signed and show it (a checkpoint, the
+    /// `latest` of a dispute, or a challenge).
+    Checkpoint {
+        /// Its height.
+        height: u8,
+    },
+    /// The colluders send h their signatures on a transaction h signed.
+    Confirm {
+        /// Its height.
+        height: u8,
+    },
+    /// The writer at h's tip proposes its move to h, stamped `ts` (only proposals h accepts under O1
+    /// change anything; the others are refused and not listed).
+    Propose {
+        /// The move.
+        mv: u8,
+        /// The stamp, relative to now.
+        ts: i8,
+    },
+    /// Under [`Rules::FraudJudgedLater`]: the writer sends h a transaction stamped beyond
+    /// `now + agreementTime`.
+    ProposeFuture,
+    /// A colluder hands h a proof that `target` signed two transactions at one height.
+    Evidence {
+        /// The participant the proof convicts.
+        target: u8,
+    },
+    /// A colluder raises a timeout against the head's next writer (R5).
+    Timeout {
+        /// The accuser.
+        by: u8,
+    },
+    /// A colluder requests a forced exit (R6).
+    Exit {
+        /// The exiter.
+        by: u8,
+    },
+    /// A colluder proves fraud by `target` (a colluder: claims against h never hold, R7).
+    Fraud {
+        /// The convicted participant.
+        target: u8,
+    },
+    /// h co-signs a leave approval at its tip (by policy for a colluder, or at its own request).
+    ApproveLeave {
+        /// Who leaves.
+        leaver: u8,
+    },
+    /// A colluder submits the leave approval (R11).
+    SubmitLeave,
+    /// Anyone finalizes the running dispute after its challenge period (R10).
+    Finalize,
+    /// A colluder closes on a final state h signed, adding the other signatures.
+    Close,
+    /// h signs its own move on its tip (it writes at once).
+    HWrite,
+    /// h shows its highest N-signed state (O2, or a challenge).
+    HCheckpoint {
+        /// Its height.
+        height: u8,
+    },
+    /// h posts the next transaction it signed above the head (O2).
+    HPost {
+        /// Its height.
+        height: u8,
+    },
+    /// h proves fraud or double signing by `target` (R7).
+    HFraud {
+        /// The convicted participant.
+        target: u8,
+    },
+    /// Under [`Rules::FraudJudgedLater`]: h claims the far-future stamp it saw (the old fraud kind).
+    HFraudFuture,
+    /// h raises a timeout against the head's next writer (R5).
+    HTimeout,
+    /// h requests a forced exit (R6).
+    HExit,
+    /// h submits its own leave approval.
+    HSubmitLeave,
+    /// h closes on a final state it holds N-signed.
+    HClose,
+    /// One tick passes (only when h has nothing due now: it acts within every window).
+    Tick,
+}
+
+/// The model: `n` participants, moves up to `max_height`, a set of rules and windows.
+#[derive(Clone, Debug)]
+pub struct CourtModel {
+    /// Number of participants (2 or 3).
+    pub n: u8,
+    /// The game is over (the state is final) at this height.
+    pub max_height: u8,
+    /// The rules the court enforces.
+    pub rules: Rules,
+    /// The windows.
+    pub timing: Timing,
+    /// Whether leave approvals (R11, O4) are modelled.
+    pub leave: bool,
+    /// Every participant's deposit.
+    pub deposit: u8,
+    /// The most ticks h needed to settle alone from any state checked so far (see
+    /// [`CourtModel::honest_alone_settles`]); shared by the clones the checker makes.
+    pub g3_max_ticks: Arc<AtomicU32>,
+}
+
+/// h's tip: the state it builds on next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tip {
+    height: u8,
+    mv: u8,
+    thief: Option<u8>,
+    ts: i8,
+}
+
+fn bit(p: u8) -> u8 {
+    1 << p
+}
+
+impl CourtModel {
+    /// A model of `n` participants (2 or 3) under `rules`, with the default windows, moves up to
+    /// height 3, leaves modelled, deposits of 6.
+    pub fn new(n: u8, rules: Rules) -> CourtModel {
+        assert!((2..=MAX_N as u8).contains(&n), "2 <= n <= {MAX_N}");
+        CourtModel {
+            n,
+            max_height: 3,
+            rules,
+            timing: Timing::DEFAULT,
+            leave: true,
+            deposit: 6,
+            g3_max_ticks: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Everything deposited.
+    pub fn total(&self) -> u8 {
+        self.n * self.deposit
+    }
+
+    /// The initial state: everyone funded, the genesis at height 0 is the head, now is its time.
+    pub fn initial(&self) -> State {
+        let mut bal = [0; MAX_N];
+        for b in bal.iter_mut().take(self.n as usize) {
+            *b = self.deposit;
+        }
+        State {
+            active: (1u8 << self.n) - 1,
+            slashed: 0,
+            bal,
+            paid: [0; MAX_N],
+            locked: self.total(),
+            closed: false,
+            gen_height: 0,
+            head: Head {
+                height: 0,
+                mv: GENESIS_MOVE,
+                thief: None,
+                ts: 0,
+                since: 0,
+                posted: false,
+            },
+            dispute: None,
+            approval: None,
+            signed: [None; SLOTS],
+            evidence: 0,
+            future_evidence: None,
+            disputed: false,
+            entitlement: self.deposit,
+            fate: Fate::Active,
+        }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    /// Whether anything can still happen that matters to h: the channel is open and h takes part.
+    /// Once h has left, what it was paid is credited and nothing the others do changes it, so such
+    /// states are terminal.
+    pub fn live(&self, s: &State) -> bool {
+        !s.closed && s.fate == Fate::Active
+    }
+
+    fn is_active(s: &State, p: u8) -> bool {
+        s.active & bit(p) != 0
+    }
+
+    fn n_active(s: &State) -> u8 {
+        s.active.count_ones() as u8
+    }
+
+    fn adversaries(&self, s: &State) -> impl Iterator<Item = u8> + '_ {
+        let active = s.active;
+        (1..self.n).filter(move |p| active & bit(*p) != 0)
+    }
+
+    /// The writer of the transaction that builds on a state at `height`: round robin over the
+    /// current participants in index order; `None` when the state is final.
+    pub fn writer(&self, s: &State, height: u8) -> Option<u8> {
+        if height >= self.max_height {
+            return None;
+        }
+        let count = Self::n_active(s);
+        if count == 0 {
+            return None;
+        }
+        (0..self.n)
+            .filter(|p| Self::is_active(s, *p))
+            .nth((height % count) as usize)
+    }
+
+    fn undefeated(d: &Dispute, kind: Kind) -> bool {
+        d.kind == kind && !d.challenged
+    }
+
+    /// Posts are refused while an undefeated timeout runs (R5) and once the head is final.
+    fn posts_open(&self, s: &State) -> bool {
+        !matches!(s.dispute, Some(d) if Self::undefeated(&d, Kind::Timeout))
+            && s.head.height < self.max_height
+    }
+
+    /// A fraud proof may start a dispute, or replace an undefeated timeout or exit (R8).
+    fn fraud_allowed(s: &State) -> bool {
+        match s.dispute {
+            None => true,
+            Some(d) => (d.kind == Kind::Timeout || d.kind == Kind::Exit) && !d.challenged,
+        }
+    }
+
+    fn top_entry(s: &State) -> Option<(u8, Entry)> {
+        (0..SLOTS).rev().find_map(|k| s.signed[k].map(|e| (k as u8, e)))
+    }
+
+    fn entries_above_head(s: &State) -> bool {
+        ((s.head.height as usize + 1)..SLOTS).any(|k| s.signed[k].is_some())
+    }
+
+    fn tip(s: &State) -> Tip {
+        match Self::top_entry(s) {
+            Some((k, e)) if k >= s.head.height => Tip {
+                height: k,
+                mv: e.mv,
+                thief: e.thief,
+                ts: e.ts,
+            },
+            _ => Tip {
+                height: s.head.height,
+                mv: s.head.mv,
+                thief: s.head.thief,
+                ts: s.head.ts,
+            },
+        }
+    }
+
+    fn same_tx(e: &Entry, h: &Head) -> bool {
+        e.mv == h.mv && e.thief == h.thief && e.ts == h.ts
+    }
+
+    /// Whether h's transaction at `k` builds on the head: the head is at `k - 1` and is the state h
+    /// built on (its own entry there, or the head h followed; the genesis).
+    fn linked(s: &State, k: u8) -> bool {
+        let p = k.wrapping_sub(1);
+        if k == 0 || s.head.height != p {
+            return false;
+        }
+        match s.signed[p as usize] {
+            Some(e) => e.mv == s.head.mv && e.thief == s.head.thief,
+            None => true,
+        }
+    }
+
+    /// h signs only while it has raised no dispute on this fork (O3), holds no unused proof (it proves
+    /// first), and has no leave approval pending or running (O4).
+    fn honest_signs(s: &State) -> bool {
+        !s.disputed
+            && s.evidence == 0
+            && s.future_evidence.is_none()
+            && s.approval.is_none()
+            && !matches!(s.dispute, Some(d) if d.kind == Kind::Leave)
+    }
+
+    fn has_usable_evidence(s: &State) -> bool {
+        s.evidence & s.active != 0 || s.future_evidence.is_some()
+    }
+
+    /// O2: h wants the head at its tip when a transaction it signed lacks N signatures after its
+    /// confirmation deadline (measured from its parent's stamp, strictly after, as the node's
+    /// `DisputeHandler` does), when the writer after its tip is late (it will raise a timeout), or when
+    /// it is about to prove fraud.
+    fn bring_due(&self, s: &State) -> bool {
+        let confirm = self.timing.confirm_window();
+        let window = self.timing.writer_window();
+        let unconfirmed = ((s.head.height as usize + 1)..SLOTS)
+            .any(|k| matches!(s.signed[k], Some(e) if !e.nsig && e.parent_ts + confirm < 0));
+        let late_writer = match Self::top_entry(s) {
+            Some((k, e)) if k > s.head.height => {
+                e.ts + window < 0 && matches!(self.writer(s, k), Some(w) if w != HONEST)
+            }
+            _ => false,
+        };
+        unconfirmed || late_writer || Self::has_usable_evidence(s)
+    }
+
+    /// A running undefeated timeout or exit raised by a colluder, that h can still challenge.
+    fn challenge_wanted(s: &State) -> bool {
+        matches!(s.dispute, Some(d)
+            if (d.kind == Kind::Timeout || d.kind == Kind::Exit)
+                && !d.challenged && d.submitter != HONEST && d.deadline >= 0)
+    }
+
+    /// The highest state h signed that can move the head: above it, or at its height replacing a
+    /// posted head (R2); with `nsig`, only those h holds N-signed.
+    fn checkpoint_candidate(s: &State, nsig: bool) -> Option<u8> {
+        (s.head.height as usize..SLOTS).rev().find_map(|k| {
+            let e = s.signed[k]?;
+            let k8 = k as u8;
+            let above = k8 > s.head.height;
+            let replace = k8 == s.head.height && s.head.posted && !Self::same_tx(&e, &s.head);
+            ((above || replace) && (!nsig || e.nsig)).then_some(k8)
+        })
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    /// Every action that can be tried in `s` (those the rules refuse make `step` return `None`).
+    pub fn candidates(&self, s: &State, out: &mut Vec<Action>) {
+        if !self.live(s) {
+            return;
+        }
+        let stamps = self.post_stamps(s);
+        if let Some(w) = self.writer(s, s.head.height)
+            && w != HONEST
+        {
+            for mv in 0..2 {
+                for &ts in &stamps {
+                    out.push(Action::Post {
+                        issuer: w,
+                        mv,
+                        ts,
+                        unlinked: false,
+                    });
+                }
+            }
+            if self.rules == Rules::AcceptUnlinkedPost {
+                out.push(Action::Post {
+                    issuer: w,
+                    mv: 0,
+                    ts: s.head.ts,
+                    unlinked: true,
+                });
+            }
+        }
+        for k in 0..SLOTS as u8 {
+            if s.signed[k as usize].is_some() {
+                out.push(Action::PostSigned { height: k });
+                out.push(Action::Checkpoint { height: k });
+                out.push(Action::Confirm { height: k });
+            }
+        }
+        let tip = Self::tip(s);
+        if matches!(self.writer(s, tip.height), Some(w) if w != HONEST) {
+            let a = self.timing.agreement;
+            for mv in 0..2 {
+                for ts in -a..=a {
+                    out.push(Action::Propose { mv, ts });
+                }
+            }
+            if self.rules == Rules::FraudJudgedLater {
+                out.push(Action::ProposeFuture);
+            }
+        }
+        for p in self.adversaries(s) {
+            out.push(Action::Evidence { target: p });
+            out.push(Action::Timeout { by: p });
+            out.push(Action::Exit { by: p });
+            out.push(Action::Fraud { target: p });
+        }
+        if self.leave {
+            for p in 0..self.n {
+                out.push(Action::ApproveLeave { leaver: p });
+            }
+            out.push(Action::SubmitLeave);
+        }
+        out.push(Action::Close);
+        out.extend(self.honest_candidates(s));
+        out.push(Action::Tick);
+    }
+
+    /// h's possible reactions in `s`, most urgent first.
+    fn honest_candidates(&self, s: &State) -> Vec<Action> {
+        let mut out = vec![Action::Finalize];
+        if let Some(k) = Self::checkpoint_candidate(s, true) {
+            out.push(Action::HCheckpoint { height: k });
+        }
+        out.push(Action::HPost {
+            height: s.head.height + 1,
+        });
+        for p in self.adversaries(s) {
+            if s.evidence & bit(p) != 0 {
+                out.push(Action::HFraud { target: p });
+            }
+        }
+        if s.future_evidence.is_some() {
+            out.push(Action::HFraudFuture);
+        }
+        out.extend([
+            Action::HSubmitLeave,
+            Action::HTimeout,
+            Action::HWrite,
+            Action::HClose,
+        ]);
+        out.push(Action::HExit);
+        out
+    }
+
+    /// Actions h must take before time may pass (it acts within every window; here: at once).
+    fn urgent(a: &Action) -> bool {
+        matches!(
+            a,
+            Action::Finalize
+                | Action::HCheckpoint { .. }
+                | Action::HPost { .. }
+                | Action::HFraud { .. }
+                | Action::HFraudFuture
+                | Action::HSubmitLeave
+                | Action::HTimeout
+                | Action::HWrite
+        )
+    }
+
+    /// Whether h has something due now (time cannot pass before it acts).
+    pub fn honest_due(&self, s: &State) -> bool {
+        self.honest_candidates(s)
+            .into_iter()
+            .any(|a| Self::urgent(&a) && self.step_raw(s, a).is_some())
+    }
+
+    /// The stamps worth trying for a colluder's fresh post: every stamp the chain accepts
+    /// (`head.ts ..= now + agreementTime`), one per class of equivalent stamps. A stamp is compared
+    /// with other stamps (by order) and with now (by constants up to the writer window), so the
+    /// classes are: each instant from `now - window - 1` on, and below that, the head's stamp and each
+    /// stored stamp or the instant just above it.
+    fn post_stamps(&self, s: &State) -> Vec<i8> {
+        let lo = s.head.ts;
+        let hi = self.timing.agreement;
+        let near = -(self.timing.writer_window() + 1);
+        let mut v: Vec<i8> = (near.max(lo)..=hi).collect();
+        v.push(lo);
+        let mut stored: Vec<i8> = s.signed.iter().flatten().map(|e| e.ts).collect();
+        if let Some(a) = s.approval {
+            stored.push(a.ts);
+        }
+        for t in stored {
+            v.push(t);
+            v.push(t + 1);
+        }
+        v.retain(|t| *t >= lo && *t <= hi);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    // ------------------------------------------------------------------ transitions
+
+    /// The successor of `s` by `a`, normalized; `None` if the rules refuse `a`.
+    pub fn step(&self, s: &State, a: Action) -> Option<State> {
+        let mut t = self.step_raw(s, a)?;
+        self.normalize(&mut t);
+        Some(t)
+    }
+
+    fn step_raw(&self, s: &State, a: Action) -> Option<State> {
+        if !self.live(s) {
+            return None;
+        }
+        let mut t = *s;
+        let c = self.timing.challenge;
+        match a {
+            Action::Post {
+                issuer,
+                mv,
+                ts,
+                unlinked,
+            } => {
+                if !self.posts_open(s) || issuer == HONEST {
+                    return None;
+                }
+                if self.writer(s, s.head.height)? != issuer {
+                    return None;
+                }
+                if unlinked && self.rules != Rules::AcceptUnlinkedPost {
+                    return None;
+                }
+                if ts < s.head.ts || ts > self.timing.agreement {
+                    return None;
+                }
+                // R3: the chain runs the transaction on the head (or, weakened, on the parent it is
+                // given) and gets exactly the claimed state: the only claims it accepts are the real
+                // results, so a junk claim is refused unless its parent was junk already.
+                let thief = if unlinked { Some(issuer) } else { s.head.thief };
+                if s.head.height + 1 > self.max_height {
+                    return None;
+                }
+                self.land_post(&mut t, s.head.height + 1, mv, thief, ts);
+            }
+            Action::PostSigned { height } | Action::HPost { height } => {
+                let e = s.signed.get(height as usize).copied().flatten()?;
+                if matches!(a, Action::HPost { .. })
+                    && (!self.bring_due(s) || Self::checkpoint_candidate(s, true).is_some())
+                {
+                    return None;
+                }
+                if !self.posts_open(s) || !Self::linked(s, height) || e.ts < s.head.ts {
+                    return None;
+                }
+                self.land_post(&mut t, height, e.mv, e.thief, e.ts);
+            }
+            Action::Checkpoint { height } | Action::HCheckpoint { height } => {
+                let e = s.signed.get(height as usize).copied().flatten()?;
+                if let Action::HCheckpoint { .. } = a {
+                    let wanted = self.bring_due(s) || (Self::challenge_wanted(s) && height > s.head.height);
+                    if !wanted || Self::checkpoint_candidate(s, true) != Some(height) {
+                        return None;
+                    }
+                }
+                let above = height > s.head.height;
+                let replace = height == s.head.height && s.head.posted && !Self::same_tx(&e, &s.head);
+                if !(above || replace) {
+                    return None;
+                }
+                if matches!(s.dispute, Some(d) if d.deadline < 0) {
+                    return None;
+                }
+                // R4: an N-signed state's window starts at its stamp.
+                t.head = Head {
+                    height,
+                    mv: e.mv,
+                    thief: e.thief,
+                    ts: e.ts,
+                    since: e.ts,
+                    posted: false,
+                };
+                if above && let Some(d) = t.dispute.as_mut() {
+                    match d.kind {
+                        Kind::Timeout | Kind::Exit if !d.challenged => {
+                            // Defeated: the submitter is slashed instead (R5, R6).
+                            d.challenged = true;
+                            d.target = d.submitter;
+                            d.deadline = c;
+                        }
+                        // R11: an N-signed state above the approval cancels the leave.
+                        Kind::Leave => t.dispute = None,
+                        _ => d.deadline = c,
+                    }
+                }
+            }
+            Action::Confirm { height } => {
+                let e = t.signed.get_mut(height as usize)?.as_mut()?;
+                if e.nsig || height < s.head.height {
+                    return None;
+                }
+                e.nsig = true;
+            }
+            Action::Propose { mv, ts } => {
+                if !Self::honest_signs(s) {
+                    return None;
+                }
+                let tip = Self::tip(s);
+                let w = self.writer(s, tip.height)?;
+                let a = self.timing.agreement;
+                // O1: h refuses a stamp more than agreementTime away from its clock, or before the
+                // parent's; it confirms only its tip's writer's valid move.
+                if w == HONEST || ts < -a || ts > a || ts < tip.ts || mv > 1 {
+                    return None;
+                }
+                t.signed[tip.height as usize + 1] = Some(Entry {
+                    mv,
+                    thief: tip.thief,
+                    ts,
+                    issuer: w,
+                    parent_ts: tip.ts,
+                    nsig: false,
+                });
+            }
+            Action::ProposeFuture => {
+                if self.rules != Rules::FraudJudgedLater
+                    || !Self::honest_signs(s)
+                    || s.future_evidence.is_some()
+                {
+                    return None;
+                }
+                let w = self.writer(s, Self::tip(s).height)?;
+                if w == HONEST {
+                    return None;
+                }
+                t.future_evidence = Some((w, self.timing.agreement + 1));
+            }
+            Action::Evidence { target } => {
+                if target == HONEST || !Self::is_active(s, target) || s.evidence & bit(target) != 0 {
+                    return None;
+                }
+                t.evidence |= bit(target);
+            }
+            Action::Timeout { .. } | Action::HTimeout => {
+                let by = if let Action::Timeout { by } = a {
+                    by
+                } else {
+                    HONEST
+                };
+                if !Self::is_active(s, by) || s.dispute.is_some() {
+                    return None;
+                }
+                let accused = self.writer(s, s.head.height)?;
+                if accused == by || s.head.since + self.timing.writer_window() >= 0 {
+                    return None;
+                }
+                if by == HONEST {
+                    // O2: h raises it only with the head at its tip (nothing it signed above), and
+                    // proves fraud first when it can.
+                    if Self::entries_above_head(s) || Self::has_usable_evidence(s) {
+                        return None;
+                    }
+                    t.disputed = true;
+                }
+                t.dispute = Some(Dispute {
+                    kind: Kind::Timeout,
+                    target: accused,
+                    submitter: by,
+                    challenged: false,
+                    deadline: c,
+                    claim_ts: None,
+                });
+            }
+            Action::Exit { .. } | Action::HExit => {
+                let by = if let Action::Exit { by } = a { by } else { HONEST };
+                if !Self::is_active(s, by) || s.dispute.is_some() {
+                    return None;
+                }
+                if by == HONEST {
+                    if Self::entries_above_head(s) || Self::has_usable_evidence(s) || s.approval.is_some() {
+                        return None;
+                    }
+                    t.disputed = true;
+                }
+                t.dispute = Some(Dispute {
+                    kind: Kind::Exit,
+                    target: by,
+                    submitter: by,
+                    challenged: false,
+                    deadline: c,
+                    claim_ts: None,
+                });
+            }
+            Action::Fraud { target } | Action::HFraud { target } => {
+                if target == HONEST || !Self::is_active(s, target) || !Self::fraud_allowed(s) {
+                    return None;
+                }
+                let submitter = if let Action::HFraud { .. } = a {
+                    if s.evidence & bit(target) == 0 || self.bring_step(s).is_some() {
+                        return None;
+                    }
+                    t.evidence &= !bit(target);
+                    t.disputed = true;
+                    HONEST
+                } else {
+                    // Who proves it does not matter for a fraud verdict.
+                    self.adversaries(s).next()?
+                };
+                t.dispute = Some(Dispute {
+                    kind: Kind::Fraud,
+                    target,
+                    submitter,
+                    challenged: false,
+                    deadline: c,
+                    claim_ts: None,
+                });
+            }
+            Action::HFraudFuture => {
+                let (target, ts) = s.future_evidence?;
+                if !Self::is_active(s, target) || !Self::fraud_allowed(s) || self.bring_step(s).is_some() {
+                    return None;
+                }
+                t.future_evidence = None;
+                t.disputed = true;
+                t.dispute = Some(Dispute {
+                    kind: Kind::Fraud,
+                    target,
+                    submitter: HONEST,
+                    challenged: false,
+                    deadline: c,
+                    claim_ts: Some(ts),
+                });
+            }
+            Action::ApproveLeave { leaver } => {
+                // O4: h co-signs only at its tip, with a short deadline, and (a refinement this model
+                // found necessary, see `Rules::ApproveWhileWriter`) not while it is the next writer
+                // there: it signs nothing above the approval until it expires, so it would miss its
+                // own window.
+                if !self.leave
+                    || s.approval.is_some()
+                    || s.dispute.is_some()
+                    || !Self::honest_signs(s)
+                    || !Self::is_active(s, leaver)
+                    || Self::n_active(s) < 2
+                {
+                    return None;
+                }
+                let tip = Self::tip(s);
+                if self.rules != Rules::ApproveWhileWriter && self.writer(s, tip.height) == Some(HONEST) {
+                    return None;
+                }
+                t.approval = Some(Approval {
+                    leaver,
+                    height: tip.height,
+                    mv: tip.mv,
+                    thief: tip.thief,
+                    ts: tip.ts,
+                    deadline: self.timing.approval,
+                });
+            }
+            Action::SubmitLeave | Action::HSubmitLeave => {
+                let ap = s.approval?;
+                if let Action::HSubmitLeave = a {
+                    if ap.leaver != HONEST {
+                        return None;
+                    }
+                    t.disputed = true;
+                }
+                if s.dispute.is_some() || ap.deadline < 0 || ap.height < s.head.height {
+                    return None;
+                }
+                if ap.height == s.head.height && (ap.mv != s.head.mv || ap.thief != s.head.thief) {
+                    return None;
+                }
+                // R11: the approved state becomes the head; the leave runs as a dispute.
+                t.head = Head {
+                    height: ap.height,
+                    mv: ap.mv,
+                    thief: ap.thief,
+                    ts: ap.ts,
+                    since: 0,
+                    posted: false,
+                };
+                t.approval = None;
+                t.dispute = Some(Dispute {
+                    kind: Kind::Leave,
+                    target: ap.leaver,
+                    submitter: if let Action::HSubmitLeave = a {
+                        HONEST
+                    } else {
+                        ap.leaver
+                    },
+                    challenged: false,
+                    deadline: c,
+                    claim_ts: None,
+                });
+            }
+            Action::Finalize => {
+                let d = s.dispute?;
+                if d.deadline >= 0 {
+                    return None;
+                }
+                self.finalize(&mut t, d);
+            }
+            Action::Close | Action::HClose => {
+                let e = s.signed[self.max_height as usize]?;
+                if matches!(s.dispute, Some(d) if d.is_slash()) {
+                    return None;
+                }
+                if a == Action::HClose && !e.nsig {
+                    return None;
+                }
+                let exits = t.bal;
+                Self::close(&mut t, exits);
+            }
+            Action::HWrite => {
+                if !Self::honest_signs(s) {
+                    return None;
+                }
+                let tip = Self::tip(s);
+                if self.writer(s, tip.height) != Some(HONEST) {
+                    return None;
+                }
+                t.signed[tip.height as usize + 1] = Some(Entry {
+                    mv: 0,
+                    thief: tip.thief,
+                    ts: tip.ts.max(0),
+                    issuer: HONEST,
+                    parent_ts: tip.ts,
+                    nsig: false,
+                });
+            }
+            Action::Tick => {
+                if self.honest_due(s) {
+                    return None;
+                }
+                Self::for_each_stamp(&mut t, |x| *x -= 1);
+                t.head.since -= 1;
+                if let Some(d) = t.dispute.as_mut() {
+                    d.deadline -= 1;
+                }
+                if let Some(ap) = t.approval.as_mut() {
+                    ap.deadline -= 1;
+                }
+            }
+        }
+        Some(t)
+    }
+
+    /// h's next step to bring the head to its tip (O2): show its highest N-signed state, else post
+    /// the next transaction it signed.
+    fn bring_step(&self, s: &State) -> Option<Action> {
+        if let Some(k) = Self::checkpoint_candidate(s, true) {
+            let a = Action::HCheckpoint { height: k };
+            if self.step_raw(s, a).is_some() {
+                return Some(a);
+            }
+        }
+        let a = Action::HPost {
+            height: s.head.height + 1,
+        };
+        self.step_raw(s, a).map(|_| a)
+    }
+
+    /// A post lands (R3): the head becomes its result; h compares it with what it signed there (O5).
+    fn land_post(&self, t: &mut State, k: u8, mv: u8, thief: Option<u8>, ts: i8) {
+        if let Some(e) = t.signed[k as usize]
+            && (e.mv, e.thief, e.ts) != (mv, thief, ts)
+            && e.issuer != HONEST
+        {
+            // The issuer signed two transactions at this height: a double-sign proof.
+            t.evidence |= bit(e.issuer);
+        }
+        let since = match self.rules {
+            Rules::DeadlineFromTxTimestamp => ts,
+            _ => ts.max(0),
+        };
+        t.head = Head {
+            height: k,
+            mv,
+            thief,
+            ts,
+            since,
+            posted: true,
+        };
+    }
+
+    fn close(t: &mut State, exits: [u8; MAX_N]) {
+        for p in 0..MAX_N as u8 {
+            if Self::is_active(t, p) {
+                t.paid[p as usize] += exits[p as usize];
+            }
+        }
+        t.bal = [0; MAX_N];
+        t.locked = 0;
+        t.closed = true;
+        t.dispute = None;
+    }
+
+    /// Shares `target`'s balance among the other current participants (the first ones get the
+    /// remainder), as `RoundRobinCounter`'s slash hook does.
+    fn slash_in(arr: &mut [u8; MAX_N], active: u8, target: u8) -> u8 {
+        let amount = arr[target as usize];
+        arr[target as usize] = 0;
+        let rest: Vec<u8> = (0..MAX_N as u8)
+            .filter(|p| *p != target && active & bit(*p) != 0)
+            .collect();
+        if rest.is_empty() {
+            return amount;
+        }
+        let m = rest.len() as u8;
+        for (i, p) in rest.iter().enumerate() {
+            arr[*p as usize] += amount / m + u8::from((i as u8) < amount % m);
+        }
+        0
+    }
+
+    /// R10: applies the verdict at the head, then starts a new fork or settles.
+    fn finalize(&self, t: &mut State, d: Dispute) {
+        t.dispute = None;
+        let final_head = t.head.height >= self.max_height;
+        // The exits the chain enforces at the head (junk pays its thief everything) and the ones a
+        // valid play would give (h's entitlement).
+        let mut actual = match t.head.thief {
+            Some(x) => {
+                let mut e = [0; MAX_N];
+                e[x as usize] = t.locked;
+                e
+            }
+            None => t.bal,
+        };
+        let mut valid = t.bal;
+        let (target, slash) = match d.kind {
+            Kind::Fraud => {
+                let mut target = d.target;
+                if let (Rules::FraudJudgedLater, Some(ts)) = (self.rules, d.claim_ts) {
+                    // Judged now: the stamp is no longer beyond now + agreementTime, so the claim is
+                    // false and the prover is slashed.
+                    if ts <= self.timing.agreement {
+                        target = d.submitter;
+                    }
+                }
+                (target, true)
+            }
+            _ if d.challenged => (d.target, true),
+            Kind::Exit if final_head => {
+                // A finished game settles for everyone.
+                Self::close(t, actual);
+                return;
+            }
+            _ => (d.target, false),
+        };
+        if slash {
+            let left = Self::slash_in(&mut actual, t.active, target);
+            Self::slash_in(&mut valid, t.active, target);
+            t.paid[target as usize] += left;
+            t.locked -= left;
+            t.slashed |= bit(target);
+        } else {
+            let amount = actual[target as usize];
+            t.paid[target as usize] += amount;
+            t.locked -= amount;
+            actual[target as usize] = 0;
+            valid[target as usize] = 0;
+        }
+        t.active &= !bit(target);
+        if target == HONEST {
+            t.fate = match (slash, d.kind) {
+                (true, _) => Fate::Slashed,
+                (false, Kind::Timeout) => Fate::TimedOut,
+                (false, Kind::Leave) => Fate::Left,
+                (false, _) => Fate::Exited,
+            };
+        } else if Self::is_active(t, HONEST) {
+            t.entitlement = valid[HONEST as usize];
+        }
+        t.bal = actual;
+        if Self::n_active(t) < 2 || final_head {
+            let exits = t.bal;
+            Self::close(t, exits);
+        } else {
+            // A new fork from the verdict's state (SetState): its genesis is the head.
+            t.gen_height = t.head.height;
+            t.head = Head {
+                height: t.gen_height,
+                mv: GENESIS_MOVE,
+                thief: None,
+                ts: 0,
+                since: 0,
+                posted: false,
+            };
+            t.signed = [None; SLOTS];
+            t.evidence = 0;
+            t.future_evidence = None;
+            t.disputed = false;
+            t.approval = None;
+        }
+    }
+
+    fn for_each_stamp(t: &mut State, mut f: impl FnMut(&mut i8)) {
+        f(&mut t.head.ts);
+        for e in t.signed.iter_mut().flatten() {
+            f(&mut e.ts);
+            f(&mut e.parent_ts);
+        }
+        if let Some(a) = t.approval.as_mut() {
+            f(&mut a.ts);
+        }
+        if let Some((_, ts)) = t.future_evidence.as_mut() {
+            f(ts);
+        }
+        if let Some(ts) = t.dispute.as_mut().and_then(|d| d.claim_ts.as_mut()) {
+            f(ts);
+        }
+    }
+
+    /// Puts a state in canonical form: drops what can no longer matter and shrinks large gaps
+    /// between stamps (see [`Timing::gap`]), so that equivalent states are one state.
+    pub fn normalize(&self, t: &mut State) {
+        if !self.live(t) {
+            // Terminal: keep only what the properties read.
+            t.gen_height = 0;
+            t.head = Head {
+                height: 0,
+                mv: 0,
+                thief: None,
+                ts: 0,
+                since: 0,
+                posted: false,
+            };
+            t.dispute = None;
+            t.approval = None;
+            t.signed = [None; SLOTS];
+            t.evidence = 0;
+            t.future_evidence = None;
+            t.disputed = false;
+            return;
+        }
+        for k in 0..(t.head.height as usize).min(SLOTS) {
+            t.signed[k] = None;
+        }
+        if let Some(ap) = t.approval {
+            let void = ap.deadline < 0
+                || ap.height < t.head.height
+                || (ap.height == t.head.height && (ap.mv, ap.thief) != (t.head.mv, t.head.thief));
+            if void {
+                t.approval = None;
+            }
+        }
+        t.evidence &= t.active & !bit(HONEST);
+        if matches!(t.future_evidence, Some((p, _)) if !Self::is_active(t, p)) {
+            t.future_evidence = None;
+        }
+        t.head.since = t.head.since.max(-(self.timing.writer_window() + 1));
+        if let Some(d) = t.dispute.as_mut() {
+            d.deadline = d.deadline.max(-1);
+        }
+        // Shrink gaps between stamps to at most `gap`, keeping their order and now at 0.
+        let gap = self.timing.gap();
+        let mut vals = vec![0i8];
+        Self::for_each_stamp(t, |x| vals.push(*x));
+        vals.sort_unstable_by(|a, b| b.cmp(a));
+        vals.dedup();
+        let mut map: Vec<(i8, i8)> = Vec::with_capacity(vals.len());
+        for (i, v) in vals.iter().enumerate() {
+            let nv = if i == 0 { *v } else { (*v).max(map[i - 1].1 - gap) };
+            map.push((*v, nv));
+        }
+        Self::for_each_stamp(t, |x| {
+            if let Some((_, nv)) = map.iter().find(|(ov, _)| ov == x) {
+                *x = *nv;
+            }
+        });
+    }
+
+    /// h's actions enabled in `s`, in its order of preference.
+    pub fn honest_enabled(&self, s: &State) -> Vec<Action> {
+        self.honest_candidates(s)
+            .into_iter()
+            .filter(|a| self.step_raw(s, *a).is_some())
+            .collect()
+    }
+
+    /// G3: the ticks h needs, acting alone (the others stopped), to see the channel settled from `s`,
+    /// following its plain strategy (everything due first, then close on a final state it holds
+    /// N-signed, then exit on a final head, else wait); `None` if it does not settle within `limit`.
+    pub fn honest_alone_settles(&self, s: &State, limit: u32) -> Option<u32> {
+        let mut cur = *s;
+        let mut ticks = 0;
+        for _ in 0..(limit as usize + 1) * 16 {
+            if cur.closed || cur.fate != Fate::Active {
+                return Some(ticks);
+            }
+            let acts = self.honest_enabled(&cur);
+            let pick = acts
+                .iter()
+                .copied()
+                .find(|a| Self::urgent(a) || *a == Action::HClose)
+                .or_else(|| {
+                    acts.iter()
+                        .copied()
+                        .find(|a| *a == Action::HExit && cur.head.height >= self.max_height)
+                });
+            let a = match pick {
+                Some(a) => a,
+                None => {
+                    ticks += 1;
+                    if ticks > limit {
+                        return None;
+                    }
+                    Action::Tick
+                }
+            };
+            cur = self.step(&cur, a)?;
+        }
+        None
+    }
+
+    /// G3 at `s`: h alone settles within [`CourtModel::settle_bound`] ticks (and the ticks it needed
+    /// are recorded in [`CourtModel::g3_max_ticks`]).
+    pub fn g3_holds(&self, s: &State) -> bool {
+        match self.honest_alone_settles(s, self.settle_bound(s)) {
+            Some(ticks) => {
+                self.g3_max_ticks.fetch_max(ticks, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The bound G3 promises from `s`, in ticks: signatures due first (`p2p + agreement`), a running
+    /// dispute or approval to end, then at most one dispute per participant, each after a writer
+    /// window, plus h's own move before each.
+    pub fn settle_bound(&self, s: &State) -> u32 {
+        let t = self.timing;
+        let per = (t.confirm_window() + t.writer_window() + 1 + t.challenge + 1) as u32;
+        let start = (t.confirm_window() + t.challenge + 1 + t.approval + 1) as u32;
+        start + per * Self::n_active(s) as u32
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.closed || self.fate != Fate::Active {
+            return write!(
+                f,
+                "{} active={:03b} slashed={:03b} paid={:?} locked={} h:{:?} entitled={}",
+                if self.closed { "CLOSED" } else { "h gone" },
+                self.active,
+                self.slashed,
+                self.paid,
+                self.locked,
+                self.fate,
+                self.entitlement
+            );
+        }
+        let h = &self.head;
+        let junk = |t: Option<u8>| t.map(|p| format!(" JUNK(pays {p})")).unwrap_or_default();
+        let mv = |m: u8| {
+            if m == GENESIS_MOVE {
+                "G".to_string()
+            } else {
+                m.to_string()
+            }
+        };
+        write!(
+            f,
+            "head h{}:{}{} ts{} since{}{} | gen h{} active={:03b} bal={:?}",
+            h.height,
+            mv(h.mv),
+            junk(h.thief),
+            h.ts,
+            h.since,
+            if h.posted { " posted" } else { "" },
+            self.gen_height,
+            self.active,
+            self.bal
+        )?;
+        if let Some(d) = self.dispute {
+            write!(
+                f,
+                " | {:?}{} target {} by {} ends {}",
+                d.kind,
+                if d.challenged { "(defeated)" } else { "" },
+                d.target,
+                d.submitter,
+                d.deadline
+            )?;
+        }
+        if let Some(a) = self.approval {
+            write!(
+                f,
+                " | approval: {} leaves at h{} until {}",
+                a.leaver, a.height, a.deadline
+            )?;
+        }
+        write!(f, " | h signed [")?;
+        let mut first = true;
+        for (k, e) in self.signed.iter().enumerate() {
+            if let Some(e) = e {
+                if !first {
+                    write!(f, " ")?;
+                }
+                first = false;
+                write!(
+                    f,
+                    "h{k}:{} by {} ts{}{}{}",
+                    e.mv,
+                    e.issuer,
+                    e.ts,
+                    if e.nsig { " N-signed" } else { "" },
+                    junk(e.thief)
+                )?;
+            }
+        }
+        write!(f, "]")?;
+        if self.evidence != 0 {
+            write!(f, " proofs against {:03b}", self.evidence)?;
+        }
+        if let Some((p, ts)) = self.future_evidence {
+            write!(f, " saw {p}'s stamp {ts}")?;
+        }
+        if self.disputed {
+            write!(f, " (h disputed: signs no more)")?;
+        }
+        Ok(())
+    }
+}
