@@ -147,6 +147,7 @@ pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
                     writes: Vec::new(),
                     last_block_timestamp,
                     approvals: HashMap::new(),
+                    held: HashMap::new(),
                     allowed_joins: HashMap::new(),
                     joining: HashMap::new(),
                 };
@@ -227,6 +228,9 @@ struct Runtime {
     last_block_timestamp: u64,
     /// Membership approvals being signed, by digest.
     approvals: HashMap<B256, Collecting>,
+    /// Channels where an approval we signed holds our signatures above its height, with its
+    /// deadline (chain time): released once the deadline passes (docs/security.md, O4).
+    held: HashMap<B256, u64>,
     /// Newcomers our application lets join, per channel.
     allowed_joins: HashMap<B256, BTreeSet<Address>>,
     /// Channels we expect to join.
@@ -907,14 +911,19 @@ impl Runtime {
             _ => {}
         }
         let chain_now = sm.now_secs(now).max(last_block_timestamp);
+        // Bound to the latest state: short-lived (over by the next writer's write-by time, so that
+        // it may co-sign it), and we sign nothing above it meanwhile (O4).
+        let timing = sm.spec().timing;
         let approval = MembershipApproval {
             channel_id,
             fork: sm.fork().fork,
             height: sm.tip(),
             state_hash: sm.tip_state_hash(),
             change,
-            deadline: chain_now + 3_600,
+            deadline: (sm.tip_timestamp() + timing.p2p_time).max(chain_now + timing.agreement_time),
         };
+        sm.hold_signing_above(approval.height);
+        self.held.insert(channel_id, approval.deadline);
         let digest = approval_digest(&sm.spec().domain, &approval);
         let signature = self.signer.sign_digest(&digest);
         if let MembershipChange::Join { participant, .. } = &approval.change {
@@ -971,8 +980,11 @@ impl Runtime {
         self.complete(channel_id, digest);
     }
 
-    /// Signs the approval `digest` if we have not and it is acceptable: our own final state,
-    /// and, for a newcomer, one our application allowed.
+    /// Signs the approval `digest` if we have not and it is acceptable (docs/security.md, O4):
+    /// bound to our own final tip, with a short deadline; as the next writer, only if it is over by
+    /// our write-by time (the hold must not keep us from writing in our window); a leave of our own
+    /// participant only if we asked for it; a newcomer only one our application allowed. We then
+    /// sign nothing above the approved height until it lands or expires.
     fn cosign(&mut self, channel_id: B256, digest: B256) {
         let Some(live) = self.live.get_mut(&channel_id) else {
             return;
@@ -986,6 +998,7 @@ impl Runtime {
         let a = &entry.approval;
         let sm = &live.sm;
         let state_ok = a.fork == sm.fork().fork
+            && a.height == sm.tip()
             && a.height <= sm.finalized_height()
             && sm
                 .state_at(a.height)
@@ -995,12 +1008,21 @@ impl Runtime {
                 .allowed_joins
                 .get(&channel_id)
                 .is_some_and(|set| set.contains(participant)),
+            // Never our own removal unless we asked for it.
+            MembershipChange::Leave { participant } if *participant == self.me => entry.sponsor,
             MembershipChange::Leave { participant } => sm.fork().participants.contains(participant),
         };
-        if !state_ok || !allowed || a.deadline <= self.last_block_timestamp {
-            debug!(target: TARGET, channel = %channel_id, state_ok, allowed, "approval not signed (yet)");
+        let window = approval_window(&sm.spec().timing);
+        let timely = a.deadline > self.last_block_timestamp && a.deadline <= self.last_block_timestamp + 2 * window;
+        let free = sm.next_writer() != self.me || a.deadline <= sm.tip_timestamp() + sm.spec().timing.p2p_time;
+        if !state_ok || !allowed || !timely || !free {
+            debug!(target: TARGET, channel = %channel_id, state_ok, allowed, timely, free, "approval not signed (yet)");
             return;
         }
+        let height = a.height;
+        let deadline = a.deadline;
+        live.sm.hold_signing_above(height);
+        self.held.insert(channel_id, deadline);
         let signature = self.signer.sign_digest(&digest);
         entry.signatures.insert(self.me, signature);
         let approval = entry.approval.clone();
@@ -1222,6 +1244,27 @@ impl Runtime {
         match event {
             ListenerEvent::Block { number, timestamp } => {
                 self.last_block_timestamp = timestamp;
+                // Approvals past their deadline no longer hold our signatures.
+                let expired: Vec<B256> = self
+                    .held
+                    .iter()
+                    .filter(|(_, deadline)| **deadline < timestamp)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in expired {
+                    // ...unless the leave they approved runs on chain (its fork lifts the hold).
+                    if let Some(live) = self.live.get_mut(&id) {
+                        if live
+                            .handler
+                            .running_dispute()
+                            .is_some_and(|d| d.kind == entente_dispute::DisputeKind::Leave)
+                        {
+                            continue;
+                        }
+                        live.sm.release_signing();
+                    }
+                    self.held.remove(&id);
+                }
                 for live in self.live.values_mut() {
                     let actions =
                         live.handler
@@ -1499,4 +1542,11 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The longest deadline a co-signed membership approval may have (chain seconds from now): one
+/// writer window, enough for the others to co-sign and the submitter to reach the chain, short
+/// enough that the signatures it holds back do not stall the channel (docs/security.md, O4).
+fn approval_window(timing: &entente_types::Timing) -> u64 {
+    timing.p2p_time + timing.agreement_time + timing.chain_fallback_time
 }

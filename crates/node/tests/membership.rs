@@ -54,7 +54,13 @@ async fn a_third_participant_joins_a_running_channel_and_one_leaves() {
     let (a, b, c) = (alice.address(), bob.address(), carol.address());
     let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
     let deposit = ether(1);
+    // A short challenge window: a leave is carried out when it is over (docs/security.md, R11).
+    let timing = entente_types::Timing {
+        challenge_time: 4,
+        ..entente_types::Timing::default()
+    };
     let proposal = ProposalBuilder::new(world.counter, vec![a, b], vec![deposit, deposit])
+        .timing(timing)
         .build(
             &alice,
             &code,

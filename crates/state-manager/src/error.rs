@@ -130,6 +130,13 @@ pub enum SubmitError {
         /// Fork.
         fork: u64,
     },
+    /// A membership approval this peer co-signed holds its signatures at `height` until it lands
+    /// or expires.
+    #[error("a membership approval at height {height} is pending: no signatures above it until it lands or expires")]
+    SigningHeld {
+        /// Height of the approved state.
+        height: u64,
+    },
     /// Signing would sign a second transaction at one fork and height.
     #[error("refusing to sign a second transaction at fork {fork}, height {height}")]
     DoubleSignGuard {

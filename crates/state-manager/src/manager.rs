@@ -142,6 +142,9 @@ pub struct StateManager<S: Signer> {
     /// The fork on which this peer started a dispute: it signs nothing more there (seed 002,
     /// "DisputeHandler"; docs/security.md, O3).
     signing_stopped: Option<u64>,
+    /// (fork, height): a membership approval this peer co-signed binds that height as the latest
+    /// state; it signs nothing above it until the approval lands or expires (docs/security.md, O4).
+    signing_held: Option<(u64, u64)>,
     effects: VecDeque<Effect>,
 }
 
@@ -212,6 +215,7 @@ impl<S: Signer> StateManager<S> {
             refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
             signing_stopped: None,
+            signing_held: None,
             effects: VecDeque::new(),
         };
         manager.refresh_turn()?;
@@ -335,6 +339,7 @@ impl<S: Signer> StateManager<S> {
         self.tip_state_hash = state_hash(genesis_state);
         self.tip_timestamp = fork.genesis_timestamp;
         self.future.clear();
+        self.signing_held = None;
         self.fraud.clear();
         self.early_confirmations.clear();
         self.states = BTreeMap::from([(fork.genesis_height, Bytes::copy_from_slice(genesis_state))]);
@@ -368,6 +373,18 @@ impl<S: Signer> StateManager<S> {
             tracing::info!(target: "entente::state", fork = self.fork.fork, "dispute started: no more signatures on this fork");
         }
         self.signing_stopped = Some(self.fork.fork);
+    }
+
+    /// Signs nothing above `height` of the current fork until [`Self::release_signing`] or a new
+    /// fork: the peer co-signed a membership approval that binds `height` as the latest state
+    /// (docs/security.md, O4).
+    pub fn hold_signing_above(&mut self, height: u64) {
+        self.signing_held = Some((self.fork.fork, height));
+    }
+
+    /// Lifts [`Self::hold_signing_above`] (the approval expired).
+    pub fn release_signing(&mut self) {
+        self.signing_held = None;
     }
 
     /// True when this peer signs nothing more on the current fork.
@@ -412,6 +429,11 @@ impl<S: Signer> StateManager<S> {
         }
         if self.signing_stopped == Some(self.fork.fork) {
             return Err(SubmitError::SigningStopped { fork: self.fork.fork });
+        }
+        if let Some((fork, height)) = self.signing_held
+            && fork == self.fork.fork
+        {
+            return Err(SubmitError::SigningHeld { height });
         }
         if self.game_over {
             return Err(SubmitError::GameOver);
@@ -980,6 +1002,12 @@ impl<S: Signer> StateManager<S> {
     /// Records the digest (effect) before the signature can leave.
     fn sign(&mut self, fork: u64, height: u64, digest: B256) -> Option<Signature> {
         if self.signing_stopped == Some(fork) {
+            return None;
+        }
+        if let Some((held_fork, held)) = self.signing_held
+            && held_fork == fork
+            && height > held
+        {
             return None;
         }
         match self.own_signatures.get(&(fork, height)) {

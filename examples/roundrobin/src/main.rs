@@ -69,7 +69,14 @@ async fn run() -> Result<()> {
             let mut participants = vec![me];
             participants.extend(others);
             let deposits = vec![deposit; participants.len()];
+            // A local example: a challenge window of seconds, so that an agreed leave (carried out
+            // when its challenge window is over) lands while you watch.
+            let timing = entente_types::Timing {
+                challenge_time: 4,
+                ..entente_types::Timing::default()
+            };
             let proposal = ProposalBuilder::new(args.machine, participants.clone(), deposits.clone())
+                .timing(timing)
                 .build(
                     &node,
                     &code,
