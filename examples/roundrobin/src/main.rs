@@ -126,7 +126,10 @@ async fn run() -> Result<()> {
             Err(NodeError::ChannelClosed(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        let settled = info.tip == info.finalized;
+        // A membership change is proposed at our final tip in our own turn: nobody else can write
+        // meanwhile, so every other participant's tip is the approved state, which they co-sign
+        // (docs/security.md, O4: approvals are bound to the latest state).
+        let settled = info.tip == info.finalized && info.next_writer == me;
         if let Some((joiner, at)) = args.sponsor
             && !sponsored
             && counter >= at
