@@ -128,28 +128,25 @@ async fn run() -> Result<()> {
         };
         // A membership change is proposed at our final tip in our own turn: nobody else can write
         // meanwhile, so every other participant's tip is the approved state, which they co-sign
-        // (docs/security.md, O4: approvals are bound to the latest state).
-        let settled = info.tip == info.finalized && info.next_writer == me;
-        if let Some((joiner, at)) = args.sponsor
-            && !sponsored
-            && counter >= at
-            && settled
+        // (docs/security.md, O4: approvals are bound to the latest state). Until then we hold our
+        // move.
+        let due_join = args.sponsor.filter(|(_, at)| !sponsored && counter >= *at);
+        let due_leave = args.leave_at.is_some_and(|at| !left && counter >= at);
+        let ready = info.next_writer == me && info.tip == info.finalized && !info.disputed;
+        if let Some((joiner, _)) = due_join
+            && ready
             && channel.propose_join(joiner, deposit, Bytes::new()).await.is_ok()
         {
             sponsored = true;
             say("sponsored", joiner);
         }
-        if let Some(at) = args.leave_at
-            && !left
-            && counter >= at
-            && settled
-            && channel.leave().await.is_ok()
-        {
+        if due_leave && ready && channel.leave().await.is_ok() {
             left = true;
             say("leaving", format!("counter={counter}"));
         }
+        let waiting = due_join.is_some() || (due_leave && !left);
         let my_turn = info.next_writer == me && !info.game_over && !info.disputed;
-        if my_turn && !left {
+        if my_turn && !left && !waiting {
             match channel.call(&RoundRobinCounter::addCall { step: 1 }).await {
                 Ok(_) => say("add", format!("counter={}", counter + 1)),
                 Err(e) => say("refused", e),
