@@ -267,7 +267,9 @@ impl ChainClient {
             .deploy(creation(artifacts::VERDICT_EXTENSION, "VerdictExtension")?)
             .await?;
         let mut code = creation(artifacts::STATE_CHANNEL_MANAGER, "StateChannelManager")?.to_vec();
-        code.extend_from_slice(&alloy::sol_types::SolValue::abi_encode_params(&(extension, verdicts)));
+        code.extend_from_slice(&alloy::sol_types::SolValue::abi_encode_params(&(
+            extension, verdicts,
+        )));
         let manager = self.deploy(code.into()).await?;
         self.manager = Some(manager);
         Ok(manager)

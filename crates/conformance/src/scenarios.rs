@@ -276,7 +276,11 @@ pub fn calldata_post_round_trips<C: Chain>(w: &mut World<C>) {
     );
 
     let ch = w.channel(id);
-    assert_eq!((ch.headHeight, ch.headStateHash), (1, keccak256(&s1)), "the posted state is the head");
+    assert_eq!(
+        (ch.headHeight, ch.headStateHash),
+        (1, keccak256(&s1)),
+        "the posted state is the head"
+    );
     assert_eq!(ch.headSince, sent.timestamp.max(t1.timestamp));
     // The same post again: its parent is no longer the head.
     let again = w.send(0, &call, zero());

@@ -38,7 +38,9 @@ impl DevChain {
         let mut code = Artifact::parse(artifacts::STATE_CHANNEL_MANAGER)?
             .creation_code()?
             .to_vec();
-        code.extend_from_slice(&alloy_sol_types::SolValue::abi_encode_params(&(extension, verdicts)));
+        code.extend_from_slice(&alloy_sol_types::SolValue::abi_encode_params(&(
+            extension, verdicts,
+        )));
         let manager = self.deploy(from, code.into())?;
         self.managers.push(manager);
         Ok(manager)

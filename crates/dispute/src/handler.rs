@@ -156,7 +156,8 @@ impl DisputeHandler {
                     });
                 }
             }
-            ChainEvent::DisputeStarted { record, state } | ChainEvent::DisputeChallenged { record, state, .. } => {
+            ChainEvent::DisputeStarted { record, state }
+            | ChainEvent::DisputeChallenged { record, state, .. } => {
                 if record.fork == sm.fork().fork && record.height >= self.current_head(sm).height {
                     let head = self.current_head(sm);
                     if record.height > head.height || record.state_hash != head.state_hash {
@@ -448,7 +449,14 @@ impl DisputeHandler {
                 .iter()
                 .filter(|c| c.0.forkCnt == fork)
                 .find(|c| !self.proven.contains(&(c.0.participant, fork, c.0.height)))
-                .map(|c| (c.0.participant, c.0.height, (c.0.clone(), c.1), (c.2.clone(), c.3)));
+                .map(|c| {
+                    (
+                        c.0.participant,
+                        c.0.height,
+                        (c.0.clone(), c.1),
+                        (c.2.clone(), c.3),
+                    )
+                });
         }
         let (signer, height, a, b) = found?;
         let latest = self.latest_proof(sm).or_else(|| self.head_proof(sm))?;
@@ -480,7 +488,12 @@ impl DisputeHandler {
     /// The next call that moves the chain's head towards `target` (at most our tip): show the
     /// highest N-signed state up to `target`, or post the next transaction above the head with
     /// its parent. `None` when the head is there, a move is under way, or we cannot.
-    fn advance_head<S: Signer>(&mut self, sm: &StateManager<S>, target: u64, local_ms: u64) -> Option<ChainAction> {
+    fn advance_head<S: Signer>(
+        &mut self,
+        sm: &StateManager<S>,
+        target: u64,
+        local_ms: u64,
+    ) -> Option<ChainAction> {
         let head = self.current_head(sm);
         let fork = sm.fork().fork;
         if let Some((f, _, sent)) = self.pending_head

@@ -32,7 +32,11 @@ fn silent_peer_calldata_then_timeout_dispute() {
                 parent,
             },
         ] => {
-            assert_eq!(parent.kind, ProofKind::Genesis, "it links to the head, the genesis");
+            assert_eq!(
+                parent.kind,
+                ProofKind::Genesis,
+                "it links to the head, the genesis"
+            );
             (transaction.clone(), *signature)
         }
         other => panic!("expected a calldata post, got {other:?}"),
@@ -64,7 +68,10 @@ fn silent_peer_calldata_then_timeout_dispute() {
         other => panic!("expected a timeout dispute, got {other:?}"),
     }
     assert!(handler.on_tick(core, before + 3_000).is_empty(), "disputed once");
-    assert!(core.signing_stopped(), "no more signatures on a fork we dispute (O3)");
+    assert!(
+        core.signing_stopped(),
+        "no more signatures on a fork we dispute (O3)"
+    );
 }
 
 #[test]

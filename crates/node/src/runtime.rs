@@ -1013,8 +1013,10 @@ impl Runtime {
             MembershipChange::Leave { participant } => sm.fork().participants.contains(participant),
         };
         let window = approval_window(&sm.spec().timing);
-        let timely = a.deadline > self.last_block_timestamp && a.deadline <= self.last_block_timestamp + 2 * window;
-        let free = sm.next_writer() != self.me || a.deadline <= sm.tip_timestamp() + sm.spec().timing.p2p_time;
+        let timely =
+            a.deadline > self.last_block_timestamp && a.deadline <= self.last_block_timestamp + 2 * window;
+        let free =
+            sm.next_writer() != self.me || a.deadline <= sm.tip_timestamp() + sm.spec().timing.p2p_time;
         if !state_ok || !allowed || !timely || !free {
             debug!(target: TARGET, channel = %channel_id, state_ok, allowed, timely, free, "approval not signed (yet)");
             return;

@@ -101,7 +101,8 @@ fn a_false_fraud_proof_is_refused_and_changes_nothing() {
         "{lines:#?}"
     );
     assert!(
-        !ev.iter().any(|e| matches!(e, ChainEvent::ParticipantRemoved { .. })),
+        !ev.iter()
+            .any(|e| matches!(e, ChainEvent::ParticipantRemoved { .. })),
         "{lines:#?}"
     );
     // The game was played to its end and settled with both players' agreement.

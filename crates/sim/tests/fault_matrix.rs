@@ -87,9 +87,10 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
         // writer that never produced a valid transaction is removed by timeout instead.
         Strategy::StaleState if mode == AgreementMode::VirtualVotingOnly => removed(true) || removed(false),
         Strategy::Equivocate if honest_parities.len() < 2 => true,
-        Strategy::Equivocate | Strategy::InvalidTransition | Strategy::OutOfOrderTimestamp | Strategy::StaleState => {
-            removed(true)
-        }
+        Strategy::Equivocate
+        | Strategy::InvalidTransition
+        | Strategy::OutOfOrderTimestamp
+        | Strategy::StaleState => removed(true),
         // A future stamp is refused, never proven (the chain judges it when the transaction is
         // posted: docs/security.md, R3, R7); a junk post is refused by the chain, which runs it.
         // Either way the writer has made no move: it is removed by timeout (or slashed, when it

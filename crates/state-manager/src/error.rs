@@ -132,7 +132,9 @@ pub enum SubmitError {
     },
     /// A membership approval this peer co-signed holds its signatures at `height` until it lands
     /// or expires.
-    #[error("a membership approval at height {height} is pending: no signatures above it until it lands or expires")]
+    #[error(
+        "a membership approval at height {height} is pending: no signatures above it until it lands or expires"
+    )]
     SigningHeld {
         /// Height of the approved state.
         height: u64,

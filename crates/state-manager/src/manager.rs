@@ -736,7 +736,8 @@ impl<S: Signer> StateManager<S> {
         match check_timestamp(tx.timestamp, self.tip_timestamp, now, &self.spec.timing) {
             Ok(()) => {}
             // The chain judged a posted transaction's timing (docs/security.md, R3, R4).
-            Err(TimestampError::Late { .. } | TimestampError::Backdated { .. }) if arrival == Arrival::Chain => {}
+            Err(TimestampError::Late { .. } | TimestampError::Backdated { .. })
+                if arrival == Arrival::Chain => {}
             Err(e) => return Err(Rejection::Timestamp(e)),
         }
         let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {

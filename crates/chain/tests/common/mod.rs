@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::sol_types::SolCall;
 use entente_chain::{Anvil, ChainClient, Receipt};
 use entente_contracts::IStateChannelManager::ChannelSpec;
-use alloy::sol_types::SolCall;
 use entente_contracts::{TicTacToe, artifacts};
 use entente_dispute::{ChainAction, ProofKind, StateProof};
 use entente_evm_runtime::{MachineCode, MachineInstance};
@@ -87,7 +87,13 @@ pub async fn live_channel_on(anvil: Anvil) -> Live {
     let x_key = LocalSigner::from_bytes(&anvil.keys()[1]).unwrap();
     let o_key = LocalSigner::from_bytes(&anvil.keys()[2]).unwrap();
     let domain = Domain::new(x.chain_id(), manager);
-    let moves = play(&genesis, channel_id, &domain, [&x_key, &o_key], activated.timestamp);
+    let moves = play(
+        &genesis,
+        channel_id,
+        &domain,
+        [&x_key, &o_key],
+        activated.timestamp,
+    );
     Live {
         anvil,
         x,
