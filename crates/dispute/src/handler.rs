@@ -475,12 +475,19 @@ impl DisputeHandler {
         let timing = sm.spec().timing;
         let signed_top = (fork.genesis_height + 1..=sm.tip())
             .rev()
-            .find(|h| self.signed_proof(sm, *h).is_some())
+            .find(|h| self.n_signed(sm, *h))
             .unwrap_or(fork.genesis_height);
         (signed_top + 1..=sm.tip()).rev().find(|h| {
             sm.agreement().entry(*h).is_some_and(|e| {
+                // Its writer posts first; the others who confirmed it wait half the fallback window
+                // (it still lands before the writer's deadline), so that one post is the rule.
+                let grace = if e.transaction.participant == self.me {
+                    0
+                } else {
+                    timing.chain_fallback_time / 2
+                };
                 e.signatures.contains_key(&self.me)
-                    && now > Deadlines::after(self.timestamp_at(sm, h - 1), &timing).confirm_by
+                    && now > Deadlines::after(self.timestamp_at(sm, h - 1), &timing).confirm_by + grace
             })
         })
     }
@@ -513,7 +520,8 @@ impl DisputeHandler {
         }
         let signed = (head.height + 1..=target)
             .rev()
-            .find_map(|h| self.signed_proof(sm, h));
+            .find(|h| self.n_signed(sm, *h))
+            .and_then(|h| self.signed_proof(sm, h));
         let (action, reaches) = match signed {
             Some(proof) if proof.transaction.height == target => {
                 let h = proof.transaction.height;
@@ -558,7 +566,7 @@ impl DisputeHandler {
             .find_map(|h| {
                 let (posted, _, _) = self.posted.get(&(fork, h))?;
                 let entry = sm.agreement().entry(h)?;
-                if posted.stateHash == entry.transaction.stateHash {
+                if posted.stateHash == entry.transaction.stateHash || !self.n_signed(sm, h) {
                     return None;
                 }
                 self.signed_proof(sm, h)
@@ -580,7 +588,7 @@ impl DisputeHandler {
         if head.height == tip && head.state_hash == sm.tip_state_hash() {
             return Some(head.since);
         }
-        if self.signed_proof(sm, tip).is_some() {
+        if self.n_signed(sm, tip) {
             return Some(sm.tip_timestamp());
         }
         // Only issuer-signed: the window starts when it is posted; estimate from its stamp so the
@@ -610,6 +618,16 @@ impl DisputeHandler {
         sm.agreement()
             .entry(height)
             .map_or(sm.tip_timestamp(), |e| e.transaction.timestamp)
+    }
+
+    /// Whether we hold every current participant's signature on our transaction at `height`.
+    fn n_signed<S: Signer>(&self, sm: &StateManager<S>, height: u64) -> bool {
+        let fork = sm.fork();
+        height > fork.genesis_height
+            && sm.agreement().entry(height).is_some_and(|entry| {
+                entry.signatures.len() >= fork.participants.len()
+                    && fork.participants.iter().all(|p| entry.signatures.contains_key(p))
+            })
     }
 
     /// The N-signed proof of our transaction at `height`, if we hold every signature.
@@ -678,6 +696,7 @@ impl DisputeHandler {
         let genesis = sm.fork().genesis_height;
         (genesis + 1..=sm.tip())
             .rev()
-            .find_map(|h| self.signed_proof(sm, h))
+            .find(|h| self.n_signed(sm, *h))
+            .and_then(|h| self.signed_proof(sm, h))
     }
 }
