@@ -11,26 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use alloy_sol_types::SolStruct;
 use entente_contracts::IStateChannelManager;
-use entente_types::{Address, B256, Bytes, Domain, MembershipApproval, MembershipChange, Signature};
+use entente_types::{Address, B256, Bytes, Domain, MembershipApproval, Signature};
 
 /// The EIP-712 digest the manager checks for `approval` under `domain`.
 pub(crate) fn approval_digest(domain: &Domain, approval: &MembershipApproval) -> B256 {
-    let struct_hash = match &approval.change {
-        MembershipChange::Join {
-            participant,
-            amount,
-            data,
-        } => to_join(approval, *participant, *amount, data.clone()).eip712_hash_struct(),
-        MembershipChange::Leave { participant } => to_leave(approval, *participant).eip712_hash_struct(),
-    };
-    let mut buf = [0u8; 66];
-    buf[0] = 0x19;
-    buf[1] = 0x01;
-    buf[2..34].copy_from_slice(domain.separator().as_slice());
-    buf[34..66].copy_from_slice(struct_hash.as_slice());
-    entente_types::keccak256(buf)
+    approval.digest(domain)
 }
 
 pub(crate) fn to_join(
@@ -73,4 +59,37 @@ pub(crate) struct Collecting {
     pub(crate) sponsor: bool,
     /// Done: ticket sent or leave submitted.
     pub(crate) done: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_sol_types::SolStruct;
+    use entente_types::{MembershipChange, U256};
+
+    use super::*;
+
+    /// The structs sent to `joinChannel` / `leaveChannel` hash to what the participants signed.
+    #[test]
+    fn the_call_structs_hash_like_the_signed_approvals() {
+        let mut approval = MembershipApproval {
+            channel_id: B256::repeat_byte(1),
+            fork: 2,
+            height: 3,
+            state_hash: B256::repeat_byte(4),
+            change: MembershipChange::Leave {
+                participant: Address::repeat_byte(5),
+            },
+            deadline: 6,
+        };
+        let leave = to_leave(&approval, Address::repeat_byte(5));
+        assert_eq!(leave.eip712_hash_struct(), approval.struct_hash());
+        let data = Bytes::from(vec![7u8; 40]);
+        approval.change = MembershipChange::Join {
+            participant: Address::repeat_byte(8),
+            amount: U256::from(9),
+            data: data.clone(),
+        };
+        let join = to_join(&approval, Address::repeat_byte(8), U256::from(9), data);
+        assert_eq!(join.eip712_hash_struct(), approval.struct_hash());
+    }
 }

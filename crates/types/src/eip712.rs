@@ -67,11 +67,16 @@ impl Domain {
 
     /// The digest every participant signs: `keccak256(0x1901 || separator || hashStruct(tx))`.
     pub fn digest(&self, tx: &Transaction) -> B256 {
+        self.typed_digest(tx.struct_hash())
+    }
+
+    /// `keccak256(0x1901 || separator || struct_hash)`.
+    pub(crate) fn typed_digest(&self, struct_hash: B256) -> B256 {
         let mut buf = [0u8; 66];
         buf[0] = 0x19;
         buf[1] = 0x01;
         buf[2..34].copy_from_slice(self.separator.as_slice());
-        buf[34..66].copy_from_slice(tx.struct_hash().as_slice());
+        buf[34..66].copy_from_slice(struct_hash.as_slice());
         keccak256(buf)
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Everything here is plain data and pure functions; no IO. The EIP-712 digest of a
 //! [`Transaction`] is byte-for-byte the one `StateChannelManager.transactionDigest` computes
-//! (checked against the contracts' test vectors in `contracts/test/vectors/eip712.json`).
+//! (checked against the contracts' test vectors in `contracts/test/vectors/eip712.json`), and so
+//! is [`MembershipApproval::digest`] the one of `joinApprovalDigest` / `leaveApprovalDigest`.
 //!
 //! ```
 //! use entente_types::{Domain, LocalSigner, Signer, Transaction, recover_signer};
@@ -37,7 +38,9 @@ pub use channel::{AgreementMode, ChannelProposal, ChannelSpec, MAX_REASON_BYTES,
 pub use crypto::{LocalSigner, Signature, Signer, recover_signer};
 pub use eip712::{Domain, Transaction, state_hash};
 pub use error::TypesError;
-pub use membership::{ApprovalSignature, JoinTicket, MembershipApproval, MembershipChange};
+pub use membership::{
+    ApprovalSignature, JoinApproval, JoinTicket, LeaveApproval, MembershipApproval, MembershipChange,
+};
 pub use wire::{
     Confirmation, Envelope, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, SignedTransaction, SyncRequest,
     SyncResponse, TransactionRecord,

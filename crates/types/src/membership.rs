@@ -3,9 +3,50 @@
 //! `leaveChannel`), and the messages that collect them.
 
 use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_sol_types::SolStruct;
 use serde::{Deserialize, Serialize};
 
-use crate::{ChannelProposal, Signature};
+use crate::{ChannelProposal, Domain, Signature};
+
+alloy_sol_types::sol! {
+    /// The EIP-712 struct `JoinApproval` of `contracts/src/ChannelTypes.sol`, field for field.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct JoinApproval {
+        bytes32 channelId;
+        uint64 forkCnt;
+        uint64 height;
+        bytes32 stateHash;
+        address participant;
+        uint256 amount;
+        bytes data;
+        uint64 deadline;
+    }
+
+    /// The EIP-712 struct `LeaveApproval` of `contracts/src/ChannelTypes.sol`, field for field.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct LeaveApproval {
+        bytes32 channelId;
+        uint64 forkCnt;
+        uint64 height;
+        bytes32 stateHash;
+        address participant;
+        uint64 deadline;
+    }
+}
+
+impl JoinApproval {
+    /// The EIP-712 type string.
+    pub fn type_string() -> String {
+        <Self as SolStruct>::eip712_encode_type().into_owned()
+    }
+}
+
+impl LeaveApproval {
+    /// The EIP-712 type string.
+    pub fn type_string() -> String {
+        <Self as SolStruct>::eip712_encode_type().into_owned()
+    }
+}
 
 /// Who joins or leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +92,44 @@ pub struct MembershipApproval {
     pub change: MembershipChange,
     /// Chain time after which the approval is void.
     pub deadline: u64,
+}
+
+impl MembershipApproval {
+    /// EIP-712 `hashStruct` of the `JoinApproval` or `LeaveApproval` this approval stands for.
+    pub fn struct_hash(&self) -> B256 {
+        match &self.change {
+            MembershipChange::Join {
+                participant,
+                amount,
+                data,
+            } => JoinApproval {
+                channelId: self.channel_id,
+                forkCnt: self.fork,
+                height: self.height,
+                stateHash: self.state_hash,
+                participant: *participant,
+                amount: *amount,
+                data: data.clone(),
+                deadline: self.deadline,
+            }
+            .eip712_hash_struct(),
+            MembershipChange::Leave { participant } => LeaveApproval {
+                channelId: self.channel_id,
+                forkCnt: self.fork,
+                height: self.height,
+                stateHash: self.state_hash,
+                participant: *participant,
+                deadline: self.deadline,
+            }
+            .eip712_hash_struct(),
+        }
+    }
+
+    /// The digest every current participant signs, the one the manager's `joinApprovalDigest` /
+    /// `leaveApprovalDigest` (and `joinChannel` / `leaveChannel`) compute under `domain`.
+    pub fn digest(&self, domain: &Domain) -> B256 {
+        domain.typed_digest(self.struct_hash())
+    }
 }
 
 /// One participant's signature on a [`MembershipApproval`], sent to the other participants.
