@@ -16,6 +16,16 @@ pub enum Rejection {
     /// The signature is malformed or malleable.
     #[error("bad signature: {0}")]
     BadSignature(TypesError),
+    /// A confirmation labelled with one height carries a signature over the transaction held at
+    /// another: its labels are not covered by the signature, so it counts for nothing and is no
+    /// evidence of equivocation (docs/security.md, O6).
+    #[error("confirmation labelled height {labelled} signs the transaction at height {signed}")]
+    MislabeledConfirmation {
+        /// The height in the message.
+        labelled: u64,
+        /// The height of the transaction whose digest it signs.
+        signed: u64,
+    },
     /// The transaction's signature is not its issuer's.
     #[error("transaction claims issuer {claimed} but is signed by {signer}")]
     WrongSigner {

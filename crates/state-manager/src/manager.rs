@@ -830,6 +830,19 @@ impl<S: Signer> StateManager<S> {
         if !self.fork.participants.contains(&signer) {
             return Err(Rejection::NotAParticipant(signer));
         }
+        // The labels (channel, fork, height) are not covered by the signature, the digest is: a
+        // signature over a transaction we hold at another height counts only there.
+        if let Some(signed) = self
+            .agreement
+            .entries_from(0)
+            .find(|e| e.digest == c.digest && e.transaction.height != c.height)
+            .map(|e| e.transaction.height)
+        {
+            return Err(Rejection::MislabeledConfirmation {
+                labelled: c.height,
+                signed,
+            });
+        }
         if c.height > self.agreement.tip() {
             if self.early_confirmations.len() >= self.config.max_buffered {
                 return Err(Rejection::BufferFull);

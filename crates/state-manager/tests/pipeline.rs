@@ -587,3 +587,39 @@ fn a_peer_that_refused_our_confirmation_gets_none_from_us() {
         "X confirmed a peer that refused it"
     );
 }
+
+/// A confirmation's labels are not covered by its signature: X's signature over its move at
+/// height 1, relabelled as a confirmation of O's move at height 2, counts for nothing and is no
+/// evidence against X (docs/security.md, O6).
+#[test]
+fn a_relabelled_confirmation_is_refused_and_no_evidence() {
+    let f = fixture();
+    let mut o = f.receiver();
+    let t1 = f.move1(4);
+    o.handle_message(f.x.address(), f.x_sends(&t1), 1_000).unwrap();
+    o.submit(TicTacToe::playCall { cell: 0 }.abi_encode().into(), 2_000)
+        .unwrap();
+    let _ = o.drain_effects().count();
+    let digest1 = f.spec.domain.digest(&t1);
+    let relabelled = Message::Confirmation(Confirmation {
+        channel_id: f.spec.channel_id,
+        fork: 0,
+        height: 2,
+        digest: digest1,
+        signature: f.x.sign_digest(&digest1),
+    });
+    let reason = rejected(&mut o, f.x.address(), relabelled);
+    assert_eq!(
+        reason,
+        Rejection::MislabeledConfirmation {
+            labelled: 2,
+            signed: 1
+        }
+    );
+    assert!(o.evidence().is_empty());
+    assert_eq!(
+        o.finalized_height(),
+        1,
+        "height 2 is not final on X's relabelled signature"
+    );
+}
