@@ -98,7 +98,12 @@ contract VerdictExtension is AChannelCore {
         }
         if ((d.kind == DisputeKind.Exit || d.kind == DisputeKind.Leave) && !d.challenged) {
             // A finished game settles for everyone; nobody needs removing.
-            if (_machine(ch).isGameOverOf{gas: ch.machineGasLimit}(state)) {
+            (bool ok, bytes memory ret) = _call(
+                ch.stateMachine, abi.encodeCall(IStateMachine.isGameOverOf, (state)), ch.machineGasLimit, true
+            );
+            // A view that fails or answers garbage counts as "not over": the verdict then runs (and
+            // falls back to settling at the head if it cannot be enforced).
+            if (ok && ret.length == 32 && uint256(bytes32(ret)) == 1) {
                 _close(channelId, ch, before, height);
                 return;
             }

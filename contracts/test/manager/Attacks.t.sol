@@ -1477,6 +1477,28 @@ contract AttacksTest is ChannelTestBase {
         vm.assertEq(address(manager).balance, 0);
     }
 
+    /// Attack 8 (a view reverts, exit): p1's forced exit is finalized by asking the machine whether the head
+    /// is a finished game; a machine whose `isGameOverOf` reverts would make that fail for ever. It fails
+    /// because the answer is read with a low-level call and a failure counts as "not over": the verdict runs
+    /// and, its result being unenforceable too, the channel settles at the head's exits (R10, G4).
+    function test_attack8_gameOverViewReverts_exit_settlesAtHead() public {
+        (bytes32 id, Transaction memory a1, bytes memory s1) =
+            _hookChannel(BadHookMachine.Mode.GameOverReverts);
+        vm.recordLogs();
+        vm.prank(addrs[1]);
+        m.requestExit(id, _postedProof(a1, s1));
+        DisputeRecord memory d = _record();
+        vm.warp(d.deadline + 1);
+        vm.expectEmit(address(manager));
+        emit IStateChannelEvents.HookFailed(id, addrs[1], false);
+        m.finalizeDispute(id, d, s1);
+        vm.assertEq(uint256(_status(id)), uint256(ChannelStatus.Closed));
+        Exit[] memory exits = bad.exitsOf(s1);
+        for (uint256 i = 0; i < 3; i++) {
+            vm.assertEq(_withdrawExit(id, exits, i), STAKE);
+        }
+    }
+
     /// Attack 8 (hook reverts, remove): a machine whose remove hook reverts would make the timeout verdict
     /// against p1 fail for ever; it fails because the chain settles at the head's exits instead (R10, G4).
     function test_attack8_hookReverts_timeout_settlesAtHead() public {

@@ -22,7 +22,9 @@ contract BadHookMachine is AStateMachine {
         /// After the hook, `getState` returns bytes that do not decode.
         UndecodableResult,
         /// The hooks return data that is not an ABI-encoded `Exit[]`.
-        MalformedReturn
+        MalformedReturn,
+        /// The hooks work, but `isGameOverOf` reverts once a move was made.
+        GameOverReverts
     }
 
     struct State {
@@ -75,7 +77,9 @@ contract BadHookMachine is AStateMachine {
         return st.participants.length == 0 ? address(0) : st.participants[st.next];
     }
 
-    function _isGameOverOf(bytes memory) internal pure override returns (bool) {
+    function _isGameOverOf(bytes memory state) internal pure override returns (bool) {
+        State memory st = decode(state);
+        if (st.mode == Mode.GameOverReverts && st.counter > 0) revert("isGameOverOf refuses");
         return false;
     }
 
