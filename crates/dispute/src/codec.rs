@@ -265,6 +265,38 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_decodes_and_an_action_encodes_to_the_manager_abi() {
+        use entente_contracts::IStateChannelManager::Checkpointed;
+        let event = ManagerEvent::Checkpointed(Checkpointed {
+            channelId: B256::repeat_byte(1),
+            forkCnt: 2,
+            height: 7,
+            stateHash: B256::repeat_byte(9),
+        });
+        assert_eq!(
+            decode_event(&event, 5),
+            Some((
+                B256::repeat_byte(1),
+                ChainEvent::Checkpointed {
+                    fork: 2,
+                    height: 7,
+                    state_hash: B256::repeat_byte(9)
+                }
+            ))
+        );
+        let proof = StateProof {
+            kind: crate::ProofKind::Genesis,
+            transaction: Transaction::default(),
+            signatures: vec![],
+            state: Bytes::from_static(b"state"),
+        };
+        let data = encode_action(B256::repeat_byte(1), &ChainAction::Checkpoint { proof });
+        let call = M::checkpointCall::abi_decode(&data).unwrap();
+        assert_eq!(call.channelId, B256::repeat_byte(1));
+        assert_eq!(call.proof.state, Bytes::from_static(b"state"));
+    }
+
+    #[test]
     fn a_log_with_a_malformed_signature_is_dropped() {
         assert!(decode_event(&posted(Bytes::from_static(&[1; 64])), 0).is_none());
         let mut high_v = [0u8; 65];

@@ -390,8 +390,7 @@ impl DisputeHandler {
             && writer != Address::ZERO
             && !sm.is_game_over()
             && !self.timeouts_raised.contains(&(fork, tip))
-            && let Some(since) = self.since_at_tip(sm)
-            && now > Deadlines::after(since, &timing).calldata_by + DEADLINE_MARGIN
+            && now > Deadlines::after(self.since_at_tip(sm), &timing).calldata_by + DEADLINE_MARGIN
         {
             match self.latest_proof(sm) {
                 Some(latest) => {
@@ -580,20 +579,16 @@ impl DisputeHandler {
         Some((entry.transaction.clone(), *sig))
     }
 
-    /// When the next writer's window after our tip started, if the chain can know it: the head's
-    /// `since` if the head is our tip, the tip's timestamp if it is N-signed.
-    fn since_at_tip<S: Signer>(&self, sm: &StateManager<S>) -> Option<u64> {
+    /// When the next writer's window after our tip started: the head's `since` if the head is our
+    /// tip, else the tip's stamp (for an N-signed tip, that is what the chain uses; for a tip that
+    /// must be posted first, it is when the post becomes due).
+    fn since_at_tip<S: Signer>(&self, sm: &StateManager<S>) -> u64 {
         let head = self.current_head(sm);
-        let tip = sm.tip();
-        if head.height == tip && head.state_hash == sm.tip_state_hash() {
-            return Some(head.since);
+        if head.height == sm.tip() && head.state_hash == sm.tip_state_hash() {
+            head.since
+        } else {
+            sm.tip_timestamp()
         }
-        if self.n_signed(sm, tip) {
-            return Some(sm.tip_timestamp());
-        }
-        // Only issuer-signed: the window starts when it is posted; estimate from its stamp so the
-        // post is made once the writer after it could be late.
-        Some(sm.tip_timestamp())
     }
 
     /// A proof that the chain accepts as the latest state at our tip: the head if it is our tip,

@@ -2,11 +2,11 @@
 //! proof from stored evidence.
 //!
 //! It watches a peer's [`StateManager`](entente_state_manager::StateManager) and the chain's
-//! events, and asks for [`ChainAction`]s: post a transaction as calldata, raise a timeout
-//! dispute, prove a double signature, challenge a false dispute with a later N-signed state,
-//! finalize a dispute whose challenge period is over. A proof needs at most the latest provable
-//! state (the fork's genesis, an N-signed or a posted transaction with its state) plus the
-//! transactions it concerns. Sans-IO: the host carries out the actions through a chain adapter
+//! events, and asks for [`ChainAction`]s: post a transaction as calldata, show an N-signed
+//! state (checkpoint), raise a timeout dispute, prove a double signature or a fraud, challenge a
+//! dispute with a later N-signed state, finalize a dispute whose challenge period is over. It
+//! follows the chain's head (the fork's genesis, the last N-signed state shown, or the last posted
+//! transaction, which the chain ran); the rules it keeps are `docs/security.md`'s O1-O6. Sans-IO: the host carries out the actions through a chain adapter
 //! and feeds back the chain's [`ChainEvent`]s.
 
 mod codec;
