@@ -35,11 +35,29 @@ pub enum Strategy {
     /// Plays its moves, but claims on chain that an honest peer's valid transaction is an invalid
     /// transition (a false fraud proof), then tries to close the channel before its own slash.
     FalseDispute,
+    /// Plays its moves, and at every height posts a transaction of its own at a far height with
+    /// a made-up parent, claiming a state that pays it everything, then exits and raises a
+    /// timeout with it (docs/security.md, attack 1).
+    UnlinkedPost,
+    /// Withholds its moves off-chain and posts each on chain at the very end of its window,
+    /// stamped with its parent's time; colluders try to time out the next writer as if its window
+    /// had started at that stamp (attack 3).
+    BackdatedPost,
+    /// Plays its moves, and while an honest peer is the writer posts its own junk at that height
+    /// first and raises a timeout against the writer (attack 5).
+    JunkAtAccused,
+    /// Plays its moves, and at random times exits, raises timeouts, checkpoints, closes and
+    /// challenges with old states it once held, of this fork or older ones.
+    StaleProofs,
+    /// Plays its moves, and at random times calls anything it can build: every manager entry
+    /// point with remembered or made-up proofs, transactions, heights and stamps, false fraud
+    /// and double-sign claims, early finalization, and the machine's storage and hooks.
+    ChainChaos,
 }
 
 impl Strategy {
     /// Every byzantine strategy (not `Honest`).
-    pub const BYZANTINE: [Strategy; 9] = [
+    pub const BYZANTINE: [Strategy; 14] = [
         Strategy::Silent,
         Strategy::WithholdConfirmations,
         Strategy::Equivocate,
@@ -49,7 +67,17 @@ impl Strategy {
         Strategy::StaleState,
         Strategy::JunkCalldata,
         Strategy::FalseDispute,
+        Strategy::UnlinkedPost,
+        Strategy::BackdatedPost,
+        Strategy::JunkAtAccused,
+        Strategy::StaleProofs,
+        Strategy::ChainChaos,
     ];
+
+    /// True for the strategies that attack through the chain (see the `attacker` module).
+    pub fn acts_on_chain(self) -> bool {
+        crate::attacker::acts_on_chain(self)
+    }
 
     /// True for the strategies that replace the peer's own move by a forged transaction.
     pub(crate) fn forges(self) -> bool {
@@ -97,11 +125,41 @@ impl Forger {
     }
 
     fn sign(&self, core: &StateManager<LocalSigner>, transaction: Transaction) -> SignedTransaction {
-        let digest = core.spec().domain.digest(&transaction);
         SignedTransaction {
-            signature: self.key.sign_digest(&digest),
+            signature: self.sign_transaction(core, &transaction),
             transaction,
         }
+    }
+
+    /// The peer's signature of `transaction` in `core`'s channel domain.
+    pub(crate) fn sign_transaction(
+        &self,
+        core: &StateManager<LocalSigner>,
+        transaction: &Transaction,
+    ) -> entente_types::Signature {
+        self.key.sign_digest(&core.spec().domain.digest(transaction))
+    }
+
+    /// The state hash `transaction` produces on the state at its parent height (`None` when the
+    /// move reverts or that state is unknown).
+    pub(crate) fn state_after(
+        &self,
+        core: &StateManager<LocalSigner>,
+        transaction: &Transaction,
+    ) -> Option<B256> {
+        self.execute(core, transaction.height.checked_sub(1)?, transaction)
+    }
+
+    /// A valid move `data` on the tip, stamped with the tip's own timestamp (a backdated stamp:
+    /// its issuer claims it moved the moment its window opened).
+    pub(crate) fn backdated(
+        &self,
+        core: &StateManager<LocalSigner>,
+        data: Bytes,
+    ) -> Option<SignedTransaction> {
+        let mut tx = self.honest(core, data, core.tip_timestamp());
+        tx.stateHash = self.execute(core, core.tip(), &tx)?;
+        Some(self.sign(core, tx))
     }
 
     /// The honest transaction `core` would issue for `data` at `now` (seconds).

@@ -26,6 +26,8 @@ pub struct ChainRecord {
 pub struct ChainLink {
     pub(crate) chain: DevChain,
     pub(crate) channel_id: B256,
+    /// The shared machine the channel's clone copies.
+    machine: Address,
     pub(crate) handlers: Vec<DisputeHandler>,
     pub(crate) genesis_timestamp: u64,
     /// Next block whose logs are still to deliver.
@@ -116,6 +118,7 @@ impl ChainLink {
         Self {
             chain: opened.chain,
             channel_id: opened.channel_id,
+            machine: opened.machine,
             handlers: peers.iter().map(|p| DisputeHandler::new(*p)).collect(),
             genesis_timestamp: opened.genesis_timestamp,
             cursor,
@@ -156,6 +159,32 @@ impl ChainLink {
             at_ms: now_ms,
             peer,
             what: outcome,
+        });
+    }
+
+    /// Sends raw `data` from `from` to the channel's machine clone (`clone`) or to the shared
+    /// machine it copies: calls only the manager may make, tried by an attacker.
+    pub(crate) fn call_machine(&mut self, now_ms: u64, peer: usize, from: Address, clone: bool, data: Bytes) {
+        let to = if clone {
+            let call = IStateChannelManager::machineInstanceCall {
+                channelId: self.channel_id,
+            };
+            match self.chain.manager_view(&call) {
+                Ok(address) => address,
+                Err(_) => return,
+            }
+        } else {
+            self.machine
+        };
+        let what = match self.chain.send(from, to, data, U256::ZERO) {
+            Ok(receipt) if receipt.success => format!("machine call ok (gas {})", receipt.gas_used),
+            Ok(receipt) => format!("machine call refused: {}", receipt.failure()),
+            Err(e) => format!("machine call rejected: {e}"),
+        };
+        self.records.push(ChainRecord {
+            at_ms: now_ms,
+            peer,
+            what,
         });
     }
 

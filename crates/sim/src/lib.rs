@@ -20,6 +20,7 @@
 //! assert_eq!(report.finalized_height, report.tip);
 //! ```
 
+mod attacker;
 mod byzantine;
 mod chain;
 mod network;

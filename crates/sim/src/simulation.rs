@@ -7,6 +7,7 @@ use entente_types::{Address, B256, Envelope, LocalSigner, Message, SignedTransac
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::attacker::{self, Attack, AttackMemory};
 use crate::byzantine::{Forger, Strategy};
 use crate::chain::ChainLink;
 use crate::{NetConfig, Player};
@@ -115,6 +116,8 @@ struct SimPeer {
     escape_tried: bool,
     /// An equivocator's twin of its transaction at (fork, height), made once and resent with it.
     twins: BTreeMap<(u64, u64), Option<SignedTransaction>>,
+    /// What an on-chain attacker remembers.
+    attack: AttackMemory,
 }
 
 /// The simulation: peers, virtual time, the in-memory network.
@@ -187,6 +190,7 @@ impl Simulation {
                 false_disputed: std::collections::BTreeSet::new(),
                 escape_tried: false,
                 twins: BTreeMap::new(),
+                attack: AttackMemory::default(),
             })
             .collect();
         let mut sim = Self {
@@ -404,8 +408,8 @@ impl Simulation {
                 let p = &mut self.peers[i];
                 if p.strategy.forges() {
                     self.forge_move(i)?;
-                } else if p.strategy == Strategy::Silent {
-                    // Never moves.
+                } else if matches!(p.strategy, Strategy::Silent | Strategy::BackdatedPost) {
+                    // Never moves off-chain (a backdating peer moves only on chain).
                 } else if p.core.is_my_turn()
                     && let Some(data) = p.player.choose(&mut p.core, &mut self.rng)
                 {
@@ -497,6 +501,9 @@ impl Simulation {
             if self.peers[i].strategy == Strategy::FalseDispute {
                 self.false_dispute(i);
             }
+            if attacker::acts_on_chain(self.peers[i].strategy) {
+                self.chain_attack(i);
+            }
         }
         for i in 0..self.peers.len() {
             if self.peers[i].strategy == Strategy::Silent {
@@ -528,6 +535,15 @@ impl Simulation {
     fn deliver_chain_events(&mut self, events: Vec<ChainEvent>) -> Result<(), SimError> {
         let now = self.now;
         for event in events {
+            // Safety, on every event: the court never removes or slashes an honest peer.
+            if let ChainEvent::ParticipantRemoved { participant, slashed } = &event
+                && let Some(&i) = self.index.get(participant)
+                && self.peers[i].strategy == Strategy::Honest
+            {
+                return Err(self.fail(format!(
+                    "the chain removed honest peer {i} ({participant}, slashed: {slashed})"
+                )));
+            }
             for i in 0..self.peers.len() {
                 if self.peers[i].strategy == Strategy::Silent {
                     continue;
@@ -600,6 +616,36 @@ impl Simulation {
         }
         for action in &actions {
             link.execute(now, i, me, action);
+        }
+    }
+
+    /// An on-chain attacker's calls at this tick (see `attacker`).
+    fn chain_attack(&mut self, i: usize) {
+        let now = self.now;
+        let honest: Vec<Address> = self.honest().iter().map(|&j| self.peers[j].core.me()).collect();
+        let Some(link) = self.chain.as_mut() else {
+            return;
+        };
+        let chain_now = link.chain_time(now);
+        let p = &mut self.peers[i];
+        let Some(forger) = p.forger.as_ref() else {
+            return;
+        };
+        let me = p.core.me();
+        let view = attacker::View {
+            core: &p.core,
+            handler: &link.handlers[i],
+            forger,
+            me,
+            chain_now,
+            honest: &honest,
+        };
+        let attacks = attacker::plan(p.strategy, &mut p.attack, &view, &mut self.rng);
+        for attack in attacks {
+            match attack {
+                Attack::Manager(action) => link.execute(now, i, me, action.as_ref()),
+                Attack::Machine { clone, data } => link.call_machine(now, i, me, clone, data),
+            }
         }
     }
 
@@ -757,7 +803,7 @@ impl Simulation {
 
     fn schedule_turn(&mut self, i: usize) {
         let p = &self.peers[i];
-        let idle = p.strategy == Strategy::Silent
+        let idle = matches!(p.strategy, Strategy::Silent | Strategy::BackdatedPost)
             || (p.strategy.forges() && p.forged.contains(&(p.core.fork().fork, p.core.tip() + 1)));
         if p.core.is_my_turn() && !p.act_pending && !idle {
             self.peers[i].act_pending = true;

@@ -5,8 +5,15 @@
 //! the channel ends settled on chain; the cheaters get the right verdict (removal of the silent,
 //! slashing of provable fraud); and no honest peer gets back less than its deposit.
 //!
+//! The on-chain attackers (`UnlinkedPost`, `BackdatedPost`, `JunkAtAccused`, `StaleProofs`,
+//! `ChainChaos`; see docs/security.md, section 5.2) play by the rules off-chain and attack through
+//! the StateChannelManager and the machine at every chain tick; their rows check that every
+//! attack is refused: no honest peer is removed or slashed (checked by the simulation on every
+//! chain event) and every honest peer is paid at least its deposit.
+//!
 //! CI runs 50 seeds per case (a case: N, number of byzantine peers, strategy, agreement mode),
-//! one test per (N, strategy). A longer run, 1,000 seeds per case for N = 2 and 4:
+//! 20 and 5 for the on-chain attackers at N = 4 and 16, one test per (N, strategy). A longer run,
+//! 1,000 seeds per case for N = 2 and 4:
 //! `FAULT_SEEDS=1000 cargo nextest run -p entente-sim --test fault_matrix n2_ n4_`
 //! (`FAULT_SEEDS` sets the seeds of every case).
 
@@ -25,15 +32,28 @@ fn seeds(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Runs one case; returns an error message with everything needed to replay it.
-fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMode) -> Result<(), String> {
+/// Runs one case; returns the number of chain calls the byzantine peers made (ok or refused), or
+/// an error message with everything needed to replay it.
+fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMode) -> Result<usize, String> {
     // Steps are 1 to 10: a target of 10n + 1 takes at least n + 1 moves, so every peer (the
     // byzantine ones are the last) gets a turn.
     let target = 10 * n as u64 + 1;
-    let scenario = Scenario::new(Game::Counter { target }, n, seed)
+    let mut scenario = Scenario::new(Game::Counter { target }, n, seed)
         .mode(mode)
         .with_chain()
         .byzantine(count, strategy);
+    if strategy.acts_on_chain() {
+        // Players think for seconds, so the chain (ticked once a second) sees every phase of
+        // the game and the attackers get their chances at every height.
+        // A longer game (about 6N moves) gives them more of those chances (N = 16 keeps the
+        // common length, for time).
+        let target = if n <= 4 { 3 * target } else { target };
+        scenario = Scenario::new(Game::Counter { target }, n, seed)
+            .mode(mode)
+            .with_chain()
+            .byzantine(count, strategy)
+            .think_ms(500, 4_000);
+    }
     let mut sim = scenario.build().map_err(|e| e.to_string())?;
     sim.keep_trace(false);
     sim.run(3_600_000).map_err(|e| e.to_string())?;
@@ -99,6 +119,15 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
         // A false fraud proof reverts (R7) and changes nothing; the false disputer otherwise
         // plays by the rules, so no verdict is due (the honest payouts are checked below).
         Strategy::FalseDispute => true,
+        // The on-chain attackers play their moves by the rules off-chain (a backdating peer makes
+        // them on chain, inside its window): every attack is refused by the court, so no verdict
+        // is due; what counts is that no honest peer is removed (checked on every chain event)
+        // and every honest peer is paid (below).
+        Strategy::UnlinkedPost
+        | Strategy::BackdatedPost
+        | Strategy::JunkAtAccused
+        | Strategy::StaleProofs
+        | Strategy::ChainChaos => true,
         // A withholder's own transactions still vote for everything before them (virtual
         // voting), so its withheld confirmations do not always block finality: the outcome is a
         // settlement either way (calldata accepted on chain where a deadline passed first).
@@ -130,12 +159,19 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
             ));
         }
     }
-    Ok(())
+    let link = sim.chain().unwrap();
+    let calls = link
+        .records()
+        .iter()
+        .filter(|r| r.peer < n && sim.strategy(r.peer) != Strategy::Honest)
+        .count();
+    Ok(calls)
 }
 
 fn run_matrix(ns: &[usize], strategies: &[Strategy], modes: &[AgreementMode], default_seeds: u64) {
     let mut failures = Vec::new();
     let mut runs = 0;
+    let mut byzantine_calls = 0;
     for &n in ns {
         let mut counts = vec![1, n / 2, n - 1];
         counts.dedup();
@@ -144,13 +180,18 @@ fn run_matrix(ns: &[usize], strategies: &[Strategy], modes: &[AgreementMode], de
                 for &mode in modes {
                     for seed in 0..seeds(default_seeds) {
                         runs += 1;
-                        if let Err(e) = case(n, count, strategy, seed, mode) {
-                            failures.push(e);
+                        match case(n, count, strategy, seed, mode) {
+                            Ok(calls) => byzantine_calls += calls,
+                            Err(e) => failures.push(e),
                         }
                     }
                 }
             }
         }
+    }
+    // An on-chain attacker that never reached the chain would prove nothing.
+    if strategies.iter().any(|s| s.acts_on_chain()) {
+        assert!(byzantine_calls > 0, "the on-chain attackers made no chain call");
     }
     assert!(
         failures.is_empty(),
@@ -171,7 +212,7 @@ macro_rules! matrix {
         $(
             #[test]
             fn $name() {
-                run_matrix(&[$n], &[Strategy::$strategy], &MODES, SEEDS);
+                run_matrix(&[$n], &[Strategy::$strategy], &MODES, ci_seeds($n, Strategy::$strategy));
             }
         )*
         /// Every strategy has its row for every N.
@@ -187,8 +228,15 @@ macro_rules! matrix {
     };
 }
 
-/// Seeds per case in CI.
-const SEEDS: u64 = 50;
+/// Seeds per case in CI: 50, fewer for the on-chain attackers at N = 4 and 16 (their runs
+/// are longer and make many more chain calls).
+fn ci_seeds(n: usize, strategy: Strategy) -> u64 {
+    match (strategy.acts_on_chain(), n) {
+        (false, _) | (true, 2) => 50,
+        (true, 4) => 20,
+        (true, _) => 5,
+    }
+}
 
 matrix! {
     n2_silent: 2, Silent;
@@ -200,6 +248,11 @@ matrix! {
     n2_stale_state: 2, StaleState;
     n2_junk_calldata: 2, JunkCalldata;
     n2_false_dispute: 2, FalseDispute;
+    n2_unlinked_post: 2, UnlinkedPost;
+    n2_backdated_post: 2, BackdatedPost;
+    n2_junk_at_accused: 2, JunkAtAccused;
+    n2_stale_proofs: 2, StaleProofs;
+    n2_chain_chaos: 2, ChainChaos;
     n4_silent: 4, Silent;
     n4_withhold_confirmations: 4, WithholdConfirmations;
     n4_equivocate: 4, Equivocate;
@@ -209,6 +262,11 @@ matrix! {
     n4_stale_state: 4, StaleState;
     n4_junk_calldata: 4, JunkCalldata;
     n4_false_dispute: 4, FalseDispute;
+    n4_unlinked_post: 4, UnlinkedPost;
+    n4_backdated_post: 4, BackdatedPost;
+    n4_junk_at_accused: 4, JunkAtAccused;
+    n4_stale_proofs: 4, StaleProofs;
+    n4_chain_chaos: 4, ChainChaos;
     n16_silent: 16, Silent;
     n16_withhold_confirmations: 16, WithholdConfirmations;
     n16_equivocate: 16, Equivocate;
@@ -218,4 +276,9 @@ matrix! {
     n16_stale_state: 16, StaleState;
     n16_junk_calldata: 16, JunkCalldata;
     n16_false_dispute: 16, FalseDispute;
+    n16_unlinked_post: 16, UnlinkedPost;
+    n16_backdated_post: 16, BackdatedPost;
+    n16_junk_at_accused: 16, JunkAtAccused;
+    n16_stale_proofs: 16, StaleProofs;
+    n16_chain_chaos: 16, ChainChaos;
 }
