@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--out DIR]";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -29,6 +29,7 @@ fn main() -> Result<()> {
     }
     let mut ns = vec![2, 8];
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
+    let mut baseline: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         let mut value = || {
             args.next()
@@ -43,11 +44,22 @@ fn main() -> Result<()> {
                     .context("--n takes participant counts such as 2,8")?;
             }
             "--out" => out = PathBuf::from(value()?),
+            "--baseline" => baseline = Some(PathBuf::from(value()?)),
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
+    // The figures to compare with: `--baseline`, else `gas-baseline.json` beside the output.
+    let baseline = match baseline {
+        Some(path) => Some(entente_bench::report::Baseline::read(&path)?),
+        None => {
+            let path = out.join("gas-baseline.json");
+            path.exists()
+                .then(|| entente_bench::report::Baseline::read(&path))
+                .transpose()?
+        }
+    };
     let report = entente_bench::measure(&ns)?;
-    entente_bench::report::write(&report, &out)?;
+    entente_bench::report::write(&report, baseline.as_ref(), &out)?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", entente_bench::report::markdown(&report))?;
     writeln!(

@@ -61,13 +61,22 @@ pub fn pairs() -> Vec<Pair> {
         p(
             e::POST,
             Some(nitro::CHECKPOINT),
-            "Entente's calldata post logs the transaction and its signature (data availability) and records \
-             the digest's time; Nitro's checkpoint stores one status word.",
+            "Not the same work. A calldata post is a checked link (docs/security.md, R3): the chain loads the \
+             parent state into the channel's machine clone (`setState`: about 22k per fresh storage slot, \
+             and the RoundRobinCounter state has two per participant, hence the growth with N), runs the move, \
+             reads the exits to check that value is conserved, and moves the head (three slots). Nitro's \
+             checkpoint stores one status word and never runs the application. Before the court's rules a \
+             post only logged the transaction (67k), and an unlinked post could rob the channel. What would \
+             cut it: keep the head's state loaded in the clone between posts (the `setState` is then skipped \
+             for consecutive posts) and drop the per-digest post time (22k).",
         ),
         p(
             e::TIMEOUT_GENESIS,
             Some(nitro::CHALLENGE),
-            "An N-signed proof costs about 5k per signature beyond the second (ecrecover, calldata, memory).",
+            "A timeout on the genesis asks the machine who writes next at the head (the state is in calldata \
+             and the machine clone is a cold account) and writes the dispute record and the head's fields; \
+             Nitro's challenge writes one status word. From N = 8 Entente is below: Nitro checks N + 1 \
+             signatures.",
         ),
         p(
             e::TIMEOUT_POSTED,
@@ -78,11 +87,11 @@ pub fn pairs() -> Vec<Pair> {
         p(
             e::TIMEOUT_SIGNED,
             Some(nitro::CHALLENGE),
-            "Both write one fresh slot (Entente the dispute record's hash, and it also rewrites the status \
-             in slot 0; Nitro the status word) and check N signatures (Nitro N + 1, with the challenger's). Entente's timeout additionally asks the machine \
-             who writes next (an external call with the state: a cold account and the state's decoding) and \
-             carries the signed transaction next to the state; that is the margin at N = 2. From N = 8 it is \
-             below Nitro, whose challenge logs every signature.",
+            "Both check N signatures (Nitro N + 1, with the challenger's). An N-signed proof in a timeout \
+             first becomes the chain's head (a checkpoint in the same call: the head's height, hash, stamp \
+             and time, fresh slots on a channel's first dispute), then the timeout asks the machine who \
+             writes next (an external call with the state) and writes the dispute record; Nitro's challenge \
+             writes one status word.",
         ),
         p(
             e::CHALLENGE,
@@ -90,26 +99,27 @@ pub fn pairs() -> Vec<Pair> {
             "Nitro's `respond` carries one signature (the next mover's) and two small variable parts, and \
              rewrites a non-zero status word. Entente's challenge proves a later state with N signatures and \
              also carries the dispute record it answers (checked against the stored hash), stores the new \
-             record's hash and logs it with the state: each signature beyond the second adds ~5k, hence the \
-             gap at N = 8. Entente has no one-signature answer by design: an answer must be a state every \
-             participant signed, or the accused's own posted transaction.",
+             record's hash and logs it with the state, and the state becomes the chain's head (its fields \
+             rewritten, about 50k since the court's rules): each signature beyond the second adds ~5k, \
+             hence the gap at N = 8. Entente has no one-signature answer by design: an answer must be a \
+             state every participant signed, or the accused's own posted transaction.",
         ),
         p(
             e::CHALLENGE,
             Some(nitro::CHECKPOINT_CLEARS),
             "Both carry N signatures over a later state and rewrite one existing slot; Entente's also carries \
-             and checks the dispute record it answers, carries the machine's state and logs the new record \
-             with that state (17-21k more).",
+             and checks the dispute record it answers, carries the machine's state, logs the new record \
+             with that state and moves the chain's head to the state (its fields rewritten).",
         ),
         p(
             e::FINALIZE,
             Some(nitro::TRANSFER_AFTER_TIMEOUT),
             "Not the same work. Entente's finalize runs the machine's slash hook and starts a new fork for \
-             the remaining participants (a `setState` of the new genesis on a freshly deployed machine, about \
-             22k per new storage slot: the RoundRobinCounter state has two slots per participant, most of the \
-             549k at N = 8); the channel goes on. Nitro cannot remove a participant: after an unanswered challenge it \
-             pays out the challenged outcome and the channel is over. On a machine whose storage is already \
-             in use the same finalize costs less (429k at N = 8 when all flows shared one machine).",
+             the remaining participants (a `setState` of the head's state in the channel's machine clone, \
+             about 22k per storage slot it fills: the RoundRobinCounter state has two slots per participant); \
+             the channel goes on. Nitro cannot remove a participant: after an unanswered challenge it pays \
+             out the challenged outcome and the channel is over. Since the court's rules the clone already \
+             holds the state of an earlier post or fraud proof, which made finalize 30-45% cheaper.",
         ),
         p(e::FRAUD_DOUBLE, None, ""),
         p(e::FRAUD_INVALID, None, ""),
@@ -444,11 +454,106 @@ pub fn svg(report: &GasReport) -> String {
     s
 }
 
-/// Writes `gas.md`, `gas.json` and `gas.svg` into `dir` (created if missing).
-pub fn write(report: &GasReport, dir: &Path) -> Result<()> {
+/// Entente's figures of an earlier run (its `gas.json`), to show what a change cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    /// The repository commit the earlier run measured.
+    pub commit: String,
+    /// (operation, N, gas) of each Entente measurement.
+    pub gas: Vec<(String, usize, u64)>,
+}
+
+impl Baseline {
+    /// Reads the Entente figures out of a `gas.json` written by this benchmark.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let commit = value["repository_commit"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        let rows = value["measurements"]
+            .as_array()
+            .with_context(|| format!("{} has no `measurements`", path.display()))?;
+        let mut gas = Vec::new();
+        for row in rows {
+            if row["framework"] != "entente" {
+                continue;
+            }
+            let (Some(op), Some(n), Some(g)) =
+                (row["operation"].as_str(), row["n"].as_u64(), row["gas"].as_u64())
+            else {
+                anyhow::bail!("{}: a measurement without operation, n or gas", path.display());
+            };
+            gas.push((op.to_string(), n as usize, g));
+        }
+        Ok(Self { commit, gas })
+    }
+
+    fn get(&self, operation: &str, n: usize) -> Option<u64> {
+        self.gas
+            .iter()
+            .find(|(op, m, _)| op == operation && *m == n)
+            .map(|(_, _, g)| *g)
+    }
+}
+
+/// Entente's figures before (the baseline) and after (this run), operation by operation.
+pub fn before_after(report: &GasReport, baseline: &Baseline) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n## Entente before and after\n\n\
+         This run against the figures of repository commit `{}` (`gas-baseline.json`): the court before \
+         the rules of `docs/security.md` (checked links, the chain running posted moves in a per-channel \
+         machine clone, the head, leave disputes). \"–\": the operation did not exist on that side.\n",
+        baseline.commit
+    );
+    let mut header = String::from("| operation |");
+    let mut rule = String::from("|---|");
+    for n in &report.ns {
+        let _ = write!(header, " before N={n} | after N={n} | change N={n} |");
+        rule.push_str("---:|---:|---:|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    let mut operations: Vec<String> = Vec::new();
+    for pair in pairs() {
+        if !operations.iter().any(|op| op == pair.entente) {
+            operations.push(pair.entente.to_string());
+        }
+    }
+    for (op, _, _) in &baseline.gas {
+        if !operations.contains(op) {
+            operations.push(op.clone());
+        }
+    }
+    for op in operations {
+        let mut row = format!("| {op} |");
+        for &n in &report.ns {
+            let before = baseline.get(&op, n);
+            let after = report.gas(Framework::Entente, n, &op);
+            let change = match (before, after) {
+                (Some(b), Some(a)) if b > 0 => format!("{:+.0}%", (a as f64 - b as f64) / b as f64 * 100.0),
+                _ => "–".to_string(),
+            };
+            let _ = write!(row, " {} | {} | {change} |", cell(before), cell(after));
+        }
+        let _ = writeln!(md, "{row}");
+    }
+    md
+}
+
+/// Writes `gas.md` (with the before/after table when a `baseline` is given), `gas.json` and
+/// `gas.svg` into `dir` (created if missing).
+pub fn write(report: &GasReport, baseline: Option<&Baseline>, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut md = markdown(report);
+    if let Some(baseline) = baseline {
+        md.push_str(&before_after(report, baseline));
+    }
     let files = [
-        ("gas.md", markdown(report)),
+        ("gas.md", md),
         (
             "gas.json",
             format!("{}\n", serde_json::to_string_pretty(&json(report))?),

@@ -996,29 +996,19 @@ impl Runtime {
             return;
         }
         let a = &entry.approval;
-        let sm = &live.sm;
-        let state_ok = a.fork == sm.fork().fork
-            && a.height == sm.tip()
-            && a.height <= sm.finalized_height()
-            && sm
-                .state_at(a.height)
-                .is_some_and(|s| entente_types::state_hash(s) == a.state_hash);
-        let allowed = match &a.change {
-            MembershipChange::Join { participant, .. } => self
-                .allowed_joins
-                .get(&channel_id)
-                .is_some_and(|set| set.contains(participant)),
-            // Never our own removal unless we asked for it.
-            MembershipChange::Leave { participant } if *participant == self.me => entry.sponsor,
-            MembershipChange::Leave { participant } => sm.fork().participants.contains(participant),
+        let context = entente_state_manager::ApprovalContext {
+            chain_now: self.last_block_timestamp,
+            sponsor: entry.sponsor,
+            join_allowed: match &a.change {
+                MembershipChange::Join { participant, .. } => self
+                    .allowed_joins
+                    .get(&channel_id)
+                    .is_some_and(|set| set.contains(participant)),
+                MembershipChange::Leave { .. } => false,
+            },
         };
-        let window = approval_window(&sm.spec().timing);
-        let timely =
-            a.deadline > self.last_block_timestamp && a.deadline <= self.last_block_timestamp + 2 * window;
-        let free =
-            sm.next_writer() != self.me || a.deadline <= sm.tip_timestamp() + sm.spec().timing.p2p_time;
-        if !state_ok || !allowed || !timely || !free {
-            debug!(target: TARGET, channel = %channel_id, state_ok, allowed, timely, free, "approval not signed (yet)");
+        if let Err(refusal) = live.sm.approval_refusal(a, &context) {
+            debug!(target: TARGET, channel = %channel_id, %refusal, "approval not signed (yet)");
             return;
         }
         let height = a.height;
@@ -1544,11 +1534,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The longest deadline a co-signed membership approval may have (chain seconds from now): one
-/// writer window, enough for the others to co-sign and the submitter to reach the chain, short
-/// enough that the signatures it holds back do not stall the channel (docs/security.md, O4).
-fn approval_window(timing: &entente_types::Timing) -> u64 {
-    timing.p2p_time + timing.agreement_time + timing.chain_fallback_time
 }

@@ -53,8 +53,10 @@
 mod effect;
 mod error;
 mod manager;
+mod membership;
 
 pub use effect::{Effect, Event, PersistRecord};
 pub use error::{Rejection, SetupError, SubmitError};
 pub use manager::restore::{ChannelSnapshot, RestoreError, StoredTransaction};
 pub use manager::{Accepted, Config, ForkInfo, FraudEvidence, FraudKind, Recover, StateManager};
+pub use membership::{ApprovalContext, ApprovalRefusal, approval_window};
