@@ -245,3 +245,75 @@ fn joins_only_of_newcomers_the_application_allowed_and_leaves_only_of_participan
         Err(ApprovalRefusal::NotAParticipant(newcomer))
     );
 }
+
+/// The confirmations `sm` sends among its pending effects.
+fn confirmations(sm: &mut StateManager<LocalSigner>) -> usize {
+    sm.drain_effects()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Broadcast(Message::Confirmation(_))
+                    | Effect::Send {
+                        message: Message::Confirmation(_),
+                        ..
+                    }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn after_a_dispute_nothing_more_is_signed_on_the_fork() {
+    // Seed 002: after initiating a dispute the peer stops signing transactions for the fork (O3).
+    let (mut x, mut o, _) = channel();
+    x.stop_signing();
+    assert!(x.signing_stopped());
+    let play = TicTacToe::playCall { cell: 4 }.abi_encode();
+    assert_eq!(
+        x.submit(play.clone().into(), 1_000),
+        Err(entente_state_manager::SubmitError::SigningStopped { fork: 0 })
+    );
+    // O stops too; X (fresh) moves: O applies the move but does not confirm it.
+    let (mut x2, _, _) = channel();
+    o.stop_signing();
+    x2.submit(play.into(), 1_000).unwrap();
+    let sent: Vec<Message> = x2
+        .drain_effects()
+        .filter_map(|e| match e {
+            Effect::Broadcast(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    for m in sent {
+        o.handle_message(x2.me(), m, 1_100).unwrap();
+    }
+    assert_eq!(o.tip(), 1, "the move is applied");
+    assert_eq!(confirmations(&mut o), 0, "but not confirmed");
+}
+
+#[test]
+fn a_held_signer_signs_nothing_above_the_approved_height_until_released() {
+    let (mut x, mut o, _) = channel();
+    let play = || TicTacToe::playCall { cell: 4 }.abi_encode().into();
+    x.hold_signing_above(0);
+    assert_eq!(
+        x.submit(play(), 1_000),
+        Err(entente_state_manager::SubmitError::SigningHeld { height: 0 })
+    );
+    x.release_signing();
+    x.submit(play(), 1_000).unwrap();
+    // O holds at 0: it applies X's move at height 1 without confirming it.
+    o.hold_signing_above(0);
+    let sent: Vec<Message> = x
+        .drain_effects()
+        .filter_map(|e| match e {
+            Effect::Broadcast(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    for m in sent {
+        o.handle_message(x.me(), m, 1_100).unwrap();
+    }
+    assert_eq!(o.tip(), 1);
+    assert_eq!(confirmations(&mut o), 0, "held above the approved height");
+}
