@@ -4,7 +4,9 @@ use entente_clock::Deadlines;
 use entente_state_manager::{ForkInfo, StateManager};
 use entente_types::{Address, B256, Bytes, Signature, SignedTransaction, Signer, Transaction};
 
-use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof};
+use crate::{
+    CallOutcome, ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof,
+};
 
 /// Seconds after a chain deadline before acting on it, so the block that carries the call is
 /// surely past it.
@@ -13,6 +15,15 @@ const DEADLINE_MARGIN: u64 = 1;
 /// Local milliseconds to wait for a head move we asked for before asking again (the call may
 /// have failed, or lost a race).
 const HEAD_RETRY_MS: u64 = 20_000;
+
+/// Longest wait (local ms) after failed chain calls before deciding again: the back-off doubles
+/// from one second up to this.
+const MAX_BACKOFF_MS: u64 = 16_000;
+
+/// How often a call the chain reverted is decided again (with back-off) before it is given up:
+/// a revert usually means the chain moved on (another participant's call came first), and the
+/// next decision sees that; a call that keeps reverting would only spend gas.
+const MAX_REVERTS: u32 = 3;
 
 #[derive(Debug, Clone)]
 struct Running {
@@ -74,6 +85,15 @@ pub struct DisputeHandler {
     closed: bool,
     close_sent: bool,
     exit_sent: bool,
+    /// No new decisions before this local time (ms): chain calls failed.
+    backoff_until: u64,
+    /// Failed calls in a row (the back-off's exponent).
+    failures: u32,
+    /// Reverts per call (its name, fork and height).
+    reverts: BTreeMap<(&'static str, u64, u64), u32>,
+    /// When (local ms) this peer first saw it could close: others than the designated sender
+    /// wait a grace period from then.
+    close_ready_at: Option<u64>,
 }
 
 impl DisputeHandler {
@@ -92,6 +112,110 @@ impl DisputeHandler {
             closed: false,
             close_sent: false,
             exit_sent: false,
+            backoff_until: 0,
+            failures: 0,
+            reverts: BTreeMap::new(),
+            close_ready_at: None,
+        }
+    }
+
+    /// Feeds the outcome of a call this handler asked for (`action`, as returned by
+    /// [`Self::on_tick`] or [`Self::on_chain_event`]). A mined call changes nothing here (its
+    /// events follow). A failed one is decided again after a back-off that doubles from one second
+    /// up to 16 s: a call that could not be sent (the chain is down, the transaction was dropped)
+    /// as long as it takes, one the chain reverted up to three times (it usually lost a race that
+    /// the next decision sees).
+    pub fn on_call_outcome<S: Signer>(
+        &mut self,
+        sm: &StateManager<S>,
+        action: &ChainAction,
+        outcome: &CallOutcome,
+        local_ms: u64,
+    ) {
+        if matches!(outcome, CallOutcome::Mined) {
+            self.failures = 0;
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let backoff = (1_000u64 << (self.failures - 1).min(4)).min(MAX_BACKOFF_MS);
+        self.backoff_until = self.backoff_until.max(local_ms + backoff);
+        let genesis = sm.fork().genesis_height;
+        let key = match action {
+            ChainAction::PostCalldata { transaction, .. } => (transaction.forkCnt, transaction.height),
+            ChainAction::Checkpoint { proof } => (sm.fork().fork, proof.height(genesis)),
+            ChainAction::DisputeTimeout { latest } | ChainAction::RequestExit { latest } => {
+                (sm.fork().fork, latest.height(genesis))
+            }
+            ChainAction::ProveDoubleSign { a, .. } => (a.0.forkCnt, a.0.height),
+            ChainAction::ProveFraud { transaction, .. } => (transaction.forkCnt, transaction.height),
+            ChainAction::Challenge { record, .. } | ChainAction::FinalizeDispute { record, .. } => {
+                (record.fork, record.height)
+            }
+            ChainAction::Close { proof } => (sm.fork().fork, proof.height(genesis)),
+        };
+        if matches!(outcome, CallOutcome::Reverted(_)) {
+            let count = self.reverts.entry((action.name(), key.0, key.1)).or_insert(0);
+            *count += 1;
+            if *count > MAX_REVERTS {
+                tracing::warn!(target: "entente::dispute", call = action.name(), fork = key.0, height = key.1, "the chain keeps reverting this call: given up");
+                return;
+            }
+        }
+        // Forget that it was sent, so that the next decision can send it again.
+        match action {
+            ChainAction::PostCalldata { .. } | ChainAction::Checkpoint { .. } => self.pending_head = None,
+            ChainAction::DisputeTimeout { .. } => {
+                self.timeouts_raised.retain(|(f, _)| *f != key.0);
+            }
+            ChainAction::ProveDoubleSign { a, .. } => {
+                self.proven.remove(&(a.0.participant, key.0, key.1));
+            }
+            ChainAction::ProveFraud { transaction, .. } => {
+                self.frauds_proven.remove(&sm.spec().domain.digest(transaction));
+            }
+            ChainAction::Challenge { proof, .. } => {
+                if let Some(running) = &mut self.running
+                    && running.challenged_to == proof.height(genesis)
+                {
+                    running.challenged_to = 0;
+                }
+            }
+            ChainAction::FinalizeDispute { record, .. } => {
+                if let Some(running) = &mut self.running
+                    && running.record == *record
+                {
+                    running.finalize_sent = false;
+                }
+            }
+            ChainAction::RequestExit { .. } => self.exit_sent = false,
+            ChainAction::Close { .. } => self.close_sent = false,
+        }
+    }
+
+    /// The participant expected to send a call everyone could send: the first of the fork's
+    /// participants that is not `except` (the accused or the removed), rotated by `rotate`. The
+    /// others send it only after a grace period, so nobody pays for a reverted duplicate when
+    /// the designated sender is there.
+    fn designated<S: Signer>(sm: &StateManager<S>, rotate: u64, except: Address) -> Option<Address> {
+        let candidates: Vec<Address> = sm
+            .fork()
+            .participants
+            .iter()
+            .copied()
+            .filter(|p| *p != except)
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        Some(candidates[(rotate % candidates.len() as u64) as usize])
+    }
+
+    /// Seconds others than the designated sender wait before sending the same call.
+    fn grace<S: Signer>(&self, sm: &StateManager<S>, designated: Option<Address>) -> u64 {
+        if designated == Some(self.me) {
+            0
+        } else {
+            sm.spec().timing.agreement_time
         }
     }
 
@@ -189,6 +313,7 @@ impl DisputeHandler {
                 self.running = None;
                 self.pending_head = None;
                 self.close_sent = false;
+                self.close_ready_at = None;
                 self.exit_sent = false;
                 let state_hash = entente_types::state_hash(&state);
                 self.head = Some(Head {
@@ -266,6 +391,9 @@ impl DisputeHandler {
         if self.closed || !sm.fork().participants.contains(&self.me) {
             return Vec::new();
         }
+        if local_ms < self.backoff_until {
+            return Vec::new();
+        }
         let now = sm.now_secs(local_ms);
         let mut actions = Vec::new();
         let fork = sm.fork().fork;
@@ -280,7 +408,9 @@ impl DisputeHandler {
         // it is not a timeout, bring the head up to our tip (the verdict applies to the head).
         if let Some(running) = &self.running {
             let record = running.record.clone();
-            if now > record.deadline + DEADLINE_MARGIN && !running.finalize_sent {
+            let finalizer = Self::designated(sm, record.height, record.target);
+            let grace = self.grace(sm, finalizer);
+            if now > record.deadline + DEADLINE_MARGIN + grace && !running.finalize_sent {
                 let head = self.current_head(sm);
                 let state = if entente_types::state_hash(&running.state) == head.state_hash {
                     Some(running.state.clone())
@@ -313,6 +443,9 @@ impl DisputeHandler {
             && sm.finalized_height() == sm.tip()
             && !self.close_sent
             && let Some(proof) = self.signed_proof(sm, sm.tip())
+            && local_ms
+                >= *self.close_ready_at.get_or_insert(local_ms)
+                    + 1_000 * self.grace(sm, Self::designated(sm, sm.tip(), Address::ZERO))
         {
             self.close_sent = true;
             actions.push(ChainAction::Close { proof });
@@ -390,7 +523,10 @@ impl DisputeHandler {
             && writer != Address::ZERO
             && !sm.is_game_over()
             && !self.timeouts_raised.contains(&(fork, tip))
-            && now > Deadlines::after(self.since_at_tip(sm), &timing).calldata_by + DEADLINE_MARGIN
+            && now
+                > Deadlines::after(self.since_at_tip(sm), &timing).calldata_by
+                    + DEADLINE_MARGIN
+                    + self.grace(sm, Self::designated(sm, tip, writer))
         {
             match self.latest_proof(sm) {
                 Some(latest) => {

@@ -15,4 +15,6 @@ mod types;
 
 pub use codec::{decode_event, encode_action};
 pub use handler::DisputeHandler;
-pub use types::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof};
+pub use types::{
+    CallOutcome, ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof,
+};

@@ -54,6 +54,18 @@ pub struct DisputeRecord {
     pub deadline: u64,
 }
 
+/// What became of a [`ChainAction`] the host carried out (see
+/// [`crate::DisputeHandler::on_call_outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Mined and successful.
+    Mined,
+    /// Mined, but the chain reverted it (the decoded reason).
+    Reverted(String),
+    /// Never mined: the chain could not be reached, or refused the transaction before running it.
+    NotSent(String),
+}
+
 /// A call the dispute layer wants made on the StateChannelManager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainAction {

@@ -1460,7 +1460,15 @@ impl Runtime {
             what,
             outcome,
             withdrawn,
+            action,
         } = report;
+        let now = self.now_ms();
+        if let Some((action, call_outcome)) = action
+            && let Some(live) = self.live.get_mut(&channel_id)
+        {
+            live.handler
+                .on_call_outcome(&live.sm, &action, &call_outcome, now);
+        }
         if let Some(amount) = withdrawn
             && !amount.is_zero()
         {

@@ -62,6 +62,8 @@ pub(crate) struct Done {
     pub(crate) outcome: Result<u64, String>,
     /// For withdrawals: how much arrived.
     pub(crate) withdrawn: Option<U256>,
+    /// For a dispute handler's call: the call and what became of it, for the handler.
+    pub(crate) action: Option<(Box<ChainAction>, entente_dispute::CallOutcome)>,
 }
 
 pub(crate) fn spawn(client: Arc<ChainClient>, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
@@ -89,6 +91,7 @@ async fn send_to_manager(
 }
 
 async fn run(client: &ChainClient, job: Job) -> Done {
+    let mut action_sent = None;
     let (channel_id, what, result, amount) = match job {
         Job::Open {
             channel_id,
@@ -111,7 +114,9 @@ async fn run(client: &ChainClient, job: Job) -> Done {
         }
         Job::Action { channel_id, action } => {
             let result = client.execute(channel_id, &action).await.map(|r| r.gas_used);
-            (channel_id, ChainAction::name(&action).to_string(), result, None)
+            let name = ChainAction::name(&action).to_string();
+            action_sent = Some(action);
+            (channel_id, name, result, None)
         }
         Job::Withdraw {
             channel_id,
@@ -134,6 +139,7 @@ async fn run(client: &ChainClient, job: Job) -> Done {
                         what: "withdrawPending".into(),
                         outcome: Ok(0),
                         withdrawn: Some(U256::ZERO),
+                        action: None,
                     };
                 }
                 Ok(p) => {
@@ -189,10 +195,21 @@ async fn run(client: &ChainClient, job: Job) -> Done {
             tracing::warn!(target: "entente::node", channel = %channel_id, %what, error = %e, "chain call failed")
         }
     }
+    let action = action_sent.map(|action| {
+        let outcome = match &result {
+            Ok(_) => entente_dispute::CallOutcome::Mined,
+            Err(e @ entente_chain::ChainError::Reverted { .. }) => {
+                entente_dispute::CallOutcome::Reverted(e.to_string())
+            }
+            Err(e) => entente_dispute::CallOutcome::NotSent(e.to_string()),
+        };
+        (action, outcome)
+    });
     Done {
         channel_id,
         what,
         withdrawn: if result.is_ok() { amount } else { None },
         outcome: result.map_err(|e| e.to_string()),
+        action,
     }
 }

@@ -6,7 +6,7 @@
 use alloy_primitives::U256;
 use entente_contracts::IStateChannelManager;
 use entente_devchain::{DevChain, DevChainConfig};
-use entente_dispute::{ChainAction, ChainEvent, DisputeHandler, decode_event, encode_action};
+use entente_dispute::{CallOutcome, ChainAction, ChainEvent, DisputeHandler, decode_event, encode_action};
 use entente_types::{Address, B256, Bytes, Domain};
 
 use crate::SimError;
@@ -143,23 +143,49 @@ impl ChainLink {
         Ok(())
     }
 
-    /// Sends `action` from `from` as a real transaction.
-    pub(crate) fn execute(&mut self, now_ms: u64, peer: usize, from: Address, action: &ChainAction) {
+    /// Sends `action` from `from` as a real transaction and returns what became of it.
+    pub(crate) fn execute(
+        &mut self,
+        now_ms: u64,
+        peer: usize,
+        from: Address,
+        action: &ChainAction,
+    ) -> CallOutcome {
         let calldata = encode_action(self.channel_id, action);
-        let Some(manager) = self.chain.manager() else {
-            return;
-        };
         let name = ChainAction::name(action);
-        let outcome = match self.chain.send(from, manager, calldata, U256::ZERO) {
-            Ok(receipt) if receipt.success => format!("{name} ok (gas {})", receipt.gas_used),
-            Ok(receipt) => format!("{name} refused: {}", receipt.failure()),
-            Err(e) => format!("{name} rejected: {e}"),
+        let Some(manager) = self.chain.manager() else {
+            return CallOutcome::NotSent("no manager".into());
+        };
+        let (what, outcome) = match self.chain.send(from, manager, calldata, U256::ZERO) {
+            Ok(receipt) if receipt.success => (
+                format!("{name} ok (gas {})", receipt.gas_used),
+                CallOutcome::Mined,
+            ),
+            Ok(receipt) => (
+                format!("{name} refused: {}", receipt.failure()),
+                CallOutcome::Reverted(receipt.failure()),
+            ),
+            Err(e) => (
+                format!("{name} rejected: {e}"),
+                CallOutcome::NotSent(e.to_string()),
+            ),
         };
         self.records.push(ChainRecord {
             at_ms: now_ms,
             peer,
-            what: outcome,
+            what,
         });
+        outcome
+    }
+
+    /// Records a call that a simulated fault kept from reaching the chain.
+    pub(crate) fn lose(&mut self, now_ms: u64, peer: usize, action: &ChainAction) -> CallOutcome {
+        self.records.push(ChainRecord {
+            at_ms: now_ms,
+            peer,
+            what: format!("{} lost (simulated chain fault)", action.name()),
+        });
+        CallOutcome::NotSent("simulated chain fault".into())
     }
 
     /// Sends raw `data` from `from` to the channel's machine clone (`clone`) or to the shared

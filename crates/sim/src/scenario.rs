@@ -41,6 +41,7 @@ pub struct Scenario {
     byzantine: Vec<(usize, Strategy)>,
     with_chain: bool,
     clock_offsets: Vec<(usize, i64)>,
+    chain_failure_permille: u32,
 }
 
 /// What a finished run shows.
@@ -87,6 +88,7 @@ impl Scenario {
             byzantine: Vec::new(),
             with_chain: false,
             clock_offsets: Vec::new(),
+            chain_failure_permille: 0,
         }
     }
 
@@ -141,6 +143,13 @@ impl Scenario {
         self
     }
 
+    /// Makes each chain call of the peers' dispute handlers fail (not sent) with probability
+    /// `permille` / 1000.
+    pub fn chain_failures(mut self, permille: u32) -> Self {
+        self.chain_failure_permille = permille;
+        self
+    }
+
     /// The channel's timing parameters.
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
@@ -168,7 +177,7 @@ impl Scenario {
 
     fn describe(&self) -> String {
         format!(
-            "{:?} n={} mode={:?} net={:?} think={:?} timing={:?} byzantine={:?} clock_offsets={:?} chain={}",
+            "{:?} n={} mode={:?} net={:?} think={:?} timing={:?} byzantine={:?} clock_offsets={:?} chain={} chain_failures={}/1000",
             self.game,
             self.n,
             self.mode,
@@ -177,7 +186,8 @@ impl Scenario {
             self.timing,
             self.byzantine,
             self.clock_offsets,
-            self.with_chain
+            self.with_chain,
+            self.chain_failure_permille
         )
     }
 
@@ -272,6 +282,7 @@ impl Scenario {
         for &(i, strategy) in &self.byzantine {
             sim.set_strategy(i, strategy, code.clone(), keys[i].clone(), self.config.gas_limit);
         }
+        sim.set_chain_failures(self.chain_failure_permille);
         for &(i, offset) in &self.clock_offsets {
             sim.set_clock_offset(i, offset);
         }

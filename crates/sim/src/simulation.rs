@@ -145,6 +145,8 @@ pub struct Simulation {
     tap: Option<Vec<(usize, Vec<u8>)>>,
     /// The chain, when the simulation has one.
     chain: Option<ChainLink>,
+    /// Probability (per mille) that a dispute handler's call is lost before the chain.
+    chain_failure_permille: u32,
 }
 
 impl fmt::Debug for Simulation {
@@ -213,6 +215,7 @@ impl Simulation {
             frames: 0,
             tap: None,
             chain: None,
+            chain_failure_permille: 0,
         };
         for i in 0..n {
             sim.schedule_turn(i);
@@ -514,10 +517,7 @@ impl Simulation {
             };
             let local = now.saturating_add_signed(self.peers[i].clock_offset_ms);
             let actions = link.handlers[i].on_tick(&mut self.peers[i].core, local);
-            let from = self.peers[i].core.me();
-            for action in &actions {
-                link.execute(now, i, from, action);
-            }
+            self.send_chain_calls(i, actions);
             self.carry_out(i)?;
             self.schedule_turn(i);
         }
@@ -553,10 +553,7 @@ impl Simulation {
                 };
                 let local = now.saturating_add_signed(self.peers[i].clock_offset_ms);
                 let actions = link.handlers[i].on_chain_event(&mut self.peers[i].core, event.clone(), local);
-                let from = self.peers[i].core.me();
-                for action in &actions {
-                    link.execute(now, i, from, action);
-                }
+                self.send_chain_calls(i, actions);
                 self.carry_out(i)?;
                 self.schedule_turn(i);
             }
@@ -619,6 +616,33 @@ impl Simulation {
         }
     }
 
+    /// Sends peer `i`'s dispute handler's calls, each lost with the configured probability, and
+    /// feeds every outcome back to the handler.
+    fn send_chain_calls(&mut self, i: usize, actions: Vec<ChainAction>) {
+        let now = self.now;
+        let local = self.local(i);
+        let from = self.peers[i].core.me();
+        for action in actions {
+            let lost = self.chain_failure_permille > 0
+                && self.rng.random_range(0..1000u32) < self.chain_failure_permille;
+            let Some(link) = self.chain.as_mut() else {
+                return;
+            };
+            let outcome = if lost {
+                link.lose(now, i, &action)
+            } else {
+                link.execute(now, i, from, &action)
+            };
+            link.handlers[i].on_call_outcome(&self.peers[i].core, &action, &outcome, local);
+        }
+    }
+
+    /// Makes every dispute-handler call fail to reach the chain with probability
+    /// `permille` / 1000 (the handler hears that it was not sent).
+    pub fn set_chain_failures(&mut self, permille: u32) {
+        self.chain_failure_permille = permille.min(1000);
+    }
+
     /// An on-chain attacker's calls at this tick (see `attacker`).
     fn chain_attack(&mut self, i: usize) {
         let now = self.now;
@@ -643,7 +667,9 @@ impl Simulation {
         let attacks = attacker::plan(p.strategy, &mut p.attack, &view, &mut self.rng);
         for attack in attacks {
             match attack {
-                Attack::Manager(action) => link.execute(now, i, me, action.as_ref()),
+                Attack::Manager(action) => {
+                    link.execute(now, i, me, action.as_ref());
+                }
                 Attack::Machine { clone, data } => link.call_machine(now, i, me, clone, data),
             }
         }

@@ -141,3 +141,102 @@ fn a_failing_seed_names_its_replay_and_replays_identically() {
     assert_eq!(c1, c2);
     assert!(!c1.is_empty(), "the run reached the chain");
 }
+
+/// What `who` was paid: its exits at close plus the credits of hooks it has not withdrawn.
+fn paid(sim: &mut entente_sim::Simulation, who: entente_types::Address) -> alloy_primitives::U256 {
+    let closed: alloy_primitives::U256 = events(sim)
+        .iter()
+        .filter_map(|e| match e {
+            ChainEvent::ChannelClosed { exits, .. } => Some(exits.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|(a, _)| *a == who)
+        .map(|(_, v)| v)
+        .sum();
+    closed + sim.chain_mut().unwrap().pending(who)
+}
+
+#[test]
+fn games_settle_and_everyone_is_paid_with_a_fifth_of_chain_calls_lost() {
+    // Every call of every dispute handler is lost with probability 1/5 (the handler hears it was
+    // not sent, backs off and decides again).
+    let mut lost = 0;
+    let mut failures = Vec::new();
+    for n in [2usize, 4] {
+        for strategy in [
+            Strategy::Honest,
+            Strategy::Silent,
+            Strategy::InvalidTransition,
+            Strategy::WithholdConfirmations,
+            Strategy::FalseDispute,
+        ] {
+            for seed in 0..8 {
+                let mut scenario = Scenario::new(
+                    Game::Counter {
+                        target: 10 * n as u64 + 1,
+                    },
+                    n,
+                    seed,
+                )
+                .with_chain()
+                .chain_failures(
+                    std::env::var("CHAIN_FAILURES")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(200),
+                );
+                if strategy != Strategy::Honest {
+                    scenario = scenario.byzantine(1, strategy);
+                }
+                let mut sim = scenario.build().unwrap();
+                let replay = format!("n={n} {strategy:?} seed={seed}");
+                if let Err(e) = sim.run(3_600_000) {
+                    failures.push(format!("{replay}: {e}"));
+                    continue;
+                }
+                lost += sim
+                    .chain()
+                    .unwrap()
+                    .records()
+                    .iter()
+                    .filter(|r| r.what.contains("lost (simulated chain fault)"))
+                    .count();
+                if !sim.settled() {
+                    failures.push(format!("{replay}: did not settle"));
+                    continue;
+                }
+                for i in sim.honest() {
+                    let who = sim.peer(i).me();
+                    let got = paid(&mut sim, who);
+                    if got < alloy_primitives::U256::from(entente_sim::DEPOSIT) {
+                        failures.push(format!("{replay}: honest peer {i} got {got}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(lost >= 20, "the fault was hardly exercised: {lost} calls lost");
+}
+
+#[test]
+fn one_designated_participant_closes_and_nobody_pays_for_a_duplicate() {
+    for seed in 0..10 {
+        let mut sim = Scenario::new(Game::Counter { target: 41 }, 4, seed)
+            .with_chain()
+            .build()
+            .unwrap();
+        sim.run(3_600_000).unwrap_or_else(|e| panic!("{e}"));
+        assert!(sim.settled());
+        let closes: Vec<String> = sim
+            .chain()
+            .unwrap()
+            .records()
+            .iter()
+            .filter(|r| r.what.starts_with("close"))
+            .map(|r| format!("{} {} {}", r.at_ms, r.peer, r.what))
+            .collect();
+        assert_eq!(closes.len(), 1, "seed {seed}: {closes:#?}");
+    }
+}
