@@ -10,32 +10,39 @@
 //!   moves; an *invalid* transition is one whose claimed state differs from the real one (here: a
 //!   state that pays its issuer everything, "junk"). The game is over at `max_height`.
 //! - **the chain** keeps the head of the current fork (height, state, stamp, `since`, posted or
-//!   N-signed), the running dispute (timeout, exit, fraud, leave: target, submitter, defeated,
-//!   deadline), who was removed or slashed, the genesis balances, what was paid, and whether the
-//!   channel closed.
+//!   N-signed), the heights of the head's posted branch above the anchor (the last head not set by
+//!   a post) where the posted state is not the one `h` signed (R2's cut needs nothing more of the
+//!   anchor and the posted history), the running dispute (timeout, exit, fraud, leave: target,
+//!   submitter, defeated, deadline), who was removed or slashed, the genesis balances, what was
+//!   paid, and whether the channel closed.
 //! - **the colluders** sign anything with their own keys: they post fresh transactions of the writer
 //!   whose turn it is with any stamp the chain accepts (from the head's, backdated, up to
 //!   `agreementTime` ahead), post or N-sign any transaction `h` signed (only those can be N-signed),
-//!   hand `h` signatures or withhold them, propose moves to `h`, equivocate (give `h` double-sign
-//!   proofs, or post a different transaction than the one `h` confirmed), raise timeouts, exits and
-//!   fraud proofs, co-sign and submit leave approvals, finalize, close, and let time pass. Actions the
-//!   court refuses change nothing and are not steps.
+//!   hand `h` signatures (until a verdict's challenge period is over) or withhold them, propose
+//!   moves to `h`, equivocate (give `h` double-sign proofs, or post a different transaction than
+//!   the one `h` confirmed), raise timeouts, exits and fraud proofs, co-sign and submit leave
+//!   approvals, finalize, close, and let time pass. Actions the court refuses change nothing and
+//!   are not steps.
 //! - **h** follows O1-O6 and acts at once when something is due: it writes its move on its tip,
 //!   confirms only valid, well-stamped proposals of its tip's writer (O1), posts what it signed that
-//!   lacks N signatures after its confirmation deadline (from its parent's stamp), showing its highest N-signed state first (O2),
-//!   proves fraud and double signing it sees, raises a timeout when the writer after its tip is late,
-//!   challenges with a higher N-signed state, finalizes, and stops signing once it raised a dispute
-//!   (O3) or while a leave approval it co-signed is pending (O4). It may also request an exit at any
-//!   time, close on a final state it holds N-signed, and co-sign leave approvals.
+//!   lacks N signatures after its confirmation deadline (from its parent's stamp), showing its
+//!   highest N-signed state first (O2), proves fraud and double signing it sees, raises a timeout
+//!   when the writer after its tip is late, cuts a posted branch that conflicts with a state it holds
+//!   N-signed (R2), shows its highest N-signed state to any running dispute (a challenge),
+//!   finalizes, and stops signing once it raised a dispute (O3) or while a leave approval it
+//!   co-signed is pending (O4). It may also request an exit at any time, close on a final state it
+//!   holds N-signed, and co-sign leave approvals.
 //! - **time** is abstract ticks, kept relative to now; a tick passes only when `h` has nothing due
 //!   (the colluders may still act before `h` within the tick: they front-run).
 //!   Large gaps between stamps are shrunk (every comparison involves constants smaller than the
 //!   writer window), so the state space is finite without a time horizon and the check is exhaustive.
 //!
 //! The properties (see [`CourtModel`]'s `properties`): G1 (`h` is paid its entitlement, no head is
-//! ever an invalid state), G2 (`h` is never timed out or slashed), G3 (from every reachable state, `h`
-//! alone settles the channel within a bound), G5 (conservation), and `sometimes` properties showing
-//! that timeouts, fraud slashes, defeated disputes, exits, leaves and closes are reachable.
+//! ever an invalid state, no verdict is carried out at a head whose posted branch contradicts a
+//! state `h` holds N-signed), G2 (`h` is never timed out or slashed), G3 (from every reachable
+//! state, `h` alone settles the channel within a bound), G5 (conservation), and `sometimes`
+//! properties showing that timeouts, fraud slashes, defeated disputes, exits, leaves and closes are
+//! reachable.
 //! [`Rules`] weakens one rule back to an old bug (or, for [`Rules::ApproveWhileWriter`], drops a
 //! refinement of O4 this model showed necessary); the checker must then find a counterexample.
 //!
@@ -87,6 +94,13 @@ impl Model for CourtModel {
             Property::always("G1 head is never an invalid state", |_, s: &State| {
                 s.head.thief.is_none()
             }),
+            // G1: no state h signed as final is rolled back. Verdicts are carried out at the head;
+            // a head whose posted branch holds another state at a height where h holds one
+            // N-signed would roll it back (R2's cut prevents it).
+            Property::always(
+                "G1 no verdict rolls back a state h holds N-signed",
+                |_, s: &State| !s.rolled_back,
+            ),
             Property::always("G1 h is paid its entitlement", |_, s: &State| {
                 let h = HONEST as usize;
                 if s.closed || s.fate != Fate::Active {

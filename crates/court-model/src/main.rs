@@ -2,8 +2,8 @@
 //!
 //! `cargo run -p entente-court-model --release -- [--n 2|3] [--weaken NAME] [--depth D] [--max-height H]
 //! [--no-leave] [--threads T] [--timing P,A,F,C,L]`
-//! where NAME is `none`, `unlinked-post`, `tx-timestamp-deadline`, `fraud-judged-later` or
-//! `approve-while-writer`. Exits with 0 when the outcome is the expected one (no counterexample
+//! where NAME is `none`, `unlinked-post`, `tx-timestamp-deadline`, `fraud-judged-later`,
+//! `approve-while-writer` or `no-branch-cut`. Exits with 0 when the outcome is the expected one (no counterexample
 //! under the sound rules, one under a weakening), 1 otherwise, 2 on a bad command line.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line program
@@ -12,7 +12,8 @@ use entente_court_model::{CourtModel, Rules, Timing, check};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: court-model [--n 2|3] [--weaken none|unlinked-post|\
-                                tx-timestamp-deadline|fraud-judged-later|approve-while-writer] \
+                                tx-timestamp-deadline|fraud-judged-later|approve-while-writer|\
+                                no-branch-cut] \
                                 [--depth D] \
                                 [--max-height H] [--no-leave] [--threads T] \
                                 [--timing P,A,F,C,L]";

@@ -34,16 +34,22 @@ pub enum Rules {
     /// can miss its own window unless the approval's deadline is below `chainFallbackTime`. The sound
     /// model's h refuses to co-sign while it is the next writer at its tip.
     ApproveWhileWriter,
+    /// R2 without the cut from below: an N-signed state becomes the head only above it, or at its
+    /// height replacing a posted head it differs from (the rule before `anchorHeight`). Colluders
+    /// can then bury a state `h` holds N-signed under a branch of their own posts, and a verdict
+    /// carried out at that head rolls it back.
+    NoBranchCut,
 }
 
 impl Rules {
     /// Every variant, sound first.
-    pub const ALL: [Rules; 5] = [
+    pub const ALL: [Rules; 6] = [
         Rules::Sound,
         Rules::AcceptUnlinkedPost,
         Rules::DeadlineFromTxTimestamp,
         Rules::FraudJudgedLater,
         Rules::ApproveWhileWriter,
+        Rules::NoBranchCut,
     ];
 
     /// The name used on the command line (`--weaken NAME`).
@@ -54,6 +60,7 @@ impl Rules {
             Rules::DeadlineFromTxTimestamp => "tx-timestamp-deadline",
             Rules::FraudJudgedLater => "fraud-judged-later",
             Rules::ApproveWhileWriter => "approve-while-writer",
+            Rules::NoBranchCut => "no-branch-cut",
         }
     }
 
@@ -125,7 +132,7 @@ pub struct Head {
     pub ts: i8,
     /// When the next writer's window starts (R4), relative to now (saturated in the past).
     pub since: i8,
-    /// Whether it came from a post (an N-signed state at the same height may replace it).
+    /// Whether it came from a post (then the last head not set by a post, the *anchor*, is below it).
     pub posted: bool,
 }
 
@@ -243,9 +250,20 @@ pub struct State {
     pub dispute: Option<Dispute>,
     /// A co-signed leave approval not yet submitted, if any.
     pub approval: Option<Approval>,
-    /// The transactions h signed on this fork, by height (only those at or above the head are kept:
-    /// lower ones can no longer move the head).
+    /// The transactions h signed on this fork, by height. Those below the head are kept only from the
+    /// lowest height in [`State::conflict`] up (a cut may bring the head back to them); lower ones can
+    /// no longer move the head.
     pub signed: [Option<Entry>; SLOTS],
+    /// The chain's posted history as far as R2 needs it. Bit `k`: the head's branch above the anchor
+    /// (the last head not set by a post: the fork's genesis, a checkpoint, an approval; the
+    /// contract's `anchorHeight`) holds at height `k` a posted state other than the one h signed there
+    /// (the contract's `_postedState` at `k` differs from h's transaction). An N-signed state at such
+    /// a height cuts the branch and becomes the head. Set when a post lands, cleared whenever the
+    /// anchor moves (every head not set by a post), so only heights in `anchor < k <= head` are set.
+    pub conflict: u8,
+    /// A verdict was carried out at a head whose posted history conflicts with a state h held
+    /// N-signed: it rolled back a state h signed as final (a G1 violation).
+    pub rolled_back: bool,
     /// Bit `i`: h holds a proof of fraud or double signing by participant `i` on this fork.
     pub evidence: u8,
     /// Under [`Rules::FraudJudgedLater`]: h saw a transaction by `.0` stamped `.1` (beyond
@@ -445,6 +463,8 @@ impl CourtModel {
             dispute: None,
             approval: None,
             signed: [None; SLOTS],
+            conflict: 0,
+            rolled_back: false,
             evidence: 0,
             future_evidence: None,
             disputed: false,
@@ -533,8 +553,33 @@ impl CourtModel {
         }
     }
 
-    fn same_tx(e: &Entry, h: &Head) -> bool {
-        e.mv == h.mv && e.thief == h.thief && e.ts == h.ts
+    /// Whether h's transaction at the head's height gives the head's state (the chain compares state
+    /// hashes; a state is its height, move and junk marker).
+    fn same_state(e: &Entry, h: &Head) -> bool {
+        e.mv == h.mv && e.thief == h.thief
+    }
+
+    /// R2's cut: h's transaction at `k` may become the head although it is not above it, because
+    /// the head's branch above the anchor holds another posted state at `k` (a writer equivocated).
+    /// At the head's height that replaces a posted head; below it, it cuts the posted branch (not
+    /// under [`Rules::NoBranchCut`]).
+    fn cuttable(&self, s: &State, k: u8) -> bool {
+        k <= s.head.height
+            && s.conflict & bit(k) != 0
+            && (self.rules != Rules::NoBranchCut || k == s.head.height)
+    }
+
+    /// Whether an N-signed state at `k` moves the head (the contract's `_canCheckpoint`, without
+    /// its "already the head" case): above the head, or cutting a posted branch it conflicts with.
+    fn moves_head(&self, s: &State, k: u8) -> bool {
+        k > s.head.height || self.cuttable(s, k)
+    }
+
+    /// The head's posted branch conflicts with a state h holds N-signed that can cut it: h shows it
+    /// (the `DisputeHandler`'s `conflicting_signed`).
+    fn cut_due(&self, s: &State) -> bool {
+        (0..=s.head.height)
+            .any(|k| self.cuttable(s, k) && matches!(s.signed.get(k as usize), Some(Some(e)) if e.nsig))
     }
 
     /// Whether h's transaction at `k` builds on the head: the head is at `k - 1` and is the state h
@@ -566,8 +611,10 @@ impl CourtModel {
 
     /// O2: h wants the head at its tip when a transaction it signed lacks N signatures after its
     /// confirmation deadline (measured from its parent's stamp, strictly after, as the node's
-    /// `DisputeHandler` does), when the writer after its tip is late (it will raise a timeout), or when
-    /// it is about to prove fraud.
+    /// `DisputeHandler` does), when the writer after its tip is late (it will raise a timeout), when
+    /// it is about to prove fraud, or when the head's posted branch conflicts with a state it holds
+    /// N-signed (R2: it cuts the branch at once; the handler shows that state first whenever it moves
+    /// the head, and a verdict carried out at the branch would roll it back).
     fn bring_due(&self, s: &State) -> bool {
         let confirm = self.timing.confirm_window();
         let window = self.timing.writer_window();
@@ -579,25 +626,24 @@ impl CourtModel {
             }
             _ => false,
         };
-        unconfirmed || late_writer || Self::has_usable_evidence(s)
+        unconfirmed || late_writer || Self::has_usable_evidence(s) || self.cut_due(s)
     }
 
-    /// A running undefeated timeout or exit raised by a colluder, that h can still challenge.
+    /// A running dispute h can still challenge: the `DisputeHandler` shows its highest N-signed
+    /// state above the head to any running dispute (`maybe_challenge`), since the verdict is carried
+    /// out at the head. An undefeated timeout or exit is then defeated, a leave cancelled, and any
+    /// other verdict carried out at a head that holds h's state.
     fn challenge_wanted(s: &State) -> bool {
-        matches!(s.dispute, Some(d)
-            if (d.kind == Kind::Timeout || d.kind == Kind::Exit)
-                && !d.challenged && d.submitter != HONEST && d.deadline >= 0)
+        matches!(s.dispute, Some(d) if d.deadline >= 0)
     }
 
-    /// The highest state h signed that can move the head: above it, or at its height replacing a
-    /// posted head (R2); with `nsig`, only those h holds N-signed.
-    fn checkpoint_candidate(s: &State, nsig: bool) -> Option<u8> {
-        (s.head.height as usize..SLOTS).rev().find_map(|k| {
+    /// The highest state h signed that can move the head: above it, or at or below it cutting a
+    /// posted branch it conflicts with (R2); with `nsig`, only those h holds N-signed.
+    fn checkpoint_candidate(&self, s: &State, nsig: bool) -> Option<u8> {
+        (0..SLOTS).rev().find_map(|k| {
             let e = s.signed[k]?;
             let k8 = k as u8;
-            let above = k8 > s.head.height;
-            let replace = k8 == s.head.height && s.head.posted && !Self::same_tx(&e, &s.head);
-            ((above || replace) && (!nsig || e.nsig)).then_some(k8)
+            (self.moves_head(s, k8) && (!nsig || e.nsig)).then_some(k8)
         })
     }
 
@@ -670,7 +716,7 @@ impl CourtModel {
     /// h's possible reactions in `s`, most urgent first.
     fn honest_candidates(&self, s: &State) -> Vec<Action> {
         let mut out = vec![Action::Finalize];
-        if let Some(k) = Self::checkpoint_candidate(s, true) {
+        if let Some(k) = self.checkpoint_candidate(s, true) {
             out.push(Action::HCheckpoint { height: k });
         }
         out.push(Action::HPost {
@@ -787,7 +833,7 @@ impl CourtModel {
             Action::PostSigned { height } | Action::HPost { height } => {
                 let e = s.signed.get(height as usize).copied().flatten()?;
                 if matches!(a, Action::HPost { .. })
-                    && (!self.bring_due(s) || Self::checkpoint_candidate(s, true).is_some())
+                    && (!self.bring_due(s) || self.checkpoint_candidate(s, true).is_some())
                 {
                     return None;
                 }
@@ -799,29 +845,36 @@ impl CourtModel {
             Action::Checkpoint { height } | Action::HCheckpoint { height } => {
                 let e = s.signed.get(height as usize).copied().flatten()?;
                 if let Action::HCheckpoint { .. } = a {
-                    let wanted = self.bring_due(s) || (Self::challenge_wanted(s) && height > s.head.height);
-                    if !wanted || Self::checkpoint_candidate(s, true) != Some(height) {
+                    let wanted = self.bring_due(s) || Self::challenge_wanted(s);
+                    if !wanted || self.checkpoint_candidate(s, true) != Some(height) {
                         return None;
                     }
                 }
-                let above = height > s.head.height;
-                let replace = height == s.head.height && s.head.posted && !Self::same_tx(&e, &s.head);
-                if !(above || replace) {
+                // R2: above the head, or cutting a posted branch it conflicts with.
+                if !self.moves_head(s, height) {
                     return None;
                 }
                 if matches!(s.dispute, Some(d) if d.deadline < 0) {
                     return None;
                 }
-                // R4: an N-signed state's window starts at its stamp.
+                // R4: an N-signed state's window starts at its stamp; one that replaces posted states
+                // (at or below the head) starts it now at the earliest, since the next writer may
+                // have been kept from posting on the real history.
+                let since = if height > s.head.height { e.ts } else { e.ts.max(0) };
                 t.head = Head {
                     height,
                     mv: e.mv,
                     thief: e.thief,
                     ts: e.ts,
-                    since: e.ts,
+                    since,
                     posted: false,
                 };
-                if above && let Some(d) = t.dispute.as_mut() {
+                // The anchor is now the head: nothing above it was posted.
+                t.conflict = 0;
+                // Shown during a dispute, any state that moves the head is a challenge (the
+                // contract's `challenge` accepts it when `_canCheckpoint` holds). During a leave the
+                // anchor is the approved state, so a cut too is above the approved height.
+                if let Some(d) = t.dispute.as_mut() {
                     match d.kind {
                         Kind::Timeout | Kind::Exit if !d.challenged => {
                             // Defeated: the submitter is slashed instead (R5, R6).
@@ -836,8 +889,14 @@ impl CourtModel {
                 }
             }
             Action::Confirm { height } => {
+                // Signatures handed to h once a verdict's challenge period is over can no longer
+                // move the head before it is carried out; they are not modelled (h would hold a
+                // state N-signed only after the chain's decision was taken).
+                if matches!(s.dispute, Some(d) if d.deadline < 0) {
+                    return None;
+                }
                 let e = t.signed.get_mut(height as usize)?.as_mut()?;
-                if e.nsig || height < s.head.height {
+                if e.nsig {
                     return None;
                 }
                 e.nsig = true;
@@ -896,9 +955,9 @@ impl CourtModel {
                     return None;
                 }
                 if by == HONEST {
-                    // O2: h raises it only with the head at its tip (nothing it signed above), and
-                    // proves fraud first when it can.
-                    if Self::entries_above_head(s) || Self::has_usable_evidence(s) {
+                    // O2: h raises it only with the head at its tip (nothing it signed above, no
+                    // posted branch it can cut), and proves fraud first when it can.
+                    if Self::entries_above_head(s) || Self::has_usable_evidence(s) || self.cut_due(s) {
                         return None;
                     }
                     t.disputed = true;
@@ -918,7 +977,11 @@ impl CourtModel {
                     return None;
                 }
                 if by == HONEST {
-                    if Self::entries_above_head(s) || Self::has_usable_evidence(s) || s.approval.is_some() {
+                    if Self::entries_above_head(s)
+                        || Self::has_usable_evidence(s)
+                        || self.cut_due(s)
+                        || s.approval.is_some()
+                    {
                         return None;
                     }
                     t.disputed = true;
@@ -1013,7 +1076,8 @@ impl CourtModel {
                 if ap.height == s.head.height && (ap.mv != s.head.mv || ap.thief != s.head.thief) {
                     return None;
                 }
-                // R11: the approved state becomes the head; the leave runs as a dispute.
+                // R11: the approved state becomes the head (and the anchor); the leave runs as a
+                // dispute.
                 t.head = Head {
                     height: ap.height,
                     mv: ap.mv,
@@ -1022,6 +1086,7 @@ impl CourtModel {
                     since: 0,
                     posted: false,
                 };
+                t.conflict = 0;
                 t.approval = None;
                 t.dispute = Some(Dispute {
                     kind: Kind::Leave,
@@ -1044,8 +1109,14 @@ impl CourtModel {
                 self.finalize(&mut t, d);
             }
             Action::Close | Action::HClose => {
-                let e = s.signed[self.max_height as usize]?;
+                let k = self.max_height;
+                let e = s.signed[k as usize]?;
                 if matches!(s.dispute, Some(d) if d.is_slash()) {
+                    return None;
+                }
+                // `close` takes a final state at or above the head (the head's own state at its
+                // height), or one that cuts a posted branch (R2).
+                if !(self.moves_head(s, k) || (k == s.head.height && Self::same_state(&e, &s.head))) {
                     return None;
                 }
                 if a == Action::HClose && !e.nsig {
@@ -1091,7 +1162,7 @@ impl CourtModel {
     /// h's next step to bring the head to its tip (O2): show its highest N-signed state, else post
     /// the next transaction it signed.
     fn bring_step(&self, s: &State) -> Option<Action> {
-        if let Some(k) = Self::checkpoint_candidate(s, true) {
+        if let Some(k) = self.checkpoint_candidate(s, true) {
             let a = Action::HCheckpoint { height: k };
             if self.step_raw(s, a).is_some() {
                 return Some(a);
@@ -1111,6 +1182,13 @@ impl CourtModel {
         {
             // The issuer signed two transactions at this height: a double-sign proof.
             t.evidence |= bit(e.issuer);
+        }
+        // The chain records the posted state at this height (`_postedState`); R2 needs only whether
+        // it is another state than the one h signed here.
+        if let Some(e) = t.signed[k as usize]
+            && (e.mv, e.thief) != (mv, thief)
+        {
+            t.conflict |= bit(k);
         }
         let since = match self.rules {
             Rules::DeadlineFromTxTimestamp => ts,
@@ -1159,6 +1237,11 @@ impl CourtModel {
     /// R10: applies the verdict at the head, then starts a new fork or settles.
     fn finalize(&self, t: &mut State, d: Dispute) {
         t.dispute = None;
+        // G1: the verdict is carried out at the head; if the head's posted history holds another
+        // state at a height where h holds one N-signed, that state is rolled back.
+        if (0..SLOTS).any(|k| t.conflict & bit(k as u8) != 0 && matches!(t.signed[k], Some(e) if e.nsig)) {
+            t.rolled_back = true;
+        }
         let final_head = t.head.height >= self.max_height;
         // The exits the chain enforces at the head (junk pays its thief everything) and the ones a
         // valid play would give (h's entitlement).
@@ -1231,6 +1314,7 @@ impl CourtModel {
                 posted: false,
             };
             t.signed = [None; SLOTS];
+            t.conflict = 0;
             t.evidence = 0;
             t.future_evidence = None;
             t.disputed = false;
@@ -1272,12 +1356,20 @@ impl CourtModel {
             t.dispute = None;
             t.approval = None;
             t.signed = [None; SLOTS];
+            t.conflict = 0;
             t.evidence = 0;
             t.future_evidence = None;
             t.disputed = false;
             return;
         }
-        for k in 0..(t.head.height as usize).min(SLOTS) {
+        // Below the head, only what a cut may still bring back counts: from the lowest height where
+        // the posted branch conflicts with what h signed.
+        let keep_from = if t.conflict != 0 {
+            (t.conflict.trailing_zeros() as u8).min(t.head.height)
+        } else {
+            t.head.height
+        };
+        for k in 0..(keep_from as usize).min(SLOTS) {
             t.signed[k] = None;
         }
         if let Some(ap) = t.approval {
@@ -1385,14 +1477,19 @@ impl fmt::Display for State {
         if self.closed || self.fate != Fate::Active {
             return write!(
                 f,
-                "{} active={:03b} slashed={:03b} paid={:?} locked={} h:{:?} entitled={}",
+                "{} active={:03b} slashed={:03b} paid={:?} locked={} h:{:?} entitled={}{}",
                 if self.closed { "CLOSED" } else { "h gone" },
                 self.active,
                 self.slashed,
                 self.paid,
                 self.locked,
                 self.fate,
-                self.entitlement
+                self.entitlement,
+                if self.rolled_back {
+                    " ROLLED BACK a state h held N-signed"
+                } else {
+                    ""
+                }
             );
         }
         let h = &self.head;
@@ -1455,6 +1552,16 @@ impl fmt::Display for State {
             }
         }
         write!(f, "]")?;
+        if self.conflict != 0 {
+            let heights: Vec<String> = (0..SLOTS as u8)
+                .filter(|k| self.conflict & bit(*k) != 0)
+                .map(|k| format!("h{k}"))
+                .collect();
+            write!(f, " posted branch conflicts at {}", heights.join(" "))?;
+        }
+        if self.rolled_back {
+            write!(f, " ROLLED BACK a state h held N-signed")?;
+        }
         if self.evidence != 0 {
             write!(f, " proofs against {:03b}", self.evidence)?;
         }

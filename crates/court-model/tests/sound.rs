@@ -2,7 +2,7 @@
 //! state space, and every `sometimes` property is reached (the interesting paths exist).
 //!
 //! In CI: N = 2 exhaustively, N = 3 to depth 8. The full N = 3 check (10 million states)
-//! takes about four minutes in release on two cores, far longer in debug:
+//! takes about three minutes in release on two cores, far longer in debug:
 //! `cargo test -p entente-court-model --release -- --ignored --nocapture`
 //! (or `cargo run -p entente-court-model --release -- --n 3`).
 
@@ -45,7 +45,7 @@ fn three_participants_to_depth_8() {
 }
 
 #[test]
-#[ignore = "about four minutes in release: run with --release -- --ignored"]
+#[ignore = "about three minutes in release: run with --release -- --ignored"]
 fn three_participants_every_reachable_state() {
     let report = check(CourtModel::new(3, Rules::Sound), None, threads());
     assert_sound(&report, true);

@@ -4,7 +4,7 @@
 
 #![allow(clippy::print_stdout)] // the tests print the counterexamples
 
-use entente_court_model::{CourtModel, Report, Rules, check};
+use entente_court_model::{Action, CourtModel, Report, Rules, State, check};
 
 /// Checks a game of `max_height` moves (the counterexamples need no more), with leave approvals
 /// only when `leave`.
@@ -12,6 +12,12 @@ fn counterexample(n: u8, rules: Rules, leave: bool, max_height: u8, property: &s
     let mut model = CourtModel::new(n, rules);
     model.max_height = max_height;
     model.leave = leave;
+    counterexample_in(model, property)
+}
+
+/// Checks `model` and asserts that it finds a counterexample to `property`.
+fn counterexample_in(model: CourtModel, property: &str) -> Report {
+    let rules = model.rules;
     let report = check(model, None, 1);
     println!("{}", report.summary());
     assert!(
@@ -98,4 +104,76 @@ fn approving_while_writer_times_out_the_honest() {
     );
     let (_, path) = &report.failures[0];
     assert!(path.contains("ApproveLeave"), "{path}");
+}
+
+/// R2 without the cut from below: the writer of a move h confirmed (and holds N-signed) posts
+/// another move at its height, the next colluder posts on top of it, and a verdict carried out at
+/// that branch rolls back h's state. It takes two colluders writing in a row, so N = 3: with N = 2
+/// every other move is h's, and h never signs on a branch that contradicts what it signed (it holds
+/// a double-sign proof), so no posted branch can grow over its state (the weakened N = 2 model has
+/// exactly the sound model's states). A challenge period of 0 ticks shortens the search five times;
+/// the default finds the same counterexample two ticks later.
+#[test]
+fn no_branch_cut_rolls_back_a_signed_state() {
+    let mut model = CourtModel::new(3, Rules::NoBranchCut);
+    model.leave = false;
+    model.timing.challenge = 0;
+    let report = counterexample_in(model, "G1 no verdict rolls back a state h holds N-signed");
+    let (_, path) = &report.failures[0];
+    assert!(
+        path.contains("posted branch conflicts") && path.contains("ROLLED BACK"),
+        "{path}"
+    );
+}
+
+/// The same burial step by step: under the sound rules h cuts the colluders' branch with the state
+/// it holds N-signed (the head moves down to it, and the next writer's window starts now, not at
+/// the state's old stamp); without the cut from below it cannot.
+#[test]
+fn the_cut_from_below_brings_back_a_buried_state() {
+    let path = [
+        Action::HWrite,
+        Action::Checkpoint { height: 1 },
+        // Participant 1 proposes its move at height 2, stamped now; h confirms it.
+        Action::Propose { mv: 0, ts: 0 },
+        Action::Tick,
+        // Participant 1 posts another move at height 2, participant 2 builds on it.
+        Action::Post {
+            issuer: 1,
+            mv: 1,
+            ts: -1,
+            unlinked: false,
+        },
+        Action::Post {
+            issuer: 2,
+            mv: 0,
+            ts: -1,
+            unlinked: false,
+        },
+        // The colluders hand h the signatures on the move it confirmed.
+        Action::Confirm { height: 2 },
+    ];
+    for rules in [Rules::Sound, Rules::NoBranchCut] {
+        let mut model = CourtModel::new(3, rules);
+        model.leave = false;
+        let mut s: State = model.initial();
+        for a in path {
+            s = model
+                .step(&s, a)
+                .unwrap_or_else(|| panic!("{a:?} refused under {rules:?} in {s}"));
+        }
+        assert_eq!((s.head.height, s.head.posted), (3, true), "{s}");
+        assert_ne!(s.conflict & (1 << 2), 0, "{s}");
+        let cut = model.step(&s, Action::HCheckpoint { height: 2 });
+        match rules {
+            Rules::NoBranchCut => assert!(cut.is_none(), "{s}"),
+            _ => {
+                let t = cut.unwrap_or_else(|| panic!("h cannot cut in {s}"));
+                assert_eq!((t.head.height, t.head.mv, t.head.posted), (2, 0, false), "{t}");
+                assert_eq!((t.head.ts, t.head.since, t.conflict), (-1, 0, 0), "{t}");
+                // Then h proves the double sign it saw, at a head that holds its state.
+                assert!(model.step(&t, Action::HFraud { target: 1 }).is_some(), "{t}");
+            }
+        }
+    }
 }
