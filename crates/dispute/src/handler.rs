@@ -94,6 +94,9 @@ pub struct DisputeHandler {
     /// When (local ms) this peer first saw it could close: others than the designated sender
     /// wait a grace period from then.
     close_ready_at: Option<u64>,
+    /// Participants seen signing anything (a designated sender is chosen among them, so a silent
+    /// participant never makes the others wait).
+    alive: BTreeSet<Address>,
 }
 
 impl DisputeHandler {
@@ -116,6 +119,7 @@ impl DisputeHandler {
             failures: 0,
             reverts: BTreeMap::new(),
             close_ready_at: None,
+            alive: BTreeSet::new(),
         }
     }
 
@@ -192,17 +196,28 @@ impl DisputeHandler {
         }
     }
 
-    /// The participant expected to send a call everyone could send: the first of the fork's
-    /// participants that is not `except` (the accused or the removed), rotated by `rotate`. The
-    /// others send it only after a grace period, so nobody pays for a reverted duplicate when
-    /// the designated sender is there.
-    fn designated<S: Signer>(sm: &StateManager<S>, rotate: u64, except: Address) -> Option<Address> {
+    /// Notes who signed the latest transactions (a few heights back: confirmations come late).
+    fn note_alive<S: Signer>(&mut self, sm: &StateManager<S>) {
+        let from = sm.tip().saturating_sub(3).max(sm.fork().genesis_height + 1);
+        for h in from..=sm.tip() {
+            if let Some(entry) = sm.agreement().entry(h) {
+                self.alive.extend(entry.signatures.keys().copied());
+            }
+        }
+    }
+
+    /// The participant expected to send a call everyone could send: among the fork's
+    /// participants seen signing (and this one), not `except` (the accused or the removed), the
+    /// one `rotate` picks. The others send it only after a grace period, so nobody pays for a
+    /// reverted duplicate when the designated sender is there, and nobody waits for one that
+    /// never signed anything.
+    fn designated<S: Signer>(&self, sm: &StateManager<S>, rotate: u64, except: Address) -> Option<Address> {
         let candidates: Vec<Address> = sm
             .fork()
             .participants
             .iter()
             .copied()
-            .filter(|p| *p != except)
+            .filter(|p| *p != except && (*p == self.me || self.alive.contains(p)))
             .collect();
         if candidates.is_empty() {
             return None;
@@ -269,8 +284,9 @@ impl DisputeHandler {
                 state_hash,
             } => {
                 if fork == sm.fork().fork {
-                    // Below the head, it cut a posted branch that conflicted with it (R2).
-                    self.posted.retain(|(f, h), _| *f != fork || *h <= height);
+                    // The chain's anchor is now this state: posts above it were cut (R2), posts
+                    // below it can no longer be.
+                    self.posted.retain(|(f, _), _| *f != fork);
                     let since = self.timestamp_at(sm, height);
                     self.head = Some(Head {
                         fork,
@@ -394,6 +410,7 @@ impl DisputeHandler {
         if local_ms < self.backoff_until {
             return Vec::new();
         }
+        self.note_alive(sm);
         let now = sm.now_secs(local_ms);
         let mut actions = Vec::new();
         let fork = sm.fork().fork;
@@ -408,7 +425,7 @@ impl DisputeHandler {
         // it is not a timeout, bring the head up to our tip (the verdict applies to the head).
         if let Some(running) = &self.running {
             let record = running.record.clone();
-            let finalizer = Self::designated(sm, record.height, record.target);
+            let finalizer = self.designated(sm, record.height, record.target);
             let grace = self.grace(sm, finalizer);
             if now > record.deadline + DEADLINE_MARGIN + grace && !running.finalize_sent {
                 let head = self.current_head(sm);
@@ -445,7 +462,7 @@ impl DisputeHandler {
             && let Some(proof) = self.signed_proof(sm, sm.tip())
             && local_ms
                 >= *self.close_ready_at.get_or_insert(local_ms)
-                    + 1_000 * self.grace(sm, Self::designated(sm, sm.tip(), Address::ZERO))
+                    + 1_000 * self.grace(sm, self.designated(sm, sm.tip(), Address::ZERO))
         {
             self.close_sent = true;
             actions.push(ChainAction::Close { proof });
@@ -526,7 +543,7 @@ impl DisputeHandler {
             && now
                 > Deadlines::after(self.since_at_tip(sm), &timing).calldata_by
                     + DEADLINE_MARGIN
-                    + self.grace(sm, Self::designated(sm, tip, writer))
+                    + self.grace(sm, self.designated(sm, tip, writer))
         {
             match self.latest_proof(sm) {
                 Some(latest) => {
@@ -553,9 +570,14 @@ impl DisputeHandler {
             return Vec::new();
         }
         let head = self.current_head(sm);
+        // A state above the head, or one that cuts a conflicting posted branch (R2).
         let Some(proof) = self
             .best_signed(sm)
             .filter(|p| p.transaction.height > head.height && p.transaction.height > running.challenged_to)
+            .or_else(|| {
+                self.conflicting_signed(sm)
+                    .filter(|p| p.transaction.height != running.challenged_to)
+            })
         else {
             return Vec::new();
         };
@@ -648,7 +670,7 @@ impl DisputeHandler {
         // writer equivocated): the chain lets that state cut the branch (R2).
         if let Some(proof) = self.conflicting_signed(sm) {
             self.pending_head = Some((fork, proof.transaction.height, local_ms));
-            return Some(ChainAction::Checkpoint { proof });
+            return Some(self.show_signed(proof));
         }
         if head.height >= target {
             return None;
@@ -660,7 +682,7 @@ impl DisputeHandler {
         let (action, reaches) = match signed {
             Some(proof) if proof.transaction.height == target => {
                 let h = proof.transaction.height;
-                (ChainAction::Checkpoint { proof }, h)
+                (self.show_signed(proof), h)
             }
             Some(parent) => {
                 let h = parent.transaction.height + 1;
@@ -690,6 +712,19 @@ impl DisputeHandler {
         };
         self.pending_head = Some((fork, reaches, local_ms));
         Some(action)
+    }
+
+    /// The call that makes the N-signed `proof` the head: `checkpoint`, or, while a dispute of
+    /// this fork runs (when the chain takes no checkpoint), `challenge`, which moves the head the
+    /// same way (R2).
+    fn show_signed(&self, proof: StateProof) -> ChainAction {
+        match &self.running {
+            Some(running) if running.record.fork == proof.transaction.forkCnt => ChainAction::Challenge {
+                record: running.record.clone(),
+                proof,
+            },
+            _ => ChainAction::Checkpoint { proof },
+        }
     }
 
     /// Our highest N-signed state at a height where the chain's posted history holds another state.

@@ -4,7 +4,7 @@
 
 use entente_dispute::{ChainAction, ChainEvent, DisputeHandler, FraudKind, ProofKind};
 use entente_sim::{Game, Scenario, Strategy};
-use entente_types::AgreementMode;
+use entente_types::{AgreementMode, Signer};
 
 const GENESIS_TS: u64 = 1_700_000_000;
 
@@ -174,5 +174,86 @@ fn equivocation_is_proven() {
             assert_eq!(a.0.participant, b.0.participant);
         }
         other => panic!("expected a double-sign proof, got {other:?}"),
+    }
+}
+
+#[test]
+fn during_a_dispute_a_conflicting_posted_branch_is_cut_with_a_challenge() {
+    // Two honest peers play until peer 0 holds an N-signed tip; then the chain shows a posted
+    // branch that conflicts with it at that height (its writer equivocated on chain) and goes one
+    // higher, and an exit dispute starts on that branch. The chain takes no checkpoint while a
+    // dispute runs: peer 0 must cut the branch with a challenge carrying its N-signed state (R2).
+    let scenario = Scenario::new(Game::Counter { target: 100 }, 2, 9);
+    let keys = scenario.keys();
+    let mut sim = scenario.build().unwrap();
+    let mut until = 1_000;
+    while !(sim.peer(0).tip() >= 2 && sim.peer(0).finalized_height() == sim.peer(0).tip()) {
+        until += 50;
+        assert!(until < 60_000, "the game did not reach a final height");
+        sim.run(until).unwrap();
+    }
+    let me = sim.peer(0).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(0);
+    let tip = core.tip();
+    let domain = core.spec().domain.clone();
+    let key_of = |a: entente_types::Address| keys.iter().find(|k| k.address() == a).unwrap().clone();
+    let ours = core.agreement().entry(tip).unwrap().transaction.clone();
+    let mut twin = ours.clone();
+    twin.timestamp += 1;
+    twin.stateHash = entente_types::keccak256(b"the branch's state at the tip height");
+    let twin_sig = key_of(twin.participant).sign_digest(&domain.digest(&twin));
+    let mut above = twin.clone();
+    above.height = tip + 1;
+    above.prevStateHash = twin.stateHash;
+    above.stateHash = entente_types::keccak256(b"the branch's state above");
+    above.participant = keys
+        .iter()
+        .map(|k| k.address())
+        .find(|a| *a != twin.participant)
+        .unwrap();
+    let above_sig = key_of(above.participant).sign_digest(&domain.digest(&above));
+    let now = (core.tip_timestamp() - GENESIS_TS) * 1000 + 2_000;
+    for (tx, sig) in [(twin, twin_sig), (above.clone(), above_sig)] {
+        handler.on_chain_event(
+            core,
+            ChainEvent::CalldataPosted {
+                transaction: tx,
+                signature: sig,
+                timestamp: GENESIS_TS + now / 1000,
+            },
+            now,
+        );
+    }
+    let record = entente_dispute::DisputeRecord {
+        kind: entente_dispute::DisputeKind::Exit,
+        challenged: false,
+        slash: false,
+        submitter: above.participant,
+        target: above.participant,
+        fork: 0,
+        height: tip + 1,
+        state_hash: above.stateHash,
+        writer_deadline: 0,
+        deadline: GENESIS_TS + now / 1000 + 120,
+    };
+    let actions = handler.on_chain_event(
+        core,
+        ChainEvent::DisputeStarted {
+            record: record.clone(),
+            state: entente_types::Bytes::new(),
+        },
+        now,
+    );
+    match actions.as_slice() {
+        [ChainAction::Challenge { record: r, proof }] => {
+            assert_eq!(*r, record);
+            assert_eq!(proof.kind, ProofKind::Signed);
+            assert_eq!(
+                proof.transaction, ours,
+                "our N-signed state at the conflicting height"
+            );
+        }
+        other => panic!("expected a challenge that cuts the branch, got {other:?}"),
     }
 }
