@@ -16,14 +16,16 @@ const DEADLINE_MARGIN: u64 = 1;
 /// have failed, or lost a race).
 const HEAD_RETRY_MS: u64 = 20_000;
 
-/// Longest wait (local ms) after failed chain calls before deciding again: the back-off doubles
-/// from one second up to this.
-const MAX_BACKOFF_MS: u64 = 16_000;
+/// Longest wait (local ms) before a call that was not sent is decided again (the chain is down):
+/// the wait doubles from one second up to this, or up to `agreementTime` if that is shorter.
+const MAX_UNSENT_BACKOFF_MS: u64 = 16_000;
 
-/// How often a call the chain reverted is decided again (with back-off) before it is given up:
-/// a revert usually means the chain moved on (another participant's call came first), and the
-/// next decision sees that; a call that keeps reverting would only spend gas.
-const MAX_REVERTS: u32 = 3;
+/// Longest wait (local ms) before a call the chain reverted is decided again: the wait doubles
+/// from two seconds per revert of the same call up to this. A revert usually means the chain
+/// moved on (another participant's call came first) and the next decision sees that; one that
+/// keeps reverting spends a little gas once a minute, and is never given up (a call given up for
+/// good could leave a channel unsettled).
+const MAX_REVERT_BACKOFF_MS: u64 = 64_000;
 
 #[derive(Debug, Clone)]
 struct Running {
@@ -85,10 +87,10 @@ pub struct DisputeHandler {
     closed: bool,
     close_sent: bool,
     exit_sent: bool,
-    /// No new decisions before this local time (ms): chain calls failed.
-    backoff_until: u64,
-    /// Failed calls in a row (the back-off's exponent).
-    failures: u32,
+    /// Failed calls to decide again, each at its local time (ms).
+    retries: Vec<(ChainAction, u64)>,
+    /// Calls not sent in a row (the back-off's exponent).
+    unsent: u32,
     /// Reverts per call (its name, fork and height).
     reverts: BTreeMap<(&'static str, u64, u64), u32>,
     /// When (local ms) this peer first saw it could close: others than the designated sender
@@ -115,8 +117,8 @@ impl DisputeHandler {
             closed: false,
             close_sent: false,
             exit_sent: false,
-            backoff_until: 0,
-            failures: 0,
+            retries: Vec::new(),
+            unsent: 0,
             reverts: BTreeMap::new(),
             close_ready_at: None,
             alive: BTreeSet::new(),
@@ -125,10 +127,11 @@ impl DisputeHandler {
 
     /// Feeds the outcome of a call this handler asked for (`action`, as returned by
     /// [`Self::on_tick`] or [`Self::on_chain_event`]). A mined call changes nothing here (its
-    /// events follow). A failed one is decided again after a back-off that doubles from one second
-    /// up to 16 s: a call that could not be sent (the chain is down, the transaction was dropped)
-    /// as long as it takes, one the chain reverted up to three times (it usually lost a race that
-    /// the next decision sees).
+    /// events follow). A failed one is decided again later, by [`Self::on_tick`]: a call that
+    /// could not be sent (the chain is down, the transaction was dropped) after a wait that
+    /// doubles from one second up to 16 s (or `agreementTime`), one the chain reverted after a wait
+    /// that doubles from two seconds per revert of the same call up to 64 s. Other decisions are
+    /// never held up by a failed call.
     pub fn on_call_outcome<S: Signer>(
         &mut self,
         sm: &StateManager<S>,
@@ -136,17 +139,35 @@ impl DisputeHandler {
         outcome: &CallOutcome,
         local_ms: u64,
     ) {
-        if matches!(outcome, CallOutcome::Mined) {
-            self.failures = 0;
-            return;
-        }
-        self.failures = self.failures.saturating_add(1);
-        let backoff = (1_000u64 << (self.failures - 1).min(4)).min(MAX_BACKOFF_MS);
-        self.backoff_until = self.backoff_until.max(local_ms + backoff);
+        let delay = match outcome {
+            CallOutcome::Mined => {
+                self.unsent = 0;
+                return;
+            }
+            CallOutcome::NotSent(_) => {
+                self.unsent = self.unsent.saturating_add(1);
+                let cap = MAX_UNSENT_BACKOFF_MS.min(1_000 * sm.spec().timing.agreement_time.max(1));
+                (1_000u64 << (self.unsent - 1).min(4)).min(cap)
+            }
+            CallOutcome::Reverted(reason) => {
+                let key = Self::call_key(sm, action);
+                let count = self.reverts.entry((action.name(), key.0, key.1)).or_insert(0);
+                *count = count.saturating_add(1);
+                tracing::debug!(target: "entente::dispute", call = action.name(), fork = key.0, height = key.1, reverts = *count, %reason, "call reverted: deciding again later");
+                (2_000u64 << (*count - 1).min(5)).min(MAX_REVERT_BACKOFF_MS)
+            }
+        };
+        self.retries.push((action.clone(), local_ms + delay));
+    }
+
+    /// The (fork, height) a call is about.
+    fn call_key<S: Signer>(sm: &StateManager<S>, action: &ChainAction) -> (u64, u64) {
         let genesis = sm.fork().genesis_height;
-        let key = match action {
+        match action {
             ChainAction::PostCalldata { transaction, .. } => (transaction.forkCnt, transaction.height),
-            ChainAction::Checkpoint { proof } => (sm.fork().fork, proof.height(genesis)),
+            ChainAction::Checkpoint { proof } | ChainAction::Close { proof } => {
+                (sm.fork().fork, proof.height(genesis))
+            }
             ChainAction::DisputeTimeout { latest } | ChainAction::RequestExit { latest } => {
                 (sm.fork().fork, latest.height(genesis))
             }
@@ -155,44 +176,50 @@ impl DisputeHandler {
             ChainAction::Challenge { record, .. } | ChainAction::FinalizeDispute { record, .. } => {
                 (record.fork, record.height)
             }
-            ChainAction::Close { proof } => (sm.fork().fork, proof.height(genesis)),
-        };
-        if matches!(outcome, CallOutcome::Reverted(_)) {
-            let count = self.reverts.entry((action.name(), key.0, key.1)).or_insert(0);
-            *count += 1;
-            if *count > MAX_REVERTS {
-                tracing::warn!(target: "entente::dispute", call = action.name(), fork = key.0, height = key.1, "the chain keeps reverting this call: given up");
-                return;
-            }
         }
-        // Forget that it was sent, so that the next decision can send it again.
-        match action {
-            ChainAction::PostCalldata { .. } | ChainAction::Checkpoint { .. } => self.pending_head = None,
-            ChainAction::DisputeTimeout { .. } => {
-                self.timeouts_raised.retain(|(f, _)| *f != key.0);
-            }
-            ChainAction::ProveDoubleSign { a, .. } => {
-                self.proven.remove(&(a.0.participant, key.0, key.1));
-            }
-            ChainAction::ProveFraud { transaction, .. } => {
-                self.frauds_proven.remove(&sm.spec().domain.digest(transaction));
-            }
-            ChainAction::Challenge { proof, .. } => {
-                if let Some(running) = &mut self.running
-                    && running.challenged_to == proof.height(genesis)
-                {
-                    running.challenged_to = 0;
+    }
+
+    /// Forgets that the failed calls now due were sent, so that this tick's decisions can send
+    /// them again if they are still wanted.
+    fn release_retries<S: Signer>(&mut self, sm: &StateManager<S>, local_ms: u64) {
+        if self.retries.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|(_, at)| *at <= local_ms);
+        self.retries = later;
+        let genesis = sm.fork().genesis_height;
+        for (action, _) in due {
+            let key = Self::call_key(sm, &action);
+            match &action {
+                ChainAction::PostCalldata { .. } | ChainAction::Checkpoint { .. } => self.pending_head = None,
+                ChainAction::DisputeTimeout { .. } => {
+                    self.timeouts_raised.retain(|(f, _)| *f != key.0);
                 }
-            }
-            ChainAction::FinalizeDispute { record, .. } => {
-                if let Some(running) = &mut self.running
-                    && running.record == *record
-                {
-                    running.finalize_sent = false;
+                ChainAction::ProveDoubleSign { a, .. } => {
+                    self.proven.remove(&(a.0.participant, key.0, key.1));
                 }
+                ChainAction::ProveFraud { transaction, .. } => {
+                    self.frauds_proven.remove(&sm.spec().domain.digest(transaction));
+                }
+                ChainAction::Challenge { proof, .. } => {
+                    if let Some(running) = &mut self.running
+                        && running.challenged_to == proof.height(genesis)
+                    {
+                        running.challenged_to = 0;
+                    }
+                }
+                ChainAction::FinalizeDispute { record, .. } => {
+                    if let Some(running) = &mut self.running
+                        && running.record == *record
+                    {
+                        running.finalize_sent = false;
+                    }
+                }
+                ChainAction::RequestExit { .. } => self.exit_sent = false,
+                ChainAction::Close { .. } => self.close_sent = false,
             }
-            ChainAction::RequestExit { .. } => self.exit_sent = false,
-            ChainAction::Close { .. } => self.close_sent = false,
         }
     }
 
@@ -407,9 +434,7 @@ impl DisputeHandler {
         if self.closed || !sm.fork().participants.contains(&self.me) {
             return Vec::new();
         }
-        if local_ms < self.backoff_until {
-            return Vec::new();
-        }
+        self.release_retries(sm, local_ms);
         self.note_alive(sm);
         let now = sm.now_secs(local_ms);
         let mut actions = Vec::new();

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use entente_dispute::{ChainAction, ChainEvent, DisputeHandler, FraudKind, ProofKind};
+use entente_dispute::{CallOutcome, ChainAction, ChainEvent, DisputeHandler, FraudKind, ProofKind};
 use entente_sim::{Game, Scenario, Strategy};
 use entente_types::{AgreementMode, Signer};
 
@@ -256,4 +256,57 @@ fn during_a_dispute_a_conflicting_posted_branch_is_cut_with_a_challenge() {
         }
         other => panic!("expected a challenge that cuts the branch, got {other:?}"),
     }
+}
+
+#[test]
+fn a_failed_call_is_decided_again_after_a_back_off_and_never_given_up() {
+    // Peer 0, the first writer, never moves: peer 1 disputes it from the genesis (as above).
+    let mut sim = Scenario::new(Game::Counter { target: 100 }, 2, 2)
+        .build()
+        .unwrap();
+    let me = sim.peer(1).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(1);
+    let mut now = 102_000;
+    let first = handler.on_tick(core, now);
+    let [action @ ChainAction::DisputeTimeout { .. }] = first.as_slice() else {
+        panic!("expected a timeout dispute, got {first:?}");
+    };
+    let action = action.clone();
+    // Not sent (the chain is down): decided again after 1 s, then 2 s, ...
+    handler.on_call_outcome(
+        core,
+        &action,
+        &CallOutcome::NotSent("connection refused".into()),
+        now,
+    );
+    assert!(
+        handler.on_tick(core, now + 500).is_empty(),
+        "waits out the back-off"
+    );
+    now += 1_000;
+    assert_eq!(handler.on_tick(core, now), vec![action.clone()], "sent again");
+    // Reverted again and again (say the chain's clock lags): the waits grow, 2 s, 4 s, 8 s, ...,
+    // up to 64 s, but the call is never given up, or the silent writer would never be removed.
+    let mut wait = 2_000;
+    for revert in 1..=8 {
+        handler.on_call_outcome(core, &action, &CallOutcome::Reverted("TooEarly".into()), now);
+        assert!(
+            handler.on_tick(core, now + wait - 1).is_empty(),
+            "revert {revert}: not before {wait} ms"
+        );
+        now += wait;
+        assert_eq!(
+            handler.on_tick(core, now),
+            vec![action.clone()],
+            "revert {revert}: decided again"
+        );
+        wait = (wait * 2).min(64_000);
+    }
+    // Mined: nothing more.
+    handler.on_call_outcome(core, &action, &CallOutcome::Mined, now);
+    assert!(
+        handler.on_tick(core, now + 100_000).is_empty(),
+        "raised once it landed"
+    );
 }
