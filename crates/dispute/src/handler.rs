@@ -89,6 +89,9 @@ pub struct DisputeHandler {
     exit_sent: bool,
     /// Failed calls to decide again, each at its local time (ms).
     retries: Vec<(ChainAction, u64)>,
+    /// Disputes we sent whose outcome is not known yet (name, fork, height): we sign nothing on
+    /// their fork until each is refused by the chain (O3; a dispute that starts keeps it so).
+    disputes_sent: BTreeSet<(&'static str, u64, u64)>,
     /// Calls not sent in a row (the back-off's exponent).
     unsent: u32,
     /// Reverts per call (its name, fork and height).
@@ -118,6 +121,7 @@ impl DisputeHandler {
             close_sent: false,
             exit_sent: false,
             retries: Vec::new(),
+            disputes_sent: BTreeSet::new(),
             unsent: 0,
             reverts: BTreeMap::new(),
             close_ready_at: None,
@@ -134,11 +138,26 @@ impl DisputeHandler {
     /// never held up by a failed call.
     pub fn on_call_outcome<S: Signer>(
         &mut self,
-        sm: &StateManager<S>,
+        sm: &mut StateManager<S>,
         action: &ChainAction,
         outcome: &CallOutcome,
         local_ms: u64,
     ) {
+        let key = Self::call_key(sm, action);
+        let dispute_key = (action.name(), key.0, key.1);
+        if !matches!(outcome, CallOutcome::NotSent(_)) && self.disputes_sent.remove(&dispute_key) {
+            // O3 holds while a dispute of ours may start: a refused one lifts it, unless another
+            // of ours runs or may still start on this fork.
+            let fork = sm.fork().fork;
+            let ours_running = self
+                .running
+                .as_ref()
+                .is_some_and(|r| r.record.fork == fork && r.record.submitter == self.me);
+            let others_pending = self.disputes_sent.iter().any(|(_, f, _)| *f == fork);
+            if matches!(outcome, CallOutcome::Reverted(_)) && !ours_running && !others_pending {
+                sm.resume_signing();
+            }
+        }
         let delay = match outcome {
             CallOutcome::Mined => {
                 self.unsent = 0;
@@ -150,7 +169,6 @@ impl DisputeHandler {
                 (1_000u64 << (self.unsent - 1).min(4)).min(cap)
             }
             CallOutcome::Reverted(reason) => {
-                let key = Self::call_key(sm, action);
                 let count = self.reverts.entry((action.name(), key.0, key.1)).or_insert(0);
                 *count = count.saturating_add(1);
                 tracing::debug!(target: "entente::dispute", call = action.name(), fork = key.0, height = key.1, reverts = *count, %reason, "call reverted: deciding again later");
@@ -158,6 +176,15 @@ impl DisputeHandler {
             }
         };
         self.retries.push((action.clone(), local_ms + delay));
+    }
+
+    /// Sends `action`, a call that starts a dispute: from now on nothing is signed on this fork
+    /// (O3) until the chain refuses it (see [`Self::on_call_outcome`]).
+    fn start_dispute<S: Signer>(&mut self, sm: &mut StateManager<S>, action: ChainAction) -> ChainAction {
+        sm.stop_signing();
+        let key = Self::call_key(sm, &action);
+        self.disputes_sent.insert((action.name(), key.0, key.1));
+        action
     }
 
     /// The (fork, height) a call is about.
@@ -314,7 +341,12 @@ impl DisputeHandler {
                     // The chain's anchor is now this state: posts above it were cut (R2), posts
                     // below it can no longer be.
                     self.posted.retain(|(f, _), _| *f != fork);
-                    let since = self.timestamp_at(sm, height);
+                    // A state at or below the head replaced posted states: the next writer's
+                    // window starts when the chain took it (R2), about now.
+                    let mut since = self.timestamp_at(sm, height);
+                    if height <= self.current_head(sm).height {
+                        since = since.max(sm.now_secs(local_ms));
+                    }
                     self.head = Some(Head {
                         fork,
                         height,
@@ -344,7 +376,8 @@ impl DisputeHandler {
                     finalize_sent: false,
                     challenged_to,
                 });
-                actions.extend(self.maybe_challenge(sm));
+                let now = sm.now_secs(local_ms);
+                actions.extend(self.maybe_challenge(sm, now));
             }
             ChainEvent::SetState {
                 fork,
@@ -469,7 +502,7 @@ impl DisputeHandler {
                     return actions;
                 }
             }
-            actions.extend(self.maybe_challenge(sm));
+            actions.extend(self.maybe_challenge(sm, now));
             if actions.is_empty()
                 && record.kind != DisputeKind::Timeout
                 && now <= record.deadline
@@ -509,15 +542,15 @@ impl DisputeHandler {
                 && let Some(latest) = self.latest_proof(sm)
             {
                 self.exit_sent = true;
-                sm.stop_signing();
-                actions.push(ChainAction::RequestExit { latest });
+                let action = self.start_dispute(sm, ChainAction::RequestExit { latest });
+                actions.push(action);
                 return actions;
             }
         }
 
         // Equivocations: prove each once.
         if let Some(action) = self.prove_equivocation(sm) {
-            sm.stop_signing();
+            let action = self.start_dispute(sm, action);
             actions.push(action);
             return actions;
         }
@@ -539,13 +572,16 @@ impl DisputeHandler {
                 continue;
             }
             self.frauds_proven.insert(fraud.digest);
-            sm.stop_signing();
-            actions.push(ChainAction::ProveFraud {
-                kind: fraud.kind,
-                prev,
-                transaction: fraud.transaction,
-                signature: fraud.signature,
-            });
+            let action = self.start_dispute(
+                sm,
+                ChainAction::ProveFraud {
+                    kind: fraud.kind,
+                    prev,
+                    transaction: fraud.transaction,
+                    signature: fraud.signature,
+                },
+            );
+            actions.push(action);
             return actions;
         }
 
@@ -573,8 +609,8 @@ impl DisputeHandler {
             match self.latest_proof(sm) {
                 Some(latest) => {
                     self.timeouts_raised.insert((fork, tip));
-                    sm.stop_signing();
-                    actions.push(ChainAction::DisputeTimeout { latest });
+                    let action = self.start_dispute(sm, ChainAction::DisputeTimeout { latest });
+                    actions.push(action);
                 }
                 None => {
                     if let Some(action) = self.advance_head(sm, tip, local_ms) {
@@ -587,10 +623,14 @@ impl DisputeHandler {
     }
 
     /// Challenge the running dispute with an N-signed state above the head.
-    fn maybe_challenge<S: Signer>(&mut self, sm: &StateManager<S>) -> Vec<ChainAction> {
+    fn maybe_challenge<S: Signer>(&mut self, sm: &StateManager<S>, now: u64) -> Vec<ChainAction> {
         let Some(running) = &self.running else {
             return Vec::new();
         };
+        // The chain takes no challenge after the dispute's deadline.
+        if now > running.record.deadline {
+            return Vec::new();
+        }
         if running.record.fork != sm.fork().fork {
             return Vec::new();
         }

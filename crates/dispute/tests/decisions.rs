@@ -310,3 +310,37 @@ fn a_failed_call_is_decided_again_after_a_back_off_and_never_given_up() {
         "raised once it landed"
     );
 }
+
+#[test]
+fn a_dispute_the_chain_refused_lifts_the_stop_on_signing() {
+    // Peer 1 raises a timeout against the silent first writer and stops signing (O3). A writer
+    // that posts its move first makes the timeout revert: no dispute of ours exists, so peer 1
+    // must sign again (or it could not write its own turn and would be timed out itself).
+    let mut sim = Scenario::new(Game::Counter { target: 100 }, 2, 2)
+        .build()
+        .unwrap();
+    let me = sim.peer(1).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(1);
+    let actions = handler.on_tick(core, 102_000);
+    let [action @ ChainAction::DisputeTimeout { .. }] = actions.as_slice() else {
+        panic!("expected a timeout dispute, got {actions:?}");
+    };
+    let action = action.clone();
+    assert!(core.signing_stopped());
+    // Not sent: it may still be mined, so the stop stays.
+    handler.on_call_outcome(core, &action, &CallOutcome::NotSent("timeout".into()), 102_000);
+    assert!(
+        core.signing_stopped(),
+        "a call that may still land keeps the stop"
+    );
+    let again = handler.on_tick(core, 103_000);
+    assert_eq!(again, vec![action.clone()]);
+    handler.on_call_outcome(
+        core,
+        &action,
+        &CallOutcome::Reverted("StaleProof".into()),
+        103_000,
+    );
+    assert!(!core.signing_stopped(), "a refused dispute lifts the stop");
+}

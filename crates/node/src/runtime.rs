@@ -147,7 +147,6 @@ pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
                     writes: Vec::new(),
                     last_block_timestamp,
                     approvals: HashMap::new(),
-                    held: HashMap::new(),
                     allowed_joins: HashMap::new(),
                     joining: HashMap::new(),
                 };
@@ -228,9 +227,6 @@ struct Runtime {
     last_block_timestamp: u64,
     /// Membership approvals being signed, by digest.
     approvals: HashMap<B256, Collecting>,
-    /// Channels where an approval we signed holds our signatures above its height, with its
-    /// deadline (chain time): released once the deadline passes (docs/security.md, O4).
-    held: HashMap<B256, u64>,
     /// Newcomers our application lets join, per channel.
     allowed_joins: HashMap<B256, BTreeSet<Address>>,
     /// Channels we expect to join.
@@ -922,8 +918,7 @@ impl Runtime {
             change,
             deadline: (sm.tip_timestamp() + timing.p2p_time).max(chain_now + timing.agreement_time),
         };
-        sm.hold_signing_above(approval.height);
-        self.held.insert(channel_id, approval.deadline);
+        sm.hold_signing_above(approval.height, approval.deadline);
         let digest = approval_digest(&sm.spec().domain, &approval);
         let signature = self.signer.sign_digest(&digest);
         if let MembershipChange::Join { participant, .. } = &approval.change {
@@ -1013,8 +1008,7 @@ impl Runtime {
         }
         let height = a.height;
         let deadline = a.deadline;
-        live.sm.hold_signing_above(height);
-        self.held.insert(channel_id, deadline);
+        live.sm.hold_signing_above(height, deadline);
         let signature = self.signer.sign_digest(&digest);
         entry.signatures.insert(self.me, signature);
         let approval = entry.approval.clone();
@@ -1236,26 +1230,16 @@ impl Runtime {
         match event {
             ListenerEvent::Block { number, timestamp } => {
                 self.last_block_timestamp = timestamp;
-                // Approvals past their deadline no longer hold our signatures.
-                let expired: Vec<B256> = self
-                    .held
-                    .iter()
-                    .filter(|(_, deadline)| **deadline < timestamp)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in expired {
-                    // ...unless the leave they approved runs on chain (its fork lifts the hold).
-                    if let Some(live) = self.live.get_mut(&id) {
-                        if live
-                            .handler
-                            .running_dispute()
-                            .is_some_and(|d| d.kind == entente_dispute::DisputeKind::Leave)
-                        {
-                            continue;
-                        }
-                        live.sm.release_signing();
-                    }
-                    self.held.remove(&id);
+                // Approvals that can no longer take effect (past their deadline, unless the leave
+                // they approved runs on chain; below the chain's head) no longer hold our
+                // signatures.
+                for live in self.live.values_mut() {
+                    let leave_running = live
+                        .handler
+                        .running_dispute()
+                        .is_some_and(|d| d.kind == entente_dispute::DisputeKind::Leave);
+                    let (head, _) = live.handler.head(&live.sm);
+                    live.sm.release_holds(timestamp, head, leave_running);
                 }
                 for live in self.live.values_mut() {
                     let actions =
@@ -1467,7 +1451,7 @@ impl Runtime {
             && let Some(live) = self.live.get_mut(&channel_id)
         {
             live.handler
-                .on_call_outcome(&live.sm, &action, &call_outcome, now);
+                .on_call_outcome(&mut live.sm, &action, &call_outcome, now);
         }
         if let Some(amount) = withdrawn
             && !amount.is_zero()

@@ -633,7 +633,7 @@ impl Simulation {
             } else {
                 link.execute(now, i, from, &action)
             };
-            link.handlers[i].on_call_outcome(&self.peers[i].core, &action, &outcome, local);
+            link.handlers[i].on_call_outcome(&mut self.peers[i].core, &action, &outcome, local);
         }
     }
 

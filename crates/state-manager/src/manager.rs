@@ -144,7 +144,8 @@ pub struct StateManager<S: Signer> {
     signing_stopped: Option<u64>,
     /// (fork, height): a membership approval this peer co-signed binds that height as the latest
     /// state; it signs nothing above it until the approval lands or expires (docs/security.md, O4).
-    signing_held: Option<(u64, u64)>,
+    /// Co-signed membership approvals that hold our signatures: (fork, approved height, deadline).
+    signing_holds: Vec<(u64, u64, u64)>,
     effects: VecDeque<Effect>,
 }
 
@@ -215,7 +216,7 @@ impl<S: Signer> StateManager<S> {
             refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
             signing_stopped: None,
-            signing_held: None,
+            signing_holds: Vec::new(),
             effects: VecDeque::new(),
         };
         manager.refresh_turn()?;
@@ -339,7 +340,7 @@ impl<S: Signer> StateManager<S> {
         self.tip_state_hash = state_hash(genesis_state);
         self.tip_timestamp = fork.genesis_timestamp;
         self.future.clear();
-        self.signing_held = None;
+        self.signing_holds.clear();
         self.fraud.clear();
         self.early_confirmations.clear();
         self.states = BTreeMap::from([(fork.genesis_height, Bytes::copy_from_slice(genesis_state))]);
@@ -375,16 +376,47 @@ impl<S: Signer> StateManager<S> {
         self.signing_stopped = Some(self.fork.fork);
     }
 
-    /// Signs nothing above `height` of the current fork until [`Self::release_signing`] or a new
-    /// fork: the peer co-signed a membership approval that binds `height` as the latest state
-    /// (docs/security.md, O4).
-    pub fn hold_signing_above(&mut self, height: u64) {
-        self.signing_held = Some((self.fork.fork, height));
+    /// Lifts [`Self::stop_signing`] on the current fork: the dispute this peer tried to start
+    /// did not start (the chain refused the call), so nothing it signs can be used against it.
+    pub fn resume_signing(&mut self) {
+        if self.signing_stopped == Some(self.fork.fork) {
+            tracing::info!(target: "entente::state", fork = self.fork.fork, "the dispute did not start: signing again");
+            self.signing_stopped = None;
+        }
     }
 
-    /// Lifts [`Self::hold_signing_above`] (the approval expired).
+    /// Signs nothing above `height` of the current fork until the approval that binds it (valid
+    /// until chain time `deadline`) can no longer take effect (see [`Self::release_holds`]), or a
+    /// new fork: the peer co-signed a membership approval of the state at `height`
+    /// (docs/security.md, O4). Several holds may stand at once.
+    pub fn hold_signing_above(&mut self, height: u64, deadline: u64) {
+        self.signing_holds.push((self.fork.fork, height, deadline));
+    }
+
+    /// Lifts every hold.
     pub fn release_signing(&mut self) {
-        self.signing_held = None;
+        self.signing_holds.clear();
+    }
+
+    /// Lifts the holds whose approval can no longer take effect: past its deadline at chain time
+    /// `chain_now` (unless `leave_running`: a leave dispute on chain may be the approval itself,
+    /// and its verdict starts a new fork), or below the chain's head `head_height` (the chain
+    /// refuses an approval of a state below its head).
+    pub fn release_holds(&mut self, chain_now: u64, head_height: u64, leave_running: bool) {
+        let fork = self.fork.fork;
+        self.signing_holds.retain(|(f, height, deadline)| {
+            *f == fork && *height >= head_height && (*deadline >= chain_now || leave_running)
+        });
+    }
+
+    /// The lowest height a co-signed approval holds our signatures at, on the current fork.
+    pub fn signing_held_at(&self) -> Option<u64> {
+        let fork = self.fork.fork;
+        self.signing_holds
+            .iter()
+            .filter(|(f, _, _)| *f == fork)
+            .map(|(_, h, _)| *h)
+            .min()
     }
 
     /// True when this peer signs nothing more on the current fork.
@@ -430,9 +462,7 @@ impl<S: Signer> StateManager<S> {
         if self.signing_stopped == Some(self.fork.fork) {
             return Err(SubmitError::SigningStopped { fork: self.fork.fork });
         }
-        if let Some((fork, height)) = self.signing_held
-            && fork == self.fork.fork
-        {
+        if let Some(height) = self.signing_held_at() {
             return Err(SubmitError::SigningHeld { height });
         }
         if self.game_over {
@@ -1018,9 +1048,10 @@ impl<S: Signer> StateManager<S> {
         if self.signing_stopped == Some(fork) {
             return None;
         }
-        if let Some((held_fork, held)) = self.signing_held
-            && held_fork == fork
-            && height > held
+        if self
+            .signing_holds
+            .iter()
+            .any(|(f, held, _)| *f == fork && height > *held)
         {
             return None;
         }

@@ -270,7 +270,7 @@ impl<S: Signer> StateManager<S> {
             refused_by: std::collections::BTreeSet::new(),
             last_progress_ms: local_ms,
             signing_stopped: None,
-            signing_held: None,
+            signing_holds: Vec::new(),
             effects: VecDeque::new(),
             fork,
             spec,

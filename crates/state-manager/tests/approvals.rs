@@ -295,7 +295,7 @@ fn after_a_dispute_nothing_more_is_signed_on_the_fork() {
 fn a_held_signer_signs_nothing_above_the_approved_height_until_released() {
     let (mut x, mut o, _) = channel();
     let play = || TicTacToe::playCall { cell: 4 }.abi_encode().into();
-    x.hold_signing_above(0);
+    x.hold_signing_above(0, u64::MAX);
     assert_eq!(
         x.submit(play(), 1_000),
         Err(entente_state_manager::SubmitError::SigningHeld { height: 0 })
@@ -303,7 +303,7 @@ fn a_held_signer_signs_nothing_above_the_approved_height_until_released() {
     x.release_signing();
     x.submit(play(), 1_000).unwrap();
     // O holds at 0: it applies X's move at height 1 without confirming it.
-    o.hold_signing_above(0);
+    o.hold_signing_above(0, u64::MAX);
     let sent: Vec<Message> = x
         .drain_effects()
         .filter_map(|e| match e {
@@ -316,4 +316,47 @@ fn a_held_signer_signs_nothing_above_the_approved_height_until_released() {
     }
     assert_eq!(o.tip(), 1);
     assert_eq!(confirmations(&mut o), 0, "held above the approved height");
+}
+
+#[test]
+fn a_hold_ends_when_its_approval_can_no_longer_take_effect() {
+    let (mut x, _, _) = channel();
+    let play = || TicTacToe::playCall { cell: 4 }.abi_encode().into();
+    let deadline = GENESIS_TS + 20;
+    x.hold_signing_above(0, deadline);
+    // Before its deadline, with the chain's head at the approved height: held.
+    x.release_holds(deadline, 0, false);
+    assert_eq!(x.signing_held_at(), Some(0));
+    // Past its deadline, while the leave it approved runs on chain: still held.
+    x.release_holds(deadline + 1, 0, true);
+    assert_eq!(x.signing_held_at(), Some(0));
+    // Past its deadline otherwise: released.
+    x.release_holds(deadline + 1, 0, false);
+    assert_eq!(x.signing_held_at(), None);
+    x.submit(play(), 1_000).unwrap();
+
+    // The chain's head moved above the approved height (someone posted a move): the chain
+    // refuses the approval now, so the hold ends before its deadline, and with it the risk of
+    // being timed out in our own turn while held.
+    let (mut x, _, _) = channel();
+    x.hold_signing_above(0, deadline);
+    x.hold_signing_above(3, deadline + 100);
+    x.release_holds(GENESIS_TS + 5, 1, false);
+    assert_eq!(x.signing_held_at(), Some(3), "only the hold below the head ended");
+    x.release_holds(GENESIS_TS + 5, 4, false);
+    assert_eq!(x.signing_held_at(), None);
+}
+
+#[test]
+fn a_refused_dispute_lets_the_peer_sign_again() {
+    let (mut x, _, _) = channel();
+    x.stop_signing();
+    assert!(
+        x.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 1_000)
+            .is_err()
+    );
+    x.resume_signing();
+    assert!(!x.signing_stopped());
+    x.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 1_000)
+        .unwrap();
 }
