@@ -627,8 +627,9 @@ impl DisputeHandler {
         let Some(running) = &self.running else {
             return Vec::new();
         };
-        // The chain takes no challenge after the dispute's deadline.
-        if now > running.record.deadline {
+        // The chain takes no challenge after the dispute's deadline, and a challenge of our own
+        // undefeated timeout or exit would slash us.
+        if now > running.record.deadline || self.own_slashable(&running.record) {
             return Vec::new();
         }
         if running.record.fork != sm.fork().fork {
@@ -734,8 +735,9 @@ impl DisputeHandler {
         // The head may sit on a posted branch that conflicts with a state we hold N-signed (a
         // writer equivocated): the chain lets that state cut the branch (R2).
         if let Some(proof) = self.conflicting_signed(sm) {
-            self.pending_head = Some((fork, proof.transaction.height, local_ms));
-            return Some(self.show_signed(proof));
+            let action = self.show_signed(proof)?;
+            self.pending_head = Some((fork, proof_height(&action), local_ms));
+            return Some(action);
         }
         if head.height >= target {
             return None;
@@ -747,7 +749,7 @@ impl DisputeHandler {
         let (action, reaches) = match signed {
             Some(proof) if proof.transaction.height == target => {
                 let h = proof.transaction.height;
-                (self.show_signed(proof), h)
+                (self.show_signed(proof)?, h)
             }
             Some(parent) => {
                 let h = parent.transaction.height + 1;
@@ -782,14 +784,24 @@ impl DisputeHandler {
     /// The call that makes the N-signed `proof` the head: `checkpoint`, or, while a dispute of
     /// this fork runs (when the chain takes no checkpoint), `challenge`, which moves the head the
     /// same way (R2).
-    fn show_signed(&self, proof: StateProof) -> ChainAction {
+    fn show_signed(&self, proof: StateProof) -> Option<ChainAction> {
         match &self.running {
-            Some(running) if running.record.fork == proof.transaction.forkCnt => ChainAction::Challenge {
-                record: running.record.clone(),
-                proof,
-            },
-            _ => ChainAction::Checkpoint { proof },
+            Some(running) if running.record.fork == proof.transaction.forkCnt => {
+                (!self.own_slashable(&running.record)).then(|| ChainAction::Challenge {
+                    record: running.record.clone(),
+                    proof,
+                })
+            }
+            _ => Some(ChainAction::Checkpoint { proof }),
         }
+    }
+
+    /// True for our own timeout or exit that nobody defeated: a challenge of it, by anyone,
+    /// slashes its submitter (R5, R6), so we never send one.
+    fn own_slashable(&self, record: &DisputeRecord) -> bool {
+        record.submitter == self.me
+            && !record.challenged
+            && matches!(record.kind, DisputeKind::Timeout | DisputeKind::Exit)
     }
 
     /// Our highest N-signed state at a height where the chain's posted history holds another state.
@@ -929,5 +941,13 @@ impl DisputeHandler {
             .rev()
             .find(|h| self.n_signed(sm, *h))
             .and_then(|h| self.signed_proof(sm, h))
+    }
+}
+
+/// The height of the state a `checkpoint` or `challenge` shows.
+fn proof_height(action: &ChainAction) -> u64 {
+    match action {
+        ChainAction::Checkpoint { proof } | ChainAction::Challenge { proof, .. } => proof.transaction.height,
+        _ => 0,
     }
 }

@@ -193,6 +193,7 @@ fn during_a_dispute_a_conflicting_posted_branch_is_cut_with_a_challenge() {
         sim.run(until).unwrap();
     }
     let me = sim.peer(0).me();
+    let colluder = sim.peer(1).me();
     let mut handler = DisputeHandler::new(me);
     let core = sim.peer_mut(0);
     let tip = core.tip();
@@ -229,8 +230,8 @@ fn during_a_dispute_a_conflicting_posted_branch_is_cut_with_a_challenge() {
         kind: entente_dispute::DisputeKind::Exit,
         challenged: false,
         slash: false,
-        submitter: above.participant,
-        target: above.participant,
+        submitter: colluder,
+        target: colluder,
         fork: 0,
         height: tip + 1,
         state_hash: above.stateHash,
@@ -343,4 +344,54 @@ fn a_dispute_the_chain_refused_lifts_the_stop_on_signing() {
         103_000,
     );
     assert!(!core.signing_stopped(), "a refused dispute lifts the stop");
+}
+
+#[test]
+fn our_own_exit_is_never_challenged_but_another_s_is() {
+    // A challenge of an undefeated exit slashes its submitter, whoever sends it: the handler
+    // challenges another's stale exit, never its own.
+    let scenario = Scenario::new(Game::Counter { target: 100 }, 2, 9);
+    let mut sim = scenario.build().unwrap();
+    let mut until = 1_000;
+    while !(sim.peer(0).tip() >= 2 && sim.peer(0).finalized_height() == sim.peer(0).tip()) {
+        until += 50;
+        assert!(until < 60_000, "the game did not reach a final height");
+        sim.run(until).unwrap();
+    }
+    let me = sim.peer(0).me();
+    let other = sim.peer(1).me();
+    let core = sim.peer_mut(0);
+    let now = (core.tip_timestamp() - GENESIS_TS) * 1000 + 2_000;
+    let genesis_hash = core.fork().genesis_state_hash;
+    let record = |submitter| entente_dispute::DisputeRecord {
+        kind: entente_dispute::DisputeKind::Exit,
+        challenged: false,
+        slash: false,
+        submitter,
+        target: submitter,
+        fork: 0,
+        height: 0,
+        state_hash: genesis_hash,
+        writer_deadline: 0,
+        deadline: GENESIS_TS + now / 1000 + 120,
+    };
+    let started = |r| ChainEvent::DisputeStarted {
+        record: r,
+        state: entente_types::Bytes::new(),
+    };
+    let mut handler = DisputeHandler::new(me);
+    let ours = handler.on_chain_event(core, started(record(me)), now);
+    assert!(ours.is_empty(), "never challenge our own exit: {ours:?}");
+    assert!(
+        handler
+            .on_tick(core, now + 1_000)
+            .iter()
+            .all(|a| !matches!(a, ChainAction::Challenge { .. }))
+    );
+    let mut handler = DisputeHandler::new(me);
+    let theirs = handler.on_chain_event(core, started(record(other)), now);
+    assert!(
+        matches!(theirs.as_slice(), [ChainAction::Challenge { .. }]),
+        "a stale exit of another is challenged: {theirs:?}"
+    );
 }
