@@ -566,3 +566,50 @@ pub fn write(report: &GasReport, baseline: Option<&Baseline>, dir: &Path) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test helpers
+
+    use super::Baseline;
+
+    fn read(text: &str) -> anyhow::Result<Baseline> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gas-baseline.json");
+        std::fs::write(&path, text).unwrap();
+        Baseline::read(&path)
+    }
+
+    #[test]
+    fn a_baseline_reads_entente_s_figures_only() {
+        let b = read(
+            r#"{"repository_commit": "abc", "measurements": [
+                {"framework": "entente", "n": 2, "operation": "post calldata", "gas": 67480},
+                {"framework": "nitro", "n": 2, "operation": "checkpoint (N-signed)", "gas": 72058}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.commit, "abc");
+        assert_eq!(b.gas, vec![("post calldata".to_string(), 2, 67480)]);
+        assert_eq!(b.get("post calldata", 2), Some(67480));
+        assert_eq!(b.get("post calldata", 8), None);
+    }
+
+    #[test]
+    fn a_bad_baseline_is_a_clear_error() {
+        let missing = Baseline::read(std::path::Path::new("/nonexistent/gas-baseline.json")).unwrap_err();
+        assert!(format!("{missing:#}").contains("/nonexistent/gas-baseline.json"));
+        let not_json = read("not json").unwrap_err();
+        assert!(format!("{not_json:#}").contains("is not JSON"), "{not_json:#}");
+        let no_rows = read(r#"{"repository_commit": "abc"}"#).unwrap_err();
+        assert!(
+            format!("{no_rows:#}").contains("no `measurements`"),
+            "{no_rows:#}"
+        );
+        let bad_row = read(r#"{"measurements": [{"framework": "entente", "n": 2}]}"#).unwrap_err();
+        assert!(
+            format!("{bad_row:#}").contains("without operation"),
+            "{bad_row:#}"
+        );
+    }
+}

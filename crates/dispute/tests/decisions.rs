@@ -186,12 +186,7 @@ fn during_a_dispute_a_conflicting_posted_branch_is_cut_with_a_challenge() {
     let scenario = Scenario::new(Game::Counter { target: 100 }, 2, 9);
     let keys = scenario.keys();
     let mut sim = scenario.build().unwrap();
-    let mut until = 1_000;
-    while !(sim.peer(0).tip() >= 2 && sim.peer(0).finalized_height() == sim.peer(0).tip()) {
-        until += 50;
-        assert!(until < 60_000, "the game did not reach a final height");
-        sim.run(until).unwrap();
-    }
+    run_until_peer0_is_final_above_1(&mut sim);
     let me = sim.peer(0).me();
     let colluder = sim.peer(1).me();
     let mut handler = DisputeHandler::new(me);
@@ -352,12 +347,7 @@ fn our_own_exit_is_never_challenged_but_another_s_is() {
     // challenges another's stale exit, never its own.
     let scenario = Scenario::new(Game::Counter { target: 100 }, 2, 9);
     let mut sim = scenario.build().unwrap();
-    let mut until = 1_000;
-    while !(sim.peer(0).tip() >= 2 && sim.peer(0).finalized_height() == sim.peer(0).tip()) {
-        until += 50;
-        assert!(until < 60_000, "the game did not reach a final height");
-        sim.run(until).unwrap();
-    }
+    run_until_peer0_is_final_above_1(&mut sim);
     let me = sim.peer(0).me();
     let other = sim.peer(1).me();
     let core = sim.peer_mut(0);
@@ -394,4 +384,14 @@ fn our_own_exit_is_never_challenged_but_another_s_is() {
         matches!(theirs.as_slice(), [ChainAction::Challenge { .. }]),
         "a stale exit of another is challenged: {theirs:?}"
     );
+}
+
+/// Runs `sim` until peer 0's tip is at height 2 or more and final.
+fn run_until_peer0_is_final_above_1(sim: &mut entente_sim::Simulation) {
+    let mut until = 1_000;
+    while !(sim.peer(0).tip() >= 2 && sim.peer(0).finalized_height() == sim.peer(0).tip()) {
+        until += 50;
+        assert!(until < 60_000, "the game did not reach a final height");
+        sim.run(until).unwrap();
+    }
 }

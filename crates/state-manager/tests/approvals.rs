@@ -54,29 +54,27 @@ fn channel() -> (StateManager<LocalSigner>, StateManager<LocalSigner>, Bytes) {
     (xm, om, genesis)
 }
 
+/// The messages `sm` sends among its pending effects (its other effects are dropped).
+fn outgoing(sm: &mut StateManager<LocalSigner>) -> Vec<Message> {
+    sm.drain_effects()
+        .filter_map(|e| match e {
+            Effect::Broadcast(m) | Effect::Send { message: m, .. } => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
 /// X plays cell 4 at local 1 s; O applies and confirms it; X takes O's confirmation. Both now
 /// hold height 1 as final, and O writes next.
 fn play_one(x: &mut StateManager<LocalSigner>, o: &mut StateManager<LocalSigner>) {
     x.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 1_000)
         .unwrap();
-    let sent: Vec<Message> = x
-        .drain_effects()
-        .filter_map(|e| match e {
-            Effect::Broadcast(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+    let sent = outgoing(x);
     let (xa, oa) = (x.me(), o.me());
     for m in sent {
         o.handle_message(xa, m, 1_100).unwrap();
     }
-    let back: Vec<Message> = o
-        .drain_effects()
-        .filter_map(|e| match e {
-            Effect::Broadcast(m) | Effect::Send { message: m, .. } => Some(m),
-            _ => None,
-        })
-        .collect();
+    let back = outgoing(o);
     for m in back {
         let _ = x.handle_message(oa, m, 1_200);
     }
@@ -248,17 +246,9 @@ fn joins_only_of_newcomers_the_application_allowed_and_leaves_only_of_participan
 
 /// The confirmations `sm` sends among its pending effects.
 fn confirmations(sm: &mut StateManager<LocalSigner>) -> usize {
-    sm.drain_effects()
-        .filter(|e| {
-            matches!(
-                e,
-                Effect::Broadcast(Message::Confirmation(_))
-                    | Effect::Send {
-                        message: Message::Confirmation(_),
-                        ..
-                    }
-            )
-        })
+    outgoing(sm)
+        .iter()
+        .filter(|m| matches!(m, Message::Confirmation(_)))
         .count()
 }
 
@@ -277,13 +267,7 @@ fn after_a_dispute_nothing_more_is_signed_on_the_fork() {
     let (mut x2, _, _) = channel();
     o.stop_signing();
     x2.submit(play.into(), 1_000).unwrap();
-    let sent: Vec<Message> = x2
-        .drain_effects()
-        .filter_map(|e| match e {
-            Effect::Broadcast(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+    let sent = outgoing(&mut x2);
     for m in sent {
         o.handle_message(x2.me(), m, 1_100).unwrap();
     }
@@ -304,13 +288,7 @@ fn a_held_signer_signs_nothing_above_the_approved_height_until_released() {
     x.submit(play(), 1_000).unwrap();
     // O holds at 0: it applies X's move at height 1 without confirming it.
     o.hold_signing_above(0, u64::MAX);
-    let sent: Vec<Message> = x
-        .drain_effects()
-        .filter_map(|e| match e {
-            Effect::Broadcast(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+    let sent = outgoing(&mut x);
     for m in sent {
         o.handle_message(x.me(), m, 1_100).unwrap();
     }
