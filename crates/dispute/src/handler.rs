@@ -27,7 +27,7 @@ const MAX_UNSENT_BACKOFF_MS: u64 = 16_000;
 /// good could leave a channel unsettled).
 const MAX_REVERT_BACKOFF_MS: u64 = 64_000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Running {
     record: DisputeRecord,
     state: Bytes,
@@ -36,7 +36,7 @@ struct Running {
 }
 
 /// The chain's head of the current fork as this peer last saw it (docs/security.md, R2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Head {
     fork: u64,
     height: u64,
@@ -67,7 +67,7 @@ struct Head {
 /// - after starting any dispute, sign nothing more on the fork (O3);
 /// - on `SetState`, move the state manager to the new fork; a posted transaction of the next
 ///   height is applied like a received one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DisputeHandler {
     me: Address,
     head: Option<Head>,
@@ -91,11 +91,11 @@ pub struct DisputeHandler {
     retries: Vec<(ChainAction, u64)>,
     /// Disputes we sent whose outcome is not known yet (name, fork, height): we sign nothing on
     /// their fork until each is refused by the chain (O3; a dispute that starts keeps it so).
-    disputes_sent: BTreeSet<(&'static str, u64, u64)>,
+    disputes_sent: BTreeSet<(String, u64, u64)>,
     /// Calls not sent in a row (the back-off's exponent).
     unsent: u32,
     /// Reverts per call (its name, fork and height).
-    reverts: BTreeMap<(&'static str, u64, u64), u32>,
+    reverts: BTreeMap<(String, u64, u64), u32>,
     /// When (local ms) this peer first saw it could close: others than the designated sender
     /// wait a grace period from then.
     close_ready_at: Option<u64>,
@@ -144,7 +144,7 @@ impl DisputeHandler {
         local_ms: u64,
     ) {
         let key = Self::call_key(sm, action);
-        let dispute_key = (action.name(), key.0, key.1);
+        let dispute_key = (action.name().to_string(), key.0, key.1);
         if !matches!(outcome, CallOutcome::NotSent(_)) && self.disputes_sent.remove(&dispute_key) {
             // O3 holds while a dispute of ours may start: a refused one lifts it, unless another
             // of ours runs or may still start on this fork.
@@ -169,7 +169,10 @@ impl DisputeHandler {
                 (1_000u64 << (self.unsent - 1).min(4)).min(cap)
             }
             CallOutcome::Reverted(reason) => {
-                let count = self.reverts.entry((action.name(), key.0, key.1)).or_insert(0);
+                let count = self
+                    .reverts
+                    .entry((action.name().to_string(), key.0, key.1))
+                    .or_insert(0);
                 *count = count.saturating_add(1);
                 tracing::debug!(target: "entente::dispute", call = action.name(), fork = key.0, height = key.1, reverts = *count, %reason, "call reverted: deciding again later");
                 (2_000u64 << (*count - 1).min(5)).min(MAX_REVERT_BACKOFF_MS)
@@ -183,7 +186,8 @@ impl DisputeHandler {
     fn start_dispute<S: Signer>(&mut self, sm: &mut StateManager<S>, action: ChainAction) -> ChainAction {
         sm.stop_signing();
         let key = Self::call_key(sm, &action);
-        self.disputes_sent.insert((action.name(), key.0, key.1));
+        self.disputes_sent
+            .insert((action.name().to_string(), key.0, key.1));
         action
     }
 
@@ -285,6 +289,32 @@ impl DisputeHandler {
             0
         } else {
             sm.spec().timing.agreement_time
+        }
+    }
+
+    /// Carries a handler restored from its persisted view (serde) on after a restart: the local
+    /// clock starts again, so every waiting decision is taken again from `local_ms` (failed calls
+    /// are retried at once, a head move in flight may be resent, a grace period starts again),
+    /// and the state manager signs nothing on a fork where a dispute of ours runs or may still
+    /// start (O3 survives the restart).
+    pub fn resume_after_restart<S: Signer>(&mut self, sm: &mut StateManager<S>, local_ms: u64) {
+        for (_, at) in &mut self.retries {
+            *at = local_ms;
+        }
+        if let Some((_, _, sent)) = &mut self.pending_head {
+            *sent = local_ms;
+        }
+        if let Some(at) = &mut self.close_ready_at {
+            *at = local_ms;
+        }
+        let fork = sm.fork().fork;
+        let ours_running = self
+            .running
+            .as_ref()
+            .is_some_and(|r| r.record.fork == fork && r.record.submitter == self.me);
+        let ours_pending = self.disputes_sent.iter().any(|(_, f, _)| *f == fork);
+        if ours_running || ours_pending {
+            sm.stop_signing();
         }
     }
 

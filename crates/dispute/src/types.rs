@@ -7,7 +7,7 @@ pub use entente_state_manager::FraudKind;
 use entente_types::{Address, B256, Bytes, Signature, Transaction};
 
 /// A state of the current fork with the evidence that it exists (`StateProof`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateProof {
     /// The kind of evidence.
     pub kind: ProofKind,
@@ -30,7 +30,7 @@ impl StateProof {
 }
 
 /// A running dispute as the chain recorded it (`DisputeRecord`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DisputeRecord {
     /// What it asks for.
     pub kind: DisputeKind,
@@ -56,7 +56,7 @@ pub struct DisputeRecord {
 
 /// What became of a [`ChainAction`] the host carried out (see
 /// [`crate::DisputeHandler::on_call_outcome`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CallOutcome {
     /// Mined and successful.
     Mined,
@@ -67,7 +67,7 @@ pub enum CallOutcome {
 }
 
 /// A call the dispute layer wants made on the StateChannelManager.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChainAction {
     /// Post a transaction as calldata: the chain runs it on the head and it becomes the head.
     PostCalldata {
@@ -152,7 +152,7 @@ impl ChainAction {
 }
 
 /// What the chain did, as the dispute layer (and the node's channel lifecycle) needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChainEvent {
     /// A channel was opened and waits for its deposits.
     ChannelOpened {

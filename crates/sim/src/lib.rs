@@ -23,6 +23,7 @@
 mod attacker;
 mod byzantine;
 mod chain;
+mod life;
 mod network;
 mod player;
 mod recovery;
@@ -31,6 +32,7 @@ mod simulation;
 
 pub use byzantine::Strategy;
 pub use chain::{ChainLink, ChainRecord, OpenedChannel};
+pub use life::{LifePhase, LifeReport, LifeScenario};
 pub use network::{NetConfig, Partition};
 pub use player::{CounterPlayer, Player, TicTacToePlayer};
 pub use recovery::shared_recover;

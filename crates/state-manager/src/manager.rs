@@ -60,7 +60,7 @@ pub enum Accepted {
 const MAX_FRAUD_EVIDENCE: usize = 16;
 
 /// The fraud a refused, issuer-signed transaction shows (what `proveFraud` can claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FraudKind {
     /// It does not follow from its previous state (revert or another state hash).
     InvalidTransition,
@@ -91,7 +91,7 @@ enum Arrival {
 }
 
 /// The current fork: its genesis and participants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForkInfo {
     /// Fork number.
     pub fork: u64,

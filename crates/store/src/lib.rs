@@ -38,10 +38,12 @@
 //! another schema version, or a database already open elsewhere. Nothing is modified on a
 //! refused open.
 
+mod channels;
 mod codec;
 mod error;
 mod store;
 
+pub use channels::StoredChannel;
 pub use codec::{ChainCursor, ChannelRecord, ChannelStatus, MachineSource};
 pub use error::StoreError;
 pub use store::{Batch, DB_FILE, OpenMode, SCHEMA_VERSION, Store};

@@ -31,8 +31,37 @@ const SIGNATURES: Bin = TableDefinition::new("signatures");
 const OWN_SIGNATURES: Bin = TableDefinition::new("own_signatures");
 const FINALIZED: TableDefinition<'static, &'static [u8], u64> = TableDefinition::new("finalized");
 const CURSORS: Bin = TableDefinition::new("chain_cursors");
+/// A channel core's own records (`entente_channel::Record::Life` / `Court`), by channel id and kind.
+const LIVES: Bin = TableDefinition::new("channel_lives");
+
+/// Kind byte of a channel's life record in [`LIVES`].
+const LIFE: u8 = 0;
+/// Kind byte of a channel's dispute-handler view in [`LIVES`].
+const COURT: u8 = 1;
+/// Kind byte of a channel's machine source in [`LIVES`].
+const MACHINE: u8 = 2;
+
+fn life_key(channel: &B256, kind: u8) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[..32].copy_from_slice(channel.as_slice());
+    key[32] = kind;
+    key
+}
 
 const SCHEMA_KEY: &str = "schema_version";
+
+/// A channel core's stored records for one channel (see [`Store::lives`]).
+#[derive(Debug, Clone)]
+pub struct StoredLife {
+    /// The channel.
+    pub channel_id: B256,
+    /// Its encoded life.
+    pub life: Bytes,
+    /// Its dispute handler's view, if stored.
+    pub court: Option<Bytes>,
+    /// Its machine source, if stored.
+    pub machine: Option<crate::MachineSource>,
+}
 
 /// How [`Store::open_with`] treats the data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +154,18 @@ impl Store {
         }
     }
 
+    /// A store that lives in memory only (simulations and tests): the same tables, codecs and
+    /// batches as on disk, gone when dropped.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| db_error(&path, e))?;
+        let store = Self { db, path };
+        store.init_schema()?;
+        Ok(store)
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -136,7 +177,15 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.err(e))?;
             // Create every table now, so readers never meet a missing one.
-            for def in [CHANNELS, FORKS, TRANSACTIONS, SIGNATURES, OWN_SIGNATURES, CURSORS] {
+            for def in [
+                CHANNELS,
+                FORKS,
+                TRANSACTIONS,
+                SIGNATURES,
+                OWN_SIGNATURES,
+                CURSORS,
+                LIVES,
+            ] {
                 txn.open_table(def).map_err(|e| self.err(e))?;
             }
             txn.open_table(FINALIZED).map_err(|e| self.err(e))?;
@@ -194,6 +243,48 @@ impl Store {
             .map(|v| decode::<ChannelV1>("channel", v.value()).map(Into::into))
             .transpose()
             .map_err(|r| self.corrupt(r))
+    }
+
+    /// Every channel life stored by a channel core, by channel id: (id, life bytes, the dispute
+    /// handler's view if stored).
+    pub fn lives(&self) -> Result<Vec<StoredLife>, StoreError> {
+        let txn = self.read()?;
+        let table = match txn.open_table(LIVES) {
+            Ok(t) => t,
+            // A data directory from before channel lives: none stored.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out: Vec<StoredLife> = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let key = k.value();
+            if key.len() != 33 {
+                return Err(self.corrupt("a channel life key is not 33 bytes".into()));
+            }
+            let id = B256::from_slice(&key[..32]);
+            let bytes = Bytes::copy_from_slice(v.value());
+            match key[32] {
+                LIFE => out.push(StoredLife {
+                    channel_id: id,
+                    life: bytes,
+                    court: None,
+                    machine: None,
+                }),
+                COURT => match out.last_mut() {
+                    Some(last) if last.channel_id == id => last.court = Some(bytes),
+                    _ => return Err(self.corrupt(format!("channel {id} has a court view but no life"))),
+                },
+                MACHINE => match out.last_mut() {
+                    Some(last) if last.channel_id == id => {
+                        last.machine = Some(decode("machine", &bytes).map_err(|r| self.corrupt(r))?);
+                    }
+                    _ => return Err(self.corrupt(format!("channel {id} has a machine but no life"))),
+                },
+                kind => return Err(self.corrupt(format!("unknown channel life kind {kind}"))),
+            }
+        }
+        Ok(out)
     }
 
     /// Every stored channel, by channel id.
@@ -498,6 +589,9 @@ enum Op {
     Fork(B256, ForkInfo, Bytes),
     Persist(B256, PersistRecord),
     Cursor(u64, Address, ChainCursor),
+    Life(B256, u8, Bytes),
+    /// A write that could not be prepared: the batch's commit fails with it.
+    Fail(String),
 }
 
 /// Writes collected for one durable commit: the host adds everything one turn of its event loop
@@ -567,6 +661,27 @@ impl Batch<'_> {
         self.ops.is_empty()
     }
 
+    /// Stores a channel core's life record (replacing the stored one).
+    pub fn put_life(&mut self, channel: B256, life: Bytes) -> &mut Self {
+        self.ops.push(Op::Life(channel, LIFE, life));
+        self
+    }
+
+    /// Stores the machine source of a channel with a life (replacing the stored one).
+    pub fn put_machine(&mut self, channel: B256, machine: &crate::MachineSource) -> &mut Self {
+        match encode("machine", machine) {
+            Ok(bytes) => self.ops.push(Op::Life(channel, MACHINE, bytes.into())),
+            Err(e) => self.ops.push(Op::Fail(e.to_string())),
+        }
+        self
+    }
+
+    /// Stores a channel's dispute-handler view (replacing the stored one).
+    pub fn put_court(&mut self, channel: B256, court: Bytes) -> &mut Self {
+        self.ops.push(Op::Life(channel, COURT, court));
+        self
+    }
+
     /// Writes everything in one redb write transaction with immediate durability (one fsync):
     /// when this returns `Ok`, every write is on disk; on `Err`, none is. An empty batch does
     /// nothing. Refuses the whole batch with [`StoreError::DoubleSign`] if an own signature
@@ -602,6 +717,7 @@ struct Tables<'t> {
     own: Table<'t, &'static [u8], &'static [u8]>,
     finalized: Table<'t, &'static [u8], u64>,
     cursors: Table<'t, &'static [u8], &'static [u8]>,
+    lives: Table<'t, &'static [u8], &'static [u8]>,
 }
 
 fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -615,6 +731,7 @@ fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), 
         own: open(OWN_SIGNATURES)?,
         finalized: txn.open_table(FINALIZED).map_err(|x| e(x.into()))?,
         cursors: open(CURSORS)?,
+        lives: open(LIVES)?,
     };
     for op in ops {
         write_op(store, &mut t, op)?;
@@ -676,6 +793,12 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
                 .map_err(e)?;
         }
         Op::Persist(channel, record) => persist(store, t, channel, record)?,
+        Op::Fail(reason) => return Err(store.corrupt(reason)),
+        Op::Life(channel, kind, bytes) => {
+            t.lives
+                .insert(life_key(&channel, kind).as_slice(), bytes.as_ref())
+                .map_err(e)?;
+        }
         Op::Cursor(chain_id, manager, cursor) => {
             t.cursors
                 .insert(

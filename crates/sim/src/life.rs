@@ -1,0 +1,795 @@
+//! Whole channel lives in the simulation: every peer runs the node's channel core
+//! ([`entente_channel::Channel`]) with an in-memory store (the node's redb store on an in-memory
+//! backend), the in-process chain running the real StateChannelManager and the in-memory network,
+//! from the proposal to the payout. A peer can be crashed at a seeded effect boundary of a chosen
+//! phase and restarted from what it stored; chain calls can fail at random.
+//!
+//! Checked on every event: no peer signs two transactions at one fork and height (the store
+//! refuses the commit), no two peers finalize different states at one fork and height. Checked
+//! at the end: the channel settled, every honest peer's calls are done, and every honest peer's
+//! balance is back where it started plus what the game paid it (the counter game pays each
+//! participant its deposit back).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use alloy_primitives::U256;
+use alloy_sol_types::SolCall;
+use entente_channel::{CallOutcome, ChainCall, Channel, ChannelEvent, Effect, Phase, Record};
+use entente_contracts::{RoundRobinCounter, artifacts};
+use entente_devchain::{DevChain, DevChainConfig};
+use entente_dispute::{ChainEvent, decode_event};
+use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_state_manager::{Config, Event};
+use entente_store::{ChainCursor, MachineSource, Store, StoreError};
+use entente_types::{
+    Address, AgreementMode, B256, ChannelProposal, LocalSigner, Message, Signer, Timing, keccak256,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::SimError;
+
+/// Chain time at which life simulations start.
+const START: u64 = 1_700_000_000;
+/// Each participant's deposit (wei).
+const DEPOSIT: u64 = 1_000_000_000_000_000_000;
+
+/// A phase of a channel's life a crash can be aimed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifePhase {
+    /// Proposed, answers under way.
+    Proposal,
+    /// Opening and deposits.
+    Funding,
+    /// Moves.
+    Live,
+    /// A dispute runs on chain.
+    Dispute,
+    /// Settled, withdrawals under way.
+    Settlement,
+}
+
+/// A whole-life run: N peers play the round-robin counter to `target` from the proposal to the
+/// payout.
+#[derive(Debug, Clone)]
+pub struct LifeScenario {
+    n: usize,
+    seed: u64,
+    target: u64,
+    mode: AgreementMode,
+    crash: Option<LifePhase>,
+    chain_failure_permille: u32,
+    /// The last participant accepts but never deposits.
+    no_deposit: bool,
+    /// The last participant goes silent after the opening (a dispute removes it).
+    silent: bool,
+    max_ms: u64,
+}
+
+/// What a finished life run shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifeReport {
+    /// The seed.
+    pub seed: u64,
+    /// Crashes carried out (peer, phase).
+    pub crashes: Vec<(usize, LifePhase)>,
+    /// How the channel ended: settled (`Closed`) or `Cancelled`.
+    pub outcome: Phase,
+    /// Virtual time (ms).
+    pub virtual_ms: u64,
+    /// Chain calls lost on purpose.
+    pub lost_calls: u64,
+}
+
+impl LifeScenario {
+    /// `n` peers, seeded by `seed`, counting to `4 * n`.
+    pub fn new(n: usize, seed: u64) -> Self {
+        Self {
+            n,
+            seed,
+            target: 4 * n as u64,
+            mode: AgreementMode::ExplicitConfirmations,
+            crash: None,
+            chain_failure_permille: 0,
+            no_deposit: false,
+            silent: false,
+            max_ms: 3_600_000,
+        }
+    }
+
+    /// Crashes a random peer at a random effect boundary in `phase`, and restarts it.
+    pub fn crash(mut self, phase: LifePhase) -> Self {
+        self.crash = Some(phase);
+        self
+    }
+
+    /// Loses `permille` / 1000 of all chain calls (the caller hears it was not sent).
+    pub fn chain_failures(mut self, permille: u32) -> Self {
+        self.chain_failure_permille = permille.min(1000);
+        self
+    }
+
+    /// The last participant accepts and never deposits: the funding is cancelled and reclaimed.
+    pub fn no_deposit(mut self) -> Self {
+        self.no_deposit = true;
+        self
+    }
+
+    /// The last participant goes silent once the channel is live.
+    pub fn silent(mut self) -> Self {
+        self.silent = true;
+        self
+    }
+
+    /// The agreement mode.
+    pub fn mode(mut self, mode: AgreementMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "life n={} target={} mode={:?} crash={:?} chain_failures={}/1000 no_deposit={} silent={}",
+            self.n,
+            self.target,
+            self.mode,
+            self.crash,
+            self.chain_failure_permille,
+            self.no_deposit,
+            self.silent
+        )
+    }
+
+    /// Runs the life to its end.
+    pub fn run(&self) -> Result<LifeReport, SimError> {
+        LifeSim::new(self)?.run()
+    }
+}
+
+struct Peer {
+    signer: LocalSigner,
+    store: Store,
+    channel: Option<Channel<LocalSigner>>,
+    /// Down until this virtual time (ms) after a crash.
+    down_until: Option<u64>,
+    /// Effect boundaries passed in the phase the crash aims at.
+    boundaries: u64,
+    byzantine: bool,
+    initial_balance: U256,
+    next_act: Option<u64>,
+    next_wake: Option<u64>,
+}
+
+enum Action {
+    Deliver {
+        to: usize,
+        from: Address,
+        message: Box<Message>,
+    },
+    ChainTick,
+    Wake(usize),
+    Act(usize),
+    Restart(usize),
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    action: Action,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct LifeSim {
+    scenario: LifeScenario,
+    rng: StdRng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    peers: Vec<Peer>,
+    index: BTreeMap<Address, usize>,
+    chain: DevChain,
+    manager: Address,
+    channel_id: B256,
+    proposal: ChannelProposal,
+    code: MachineCode,
+    machine: MachineSource,
+    /// First block of the channel's life.
+    cursor: u64,
+    /// Finalized states, by (fork, height), for the agreement check.
+    finalized: BTreeMap<(u64, u64), B256>,
+    /// The crash still to carry out: (peer, boundary within the phase).
+    crash_plan: Option<(usize, u64)>,
+    crashes: Vec<(usize, LifePhase)>,
+    lost_calls: u64,
+}
+
+impl LifeSim {
+    fn new(scenario: &LifeScenario) -> Result<Self, SimError> {
+        let fail = |reason: String| SimError {
+            seed: scenario.seed,
+            at_ms: 0,
+            reason,
+            scenario: scenario.describe(),
+        };
+        let n = scenario.n;
+        let keys = crate::Scenario::new(crate::Game::Counter { target: 1 }, n, scenario.seed).keys();
+        let participants: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        let config = DevChainConfig {
+            genesis_timestamp: START,
+            ..DevChainConfig::default()
+        };
+        let mut chain = DevChain::with_manager_config(config).map_err(|e| fail(e.to_string()))?;
+        let manager = chain.manager().ok_or_else(|| fail("no manager".into()))?;
+        let machine_address = chain
+            .deploy_artifact(DevChain::DEPLOYER, artifacts::ROUND_ROBIN_COUNTER)
+            .map_err(|e| fail(e.to_string()))?;
+        let code = MachineCode::from_artifact_json(artifacts::ROUND_ROBIN_COUNTER)
+            .map_err(|e| fail(e.to_string()))?;
+        let genesis = {
+            let call = RoundRobinCounter::initialStateCall {
+                participants: participants.clone(),
+                deposits: vec![U256::from(DEPOSIT); n],
+                target: scenario.target,
+            };
+            let mut m = MachineInstance::deploy(&code, Config::default().gas_limit)
+                .map_err(|e| fail(e.to_string()))?;
+            let raw = m
+                .view(call.abi_encode().into())
+                .map_err(|e| fail(e.to_string()))?;
+            <alloy_sol_types::sol_data::Bytes as alloy_sol_types::SolType>::abi_decode(&raw)
+                .map_err(|e| fail(e.to_string()))?
+        };
+        let mut peers = Vec::new();
+        for (i, signer) in keys.into_iter().enumerate() {
+            let funds = U256::from(DEPOSIT) + U256::from(10u64).pow(U256::from(20u64));
+            chain
+                .fund(signer.address(), funds)
+                .map_err(|e| fail(e.to_string()))?;
+            let byzantine = (scenario.no_deposit || scenario.silent) && i == n - 1;
+            peers.push(Peer {
+                initial_balance: chain.balance(signer.address()),
+                signer,
+                store: Store::in_memory().map_err(|e| fail(e.to_string()))?,
+                channel: None,
+                down_until: None,
+                boundaries: 0,
+                byzantine,
+                next_act: None,
+                next_wake: None,
+            });
+        }
+        let domain = chain.domain().map_err(|e| fail(e.to_string()))?;
+        let mut proposal = ChannelProposal {
+            channel_id: B256::ZERO,
+            chain_id: domain.chain_id(),
+            manager,
+            participants: participants.clone(),
+            deposits: vec![U256::from(DEPOSIT); n],
+            state_machine: machine_address,
+            token: Address::ZERO,
+            timing: Timing::default(),
+            funding_period: 600,
+            machine_gas_limit: Config::default().gas_limit,
+            salt: keccak256(format!("entente-life-{}", scenario.seed)),
+            genesis_state: genesis,
+            agreement_mode: scenario.mode,
+        };
+        // The proposer asks the manager for the id its `open` will give (a view, as the node does).
+        proposal.channel_id = chain
+            .compute_channel_id(&entente_channel::onchain_spec(&proposal), &proposal.genesis_state)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut rng = StdRng::seed_from_u64(scenario.seed);
+        let crash_plan = scenario.crash.map(|_| {
+            let candidates: Vec<usize> = (0..n).filter(|i| !peers[*i].byzantine).collect();
+            // Boundaries a peer passes in each phase: a few while proposing and funding, many
+            // while live.
+            let within = match scenario.crash {
+                Some(LifePhase::Proposal) => 3,
+                Some(LifePhase::Funding | LifePhase::Settlement) => 6,
+                _ => 16,
+            };
+            (
+                candidates[rng.random_range(0..candidates.len())],
+                rng.random_range(0..within),
+            )
+        });
+        let index = participants.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let cursor = chain.block_number() + 1;
+        let mut sim = Self {
+            scenario: scenario.clone(),
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            peers,
+            index,
+            chain,
+            manager,
+            channel_id: proposal.channel_id,
+            proposal: proposal.clone(),
+            code: code.clone(),
+            machine: MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string()),
+            cursor,
+            finalized: BTreeMap::new(),
+            crash_plan,
+            crashes: Vec::new(),
+            lost_calls: 0,
+        };
+        let signer = sim.peers[0].signer.clone();
+        sim.peers[0].channel = Some(Channel::propose(signer, proposal, code, START));
+        sim.push(0, Action::ChainTick);
+        sim.carry_out(0)?;
+        Ok(sim)
+    }
+
+    fn fail(&self, reason: String) -> SimError {
+        SimError {
+            seed: self.scenario.seed,
+            at_ms: self.now,
+            reason,
+            scenario: self.scenario.describe(),
+        }
+    }
+
+    fn push(&mut self, at: u64, action: Action) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at,
+            seq: self.seq,
+            action,
+        }));
+    }
+
+    fn up(&self, i: usize) -> bool {
+        self.peers[i].down_until.is_none()
+    }
+
+    /// The silent peer says and does nothing once the channel is live.
+    fn muted(&self, i: usize) -> bool {
+        self.scenario.silent
+            && self.peers[i].byzantine
+            && self.peers[i]
+                .channel
+                .as_ref()
+                .is_some_and(|c| c.phase() != Phase::Proposed && c.phase() != Phase::Funding)
+    }
+
+    fn done(&self) -> bool {
+        (0..self.peers.len())
+            .filter(|&i| !self.peers[i].byzantine)
+            .all(|i| {
+                self.peers[i].channel.as_ref().is_some_and(|c| c.is_done())
+                    && self.peers[i].down_until.is_none()
+            })
+    }
+
+    /// Where every peer is, for failure messages.
+    fn status(&self) -> String {
+        let mut out = Vec::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            match &p.channel {
+                Some(c) => {
+                    let info = c.info();
+                    out.push(format!(
+                        "peer {i}: {:?} fork {} tip {} final {} game over {} duties {:?} cancelled: {:?}",
+                        info.phase,
+                        info.fork,
+                        info.tip,
+                        info.finalized,
+                        info.game_over,
+                        c.life().duties,
+                        c.life().cancel_reason
+                    ));
+                }
+                None => out.push(format!("peer {i}: no channel")),
+            }
+        }
+        out.join("; ")
+    }
+
+    fn run(mut self) -> Result<LifeReport, SimError> {
+        while let Some(Reverse(next)) = self.queue.pop() {
+            if next.at > self.scenario.max_ms {
+                return Err(self.fail(format!("the life did not end in time: {}", self.status())));
+            }
+            self.now = next.at;
+            self.step(next.action)?;
+            if self.done() {
+                return self.finish();
+            }
+        }
+        Err(self.fail("nothing left to do but the life did not end".into()))
+    }
+
+    fn step(&mut self, action: Action) -> Result<(), SimError> {
+        let now = self.now;
+        match action {
+            Action::ChainTick => {
+                self.chain_tick()?;
+                self.push(now + 1_000, Action::ChainTick);
+            }
+            Action::Deliver { to, from, message } => {
+                if !self.up(to) || self.muted(to) {
+                    return Ok(());
+                }
+                if let Message::Proposal(proposal) = &*message
+                    && self.peers[to].channel.is_none()
+                {
+                    // The application: an invitee accepts a proposal naming it.
+                    if proposal.participants.contains(&self.peers[to].signer.address()) {
+                        let signer = self.peers[to].signer.clone();
+                        let chain_now = self.chain.timestamp();
+                        self.peers[to].channel = Some(Channel::accept(
+                            signer,
+                            from,
+                            (**proposal).clone(),
+                            self.code.clone(),
+                            chain_now,
+                        ));
+                    }
+                } else if let Some(channel) = self.peers[to].channel.as_mut() {
+                    channel.handle_message(from, *message, now);
+                }
+                self.carry_out(to)?;
+            }
+            Action::Wake(i) => {
+                if self.up(i) && !self.muted(i) {
+                    if let Some(c) = self.peers[i].channel.as_mut() {
+                        c.handle_timeout(now);
+                    }
+                    self.carry_out(i)?;
+                }
+            }
+            Action::Act(i) => {
+                self.peers[i].next_act = None;
+                if self.up(i) && !self.muted(i) {
+                    self.act(i)?;
+                }
+            }
+            Action::Restart(i) => self.restart(i)?,
+        }
+        Ok(())
+    }
+
+    /// The player: on its turn, increments the counter.
+    fn act(&mut self, i: usize) -> Result<(), SimError> {
+        let now = self.now;
+        let Some(channel) = self.peers[i].channel.as_mut() else {
+            return Ok(());
+        };
+        if channel.phase() == Phase::Live
+            && channel
+                .state_manager()
+                .is_some_and(|sm| sm.is_my_turn() && !sm.is_game_over())
+        {
+            let _ = channel.submit(RoundRobinCounter::addCall { step: 1 }.abi_encode().into(), now);
+        }
+        self.carry_out(i)
+    }
+
+    fn chain_tick(&mut self) -> Result<(), SimError> {
+        let t = START + self.now / 1000;
+        if t > self.chain.timestamp() {
+            self.chain
+                .set_timestamp(t)
+                .map_err(|e| self.fail(e.to_string()))?;
+        }
+        // Each peer follows the chain from its own stored cursor, as the node's listener does:
+        // events a peer missed while down (or was handling when it crashed) come again.
+        let chain_id = self.chain.chain_id();
+        let head = self.chain.block_number();
+        for i in 0..self.peers.len() {
+            if !self.up(i) || self.muted(i) {
+                continue;
+            }
+            let cursor = self.peers[i]
+                .store
+                .cursor(chain_id, &self.manager)
+                .map_err(|e| self.fail(e.to_string()))?
+                .map_or(self.cursor, |c| c.block_number + 1);
+            let mut events = vec![ChainEvent::Block { timestamp: t }];
+            for log in self.chain.logs_since(cursor) {
+                let Some(event) = &log.event else { continue };
+                if let Some((channel, event)) = decode_event(event, log.timestamp)
+                    && channel == self.channel_id
+                {
+                    events.push(event);
+                }
+            }
+            for event in events {
+                if let Some(c) = self.peers[i].channel.as_mut() {
+                    c.handle_chain_event(event, self.now);
+                }
+                self.carry_out(i)?;
+            }
+            if self.peers[i].channel.is_some() {
+                let mut batch = self.peers[i].store.batch();
+                batch.put_cursor(
+                    chain_id,
+                    self.manager,
+                    ChainCursor {
+                        block_number: head,
+                        block_hash: B256::ZERO,
+                        block_timestamp: t,
+                    },
+                );
+                batch.commit().map_err(|e| self.fail(e.to_string()))?;
+            }
+        }
+        for i in 0..self.peers.len() {
+            if self.up(i) && !self.muted(i) {
+                if let Some(c) = self.peers[i].channel.as_mut() {
+                    c.handle_timeout(self.now);
+                }
+                self.carry_out(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The phase peer `i` is in, as a crash target.
+    fn life_phase(&self, i: usize) -> Option<LifePhase> {
+        let c = self.peers[i].channel.as_ref()?;
+        Some(match c.phase() {
+            Phase::Proposed => LifePhase::Proposal,
+            Phase::Funding if !c.life().opened => LifePhase::Proposal,
+            Phase::Funding | Phase::Cancelled | Phase::Joining => LifePhase::Funding,
+            Phase::Live if c.dispute_handler().is_some_and(|h| h.running_dispute().is_some()) => {
+                LifePhase::Dispute
+            }
+            Phase::Live => LifePhase::Live,
+            Phase::Closed | Phase::Left => LifePhase::Settlement,
+        })
+    }
+
+    /// Carries out peer `i`'s effects: persist records of an input are committed in one batch
+    /// before its first other effect; a planned crash drops the rest.
+    fn carry_out(&mut self, i: usize) -> Result<(), SimError> {
+        let me = self.peers[i].signer.address();
+        let mut batch: Vec<Record> = Vec::new();
+        loop {
+            // The crash: at a boundary between two effects of the aimed phase.
+            if let Some((peer, at)) = self.crash_plan
+                && peer == i
+                && self.life_phase(i) == self.scenario.crash
+            {
+                if self.peers[i].boundaries >= at {
+                    return self.crash(i);
+                }
+                self.peers[i].boundaries += 1;
+            }
+            let Some(effect) = self.peers[i].channel.as_mut().and_then(|c| c.poll_effect()) else {
+                break;
+            };
+            if let Effect::Persist(record) = effect {
+                batch.push(record);
+                continue;
+            }
+            self.commit(i, &mut batch)?;
+            match effect {
+                Effect::Persist(_) => {}
+                Effect::Broadcast(message) => {
+                    if self.muted(i) {
+                        continue;
+                    }
+                    for j in 0..self.peers.len() {
+                        if j != i {
+                            self.send(j, me, message.clone());
+                        }
+                    }
+                }
+                Effect::Send { to, message } => {
+                    if let Some(&j) = self.index.get(&to)
+                        && !self.muted(i)
+                    {
+                        self.send(j, me, message);
+                    }
+                }
+                Effect::Call(call) => self.call(i, call)?,
+                Effect::Notify(event) => self.on_event(i, event)?,
+            }
+        }
+        self.commit(i, &mut batch)?;
+        self.schedule(i);
+        Ok(())
+    }
+
+    fn commit(&mut self, i: usize, batch: &mut Vec<Record>) -> Result<(), SimError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let me = self.peers[i].signer.address();
+        let mut b = self.peers[i].store.batch();
+        for record in batch.drain(..) {
+            b.record(self.channel_id, me, &self.machine, record);
+        }
+        match b.commit() {
+            Ok(()) => Ok(()),
+            Err(e @ StoreError::DoubleSign { .. }) => {
+                Err(self.fail(format!("peer {i} tried to sign twice: {e}")))
+            }
+            Err(e) => Err(self.fail(format!("peer {i} store commit failed: {e}"))),
+        }
+    }
+
+    fn send(&mut self, to: usize, from: Address, message: Message) {
+        let delay = self.rng.random_range(1..30u64);
+        self.push(
+            self.now + delay,
+            Action::Deliver {
+                to,
+                from,
+                message: Box::new(message),
+            },
+        );
+    }
+
+    fn call(&mut self, i: usize, call: ChainCall) -> Result<(), SimError> {
+        let from = self.peers[i].signer.address();
+        let lost = self.scenario.chain_failure_permille > 0
+            && self.rng.random_range(0..1000u32) < self.scenario.chain_failure_permille;
+        // The silent peer's own deposit never happens when it is the one that never deposits.
+        let refused =
+            self.scenario.no_deposit && self.peers[i].byzantine && matches!(call, ChainCall::Deposit { .. });
+        let (outcome, gas) = if lost || refused {
+            self.lost_calls += u64::from(lost);
+            (CallOutcome::NotSent("simulated chain fault".into()), 0)
+        } else {
+            match self
+                .chain
+                .send(from, self.manager, call.calldata(self.channel_id), call.value())
+            {
+                Ok(receipt) if receipt.success => (CallOutcome::Mined, receipt.gas_used),
+                Ok(receipt) => (CallOutcome::Reverted(receipt.failure()), receipt.gas_used),
+                Err(e) => (CallOutcome::NotSent(e.to_string()), 0),
+            }
+        };
+        if let Some(c) = self.peers[i].channel.as_mut() {
+            c.handle_call_outcome(&call, outcome, gas, self.now);
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, i: usize, event: ChannelEvent) -> Result<(), SimError> {
+        if let ChannelEvent::Protocol(Event::Finalized {
+            fork,
+            height,
+            state_hash,
+        }) = event
+        {
+            match self.finalized.insert((fork, height), state_hash) {
+                Some(previous) if previous != state_hash => {
+                    return Err(self.fail(format!(
+                        "peer {i} finalized {state_hash} at fork {fork} height {height}, another peer {previous}"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if let ChannelEvent::Turn { .. } = event
+            && self.peers[i].next_act.is_none()
+        {
+            let at = self.now + self.rng.random_range(1..40u64);
+            self.peers[i].next_act = Some(at);
+            self.push(at, Action::Act(i));
+        }
+        Ok(())
+    }
+
+    fn schedule(&mut self, i: usize) {
+        if let Some(at) = self.peers[i].channel.as_ref().and_then(|c| c.poll_timeout()) {
+            let at = at.max(self.now + 1);
+            if self.peers[i].next_wake != Some(at) {
+                self.peers[i].next_wake = Some(at);
+                self.push(at, Action::Wake(i));
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) -> Result<(), SimError> {
+        let phase = self.scenario.crash.unwrap_or(LifePhase::Live);
+        self.crash_plan = None;
+        self.crashes.push((i, phase));
+        // Everything not committed is lost with the process.
+        self.peers[i].channel = None;
+        let downtime = self.rng.random_range(200..5_000u64);
+        self.peers[i].down_until = Some(self.now + downtime);
+        self.push(self.now + downtime, Action::Restart(i));
+        Ok(())
+    }
+
+    fn restart(&mut self, i: usize) -> Result<(), SimError> {
+        self.peers[i].down_until = None;
+        let stored = self.peers[i]
+            .store
+            .stored_channels()
+            .map_err(|e| self.fail(format!("peer {i} store: {e}")))?;
+        let chain_now = self.chain.timestamp();
+        for s in stored {
+            let signer = self.peers[i].signer.clone();
+            let channel = Channel::restore(signer, self.code.clone(), s.persisted, chain_now, self.now)
+                .map_err(|e| self.fail(format!("peer {i} does not restore: {e}")))?;
+            self.peers[i].channel = Some(channel);
+        }
+        // Nothing stored (a crash before its first commit): the proposer's application proposes
+        // again (its command failed); an invitee waits for the proposal to come again.
+        if self.peers[i].channel.is_none() && i == 0 {
+            let signer = self.peers[i].signer.clone();
+            self.peers[i].channel = Some(Channel::propose(
+                signer,
+                self.proposal.clone(),
+                self.code.clone(),
+                chain_now,
+            ));
+        }
+        self.carry_out(i)
+    }
+
+    fn finish(mut self) -> Result<LifeReport, SimError> {
+        let outcome = self.peers[0]
+            .channel
+            .as_ref()
+            .map_or(Phase::Proposed, |c| c.phase());
+        if outcome == Phase::Cancelled && !self.scenario.no_deposit {
+            return Err(self.fail(format!("cancelled: {}", self.status())));
+        }
+        let mut manager_holds = self.chain.balance(self.manager);
+        for (i, peer) in self.peers.iter().enumerate() {
+            let address = peer.signer.address();
+            let balance = self.chain.balance(address);
+            if peer.byzantine {
+                continue;
+            }
+            // The counter game pays every participant its deposit back; a silent peer's removal
+            // only adds to the others. Gas is free on this chain.
+            if balance < peer.initial_balance {
+                return Err(self.fail(format!(
+                    "honest peer {i} ends with {balance}, it started with {}",
+                    peer.initial_balance
+                )));
+            }
+        }
+        let byzantine: Vec<Address> = self
+            .peers
+            .iter()
+            .filter(|p| p.byzantine)
+            .map(|p| p.signer.address())
+            .collect();
+        for address in byzantine {
+            let pending = self
+                .chain
+                .pending_balance(address, Address::ZERO)
+                .unwrap_or_default();
+            manager_holds = manager_holds.saturating_sub(pending);
+        }
+        if !manager_holds.is_zero() {
+            return Err(self.fail(format!(
+                "the manager still holds {manager_holds} wei for honest peers"
+            )));
+        }
+        Ok(LifeReport {
+            seed: self.scenario.seed,
+            crashes: self.crashes,
+            outcome,
+            virtual_ms: self.now,
+            lost_calls: self.lost_calls,
+        })
+    }
+}
