@@ -372,10 +372,7 @@ impl<S: Signer + Clone> Channel<S> {
             phase,
             wanted: "live or closed",
         })?;
-        cores
-            .sm
-            .view(data)
-            .map_err(|e| ChannelError::Machine(e.to_string()))
+        cores.sm.view(data).map_err(ChannelError::Machine)
     }
 
     /// Leaves through the chain with the latest state we can prove (a finished game settles).

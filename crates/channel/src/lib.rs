@@ -39,6 +39,7 @@ mod call;
 mod core;
 mod event;
 mod membership;
+mod proposal;
 mod record;
 
 pub use call::{ChainCall, onchain_spec};
@@ -46,6 +47,7 @@ pub use core::{Channel, Effect, decline_message};
 pub use entente_dispute::CallOutcome;
 pub use event::{ChannelEvent, ChannelInfo, Phase};
 pub use membership::{to_join, to_leave};
+pub use proposal::{Invitations, ProposalPolicy, ProposalRefusal};
 pub use record::{Collecting, Duty, Life, Persisted, Record};
 
 use entente_state_manager::SubmitError;
@@ -66,7 +68,7 @@ pub enum ChannelError {
     Submit(SubmitError),
     /// The state machine failed (a view).
     #[error("state machine: {0}")]
-    Machine(String),
+    Machine(entente_evm_runtime::EvmError),
     /// No state of the current fork can be proven on chain yet.
     #[error("no state of the current fork can be proven yet")]
     NothingToProve,

@@ -58,7 +58,6 @@
 
 mod config;
 mod error;
-mod membership;
 mod runtime;
 mod worker;
 
@@ -70,6 +69,7 @@ use entente_types::{Address, AgreementMode, B256, Bytes, ChannelProposal, Signed
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use config::NodeConfig;
+pub use entente_channel::{ChannelEvent, ChannelInfo, Phase, ProposalPolicy};
 pub use entente_dispute::ChainEvent;
 pub use entente_p2p::{Multiaddr, PeerId};
 pub use entente_state_manager::Event as ProtocolEvent;
@@ -101,87 +101,6 @@ pub enum NodeEvent {
     },
     /// The chain answers again.
     ChainRecovered,
-}
-
-/// Something that happened in a channel.
-#[derive(Debug, Clone)]
-pub enum ChannelEvent {
-    /// An invitee answered our proposal.
-    Answered {
-        /// Who.
-        from: Address,
-        /// Accepted or not.
-        accepted: bool,
-        /// Why not.
-        reason: String,
-    },
-    /// The channel is live: every deposit is in.
-    Live {
-        /// Fork 0's genesis timestamp (chain time).
-        genesis_timestamp: u64,
-    },
-    /// The protocol core reported something (a transaction applied or final, a refusal, a
-    /// fork, an equivocation, ...).
-    Protocol(ProtocolEvent),
-    /// The chain reported something about the channel (deposits, calldata, disputes, forks,
-    /// removals, the settlement).
-    Chain(ChainEvent),
-    /// A call this node made on chain for the channel, and how it went.
-    ChainCall {
-        /// What was called (`open`, `deposit`, `postCalldata`, `disputeTimeout`, ...).
-        what: String,
-        /// Gas used, or why it failed.
-        outcome: Result<u64, String>,
-    },
-    /// Our payout was withdrawn to our account.
-    Withdrawn {
-        /// How much.
-        amount: U256,
-    },
-}
-
-/// Where a channel is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Proposed, waiting for answers.
-    Proposed,
-    /// Accepted by everyone; waiting for the deposits.
-    Funding,
-    /// Running.
-    Live,
-    /// Settled on chain.
-    Closed,
-    /// Declined by an invitee, or its funding period passed.
-    Cancelled,
-}
-
-/// A snapshot of a channel as this node sees it.
-#[derive(Debug, Clone)]
-pub struct ChannelInfo {
-    /// The channel.
-    pub channel_id: B256,
-    /// Where it is in its life.
-    pub phase: Phase,
-    /// Current fork (0 before it is live).
-    pub fork: u64,
-    /// Height of the latest applied transaction.
-    pub tip: u64,
-    /// Height up to which everything is final.
-    pub finalized: u64,
-    /// Hash of the state at `tip`.
-    pub tip_state_hash: B256,
-    /// Timestamp of the transaction at `tip` (or of the fork's genesis).
-    pub tip_timestamp: u64,
-    /// Current participants.
-    pub participants: Vec<Address>,
-    /// Who writes next.
-    pub next_writer: Address,
-    /// The state machine says the game is over.
-    pub game_over: bool,
-    /// A dispute is running on chain.
-    pub disputed: bool,
-    /// Payouts, once settled.
-    pub exits: Option<Vec<(Address, U256)>>,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
@@ -565,7 +484,10 @@ impl Channel {
     pub async fn wait_live(&self, timeout: Duration) -> Result<ChannelInfo, NodeError> {
         let info = self
             .wait_until("the channel to go live", timeout, |i| {
-                matches!(i.phase, Phase::Live | Phase::Closed | Phase::Cancelled)
+                matches!(
+                    i.phase,
+                    Phase::Live | Phase::Closed | Phase::Left | Phase::Cancelled
+                )
             })
             .await?;
         match info.phase {
@@ -585,7 +507,7 @@ impl Channel {
     /// Waits until the channel has settled on chain.
     pub async fn wait_closed(&self, timeout: Duration) -> Result<ChannelInfo, NodeError> {
         self.wait_until("the settlement", timeout, |i| {
-            matches!(i.phase, Phase::Closed | Phase::Cancelled)
+            matches!(i.phase, Phase::Closed | Phase::Left | Phase::Cancelled)
         })
         .await
     }

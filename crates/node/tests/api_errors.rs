@@ -236,6 +236,6 @@ async fn forged_proposals_and_join_tickets_from_the_network_are_refused() {
         );
     }
     let info = joining.info().await.unwrap();
-    assert_eq!(info.phase, entente_node::Phase::Funding);
+    assert_eq!(info.phase, entente_node::Phase::Joining);
     assert!(info.participants.is_empty(), "the forged ticket was not taken");
 }

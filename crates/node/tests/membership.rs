@@ -108,7 +108,7 @@ async fn a_third_participant_joins_a_running_channel_and_one_leaves() {
     ch_b.wait_final(tip, WAIT).await.unwrap();
     ch_b.leave().await.unwrap();
     let left = ch_b.wait_closed(WAIT).await.unwrap();
-    assert_eq!(left.phase, Phase::Closed);
+    assert_eq!(left.phase, Phase::Left);
     for ch in [&ch_a, &ch_c] {
         let info = ch
             .wait_until("the fork without bob", WAIT, |i| i.fork == 2)

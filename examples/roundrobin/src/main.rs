@@ -110,7 +110,7 @@ async fn run() -> Result<()> {
     let mut left = false;
     loop {
         let info = channel.info().await?;
-        if matches!(info.phase, Phase::Closed | Phase::Cancelled) {
+        if matches!(info.phase, Phase::Closed | Phase::Left | Phase::Cancelled) {
             break;
         }
         if info.fork != fork {

@@ -319,7 +319,7 @@ async fn play(i: usize, me: Address, channel: Channel, step: u64, shared: Arc<Sh
     let mut events = channel.events().await?;
     loop {
         let info = channel.info().await?;
-        if matches!(info.phase, Phase::Closed | Phase::Cancelled) {
+        if matches!(info.phase, Phase::Closed | Phase::Left | Phase::Cancelled) {
             return Ok(());
         }
         if info.phase == Phase::Live && info.next_writer == me && !info.game_over && !info.disputed {

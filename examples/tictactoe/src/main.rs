@@ -141,7 +141,6 @@ async fn run() -> Result<()> {
         }
     });
     let info = channel.wait_live(WAIT).await?;
-    let closed_at_start = info.phase == Phase::Closed;
     if info.phase == Phase::Live {
         let mark = match info.participants.iter().position(|p| *p == me) {
             Some(0) => "X",
@@ -157,37 +156,23 @@ async fn run() -> Result<()> {
         );
     }
 
-    let mut payouts = channel.events().await?;
     play(&node, &channel, &args).await?;
     let info = channel.wait_closed(WAIT).await?;
-    let mut mine = U256::ZERO;
     if let Some(exits) = &info.exits {
-        mine = exits
+        let mine: U256 = exits
             .iter()
             .find(|(a, _)| *a == me)
             .map(|(_, v)| *v)
             .unwrap_or_default();
         say("closed", format!("payout={} exits={}", eth(mine), exits.len()));
     }
-    // The node withdraws the payout (and any credit from a removal or slash): wait for its
-    // withdrawal calls to be done before reading the balance.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut pending = if closed_at_start {
-        0 // settled before this run: nothing left to withdraw here
-    } else {
-        u8::from(!mine.is_zero()) + 1 // the exit, if any, and the pending credit
-    };
-    while pending > 0 {
-        match tokio::time::timeout_at(deadline, payouts.recv()).await {
-            Ok(Ok(ChannelEvent::ChainCall { what, .. }))
-                if what == "withdraw" || what == "withdrawPending" =>
-            {
-                pending -= 1;
-            }
-            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(_)) | Err(_) => break,
-        }
-    }
+    // The node withdraws the payout (and any credit from a removal or slash): wait until it has
+    // no chain call left to make for the channel before reading the balance.
+    channel
+        .wait_until("the withdrawals", Duration::from_secs(60), |i| {
+            i.calls_outstanding == 0
+        })
+        .await?;
     let after = node.balance().await?;
     say("balance", format!("start={} end={}", eth(before), eth(after)));
     printer.abort();
@@ -207,7 +192,7 @@ async fn play(node: &Node, channel: &Channel, args: &Args) -> Result<()> {
     let mut told_to_wait = false;
     loop {
         let info = channel.info().await?;
-        if matches!(info.phase, Phase::Closed | Phase::Cancelled) {
+        if matches!(info.phase, Phase::Closed | Phase::Left | Phase::Cancelled) {
             return Ok(());
         }
         if draw && drawn != Some((info.fork, info.tip)) && info.phase == Phase::Live {

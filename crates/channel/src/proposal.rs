@@ -1,0 +1,312 @@
+//! Proposals as input: what this participant checks before a proposal is offered to its
+//! application, and how many invitations it keeps.
+
+use std::collections::BTreeMap;
+
+use entente_types::{Address, B256, ChannelProposal, U256};
+
+/// Why a proposal is not offered to the application.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalRefusal {
+    /// For another chain or manager than ours.
+    #[error("for manager {manager} on chain {chain_id}, we use {our_manager} on chain {our_chain_id}")]
+    WrongChain {
+        /// The proposal's chain.
+        chain_id: u64,
+        /// The proposal's manager.
+        manager: Address,
+        /// Ours.
+        our_chain_id: u64,
+        /// Ours.
+        our_manager: Address,
+    },
+    /// Fewer than two participants, more than the policy allows, or not one deposit each.
+    #[error(
+        "{participants} participants with {deposits} deposits (2 to {max} participants, one deposit each)"
+    )]
+    Participants {
+        /// Participants listed.
+        participants: usize,
+        /// Deposits listed.
+        deposits: usize,
+        /// The policy's maximum.
+        max: usize,
+    },
+    /// A participant is listed twice.
+    #[error("a participant is listed twice")]
+    Duplicate,
+    /// We are not among the participants.
+    #[error("{0} is not a participant")]
+    NotAParticipant(Address),
+    /// The sender is not the proposer (its first participant, which opens the channel).
+    #[error("sent by {from}, not by its proposer {proposer}")]
+    NotFromProposer {
+        /// Who sent it.
+        from: Address,
+        /// Its first participant.
+        proposer: Address,
+    },
+    /// No state machine, or an empty genesis state.
+    #[error("no state machine or no genesis state")]
+    NoMachine,
+    /// A deposit of zero (the manager refuses it) or above the policy's limit.
+    #[error("deposit {amount} outside 1..={max}")]
+    Deposit {
+        /// The deposit.
+        amount: U256,
+        /// The policy's limit.
+        max: U256,
+    },
+    /// A timing parameter outside the policy.
+    #[error("timing outside the policy: {0}")]
+    Timing(String),
+    /// The sender has too many invitations open with us.
+    #[error("{0} has too many open invitations")]
+    TooManyFromSender(Address),
+    /// Too many invitations open in all.
+    #[error("too many open invitations")]
+    TooMany,
+}
+
+/// What an embedder accepts to be offered: limits on a proposal's shape and on the invitations
+/// kept. Whom to accept stays the application's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalPolicy {
+    /// Most participants in a channel.
+    pub max_participants: usize,
+    /// Largest deposit asked of anyone (wei or token units).
+    pub max_deposit: U256,
+    /// Shortest `p2pTime`, `agreementTime` and `chainFallbackTime` (seconds): a shorter window
+    /// could remove us before we can answer.
+    pub min_window: u64,
+    /// Longest of any timing parameter and of the funding period (seconds): a longer one locks
+    /// deposits for too long.
+    pub max_window: u64,
+    /// Invitations kept per sender.
+    pub per_sender: usize,
+    /// Invitations kept in all.
+    pub total: usize,
+}
+
+impl Default for ProposalPolicy {
+    fn default() -> Self {
+        Self {
+            max_participants: 64,
+            max_deposit: U256::MAX,
+            min_window: 1,
+            max_window: 7 * 24 * 3600,
+            per_sender: 4,
+            total: 256,
+        }
+    }
+}
+
+impl ProposalPolicy {
+    /// Checks `proposal`, received from `from` by participant `me` of manager `manager` on chain
+    /// `chain_id` (or made by `me` when `from == me`).
+    pub fn check(
+        &self,
+        proposal: &ChannelProposal,
+        from: Address,
+        me: Address,
+        chain_id: u64,
+        manager: Address,
+    ) -> Result<(), ProposalRefusal> {
+        let p = proposal;
+        if p.chain_id != chain_id || p.manager != manager {
+            return Err(ProposalRefusal::WrongChain {
+                chain_id: p.chain_id,
+                manager: p.manager,
+                our_chain_id: chain_id,
+                our_manager: manager,
+            });
+        }
+        let n = p.participants.len();
+        if n < 2 || n > self.max_participants || n != p.deposits.len() {
+            return Err(ProposalRefusal::Participants {
+                participants: n,
+                deposits: p.deposits.len(),
+                max: self.max_participants,
+            });
+        }
+        let distinct: std::collections::BTreeSet<&Address> = p.participants.iter().collect();
+        if distinct.len() != n {
+            return Err(ProposalRefusal::Duplicate);
+        }
+        if p.participant_index(&me).is_none() {
+            return Err(ProposalRefusal::NotAParticipant(me));
+        }
+        let proposer = p.participants[0];
+        if from != proposer {
+            return Err(ProposalRefusal::NotFromProposer { from, proposer });
+        }
+        if p.state_machine == Address::ZERO || p.genesis_state.is_empty() {
+            return Err(ProposalRefusal::NoMachine);
+        }
+        if let Some(amount) = p.deposits.iter().find(|d| d.is_zero() || **d > self.max_deposit) {
+            return Err(ProposalRefusal::Deposit {
+                amount: *amount,
+                max: self.max_deposit,
+            });
+        }
+        let t = &p.timing;
+        for (name, value) in [
+            ("p2pTime", t.p2p_time),
+            ("agreementTime", t.agreement_time),
+            ("chainFallbackTime", t.chain_fallback_time),
+        ] {
+            if value < self.min_window {
+                return Err(ProposalRefusal::Timing(format!(
+                    "{name} {value} s < {} s",
+                    self.min_window
+                )));
+            }
+        }
+        for (name, value) in [
+            ("p2pTime", t.p2p_time),
+            ("agreementTime", t.agreement_time),
+            ("chainFallbackTime", t.chain_fallback_time),
+            ("challengeTime", t.challenge_time),
+            ("fundingPeriod", p.funding_period),
+        ] {
+            if value > self.max_window {
+                return Err(ProposalRefusal::Timing(format!(
+                    "{name} {value} s > {} s",
+                    self.max_window
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Proposals received and not answered yet, at most a few per sender, so a stranger cannot crowd
+/// out the proposal a player waits for.
+#[derive(Debug, Clone, Default)]
+pub struct Invitations {
+    policy: ProposalPolicy,
+    open: BTreeMap<B256, (Address, ChannelProposal)>,
+}
+
+impl Invitations {
+    /// Invitations kept under `policy`.
+    pub fn new(policy: ProposalPolicy) -> Self {
+        Self {
+            policy,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ProposalPolicy {
+        &self.policy
+    }
+
+    /// Offers `proposal` from `from` (already checked with [`ProposalPolicy::check`]): `Ok(true)`
+    /// if it is new, `Ok(false)` if it was open already.
+    pub fn offer(&mut self, from: Address, proposal: ChannelProposal) -> Result<bool, ProposalRefusal> {
+        if self.open.contains_key(&proposal.channel_id) {
+            return Ok(false);
+        }
+        if self.open.values().filter(|(f, _)| *f == from).count() >= self.policy.per_sender {
+            return Err(ProposalRefusal::TooManyFromSender(from));
+        }
+        if self.open.len() >= self.policy.total {
+            return Err(ProposalRefusal::TooMany);
+        }
+        self.open.insert(proposal.channel_id, (from, proposal));
+        Ok(true)
+    }
+
+    /// Takes the invitation to `channel_id` (to accept or decline it).
+    pub fn take(&mut self, channel_id: &B256) -> Option<(Address, ChannelProposal)> {
+        self.open.remove(channel_id)
+    }
+
+    /// Every open invitation, by channel id.
+    pub fn list(&self) -> Vec<(Address, ChannelProposal)> {
+        self.open.values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use entente_types::{AgreementMode, Bytes, Timing};
+
+    use super::*;
+
+    fn proposal(id: u8, from: Address, me: Address) -> ChannelProposal {
+        ChannelProposal {
+            channel_id: B256::repeat_byte(id),
+            chain_id: 1,
+            manager: Address::repeat_byte(9),
+            participants: vec![from, me],
+            deposits: vec![U256::from(1u64); 2],
+            state_machine: Address::repeat_byte(7),
+            token: Address::ZERO,
+            timing: Timing::default(),
+            funding_period: 600,
+            machine_gas_limit: 1_000_000,
+            salt: B256::ZERO,
+            genesis_state: Bytes::from(vec![1u8]),
+            agreement_mode: AgreementMode::default(),
+        }
+    }
+
+    #[test]
+    fn a_stranger_cannot_crowd_out_an_expected_proposal() {
+        let me = Address::repeat_byte(1);
+        let stranger = Address::repeat_byte(2);
+        let friend = Address::repeat_byte(3);
+        let mut inv = Invitations::default();
+        for id in 0..10u8 {
+            let p = proposal(id, stranger, me);
+            let result = inv.offer(stranger, p);
+            if id < 4 {
+                assert_eq!(result, Ok(true));
+            } else {
+                assert_eq!(result, Err(ProposalRefusal::TooManyFromSender(stranger)));
+            }
+        }
+        assert_eq!(inv.offer(friend, proposal(100, friend, me)), Ok(true));
+        assert_eq!(inv.list().len(), 5);
+    }
+
+    #[test]
+    fn malformed_proposals_are_refused_with_their_reason() {
+        let me = Address::repeat_byte(1);
+        let from = Address::repeat_byte(2);
+        let policy = ProposalPolicy::default();
+        let check = |p: &ChannelProposal, from| policy.check(p, from, me, 1, Address::repeat_byte(9));
+        let good = proposal(1, from, me);
+        assert_eq!(check(&good, from), Ok(()));
+        let mut p = good.clone();
+        p.state_machine = Address::ZERO;
+        assert_eq!(check(&p, from), Err(ProposalRefusal::NoMachine));
+        let mut p = good.clone();
+        p.genesis_state = Bytes::new();
+        assert_eq!(check(&p, from), Err(ProposalRefusal::NoMachine));
+        let mut p = good.clone();
+        p.deposits[0] = U256::ZERO;
+        assert!(matches!(check(&p, from), Err(ProposalRefusal::Deposit { .. })));
+        let mut p = good.clone();
+        p.timing.p2p_time = 0;
+        assert!(matches!(check(&p, from), Err(ProposalRefusal::Timing(_))));
+        let mut p = good.clone();
+        p.funding_period = u64::MAX;
+        assert!(matches!(check(&p, from), Err(ProposalRefusal::Timing(_))));
+        assert!(matches!(
+            check(&good, me),
+            Err(ProposalRefusal::NotFromProposer { .. })
+        ));
+        let mut p = good.clone();
+        p.participants[1] = from;
+        assert_eq!(check(&p, from), Err(ProposalRefusal::Duplicate));
+        let mut p = good.clone();
+        p.chain_id = 2;
+        assert!(matches!(check(&p, from), Err(ProposalRefusal::WrongChain { .. })));
+        let mut p = good;
+        p.participants[1] = Address::repeat_byte(5);
+        assert_eq!(check(&p, from), Err(ProposalRefusal::NotAParticipant(me)));
+    }
+}
