@@ -238,4 +238,42 @@ async fn forged_proposals_and_join_tickets_from_the_network_are_refused() {
     let info = joining.info().await.unwrap();
     assert_eq!(info.phase, entente_node::Phase::Joining);
     assert!(info.participants.is_empty(), "the forged ticket was not taken");
+
+    // The stranger floods alice with proposals naming her: at most four of its invitations are
+    // kept, so the proposal of the opponent she waits for still arrives.
+    for id in 10..40u8 {
+        send(proposal(id, vec![r, a], world.manager)).await;
+    }
+    let bob = Node::start(world.config(2, &dir.path().join("b"), vec![dial_addr(&alice).await]))
+        .await
+        .unwrap();
+    let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
+    let stake = ether(1);
+    let real = ProposalBuilder::new(world.tictactoe, vec![bob.address(), a], vec![stake, stake])
+        .build(
+            &bob,
+            &code,
+            &TicTacToe::initialStateCall {
+                x: bob.address(),
+                o: a,
+                stake,
+            },
+        )
+        .await
+        .unwrap();
+    let _game = bob.propose(real.clone(), code).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let invitations = alice.invitations().await.unwrap();
+        if invitations.iter().any(|(_, p)| p.channel_id == real.channel_id) {
+            let from_rogue = invitations.iter().filter(|(from, _)| *from == r).count();
+            assert_eq!(from_rogue, 4, "the stranger keeps four invitations");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the real proposal never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

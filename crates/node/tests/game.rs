@@ -41,6 +41,7 @@ async fn a_full_game_settles_on_chain_and_pays_the_winner() {
     let before_b = bob.balance().await.unwrap();
 
     let game_a = alice.propose(proposal, code.clone()).await.unwrap();
+    let mut events_a = game_a.events().await.unwrap();
     let (from, invitation) = bob.next_proposal(WAIT).await.unwrap();
     assert_eq!(from, a);
     assert_eq!(invitation.channel_id, game_a.id());
@@ -91,6 +92,21 @@ async fn a_full_game_settles_on_chain_and_pays_the_winner() {
     }
     let b_now = bob.balance().await.unwrap();
     assert!(b_now < before_b - ether(1) + ether(1) / entente_types::U256::from(100u64));
+    // The final state of the settled channel can still be read.
+    let game = game_a.view(&TicTacToe::getGameCall {}).await.unwrap();
+    assert_eq!((game.winner, game.moves), (a, 5));
+    // Every call alice made reports its gas, `open` included.
+    let mut calls = Vec::new();
+    while let Ok(event) = events_a.try_recv() {
+        if let ChannelEvent::ChainCall { what, outcome } = event {
+            calls.push((what, outcome));
+        }
+    }
+    let open = calls
+        .iter()
+        .find(|(what, _)| what == "open")
+        .expect("open reported");
+    assert!(matches!(open.1, Ok(gas) if gas > 21_000), "{calls:?}");
     // A move after the end is refused.
     let late = game_a.call(&TicTacToe::playCall { cell: 8 }).await;
     assert!(matches!(late, Err(NodeError::ChannelClosed(_))), "{late:?}");

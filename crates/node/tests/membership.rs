@@ -127,6 +127,9 @@ async fn a_third_participant_joins_a_running_channel_and_one_leaves() {
     }
     play(&[(&ch_a, a), (&ch_c, c)], 5).await;
     let closed = ch_a.wait_closed(WAIT).await.unwrap();
+    // The settled channel reports the fork and height it settled at.
+    assert_eq!((closed.phase, closed.fork), (Phase::Closed, 2));
+    assert!(closed.game_over);
     let exits = closed.exits.unwrap();
     assert_eq!(exits, vec![(a, deposit), (c, deposit)]);
     ch_c.wait_closed(WAIT).await.unwrap();
