@@ -158,7 +158,14 @@ impl ChainClient {
     ) -> Result<Self, ChainError> {
         let address = signer.address();
         let client = rpc_client(url, config.request_timeout)?;
+        // The nonce comes from the chain (`pending`) for every transaction: a transaction lost on
+        // its way (an RPC failure) must not leave a gap that holds every later one back, as a
+        // locally cached nonce would. The node sends one transaction at a time.
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
             .connect_client(client)
             .erased();
