@@ -101,7 +101,7 @@ async fn serve(
     while let Some(request) = read_message(&mut client).await? {
         let coin = roll(state);
         let fail = armed.load(Ordering::Relaxed) && coin < permille;
-        if fail && coin % 2 == 0 {
+        if fail && coin.is_multiple_of(2) {
             // Lost on the way to the chain.
             lost.fetch_add(1, Ordering::Relaxed);
             return Ok(());
