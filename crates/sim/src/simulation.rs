@@ -135,6 +135,8 @@ pub struct Simulation {
     trace: Vec<TraceEntry>,
     trace_hash: B256,
     keep_trace: bool,
+    /// The state each (fork, height) was finalized with, and by which honest peer first.
+    finalized: BTreeMap<(u64, u64), (usize, B256)>,
     /// When each (fork, height) was submitted, for finality latency.
     submitted_at: BTreeMap<(u64, u64), u64>,
     /// Submit-to-final latency of every (peer, height), in virtual ms.
@@ -209,6 +211,7 @@ impl Simulation {
             trace: Vec::new(),
             trace_hash: B256::ZERO,
             keep_trace: true,
+            finalized: BTreeMap::new(),
             submitted_at: BTreeMap::new(),
             latencies: Vec::new(),
             last_final: vec![0; n],
@@ -789,6 +792,24 @@ impl Simulation {
                 for h in self.last_final[i] + 1..=*height {
                     if let Some(at) = self.submitted_at.get(&(*fork, h)) {
                         self.latencies.push(self.now - at);
+                    }
+                }
+                // Safety, on every finalization: no two honest peers finalize different states
+                // at one fork and height.
+                if self.peers[i].strategy == Strategy::Honest {
+                    let core = &self.peers[i].core;
+                    let from = core.fork().genesis_height + 1;
+                    for h in from.max(self.last_final[i] + 1)..=*height {
+                        let Some(state) = core.agreement().entry(h).map(|e| e.transaction.stateHash) else {
+                            continue;
+                        };
+                        if let Some((j, other)) = self.finalized.insert((*fork, h), (i, state))
+                            && other != state
+                        {
+                            return Err(self.fail(format!(
+                                "peers {i} and {j} finalized different states at fork {fork} height {h}"
+                            )));
+                        }
                     }
                 }
                 self.last_final[i] = self.last_final[i].max(*height);
