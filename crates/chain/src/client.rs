@@ -542,6 +542,14 @@ impl ChainClient {
         }
     }
 
+    /// The code deployed at `account` (`eth_getCode`, latest block).
+    pub async fn code(&self, account: Address) -> Result<Bytes, ChainError> {
+        self.provider
+            .get_code_at(account)
+            .await
+            .map_err(|e| self.rpc_error("eth_getCode", e))
+    }
+
     /// `account`'s balance in wei.
     pub async fn balance(&self, account: Address) -> Result<U256, ChainError> {
         self.provider

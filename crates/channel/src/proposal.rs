@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use entente_evm_runtime::{MachineCode, MachineInstance};
 use entente_types::{Address, B256, ChannelProposal, U256};
 
 /// Why a proposal is not offered to the application.
@@ -60,6 +61,21 @@ pub enum ProposalRefusal {
     /// A timing parameter outside the policy.
     #[error("timing outside the policy: {0}")]
     Timing(String),
+    /// The genesis state does not load in the machine, or does not name the proposal's
+    /// participants in order.
+    #[error("the genesis state does not fit the machine: {0}")]
+    Genesis(String),
+    /// The genesis state pays out more or less than the deposits.
+    #[error("the genesis state pays out {exits} but the deposits are {deposits}")]
+    NotConserved {
+        /// Sum of the genesis exits.
+        exits: U256,
+        /// Sum of the deposits.
+        deposits: U256,
+    },
+    /// The code deployed at the proposal's machine address is not the machine's.
+    #[error("the code deployed at {0} is not the state machine's")]
+    DeployedCode(Address),
     /// The sender has too many invitations open with us.
     #[error("{0} has too many open invitations")]
     TooManyFromSender(Address),
@@ -180,6 +196,49 @@ impl ProposalPolicy {
     }
 }
 
+/// Checks `proposal`'s genesis state with the machine's `code` (run locally): it loads, names the
+/// proposal's participants in order, and its exits pay out exactly the deposits.
+pub fn check_genesis(code: &MachineCode, proposal: &ChannelProposal) -> Result<(), ProposalRefusal> {
+    let genesis = |e: entente_evm_runtime::EvmError| ProposalRefusal::Genesis(e.to_string());
+    let mut machine = MachineInstance::deploy(code, proposal.machine_gas_limit).map_err(genesis)?;
+    machine.set_state(&proposal.genesis_state).map_err(genesis)?;
+    let participants = machine.participants().map_err(genesis)?;
+    if participants != proposal.participants {
+        return Err(ProposalRefusal::Genesis(format!(
+            "it names {participants:?}, the proposal {:?}",
+            proposal.participants
+        )));
+    }
+    let exits = machine
+        .exits()
+        .map_err(genesis)?
+        .iter()
+        .fold(U256::ZERO, |sum, e| sum.saturating_add(e.amount));
+    let deposits = proposal
+        .deposits
+        .iter()
+        .fold(U256::ZERO, |sum, d| sum.saturating_add(*d));
+    if exits != deposits {
+        return Err(ProposalRefusal::NotConserved { exits, deposits });
+    }
+    Ok(())
+}
+
+/// Checks that `deployed` (the code at the proposal's machine address, as `eth_getCode` returns
+/// it) is what the machine's `code` deploys: every peer then runs the code the chain runs.
+pub fn check_deployed_code(
+    code: &MachineCode,
+    proposal: &ChannelProposal,
+    deployed: &[u8],
+) -> Result<(), ProposalRefusal> {
+    let machine = MachineInstance::deploy(code, proposal.machine_gas_limit)
+        .map_err(|e| ProposalRefusal::Genesis(e.to_string()))?;
+    if deployed.is_empty() || machine.runtime_code().as_ref() != deployed {
+        return Err(ProposalRefusal::DeployedCode(proposal.state_machine));
+    }
+    Ok(())
+}
+
 /// Proposals received and not answered yet, at most a few per sender, so a stranger cannot crowd
 /// out the proposal a player waits for.
 #[derive(Debug, Clone, Default)]
@@ -251,6 +310,73 @@ mod tests {
             genesis_state: Bytes::from(vec![1u8]),
             agreement_mode: AgreementMode::default(),
         }
+    }
+
+    /// A tic-tac-toe proposal between `x` and `o` with `deposit` each and `stake` in its genesis.
+    fn tictactoe(x: Address, o: Address, deposit: u64, stake: u64) -> (MachineCode, ChannelProposal) {
+        use alloy_sol_types::SolCall;
+        let code = MachineCode::from_artifact_json(entente_contracts::artifacts::TIC_TAC_TOE).unwrap();
+        let mut m = MachineInstance::deploy(&code, 5_000_000).unwrap();
+        let call = entente_contracts::TicTacToe::initialStateCall {
+            x,
+            o,
+            stake: U256::from(stake),
+        };
+        let raw = m.view(call.abi_encode().into()).unwrap();
+        let genesis =
+            <alloy_sol_types::sol_data::Bytes as alloy_sol_types::SolType>::abi_decode(&raw).unwrap();
+        let mut p = proposal(1, x, o);
+        p.deposits = vec![U256::from(deposit); 2];
+        p.genesis_state = genesis;
+        p.machine_gas_limit = 5_000_000;
+        (code, p)
+    }
+
+    #[test]
+    fn the_genesis_must_name_the_participants_and_pay_out_the_deposits() {
+        let (x, o) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let (code, good) = tictactoe(x, o, 10, 10);
+        assert_eq!(check_genesis(&code, &good), Ok(()));
+        // Deposits of 10 each, but the genesis pays out 2 × 20.
+        let (code, rich) = tictactoe(x, o, 10, 20);
+        assert_eq!(
+            check_genesis(&code, &rich),
+            Err(ProposalRefusal::NotConserved {
+                exits: U256::from(40u64),
+                deposits: U256::from(20u64)
+            })
+        );
+        // The genesis names other players.
+        let (code, mut other) = tictactoe(x, o, 10, 10);
+        other.participants = vec![o, x];
+        assert!(matches!(
+            check_genesis(&code, &other),
+            Err(ProposalRefusal::Genesis(_))
+        ));
+        // Not a state of this machine.
+        let mut junk = good;
+        junk.genesis_state = Bytes::from(vec![7u8; 5]);
+        assert!(matches!(
+            check_genesis(&code, &junk),
+            Err(ProposalRefusal::Genesis(_))
+        ));
+    }
+
+    #[test]
+    fn the_deployed_code_must_be_the_machines() {
+        let (x, o) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let (code, p) = tictactoe(x, o, 10, 10);
+        let runtime = MachineInstance::deploy(&code, 5_000_000).unwrap().runtime_code();
+        assert!(!runtime.is_empty());
+        assert_eq!(check_deployed_code(&code, &p, &runtime), Ok(()));
+        let counter =
+            MachineCode::from_artifact_json(entente_contracts::artifacts::ROUND_ROBIN_COUNTER).unwrap();
+        let other = MachineInstance::deploy(&counter, 5_000_000)
+            .unwrap()
+            .runtime_code();
+        let refused = Err(ProposalRefusal::DeployedCode(p.state_machine));
+        assert_eq!(check_deployed_code(&code, &p, &other), refused);
+        assert_eq!(check_deployed_code(&code, &p, &[]), refused);
     }
 
     #[test]

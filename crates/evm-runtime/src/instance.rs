@@ -192,6 +192,21 @@ impl MachineInstance {
         self.machine
     }
 
+    /// The machine's runtime code as its deployment left it (what `eth_getCode` returns for a
+    /// deployment of the same creation code with no constructor arguments).
+    pub fn runtime_code(&self) -> Bytes {
+        self.evm
+            .ctx
+            .journaled_state
+            .database
+            .cache
+            .accounts
+            .get(&self.machine)
+            .and_then(|a| a.info.code.as_ref())
+            .map(|c| c.original_bytes())
+            .unwrap_or_default()
+    }
+
     fn tx_env(&self, data: Bytes) -> Result<TxEnv, EvmError> {
         TxEnv::builder()
             .caller(CALLER)

@@ -255,7 +255,22 @@ impl Node {
 
     /// Accepts the proposal of channel `channel_id` (received as [`NodeEvent::Proposal`]);
     /// the node deposits once the proposer has opened the channel on chain.
+    ///
+    /// `machine` must be the code deployed at the proposal's machine address (checked against
+    /// the chain), and the proposal's genesis state must load in it, name the proposal's
+    /// participants and pay out exactly the deposits; otherwise [`NodeError::BadProposal`] and
+    /// the invitation stays open.
     pub async fn accept(&self, channel_id: B256, machine: MachineSource) -> Result<Channel, NodeError> {
+        let invitations = self.invitations().await?;
+        let (_, proposal) = invitations
+            .iter()
+            .find(|(_, p)| p.channel_id == channel_id)
+            .ok_or(NodeError::UnknownChannel(channel_id))?;
+        let code = machine.load()?;
+        let deployed = self.chain.code(proposal.state_machine).await?;
+        entente_channel::check_deployed_code(&code, proposal, &deployed)
+            .and_then(|()| entente_channel::check_genesis(&code, proposal))
+            .map_err(|e| NodeError::BadProposal(e.to_string()))?;
         self.ask(|reply| Command::Accept {
             channel_id,
             machine,

@@ -432,7 +432,14 @@ impl LifeSim {
                 if let Message::Proposal(proposal) = &*message
                     && self.peers[to].channel.is_none()
                 {
-                    // The application: an invitee accepts a proposal naming it.
+                    // The application: an invitee accepts a proposal naming it, once its machine
+                    // is the one deployed and its genesis pays out the deposits.
+                    let deployed = self.chain.code(proposal.state_machine);
+                    let checked = entente_channel::check_deployed_code(&self.code, proposal, &deployed)
+                        .and_then(|()| entente_channel::check_genesis(&self.code, proposal));
+                    if let Err(e) = checked {
+                        return Err(self.fail(format!("peer {to} refuses the proposal: {e}")));
+                    }
                     if proposal.participants.contains(&self.peers[to].signer.address()) {
                         let signer = self.peers[to].signer.clone();
                         let chain_now = self.chain.timestamp();
