@@ -25,7 +25,7 @@ pub enum Phase {
 }
 
 /// Something that happened in a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChannelEvent {
     /// An invitee answered our proposal.
     Answered {
@@ -71,6 +71,21 @@ pub enum ChannelEvent {
         /// Why.
         reason: String,
     },
+}
+
+impl ChannelEvent {
+    /// CBOR bytes of this event (an event log's record).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing CBOR into a Vec cannot fail for these plain data types.
+        let _ = ciborium::into_writer(self, &mut out);
+        out
+    }
+
+    /// Decodes [`Self::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        ciborium::from_reader(bytes).map_err(|e| e.to_string())
+    }
 }
 
 /// A snapshot of a channel as this participant sees it.

@@ -105,6 +105,9 @@ pub enum NodeEvent {
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
+/// Events read from a channel's log (sequence number, event), and a watch of the log's length.
+pub(crate) type EventPage = (Vec<(u64, ChannelEvent)>, tokio::sync::watch::Receiver<u64>);
+
 pub(crate) enum Command {
     Propose {
         proposal: Box<ChannelProposal>,
@@ -135,9 +138,11 @@ pub(crate) enum Command {
         channel_id: B256,
         reply: Reply<ChannelInfo>,
     },
-    Subscribe {
+    Events {
         channel_id: B256,
-        reply: Reply<broadcast::Receiver<ChannelEvent>>,
+        from: u64,
+        max: usize,
+        reply: Reply<EventPage>,
     },
     Exit {
         channel_id: B256,
@@ -407,12 +412,34 @@ impl Channel {
         self.node.ask(|reply| Command::Info { channel_id, reply }).await
     }
 
-    /// The channel's events from now on.
-    pub async fn events(&self) -> Result<broadcast::Receiver<ChannelEvent>, NodeError> {
+    /// The channel's events from now on. Every event is kept in the channel's event log (in the
+    /// data directory, with the commit that produced it), so a slow reader misses none.
+    pub async fn events(&self) -> Result<EventStream, NodeError> {
+        let mut stream = self.events_from(u64::MAX).await?;
+        stream.next = *stream.logged.borrow();
+        Ok(stream)
+    }
+
+    /// The channel's events from sequence number `from` on (0: from the first). A reader that
+    /// stored [`EventStream::cursor`] resumes there after a restart, of its own or of the node.
+    pub async fn events_from(&self, from: u64) -> Result<EventStream, NodeError> {
         let channel_id = self.channel_id;
-        self.node
-            .ask(|reply| Command::Subscribe { channel_id, reply })
-            .await
+        let (_, logged) = self
+            .node
+            .ask(|reply| Command::Events {
+                channel_id,
+                from: u64::MAX,
+                max: 0,
+                reply,
+            })
+            .await?;
+        Ok(EventStream {
+            node: self.node.clone(),
+            channel_id,
+            next: from,
+            logged,
+            buffer: std::collections::VecDeque::new(),
+        })
     }
 
     /// Lets `joiner` join this channel when another participant proposes it (this node then
@@ -489,8 +516,8 @@ impl Channel {
             }
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => return Err(NodeError::Timeout(what.to_string())),
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
-                Ok(_) => {}
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(_)) => {}
             }
         }
     }
@@ -525,6 +552,59 @@ impl Channel {
             matches!(i.phase, Phase::Closed | Phase::Left | Phase::Cancelled)
         })
         .await
+    }
+}
+
+/// A reader of one channel's event log: [`Self::recv`] yields every event in order, waiting for
+/// the next one; none is skipped, however slow the reader.
+#[derive(Debug)]
+pub struct EventStream {
+    node: Node,
+    channel_id: B256,
+    next: u64,
+    logged: tokio::sync::watch::Receiver<u64>,
+    buffer: std::collections::VecDeque<(u64, ChannelEvent)>,
+}
+
+/// Events read from the log at once.
+const EVENT_PAGE: usize = 256;
+
+impl EventStream {
+    /// The sequence number of the next event this stream yields (store it to resume with
+    /// [`Channel::events_from`]).
+    pub fn cursor(&self) -> u64 {
+        self.buffer.front().map_or(self.next, |(seq, _)| *seq)
+    }
+
+    /// The next event, waiting for it.
+    pub async fn recv(&mut self) -> Result<ChannelEvent, NodeError> {
+        loop {
+            if let Some(event) = self.try_next().await? {
+                return Ok(event);
+            }
+            self.logged.changed().await.map_err(|_| NodeError::Stopped)?;
+        }
+    }
+
+    /// The next event if one is logged, without waiting.
+    pub async fn try_next(&mut self) -> Result<Option<ChannelEvent>, NodeError> {
+        if self.buffer.is_empty() && *self.logged.borrow_and_update() > self.next {
+            let (channel_id, from) = (self.channel_id, self.next);
+            let (events, _) = self
+                .node
+                .ask(|reply| Command::Events {
+                    channel_id,
+                    from,
+                    max: EVENT_PAGE,
+                    reply,
+                })
+                .await?;
+            if let Some((last, _)) = events.last() {
+                self.next = last + 1;
+            }
+            self.buffer.extend(events);
+        }
+        Ok(self.buffer.pop_front().map(|(_, event)| event))
     }
 }
 

@@ -19,7 +19,7 @@ use entente_store::{ChainCursor, MachineSource, OpenMode, Store};
 use entente_types::{
     Address, B256, ChannelProposal, Envelope, LocalSigner, MembershipChange, Message, Signer,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -156,7 +156,10 @@ pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
 struct Hosted {
     core: ChannelCore<LocalSigner>,
     machine: MachineSource,
-    events: broadcast::Sender<ChannelEvent>,
+    /// The next sequence number of the channel's event log.
+    next_event: u64,
+    /// How many events the log holds, for subscribers.
+    logged: watch::Sender<u64>,
 }
 
 struct Runtime {
@@ -212,19 +215,21 @@ impl Runtime {
                 self.p2p.join_channel(channel_id, participants).await?;
             }
             info!(target: TARGET, channel = %channel_id, phase = ?core.phase(), "channel restored");
-            self.host(core, machine);
+            let next_event = self.store.event_count(&channel_id)?;
+            self.host(core, machine, next_event);
         }
         Ok(())
     }
 
-    fn host(&mut self, core: ChannelCore<LocalSigner>, machine: MachineSource) {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+    fn host(&mut self, core: ChannelCore<LocalSigner>, machine: MachineSource, next_event: u64) {
+        let (logged, _) = watch::channel(next_event);
         self.channels.insert(
             core.id(),
             Hosted {
                 core,
                 machine,
-                events,
+                next_event,
+                logged,
             },
         );
     }
@@ -280,16 +285,6 @@ impl Runtime {
         for hosted in self.channels.values_mut() {
             hosted.core.handle_timeout(now);
         }
-    }
-
-    fn emit(&self, channel_id: B256, event: ChannelEvent) {
-        if let Some(hosted) = self.channels.get(&channel_id) {
-            let _ = hosted.events.send(event.clone());
-        }
-        let _ = self.events.send(NodeEvent::Channel {
-            channel_id,
-            event: Box::new(event),
-        });
     }
 
     /// The node's error for a core's refusal in channel `channel_id`.
@@ -376,13 +371,19 @@ impl Runtime {
                 };
                 let _ = reply.send(result);
             }
-            Command::Subscribe { channel_id, reply } => {
-                let receiver = self
-                    .channels
-                    .get(&channel_id)
-                    .map(|h| h.events.subscribe())
-                    .ok_or(NodeError::UnknownChannel(channel_id));
-                let _ = reply.send(receiver);
+            Command::Events {
+                channel_id,
+                from,
+                max,
+                reply,
+            } => {
+                let result = match self.channels.get(&channel_id) {
+                    Some(h) => self
+                        .read_events(channel_id, from, max)
+                        .map(|events| (events, h.logged.subscribe())),
+                    None => Err(NodeError::UnknownChannel(channel_id)),
+                };
+                let _ = reply.send(result);
             }
             Command::Exit { channel_id, reply } => {
                 let result = self
@@ -458,7 +459,7 @@ impl Runtime {
                                 code,
                                 self.last_block_timestamp,
                             );
-                            self.host(core, machine);
+                            self.host(core, machine, 0);
                             Ok(())
                         }
                         Err(e) => Err(e.into()),
@@ -480,6 +481,29 @@ impl Runtime {
                 let _ = reply.send(Ok(ids));
             }
         }
+    }
+
+    /// Up to `max` events of `channel_id`'s log from `from` on.
+    fn read_events(
+        &self,
+        channel_id: B256,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, ChannelEvent)>, NodeError> {
+        self.store
+            .events(&channel_id, from, max)?
+            .into_iter()
+            .map(|(seq, bytes)| {
+                ChannelEvent::decode(&bytes)
+                    .map(|event| (seq, event))
+                    .map_err(|reason| {
+                        NodeError::Store(entente_store::StoreError::Corrupt {
+                            path: self.store.path().to_path_buf(),
+                            reason: format!("event {seq} of channel {channel_id}: {reason}"),
+                        })
+                    })
+            })
+            .collect()
     }
 
     async fn propose_change(
@@ -524,7 +548,7 @@ impl Runtime {
             .join_channel(channel_id, proposal.participants.clone())
             .await?;
         let core = ChannelCore::propose(self.signer.clone(), proposal, code, self.last_block_timestamp);
-        self.host(core, machine);
+        self.host(core, machine, 0);
         Ok(())
     }
 
@@ -551,7 +575,7 @@ impl Runtime {
             code,
             self.last_block_timestamp,
         );
-        self.host(core, machine);
+        self.host(core, machine, 0);
         Ok(())
     }
 
@@ -683,6 +707,8 @@ impl Runtime {
         if let Some(cursor) = self.cursor.take() {
             batch.put_cursor(self.chain_id, self.manager, cursor);
         }
+        let logged_before: Vec<(B256, u64)> =
+            self.channels.iter().map(|(id, h)| (*id, h.next_event)).collect();
         for (id, hosted) in &mut self.channels {
             while let Some(effect) = hosted.core.poll_effect() {
                 match effect {
@@ -700,7 +726,13 @@ impl Runtime {
                     Effect::Broadcast(message) => outbox.push((*id, None, message)),
                     Effect::Send { to, message } => outbox.push((*id, Some(to), message)),
                     Effect::Call(call) => calls.push((*id, call)),
-                    Effect::Notify(event) => notes.push((*id, event)),
+                    Effect::Notify(event) => {
+                        // Logged with the turn's commit: a subscriber reads every event, however
+                        // slow it is, and resumes from its cursor after a restart.
+                        batch.put_event(*id, hosted.next_event, event.encode().into());
+                        hosted.next_event += 1;
+                        notes.push((*id, event));
+                    }
                 }
             }
         }
@@ -708,6 +740,11 @@ impl Runtime {
             && let Err(e) = batch.commit()
         {
             tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn is sent");
+            for (id, next) in logged_before {
+                if let Some(hosted) = self.channels.get_mut(&id) {
+                    hosted.next_event = next;
+                }
+            }
             return;
         }
         for (id, to, message) in outbox {
@@ -731,6 +768,13 @@ impl Runtime {
                 }
             }
         }
+        for hosted in self.channels.values() {
+            hosted.logged.send_if_modified(|logged| {
+                let changed = *logged != hosted.next_event;
+                *logged = hosted.next_event;
+                changed
+            });
+        }
         for (id, event) in notes {
             // A new fork changes who we talk to.
             if let ChannelEvent::Protocol(ProtocolEvent::ForkStarted { participants, .. }) = &event
@@ -738,7 +782,10 @@ impl Runtime {
             {
                 self.rejoin_p2p(id, participants.clone());
             }
-            self.emit(id, event);
+            let _ = self.events.send(NodeEvent::Channel {
+                channel_id: id,
+                event: Box::new(event),
+            });
         }
     }
 

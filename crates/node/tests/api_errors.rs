@@ -229,7 +229,7 @@ async fn forged_proposals_and_join_tickets_from_the_network_are_refused() {
     let invitations = alice.invitations().await.unwrap();
     assert_eq!(invitations.len(), 1, "only the valid proposal is an invitation");
     // The forged ticket led to no chain call.
-    while let Ok(event) = events.try_recv() {
+    while let Some(event) = events.try_next().await.unwrap() {
         assert!(
             !matches!(event, entente_node::ChannelEvent::ChainCall { .. }),
             "{event:?}"

@@ -71,7 +71,7 @@ async fn a_full_game_settles_on_chain_and_pays_the_winner() {
     assert_eq!(closed_b.exits.unwrap(), exits);
     // The game was final on bob's side before it settled.
     let mut finalized = 0;
-    while let Ok(event) = events_b.try_recv() {
+    while let Some(event) = events_b.try_next().await.unwrap() {
         if let ChannelEvent::Protocol(entente_node::ProtocolEvent::Finalized { height, .. }) = event {
             finalized = finalized.max(height);
         }
@@ -97,7 +97,7 @@ async fn a_full_game_settles_on_chain_and_pays_the_winner() {
     assert_eq!((game.winner, game.moves), (a, 5));
     // Every call alice made reports its gas, `open` included.
     let mut calls = Vec::new();
-    while let Ok(event) = events_a.try_recv() {
+    while let Some(event) = events_a.try_next().await.unwrap() {
         if let ChannelEvent::ChainCall { what, outcome } = event {
             calls.push((what, outcome));
         }
@@ -110,4 +110,71 @@ async fn a_full_game_settles_on_chain_and_pays_the_winner() {
     // A move after the end is refused.
     let late = game_a.call(&TicTacToe::playCall { cell: 8 }).await;
     assert!(matches!(late, Err(NodeError::ChannelClosed(_))), "{late:?}");
+
+    // Bob's whole event log, read from its start after the game: every event, in order.
+    game_b
+        .wait_until("bob's chain calls", WAIT, |i| i.calls_outstanding == 0)
+        .await
+        .unwrap();
+    let mut log = Vec::new();
+    let mut reader = game_b.events_from(0).await.unwrap();
+    while let Some(event) = reader.try_next().await.unwrap() {
+        log.push(event);
+    }
+    let applied = log
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                ChannelEvent::Protocol(entente_node::ProtocolEvent::Applied { .. })
+            )
+        })
+        .count();
+    assert_eq!(applied, 5, "{log:#?}");
+    assert!(log.iter().any(|e| matches!(e, ChannelEvent::Live { .. })));
+    assert!(log.iter().any(|e| matches!(
+        e,
+        ChannelEvent::Chain(entente_node::ChainEvent::ChannelClosed { .. })
+    )));
+    // The log survives a restart of bob's node; a reader resumes from its cursor.
+    let cursor = reader.cursor();
+    assert_eq!(cursor, log.len() as u64);
+    let channel_id = game_b.id();
+    drop((reader, events_b, game_b, bob));
+    let bob = restart(world.config(2, &dir.path().join("bob"), vec![dial_addr(&alice).await])).await;
+    let game_b = bob.channel(channel_id).await.unwrap();
+    let mut again = Vec::new();
+    let mut reader = game_b.events_from(0).await.unwrap();
+    while let Some(event) = reader.try_next().await.unwrap() {
+        again.push(event);
+    }
+    assert_eq!(
+        again[..log.len()],
+        log[..],
+        "the log after the restart begins with the log before"
+    );
+    let mut resumed = game_b.events_from(cursor).await.unwrap();
+    let mut after = Vec::new();
+    while let Some(event) = resumed.try_next().await.unwrap() {
+        after.push(event);
+    }
+    assert_eq!(after[..], again[log.len()..]);
+}
+
+/// Starts a node on a data directory a stopped node may still hold for a moment.
+async fn restart(config: entente_node::NodeConfig) -> Node {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Node::start(config.clone()).await {
+            Ok(node) => return node,
+            Err(NodeError::Store(entente_store::StoreError::Locked { .. })) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the data directory stays locked"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("restart: {e}"),
+        }
+    }
 }

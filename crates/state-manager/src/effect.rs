@@ -68,8 +68,9 @@ pub enum PersistRecord {
     },
 }
 
-/// What observers hear about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What observers hear about. Serializable, so hosts can keep an event log (a refusal's reason
+/// is stored as its text and read back as [`Rejection::Logged`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// A transaction was applied (not final yet).
     Applied {
@@ -105,6 +106,7 @@ pub enum Event {
         /// Who sent it.
         from: Address,
         /// Why.
+        #[serde(with = "rejection_text")]
         reason: Rejection,
     },
     /// The chain enforced a state: a new fork starts from it.
@@ -125,4 +127,19 @@ pub enum Event {
         /// Height.
         height: u64,
     },
+}
+
+/// A [`Rejection`] in an event log: its text.
+mod rejection_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::Rejection;
+
+    pub(super) fn serialize<S: Serializer>(reason: &Rejection, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&reason.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Rejection, D::Error> {
+        Ok(Rejection::Logged(String::deserialize(deserializer)?))
+    }
 }

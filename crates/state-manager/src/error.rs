@@ -7,6 +7,9 @@ use entente_types::{Address, B256, TypesError};
 /// variant; nothing a peer sends can panic the state manager.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    /// A refusal read back from an event log: its reason as text.
+    #[error("{0}")]
+    Logged(String),
     /// Malformed, oversized or wrong-version frame.
     #[error("undecodable message: {0}")]
     Decode(TypesError),

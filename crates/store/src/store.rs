@@ -34,6 +34,16 @@ const CURSORS: Bin = TableDefinition::new("chain_cursors");
 /// A channel core's own records (`entente_channel::Record::Life` / `Court`), by channel id and kind.
 const LIVES: Bin = TableDefinition::new("channel_lives");
 
+/// Each channel's event log, by channel id and sequence number.
+const EVENTS: Bin = TableDefinition::new("channel_events");
+
+fn event_key(channel: &B256, seq: u64) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(channel.as_slice());
+    key[32..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
 /// Kind byte of a channel's life record in [`LIVES`].
 const LIFE: u8 = 0;
 /// Kind byte of a channel's dispute-handler view in [`LIVES`].
@@ -285,6 +295,56 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Up to `max` events of `channel`'s log from sequence number `from` on, in order.
+    pub fn events(&self, channel: &B256, from: u64, max: usize) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let txn = self.read()?;
+        let table = match txn.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let start = event_key(channel, from);
+        let end = event_key(channel, u64::MAX);
+        let mut out = Vec::new();
+        for item in table
+            .range::<&[u8]>(start.as_slice()..=end.as_slice())
+            .map_err(|e| self.err(e))?
+        {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let seq =
+                key_u64(k.value(), 32).ok_or_else(|| self.corrupt("an event key is too short".into()))?;
+            out.push((seq, Bytes::copy_from_slice(v.value())));
+        }
+        Ok(out)
+    }
+
+    /// How many events `channel`'s log holds (the next sequence number).
+    pub fn event_count(&self, channel: &B256) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let table = match txn.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(self.err(e)),
+        };
+        let start = event_key(channel, 0);
+        let end = event_key(channel, u64::MAX);
+        let last = table
+            .range::<&[u8]>(start.as_slice()..=end.as_slice())
+            .map_err(|e| self.err(e))?
+            .next_back()
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        match last {
+            Some((k, _)) => key_u64(k.value(), 32)
+                .map(|seq| seq + 1)
+                .ok_or_else(|| self.corrupt("an event key is too short".into())),
+            None => Ok(0),
+        }
     }
 
     /// Every stored channel, by channel id.
@@ -590,6 +650,7 @@ enum Op {
     Persist(B256, PersistRecord),
     Cursor(u64, Address, ChainCursor),
     Life(B256, u8, Bytes),
+    Event(B256, u64, Bytes),
     /// A write that could not be prepared: the batch's commit fails with it.
     Fail(String),
 }
@@ -676,6 +737,12 @@ impl Batch<'_> {
         self
     }
 
+    /// Appends event `seq` (encoded) to `channel`'s event log.
+    pub fn put_event(&mut self, channel: B256, seq: u64, event: Bytes) -> &mut Self {
+        self.ops.push(Op::Event(channel, seq, event));
+        self
+    }
+
     /// Stores a channel's dispute-handler view (replacing the stored one).
     pub fn put_court(&mut self, channel: B256, court: Bytes) -> &mut Self {
         self.ops.push(Op::Life(channel, COURT, court));
@@ -718,6 +785,7 @@ struct Tables<'t> {
     finalized: Table<'t, &'static [u8], u64>,
     cursors: Table<'t, &'static [u8], &'static [u8]>,
     lives: Table<'t, &'static [u8], &'static [u8]>,
+    events: Table<'t, &'static [u8], &'static [u8]>,
 }
 
 fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -732,6 +800,7 @@ fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), 
         finalized: txn.open_table(FINALIZED).map_err(|x| e(x.into()))?,
         cursors: open(CURSORS)?,
         lives: open(LIVES)?,
+        events: open(EVENTS)?,
     };
     for op in ops {
         write_op(store, &mut t, op)?;
@@ -794,6 +863,11 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
         }
         Op::Persist(channel, record) => persist(store, t, channel, record)?,
         Op::Fail(reason) => return Err(store.corrupt(reason)),
+        Op::Event(channel, seq, bytes) => {
+            t.events
+                .insert(event_key(&channel, seq).as_slice(), bytes.as_ref())
+                .map_err(e)?;
+        }
         Op::Life(channel, kind, bytes) => {
             t.lives
                 .insert(life_key(&channel, kind).as_slice(), bytes.as_ref())

@@ -15,7 +15,6 @@ use entente_node::{
 };
 use entente_sim::Strategy;
 use entente_types::{Address, Timing, U256, keccak256};
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::Options;
@@ -341,13 +340,11 @@ async fn play(i: usize, me: Address, channel: Channel, step: u64, shared: Arc<Sh
 }
 
 /// Peer `i`'s events: finality latencies, disputes, removals, the settlement, payouts.
-async fn watch(i: usize, mut events: broadcast::Receiver<ChannelEvent>, shared: Arc<Shared>) {
+async fn watch(i: usize, mut events: entente_node::EventStream, shared: Arc<Shared>) {
     let mut last_final: HashMap<u64, u64> = HashMap::new();
     loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
+        let Ok(event) = events.recv().await else {
+            return;
         };
         match event {
             ChannelEvent::Protocol(ProtocolEvent::Finalized { fork, height, .. }) => {
