@@ -407,6 +407,7 @@ impl<S: Signer + Clone> Channel<S> {
     pub fn propose_change(&mut self, change: MembershipChange, local_ms: u64) -> Result<(), ChannelError> {
         let me = self.me;
         let id = self.id;
+        let signer = self.signer.clone();
         let chain_now = self.chain_now;
         if self.life.approvals.len() >= MAX_APPROVALS {
             return Err(ChannelError::Membership("too many approvals in progress".into()));
@@ -448,9 +449,9 @@ impl<S: Signer + Clone> Channel<S> {
             change,
             deadline: (sm.tip_timestamp() + timing.p2p_time).max(chain_now + timing.agreement_time),
         };
-        sm.hold_signing_above(approval.height, approval.deadline);
         let digest = approval.digest(&sm.spec().domain);
-        let signature = self.signer.sign_digest(&digest);
+        let signature = signer.try_sign_digest(&digest).map_err(ChannelError::Signer)?;
+        sm.hold_signing_above(approval.height, approval.deadline);
         self.life.approvals.push(Collecting {
             approval: approval.clone(),
             signatures: BTreeMap::from([(me, signature)]),
@@ -617,9 +618,16 @@ impl<S: Signer + Clone> Channel<S> {
             debug!(target: TARGET, channel = %self.id, %refusal, "approval not signed (yet)");
             return;
         }
-        cores.sm.hold_signing_above(a.height, a.deadline);
         let digest = a.digest(&cores.sm.spec().domain);
-        let signature = self.signer.sign_digest(&digest);
+        let signature = match self.signer.try_sign_digest(&digest) {
+            Ok(signature) => signature,
+            Err(e) => {
+                // Asked again on the next timeout.
+                debug!(target: TARGET, channel = %self.id, error = %e, "approval not signed yet");
+                return;
+            }
+        };
+        cores.sm.hold_signing_above(a.height, a.deadline);
         entry.signatures.insert(self.me, signature);
         let approval = entry.approval.clone();
         self.life_dirty = true;
@@ -1107,6 +1115,12 @@ impl<S: Signer + Clone> Channel<S> {
             }
         } else {
             self.resend_proposal_at = None;
+        }
+        // Approvals the signer could not sign before.
+        if self.life.phase == Phase::Live {
+            for i in 0..self.life.approvals.len() {
+                self.cosign(i);
+            }
         }
         if let Some(Cores { sm, handler }) = &mut self.cores {
             sm.handle_timeout(local_ms);

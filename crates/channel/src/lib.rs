@@ -83,6 +83,9 @@ pub enum ChannelError {
     /// A membership change was refused.
     #[error("membership: {0}")]
     Membership(String),
+    /// The signer gave no signature (not ready yet, or failed): nothing was signed; try again.
+    #[error("not signed: {0}")]
+    Signer(entente_types::SignError),
     /// What was stored does not restore.
     #[error("cannot restore the channel: {0}")]
     Restore(String),

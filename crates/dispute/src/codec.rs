@@ -227,7 +227,7 @@ pub fn decode_event(event: &ManagerEvent, timestamp: u64) -> Option<(B256, Chain
 mod tests {
     use super::*;
     use entente_contracts::IStateChannelManager::CalldataPosted;
-    use entente_types::{LocalSigner, Signer, Transaction};
+    use entente_types::{LocalSigner, Transaction};
 
     fn posted(signature: Bytes) -> ManagerEvent {
         ManagerEvent::CalldataPosted(CalldataPosted {

@@ -175,11 +175,31 @@ pub(crate) enum Command {
         channel_id: B256,
         reply: Reply<()>,
     },
+    SignerReady,
     ExpectJoin {
         channel_id: B256,
         machine: MachineSource,
         reply: Reply<()>,
     },
+}
+
+/// Parts an embedder replaces in a [`Node`] (see [`Node::start_with`]); `None` keeps the
+/// default.
+#[derive(Default)]
+pub struct NodeParts {
+    /// Signs the channel signatures (default: the config's key in memory).
+    pub signer: Option<std::sync::Arc<dyn entente_types::Signer + Send + Sync>>,
+    /// Stores the channels (default: the redb store in the config's data directory).
+    pub store: Option<entente_store::Store>,
+}
+
+impl std::fmt::Debug for NodeParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeParts")
+            .field("signer", &self.signer.as_ref().map(|s| s.address()))
+            .field("store", &self.store)
+            .finish()
+    }
 }
 
 /// A running node: one participant's key, network presence, chain account and data directory.
@@ -198,7 +218,24 @@ impl Node {
     /// Opens the data directory, connects to the chain, starts the network and the event
     /// loop, and restores every channel the data directory holds.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        runtime::start(config).await
+        runtime::start(config, NodeParts::default()).await
+    }
+
+    /// [`Node::start`] with parts of its own: a signer for the channel signatures (a remote
+    /// signer or a wallet, which may answer later or fail; it must sign for the config key's
+    /// address, which the peers authenticate), and a store (for example
+    /// [`entente_store::Store::in_memory`]) instead of the data directory.
+    pub async fn start_with(config: NodeConfig, parts: NodeParts) -> Result<Self, NodeError> {
+        runtime::start(config, parts).await
+    }
+
+    /// Tells the node that its signer has signatures ready: what waited for them is retried at
+    /// once (otherwise on the next tick).
+    pub async fn signer_ready(&self) -> Result<(), NodeError> {
+        self.commands
+            .send(Command::SignerReady)
+            .await
+            .map_err(|_| NodeError::Stopped)
     }
 
     /// This node's address (its participant identity and chain account).

@@ -47,16 +47,31 @@ pub(crate) async fn compute_channel_id(
     Ok(chain.view(manager, &call).await?)
 }
 
-pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-    let signer = LocalSigner::from_bytes(&config.secret_key)
+pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result<Node, NodeError> {
+    let key_signer = LocalSigner::from_bytes(&config.secret_key)
         .map_err(|e| NodeError::Config(format!("secret key: {e}")))?;
-    let me = signer.address();
-    let mode = if config.create_data_dir {
-        OpenMode::OpenOrCreate
-    } else {
-        OpenMode::Open
+    let me = key_signer.address();
+    let signer: NodeSigner = match parts.signer {
+        Some(signer) if signer.address() != me => {
+            return Err(NodeError::Config(format!(
+                "the signer signs for {}, the node's key is {me}",
+                signer.address()
+            )));
+        }
+        Some(signer) => signer,
+        None => Arc::new(key_signer),
     };
-    let store = Store::open_with(&config.data_dir, mode)?;
+    let store = match parts.store {
+        Some(store) => store,
+        None => {
+            let mode = if config.create_data_dir {
+                OpenMode::OpenOrCreate
+            } else {
+                OpenMode::Open
+            };
+            Store::open_with(&config.data_dir, mode)?
+        }
+    };
     let key = PrivateKeySigner::from_bytes(&config.secret_key)
         .map_err(|e| NodeError::Config(format!("secret key: {e}")))?;
     let chain = Arc::new(
@@ -152,9 +167,12 @@ pub(crate) async fn start(config: NodeConfig) -> Result<Node, NodeError> {
     })
 }
 
+/// The signer of the node's channel signatures.
+pub(crate) type NodeSigner = Arc<dyn Signer + Send + Sync>;
+
 /// One channel of this node: its core and what the IO around it needs.
 struct Hosted {
-    core: ChannelCore<LocalSigner>,
+    core: ChannelCore<NodeSigner>,
     machine: MachineSource,
     /// The next sequence number of the channel's event log.
     next_event: u64,
@@ -164,7 +182,7 @@ struct Hosted {
 
 struct Runtime {
     me: Address,
-    signer: LocalSigner,
+    signer: NodeSigner,
     chain_id: u64,
     manager: Address,
     store: Store,
@@ -221,7 +239,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn host(&mut self, core: ChannelCore<LocalSigner>, machine: MachineSource, next_event: u64) {
+    fn host(&mut self, core: ChannelCore<NodeSigner>, machine: MachineSource, next_event: u64) {
         let (logged, _) = watch::channel(next_event);
         self.channels.insert(
             core.id(),
@@ -302,7 +320,7 @@ impl Runtime {
         }
     }
 
-    fn core(&mut self, channel_id: B256) -> Result<&mut ChannelCore<LocalSigner>, NodeError> {
+    fn core(&mut self, channel_id: B256) -> Result<&mut ChannelCore<NodeSigner>, NodeError> {
         self.channels
             .get_mut(&channel_id)
             .map(|h| &mut h.core)
@@ -470,6 +488,7 @@ impl Runtime {
             Command::Invitations { reply } => {
                 let _ = reply.send(Ok(self.invitations.list()));
             }
+            Command::SignerReady => self.on_tick(),
             Command::Channels { reply } => {
                 let mut ids: Vec<B256> = self
                     .channels

@@ -160,6 +160,10 @@ pub enum SubmitError {
         /// Height.
         height: u64,
     },
+    /// The signer gave no signature (it is not ready yet, or it failed): nothing was signed or
+    /// sent; submit again.
+    #[error("not signed: {0}")]
+    Signer(entente_types::SignError),
 }
 
 /// Why a channel could not be set up.

@@ -90,6 +90,14 @@ enum Arrival {
     Chain,
 }
 
+/// Why [`StateManager`] did not sign.
+enum Unsigned {
+    /// Our own rules forbid it (a second digest at the height, a stop or a hold).
+    Refused,
+    /// The signer gave no signature (yet).
+    Signer(entente_types::SignError),
+}
+
 /// The current fork: its genesis and participants.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForkInfo {
@@ -126,6 +134,9 @@ pub struct StateManager<S: Signer> {
     early_confirmations: VecDeque<Confirmation>,
     /// Own signatures by (fork, height): never sign two digests at one.
     own_signatures: BTreeMap<(u64, u64), B256>,
+    /// Confirmations the signer could not give yet (fork, height, digest): tried again on the
+    /// next timeout.
+    unsigned: std::collections::BTreeSet<(u64, u64, B256)>,
     /// Encoded states of the fork's genesis and of the heights the agreement still holds, for
     /// the proofs the dispute layer builds.
     states: BTreeMap<u64, Bytes>,
@@ -209,6 +220,7 @@ impl<S: Signer> StateManager<S> {
             future: BTreeMap::new(),
             early_confirmations: VecDeque::new(),
             own_signatures: BTreeMap::new(),
+            unsigned: std::collections::BTreeSet::new(),
             states: BTreeMap::from([(0, genesis_state_bytes.clone())]),
             last_checkpoint: 0,
             resends: 0,
@@ -491,12 +503,16 @@ impl<S: Signer> StateManager<S> {
             .map_err(SubmitError::InvalidMove)?;
         transaction.stateHash = pending.outcome().state_hash;
         let digest = self.spec.domain.digest(&transaction);
-        let Some(signature) = self.sign(transaction.forkCnt, transaction.height, digest) else {
+        let signature = match self.sign(transaction.forkCnt, transaction.height, digest) {
+            Ok(signature) => signature,
             // Dropping `pending` leaves the machine at the tip: nothing was signed.
-            return Err(SubmitError::DoubleSignGuard {
-                fork: self.fork.fork,
-                height: transaction.height,
-            });
+            Err(Unsigned::Refused) => {
+                return Err(SubmitError::DoubleSignGuard {
+                    fork: self.fork.fork,
+                    height: transaction.height,
+                });
+            }
+            Err(Unsigned::Signer(e)) => return Err(SubmitError::Signer(e)),
         };
         let outcome = self.machine.commit(pending);
         self.commit_applied(transaction.clone(), digest, signature, outcome.state, local_ms);
@@ -551,6 +567,17 @@ impl<S: Signer> StateManager<S> {
 
     /// Periodic work: resends what others may have missed when finality does not progress.
     pub fn handle_timeout(&mut self, local_ms: u64) {
+        // Confirmations the signer could not give before: ask it again.
+        if !self.unsigned.is_empty() {
+            let fork = self.fork.fork;
+            let retry: Vec<(u64, u64, B256)> = std::mem::take(&mut self.unsigned)
+                .into_iter()
+                .filter(|(f, h, d)| *f == fork && self.agreement.entry(*h).is_some_and(|e| e.digest == *d))
+                .collect();
+            for (f, h, d) in retry {
+                self.confirm(f, h, d);
+            }
+        }
         let Some(due) = self.poll_timeout() else { return };
         if local_ms < due {
             return;
@@ -1042,23 +1069,27 @@ impl<S: Signer> StateManager<S> {
         self.refused_by.iter()
     }
 
-    /// Signs `digest` unless that would be a second, different signature at `fork`/`height`.
-    /// Records the digest (effect) before the signature can leave.
-    fn sign(&mut self, fork: u64, height: u64, digest: B256) -> Option<Signature> {
+    /// Signs `digest` unless that would be a second, different signature at `fork`/`height`
+    /// (or signing is stopped or held there). Records the digest (effect) before the signature
+    /// can leave; if the signer gives no signature, the record is taken back (nothing was signed,
+    /// so the height stays free).
+    fn sign(&mut self, fork: u64, height: u64, digest: B256) -> Result<Signature, Unsigned> {
         if self.signing_stopped == Some(fork) {
-            return None;
+            return Err(Unsigned::Refused);
         }
         if self
             .signing_holds
             .iter()
             .any(|(f, held, _)| *f == fork && height > *held)
         {
-            return None;
+            return Err(Unsigned::Refused);
         }
+        let mut recorded = false;
         match self.own_signatures.get(&(fork, height)) {
-            Some(existing) if *existing != digest => return None,
+            Some(existing) if *existing != digest => return Err(Unsigned::Refused),
             Some(_) => {}
             None => {
+                recorded = true;
                 self.own_signatures.insert((fork, height), digest);
                 self.effects
                     .push_back(Effect::Persist(PersistRecord::OwnSignature {
@@ -1068,7 +1099,17 @@ impl<S: Signer> StateManager<S> {
                     }));
             }
         }
-        Some(self.signer.sign_digest(&digest))
+        match self.signer.try_sign_digest(&digest) {
+            Ok(signature) => Ok(signature),
+            Err(e) => {
+                if recorded {
+                    self.own_signatures.remove(&(fork, height));
+                    self.effects.pop_back();
+                }
+                tracing::debug!(target: "entente::state", fork, height, error = %e, "not signed (yet)");
+                Err(Unsigned::Signer(e))
+            }
+        }
     }
 
     fn confirm(&mut self, fork: u64, height: u64, digest: B256) {
@@ -1079,9 +1120,16 @@ impl<S: Signer> StateManager<S> {
         {
             return; // already signed (e.g. a checkpoint that is also the game's last move)
         }
-        let Some(signature) = self.sign(fork, height, digest) else {
-            return;
+        let signature = match self.sign(fork, height, digest) {
+            Ok(signature) => signature,
+            Err(Unsigned::Refused) => return,
+            Err(Unsigned::Signer(_)) => {
+                // Tried again on the next timeout.
+                self.unsigned.insert((fork, height, digest));
+                return;
+            }
         };
+        self.unsigned.remove(&(fork, height, digest));
         if self
             .record_confirmation(height, digest, self.me, signature)
             .is_ok()

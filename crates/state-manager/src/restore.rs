@@ -263,6 +263,7 @@ impl<S: Signer> StateManager<S> {
             future: BTreeMap::new(),
             early_confirmations: VecDeque::new(),
             own_signatures,
+            unsigned: std::collections::BTreeSet::new(),
             states,
             last_checkpoint: finalized,
             resends: 0,

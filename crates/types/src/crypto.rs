@@ -121,13 +121,39 @@ fn recover_signer_k256(digest: &B256, signature: &Signature) -> Result<Address, 
     Ok(Address::from_slice(&hash[12..]))
 }
 
+/// Why a [`Signer`] gave no signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// Not yet: the signature is being made elsewhere (a remote signer, a wallet waiting for its
+    /// user). Asked again later, the signer answers with it.
+    #[error("the signature is not ready yet")]
+    Pending,
+    /// The signer failed or refused; asking again may succeed.
+    #[error("the signer failed: {0}")]
+    Failed(String),
+}
+
 /// Something that signs EIP-712 digests for one participant. Implemented by [`LocalSigner`]; a
-/// hardware wallet or a faster backend can implement it too.
+/// hardware wallet, a remote signer or a faster backend can implement it too.
+///
+/// A signer may be asynchronous: it answers [`SignError::Pending`] while it works and the
+/// signature when asked again; and it may fail. The cores never wait for it: what could not be
+/// signed is tried again on their next timeout (and nothing is sent unsigned).
 pub trait Signer {
     /// The participant's address.
     fn address(&self) -> Address;
     /// Signs a 32-byte digest (no further hashing), returning a low-s signature.
-    fn sign_digest(&self, digest: &B256) -> Signature;
+    fn try_sign_digest(&self, digest: &B256) -> Result<Signature, SignError>;
+}
+
+impl<T: Signer + ?Sized> Signer for std::sync::Arc<T> {
+    fn address(&self) -> Address {
+        (**self).address()
+    }
+
+    fn try_sign_digest(&self, digest: &B256) -> Result<Signature, SignError> {
+        (**self).try_sign_digest(digest)
+    }
 }
 
 /// A secp256k1 private key held in memory; signs with libsecp256k1 (RFC 6979 nonces, low `s`).
@@ -165,7 +191,15 @@ impl Signer for LocalSigner {
         self.address
     }
 
-    fn sign_digest(&self, digest: &B256) -> Signature {
+    fn try_sign_digest(&self, digest: &B256) -> Result<Signature, SignError> {
+        Ok(self.sign_digest(digest))
+    }
+}
+
+impl LocalSigner {
+    /// Signs a 32-byte digest (no further hashing), returning a low-s signature; a key in memory
+    /// never fails.
+    pub fn sign_digest(&self, digest: &B256) -> Signature {
         // RFC 6979 deterministic nonces; libsecp256k1 always produces low-s signatures (and
         // the recovery id that goes with them).
         let sig =

@@ -35,7 +35,7 @@ mod membership;
 mod wire;
 
 pub use channel::{AgreementMode, ChannelProposal, ChannelSpec, MAX_REASON_BYTES, ProposalAnswer, Timing};
-pub use crypto::{LocalSigner, Signature, Signer, recover_signer};
+pub use crypto::{LocalSigner, SignError, Signature, Signer, recover_signer};
 pub use eip712::{Domain, Transaction, state_hash};
 pub use error::TypesError;
 pub use membership::{

@@ -35,7 +35,7 @@ use entente_node::{
     ProtocolEvent,
 };
 use entente_types::{
-    Address, AgreementMode, B256, Domain, LocalSigner, SignedTransaction, Signer, Timing, Transaction, U256,
+    Address, AgreementMode, B256, Domain, LocalSigner, SignedTransaction, Timing, Transaction, U256,
     keccak256,
 };
 use tokio::io::AsyncBufReadExt;
