@@ -1,14 +1,16 @@
 //! The embedding API of Entente: a [`Node`] runs one participant's channels, a [`Channel`]
 //! handle plays in one of them.
 //!
-//! A node owns one event loop (a tokio task) that feeds the sans-IO cores — a
-//! [`StateManager`](entente_state_manager::StateManager) and a
-//! [`DisputeHandler`](entente_dispute::DisputeHandler) per channel — with what arrives from
-//! the peers (libp2p), from the chain (the manager's events) and from the application, and
-//! carries out what they ask for, in order: everything they want stored is committed to the
-//! data directory (one grouped, durable redb commit per turn) before any message of that turn
-//! leaves, then messages go out, observers hear about it, and chain calls are queued for a
-//! worker that sends them one by one from the node's account.
+//! A node owns one event loop (on its own thread) that feeds one sans-IO channel core per
+//! channel ([`entente_channel::Channel`]: the channel's whole life, with its
+//! [`StateManager`](entente_state_manager::StateManager) and
+//! [`DisputeHandler`](entente_dispute::DisputeHandler)) with what arrives from the peers (libp2p),
+//! from the chain (the manager's events), from the chain worker (each call's outcome) and from the
+//! application, and carries out what the cores ask for, in order: everything they want stored is
+//! committed to the data directory (one grouped, durable redb commit per turn, events included)
+//! before any message of that turn leaves, then messages go out, chain calls are queued for a
+//! worker that sends them one by one from the node's account, and observers hear about it. The
+//! node makes no protocol decision of its own; see `docs/node.md`.
 //!
 //! # Life of a channel
 //!
