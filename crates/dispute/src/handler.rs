@@ -347,6 +347,45 @@ impl DisputeHandler {
         }
     }
 
+    /// The state of `head` as bytes: the running dispute's, one we hold at its height, or, for a
+    /// posted transaction we hold no state for (a branch others posted), the state it produces
+    /// from its parent's, run locally down the posted chain from the nearest state we hold.
+    fn head_state<S: Signer>(&self, sm: &mut StateManager<S>, head: Head) -> Option<Bytes> {
+        let known = |sm: &StateManager<S>, height: u64, hash: B256| -> Option<Bytes> {
+            if let Some(r) = &self.running
+                && entente_types::state_hash(&r.state) == hash
+            {
+                return Some(r.state.clone());
+            }
+            sm.state_at(height)
+                .filter(|s| entente_types::state_hash(s) == hash)
+                .cloned()
+        };
+        // Down the posted chain to a state we hold.
+        let mut chain = Vec::new();
+        let (mut height, mut hash) = (head.height, head.state_hash);
+        let mut state = loop {
+            if let Some(state) = known(sm, height, hash) {
+                break state;
+            }
+            let (transaction, _, _) = self.posted.get(&(head.fork, height))?;
+            if transaction.stateHash != hash || height == 0 {
+                return None;
+            }
+            chain.push(transaction.clone());
+            hash = transaction.prevStateHash;
+            height -= 1;
+        };
+        // And up again, running each posted transaction.
+        for transaction in chain.iter().rev() {
+            state = sm.run_on(&state, transaction).ok()?;
+            if entente_types::state_hash(&state) != transaction.stateHash {
+                return None;
+            }
+        }
+        Some(state)
+    }
+
     /// Feeds one chain event; returns the calls to make.
     pub fn on_chain_event<S: Signer>(
         &mut self,
@@ -517,14 +556,7 @@ impl DisputeHandler {
             let grace = self.grace(sm, finalizer);
             if now > record.deadline + DEADLINE_MARGIN + grace && !running.finalize_sent {
                 let head = self.current_head(sm);
-                let state = if entente_types::state_hash(&running.state) == head.state_hash {
-                    Some(running.state.clone())
-                } else {
-                    sm.state_at(head.height)
-                        .filter(|s| entente_types::state_hash(s) == head.state_hash)
-                        .cloned()
-                };
-                if let Some(state) = state {
+                if let Some(state) = self.head_state(sm, head) {
                     if let Some(running) = &mut self.running {
                         running.finalize_sent = true;
                     }

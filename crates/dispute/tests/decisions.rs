@@ -386,6 +386,106 @@ fn our_own_exit_is_never_challenged_but_another_s_is() {
     );
 }
 
+#[test]
+fn a_dispute_on_a_posted_branch_we_hold_no_state_of_is_finalized_with_the_state_we_compute() {
+    // Peer 0 holds an N-signed tip; the chain shows a branch others posted from the height below
+    // it (a real transition conflicting with ours, and a real one on top of it), and a dispute on
+    // that branch nobody challenged in time. To finalize it the handler needs the head's state,
+    // which it never held: it runs the posted transactions from the state below, as the chain did.
+    use alloy_sol_types::SolCall;
+    let scenario = Scenario::new(Game::Counter { target: 1_000_000 }, 2, 11);
+    let keys = scenario.keys();
+    let mut sim = scenario.build().unwrap();
+    run_until_peer0_is_final_above_1(&mut sim);
+    let me = sim.peer(0).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(0);
+    let tip = core.tip();
+    let domain = core.spec().domain.clone();
+    let key_of = |a: entente_types::Address| keys.iter().find(|k| k.address() == a).unwrap().clone();
+    let code = entente_evm_runtime::MachineCode::from_artifact_json(
+        entente_contracts::artifacts::ROUND_ROBIN_COUNTER,
+    )
+    .unwrap();
+    let mut machine = entente_evm_runtime::MachineInstance::deploy(&code, core.gas_limit()).unwrap();
+    machine.set_state(core.state_at(tip - 1).unwrap()).unwrap();
+    let ours = core.agreement().entry(tip).unwrap().transaction.clone();
+    let mut twin = ours.clone();
+    let our_step = entente_contracts::RoundRobinCounter::addCall::abi_decode(&ours.data)
+        .unwrap()
+        .step;
+    let step = if our_step == 10 { 9 } else { our_step + 1 };
+    twin.data = entente_contracts::RoundRobinCounter::addCall { step }
+        .abi_encode()
+        .into();
+    twin.stateHash = machine.apply(&twin, None).unwrap().state_hash;
+    assert_ne!(twin.stateHash, ours.stateHash, "a different transition");
+    let mut above = twin.clone();
+    above.height = tip + 1;
+    above.prevStateHash = twin.stateHash;
+    above.participant = keys
+        .iter()
+        .map(|k| k.address())
+        .find(|a| *a != twin.participant)
+        .unwrap();
+    above.data = entente_contracts::RoundRobinCounter::addCall { step: 1 }
+        .abi_encode()
+        .into();
+    let expected = machine.apply(&above, None).unwrap();
+    above.stateHash = expected.state_hash;
+    assert!(
+        core.state_at(tip + 1).is_none(),
+        "peer 0 holds nothing above its tip"
+    );
+    let now = (core.tip_timestamp() - GENESIS_TS) * 1000 + 2_000;
+    for tx in [twin, above.clone()] {
+        let signature = key_of(tx.participant).sign_digest(&domain.digest(&tx));
+        handler.on_chain_event(
+            core,
+            ChainEvent::CalldataPosted {
+                transaction: tx,
+                signature,
+                timestamp: GENESIS_TS + now / 1000,
+            },
+            now,
+        );
+    }
+    let record = entente_dispute::DisputeRecord {
+        kind: entente_dispute::DisputeKind::Timeout,
+        challenged: false,
+        slash: false,
+        submitter: above.participant,
+        target: me,
+        fork: 0,
+        height: tip + 1,
+        state_hash: above.stateHash,
+        writer_deadline: 0,
+        deadline: GENESIS_TS + now / 1000 + 120,
+    };
+    // The dispute's own event carries no state.
+    handler.on_chain_event(
+        core,
+        ChainEvent::DisputeStarted {
+            record: record.clone(),
+            state: entente_types::Bytes::new(),
+        },
+        now,
+    );
+    let late = now + 10_000_000;
+    let actions = handler.on_tick(core, late);
+    let finalize = actions
+        .iter()
+        .find_map(|a| match a {
+            ChainAction::FinalizeDispute { record: r, state } => Some((r.clone(), state.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("expected a finalization, got {actions:?}"));
+    assert_eq!(finalize.0, record);
+    assert_eq!(finalize.1, expected.state, "the state the chain computed");
+    assert_eq!(core.tip(), tip, "nothing held changed");
+    assert!(core.state_at(tip).is_some());
+}
+
 /// Runs `sim` until peer 0's tip is at height 2 or more and final.
 fn run_until_peer0_is_final_above_1(sim: &mut entente_sim::Simulation) {
     let mut until = 1_000;

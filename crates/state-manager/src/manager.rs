@@ -730,6 +730,25 @@ impl<S: Signer> StateManager<S> {
         }
     }
 
+    /// The state `transaction` produces from `state` (a state of this channel's machine), run
+    /// locally without changing anything held: how the dispute layer learns the state the chain
+    /// computed from a posted transaction it holds no copy of.
+    pub fn run_on(&mut self, state: &[u8], transaction: &Transaction) -> Result<Bytes, EvmError> {
+        let tip = self
+            .states
+            .get(&self.agreement.tip())
+            .cloned()
+            .ok_or_else(|| EvmError::Internal("the tip's state is not held".into()))?;
+        self.machine.set_state(state)?;
+        let result = self
+            .machine
+            .execute(transaction, None)
+            .map(|pending| pending.outcome().state.clone());
+        // Back to the tip, whatever the run did.
+        self.machine.set_state(&tip)?;
+        result
+    }
+
     /// Turn, previous state, timestamp, execution and resulting state; then apply. A refusal
     /// that shows fraud by the (signature-checked) issuer is kept as evidence for the dispute
     /// layer.
