@@ -562,7 +562,7 @@ impl<S: Signer + Clone> Channel<S> {
         match recover_signer(&digest, &message.signature) {
             Ok(signer) if signer == from => {}
             _ => {
-                warn!(target: TARGET, channel = %self.id, %from, "approval signature does not match its sender");
+                debug!(target: TARGET, channel = %self.id, %from, "approval signature does not match its sender");
                 return;
             }
         }
@@ -712,7 +712,7 @@ impl<S: Signer + Clone> Channel<S> {
             || state_hash(&ticket.state) != ticket.approval.state_hash
             || ticket.signatures.len() != ticket.channel.participants.len()
         {
-            warn!(target: TARGET, channel = %self.id, %from, "join ticket refused: it does not match");
+            debug!(target: TARGET, channel = %self.id, %from, "join ticket refused: it does not match");
             return;
         }
         let domain = entente_types::Domain::new(ticket.channel.chain_id, ticket.channel.manager);
@@ -724,7 +724,7 @@ impl<S: Signer + Clone> Channel<S> {
             .zip(&ticket.signatures)
             .all(|(p, s)| recover_signer(&digest, s).is_ok_and(|a| a == *p));
         if !signed_by_all {
-            warn!(target: TARGET, channel = %self.id, %from, "join ticket refused: a signature does not match");
+            debug!(target: TARGET, channel = %self.id, %from, "join ticket refused: a signature does not match");
             return;
         }
         info!(target: TARGET, channel = %self.id, "join ticket received: joining on chain");

@@ -795,6 +795,15 @@ impl Runtime {
             });
         }
         for (id, event) in notes {
+            // A message that proves its sender misbehaves counts against its connection.
+            if let ChannelEvent::Protocol(ProtocolEvent::Rejected { from, reason }) = &event
+                && reason.is_misbehaviour()
+            {
+                let (p2p, from) = (self.p2p.clone(), *from);
+                tokio::spawn(async move {
+                    let _ = p2p.report_misbehaviour(from).await;
+                });
+            }
             // A new fork changes who we talk to.
             if let ChannelEvent::Protocol(ProtocolEvent::ForkStarted { participants, .. }) = &event
                 && participants.contains(&self.me)

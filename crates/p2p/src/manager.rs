@@ -75,6 +75,9 @@ enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    Misbehaved {
+        address: Address,
+    },
 }
 
 /// Spawns the swarm task.
@@ -156,6 +159,7 @@ impl P2pManager {
             connections: HashMap::new(),
             relayed_since: HashMap::new(),
             discovery_queries: HashMap::new(),
+            strikes: HashMap::new(),
             next_self_publish: Instant::now(),
         };
         tokio::spawn(task.run());
@@ -257,6 +261,7 @@ impl std::fmt::Debug for Command {
             Command::Leave { .. } => "Leave",
             Command::Send { .. } => "Send",
             Command::ListenAddrs { .. } => "ListenAddrs",
+            Command::Misbehaved { .. } => "Misbehaved",
         })
     }
 }
@@ -293,6 +298,13 @@ impl P2pHandle {
     /// Leaves a channel: its messages are refused from now on.
     pub async fn leave_channel(&self, channel_id: B256) -> Result<(), P2pError> {
         self.command(Command::Leave { channel_id }).await
+    }
+
+    /// Reports that the peer of `address` sent a message that proves it misbehaves (a bad
+    /// signature, a false state): it counts like a refused frame towards disconnecting and
+    /// blocking the peer.
+    pub async fn report_misbehaviour(&self, address: Address) -> Result<(), P2pError> {
+        self.command(Command::Misbehaved { address }).await
     }
 
     /// The addresses the node currently listens on.
@@ -418,7 +430,27 @@ struct Task {
     /// When to publish our own peer record next (so that a proposer can find us before we
     /// joined any channel).
     next_self_publish: Instant,
+    /// Refused frames per peer: a peer that keeps sending what we refuse is disconnected and
+    /// blocked for a while, and its refusals are logged only a few times.
+    strikes: HashMap<PeerId, Strikes>,
 }
+
+/// A peer's refused frames in the current window.
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    window_start: Instant,
+    count: u32,
+    blocked_until: Option<Instant>,
+}
+
+/// The window over which refused frames are counted.
+const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// Refusals logged per peer and window (the rest are counted, not logged).
+const STRIKES_LOGGED: u32 = 3;
+/// Refusals per window after which a peer is disconnected and blocked.
+const STRIKE_LIMIT: u32 = 64;
+/// How long a blocked peer stays blocked.
+const BLOCK_FOR: Duration = Duration::from_secs(60);
 
 /// How often a node republishes its own peer record.
 const SELF_PUBLISH_INTERVAL: Duration = Duration::from_secs(60);
@@ -438,6 +470,40 @@ impl Task {
             }
         }
         info!(target: TARGET, peer = %self.local_peer_id, "p2p node stopped");
+    }
+
+    fn is_blocked(&self, peer: &PeerId) -> bool {
+        self.strikes
+            .get(peer)
+            .and_then(|s| s.blocked_until)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Counts a refused frame from `peer`; past the limit, disconnects and blocks it.
+    fn strike(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let strikes = self.strikes.entry(peer).or_insert(Strikes {
+            window_start: now,
+            count: 0,
+            blocked_until: None,
+        });
+        if now.duration_since(strikes.window_start) > STRIKE_WINDOW {
+            strikes.window_start = now;
+            strikes.count = 0;
+        }
+        strikes.count = strikes.count.saturating_add(1);
+        if strikes.count >= STRIKE_LIMIT && strikes.blocked_until.is_none_or(|until| until <= now) {
+            strikes.blocked_until = Some(now + BLOCK_FOR);
+            warn!(target: TARGET, %peer, refused = strikes.count, "peer keeps sending refused frames: disconnected and blocked for {} s", BLOCK_FOR.as_secs());
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        // Forget peers that behaved for a while (bounded memory).
+        if self.strikes.len() > 4_096 {
+            self.strikes.retain(|_, s| {
+                now.duration_since(s.window_start) <= STRIKE_WINDOW
+                    || s.blocked_until.is_some_and(|u| now < u)
+            });
+        }
     }
 
     fn emit(&self, event: P2pEvent) {
@@ -479,6 +545,11 @@ impl Task {
             }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Misbehaved { address } => {
+                if let Some(peer) = self.peers.get(&address).copied() {
+                    self.strike(peer);
+                }
             }
         }
     }
@@ -816,6 +887,11 @@ impl Task {
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 let address = eth_address_of(&peer_id);
+                if self.is_blocked(&peer_id) {
+                    debug!(target: TARGET, peer = %peer_id, "blocked peer connected: disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 info!(target: TARGET, peer = %peer_id, ?address, ?kind, %remote, "connected");
                 self.connections
                     .entry(peer_id)
@@ -1108,6 +1184,9 @@ impl Task {
     /// participants it proposes.
     fn on_inbound(&mut self, peer: PeerId, request: Request, via: ConnectionKind) -> Response {
         let address = eth_address_of(&peer);
+        if self.is_blocked(&peer) {
+            return Response::Refused("blocked for sending refused frames".to_owned());
+        }
         let verdict = match request {
             Request::Received(Ok(envelope)) => {
                 let channel_id = envelope.message.channel_id();
@@ -1159,9 +1238,17 @@ impl Task {
                     Err(mpsc::error::TrySendError::Closed(_)) => "receiver shutting down".to_owned(),
                 }
             }
-            Err(reason) => reason,
+            Err(reason) => {
+                self.strike(peer);
+                reason
+            }
         };
-        warn!(target: TARGET, %peer, ?address, %reason, "refused inbound message");
+        let logged = self.strikes.get(&peer).map_or(0, |s| s.count);
+        if logged <= STRIKES_LOGGED {
+            warn!(target: TARGET, %peer, ?address, %reason, "refused inbound message");
+        } else if logged == STRIKES_LOGGED + 1 {
+            warn!(target: TARGET, %peer, ?address, "more refused messages from this peer: not logged for {} s", STRIKE_WINDOW.as_secs());
+        }
         self.emit(P2pEvent::Refused {
             peer,
             address,

@@ -119,6 +119,25 @@ pub enum Rejection {
     NotForRunningChannel,
 }
 
+impl Rejection {
+    /// True when the refused message proves its sender misbehaves whatever the timing: an
+    /// undecodable or oversized frame, a signature that does not recover or is not its claimed
+    /// signer's, a relabelled confirmation, a transition whose claimed state is not what it
+    /// produces. An honest peer never sends one (unlike a duplicate, a stale fork or an early
+    /// message), so a host may count these against the peer's connection.
+    pub fn is_misbehaviour(&self) -> bool {
+        matches!(
+            self,
+            Self::Decode(_)
+                | Self::BadSignature(_)
+                | Self::MislabeledConfirmation { .. }
+                | Self::WrongSigner { .. }
+                | Self::StateHashMismatch { .. }
+                | Self::OversizedSync(_)
+        )
+    }
+}
+
 /// Why a local move could not be submitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {

@@ -247,3 +247,92 @@ async fn a_peer_outside_the_channel_is_refused() {
     node.drain();
     assert!(!node.seen.iter().any(|e| matches!(e, P2pEvent::Message { .. })));
 }
+
+/// How one request ended.
+enum Ended {
+    Accepted,
+    Refused(String),
+    Closed,
+}
+
+/// Sends `frame` and waits for the answer or the end of the connection.
+async fn try_exchange(raw: &mut Raw, node: &entente_p2p::PeerId, frame: Vec<u8>) -> Ended {
+    let id = raw.behaviour_mut().send_request(node, frame);
+    timeout(WAIT, async {
+        loop {
+            match raw.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, response },
+                    ..
+                }) if request_id == id => {
+                    return match response.split_first() {
+                        Some((0, [])) => Ended::Accepted,
+                        Some((1, rest)) if rest.len() >= 2 => {
+                            Ended::Refused(String::from_utf8_lossy(&rest[2..]).into_owned())
+                        }
+                        _ => panic!("unexpected answer {response:?}"),
+                    };
+                }
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, .. })
+                    if request_id == id =>
+                {
+                    return Ended::Closed;
+                }
+                SwarmEvent::ConnectionClosed { .. } => return Ended::Closed,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("no answer in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_keeps_sending_refused_frames_is_disconnected_and_blocked() {
+    let mut node = Node::spawn(loopback_config(41, true, false));
+    let address = node.listen_addr(false).await;
+    let node_peer = node.handle.local_peer_id();
+    let raw_secret = key(42);
+    let raw_address =
+        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
+            .unwrap();
+    let joined = B256::repeat_byte(0x41);
+    node.handle
+        .join_channel(joined, vec![node.handle.local_address(), raw_address])
+        .await
+        .unwrap();
+    let mut raw = raw_peer(raw_secret);
+    connect(&mut raw, address.clone()).await;
+    // A flood of messages about a channel the node did not join.
+    let junk = frame(&message(B256::repeat_byte(0x99), 1).encode().unwrap());
+    let mut refused = 0;
+    let mut closed = false;
+    for _ in 0..1_000 {
+        match try_exchange(&mut raw, &node_peer, junk.clone()).await {
+            Ended::Refused(_) => refused += 1,
+            Ended::Closed => {
+                closed = true;
+                break;
+            }
+            Ended::Accepted => panic!("junk accepted"),
+        }
+    }
+    assert!(
+        closed,
+        "the node never disconnected the flooding peer ({refused} refused)"
+    );
+    assert!(
+        (60..=70).contains(&refused),
+        "disconnected after {refused} refusals"
+    );
+    // Back at once: still blocked, even for a message it would otherwise take.
+    let good = frame(&message(joined, 7).encode().unwrap());
+    raw.dial(address).unwrap();
+    match try_exchange(&mut raw, &node_peer, good).await {
+        Ended::Accepted => panic!("a blocked peer's message was taken"),
+        Ended::Refused(reason) => assert!(reason.contains("blocked"), "{reason}"),
+        Ended::Closed => {}
+    }
+    node.drain();
+    assert!(!node.seen.iter().any(|e| matches!(e, P2pEvent::Message { .. })));
+}
