@@ -150,6 +150,7 @@ impl<S: Signer + Clone> Channel<S> {
         let me = signer.address();
         let mut life = Life::new(proposal, false, Phase::Funding);
         life.accepted.insert(me);
+        life.accepted_at = Some(chain_now);
         let id = life.proposal.channel_id;
         let mut channel = Self::with_life(signer, code, life, chain_now);
         channel.effects.push_back(Effect::Send {
@@ -522,10 +523,12 @@ impl<S: Signer + Clone> Channel<S> {
         {
             return;
         }
+        let mut reason = answer.reason.clone();
+        truncate_reason(&mut reason);
         self.effects.push_back(Effect::Notify(ChannelEvent::Answered {
             from,
             accepted: answer.accepted,
-            reason: answer.reason.clone(),
+            reason,
         }));
         if !answer.accepted {
             self.cancelled(format!("{from} declined: {}", answer.reason));
@@ -540,7 +543,7 @@ impl<S: Signer + Clone> Channel<S> {
     }
 
     fn cancelled(&mut self, mut reason: String) {
-        reason.truncate(MAX_REASON_BYTES);
+        truncate_reason(&mut reason);
         info!(target: TARGET, channel = %self.id, %reason, "cancelled");
         self.life.phase = Phase::Cancelled;
         self.life.cancel_reason = Some(reason.clone());
@@ -809,6 +812,16 @@ impl<S: Signer + Clone> Channel<S> {
         if self.life.approvals.len() != before {
             self.life_dirty = true;
         }
+        // An invitee whose channel is never opened gives it up (it paid nothing).
+        if self.life.phase == Phase::Funding
+            && !self.life.opened
+            && !self.life.proposer
+            && !self.life.deposit_sent
+            && let Some(at) = self.life.accepted_at
+            && now > at.saturating_add(2 * self.life.proposal.funding_period.max(60))
+        {
+            self.cancelled("the proposer never opened the channel".into());
+        }
         // A funding period that passed without every deposit ends with a cancellation: the
         // proposer sends it first, the others a grace period later.
         if self.life.phase == Phase::Funding
@@ -1042,12 +1055,13 @@ impl<S: Signer + Clone> Channel<S> {
                     }
                     _ => {}
                 }
-                // Open, deposit and cancel end with their event (a mined call may still be
-                // reorged away); the others are done.
-                if !matches!(
-                    duty,
-                    Duty::Open | Duty::Deposit | Duty::CancelFunding | Duty::Join
-                ) {
+                // Deposit and cancel end with their event (a mined call may still be reorged
+                // away), join with the fork it starts; the others are done.
+                if duty == Duty::Open {
+                    self.life.open_mined = true;
+                    self.life_dirty = true;
+                    self.done_duty(duty);
+                } else if !matches!(duty, Duty::Deposit | Duty::CancelFunding | Duty::Join) {
                     self.done_duty(duty);
                 } else {
                     schedule_retry(self.schedule.get_mut(&duty), local_ms, 16_000);
@@ -1061,12 +1075,18 @@ impl<S: Signer + Clone> Channel<S> {
                         debug!(target: TARGET, channel = %self.id, call = call.name(), %reason, "refused: nothing more to do");
                         self.done_duty(duty);
                     }
+                    Duty::Open if reason.contains("ChannelExists") => {
+                        // An earlier `open` of ours was mined: wait for its event.
+                        self.life.open_mined = true;
+                        self.life_dirty = true;
+                        self.done_duty(duty);
+                    }
                     Duty::Open => {
                         schedule.failures += 1;
-                        if schedule.failures >= MAX_OPEN_REVERTS && !self.life.opened {
+                        let failures = schedule.failures;
+                        if failures >= MAX_OPEN_REVERTS && !self.life.opened && !self.life.open_mined {
                             self.cancelled(format!("the manager refused to open it: {reason}"));
                         } else {
-                            let failures = schedule.failures;
                             schedule.due_ms = local_ms + backoff(2_000, failures);
                         }
                     }
@@ -1282,12 +1302,23 @@ impl<S: Signer + Clone> Channel<S> {
 
 /// The message that declines `channel_id`'s proposal, for its proposer.
 pub fn decline_message(channel_id: B256, mut reason: String) -> Message {
-    reason.truncate(MAX_REASON_BYTES);
+    truncate_reason(&mut reason);
     Message::ProposalAnswer(ProposalAnswer {
         channel_id,
         accepted: false,
         reason,
     })
+}
+
+/// Cuts `reason` to at most `MAX_REASON_BYTES`, at a character boundary (a peer chooses it).
+pub(crate) fn truncate_reason(reason: &mut String) {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
 }
 
 fn duty_of(call: &ChainCall) -> Option<Duty> {
@@ -1325,5 +1356,26 @@ fn signature_bytes(signatures: &[entente_types::Signature]) -> Vec<Bytes> {
 impl From<SubmitError> for ChannelError {
     fn from(e: SubmitError) -> Self {
         Self::Submit(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_cut_at_a_character_boundary() {
+        // 'é' is two bytes: one straddles the limit.
+        let mut reason = format!("{}é{}", "a".repeat(MAX_REASON_BYTES - 1), "b".repeat(10));
+        truncate_reason(&mut reason);
+        assert_eq!(reason, "a".repeat(MAX_REASON_BYTES - 1));
+        let mut short = "déclin".to_string();
+        truncate_reason(&mut short);
+        assert_eq!(short, "déclin");
+        let message = decline_message(B256::ZERO, "é".repeat(MAX_REASON_BYTES));
+        let Message::ProposalAnswer(answer) = message else {
+            panic!("not an answer")
+        };
+        assert!(answer.reason.len() <= MAX_REASON_BYTES);
     }
 }

@@ -47,7 +47,9 @@ pub use core::{Channel, Effect, decline_message};
 pub use entente_dispute::CallOutcome;
 pub use event::{ChannelEvent, ChannelInfo, Phase};
 pub use membership::{to_join, to_leave};
-pub use proposal::{Invitations, ProposalPolicy, ProposalRefusal, check_deployed_code, check_genesis};
+pub use proposal::{
+    Invitations, ProposalPolicy, ProposalRefusal, channel_id_of, check_deployed_code, check_genesis,
+};
 pub use record::{Collecting, Duty, Life, Persisted, Record};
 
 use entente_state_manager::SubmitError;

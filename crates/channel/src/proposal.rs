@@ -3,8 +3,26 @@
 
 use std::collections::BTreeMap;
 
+use alloy_sol_types::SolValue;
 use entente_evm_runtime::{MachineCode, MachineInstance};
-use entente_types::{Address, B256, ChannelProposal, U256};
+use entente_types::{Address, B256, ChannelProposal, U256, keccak256};
+
+use crate::onchain_spec;
+
+/// The id the manager's `open` gives `proposal`'s channel, computed as `computeChannelId` does:
+/// `keccak256(abi.encode(chainId, manager, spec, keccak256(genesisState)))`. A proposal whose
+/// `channel_id` is not this one would have us deposit into a channel with other terms.
+pub fn channel_id_of(proposal: &ChannelProposal) -> B256 {
+    keccak256(
+        (
+            U256::from(proposal.chain_id),
+            proposal.manager,
+            onchain_spec(proposal),
+            keccak256(&proposal.genesis_state),
+        )
+            .abi_encode_params(),
+    )
+}
 
 /// Why a proposal is not offered to the application.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +54,14 @@ pub enum ProposalRefusal {
     /// A participant is listed twice.
     #[error("a participant is listed twice")]
     Duplicate,
+    /// Its channel id is not the one its terms give (`computeChannelId`).
+    #[error("its channel id {claimed} is not the id of its terms ({computed})")]
+    WrongId {
+        /// The id it claims.
+        claimed: B256,
+        /// The id of its terms.
+        computed: B256,
+    },
     /// We are not among the participants.
     #[error("{0} is not a participant")]
     NotAParticipant(Address),
@@ -135,6 +161,13 @@ impl ProposalPolicy {
                 manager: p.manager,
                 our_chain_id: chain_id,
                 our_manager: manager,
+            });
+        }
+        let computed = channel_id_of(p);
+        if computed != p.channel_id {
+            return Err(ProposalRefusal::WrongId {
+                claimed: p.channel_id,
+                computed,
             });
         }
         let n = p.participants.len();
@@ -295,8 +328,8 @@ mod tests {
     use super::*;
 
     fn proposal(id: u8, from: Address, me: Address) -> ChannelProposal {
-        ChannelProposal {
-            channel_id: B256::repeat_byte(id),
+        let mut p = ChannelProposal {
+            channel_id: B256::ZERO,
             chain_id: 1,
             manager: Address::repeat_byte(9),
             participants: vec![from, me],
@@ -309,7 +342,10 @@ mod tests {
             salt: B256::ZERO,
             genesis_state: Bytes::from(vec![1u8]),
             agreement_mode: AgreementMode::default(),
-        }
+        };
+        p.salt = B256::repeat_byte(id);
+        p.channel_id = channel_id_of(&p);
+        p
     }
 
     /// A tic-tac-toe proposal between `x` and `o` with `deposit` each and `stake` in its genesis.
@@ -403,9 +439,23 @@ mod tests {
         let me = Address::repeat_byte(1);
         let from = Address::repeat_byte(2);
         let policy = ProposalPolicy::default();
-        let check = |p: &ChannelProposal, from| policy.check(p, from, me, 1, Address::repeat_byte(9));
+        // Each altered proposal carries the id of its terms, so that the rule under test refuses it.
+        let check = |p: &ChannelProposal, from| {
+            let mut p = p.clone();
+            p.channel_id = channel_id_of(&p);
+            policy.check(&p, from, me, 1, Address::repeat_byte(9))
+        };
         let good = proposal(1, from, me);
         assert_eq!(check(&good, from), Ok(()));
+        // Terms that are not those of its id: the id of a channel with shorter windows.
+        let mut sneaky = good.clone();
+        sneaky.timing.p2p_time = 1;
+        sneaky.channel_id = channel_id_of(&sneaky);
+        sneaky.timing = good.timing;
+        assert!(matches!(
+            policy.check(&sneaky, from, me, 1, Address::repeat_byte(9)),
+            Err(ProposalRefusal::WrongId { .. })
+        ));
         let mut p = good.clone();
         p.state_machine = Address::ZERO;
         assert_eq!(check(&p, from), Err(ProposalRefusal::NoMachine));

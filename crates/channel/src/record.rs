@@ -77,6 +77,14 @@ pub struct Life {
     pub funding_deadline: Option<u64>,
     /// Our deposit (or the proposer's `open`) may have reached the chain.
     pub deposit_sent: bool,
+    /// Our `open` was mined (or the manager says the channel exists): the proposal is never
+    /// given up from then on, only cancelled through the chain.
+    #[serde(default)]
+    pub open_mined: bool,
+    /// Chain time at which we accepted (an invitee): a channel never opened is given up after
+    /// twice its funding period.
+    #[serde(default)]
+    pub accepted_at: Option<u64>,
     /// Chain calls still to make.
     pub duties: BTreeSet<Duty>,
     /// Fork 0's genesis time, once live.
@@ -108,6 +116,8 @@ impl Life {
             opened: false,
             funding_deadline: None,
             deposit_sent: false,
+            open_mined: false,
+            accepted_at: None,
             duties: BTreeSet::new(),
             genesis_timestamp: None,
             exits: None,

@@ -149,7 +149,12 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
-                runtime.flush();
+                if !runtime.flush() {
+                    let _ = ready_tx.send(Err(NodeError::Config(
+                        "the data directory cannot be written".into(),
+                    )));
+                    return;
+                }
                 let _ = ready_tx.send(Ok(()));
                 runtime.run(commands, p2p_events, listener, done).await;
             });
@@ -284,7 +289,9 @@ impl Runtime {
                 _ = tick.tick() => self.on_tick(),
                 _ = sleep_until(wake) => self.on_tick(),
             }
-            self.flush();
+            if !self.flush() {
+                break;
+            }
         }
         info!(target: TARGET, me = %self.me, "node stopped");
     }
@@ -718,7 +725,7 @@ impl Runtime {
     /// Carries out the cores' effects: one durable commit of everything to store, then the
     /// messages, the chain calls and the observers. If the commit fails nothing of this turn
     /// leaves.
-    fn flush(&mut self) {
+    fn flush(&mut self) -> bool {
         let mut outbox: Vec<(B256, Option<Address>, Message)> = Vec::new();
         let mut calls = Vec::new();
         let mut notes = Vec::new();
@@ -726,8 +733,6 @@ impl Runtime {
         if let Some(cursor) = self.cursor.take() {
             batch.put_cursor(self.chain_id, self.manager, cursor);
         }
-        let logged_before: Vec<(B256, u64)> =
-            self.channels.iter().map(|(id, h)| (*id, h.next_event)).collect();
         for (id, hosted) in &mut self.channels {
             while let Some(effect) = hosted.core.poll_effect() {
                 match effect {
@@ -747,9 +752,12 @@ impl Runtime {
                     Effect::Call(call) => calls.push((*id, call)),
                     Effect::Notify(event) => {
                         // Logged with the turn's commit: a subscriber reads every event, however
-                        // slow it is, and resumes from its cursor after a restart.
-                        batch.put_event(*id, hosted.next_event, event.encode().into());
-                        hosted.next_event += 1;
+                        // slow it is, and resumes from its cursor after a restart. Refused
+                        // messages (which peers choose) go to the live feed only.
+                        if !matches!(event, ChannelEvent::Protocol(ProtocolEvent::Rejected { .. })) {
+                            batch.put_event(*id, hosted.next_event, event.encode().into());
+                            hosted.next_event += 1;
+                        }
                         notes.push((*id, event));
                     }
                 }
@@ -758,13 +766,10 @@ impl Runtime {
         if !batch.is_empty()
             && let Err(e) = batch.commit()
         {
-            tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn is sent");
-            for (id, next) in logged_before {
-                if let Some(hosted) = self.channels.get_mut(&id) {
-                    hosted.next_event = next;
-                }
-            }
-            return;
+            // The cores believe these records stored: carrying on could sign or send on top of
+            // what is not durable. Stop, as a crash would; a restart carries on from the store.
+            tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn leaves and the node stops; restart it once the data directory works");
+            return false;
         }
         for (id, to, message) in outbox {
             self.send(id, to, message);
@@ -815,6 +820,7 @@ impl Runtime {
                 event: Box::new(event),
             });
         }
+        true
     }
 
     fn rejoin_p2p(&self, channel_id: B256, participants: Vec<Address>) {

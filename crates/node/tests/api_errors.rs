@@ -157,20 +157,25 @@ async fn forged_proposals_and_join_tickets_from_the_network_are_refused() {
     config.public = true;
     let (rogue, _rogue_events) = entente_p2p::P2pManager::spawn(config).unwrap();
     let r = rogue.local_address();
-    let proposal = |id: u8, participants: Vec<Address>, manager: Address| ChannelProposal {
-        channel_id: B256::repeat_byte(id),
-        chain_id: world.anvil.chain_id(),
-        manager,
-        participants,
-        deposits: vec![ether(1), ether(1)],
-        state_machine: world.tictactoe,
-        token: Address::ZERO,
-        timing: Timing::default(),
-        funding_period: 3_600,
-        machine_gas_limit: 5_000_000,
-        salt: B256::ZERO,
-        genesis_state: Bytes::from_static(b"\x00"),
-        agreement_mode: Default::default(),
+    // Each proposal carries the id of its terms (`salt` makes them differ).
+    let proposal = |id: u8, participants: Vec<Address>, manager: Address| {
+        let mut p = ChannelProposal {
+            channel_id: B256::ZERO,
+            chain_id: world.anvil.chain_id(),
+            manager,
+            participants,
+            deposits: vec![ether(1), ether(1)],
+            state_machine: world.tictactoe,
+            token: Address::ZERO,
+            timing: Timing::default(),
+            funding_period: 3_600,
+            machine_gas_limit: 5_000_000,
+            salt: B256::repeat_byte(id),
+            genesis_state: Bytes::from_static(b"\x00"),
+            agreement_mode: Default::default(),
+        };
+        p.channel_id = entente_channel::channel_id_of(&p);
+        p
     };
     let send = |p: ChannelProposal| {
         let rogue = rogue.clone();
@@ -223,9 +228,14 @@ async fn forged_proposals_and_join_tickets_from_the_network_are_refused() {
         .await
         .unwrap();
     // A valid proposal after all that arrives: the node is alive and saw the others first.
-    send(proposal(4, vec![r, a], world.manager)).await;
+    // A proposal whose id is not that of its terms: refused.
+    let mut wrong_id = proposal(5, vec![r, a], world.manager);
+    wrong_id.channel_id = B256::repeat_byte(5);
+    send(wrong_id).await;
+    let valid = proposal(4, vec![r, a], world.manager);
+    send(valid.clone()).await;
     let (from, got) = alice.next_proposal(WAIT).await.unwrap();
-    assert_eq!((from, got.channel_id), (r, B256::repeat_byte(4)));
+    assert_eq!((from, got.channel_id), (r, valid.channel_id));
     let invitations = alice.invitations().await.unwrap();
     assert_eq!(invitations.len(), 1, "only the valid proposal is an invitation");
     // The forged ticket led to no chain call.

@@ -104,7 +104,8 @@ impl LifeScenario {
         self
     }
 
-    /// Loses `permille` / 1000 of all chain calls (the caller hears it was not sent).
+    /// Loses `permille` / 1000 of all chain calls (the caller hears it was not sent; half of them
+    /// were in fact mined).
     pub fn chain_failures(mut self, permille: u32) -> Self {
         self.chain_failure_permille = permille.min(1000);
         self
@@ -435,7 +436,10 @@ impl LifeSim {
                     // The application: an invitee accepts a proposal naming it, once its machine
                     // is the one deployed and its genesis pays out the deposits.
                     let deployed = self.chain.code(proposal.state_machine);
-                    let checked = entente_channel::check_deployed_code(&self.code, proposal, &deployed)
+                    let me = self.peers[to].signer.address();
+                    let checked = entente_channel::ProposalPolicy::default()
+                        .check(proposal, from, me, proposal.chain_id, self.manager)
+                        .and_then(|()| entente_channel::check_deployed_code(&self.code, proposal, &deployed))
                         .and_then(|()| entente_channel::check_genesis(&self.code, proposal));
                     if let Err(e) = checked {
                         return Err(self.fail(format!("peer {to} refuses the proposal: {e}")));
@@ -655,9 +659,18 @@ impl LifeSim {
         // The silent peer's own deposit never happens when it is the one that never deposits.
         let refused =
             self.scenario.no_deposit && self.peers[i].byzantine && matches!(call, ChainCall::Deposit { .. });
-        let (outcome, gas) = if lost || refused {
+        // Half the lost calls never reach the chain; the other half are mined but their answer
+        // is lost (the caller hears "not sent" either way).
+        let mined_unseen = lost && self.rng.random_bool(0.5);
+        let (outcome, gas) = if (lost && !mined_unseen) || refused {
             self.lost_calls += u64::from(lost);
             (CallOutcome::NotSent("simulated chain fault".into()), 0)
+        } else if mined_unseen {
+            self.lost_calls += 1;
+            let _ = self
+                .chain
+                .send(from, self.manager, call.calldata(self.channel_id), call.value());
+            (CallOutcome::NotSent("simulated lost answer".into()), 0)
         } else {
             match self
                 .chain
