@@ -752,9 +752,17 @@ impl Runtime {
                     Effect::Call(call) => calls.push((*id, call)),
                     Effect::Notify(event) => {
                         // Logged with the turn's commit: a subscriber reads every event, however
-                        // slow it is, and resumes from its cursor after a restart. Refused
-                        // messages (which peers choose) go to the live feed only.
-                        if !matches!(event, ChannelEvent::Protocol(ProtocolEvent::Rejected { .. })) {
+                        // slow it is, and resumes from its cursor after a restart. Of the
+                        // refused messages (which peers choose) only those that prove misbehaviour
+                        // are logged (they also count against the sender's connection); the others
+                        // go to the live feed only.
+                        let logged = match &event {
+                            ChannelEvent::Protocol(ProtocolEvent::Rejected { reason, .. }) => {
+                                reason.is_misbehaviour()
+                            }
+                            _ => true,
+                        };
+                        if logged {
                             batch.put_event(*id, hosted.next_event, event.encode().into());
                             hosted.next_event += 1;
                         }

@@ -122,8 +122,8 @@ pub enum Rejection {
 impl Rejection {
     /// True when the refused message proves its sender misbehaves whatever the timing: an
     /// undecodable or oversized frame, a signature that does not recover or is not its claimed
-    /// signer's, a relabelled confirmation, a transition whose claimed state is not what it
-    /// produces. An honest peer never sends one (unlike a duplicate, a stale fork or an early
+    /// signer's, a relabelled confirmation, a transition the machine refuses or whose claimed
+    /// state is not what it produces. An honest peer never sends one (unlike a duplicate, a stale fork or an early
     /// message), so a host may count these against the peer's connection.
     pub fn is_misbehaviour(&self) -> bool {
         matches!(
@@ -133,6 +133,7 @@ impl Rejection {
                 | Self::MislabeledConfirmation { .. }
                 | Self::WrongSigner { .. }
                 | Self::StateHashMismatch { .. }
+                | Self::Execution(_)
                 | Self::OversizedSync(_)
         )
     }
