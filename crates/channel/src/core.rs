@@ -343,8 +343,8 @@ impl<S: Signer + Clone> Channel<S> {
 
     // ----- application commands ----------------------------------------------------------
 
-    /// Declines nothing: a proposal we do not want is answered by the host with
-    /// [`decline_message`]; this cancels one of ours before it opened.
+    /// Withdraws one of our proposals before every invitee accepted it (a proposal made to us
+    /// that we do not want is answered with [`decline_message`] instead).
     pub fn cancel(&mut self, reason: String, local_ms: u64) -> Result<(), ChannelError> {
         if self.life.phase != Phase::Proposed {
             return Err(ChannelError::WrongPhase {

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entente_contracts::{TicTacToe, artifacts};
-use entente_node::{Channel, MachineSource, Node, NodeParts, ProposalBuilder};
+use entente_contracts::TicTacToe;
+use entente_node::{Channel, Node, NodeParts};
 use entente_types::{Address, B256, LocalSigner, SignError, Signature, Signer};
-use support::{World, dial_addr, ether};
+use support::{World, X_WINS, dial_addr, ether, tictactoe_proposal};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -65,7 +65,8 @@ impl Signer for RemoteSigner {
     }
 }
 
-async fn play(channel: &Channel, me: Address, cell: u8) {
+/// Plays `cell` in `me`'s turn, asking again while the signer has no signature yet.
+async fn play_signed(channel: &Channel, me: Address, cell: u8) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         channel
@@ -124,24 +125,21 @@ async fn a_node_with_an_asynchronous_failing_signer_and_an_in_memory_store_plays
         .await
         .unwrap();
     let (a, b) = (alice.address(), bob.address());
-    let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
-    let stake = ether(1);
-    let proposal = ProposalBuilder::new(world.tictactoe, vec![a, b], vec![stake, stake])
-        .build(&alice, &code, &TicTacToe::initialStateCall { x: a, o: b, stake })
-        .await
-        .unwrap();
+    let (code, proposal) = tictactoe_proposal(&world, &alice, b).await;
     let before_a = alice.balance().await.unwrap();
     let game_a = alice.propose(proposal, code.clone()).await.unwrap();
     let (_, invitation) = bob.next_proposal(WAIT).await.unwrap();
     let game_b = bob.accept(invitation.channel_id, code).await.unwrap();
     game_a.wait_live(WAIT).await.unwrap();
     game_b.wait_live(WAIT).await.unwrap();
-    // X: 4, O: 0, X: 1, O: 2, X: 7: alice wins.
-    play(&game_a, a, 4).await;
-    play(&game_b, b, 0).await;
-    play(&game_a, a, 1).await;
-    play(&game_b, b, 2).await;
-    play(&game_a, a, 7).await;
+    // Alice wins.
+    for (x, cell) in X_WINS {
+        if x {
+            play_signed(&game_a, a, cell).await;
+        } else {
+            play_signed(&game_b, b, cell).await;
+        }
+    }
     let closed = game_a.wait_closed(WAIT).await.unwrap();
     assert_eq!(
         closed.exits.unwrap(),

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use entente_contracts::{TicTacToe, artifacts};
-use entente_node::{Channel, MachineSource, Node, ProposalBuilder};
-use support::{World, dial_addr, ether};
+use entente_node::Node;
+use support::{World, X_WINS, dial_addr, ether, play, tictactoe_proposal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -122,15 +121,6 @@ async fn serve(
     Ok(())
 }
 
-async fn play(channel: &Channel, me: entente_types::Address, cell: u8) {
-    channel
-        .wait_until("my turn", WAIT, |i| i.next_writer == me || i.game_over)
-        .await
-        .unwrap();
-    // A move is local: the chain's faults do not reach it.
-    channel.call(&TicTacToe::playCall { cell }).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_settles_and_pays_with_one_chain_request_in_five_lost() {
     // `RUST_LOG=entente=debug` shows what the nodes decide.
@@ -148,12 +138,7 @@ async fn a_game_settles_and_pays_with_one_chain_request_in_five_lost() {
     config_b.rpc_url = proxy.url.clone();
     let bob = Node::start(config_b).await.unwrap();
     let (a, b) = (alice.address(), bob.address());
-    let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
-    let stake = ether(1);
-    let proposal = ProposalBuilder::new(world.tictactoe, vec![a, b], vec![stake, stake])
-        .build(&alice, &code, &TicTacToe::initialStateCall { x: a, o: b, stake })
-        .await
-        .unwrap();
+    let (code, proposal) = tictactoe_proposal(&world, &alice, b).await;
     let observer =
         entente_chain::ChainClient::connect(&world.anvil.endpoint(), world.anvil.signer(0).unwrap())
             .await
@@ -166,12 +151,14 @@ async fn a_game_settles_and_pays_with_one_chain_request_in_five_lost() {
     let game_b = bob.accept(invitation.channel_id, code).await.unwrap();
     game_a.wait_live(WAIT).await.unwrap();
     game_b.wait_live(WAIT).await.unwrap();
-    // X: 4, O: 0, X: 1, O: 2, X: 7: alice wins.
-    play(&game_a, a, 4).await;
-    play(&game_b, b, 0).await;
-    play(&game_a, a, 1).await;
-    play(&game_b, b, 2).await;
-    play(&game_a, a, 7).await;
+    // Alice wins. A move is local: the chain's faults do not reach it.
+    for (x, cell) in X_WINS {
+        if x {
+            play(&game_a, a, cell).await;
+        } else {
+            play(&game_b, b, cell).await;
+        }
+    }
     let closed = game_a.wait_closed(WAIT).await.unwrap();
     assert_eq!(
         closed.exits.unwrap(),

@@ -6,19 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use entente_contracts::{TicTacToe, artifacts};
-use entente_node::{Channel, ChannelEvent, MachineSource, Node, NodeError, Phase, ProposalBuilder};
-use support::{World, dial_addr, ether};
+use entente_contracts::TicTacToe;
+use entente_node::{ChannelEvent, Node, NodeError, Phase};
+use support::{World, dial_addr, ether, play, tictactoe_proposal};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn play(channel: &Channel, me: entente_types::Address, cell: u8) {
-    channel
-        .wait_until("my turn", WAIT, |i| i.next_writer == me || i.game_over)
-        .await
-        .unwrap();
-    channel.call(&TicTacToe::playCall { cell }).await.unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_game_settles_on_chain_and_pays_the_winner() {
@@ -31,12 +23,7 @@ async fn a_full_game_settles_on_chain_and_pays_the_winner() {
         .await
         .unwrap();
     let (a, b) = (alice.address(), bob.address());
-    let code = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
-    let stake = ether(1);
-    let proposal = ProposalBuilder::new(world.tictactoe, vec![a, b], vec![stake, stake])
-        .build(&alice, &code, &TicTacToe::initialStateCall { x: a, o: b, stake })
-        .await
-        .unwrap();
+    let (code, proposal) = tictactoe_proposal(&world, &alice, b).await;
     let before_a = alice.balance().await.unwrap();
     let before_b = bob.balance().await.unwrap();
 

@@ -71,3 +71,36 @@ pub async fn dial_addr(node: &Node) -> Multiaddr {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits at most this long for each step of a game.
+pub const GAME_WAIT: Duration = Duration::from_secs(120);
+
+/// The moves of a tic-tac-toe game X wins (X: 4, O: 0, X: 1, O: 2, X: 7, the middle column):
+/// (X moves, cell).
+pub const X_WINS: [(bool, u8); 5] = [(true, 4), (false, 0), (true, 1), (false, 2), (true, 7)];
+
+/// The tic-tac-toe machine's code and a proposal from `x` to `o`, one ether each.
+pub async fn tictactoe_proposal(
+    world: &World,
+    x: &Node,
+    o: Address,
+) -> (entente_node::MachineSource, entente_types::ChannelProposal) {
+    let code =
+        entente_node::MachineSource::ArtifactJson(entente_contracts::artifacts::TIC_TAC_TOE.to_string());
+    let stake = ether(1);
+    let a = x.address();
+    let proposal = entente_node::ProposalBuilder::new(world.tictactoe, vec![a, o], vec![stake, stake])
+        .build(x, &code, &TicTacToe::initialStateCall { x: a, o, stake })
+        .await
+        .unwrap();
+    (code, proposal)
+}
+
+/// Waits for `me`'s turn (or the game's end) and plays `cell`.
+pub async fn play(channel: &entente_node::Channel, me: Address, cell: u8) {
+    channel
+        .wait_until("my turn", GAME_WAIT, |i| i.next_writer == me || i.game_over)
+        .await
+        .unwrap();
+    channel.call(&TicTacToe::playCall { cell }).await.unwrap();
+}
