@@ -14,7 +14,7 @@ use entente_types::{
 use tracing::{debug, info, warn};
 
 use crate::call::{ChainCall, onchain_spec};
-use crate::membership::{to_join, to_leave};
+use crate::membership::{JoinTerms, TicketRefusal, check_ticket, to_join, to_leave};
 use crate::record::{Collecting, Duty, Life, Persisted, Record};
 use crate::{ChannelError, ChannelEvent, ChannelInfo, Phase};
 
@@ -27,6 +27,10 @@ const MAX_OPEN_REVERTS: u32 = 3;
 const MAX_BACKOFF_MS: u64 = 64_000;
 /// How often a proposal is sent again to the invitees that did not answer (ms).
 const PROPOSAL_RESEND_MS: u64 = 5_000;
+/// How often a sponsor sends a join ticket again until the newcomer is in.
+const TICKET_RESEND_MS: u64 = 5_000;
+/// Join tickets the chain may refuse before a newcomer gives up (each costs it gas).
+const MAX_JOIN_REVERTS: u32 = 3;
 
 /// What a channel asks its host to do, in order. Every [`Effect::Persist`] of one input comes
 /// before that input's other effects: the host stores them durably before anything else leaves.
@@ -93,6 +97,8 @@ pub struct Channel<S: Signer + Clone> {
     turn_told: Option<(u64, u64)>,
     /// When (local ms) the proposal goes again to the invitees that did not answer.
     resend_proposal_at: Option<u64>,
+    /// When (local ms) the tickets of the joins we sponsor go again.
+    resend_tickets_at: Option<u64>,
 }
 
 impl<S: Signer + Clone> std::fmt::Debug for Channel<S> {
@@ -122,6 +128,7 @@ impl<S: Signer + Clone> Channel<S> {
             court_stored: None,
             turn_told: None,
             resend_proposal_at: None,
+            resend_tickets_at: None,
         }
     }
 
@@ -166,16 +173,17 @@ impl<S: Signer + Clone> Channel<S> {
         channel
     }
 
-    /// Expects to join running channel `channel_id` (its sponsor sends us a ticket).
-    pub fn expect_join(signer: S, channel_id: B256, code: MachineCode, chain_now: u64) -> Self {
+    /// Expects to join a running channel on `terms` (one of its participants sends us a ticket;
+    /// only a ticket on these terms is taken, see [`check_ticket`]).
+    pub fn expect_join(signer: S, terms: JoinTerms, code: MachineCode, chain_now: u64) -> Self {
         let proposal = ChannelProposal {
-            channel_id,
-            chain_id: 0,
-            manager: Address::ZERO,
+            channel_id: terms.channel_id,
+            chain_id: terms.chain_id,
+            manager: terms.manager,
             participants: Vec::new(),
             deposits: Vec::new(),
-            state_machine: Address::ZERO,
-            token: Address::ZERO,
+            state_machine: terms.state_machine,
+            token: terms.token,
             timing: entente_types::Timing::default(),
             funding_period: 0,
             machine_gas_limit: 0,
@@ -183,7 +191,8 @@ impl<S: Signer + Clone> Channel<S> {
             genesis_state: Bytes::new(),
             agreement_mode: entente_types::AgreementMode::default(),
         };
-        let life = Life::new(proposal, false, Phase::Joining);
+        let mut life = Life::new(proposal, false, Phase::Joining);
+        life.join_terms = Some(terms);
         let mut channel = Self::with_life(signer, code, life, chain_now);
         channel.finish(0);
         channel
@@ -334,6 +343,7 @@ impl<S: Signer + Clone> Channel<S> {
             .filter(|s| !s.in_flight)
             .map(|s| s.due_ms)
             .chain(self.resend_proposal_at)
+            .chain(self.resend_tickets_at)
             .min();
         match (core, duty) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -345,11 +355,13 @@ impl<S: Signer + Clone> Channel<S> {
 
     /// Withdraws one of our proposals before every invitee accepted it (a proposal made to us
     /// that we do not want is answered with [`decline_message`] instead).
+    /// A newcomer that no longer wants to join cancels too, unless its join is under way.
     pub fn cancel(&mut self, reason: String, local_ms: u64) -> Result<(), ChannelError> {
-        if self.life.phase != Phase::Proposed {
+        let joining_idle = self.life.phase == Phase::Joining && self.life.ticket.is_none();
+        if self.life.phase != Phase::Proposed && !joining_idle {
             return Err(ChannelError::WrongPhase {
                 phase: self.life.phase,
-                wanted: "proposed",
+                wanted: "proposed, or joining without a ticket",
             });
         }
         self.cancelled(reason);
@@ -465,7 +477,7 @@ impl<S: Signer + Clone> Channel<S> {
                 ApprovalSignature { approval, signature },
             ))));
         let last = self.life.approvals.len() - 1;
-        self.complete(last, local_ms);
+        self.complete(last);
         self.finish(local_ms);
         Ok(())
     }
@@ -487,7 +499,7 @@ impl<S: Signer + Clone> Channel<S> {
     pub fn handle_message(&mut self, from: Address, message: Message, local_ms: u64) {
         match message {
             Message::ProposalAnswer(answer) => self.on_answer(from, answer),
-            Message::Approval(approval) => self.on_approval(from, *approval, local_ms),
+            Message::Approval(approval) => self.on_approval(from, *approval),
             Message::JoinTicket(ticket) => self.on_ticket(from, *ticket),
             Message::Proposal(proposal) => {
                 // Sent again: our answer was lost (or we crashed before it left).
@@ -556,7 +568,7 @@ impl<S: Signer + Clone> Channel<S> {
 
     // ----- membership --------------------------------------------------------------------
 
-    fn on_approval(&mut self, from: Address, message: ApprovalSignature, local_ms: u64) {
+    fn on_approval(&mut self, from: Address, message: ApprovalSignature) {
         let Some(cores) = &self.cores else { return };
         if !cores.sm.fork().participants.contains(&from) {
             return;
@@ -595,7 +607,7 @@ impl<S: Signer + Clone> Channel<S> {
             .insert(from, message.signature);
         self.life_dirty = true;
         self.cosign(index);
-        self.complete(index, local_ms);
+        self.complete(index);
     }
 
     /// Signs approval `index` if we have not and it is acceptable (docs/security.md, O4), then
@@ -642,97 +654,111 @@ impl<S: Signer + Clone> Channel<S> {
 
     /// With every current participant's signature: the sponsor of a join sends the ticket, a
     /// leaver submits its leave.
-    fn complete(&mut self, index: usize, local_ms: u64) {
+    fn complete(&mut self, index: usize) {
         let Some(cores) = &self.cores else { return };
-        let Some(entry) = self.life.approvals.get_mut(index) else {
+        let Some(entry) = self.life.approvals.get(index) else {
             return;
         };
-        let participants = cores.sm.fork().participants.clone();
-        let ordered: Option<Vec<entente_types::Signature>> = participants
-            .iter()
-            .map(|p| entry.signatures.get(p).copied())
-            .collect();
-        let Some(signatures) = ordered else { return };
-        if entry.done || !entry.sponsor {
+        let participants = &cores.sm.fork().participants;
+        if entry.done || !entry.sponsor || !participants.iter().all(|p| entry.signatures.contains_key(p)) {
             return;
         }
-        let Some(state) = cores.sm.state_at(entry.approval.height).cloned() else {
-            return;
-        };
-        entry.done = true;
-        self.life_dirty = true;
-        let approval = entry.approval.clone();
-        match approval.change.clone() {
+        match entry.approval.change.clone() {
             MembershipChange::Join { participant, .. } => {
-                let spec = cores.sm.spec();
-                let channel = ChannelProposal {
-                    channel_id: self.id,
-                    chain_id: spec.domain.chain_id(),
-                    manager: spec.domain.verifying_contract(),
-                    participants,
-                    deposits: Vec::new(),
-                    state_machine: spec.state_machine,
-                    token: Address::ZERO,
-                    timing: spec.timing,
-                    funding_period: 0,
-                    machine_gas_limit: cores.sm.gas_limit(),
-                    salt: B256::ZERO,
-                    genesis_state: state.clone(),
-                    agreement_mode: spec.agreement_mode,
-                };
+                let Some(ticket) = self.ticket(index) else { return };
                 info!(target: TARGET, channel = %self.id, %participant, "join approved by all: ticket sent");
                 self.effects.push_back(Effect::Send {
                     to: participant,
-                    message: Message::JoinTicket(Box::new(JoinTicket {
-                        approval,
-                        state,
-                        signatures,
-                        channel,
-                    })),
+                    message: Message::JoinTicket(Box::new(ticket)),
                 });
             }
             MembershipChange::Leave { .. } => {
                 info!(target: TARGET, channel = %self.id, "leave approved by all: submitting");
                 self.add_duty(Duty::Leave);
-                let _ = local_ms;
             }
         }
+        if let Some(entry) = self.life.approvals.get_mut(index) {
+            entry.done = true;
+        }
+        self.life_dirty = true;
     }
 
-    /// A ticket to join: every signature checked, then we pay our deposit through `joinChannel`.
-    fn on_ticket(&mut self, from: Address, ticket: JoinTicket) {
-        if self.life.phase != Phase::Joining
-            || self.life.ticket.is_some()
-            || ticket.approval.channel_id != self.id
-        {
-            debug!(target: TARGET, channel = %self.id, %from, "unexpected join ticket");
-            return;
-        }
-        let MembershipChange::Join { participant, .. } = &ticket.approval.change else {
-            return;
-        };
-        if *participant != self.me
-            || state_hash(&ticket.state) != ticket.approval.state_hash
-            || ticket.signatures.len() != ticket.channel.participants.len()
-        {
-            debug!(target: TARGET, channel = %self.id, %from, "join ticket refused: it does not match");
-            return;
-        }
-        let domain = entente_types::Domain::new(ticket.channel.chain_id, ticket.channel.manager);
-        let digest = ticket.approval.digest(&domain);
-        let signed_by_all = ticket
-            .channel
-            .participants
+    /// The ticket of complete join approval `index` (we sponsor it).
+    fn ticket(&self, index: usize) -> Option<JoinTicket> {
+        let cores = self.cores.as_ref()?;
+        let entry = self.life.approvals.get(index)?;
+        let participants = cores.sm.fork().participants.clone();
+        let signatures: Vec<entente_types::Signature> = participants
             .iter()
-            .zip(&ticket.signatures)
-            .all(|(p, s)| recover_signer(&digest, s).is_ok_and(|a| a == *p));
-        if !signed_by_all {
-            debug!(target: TARGET, channel = %self.id, %from, "join ticket refused: a signature does not match");
+            .map(|p| entry.signatures.get(p).copied())
+            .collect::<Option<_>>()?;
+        let state = cores.sm.state_at(entry.approval.height)?.clone();
+        let spec = cores.sm.spec();
+        let channel = ChannelProposal {
+            channel_id: self.id,
+            chain_id: spec.domain.chain_id(),
+            manager: spec.domain.verifying_contract(),
+            participants,
+            deposits: Vec::new(),
+            state_machine: spec.state_machine,
+            token: self.life.proposal.token,
+            timing: spec.timing,
+            funding_period: 0,
+            machine_gas_limit: cores.sm.gas_limit(),
+            salt: B256::ZERO,
+            genesis_state: state.clone(),
+            agreement_mode: spec.agreement_mode,
+        };
+        Some(JoinTicket {
+            approval: entry.approval.clone(),
+            state,
+            signatures,
+            channel,
+        })
+    }
+
+    /// The tickets of the joins we sponsor that can still land and whose newcomer is not in yet:
+    /// sent again every few seconds (a ticket may be lost, or the newcomer's join may have
+    /// reverted).
+    fn pending_tickets(&self) -> Vec<(Address, JoinTicket)> {
+        let Some(cores) = &self.cores else {
+            return Vec::new();
+        };
+        let participants = &cores.sm.fork().participants;
+        let mut tickets = Vec::new();
+        for (index, entry) in self.life.approvals.iter().enumerate() {
+            if let MembershipChange::Join { participant, .. } = &entry.approval.change
+                && entry.sponsor
+                && entry.done
+                && entry.approval.deadline > self.chain_now
+                && !participants.contains(participant)
+                && let Some(ticket) = self.ticket(index)
+            {
+                tickets.push((*participant, ticket));
+            }
+        }
+        tickets
+    }
+
+    /// A ticket to join: checked against our terms, then we pay our deposit through
+    /// `joinChannel`. A ticket the chain refuses is dropped and the next one taken (anyone can
+    /// send one; the sponsor sends the real one again until we joined).
+    fn on_ticket(&mut self, from: Address, ticket: JoinTicket) {
+        let refusal = match &self.life.join_terms {
+            _ if self.life.phase != Phase::Joining || self.life.ticket.is_some() => {
+                Some(TicketRefusal::Unexpected)
+            }
+            None => Some(TicketRefusal::Unexpected),
+            Some(terms) => check_ticket(&ticket, from, terms, self.me).err(),
+        };
+        if let Some(refusal) = refusal {
+            debug!(target: TARGET, channel = %self.id, %from, %refusal, "join ticket refused");
             return;
         }
         info!(target: TARGET, channel = %self.id, "join ticket received: joining on chain");
         self.life.proposal = ticket.channel.clone();
         self.life.ticket = Some(Box::new(ticket));
+        self.life_dirty = true;
         self.add_duty(Duty::Join);
     }
 
@@ -1071,7 +1097,22 @@ impl<S: Signer + Clone> Channel<S> {
                 // A payout that reverts has nothing (more) to pay: done. The others are decided
                 // again later; an `open` the chain keeps refusing ends the proposal.
                 match duty {
-                    Duty::Withdraw | Duty::WithdrawPending | Duty::Reclaim | Duty::Leave | Duty::Join => {
+                    Duty::Join => {
+                        // The chain refused this ticket (a forged one, or one that came too
+                        // late): wait for another.
+                        self.life.ticket = None;
+                        self.life.join_reverts += 1;
+                        self.life_dirty = true;
+                        self.done_duty(duty);
+                        if self.life.join_reverts >= MAX_JOIN_REVERTS {
+                            self.cancelled(format!(
+                                "the chain refused {MAX_JOIN_REVERTS} join tickets, the last with {reason}"
+                            ));
+                        } else {
+                            debug!(target: TARGET, channel = %self.id, %reason, "join refused: waiting for another ticket");
+                        }
+                    }
+                    Duty::Withdraw | Duty::WithdrawPending | Duty::Reclaim | Duty::Leave => {
                         debug!(target: TARGET, channel = %self.id, call = call.name(), %reason, "refused: nothing more to do");
                         self.done_duty(duty);
                     }
@@ -1135,6 +1176,29 @@ impl<S: Signer + Clone> Channel<S> {
             }
         } else {
             self.resend_proposal_at = None;
+        }
+        // Tickets of the joins we sponsor, again until the newcomer is in.
+        let tickets = if self.life.phase == Phase::Live {
+            self.pending_tickets()
+        } else {
+            Vec::new()
+        };
+        if tickets.is_empty() {
+            self.resend_tickets_at = None;
+        } else {
+            match self.resend_tickets_at {
+                Some(at) if at <= local_ms => {
+                    self.resend_tickets_at = Some(local_ms + TICKET_RESEND_MS);
+                    for (to, ticket) in tickets {
+                        self.effects.push_back(Effect::Send {
+                            to,
+                            message: Message::JoinTicket(Box::new(ticket)),
+                        });
+                    }
+                }
+                Some(_) => {}
+                None => self.resend_tickets_at = Some(local_ms + TICKET_RESEND_MS),
+            }
         }
         // Approvals the signer could not sign before.
         if self.life.phase == Phase::Live {

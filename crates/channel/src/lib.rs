@@ -46,9 +46,10 @@ pub use call::{ChainCall, onchain_spec};
 pub use core::{Channel, Effect, decline_message};
 pub use entente_dispute::CallOutcome;
 pub use event::{ChannelEvent, ChannelInfo, Phase};
-pub use membership::{to_join, to_leave};
+pub use membership::{JoinTerms, TicketRefusal, check_ticket, to_join, to_leave};
 pub use proposal::{
     Invitations, ProposalPolicy, ProposalRefusal, channel_id_of, check_deployed_code, check_genesis,
+    check_machine_code,
 };
 pub use record::{Collecting, Duty, Life, Persisted, Record};
 

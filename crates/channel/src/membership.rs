@@ -1,7 +1,107 @@
 //! The manager's structs for an approved join or leave.
 
 use entente_contracts::IStateChannelManager;
-use entente_types::{Address, Bytes, MembershipApproval, U256};
+use entente_types::{Address, B256, Bytes, JoinTicket, MembershipApproval, MembershipChange, U256};
+use serde::{Deserialize, Serialize};
+
+/// What a newcomer agreed to before it waits for a ticket to join a running channel
+/// ([`crate::Channel::expect_join`]). A ticket is taken only from the sponsor and only if it
+/// matches: the chain and manager the host works with, the machine whose deployed code the host
+/// checked, the token, and the deposit the newcomer means to pay. A ticket on other terms (a
+/// stranger's, or colluders' who would choose a larger deposit) is refused, and the chain checks
+/// the rest (the signatures of the real participants).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTerms {
+    /// The channel.
+    pub channel_id: B256,
+    /// The participant that invited us: only its tickets are taken.
+    pub sponsor: Address,
+    /// The chain id of the manager.
+    pub chain_id: u64,
+    /// The manager.
+    pub manager: Address,
+    /// The channel's state machine (the host checked its deployed code against ours).
+    pub state_machine: Address,
+    /// The channel's token (zero: ETH).
+    pub token: Address,
+    /// The deposit we pay to join.
+    pub amount: U256,
+}
+
+/// Why a join ticket was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketRefusal {
+    /// Not waiting for one (not joining, or a ticket is being used).
+    #[error("no ticket expected now")]
+    Unexpected,
+    /// It is for another channel, chain, manager, machine or token.
+    #[error("the ticket is for other terms: {0}")]
+    OtherTerms(&'static str),
+    /// It lets someone else join, or with another deposit.
+    #[error("the ticket is not ours: {0}")]
+    NotOurs(&'static str),
+    /// Its state does not hash to the approved state, or the signatures do not add up.
+    #[error("the ticket does not hold together: {0}")]
+    Malformed(&'static str),
+}
+
+/// Checks `ticket` against `terms` for newcomer `me`: everything a ticket carries that the chain
+/// would not check for us (the chain checks the signatures against the real participants).
+pub fn check_ticket(
+    ticket: &JoinTicket,
+    from: Address,
+    terms: &JoinTerms,
+    me: Address,
+) -> Result<(), TicketRefusal> {
+    let c = &ticket.channel;
+    if from != terms.sponsor || !c.participants.contains(&from) {
+        return Err(TicketRefusal::NotOurs("not from our sponsor"));
+    }
+    if ticket.approval.channel_id != terms.channel_id || c.channel_id != terms.channel_id {
+        return Err(TicketRefusal::OtherTerms("channel"));
+    }
+    if c.chain_id != terms.chain_id || c.manager != terms.manager {
+        return Err(TicketRefusal::OtherTerms("chain or manager"));
+    }
+    if c.state_machine != terms.state_machine {
+        return Err(TicketRefusal::OtherTerms("state machine"));
+    }
+    if c.token != terms.token {
+        return Err(TicketRefusal::OtherTerms("token"));
+    }
+    let MembershipChange::Join {
+        participant, amount, ..
+    } = &ticket.approval.change
+    else {
+        return Err(TicketRefusal::NotOurs("not a join"));
+    };
+    if *participant != me {
+        return Err(TicketRefusal::NotOurs("another newcomer"));
+    }
+    if *amount != terms.amount {
+        return Err(TicketRefusal::NotOurs("another deposit"));
+    }
+    if c.participants.is_empty() || c.participants.contains(&me) {
+        return Err(TicketRefusal::Malformed("participants"));
+    }
+    if entente_types::state_hash(&ticket.state) != ticket.approval.state_hash {
+        return Err(TicketRefusal::Malformed("state"));
+    }
+    if ticket.signatures.len() != c.participants.len() {
+        return Err(TicketRefusal::Malformed("signature count"));
+    }
+    let domain = entente_types::Domain::new(c.chain_id, c.manager);
+    let digest = ticket.approval.digest(&domain);
+    let signed_by_all = c
+        .participants
+        .iter()
+        .zip(&ticket.signatures)
+        .all(|(p, s)| entente_types::recover_signer(&digest, s).is_ok_and(|a| a == *p));
+    if !signed_by_all {
+        return Err(TicketRefusal::Malformed("a signature"));
+    }
+    Ok(())
+}
 
 /// The `JoinApproval` `joinChannel` checks for `approval`.
 pub fn to_join(

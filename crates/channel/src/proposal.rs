@@ -264,10 +264,21 @@ pub fn check_deployed_code(
     proposal: &ChannelProposal,
     deployed: &[u8],
 ) -> Result<(), ProposalRefusal> {
-    let machine = MachineInstance::deploy(code, proposal.machine_gas_limit)
-        .map_err(|e| ProposalRefusal::Genesis(e.to_string()))?;
+    check_machine_code(code, proposal.state_machine, proposal.machine_gas_limit, deployed)
+}
+
+/// Checks that `deployed`, the chain's code at `address`, is the runtime code of `code` (a
+/// channel to join is checked this way before its ticket is awaited).
+pub fn check_machine_code(
+    code: &MachineCode,
+    address: Address,
+    gas_limit: u64,
+    deployed: &[u8],
+) -> Result<(), ProposalRefusal> {
+    let machine =
+        MachineInstance::deploy(code, gas_limit).map_err(|e| ProposalRefusal::Genesis(e.to_string()))?;
     if deployed.is_empty() || machine.runtime_code().as_ref() != deployed {
-        return Err(ProposalRefusal::DeployedCode(proposal.state_machine));
+        return Err(ProposalRefusal::DeployedCode(address));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use entente_types::{
 use serde::{Deserialize, Serialize};
 
 use crate::Phase;
+use crate::membership::JoinTerms;
 
 /// One thing to store durably before the effects after it leave the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,12 @@ pub struct Life {
     pub approvals: Vec<Collecting>,
     /// Newcomers our application lets join.
     pub allowed_joins: BTreeSet<Address>,
+    /// What we agreed to join on (a newcomer).
+    #[serde(default)]
+    pub join_terms: Option<JoinTerms>,
+    /// Join tickets the chain refused (a newcomer gives up after a few: each cost it gas).
+    #[serde(default)]
+    pub join_reverts: u32,
     /// The ticket we join with.
     pub ticket: Option<Box<JoinTicket>>,
     /// Why the channel was cancelled.
@@ -125,6 +132,8 @@ impl Life {
             credited: false,
             approvals: Vec::new(),
             allowed_joins: BTreeSet::new(),
+            join_terms: None,
+            join_reverts: 0,
             ticket: None,
             cancel_reason: None,
         }

@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use alloy_primitives::U256;
-use entente_channel::{CallOutcome, ChainCall, Channel, Effect, Phase, channel_id_of};
+use entente_channel::{CallOutcome, ChainCall, Channel, Effect, JoinTerms, Phase, channel_id_of};
 use entente_contracts::{TicTacToe, artifacts};
 use entente_evm_runtime::{MachineCode, MachineInstance};
 use entente_types::{
-    Address, AgreementMode, B256, ChannelProposal, LocalSigner, Message, ProposalAnswer, Signer, Timing,
+    Address, AgreementMode, B256, Bytes, ChannelProposal, Domain, JoinTicket, LocalSigner,
+    MembershipApproval, MembershipChange, Message, ProposalAnswer, Signer, Timing,
 };
 
 fn key(n: u8) -> LocalSigner {
@@ -143,4 +144,133 @@ fn a_decline_with_a_long_multibyte_reason_cancels_without_panicking() {
         10,
     );
     assert_eq!(channel.phase(), Phase::Cancelled);
+}
+
+/// A newcomer `n` expecting to join `p`'s channel with a deposit of 3, invited by `x`.
+fn joining(
+    p: &ChannelProposal,
+    code: &MachineCode,
+    x: &LocalSigner,
+    n: &LocalSigner,
+) -> Channel<LocalSigner> {
+    let terms = JoinTerms {
+        channel_id: p.channel_id,
+        sponsor: x.address(),
+        chain_id: p.chain_id,
+        manager: p.manager,
+        state_machine: p.state_machine,
+        token: p.token,
+        amount: U256::from(3),
+    };
+    let mut channel = Channel::expect_join(n.clone(), terms, code.clone(), 1_700_000_000);
+    calls(&mut channel);
+    channel
+}
+
+/// A ticket letting `joiner` in with `amount`, signed by `signers` (the channel's participants
+/// are `p.participants`).
+fn ticket(p: &ChannelProposal, joiner: Address, amount: u64, signers: &[&LocalSigner]) -> Message {
+    let state = p.genesis_state.clone();
+    let approval = MembershipApproval {
+        channel_id: p.channel_id,
+        fork: 0,
+        height: 0,
+        state_hash: entente_types::state_hash(&state),
+        change: MembershipChange::Join {
+            participant: joiner,
+            amount: U256::from(amount),
+            data: Bytes::new(),
+        },
+        deadline: 1_700_000_100,
+    };
+    let digest = approval.digest(&Domain::new(p.chain_id, p.manager));
+    let signatures = signers.iter().map(|s| s.sign_digest(&digest)).collect();
+    Message::JoinTicket(Box::new(JoinTicket {
+        approval,
+        state,
+        signatures,
+        channel: p.clone(),
+    }))
+}
+
+#[test]
+fn only_a_ticket_from_the_sponsor_on_our_terms_is_used() {
+    let (x, o, n, stranger) = (key(1), key(2), key(3), key(4));
+    let (code, p) = proposal(&x, &o);
+    let mut channel = joining(&p, &code, &x, &n);
+    let good = ticket(&p, n.address(), 3, &[&x, &o]);
+    // From a stranger (even one that signs a channel of its own), for another deposit, another
+    // manager or machine, another newcomer: refused, nothing is paid.
+    channel.handle_message(stranger.address(), good.clone(), 10);
+    let mut own = p.clone();
+    own.participants = vec![stranger.address()];
+    channel.handle_message(stranger.address(), ticket(&own, n.address(), 3, &[&stranger]), 10);
+    channel.handle_message(x.address(), ticket(&p, n.address(), 300, &[&x, &o]), 10);
+    let mut other = p.clone();
+    other.manager = Address::repeat_byte(0x98);
+    channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
+    other = p.clone();
+    other.state_machine = Address::repeat_byte(0x76);
+    channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
+    channel.handle_message(x.address(), ticket(&p, stranger.address(), 3, &[&x, &o]), 10);
+    channel.handle_message(x.address(), ticket(&p, n.address(), 3, &[&x, &stranger]), 10);
+    assert!(calls(&mut channel).is_empty());
+    assert_eq!(channel.phase(), Phase::Joining);
+    // The sponsor's ticket on our terms: we join, once.
+    channel.handle_message(x.address(), good.clone(), 20);
+    let join = calls(&mut channel);
+    assert!(
+        matches!(join.as_slice(), [ChainCall::Join { approval, .. }] if approval.amount == U256::from(3)),
+        "{join:?}"
+    );
+    channel.handle_message(x.address(), good, 30);
+    assert!(calls(&mut channel).is_empty(), "one ticket at a time");
+}
+
+#[test]
+fn a_refused_join_takes_the_next_ticket_and_gives_up_after_three() {
+    let (x, o, n) = (key(1), key(2), key(3));
+    let (code, p) = proposal(&x, &o);
+    let mut channel = joining(&p, &code, &x, &n);
+    let good = ticket(&p, n.address(), 3, &[&x, &o]);
+    for round in 1..=3u64 {
+        channel.handle_message(x.address(), good.clone(), round * 100);
+        let join = calls(&mut channel);
+        assert_eq!(join.len(), 1, "round {round}: {join:?}");
+        assert_eq!(channel.phase(), Phase::Joining);
+        channel.handle_call_outcome(
+            &join[0],
+            CallOutcome::Reverted("Expired()".into()),
+            0,
+            round * 100 + 1,
+        );
+    }
+    assert_eq!(channel.phase(), Phase::Cancelled);
+    assert!(
+        channel
+            .life()
+            .cancel_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("3 join tickets")),
+        "{:?}",
+        channel.life().cancel_reason
+    );
+    channel.handle_message(x.address(), good, 1_000);
+    assert!(calls(&mut channel).is_empty());
+}
+
+#[test]
+fn a_newcomer_without_a_ticket_may_stop_waiting() {
+    let (x, o, n) = (key(1), key(2), key(3));
+    let (code, p) = proposal(&x, &o);
+    let mut channel = joining(&p, &code, &x, &n);
+    channel.cancel("changed my mind".into(), 5).unwrap();
+    assert_eq!(channel.phase(), Phase::Cancelled);
+    let mut channel = joining(&p, &code, &x, &n);
+    channel.handle_message(x.address(), ticket(&p, n.address(), 3, &[&x, &o]), 10);
+    assert_eq!(calls(&mut channel).len(), 1);
+    assert!(
+        channel.cancel("too late".into(), 11).is_err(),
+        "its join is under way"
+    );
 }

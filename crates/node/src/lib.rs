@@ -179,7 +179,7 @@ pub(crate) enum Command {
     },
     SignerReady,
     ExpectJoin {
-        channel_id: B256,
+        terms: Box<entente_channel::JoinTerms>,
         machine: MachineSource,
         reply: Reply<()>,
     },
@@ -340,13 +340,47 @@ impl Node {
         self.ask(|reply| Command::Invitations { reply }).await
     }
 
-    /// Prepares to join the running channel `channel_id`: when a participant sends this node a
-    /// complete approval (see [`Channel::propose_join`]), the node pays its deposit through the
-    /// chain and takes part from the fork that starts with it. `machine` is the channel's state
-    /// machine code.
-    pub async fn expect_join(&self, channel_id: B256, machine: MachineSource) -> Result<Channel, NodeError> {
-        self.ask(|reply| Command::ExpectJoin {
+    /// Prepares to join the running channel `channel_id` with a deposit of `amount`, invited by
+    /// its participant `sponsor`: when the sponsor sends this node a ticket (every participant
+    /// approved the join, see [`Channel::propose_join`]) on these terms, the node pays its
+    /// deposit through the chain and takes part from the fork that starts with it. `machine`
+    /// must be the code deployed at the channel's state machine (checked against the chain);
+    /// a ticket from anyone else, for another deposit, machine, token or manager is refused.
+    pub async fn expect_join(
+        &self,
+        channel_id: B256,
+        sponsor: Address,
+        amount: U256,
+        machine: MachineSource,
+    ) -> Result<Channel, NodeError> {
+        let code = machine.load()?;
+        let onchain = self.chain.channel(channel_id).await?;
+        if onchain.stateMachine == Address::ZERO {
+            return Err(NodeError::UnknownChannel(channel_id));
+        }
+        let deployed = self.chain.code(onchain.stateMachine).await?;
+        entente_channel::check_machine_code(
+            &code,
+            onchain.stateMachine,
+            u64::from(onchain.machineGasLimit),
+            &deployed,
+        )
+        .map_err(|e| NodeError::BadProposal(e.to_string()))?;
+        let manager = self
+            .chain
+            .manager()
+            .ok_or_else(|| NodeError::BadProposal("the node has no manager".into()))?;
+        let terms = entente_channel::JoinTerms {
             channel_id,
+            sponsor,
+            chain_id: self.chain.chain_id(),
+            manager,
+            state_machine: onchain.stateMachine,
+            token: onchain.token,
+            amount,
+        };
+        self.ask(|reply| Command::ExpectJoin {
+            terms: Box::new(terms),
             machine,
             reply,
         })

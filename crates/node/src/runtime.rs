@@ -469,10 +469,11 @@ impl Runtime {
                 let _ = reply.send(result);
             }
             Command::ExpectJoin {
-                channel_id,
+                terms,
                 machine,
                 reply,
             } => {
+                let channel_id = terms.channel_id;
                 let result = if self.channels.contains_key(&channel_id) {
                     Err(NodeError::BadProposal(format!("already in channel {channel_id}")))
                 } else {
@@ -480,7 +481,7 @@ impl Runtime {
                         Ok(code) => {
                             let core = ChannelCore::expect_join(
                                 self.signer.clone(),
-                                channel_id,
+                                *terms,
                                 code,
                                 self.last_block_timestamp,
                             );

@@ -80,7 +80,10 @@ async fn a_third_participant_joins_a_running_channel_and_one_leaves() {
     play(&[(&ch_a, a), (&ch_b, b)], 4).await;
 
     // Carol joins at height 4 with a deposit of 1 ether: bob allows it, alice proposes it.
-    let ch_c = carol.expect_join(ch_a.id(), code.clone()).await.unwrap();
+    let ch_c = carol
+        .expect_join(ch_a.id(), a, deposit, code.clone())
+        .await
+        .unwrap();
     ch_b.allow_join(c).await.unwrap();
     let carol_before = carol.balance().await.unwrap();
     ch_a.propose_join(c, deposit, Bytes::new()).await.unwrap();

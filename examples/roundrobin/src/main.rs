@@ -4,12 +4,14 @@
 //! ```text
 //! roundrobin --rpc URL --manager ADDR --key HEX --data-dir DIR [--listen MULTIADDR]
 //!            [--bootstrap MULTIADDR]...
-//!            (--propose ADDR,ADDR,... --machine ADDR [--target N] | --accept | --join CHANNEL)
+//!            (--propose ADDR,ADDR,... --machine ADDR [--target N] | --accept |
+//!             --join CHANNEL --invited-by ADDR)
 //!            [--allow-join ADDR]... [--sponsor-join ADDR --at HEIGHT] [--leave-at HEIGHT]
 //! ```
 //!
 //! `--propose` opens a channel with the listed participants (this node first); `--accept`
-//! waits for a proposal; `--join CHANNEL` waits for a ticket to join a running channel.
+//! waits for a proposal; `--join CHANNEL --invited-by ADDR` waits for a ticket from participant
+//! `ADDR` to join a running channel with a deposit of 1 ether.
 //! `--allow-join` lets a newcomer in when another participant proposes it; `--sponsor-join`
 //! proposes one once the counter reached `--at`; `--leave-at` leaves once it reached that value.
 //! Stdout lines: `address`, `listening`, `channel`, `live`, `add`, `fork`, `left`, `closed`,
@@ -35,7 +37,7 @@ fn say(what: &str, details: impl std::fmt::Display) {
 enum Role {
     Propose(Vec<Address>),
     Accept,
-    Join(B256),
+    Join(B256, Address),
 }
 
 struct Args {
@@ -93,7 +95,7 @@ async fn run() -> Result<()> {
             let (_, proposal) = node.next_proposal(WAIT).await?;
             node.accept(proposal.channel_id, code.clone()).await?
         }
-        Role::Join(id) => node.expect_join(*id, code.clone()).await?,
+        Role::Join(id, sponsor) => node.expect_join(*id, *sponsor, deposit, code.clone()).await?,
     };
     say("channel", channel.id());
     let info = channel.wait_live(WAIT).await?;
@@ -196,6 +198,7 @@ fn parse(raw: Vec<String>) -> Result<(Args, NodeConfig)> {
     let mut sponsor_who = None;
     let mut at = 0;
     let mut leave_at = None;
+    let mut invited_by = None;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| anyhow!("{flag} needs a value"));
         match flag.as_str() {
@@ -214,7 +217,8 @@ fn parse(raw: Vec<String>) -> Result<(Args, NodeConfig)> {
                 role = Some(Role::Propose(others));
             }
             "--accept" => role = Some(Role::Accept),
-            "--join" => role = Some(Role::Join(value()?.parse().context("--join")?)),
+            "--join" => role = Some(Role::Join(value()?.parse().context("--join")?, Address::ZERO)),
+            "--invited-by" => invited_by = Some(value()?.parse::<Address>().context("--invited-by")?),
             "--machine" => machine = value()?.parse().context("--machine")?,
             "--target" => target = value()?.parse().context("--target")?,
             "--allow-join" => allow.push(value()?.parse().context("--allow-join")?),
@@ -238,7 +242,10 @@ fn parse(raw: Vec<String>) -> Result<(Args, NodeConfig)> {
     config.bootstrap = bootstrap;
     config.public = true;
     config.poll_interval_ms = 100;
-    let role = role.ok_or_else(|| anyhow!("one of --propose, --accept, --join is required"))?;
+    let mut role = role.ok_or_else(|| anyhow!("one of --propose, --accept, --join is required"))?;
+    if let Role::Join(_, sponsor) = &mut role {
+        *sponsor = invited_by.ok_or_else(|| anyhow!("--join needs --invited-by"))?;
+    }
     if matches!(role, Role::Propose(_)) && machine == Address::ZERO {
         bail!("--propose needs --machine");
     }

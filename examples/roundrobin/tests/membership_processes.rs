@@ -150,7 +150,14 @@ async fn a_participant_joins_and_another_leaves_across_processes() {
         manager,
         keys[3],
         &dir.path().join("c"),
-        &["--join".into(), channel, "--bootstrap".into(), bob_listen],
+        &[
+            "--join".into(),
+            channel,
+            "--invited-by".into(),
+            a.to_string(),
+            "--bootstrap".into(),
+            bob_listen,
+        ],
     );
     assert_eq!(carol.wait_for("live "), "live fork=1 participants=3");
     alice.wait_for("fork fork=1 participants=3");
