@@ -801,6 +801,10 @@ impl<S: Signer + Clone> Channel<S> {
                 };
                 self.joined(info, state, local_ms);
             }
+            ChainEvent::ChannelClosed { .. } if self.life.phase == Phase::Joining => {
+                // Too late to join (a join under way reverts; its deposit stays ours).
+                self.cancelled("the channel closed before we joined".into());
+            }
             ChainEvent::ParticipantRemoved { .. } => {
                 self.life.credited = true;
                 self.life_dirty = true;
@@ -1340,7 +1344,13 @@ impl<S: Signer + Clone> Channel<S> {
                     self.court_stored = Some(bytes);
                 }
             }
-            if self.life.phase == Phase::Live && sm.is_my_turn() && !sm.signing_stopped() {
+            // Our turn, once we may sign it: not while an approval we signed holds our
+            // signatures at the tip (the turn is told when the hold ends).
+            let held = sm.signing_held_at().is_some_and(|h| h <= sm.tip());
+            if held || sm.signing_stopped() {
+                // Told again once we may sign.
+                self.turn_told = None;
+            } else if self.life.phase == Phase::Live && sm.is_my_turn() {
                 let turn = (sm.fork().fork, sm.tip() + 1);
                 if self.turn_told != Some(turn) {
                     self.turn_told = Some(turn);

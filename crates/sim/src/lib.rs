@@ -32,7 +32,7 @@ mod simulation;
 
 pub use byzantine::Strategy;
 pub use chain::{ChainLink, ChainRecord, OpenedChannel};
-pub use life::{LifePhase, LifeReport, LifeScenario};
+pub use life::{LifePhase, LifeReport, LifeScenario, Membership};
 pub use network::{NetConfig, Partition};
 pub use player::{CounterPlayer, Player, TicTacToePlayer};
 pub use recovery::shared_recover;

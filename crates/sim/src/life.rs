@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
-use entente_channel::{CallOutcome, ChainCall, Channel, ChannelEvent, Effect, Phase, Record};
+use entente_channel::{CallOutcome, ChainCall, Channel, ChannelEvent, Effect, JoinTerms, Phase, Record};
 use entente_contracts::{RoundRobinCounter, artifacts};
 use entente_devchain::{DevChain, DevChainConfig};
 use entente_dispute::{ChainEvent, decode_event};
@@ -23,7 +23,8 @@ use entente_evm_runtime::{MachineCode, MachineInstance};
 use entente_state_manager::{Config, Event};
 use entente_store::{ChainCursor, MachineSource, Store, StoreError};
 use entente_types::{
-    Address, AgreementMode, B256, ChannelProposal, LocalSigner, Message, Signer, Timing, keccak256,
+    Address, AgreementMode, B256, Bytes, ChannelProposal, JoinTicket, LocalSigner, MembershipApproval,
+    MembershipChange, Message, Signer, Timing, keccak256,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -50,6 +51,20 @@ pub enum LifePhase {
     Settlement,
 }
 
+/// Who joins and leaves a running channel in a life run ([`LifeScenario::membership`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// A newcomer joins (sponsored by peer 0, allowed by the others) and peer 1 leaves.
+    Honest,
+    /// As [`Self::Honest`], but the newcomer never comes: it takes no ticket and pays nothing.
+    AbsentNewcomer,
+    /// As [`Self::Honest`], and the last participant attacks through membership: it approves the
+    /// newcomer, but proposes joins of strangers and leaves of its own that it never carries out
+    /// (each holding the others' signatures back while it runs), and sends the newcomer tickets
+    /// of its own making.
+    ByzantineMember,
+}
+
 /// A whole-life run: N peers play the round-robin counter to `target` from the proposal to the
 /// payout.
 #[derive(Debug, Clone)]
@@ -64,6 +79,7 @@ pub struct LifeScenario {
     no_deposit: bool,
     /// The last participant goes silent after the opening (a dispute removes it).
     silent: bool,
+    membership: Option<Membership>,
     max_ms: u64,
 }
 
@@ -94,6 +110,7 @@ impl LifeScenario {
             chain_failure_permille: 0,
             no_deposit: false,
             silent: false,
+            membership: None,
             max_ms: 3_600_000,
         }
     }
@@ -129,16 +146,25 @@ impl LifeScenario {
         self
     }
 
+    /// A newcomer (an extra peer, not in the proposal) joins the running channel and peer 1
+    /// leaves it, as `membership` says; the counter goes to `10 * n`.
+    pub fn membership(mut self, membership: Membership) -> Self {
+        self.membership = Some(membership);
+        self.target = 10 * self.n as u64;
+        self
+    }
+
     fn describe(&self) -> String {
         format!(
-            "life n={} target={} mode={:?} crash={:?} chain_failures={}/1000 no_deposit={} silent={}",
+            "life n={} target={} mode={:?} crash={:?} chain_failures={}/1000 no_deposit={} silent={} membership={:?}",
             self.n,
             self.target,
             self.mode,
             self.crash,
             self.chain_failure_permille,
             self.no_deposit,
-            self.silent
+            self.silent,
+            self.membership
         )
     }
 
@@ -219,6 +245,16 @@ struct LifeSim {
     crash_plan: Option<(usize, u64)>,
     crashes: Vec<(usize, LifePhase)>,
     lost_calls: u64,
+    /// The peer that joins the running channel (not in the proposal).
+    newcomer: Option<usize>,
+    /// When the sponsor last proposed the newcomer's join (ms).
+    join_proposed_at: Option<u64>,
+    /// When the leaver last proposed its leave (ms).
+    leave_proposed_at: Option<u64>,
+    /// The latest chain calls and events, for failure messages.
+    trace: std::collections::VecDeque<String>,
+    /// Participants the chain removed (and whether slashed).
+    removed: BTreeMap<Address, bool>,
 }
 
 impl LifeSim {
@@ -230,8 +266,15 @@ impl LifeSim {
             scenario: scenario.describe(),
         };
         let n = scenario.n;
-        let keys = crate::Scenario::new(crate::Game::Counter { target: 1 }, n, scenario.seed).keys();
-        let participants: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        let newcomer = scenario.membership.map(|_| n);
+        let keys = crate::Scenario::new(
+            crate::Game::Counter { target: 1 },
+            n + usize::from(newcomer.is_some()),
+            scenario.seed,
+        )
+        .keys();
+        let everyone: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        let participants: Vec<Address> = everyone[..n].to_vec();
         let config = DevChainConfig {
             genesis_timestamp: START,
             ..DevChainConfig::default()
@@ -263,7 +306,11 @@ impl LifeSim {
             chain
                 .fund(signer.address(), funds)
                 .map_err(|e| fail(e.to_string()))?;
-            let byzantine = (scenario.no_deposit || scenario.silent) && i == n - 1;
+            let byzantine = match scenario.membership {
+                Some(Membership::AbsentNewcomer) => Some(i) == newcomer,
+                Some(Membership::ByzantineMember) => i == n - 1,
+                _ => (scenario.no_deposit || scenario.silent) && i == n - 1,
+            };
             peers.push(Peer {
                 initial_balance: chain.balance(signer.address()),
                 signer,
@@ -311,7 +358,7 @@ impl LifeSim {
                 rng.random_range(0..within),
             )
         });
-        let index = participants.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let index = everyone.iter().enumerate().map(|(i, a)| (*a, i)).collect();
         let cursor = chain.block_number() + 1;
         let mut sim = Self {
             scenario: scenario.clone(),
@@ -332,21 +379,54 @@ impl LifeSim {
             crash_plan,
             crashes: Vec::new(),
             lost_calls: 0,
+            newcomer,
+            join_proposed_at: None,
+            leave_proposed_at: None,
+            trace: std::collections::VecDeque::new(),
+            removed: BTreeMap::new(),
         };
         let signer = sim.peers[0].signer.clone();
-        sim.peers[0].channel = Some(Channel::propose(signer, proposal, code, START));
+        sim.peers[0].channel = Some(Channel::propose(signer, proposal.clone(), code.clone(), START));
         sim.push(0, Action::ChainTick);
         sim.carry_out(0)?;
+        // The newcomer's application agreed to join with a deposit, invited by peer 0.
+        if let Some(k) = newcomer
+            && !sim.peers[k].byzantine
+        {
+            let terms = JoinTerms {
+                channel_id: proposal.channel_id,
+                sponsor: participants[0],
+                chain_id: proposal.chain_id,
+                manager,
+                state_machine: machine_address,
+                token: Address::ZERO,
+                amount: U256::from(DEPOSIT),
+            };
+            let signer = sim.peers[k].signer.clone();
+            sim.peers[k].channel = Some(Channel::expect_join(signer, terms, code, START));
+            sim.carry_out(k)?;
+        }
         Ok(sim)
     }
 
     fn fail(&self, reason: String) -> SimError {
+        let trace: Vec<&str> = self.trace.iter().map(String::as_str).collect();
         SimError {
             seed: self.scenario.seed,
             at_ms: self.now,
-            reason,
+            reason: format!(
+                "{reason}\n  latest chain calls and events:\n    {}",
+                trace.join("\n    ")
+            ),
             scenario: self.scenario.describe(),
         }
+    }
+
+    fn note(&mut self, line: String) {
+        if self.trace.len() >= 40 {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(format!("{} ms: {line}", self.now));
     }
 
     fn push(&mut self, at: u64, action: Action) {
@@ -424,6 +504,9 @@ impl LifeSim {
         match action {
             Action::ChainTick => {
                 self.chain_tick()?;
+                if self.scenario.membership.is_some() {
+                    self.membership_tick()?;
+                }
                 self.push(now + 1_000, Action::ChainTick);
             }
             Action::Deliver { to, from, message } => {
@@ -432,6 +515,7 @@ impl LifeSim {
                 }
                 if let Message::Proposal(proposal) = &*message
                     && self.peers[to].channel.is_none()
+                    && proposal.participants.contains(&self.peers[to].signer.address())
                 {
                     // The application: an invitee accepts a proposal naming it, once its machine
                     // is the one deployed and its genesis pays out the deposits.
@@ -444,17 +528,15 @@ impl LifeSim {
                     if let Err(e) = checked {
                         return Err(self.fail(format!("peer {to} refuses the proposal: {e}")));
                     }
-                    if proposal.participants.contains(&self.peers[to].signer.address()) {
-                        let signer = self.peers[to].signer.clone();
-                        let chain_now = self.chain.timestamp();
-                        self.peers[to].channel = Some(Channel::accept(
-                            signer,
-                            from,
-                            (**proposal).clone(),
-                            self.code.clone(),
-                            chain_now,
-                        ));
-                    }
+                    let signer = self.peers[to].signer.clone();
+                    let chain_now = self.chain.timestamp();
+                    self.peers[to].channel = Some(Channel::accept(
+                        signer,
+                        from,
+                        (**proposal).clone(),
+                        self.code.clone(),
+                        chain_now,
+                    ));
                 } else if let Some(channel) = self.peers[to].channel.as_mut() {
                     channel.handle_message(from, *message, now);
                 }
@@ -490,7 +572,9 @@ impl LifeSim {
                 .state_manager()
                 .is_some_and(|sm| sm.is_my_turn() && !sm.is_game_over())
         {
-            let _ = channel.submit(RoundRobinCounter::addCall { step: 1 }.abi_encode().into(), now);
+            if let Err(e) = channel.submit(RoundRobinCounter::addCall { step: 1 }.abi_encode().into(), now) {
+                self.note(format!("peer {i} move refused: {e}"));
+            }
         }
         self.carry_out(i)
     }
@@ -553,6 +637,142 @@ impl LifeSim {
             }
         }
         Ok(())
+    }
+
+    /// The applications' membership decisions, once a second: the participants allow the
+    /// newcomer, peer 0 sponsors its join once the counter reached 2, peer 1 leaves once the
+    /// newcomer is in (or, with an absent newcomer, halfway), and a byzantine member attacks.
+    fn membership_tick(&mut self) -> Result<(), SimError> {
+        let Some(k) = self.newcomer else { return Ok(()) };
+        let newcomer = self.peers[k].signer.address();
+        let absent = self.scenario.membership == Some(Membership::AbsentNewcomer);
+        let now = self.now;
+        for i in 0..self.scenario.n {
+            if !self.up(i) || self.peers[i].byzantine {
+                continue;
+            }
+            let Some(c) = self.peers[i].channel.as_mut() else {
+                continue;
+            };
+            let Some(sm) = c.state_manager() else { continue };
+            if c.phase() != Phase::Live {
+                continue;
+            }
+            let me = sm.me();
+            let in_fork = sm.fork().participants.contains(&newcomer);
+            let settled_tip = sm.tip() == sm.finalized_height() && !sm.is_game_over();
+            let tip = sm.tip();
+            let still_in = sm.fork().participants.contains(&me);
+            if !c.life().allowed_joins.contains(&newcomer) {
+                let _ = c.allow_join(newcomer, now);
+            }
+            let again = |at: Option<u64>| at.is_none_or(|at| !absent && now > at + 30_000);
+            if i == 0 && !in_fork && tip >= 2 && settled_tip && again(self.join_proposed_at) {
+                let change = MembershipChange::Join {
+                    participant: newcomer,
+                    amount: U256::from(DEPOSIT),
+                    data: Bytes::new(),
+                };
+                if c.propose_change(change, now).is_ok() {
+                    self.join_proposed_at = Some(now);
+                }
+            }
+            let leave_due = if absent {
+                tip >= self.scenario.target / 2
+            } else {
+                in_fork
+            };
+            if i == 1
+                && leave_due
+                && settled_tip
+                && still_in
+                && self.leave_proposed_at.is_none_or(|at| now > at + 30_000)
+            {
+                let change = MembershipChange::Leave { participant: me };
+                if c.propose_change(change, now).is_ok() {
+                    self.leave_proposed_at = Some(now);
+                }
+            }
+            self.carry_out(i)?;
+        }
+        if self.scenario.membership == Some(Membership::ByzantineMember) {
+            self.byzantine_membership(self.scenario.n - 1, k)?;
+        }
+        Ok(())
+    }
+
+    /// A byzantine member's membership attacks, chosen at random each second.
+    fn byzantine_membership(&mut self, b: usize, k: usize) -> Result<(), SimError> {
+        let now = self.now;
+        let newcomer = self.peers[k].signer.address();
+        let Some(c) = self.peers[b].channel.as_mut() else {
+            return Ok(());
+        };
+        let Some(sm) = c.state_manager() else {
+            return Ok(());
+        };
+        if c.phase() != Phase::Live {
+            return Ok(());
+        }
+        let me = sm.me();
+        // It approves the newcomer (a member that vetoes every join is within its rights), and
+        // attacks with approvals of its own.
+        if !c.life().allowed_joins.contains(&newcomer) {
+            let _ = c.allow_join(newcomer, now);
+        }
+        let Some(sm) = c.state_manager() else {
+            return Ok(());
+        };
+        let fork = sm.fork().clone();
+        let tip_hash = sm.tip_state_hash();
+        let tip = sm.tip();
+        let state = sm.state_at(tip).cloned().unwrap_or_default();
+        let domain = sm.spec().domain.clone();
+        match self.rng.random_range(0..4u32) {
+            0 => {
+                // A stranger's join, which the others have not allowed.
+                let stranger = Address::from(self.rng.random::<[u8; 20]>());
+                let change = MembershipChange::Join {
+                    participant: stranger,
+                    amount: U256::from(1u64),
+                    data: Bytes::new(),
+                };
+                let _ = c.propose_change(change, now);
+            }
+            1 => {
+                // Its own leave, never carried out (its `leaveChannel` calls are dropped).
+                let _ = c.propose_change(MembershipChange::Leave { participant: me }, now);
+            }
+            2 => {
+                // A ticket of its own making for the newcomer: a channel where it alone signs,
+                // letting the newcomer in for a larger deposit.
+                let approval = MembershipApproval {
+                    channel_id: self.channel_id,
+                    fork: fork.fork,
+                    height: tip,
+                    state_hash: tip_hash,
+                    change: MembershipChange::Join {
+                        participant: newcomer,
+                        amount: U256::from(DEPOSIT) * U256::from(10u64),
+                        data: Bytes::new(),
+                    },
+                    deadline: self.chain.timestamp() + 60,
+                };
+                let signature = self.peers[b].signer.sign_digest(&approval.digest(&domain));
+                let mut channel = self.proposal.clone();
+                channel.participants = vec![me];
+                channel.genesis_state = state.clone();
+                let ticket = JoinTicket {
+                    approval,
+                    state,
+                    signatures: vec![signature],
+                    channel,
+                };
+                self.send(k, me, Message::JoinTicket(Box::new(ticket)));
+            }
+            _ => {}
+        }
+        self.carry_out(b)
     }
 
     /// The phase peer `i` is in, as a crash target.
@@ -657,8 +877,12 @@ impl LifeSim {
         let lost = self.scenario.chain_failure_permille > 0
             && self.rng.random_range(0..1000u32) < self.scenario.chain_failure_permille;
         // The silent peer's own deposit never happens when it is the one that never deposits.
-        let refused =
-            self.scenario.no_deposit && self.peers[i].byzantine && matches!(call, ChainCall::Deposit { .. });
+        let refused = (self.scenario.no_deposit
+            && self.peers[i].byzantine
+            && matches!(call, ChainCall::Deposit { .. }))
+            || (self.scenario.membership == Some(Membership::ByzantineMember)
+                && self.peers[i].byzantine
+                && matches!(call, ChainCall::Leave { .. }));
         // Half the lost calls never reach the chain; the other half are mined but their answer
         // is lost (the caller hears "not sent" either way).
         let mined_unseen = lost && self.rng.random_bool(0.5);
@@ -681,6 +905,7 @@ impl LifeSim {
                 Err(e) => (CallOutcome::NotSent(e.to_string()), 0),
             }
         };
+        self.note(format!("peer {i} {}: {outcome:?}", call.name()));
         if let Some(c) = self.peers[i].channel.as_mut() {
             c.handle_call_outcome(&call, outcome, gas, self.now);
         }
@@ -688,6 +913,30 @@ impl LifeSim {
     }
 
     fn on_event(&mut self, i: usize, event: ChannelEvent) -> Result<(), SimError> {
+        if let ChannelEvent::Chain(e) = &event
+            && i == 0
+        {
+            let line = format!("chain: {e:?}");
+            self.note(line.chars().take(200).collect());
+        }
+        // Safety, on every event: the chain never removes an honest peer, but for the leaver's
+        // own leave.
+        if let ChannelEvent::Chain(ChainEvent::ParticipantRemoved { participant, slashed }) = &event
+            && self.removed.insert(*participant, *slashed).is_none()
+            && let Some(&j) = self.index.get(participant)
+            && !self.peers[j].byzantine
+        {
+            let leaving = j == 1 && !slashed && self.leave_proposed_at.is_some();
+            if !leaving {
+                return Err(self.fail(format!(
+                    "the chain removed honest peer {j} ({participant}, slashed: {slashed})"
+                )));
+            }
+        }
+        if std::env::var("LIFE_TRACE").is_ok() && !matches!(event, ChannelEvent::Chain(_)) {
+            let line = format!("peer {i}: {event:?}");
+            self.note(line.chars().take(200).collect());
+        }
         if let ChannelEvent::Protocol(Event::Finalized {
             fork,
             height,
@@ -706,7 +955,13 @@ impl LifeSim {
         if let ChannelEvent::Turn { .. } = event
             && self.peers[i].next_act.is_none()
         {
-            let at = self.now + self.rng.random_range(1..40u64);
+            // With joins and leaves, players think long enough for them to happen mid-game.
+            let think = if self.scenario.membership.is_some() {
+                self.rng.random_range(200..1_500u64)
+            } else {
+                self.rng.random_range(1..40u64)
+            };
+            let at = self.now + think;
             self.peers[i].next_act = Some(at);
             self.push(at, Action::Act(i));
         }
@@ -769,6 +1024,18 @@ impl LifeSim {
             .map_or(Phase::Proposed, |c| c.phase());
         if outcome == Phase::Cancelled && !self.scenario.no_deposit {
             return Err(self.fail(format!("cancelled: {}", self.status())));
+        }
+        if let Some(k) = self.newcomer {
+            let absent = self.scenario.membership == Some(Membership::AbsentNewcomer);
+            let joined = self.peers[k].channel.as_ref().map(|c| c.phase());
+            let leaver = self.peers[1].signer.address();
+            let left = self.removed.get(&leaver) == Some(&false);
+            if (!absent && joined != Some(Phase::Closed)) || !left {
+                return Err(self.fail(format!(
+                    "the newcomer ends {joined:?} (not Closed) or the leaver did not leave ({left}): {}",
+                    self.status()
+                )));
+            }
         }
         let mut manager_holds = self.chain.balance(self.manager);
         for (i, peer) in self.peers.iter().enumerate() {

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use entente_channel::Phase;
-use entente_sim::{LifePhase, LifeScenario};
+use entente_sim::{LifePhase, LifeScenario, Membership};
 
 fn seeds(ci: u64) -> u64 {
     std::env::var("LIFE_SEEDS")
@@ -106,5 +106,41 @@ fn a_crash_in_any_phase_carries_on_after_the_restart() {
                 reports.len()
             );
         }
+    }
+}
+
+#[test]
+fn a_newcomer_joins_and_a_participant_leaves() {
+    for n in [2, 4] {
+        run_all(
+            &format!("membership n={n}"),
+            seeds(4),
+            |seed| LifeScenario::new(n, seed).membership(Membership::Honest),
+            Phase::Closed,
+        );
+    }
+}
+
+#[test]
+fn a_newcomer_that_never_comes_holds_nobody_up() {
+    for n in [2, 4] {
+        run_all(
+            &format!("absent newcomer n={n}"),
+            seeds(3),
+            |seed| LifeScenario::new(n, seed).membership(Membership::AbsentNewcomer),
+            Phase::Closed,
+        );
+    }
+}
+
+#[test]
+fn a_byzantine_member_cannot_stop_joins_leaves_or_payouts() {
+    for n in [3, 4] {
+        run_all(
+            &format!("byzantine member n={n}"),
+            seeds(4),
+            |seed| LifeScenario::new(n, seed).membership(Membership::ByzantineMember),
+            Phase::Closed,
+        );
     }
 }
