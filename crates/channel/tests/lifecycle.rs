@@ -98,6 +98,8 @@ fn an_open_that_was_mined_is_never_given_up() {
         channel.life().cancel_reason
     );
     assert!(channel.life().open_mined);
+    // Long after: retries would have fired by now.
+    channel.handle_timeout(10_000_000);
     assert!(
         calls(&mut channel).is_empty(),
         "no more open once the manager says it exists"
@@ -214,6 +216,7 @@ fn only_a_ticket_from_the_sponsor_on_our_terms_is_used() {
     channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
     channel.handle_message(x.address(), ticket(&p, stranger.address(), 3, &[&x, &o]), 10);
     channel.handle_message(x.address(), ticket(&p, n.address(), 3, &[&x, &stranger]), 10);
+    channel.handle_timeout(1_000_000);
     assert!(calls(&mut channel).is_empty());
     assert_eq!(channel.phase(), Phase::Joining);
     // The sponsor's ticket on our terms: we join, once.
@@ -256,6 +259,7 @@ fn a_refused_join_takes_the_next_ticket_and_gives_up_after_three() {
         channel.life().cancel_reason
     );
     channel.handle_message(x.address(), good, 1_000);
+    channel.handle_timeout(1_000_000);
     assert!(calls(&mut channel).is_empty());
 }
 

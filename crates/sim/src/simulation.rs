@@ -149,6 +149,10 @@ pub struct Simulation {
     chain: Option<ChainLink>,
     /// Probability (per mille) that a dispute handler's call is lost before the chain.
     chain_failure_permille: u32,
+    /// Every refusal: (receiving peer, sender, reason).
+    rejections: Vec<(usize, Address, entente_state_manager::Rejection)>,
+    /// Every equivocation seen: (seeing peer, signer).
+    equivocations: Vec<(usize, Address)>,
 }
 
 impl fmt::Debug for Simulation {
@@ -219,6 +223,8 @@ impl Simulation {
             tap: None,
             chain: None,
             chain_failure_permille: 0,
+            rejections: Vec::new(),
+            equivocations: Vec::new(),
         };
         for i in 0..n {
             sim.schedule_turn(i);
@@ -348,6 +354,16 @@ impl Simulation {
     /// Submit-to-final latencies (virtual ms) over every peer and height.
     pub fn latencies(&self) -> &[u64] {
         &self.latencies
+    }
+
+    /// Every refusal so far: (receiving peer, sender, reason).
+    pub fn rejections(&self) -> &[(usize, Address, entente_state_manager::Rejection)] {
+        &self.rejections
+    }
+
+    /// Every equivocation seen so far: (seeing peer, signer).
+    pub fn equivocations(&self) -> &[(usize, Address)] {
+        &self.equivocations
     }
 
     /// Frames put on the network.
@@ -786,8 +802,14 @@ impl Simulation {
     fn on_event(&mut self, i: usize, event: Event) -> Result<(), SimError> {
         match &event {
             Event::Applied { .. } => self.peers[i].stats.applied += 1,
-            Event::Rejected { .. } => self.peers[i].stats.rejected += 1,
-            Event::Equivocation { .. } => self.peers[i].stats.equivocations += 1,
+            Event::Rejected { from, reason } => {
+                self.peers[i].stats.rejected += 1;
+                self.rejections.push((i, *from, reason.clone()));
+            }
+            Event::Equivocation { signer, .. } => {
+                self.peers[i].stats.equivocations += 1;
+                self.equivocations.push((i, *signer));
+            }
             Event::Finalized { fork, height, .. } => {
                 for h in self.last_final[i] + 1..=*height {
                     if let Some(at) = self.submitted_at.get(&(*fork, h)) {

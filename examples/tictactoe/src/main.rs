@@ -135,8 +135,19 @@ async fn run() -> Result<()> {
     say("channel", channel.id());
     let mut events = channel.events().await?;
     let watched = channel.clone();
+    // Prints every event of the channel's log until told to finish, then the rest of the log.
+    let (finish, mut finished) = tokio::sync::oneshot::channel::<()>();
     let printer = tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => print_event(me, &watched, &event).await,
+                    Err(_) => return,
+                },
+                _ = &mut finished => break,
+            }
+        }
+        while let Ok(Some(event)) = events.try_next().await {
             print_event(me, &watched, &event).await;
         }
     });
@@ -175,7 +186,9 @@ async fn run() -> Result<()> {
         .await?;
     let after = node.balance().await?;
     say("balance", format!("start={} end={}", eth(before), eth(after)));
-    printer.abort();
+    // Every event up to the withdrawals is in the log by now: print it all before "done".
+    let _ = finish.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), printer).await;
     say("done", channel.id());
     Ok(())
 }

@@ -163,6 +163,8 @@ async fn two_processes_play_a_full_game_and_the_winner_is_paid() {
     assert!(o.has("closed payout=0.0000"), "{}", o.lines().join("\n"));
     assert!(x.has("paid 2.0000"), "{}", x.lines().join("\n"));
     assert!(x.has("final height=7"), "{}", x.lines().join("\n"));
+    // Each printed its whole event log up to the settlement before "done": no dispute in it.
+    assert!(x.has("settled ") && o.has("settled "), "{}", x.lines().join("\n"));
     assert!(!x.has("dispute") && !o.has("dispute"));
 }
 
@@ -193,7 +195,12 @@ async fn a_cheating_player_is_slashed_by_a_fraud_proof() {
     o.wait_for("cheating ", WAIT);
     x.wait_for("done ", WAIT);
     let lines = x.lines().join("\n");
-    assert!(x.has("rejected "), "{lines}");
+    assert!(
+        x.has(&format!(
+            "rejected from={o_addr} reason=transition produces state"
+        )),
+        "{lines}"
+    );
     assert!(x.has("dispute kind=InvalidTransition"), "{lines}");
     assert!(x.has("chain proveFraud ok"), "{lines}");
     assert!(
