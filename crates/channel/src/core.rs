@@ -99,6 +99,8 @@ pub struct Channel<S: Signer + Clone> {
     resend_proposal_at: Option<u64>,
     /// When (local ms) the tickets of the joins we sponsor go again.
     resend_tickets_at: Option<u64>,
+    /// The dispute handler decides (false only for the peer protocol alone, see [`Self::live`]).
+    court: bool,
 }
 
 impl<S: Signer + Clone> std::fmt::Debug for Channel<S> {
@@ -129,6 +131,7 @@ impl<S: Signer + Clone> Channel<S> {
             turn_told: None,
             resend_proposal_at: None,
             resend_tickets_at: None,
+            court: true,
         }
     }
 
@@ -196,6 +199,35 @@ impl<S: Signer + Clone> Channel<S> {
         let mut channel = Self::with_life(signer, code, life, chain_now);
         channel.finish(0);
         channel
+    }
+
+    /// A channel already open on chain with `spec` (opened by whoever drives this core, as a
+    /// simulation or a benchmark does), live from its genesis. With `court` false the dispute
+    /// handler never decides: the peer protocol alone, for simulations and benchmarks without a
+    /// chain; a real node always runs the court.
+    pub fn live(
+        signer: S,
+        spec: entente_types::ChannelSpec,
+        code: MachineCode,
+        config: Config,
+        court: bool,
+        local_ms: u64,
+    ) -> Result<Self, ChannelError> {
+        let gas_limit = config.gas_limit;
+        let life = Life::from_spec(&spec, gas_limit, false);
+        let sm = StateManager::new(spec.clone(), signer.clone(), &code, config, local_ms)
+            .map_err(|e| ChannelError::Restore(e.to_string()))?;
+        let mut channel = Self::with_life(signer, code, life, spec.genesis_timestamp);
+        channel.court = court;
+        channel.cores = Some(Cores {
+            handler: DisputeHandler::new(channel.me),
+            sm,
+        });
+        channel
+            .persists
+            .push(Effect::Persist(Record::Spec(Box::new(spec))));
+        channel.finish(local_ms);
+        Ok(channel)
     }
 
     /// Rebuilds a channel from what it persisted, after a restart at local time `local_ms`, with
@@ -832,8 +864,10 @@ impl<S: Signer + Clone> Channel<S> {
                 .is_some_and(|d| d.kind == DisputeKind::Leave);
             let (head, _) = handler.head(sm);
             sm.release_holds(timestamp, head, leave_running);
-            let actions = handler.on_chain_event(sm, ChainEvent::Block { timestamp }, local_ms);
-            self.court_calls(actions);
+            if self.court {
+                let actions = handler.on_chain_event(sm, ChainEvent::Block { timestamp }, local_ms);
+                self.court_calls(actions);
+            }
         }
         // Approvals past their deadline are forgotten.
         let now = self.chain_now;
@@ -1212,7 +1246,7 @@ impl<S: Signer + Clone> Channel<S> {
         }
         if let Some(Cores { sm, handler }) = &mut self.cores {
             sm.handle_timeout(local_ms);
-            if self.life.phase == Phase::Live || handler.running_dispute().is_some() {
+            if self.court && (self.life.phase == Phase::Live || handler.running_dispute().is_some()) {
                 let actions = handler.on_tick(sm, local_ms);
                 self.court_calls(actions);
             }
@@ -1337,7 +1371,7 @@ impl<S: Signer + Clone> Channel<S> {
                 }
             }
             let mut bytes = Vec::new();
-            if ciborium::into_writer(&*handler, &mut bytes).is_ok() {
+            if self.court && ciborium::into_writer(&*handler, &mut bytes).is_ok() {
                 let bytes = Bytes::from(bytes);
                 if self.court_stored.as_ref() != Some(&bytes) {
                     self.persists.push(Effect::Persist(Record::Court(bytes.clone())));

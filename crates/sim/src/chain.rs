@@ -1,12 +1,13 @@
-//! The simulation's chain: the in-process revm chain running the real StateChannelManager, with
-//! one [`DisputeHandler`] per peer. Chain time follows virtual time (one block per second of
-//! virtual time at most); every action a handler asks for is sent as a real transaction and every
-//! manager log is decoded and delivered to every peer.
+//! The simulation's chain: the in-process revm chain running the real StateChannelManager. Chain
+//! time follows virtual time (one block per second of virtual time at most); every call a peer's
+//! channel asks for is sent as a real transaction and every manager log is decoded and delivered
+//! to every peer.
 
 use alloy_primitives::U256;
+use entente_channel::ChainCall;
 use entente_contracts::IStateChannelManager;
 use entente_devchain::{DevChain, DevChainConfig};
-use entente_dispute::{CallOutcome, ChainAction, ChainEvent, DisputeHandler, decode_event, encode_action};
+use entente_dispute::{CallOutcome, ChainAction, ChainEvent, decode_event};
 use entente_types::{Address, B256, Bytes, Domain};
 
 use crate::SimError;
@@ -28,7 +29,6 @@ pub struct ChainLink {
     pub(crate) channel_id: B256,
     /// The shared machine the channel's clone copies.
     machine: Address,
-    pub(crate) handlers: Vec<DisputeHandler>,
     pub(crate) genesis_timestamp: u64,
     /// Next block whose logs are still to deliver.
     cursor: u64,
@@ -113,13 +113,12 @@ pub(crate) fn open_channel(
 }
 
 impl ChainLink {
-    pub(crate) fn new(opened: OpenedChannel, peers: &[Address]) -> Self {
+    pub(crate) fn new(opened: OpenedChannel) -> Self {
         let cursor = opened.chain.block_number() + 1;
         Self {
             chain: opened.chain,
             channel_id: opened.channel_id,
             machine: opened.machine,
-            handlers: peers.iter().map(|p| DisputeHandler::new(*p)).collect(),
             genesis_timestamp: opened.genesis_timestamp,
             cursor,
             records: Vec::new(),
@@ -143,7 +142,8 @@ impl ChainLink {
         Ok(())
     }
 
-    /// Sends `action` from `from` as a real transaction and returns what became of it.
+    /// Sends `action` (a call of the manager's court) from `from` as a real transaction and
+    /// returns what became of it.
     pub(crate) fn execute(
         &mut self,
         now_ms: u64,
@@ -151,23 +151,38 @@ impl ChainLink {
         from: Address,
         action: &ChainAction,
     ) -> CallOutcome {
-        let calldata = encode_action(self.channel_id, action);
-        let name = ChainAction::name(action);
+        self.call(now_ms, peer, from, &ChainCall::Court(Box::new(action.clone())))
+            .0
+    }
+
+    /// Sends `call` from `from` as a real transaction; returns what became of it and its gas.
+    pub(crate) fn call(
+        &mut self,
+        now_ms: u64,
+        peer: usize,
+        from: Address,
+        call: &ChainCall,
+    ) -> (CallOutcome, u64) {
+        let calldata = call.calldata(self.channel_id);
+        let name = call.name();
         let Some(manager) = self.chain.manager() else {
-            return CallOutcome::NotSent("no manager".into());
+            return (CallOutcome::NotSent("no manager".into()), 0);
         };
-        let (what, outcome) = match self.chain.send(from, manager, calldata, U256::ZERO) {
+        let (what, outcome, gas) = match self.chain.send(from, manager, calldata, call.value()) {
             Ok(receipt) if receipt.success => (
                 format!("{name} ok (gas {})", receipt.gas_used),
                 CallOutcome::Mined,
+                receipt.gas_used,
             ),
             Ok(receipt) => (
                 format!("{name} refused: {}", receipt.failure()),
                 CallOutcome::Reverted(receipt.failure()),
+                receipt.gas_used,
             ),
             Err(e) => (
                 format!("{name} rejected: {e}"),
                 CallOutcome::NotSent(e.to_string()),
+                0,
             ),
         };
         self.records.push(ChainRecord {
@@ -175,17 +190,22 @@ impl ChainLink {
             peer,
             what,
         });
-        outcome
+        (outcome, gas)
     }
 
-    /// Records a call that a simulated fault kept from reaching the chain.
-    pub(crate) fn lose(&mut self, now_ms: u64, peer: usize, action: &ChainAction) -> CallOutcome {
+    /// Records a call (named `name`) that a simulated fault kept from reaching the chain.
+    pub(crate) fn lose(&mut self, now_ms: u64, peer: usize, name: &str) -> CallOutcome {
         self.records.push(ChainRecord {
             at_ms: now_ms,
             peer,
-            what: format!("{} lost (simulated chain fault)", action.name()),
+            what: format!("{name} lost (simulated chain fault)"),
         });
         CallOutcome::NotSent("simulated chain fault".into())
+    }
+
+    /// `account`'s balance (wei).
+    pub fn balance(&mut self, account: Address) -> U256 {
+        self.chain.balance(account)
     }
 
     /// Sends raw `data` from `from` to the channel's machine clone (`clone`) or to the shared

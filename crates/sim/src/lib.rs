@@ -1,11 +1,15 @@
 //! A deterministic N-peer simulation of Entente channels.
 //!
-//! Every peer runs the real [`StateManager`] with the real state-machine bytecode in revm;
-//! the network is an in-memory event queue in virtual time, with per-message latency drawn from
-//! a seeded RNG (which also reorders messages), loss, duplication and timed partitions. Messages
-//! travel as encoded CBOR frames, exactly as over libp2p. The simulation drives the cores
-//! exactly as the node does: it carries out their effects in order (persist, then send), feeds
-//! them messages and timer ticks, and asks a [`Player`] for a move when it is a peer's turn.
+//! Every peer runs the channel core the node runs ([`entente_channel::Channel`]: the real
+//! [`StateManager`] and, with a chain, the real dispute handler) with the real state-machine
+//! bytecode in revm; the network is an in-memory event queue in virtual time, with per-message
+//! latency drawn from a seeded RNG (which also reorders messages), loss, duplication and timed
+//! partitions. Messages travel as encoded CBOR frames, exactly as over libp2p. The simulation
+//! drives the cores exactly as the node does: it carries out their effects in order (persist,
+//! then send, chain calls whose outcomes go back to the core, events), feeds them messages,
+//! chain events and timer ticks, and asks a [`Player`] for a move when it is a peer's turn.
+//! [`Scenario`] runs a live channel (opened on the in-process chain when it has one) with
+//! byzantine peers; [`LifeScenario`] runs whole lives from the proposal, with crashes.
 //!
 //! The same seed gives the same run: every decision comes from one seeded RNG and the queue is
 //! ordered by (time, sequence number). [`Simulation::trace_hash`] summarises a run so tests can

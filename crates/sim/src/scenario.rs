@@ -1,7 +1,8 @@
 use alloy_primitives::U256;
+use entente_channel::Channel;
 use entente_contracts::{RoundRobinCounter, TicTacToe, artifacts};
 use entente_evm_runtime::{MachineCode, MachineInstance};
-use entente_state_manager::{Config, StateManager};
+use entente_state_manager::Config;
 use entente_types::{
     Address, AgreementMode, B256, ChannelSpec, Domain, LocalSigner, Signer, Timing, keccak256,
 };
@@ -267,10 +268,19 @@ impl Scenario {
             genesis_state: genesis,
             genesis_timestamp: opened.as_ref().map_or(GENESIS_TIMESTAMP, |o| o.genesis_timestamp),
         };
-        let mut peers: Vec<(StateManager<LocalSigner>, Box<dyn Player>)> = Vec::with_capacity(self.n);
+        // Every peer runs the channel core the node runs, live from the channel's genesis; its
+        // dispute handler decides only when there is a chain.
+        let mut peers: Vec<(Channel<LocalSigner>, Box<dyn Player>)> = Vec::with_capacity(self.n);
         for key in keys {
-            let core = StateManager::new(spec.clone(), key, &code, self.config.clone(), 0)
-                .map_err(|e| fail(e.to_string()))?;
+            let core = Channel::live(
+                key,
+                spec.clone(),
+                code.clone(),
+                self.config.clone(),
+                self.with_chain,
+                0,
+            )
+            .map_err(|e| fail(e.to_string()))?;
             let player: Box<dyn Player> = match self.game {
                 Game::TicTacToe => Box::new(TicTacToePlayer),
                 Game::Counter { .. } => Box::new(CounterPlayer),
@@ -287,7 +297,7 @@ impl Scenario {
             sim.set_clock_offset(i, offset);
         }
         if let Some(opened) = opened {
-            sim.attach_chain(crate::chain::ChainLink::new(opened, &participants));
+            sim.attach_chain(crate::chain::ChainLink::new(opened));
         }
         Ok(sim)
     }

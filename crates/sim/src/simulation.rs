@@ -2,8 +2,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
-use entente_state_manager::{Effect, Event, PersistRecord, StateManager};
-use entente_types::{Address, B256, Envelope, LocalSigner, Message, SignedTransaction, keccak256};
+use entente_channel::{CallOutcome, ChainCall, Channel, ChannelEvent, Effect, Phase, Record};
+use entente_dispute::DisputeHandler;
+use entente_state_manager::{Event, PersistRecord, StateManager};
+use entente_types::{Address, B256, Envelope, LocalSigner, Message, SignedTransaction, U256, keccak256};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -94,8 +96,29 @@ impl Ord for Queued {
     }
 }
 
+/// The protocol core of a simulated channel: live from [`Channel::live`] on, it always has one.
+#[allow(clippy::expect_used)]
+fn sm(channel: &Channel<LocalSigner>) -> &StateManager<LocalSigner> {
+    channel.state_manager().expect("a simulated channel is live")
+}
+
+/// [`sm`], mutably.
+#[allow(clippy::expect_used)]
+fn sm_mut(channel: &mut Channel<LocalSigner>) -> &mut StateManager<LocalSigner> {
+    channel.state_manager_mut().expect("a simulated channel is live")
+}
+
+/// The dispute handler of a simulated channel (it has one from [`Channel::live`] on).
+#[allow(clippy::expect_used)]
+fn court(channel: &Channel<LocalSigner>) -> &DisputeHandler {
+    channel.dispute_handler().expect("a simulated channel is live")
+}
+
 struct SimPeer {
-    core: StateManager<LocalSigner>,
+    /// The channel core, as the node runs it.
+    channel: Channel<LocalSigner>,
+    /// The account's balance when the chain was attached (after its deposit).
+    balance_at_start: U256,
     player: Box<dyn Player>,
     /// What the peer persisted, in order.
     stored: Vec<PersistRecord>,
@@ -171,20 +194,21 @@ impl Simulation {
     pub fn new(
         seed: u64,
         scenario: String,
-        peers: Vec<(StateManager<LocalSigner>, Box<dyn Player>)>,
+        peers: Vec<(Channel<LocalSigner>, Box<dyn Player>)>,
         net: NetConfig,
         think_ms: (u64, u64),
     ) -> Self {
         let index = peers
             .iter()
             .enumerate()
-            .map(|(i, (core, _))| (core.me(), i))
+            .map(|(i, (channel, _))| (sm(channel).me(), i))
             .collect();
         let n = peers.len();
         let peers = peers
             .into_iter()
-            .map(|(core, player)| SimPeer {
-                core,
+            .map(|(channel, player)| SimPeer {
+                channel,
+                balance_at_start: U256::ZERO,
                 player,
                 stored: Vec::new(),
                 own_signed: BTreeMap::new(),
@@ -227,6 +251,8 @@ impl Simulation {
             equivocations: Vec::new(),
         };
         for i in 0..n {
+            // What each channel asked for at its construction (its spec, stored).
+            let _ = sim.carry_out(i);
             sim.schedule_turn(i);
         }
         sim
@@ -269,11 +295,26 @@ impl Simulation {
             .collect()
     }
 
-    /// Connects the simulation to a chain: from now on every peer runs a dispute handler, and
-    /// the chain is ticked once per second of virtual time.
-    pub fn attach_chain(&mut self, link: ChainLink) {
+    /// Connects the simulation to a chain (the peers' channels were built with their court on):
+    /// from now on it is ticked once per second of virtual time, its events go to every peer's
+    /// channel and the channels' calls to it.
+    pub fn attach_chain(&mut self, mut link: ChainLink) {
+        for p in &mut self.peers {
+            p.balance_at_start = link.balance(sm(&p.channel).me());
+        }
         self.chain = Some(link);
         self.push(self.now + 1_000, Action::ChainTick);
+    }
+
+    /// What peer `i`'s account gained on chain since the chain was attached (its payouts,
+    /// withdrawn), plus what the manager still holds for it.
+    pub fn paid(&mut self, i: usize) -> U256 {
+        let me = sm(&self.peers[i].channel).me();
+        let start = self.peers[i].balance_at_start;
+        let Some(link) = self.chain.as_mut() else {
+            return U256::ZERO;
+        };
+        link.balance(me).saturating_sub(start) + link.pending(me)
     }
 
     /// The chain, if any.
@@ -331,14 +372,19 @@ impl Simulation {
         self.peers.is_empty()
     }
 
-    /// Peer `i`'s core.
+    /// Peer `i`'s protocol core.
     pub fn peer(&self, i: usize) -> &StateManager<LocalSigner> {
-        &self.peers[i].core
+        sm(&self.peers[i].channel)
     }
 
-    /// Peer `i`'s core, mutably (for views).
+    /// Peer `i`'s protocol core, mutably (for views).
     pub fn peer_mut(&mut self, i: usize) -> &mut StateManager<LocalSigner> {
-        &mut self.peers[i].core
+        sm_mut(&mut self.peers[i].channel)
+    }
+
+    /// Peer `i`'s channel.
+    pub fn channel(&self, i: usize) -> &Channel<LocalSigner> {
+        &self.peers[i].channel
     }
 
     /// Peer `i`'s counters.
@@ -373,19 +419,22 @@ impl Simulation {
 
     /// True when every peer sees the game over with everything final at the same tip.
     pub fn settled(&self) -> bool {
-        if let Some(link) = &self.chain {
-            // With a chain, a run ends when the channel has settled on chain.
+        if self.chain.is_some() {
+            // With a chain, a run ends when the channel has settled on chain and every honest
+            // peer has withdrawn what it is owed.
             return (0..self.peers.len())
                 .filter(|&i| self.peers[i].strategy == Strategy::Honest)
-                .all(|i| link.handlers[i].is_closed());
+                .all(|i| self.peers[i].channel.phase() == Phase::Closed && self.peers[i].channel.is_done());
         }
         let mut honest = self.peers.iter().filter(|p| p.strategy == Strategy::Honest);
         let Some(first) = honest.next() else {
             return true;
         };
-        let tip = first.core.tip();
-        let done =
-            |p: &SimPeer| p.core.is_game_over() && p.core.tip() == tip && p.core.finalized_height() == tip;
+        let tip = sm(&first.channel).tip();
+        let done = |p: &SimPeer| {
+            let core = sm(&p.channel);
+            core.is_game_over() && core.tip() == tip && core.finalized_height() == tip
+        };
         done(first) && honest.all(done)
     }
 
@@ -410,9 +459,19 @@ impl Simulation {
         let now = self.now;
         let peer = match action {
             Action::Deliver { to, from, bytes } => {
-                let from_addr = self.peers[from].core.me();
+                let from_addr = sm(&self.peers[from].channel).me();
                 let local = self.local(to);
-                let _ = self.peers[to].core.handle_bytes(from_addr, &bytes, local);
+                // The frame decoded as the node decodes it; one that does not decode is refused
+                // by the protocol core (as the node reports it).
+                match Envelope::decode(&bytes) {
+                    Ok(envelope) => self.peers[to]
+                        .channel
+                        .handle_message(from_addr, envelope.message, local),
+                    Err(_) => {
+                        let _ = sm_mut(&mut self.peers[to].channel).handle_bytes(from_addr, &bytes, local);
+                        self.peers[to].channel.handle_timeout(local);
+                    }
+                }
                 to
             }
             Action::ChainTick => {
@@ -422,7 +481,7 @@ impl Simulation {
             Action::Wake(i) => {
                 self.peers[i].next_wake = None;
                 let local = self.local(i);
-                self.peers[i].core.handle_timeout(local);
+                self.peers[i].channel.handle_timeout(local);
                 i
             }
             Action::Act(i) => {
@@ -432,13 +491,17 @@ impl Simulation {
                     self.forge_move(i)?;
                 } else if matches!(p.strategy, Strategy::Silent | Strategy::BackdatedPost) {
                     // Never moves off-chain (a backdating peer moves only on chain).
-                } else if p.core.is_my_turn()
-                    && let Some(data) = p.player.choose(&mut p.core, &mut self.rng)
+                } else if sm(&p.channel).is_my_turn()
+                    && let Some(data) = p.player.choose(sm_mut(&mut p.channel), &mut self.rng)
                 {
-                    match p.core.submit(data, now.saturating_add_signed(p.clock_offset_ms)) {
+                    match p
+                        .channel
+                        .submit(data, now.saturating_add_signed(p.clock_offset_ms))
+                    {
                         Ok(_) => {
                             p.stats.submitted += 1;
-                            let key = (p.core.fork().fork, p.core.tip());
+                            let core = sm(&p.channel);
+                            let key = (core.fork().fork, core.tip());
                             self.submitted_at.entry(key).or_insert(now);
                         }
                         Err(e) => self.record(i, format!("submit refused: {e}")),
@@ -448,16 +511,22 @@ impl Simulation {
             }
         };
         self.carry_out(peer)?;
+        // A false disputer races the others to the chain at every step of its own, not only at
+        // chain ticks (the channels' courts act at every step too).
+        if self.peers[peer].strategy == Strategy::FalseDispute && self.chain.is_some() {
+            self.false_dispute(peer);
+        }
         self.schedule_turn(peer);
         Ok(())
     }
 
-    /// Carries out peer `i`'s effects in order: persist (and check the own-signature log),
-    /// then sends.
+    /// Carries out peer `i`'s effects in order, as the node does: persist (and check the
+    /// own-signature log), then sends, chain calls (whose outcome goes back to the channel at
+    /// once) and events.
     fn carry_out(&mut self, i: usize) -> Result<(), SimError> {
-        while let Some(effect) = self.peers[i].core.poll_effect() {
+        while let Some(effect) = self.peers[i].channel.poll_effect() {
             match effect {
-                Effect::Persist(record) => {
+                Effect::Persist(Record::Protocol(record)) => {
                     if let PersistRecord::OwnSignature { fork, height, digest } = &record {
                         let previous = self.peers[i].own_signed.insert((*fork, *height), *digest);
                         if let Some(previous) = previous
@@ -470,13 +539,14 @@ impl Simulation {
                     }
                     self.peers[i].stored.push(record);
                 }
+                Effect::Persist(_) => {}
                 Effect::Broadcast(message) => {
                     if !self.may_send(i, &message) {
                         continue;
                     }
                     if self.peers[i].strategy == Strategy::Equivocate
                         && let Message::Transaction(st) = &message
-                        && st.transaction.participant == self.peers[i].core.me()
+                        && st.transaction.participant == sm(&self.peers[i].channel).me()
                     {
                         self.equivocate(i, message)?;
                         continue;
@@ -497,14 +567,16 @@ impl Simulation {
                         self.send(i, j, bytes);
                     }
                 }
-                Effect::Notify(event) => self.on_event(i, event)?,
+                Effect::Call(call) => self.chain_call(i, call),
+                Effect::Notify(ChannelEvent::Protocol(event)) => self.on_event(i, event)?,
+                Effect::Notify(_) => {}
             }
         }
         Ok(())
     }
 
-    /// One second of chain: follow virtual time, deliver new events, let every dispute handler
-    /// decide, send what they ask for.
+    /// One second of chain: follow virtual time, deliver new events, let every channel's
+    /// dispute handler decide, send what they ask for.
     fn chain_tick(&mut self) -> Result<(), SimError> {
         let now = self.now;
         let Some(link) = self.chain.as_mut() else {
@@ -531,12 +603,8 @@ impl Simulation {
             if self.peers[i].strategy == Strategy::Silent {
                 continue;
             }
-            let Some(link) = self.chain.as_mut() else {
-                return Ok(());
-            };
-            let local = now.saturating_add_signed(self.peers[i].clock_offset_ms);
-            let actions = link.handlers[i].on_tick(&mut self.peers[i].core, local);
-            self.send_chain_calls(i, actions);
+            let local = self.local(i);
+            self.peers[i].channel.handle_timeout(local);
             self.carry_out(i)?;
             self.schedule_turn(i);
         }
@@ -552,7 +620,6 @@ impl Simulation {
     }
 
     fn deliver_chain_events(&mut self, events: Vec<ChainEvent>) -> Result<(), SimError> {
-        let now = self.now;
         for event in events {
             // Safety, on every event: the court never removes or slashes an honest peer.
             if let ChainEvent::ParticipantRemoved { participant, slashed } = &event
@@ -567,12 +634,8 @@ impl Simulation {
                 if self.peers[i].strategy == Strategy::Silent {
                     continue;
                 }
-                let Some(link) = self.chain.as_mut() else {
-                    return Ok(());
-                };
-                let local = now.saturating_add_signed(self.peers[i].clock_offset_ms);
-                let actions = link.handlers[i].on_chain_event(&mut self.peers[i].core, event.clone(), local);
-                self.send_chain_calls(i, actions);
+                let local = self.local(i);
+                self.peers[i].channel.handle_chain_event(event.clone(), local);
                 self.carry_out(i)?;
                 self.schedule_turn(i);
             }
@@ -590,9 +653,9 @@ impl Simulation {
             return;
         };
         let p = &mut self.peers[i];
-        let core = &p.core;
+        let core = sm(&p.channel);
         let me = core.me();
-        let handler = &link.handlers[i];
+        let handler = court(&p.channel);
         if handler.is_closed() || !core.fork().participants.contains(&me) {
             return;
         }
@@ -635,25 +698,28 @@ impl Simulation {
         }
     }
 
-    /// Sends peer `i`'s dispute handler's calls, each lost with the configured probability, and
-    /// feeds every outcome back to the handler.
-    fn send_chain_calls(&mut self, i: usize, actions: Vec<ChainAction>) {
+    /// Sends a call of peer `i`'s channel to the chain, lost with the configured probability,
+    /// and gives the channel its outcome. A silent peer sends nothing.
+    fn chain_call(&mut self, i: usize, call: ChainCall) {
+        if self.peers[i].strategy == Strategy::Silent {
+            return;
+        }
         let now = self.now;
         let local = self.local(i);
-        let from = self.peers[i].core.me();
-        for action in actions {
-            let lost = self.chain_failure_permille > 0
-                && self.rng.random_range(0..1000u32) < self.chain_failure_permille;
-            let Some(link) = self.chain.as_mut() else {
-                return;
-            };
-            let outcome = if lost {
-                link.lose(now, i, &action)
-            } else {
-                link.execute(now, i, from, &action)
-            };
-            link.handlers[i].on_call_outcome(&mut self.peers[i].core, &action, &outcome, local);
-        }
+        let from = sm(&self.peers[i].channel).me();
+        let lost = self.chain_failure_permille > 0
+            && self.rng.random_range(0..1000u32) < self.chain_failure_permille;
+        let (outcome, gas) = match self.chain.as_mut() {
+            None => (CallOutcome::NotSent("no chain in this simulation".into()), 0),
+            Some(link) if lost => (link.lose(now, i, call.name()), 0),
+            Some(link) => {
+                let _ = link.follow(now);
+                link.call(now, i, from, &call)
+            }
+        };
+        self.peers[i]
+            .channel
+            .handle_call_outcome(&call, outcome, gas, local);
     }
 
     /// Makes every dispute-handler call fail to reach the chain with probability
@@ -665,7 +731,11 @@ impl Simulation {
     /// An on-chain attacker's calls at this tick (see `attacker`).
     fn chain_attack(&mut self, i: usize) {
         let now = self.now;
-        let honest: Vec<Address> = self.honest().iter().map(|&j| self.peers[j].core.me()).collect();
+        let honest: Vec<Address> = self
+            .honest()
+            .iter()
+            .map(|&j| sm(&self.peers[j].channel).me())
+            .collect();
         let Some(link) = self.chain.as_mut() else {
             return;
         };
@@ -674,10 +744,10 @@ impl Simulation {
         let Some(forger) = p.forger.as_ref() else {
             return;
         };
-        let me = p.core.me();
+        let me = sm(&p.channel).me();
         let view = attacker::View {
-            core: &p.core,
-            handler: &link.handlers[i],
+            core: sm(&p.channel),
+            handler: court(&p.channel),
             forger,
             me,
             chain_now,
@@ -713,7 +783,10 @@ impl Simulation {
         let twin = match p.twins.get(&key) {
             Some(twin) => twin.clone(),
             None => {
-                let twin = p.forger.as_ref().and_then(|f| f.twin(&p.core, &st.transaction));
+                let twin = p
+                    .forger
+                    .as_ref()
+                    .and_then(|f| f.twin(sm(&p.channel), &st.transaction));
                 p.twins.insert(key, twin.clone());
                 twin
             }
@@ -741,32 +814,33 @@ impl Simulation {
     fn forge_move(&mut self, i: usize) -> Result<(), SimError> {
         let now = self.now;
         let p = &mut self.peers[i];
-        if !p.core.is_my_turn() {
+        if !sm(&p.channel).is_my_turn() {
             return Ok(());
         }
-        let key = (p.core.fork().fork, p.core.tip() + 1);
+        let key = (sm(&p.channel).fork().fork, sm(&p.channel).tip() + 1);
         if !p.forged.insert(key) {
             return Ok(());
         }
-        let Some(data) = p.player.choose(&mut p.core, &mut self.rng) else {
+        let Some(data) = p.player.choose(sm_mut(&mut p.channel), &mut self.rng) else {
             return Ok(());
         };
-        let now_secs = p.core.now_secs(now.saturating_add_signed(p.clock_offset_ms));
+        let now_secs = sm_mut(&mut p.channel).now_secs(now.saturating_add_signed(p.clock_offset_ms));
+        let core = sm(&p.channel);
         let forged = p
             .forger
             .as_ref()
-            .and_then(|f| f.forge(p.strategy, &p.core, data, now_secs));
+            .and_then(|f| f.forge(p.strategy, core, data, now_secs));
         if let Some(st) = forged {
             let what = format!("forged {:?} at height {}", p.strategy, st.transaction.height);
             if p.strategy == Strategy::JunkCalldata {
                 // Straight to the chain: the peers learn of it only from the calldata post.
-                let from = p.core.me();
+                let from = core.me();
                 // Claimed to build on the tip as the chain's head (the chain checks both).
                 let parent = entente_dispute::StateProof {
                     kind: ProofKind::Posted,
                     transaction: entente_types::Transaction::default(),
                     signatures: vec![],
-                    state: p.core.state_at(p.core.tip()).cloned().unwrap_or_default(),
+                    state: core.state_at(core.tip()).cloned().unwrap_or_default(),
                 };
                 if let Some(link) = self.chain.as_mut() {
                     let action = ChainAction::PostCalldata {
@@ -819,7 +893,7 @@ impl Simulation {
                 // Safety, on every finalization: no two honest peers finalize different states
                 // at one fork and height.
                 if self.peers[i].strategy == Strategy::Honest {
-                    let core = &self.peers[i].core;
+                    let core = sm(&self.peers[i].channel);
                     let from = core.fork().genesis_height + 1;
                     for h in from.max(self.last_final[i] + 1)..=*height {
                         let Some(state) = core.agreement().entry(h).map(|e| e.transaction.stateHash) else {
@@ -873,14 +947,16 @@ impl Simulation {
     fn schedule_turn(&mut self, i: usize) {
         let p = &self.peers[i];
         let idle = matches!(p.strategy, Strategy::Silent | Strategy::BackdatedPost)
-            || (p.strategy.forges() && p.forged.contains(&(p.core.fork().fork, p.core.tip() + 1)));
-        if p.core.is_my_turn() && !p.act_pending && !idle {
+            || (p.strategy.forges()
+                && p.forged
+                    .contains(&(sm(&p.channel).fork().fork, sm(&p.channel).tip() + 1)));
+        if sm(&p.channel).is_my_turn() && !p.act_pending && !idle {
             self.peers[i].act_pending = true;
             let (lo, hi) = self.think_ms;
             let think = self.rng.random_range(lo..=hi.max(lo));
             self.push(self.now + think, Action::Act(i));
         }
-        if let Some(due) = self.peers[i].core.poll_timeout() {
+        if let Some(due) = self.peers[i].channel.poll_timeout() {
             // The core speaks its local time; the queue runs on virtual time.
             let due = due
                 .saturating_add_signed(-self.peers[i].clock_offset_ms)
@@ -921,12 +997,13 @@ impl Simulation {
         let honest = |(_, p): &(usize, &SimPeer)| p.strategy == Strategy::Honest;
         for (i, a) in self.peers.iter().enumerate().filter(honest) {
             for (j, b) in self.peers.iter().enumerate().skip(i + 1).filter(honest) {
-                if a.core.fork().fork != b.core.fork().fork {
+                let (a, b) = (sm(&a.channel), sm(&b.channel));
+                if a.fork().fork != b.fork().fork {
                     continue;
                 }
-                let common = a.core.finalized_height().min(b.core.finalized_height());
-                let ea = a.core.agreement().entry(common).map(|e| e.transaction.stateHash);
-                let eb = b.core.agreement().entry(common).map(|e| e.transaction.stateHash);
+                let common = a.finalized_height().min(b.finalized_height());
+                let ea = a.agreement().entry(common).map(|e| e.transaction.stateHash);
+                let eb = b.agreement().entry(common).map(|e| e.transaction.stateHash);
                 if let (Some(x), Some(y)) = (ea, eb)
                     && x != y
                 {

@@ -142,21 +142,6 @@ fn a_failing_seed_names_its_replay_and_replays_identically() {
     assert!(!c1.is_empty(), "the run reached the chain");
 }
 
-/// What `who` was paid: its exits at close plus the credits of hooks it has not withdrawn.
-fn paid(sim: &mut entente_sim::Simulation, who: entente_types::Address) -> alloy_primitives::U256 {
-    let closed: alloy_primitives::U256 = events(sim)
-        .iter()
-        .filter_map(|e| match e {
-            ChainEvent::ChannelClosed { exits, .. } => Some(exits.clone()),
-            _ => None,
-        })
-        .flatten()
-        .filter(|(a, _)| *a == who)
-        .map(|(_, v)| v)
-        .sum();
-    closed + sim.chain_mut().unwrap().pending(who)
-}
-
 #[test]
 fn games_settle_and_everyone_is_paid_with_a_fifth_of_chain_calls_lost() {
     // Every call of every dispute handler is lost with probability 1/5 (the handler hears it was
@@ -207,8 +192,7 @@ fn games_settle_and_everyone_is_paid_with_a_fifth_of_chain_calls_lost() {
                     continue;
                 }
                 for i in sim.honest() {
-                    let who = sim.peer(i).me();
-                    let got = paid(&mut sim, who);
+                    let got = sim.paid(i);
                     if got < alloy_primitives::U256::from(entente_sim::DEPOSIT) {
                         failures.push(format!("{replay}: honest peer {i} got {got}"));
                     }

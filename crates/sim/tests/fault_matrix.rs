@@ -138,22 +138,12 @@ fn case(n: usize, count: usize, strategy: Strategy, seed: u64, mode: AgreementMo
             "no verdict against the byzantine peers; {replay}\n  {tail}"
         ));
     }
-    // Payouts: exits at close plus credits of hooks.
-    let mut paid: Vec<(Address, U256)> = events
-        .iter()
-        .filter_map(|e| match e {
-            ChainEvent::ChannelClosed { exits, .. } => Some(exits.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let link = sim.chain_mut().unwrap();
-    for h in &honest {
-        paid.push((*h, link.pending(*h)));
-    }
-    for h in &honest {
-        let total: U256 = paid.iter().filter(|(a, _)| a == h).map(|(_, v)| *v).sum();
+    // Payouts: what each honest account gained on chain (its withdrawn exit and credits) plus
+    // what the manager still holds for it.
+    for i in sim.honest() {
+        let total = sim.paid(i);
         if total < U256::from(DEPOSIT) {
+            let h = sim.peer(i).me();
             return Err(format!(
                 "honest {h} got {total} back, less than its deposit; {replay}\n  {tail}"
             ));
