@@ -30,6 +30,7 @@ mod chain;
 mod life;
 mod network;
 mod player;
+mod queue;
 mod recovery;
 mod scenario;
 mod simulation;

@@ -10,8 +10,7 @@
 //! balance is back where it started plus what the game paid it (the counter game pays each
 //! participant its deposit back).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
@@ -30,6 +29,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::SimError;
+use crate::queue::EventQueue;
 
 /// Chain time at which life simulations start.
 const START: u64 = 1_700_000_000;
@@ -200,35 +200,11 @@ enum Action {
     Restart(usize),
 }
 
-struct Queued {
-    at: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 struct LifeSim {
     scenario: LifeScenario,
     rng: StdRng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
+    queue: EventQueue<Action>,
     peers: Vec<Peer>,
     index: BTreeMap<Address, usize>,
     chain: DevChain,
@@ -364,8 +340,7 @@ impl LifeSim {
             scenario: scenario.clone(),
             rng,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             peers,
             index,
             chain,
@@ -430,12 +405,7 @@ impl LifeSim {
     }
 
     fn push(&mut self, at: u64, action: Action) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            action,
-        }));
+        self.queue.push(at, action);
     }
 
     fn up(&self, i: usize) -> bool {
@@ -486,17 +456,17 @@ impl LifeSim {
     }
 
     fn run(mut self) -> Result<LifeReport, SimError> {
-        while let Some(Reverse(next)) = self.queue.pop() {
-            if next.at > self.scenario.max_ms {
-                return Err(self.fail(format!("the life did not end in time: {}", self.status())));
-            }
-            self.now = next.at;
-            self.step(next.action)?;
+        while let Some((at, action)) = self.queue.pop_until(self.scenario.max_ms) {
+            self.now = at;
+            self.step(action)?;
             if self.done() {
                 return self.finish();
             }
         }
-        Err(self.fail("nothing left to do but the life did not end".into()))
+        if self.queue.is_empty() {
+            return Err(self.fail("nothing left to do but the life did not end".into()));
+        }
+        Err(self.fail(format!("the life did not end in time: {}", self.status())))
     }
 
     fn step(&mut self, action: Action) -> Result<(), SimError> {

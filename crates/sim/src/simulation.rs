@@ -1,5 +1,4 @@
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use entente_channel::{CallOutcome, ChainCall, Channel, ChannelEvent, Effect, Phase, Record};
@@ -12,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use crate::attacker::{self, Attack, AttackMemory};
 use crate::byzantine::{Forger, Strategy};
 use crate::chain::ChainLink;
+use crate::queue::EventQueue;
 use crate::{NetConfig, Player};
 use entente_dispute::{ChainAction, ChainEvent, FraudKind, ProofKind};
 
@@ -73,29 +73,6 @@ enum Action {
     ChainTick,
 }
 
-struct Queued {
-    at: u64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// The protocol core of a simulated channel: live from [`Channel::live`] on, it always has one.
 #[allow(clippy::expect_used)]
 fn sm(channel: &Channel<LocalSigner>) -> &StateManager<LocalSigner> {
@@ -149,8 +126,7 @@ pub struct Simulation {
     scenario: String,
     rng: StdRng,
     now: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
+    queue: EventQueue<Action>,
     peers: Vec<SimPeer>,
     index: BTreeMap<Address, usize>,
     net: NetConfig,
@@ -230,8 +206,7 @@ impl Simulation {
             scenario,
             rng: StdRng::seed_from_u64(seed),
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             peers,
             index,
             net,
@@ -441,13 +416,9 @@ impl Simulation {
     /// Runs until every peer has settled, the queue is empty, or `max_ms` of virtual time.
     /// Checks the safety invariants after every step.
     pub fn run(&mut self, max_ms: u64) -> Result<(), SimError> {
-        while let Some(Reverse(next)) = self.queue.pop() {
-            if next.at > max_ms {
-                self.queue.push(Reverse(next));
-                break;
-            }
-            self.now = next.at;
-            self.step(next.action)?;
+        while let Some((at, action)) = self.queue.pop_until(max_ms) {
+            self.now = at;
+            self.step(action)?;
             if self.settled() {
                 break;
             }
@@ -969,12 +940,7 @@ impl Simulation {
     }
 
     fn push(&mut self, at: u64, action: Action) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            action,
-        }));
+        self.queue.push(at, action);
     }
 
     fn record(&mut self, peer: usize, what: String) {
