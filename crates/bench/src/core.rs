@@ -1,10 +1,11 @@
 //! Finality latency, throughput and CPU per transition of the protocol core, all peers in one
 //! process, over an in-memory transport, with durable storage.
 //!
-//! Every peer is a real [`StateManager`] running the RoundRobinCounter bytecode in revm, with its
+//! Every peer is the node's channel core ([`entente_channel::Channel`], live, its court off: no
+//! chain) around a real [`StateManager`] running the RoundRobinCounter bytecode in revm, with its
 //! own redb data directory: each time a peer handles an input, the records it must store are
 //! committed in one durable write transaction before its messages are delivered (the node's
-//! rule). Messages travel as encoded CBOR frames through an in-memory queue, in order, without
+//! rule, through the node's `Batch::record`). Messages travel as encoded CBOR frames through an in-memory queue, in order, without
 //! delay: what is measured is the work itself — signatures, EVM, hashing, encoding, fsync.
 //!
 //! - **Latency**: one transaction at a time; from `submit` to the moment the last peer reports
@@ -22,20 +23,29 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
+use entente_channel::{ChannelEvent, Effect};
 use entente_contracts::{RoundRobinCounter, artifacts};
 use entente_evm_runtime::{MachineCode, MachineInstance};
-use entente_state_manager::{Config, Effect, Event, StateManager};
-use entente_store::{ChannelRecord, ChannelStatus, MachineSource, Store};
+use entente_state_manager::{Config, Event, StateManager};
+use entente_store::{MachineSource, Store};
 use entente_types::{
     Address, AgreementMode, B256, Bytes, ChannelSpec, Domain, Envelope, LocalSigner, Signer, Timing, U256,
     keccak256,
 };
 
-/// One peer: its core and its data directory.
+/// One peer: its channel core and its data directory.
 struct Peer {
-    sm: StateManager<LocalSigner>,
+    channel: entente_channel::Channel<LocalSigner>,
     store: Option<Store>,
     finalized: u64,
+}
+
+impl Peer {
+    /// The protocol core (a live channel always has one).
+    #[allow(clippy::expect_used)]
+    fn sm(&self) -> &StateManager<LocalSigner> {
+        self.channel.state_manager().expect("a benchmark channel is live")
+    }
 }
 
 /// N peers of one channel and the frames in flight between them.
@@ -44,6 +54,7 @@ pub struct Channel {
     queue: VecDeque<(usize, Address, Vec<u8>)>,
     index: std::collections::HashMap<Address, usize>,
     channel_id: B256,
+    machine: MachineSource,
     started: Instant,
     /// Durable commits made (one per peer turn that had something to store).
     pub commits: u64,
@@ -89,39 +100,36 @@ impl Channel {
         };
         let started = Instant::now();
         let mut peers = Vec::with_capacity(n);
+        let machine = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
         for (i, key) in keys.into_iter().enumerate() {
-            let me = key.address();
-            let sm = StateManager::new(spec.clone(), key, &code, Config::default(), 0)?;
+            let channel =
+                entente_channel::Channel::live(key, spec.clone(), code.clone(), Config::default(), false, 0)?;
             let store = match dir {
-                Some(dir) => {
-                    let store = Store::create(dir.join(format!("c{salt}-p{i}")))?;
-                    let mut batch = store.batch();
-                    batch.put_channel(ChannelRecord {
-                        spec: spec.clone(),
-                        me,
-                        machine: MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string()),
-                        status: ChannelStatus::Open,
-                    });
-                    batch.commit()?;
-                    Some(store)
-                }
+                Some(dir) => Some(Store::create(dir.join(format!("c{salt}-p{i}")))?),
                 None => None,
             };
             peers.push(Peer {
-                sm,
+                channel,
                 store,
                 finalized: 0,
             });
         }
         let index = participants.iter().enumerate().map(|(i, a)| (*a, i)).collect();
-        Ok(Self {
+        let mut channel = Self {
             peers,
             queue: VecDeque::new(),
             index,
             channel_id,
+            machine,
             started,
             commits: 0,
-        })
+        };
+        // What each core stored at its start (its spec).
+        for i in 0..n {
+            channel.turn(i)?;
+        }
+        channel.commits = 0;
+        Ok(channel)
     }
 
     /// Number of peers.
@@ -136,27 +144,28 @@ impl Channel {
 
     /// Height of the latest transaction (the writer's view).
     pub fn tip(&self) -> u64 {
-        self.peers.iter().map(|p| p.sm.tip()).max().unwrap_or(0)
+        self.peers.iter().map(|p| p.sm().tip()).max().unwrap_or(0)
     }
 
     /// Carries out peer `i`'s effects: store (one durable commit), then send.
     fn turn(&mut self, i: usize) -> Result<()> {
         let mut sends = Vec::new();
         let peer = &mut self.peers[i];
+        let me = peer.sm().me();
         let mut batch = peer.store.as_ref().map(|s| s.batch());
-        while let Some(effect) = peer.sm.poll_effect() {
+        while let Some(effect) = peer.channel.poll_effect() {
             match effect {
                 Effect::Persist(record) => {
                     if let Some(batch) = batch.as_mut() {
-                        batch.persist(self.channel_id, record);
+                        batch.record(self.channel_id, me, &self.machine, record);
                     }
                 }
                 Effect::Broadcast(message) => sends.push((None, message)),
                 Effect::Send { to, message } => sends.push((Some(to), message)),
-                Effect::Notify(Event::Finalized { height, .. }) => {
+                Effect::Notify(ChannelEvent::Protocol(Event::Finalized { height, .. })) => {
                     peer.finalized = peer.finalized.max(height)
                 }
-                Effect::Notify(_) => {}
+                Effect::Notify(_) | Effect::Call(_) => {}
             }
         }
         if let Some(batch) = batch
@@ -165,7 +174,7 @@ impl Channel {
             batch.commit().context("durable commit")?;
             self.commits += 1;
         }
-        let from = self.peers[i].sm.me();
+        let from = self.peers[i].sm().me();
         for (to, message) in sends {
             let frame = Envelope::new(message).encode()?;
             match to {
@@ -186,13 +195,13 @@ impl Channel {
 
     /// The next writer submits `add(1)`; returns false if it could not.
     pub fn submit_next(&mut self) -> Result<bool> {
-        let Some(w) = self.peers.iter().position(|p| p.sm.is_my_turn()) else {
+        let Some(w) = self.peers.iter().position(|p| p.sm().is_my_turn()) else {
             return Ok(false);
         };
         let now = ms(self.started);
         let data: Bytes =
             alloy_sol_types::SolCall::abi_encode(&RoundRobinCounter::addCall { step: 1 }).into();
-        if self.peers[w].sm.submit(data, now).is_err() {
+        if self.peers[w].channel.submit(data, now).is_err() {
             return Ok(false);
         }
         self.turn(w)?;
@@ -209,7 +218,10 @@ impl Channel {
         let now = ms(self.started);
         let mut touched = vec![false; self.peers.len()];
         for (to, from, frame) in std::mem::take(&mut self.queue) {
-            let _ = self.peers[to].sm.handle_bytes(from, &frame, now);
+            // Decoded as the node decodes a frame, then handed to the channel core.
+            if let Ok(envelope) = Envelope::decode(&frame) {
+                self.peers[to].channel.handle_message(from, envelope.message, now);
+            }
             touched[to] = true;
         }
         for (i, t) in touched.into_iter().enumerate() {
