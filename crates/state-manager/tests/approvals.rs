@@ -5,17 +5,17 @@
 
 use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
-use entente_contracts::{TicTacToe, artifacts};
-use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_contracts::TicTacToe;
 use entente_state_manager::{
     ApprovalContext, ApprovalRefusal, Config, Effect, StateManager, approval_window,
 };
 use entente_types::{
-    Address, AgreementMode, B256, Bytes, ChannelSpec, Domain, LocalSigner, MembershipApproval,
-    MembershipChange, Message, Signer, Timing, state_hash,
+    Address, AgreementMode, B256, Bytes, LocalSigner, MembershipApproval, MembershipChange, Message, Signer,
+    Timing, state_hash,
 };
 
-const GENESIS_TS: u64 = 1_700_000_000;
+mod common;
+use common::{GENESIS_TS, key, tictactoe, tictactoe_spec};
 const TIMING: Timing = Timing {
     p2p_time: 30,
     agreement_time: 10,
@@ -23,32 +23,17 @@ const TIMING: Timing = Timing {
     challenge_time: 120,
 };
 
-fn key(n: u8) -> LocalSigner {
-    LocalSigner::from_bytes(&B256::repeat_byte(n)).unwrap()
-}
-
 /// X (moves first) and O's state managers of one tic-tac-toe channel, and the genesis.
 fn channel() -> (StateManager<LocalSigner>, StateManager<LocalSigner>, Bytes) {
-    let code = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
+    let code = tictactoe();
     let (x, o) = (key(1), key(2));
-    let genesis = MachineInstance::deploy(&code, 1_000_000)
-        .unwrap()
-        .view_decode(&TicTacToe::initialStateCall {
-            x: x.address(),
-            o: o.address(),
-            stake: U256::from(5),
-        })
-        .unwrap();
-    let spec = ChannelSpec {
-        channel_id: B256::repeat_byte(0xc1),
-        domain: Domain::new(31337, Address::repeat_byte(0x99)),
-        participants: vec![x.address(), o.address()],
-        state_machine: Address::ZERO,
-        timing: TIMING,
-        agreement_mode: AgreementMode::ExplicitConfirmations,
-        genesis_state: genesis.clone(),
-        genesis_timestamp: GENESIS_TS,
-    };
+    let (spec, genesis) = tictactoe_spec(
+        &code,
+        x.address(),
+        o.address(),
+        TIMING,
+        AgreementMode::ExplicitConfirmations,
+    );
     let xm = StateManager::new(spec.clone(), x, &code, Config::default(), 0).unwrap();
     let om = StateManager::new(spec, o, &code, Config::default(), 0).unwrap();
     (xm, om, genesis)

@@ -2,22 +2,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
-use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
 use entente_agreement::AgreementError;
 use entente_clock::TimestampError;
-use entente_contracts::{TicTacToe, artifacts};
+use entente_contracts::TicTacToe;
 use entente_evm_runtime::{EvmError, MachineCode, MachineInstance};
 use entente_state_manager::{
     Accepted, Config, Effect, Event, ForkInfo, Rejection, StateManager, SubmitError,
 };
 use entente_types::{
-    Address, AgreementMode, B256, Bytes, ChannelSpec, Confirmation, Domain, Envelope, LocalSigner,
-    MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION, Signature, SignedTransaction, Signer, SyncResponse, Timing,
-    Transaction, TypesError, state_hash,
+    Address, AgreementMode, B256, Bytes, ChannelSpec, Confirmation, Envelope, LocalSigner, MAX_MESSAGE_BYTES,
+    Message, PROTOCOL_VERSION, Signature, SignedTransaction, Signer, SyncResponse, Timing, Transaction,
+    TypesError, state_hash,
 };
 
-const GENESIS_TS: u64 = 1_700_000_000;
+mod common;
+use common::{GENESIS_TS, key, tictactoe, tictactoe_spec};
 
 struct Fixture {
     code: MachineCode,
@@ -28,36 +28,22 @@ struct Fixture {
     genesis: Bytes,
 }
 
-fn key(n: u8) -> LocalSigner {
-    LocalSigner::from_bytes(&B256::repeat_byte(n)).unwrap()
-}
-
 fn fixture() -> Fixture {
-    let code = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
+    let code = tictactoe();
     let (x, o, stranger) = (key(1), key(2), key(3));
-    let genesis = MachineInstance::deploy(&code, 1_000_000)
-        .unwrap()
-        .view_decode(&TicTacToe::initialStateCall {
-            x: x.address(),
-            o: o.address(),
-            stake: U256::from(5),
-        })
-        .unwrap();
-    let spec = ChannelSpec {
-        channel_id: B256::repeat_byte(0xc1),
-        domain: Domain::new(31337, Address::repeat_byte(0x99)),
-        participants: vec![x.address(), o.address()],
-        state_machine: Address::ZERO,
-        timing: Timing {
-            p2p_time: 30,
-            agreement_time: 10,
-            chain_fallback_time: 60,
-            challenge_time: 120,
-        },
-        agreement_mode: AgreementMode::ExplicitConfirmations,
-        genesis_state: genesis.clone(),
-        genesis_timestamp: GENESIS_TS,
+    let timing = Timing {
+        p2p_time: 30,
+        agreement_time: 10,
+        chain_fallback_time: 60,
+        challenge_time: 120,
     };
+    let (spec, genesis) = tictactoe_spec(
+        &code,
+        x.address(),
+        o.address(),
+        timing,
+        AgreementMode::ExplicitConfirmations,
+    );
     Fixture {
         code,
         spec,

@@ -5,23 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
-use entente_contracts::{TicTacToe, artifacts};
-use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_contracts::TicTacToe;
+use entente_evm_runtime::MachineCode;
 use entente_state_manager::{
     ChannelSnapshot, Config, Effect, PersistRecord, RestoreError, StateManager, StoredTransaction,
 };
-use entente_types::{
-    Address, AgreementMode, B256, Bytes, ChannelSpec, Domain, LocalSigner, Message, Signer, Timing,
-    state_hash,
-};
+use entente_types::{AgreementMode, B256, Bytes, LocalSigner, Message, Signer, Timing, state_hash};
 
-const GENESIS_TS: u64 = 1_700_000_000;
-
-fn key(n: u8) -> LocalSigner {
-    LocalSigner::from_bytes(&B256::repeat_byte(n)).unwrap()
-}
+mod common;
+use common::{GENESIS_TS, key, tictactoe, tictactoe_spec};
 
 /// What a host would have stored for one peer (an in-memory stand-in for `entente-store`).
 #[derive(Default)]
@@ -95,26 +88,9 @@ struct Game {
 
 impl Game {
     fn new(mode: AgreementMode) -> Self {
-        let code = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
+        let code = tictactoe();
         let (x, o) = (key(1), key(2));
-        let genesis = MachineInstance::deploy(&code, 1_000_000)
-            .unwrap()
-            .view_decode(&TicTacToe::initialStateCall {
-                x: x.address(),
-                o: o.address(),
-                stake: U256::from(5),
-            })
-            .unwrap();
-        let spec = ChannelSpec {
-            channel_id: B256::repeat_byte(0xc1),
-            domain: Domain::new(31337, Address::repeat_byte(0x99)),
-            participants: vec![x.address(), o.address()],
-            state_machine: Address::ZERO,
-            timing: Timing::default(),
-            agreement_mode: mode,
-            genesis_state: genesis,
-            genesis_timestamp: GENESIS_TS,
-        };
+        let (spec, _) = tictactoe_spec(&code, x.address(), o.address(), Timing::default(), mode);
         let peers = [x, o]
             .into_iter()
             .map(|k| StateManager::new(spec.clone(), k, &code, Config::default(), 0).unwrap())

@@ -6,14 +6,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
-use entente_contracts::{TicTacToe, artifacts};
-use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_contracts::TicTacToe;
 use entente_state_manager::{Config, Effect, PersistRecord, StateManager, SubmitError};
 use entente_types::{
-    Address, AgreementMode, B256, ChannelSpec, Domain, LocalSigner, Message, SignError, Signature, Signer,
-    Timing,
+    Address, AgreementMode, B256, LocalSigner, Message, SignError, Signature, Signer, Timing,
 };
 
 /// A key whose signatures are withheld while `open` is false (`Pending`) or `broken` is true.
@@ -40,36 +37,24 @@ impl Signer for Gated {
     }
 }
 
-fn key(n: u8) -> LocalSigner {
-    LocalSigner::from_bytes(&B256::repeat_byte(n)).unwrap()
-}
+mod common;
+use common::{key, tictactoe, tictactoe_spec};
 
 fn managers() -> (StateManager<Gated>, StateManager<Gated>, Gated, Gated) {
-    let code = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
+    let code = tictactoe();
     let gate = |k: LocalSigner| Gated {
         key: k,
         open: Rc::new(Cell::new(true)),
         broken: Rc::new(Cell::new(false)),
     };
     let (x, o) = (gate(key(1)), gate(key(2)));
-    let genesis = MachineInstance::deploy(&code, 1_000_000)
-        .unwrap()
-        .view_decode(&TicTacToe::initialStateCall {
-            x: x.address(),
-            o: o.address(),
-            stake: U256::from(5),
-        })
-        .unwrap();
-    let spec = ChannelSpec {
-        channel_id: B256::repeat_byte(0xc1),
-        domain: Domain::new(31337, Address::repeat_byte(0x99)),
-        participants: vec![x.address(), o.address()],
-        state_machine: Address::ZERO,
-        timing: Timing::default(),
-        agreement_mode: AgreementMode::ExplicitConfirmations,
-        genesis_state: genesis,
-        genesis_timestamp: 1_700_000_000,
-    };
+    let (spec, _) = tictactoe_spec(
+        &code,
+        x.address(),
+        o.address(),
+        Timing::default(),
+        AgreementMode::ExplicitConfirmations,
+    );
     let xm = StateManager::new(spec.clone(), x.clone(), &code, Config::default(), 0).unwrap();
     let om = StateManager::new(spec, o.clone(), &code, Config::default(), 0).unwrap();
     (xm, om, x, o)
