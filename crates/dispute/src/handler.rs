@@ -102,6 +102,10 @@ pub struct DisputeHandler {
     /// Participants seen signing anything (a designated sender is chosen among them, so a silent
     /// participant never makes the others wait).
     alive: BTreeSet<Address>,
+    /// The state of the head when we hold none at its height (a branch others posted), derived
+    /// by running the posted transactions: (its hash, the state).
+    #[serde(default)]
+    head_bytes: Option<(B256, Bytes)>,
 }
 
 impl DisputeHandler {
@@ -126,6 +130,7 @@ impl DisputeHandler {
             reverts: BTreeMap::new(),
             close_ready_at: None,
             alive: BTreeSet::new(),
+            head_bytes: None,
         }
     }
 
@@ -488,7 +493,26 @@ impl DisputeHandler {
                 self.running = None;
             }
         }
+        self.derive_head_state(sm);
         actions
+    }
+
+    /// Keeps the state of a head we hold no state for (see `head_bytes`), so that it can be
+    /// shown on chain (an exit, a checkpoint) as any other.
+    fn derive_head_state<S: Signer>(&mut self, sm: &mut StateManager<S>) {
+        let head = self.current_head(sm);
+        let held = sm
+            .state_at(head.height)
+            .is_some_and(|s| entente_types::state_hash(s) == head.state_hash);
+        if held
+            || self
+                .head_bytes
+                .as_ref()
+                .is_some_and(|(h, _)| *h == head.state_hash)
+        {
+            return;
+        }
+        self.head_bytes = self.head_state(sm, head).map(|state| (head.state_hash, state));
     }
 
     /// A posted transaction: the chain ran it and its state is the new head.
@@ -958,10 +982,15 @@ impl DisputeHandler {
     /// The head as a proof (`Genesis` at the fork's genesis, else `Posted`), if we hold its state.
     fn head_proof<S: Signer>(&self, sm: &StateManager<S>) -> Option<StateProof> {
         let head = self.current_head(sm);
-        let state = sm.state_at(head.height)?;
-        if entente_types::state_hash(state) != head.state_hash {
-            return None;
-        }
+        let state = sm
+            .state_at(head.height)
+            .filter(|s| entente_types::state_hash(s) == head.state_hash)
+            .or_else(|| {
+                self.head_bytes
+                    .as_ref()
+                    .filter(|(h, _)| *h == head.state_hash)
+                    .map(|(_, s)| s)
+            })?;
         let kind = if head.height == sm.fork().genesis_height {
             ProofKind::Genesis
         } else {
