@@ -454,7 +454,7 @@ fn a_dispute_on_a_posted_branch_we_hold_no_state_of_is_finalized_with_the_state_
     let proof = handler
         .proof_at(core, tip + 1)
         .expect("a proof of the posted head");
-    assert_eq!(proof.kind, entente_dispute::ProofKind::Posted);
+    assert_eq!(proof.kind, ProofKind::Posted);
     assert_eq!(proof.state, expected.state, "the state the chain computed");
     let record = entente_dispute::DisputeRecord {
         kind: entente_dispute::DisputeKind::Timeout,

@@ -541,10 +541,9 @@ impl LifeSim {
             && channel
                 .state_manager()
                 .is_some_and(|sm| sm.is_my_turn() && !sm.is_game_over())
+            && let Err(e) = channel.submit(RoundRobinCounter::addCall { step: 1 }.abi_encode().into(), now)
         {
-            if let Err(e) = channel.submit(RoundRobinCounter::addCall { step: 1 }.abi_encode().into(), now) {
-                self.note(format!("peer {i} move refused: {e}"));
-            }
+            self.note(format!("peer {i} move refused: {e}"));
         }
         self.carry_out(i)
     }
