@@ -31,6 +31,25 @@ const PROPOSAL_RESEND_MS: u64 = 5_000;
 const TICKET_RESEND_MS: u64 = 5_000;
 /// Join tickets the chain may refuse before a newcomer gives up (each costs it gas).
 const MAX_JOIN_REVERTS: u32 = 3;
+/// Reverts of a payout for another reason than "nothing owed" before it is given up.
+const MAX_PAYOUT_REVERTS: u32 = 5;
+
+/// True when a payout's revert says there is nothing (more) to pay us: it was claimed, nothing
+/// is credited, or the exit is not ours. Any other revert (out of gas, a failed transfer) may
+/// pass on a later try.
+fn nothing_to_pay(reason: &str) -> bool {
+    [
+        "AlreadyClaimed",
+        "NothingToWithdraw",
+        "NotFunded",
+        "NotYourExit",
+        "IndexOutOfRange",
+        "StateHashMismatch",
+        "WrongStatus",
+    ]
+    .iter()
+    .any(|r| reason.contains(r))
+}
 
 /// What a channel asks its host to do, in order. Every [`Effect::Persist`] of one input comes
 /// before that input's other effects: the host stores them durably before anything else leaves.
@@ -1149,6 +1168,14 @@ impl<S: Signer + Clone> Channel<S> {
                         } else {
                             debug!(target: TARGET, channel = %self.id, %reason, "join refused: waiting for another ticket");
                         }
+                    }
+                    Duty::Withdraw | Duty::WithdrawPending | Duty::Reclaim
+                        if !nothing_to_pay(reason) && schedule.failures + 1 < MAX_PAYOUT_REVERTS =>
+                    {
+                        // Not a refusal that says nothing is owed (out of gas, say): again later.
+                        schedule.failures += 1;
+                        schedule.due_ms = local_ms + backoff(2_000, schedule.failures);
+                        warn!(target: TARGET, channel = %self.id, call = call.name(), %reason, "payout reverted: trying again");
                     }
                     Duty::Withdraw | Duty::WithdrawPending | Duty::Reclaim | Duty::Leave => {
                         debug!(target: TARGET, channel = %self.id, call = call.name(), %reason, "refused: nothing more to do");

@@ -278,3 +278,66 @@ fn a_newcomer_without_a_ticket_may_stop_waiting() {
         "its join is under way"
     );
 }
+
+#[test]
+fn a_payout_that_reverts_for_another_reason_than_nothing_owed_is_tried_again() {
+    let (x, o) = (key(1), key(2));
+    let (code, p) = proposal(&x, &o);
+    let spec = entente_types::ChannelSpec {
+        channel_id: p.channel_id,
+        domain: Domain::new(p.chain_id, p.manager),
+        participants: p.participants.clone(),
+        state_machine: p.state_machine,
+        timing: p.timing,
+        agreement_mode: p.agreement_mode,
+        genesis_state: p.genesis_state.clone(),
+        genesis_timestamp: 1_700_000_000,
+    };
+    let mut channel = Channel::live(
+        x.clone(),
+        spec,
+        code,
+        entente_state_manager::Config::default(),
+        true,
+        0,
+    )
+    .unwrap();
+    calls(&mut channel);
+    channel.handle_chain_event(
+        entente_dispute::ChainEvent::ChannelClosed {
+            fork: 0,
+            height: 0,
+            exits: vec![(x.address(), U256::from(5)), (o.address(), U256::from(5))],
+        },
+        10,
+    );
+    let mut now = 10;
+    let mut tries = 0;
+    loop {
+        let withdraw: Vec<ChainCall> = calls(&mut channel)
+            .into_iter()
+            .filter(|c| matches!(c, ChainCall::Withdraw { .. }))
+            .collect();
+        if withdraw.is_empty() {
+            now += 100_000;
+            channel.handle_timeout(now);
+            if calls_pending(&channel) {
+                continue;
+            }
+            break;
+        }
+        tries += 1;
+        let reason = if tries < 3 {
+            "out of gas"
+        } else {
+            "reverted with AlreadyClaimed(0)"
+        };
+        channel.handle_call_outcome(&withdraw[0], CallOutcome::Reverted(reason.into()), 0, now);
+    }
+    assert_eq!(tries, 3, "out of gas twice, then the chain says it was claimed");
+    assert!(channel.is_done(), "{:?}", channel.life().duties);
+}
+
+fn calls_pending(channel: &Channel<LocalSigner>) -> bool {
+    !channel.life().duties.is_empty()
+}
