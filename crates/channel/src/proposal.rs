@@ -128,6 +128,9 @@ pub struct ProposalPolicy {
     pub per_sender: usize,
     /// Invitations kept in all.
     pub total: usize,
+    /// How long (seconds) an unanswered invitation is kept: a stranger's invitations cannot hold
+    /// their places for ever, and a proposer that still waits sends its proposal again.
+    pub invitation_ttl: u64,
 }
 
 impl Default for ProposalPolicy {
@@ -139,6 +142,7 @@ impl Default for ProposalPolicy {
             max_window: 7 * 24 * 3600,
             per_sender: 4,
             total: 256,
+            invitation_ttl: 3_600,
         }
     }
 }
@@ -288,7 +292,8 @@ pub fn check_machine_code(
 #[derive(Debug, Clone, Default)]
 pub struct Invitations {
     policy: ProposalPolicy,
-    open: BTreeMap<B256, (Address, ChannelProposal)>,
+    /// Open invitations by channel id: sender, proposal, when it came (seconds).
+    open: BTreeMap<B256, (Address, ChannelProposal, u64)>,
 }
 
 impl Invitations {
@@ -305,30 +310,53 @@ impl Invitations {
         &self.policy
     }
 
-    /// Offers `proposal` from `from` (already checked with [`ProposalPolicy::check`]): `Ok(true)`
-    /// if it is new, `Ok(false)` if it was open already.
-    pub fn offer(&mut self, from: Address, proposal: ChannelProposal) -> Result<bool, ProposalRefusal> {
+    /// Offers `proposal` from `from` (already checked with [`ProposalPolicy::check`]) at time
+    /// `now` (seconds): `Ok(true)` if it is new, `Ok(false)` if it was open already. Invitations
+    /// older than the policy's `invitation_ttl` are forgotten first.
+    pub fn offer(
+        &mut self,
+        from: Address,
+        proposal: ChannelProposal,
+        now: u64,
+    ) -> Result<bool, ProposalRefusal> {
+        self.expire(now);
         if self.open.contains_key(&proposal.channel_id) {
             return Ok(false);
         }
-        if self.open.values().filter(|(f, _)| *f == from).count() >= self.policy.per_sender {
+        if self.open.values().filter(|(f, _, _)| *f == from).count() >= self.policy.per_sender {
             return Err(ProposalRefusal::TooManyFromSender(from));
         }
         if self.open.len() >= self.policy.total {
             return Err(ProposalRefusal::TooMany);
         }
-        self.open.insert(proposal.channel_id, (from, proposal));
+        self.open.insert(proposal.channel_id, (from, proposal, now));
         Ok(true)
+    }
+
+    /// Forgets the invitations that came more than the policy's `invitation_ttl` before `now`
+    /// (seconds).
+    pub fn expire(&mut self, now: u64) {
+        let ttl = self.policy.invitation_ttl;
+        self.open.retain(|_, (_, _, at)| {
+            if *at == 0 {
+                // Came before the host knew the time: its clock starts now.
+                *at = now;
+            }
+            now <= at.saturating_add(ttl)
+        });
     }
 
     /// Takes the invitation to `channel_id` (to accept or decline it).
     pub fn take(&mut self, channel_id: &B256) -> Option<(Address, ChannelProposal)> {
-        self.open.remove(channel_id)
+        self.open.remove(channel_id).map(|(from, p, _)| (from, p))
     }
 
     /// Every open invitation, by channel id.
     pub fn list(&self) -> Vec<(Address, ChannelProposal)> {
-        self.open.values().cloned().collect()
+        self.open
+            .values()
+            .map(|(from, p, _)| (*from, p.clone()))
+            .collect()
     }
 }
 
@@ -434,15 +462,20 @@ mod tests {
         let mut inv = Invitations::default();
         for id in 0..10u8 {
             let p = proposal(id, stranger, me);
-            let result = inv.offer(stranger, p);
+            let result = inv.offer(stranger, p, 100);
             if id < 4 {
                 assert_eq!(result, Ok(true));
             } else {
                 assert_eq!(result, Err(ProposalRefusal::TooManyFromSender(stranger)));
             }
         }
-        assert_eq!(inv.offer(friend, proposal(100, friend, me)), Ok(true));
+        assert_eq!(inv.offer(friend, proposal(100, friend, me), 100), Ok(true));
         assert_eq!(inv.list().len(), 5);
+        // An hour later the stranger's invitations are gone: it may offer again, as may the
+        // friend whose proposal comes again.
+        inv.expire(100 + 3_601);
+        assert!(inv.list().is_empty());
+        assert_eq!(inv.offer(stranger, proposal(20, stranger, me), 3_701), Ok(true));
     }
 
     #[test]

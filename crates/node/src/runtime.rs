@@ -306,6 +306,7 @@ impl Runtime {
     }
 
     fn on_tick(&mut self) {
+        self.invitations.expire(self.last_block_timestamp);
         let now = self.now_ms();
         for hosted in self.channels.values_mut() {
             hosted.core.handle_timeout(now);
@@ -588,7 +589,7 @@ impl Runtime {
             Ok(code) => code,
             Err(e) => {
                 // Not accepted: the invitation stays open.
-                let _ = self.invitations.offer(from, proposal);
+                let _ = self.invitations.offer(from, proposal, self.last_block_timestamp);
                 return Err(e.into());
             }
         };
@@ -666,7 +667,10 @@ impl Runtime {
             .invitations
             .policy()
             .check(&proposal, from, self.me, self.chain_id, self.manager)
-            .and_then(|()| self.invitations.offer(from, (*proposal).clone()));
+            .and_then(|()| {
+                self.invitations
+                    .offer(from, (*proposal).clone(), self.last_block_timestamp)
+            });
         match offered {
             Ok(true) => {
                 let _ = self.events.send(NodeEvent::Proposal { from, proposal });
