@@ -60,10 +60,18 @@ pub struct NodeConfig {
     /// error: a node that lost its data must not sign again).
     #[serde(default = "default_true")]
     pub create_data_dir: bool,
+    /// Events kept in each channel's log: older ones are dropped (a reader that resumes from a
+    /// dropped event goes on from the oldest kept).
+    #[serde(default = "default_event_log_keep")]
+    pub event_log_keep: u64,
 }
 
 fn default_poll_ms() -> u64 {
     250
+}
+
+fn default_event_log_keep() -> u64 {
+    100_000
 }
 
 fn default_true() -> bool {
@@ -90,6 +98,7 @@ impl NodeConfig {
             poll_interval_ms: default_poll_ms(),
             data_dir: data_dir.into(),
             create_data_dir: true,
+            event_log_keep: default_event_log_keep(),
         }
     }
 

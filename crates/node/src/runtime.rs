@@ -110,6 +110,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
     worker::spawn(chain.clone(), jobs, done_tx);
 
     let manager = config.manager;
+    let event_log_keep = config.event_log_keep;
     let loop_p2p = p2p.clone();
     let loop_events = events.clone();
     let last_block_timestamp = cursor.as_ref().map_or(0, |c| c.block_timestamp);
@@ -144,6 +145,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     invitations: Invitations::new(ProposalPolicy::default()),
                     cursor: None,
                     last_block_timestamp,
+                    event_log_keep,
                 };
                 if let Err(e) = runtime.restore().await {
                     let _ = ready_tx.send(Err(e));
@@ -201,6 +203,8 @@ struct Runtime {
     /// The chain cursor to store with the next commit.
     cursor: Option<ChainCursor>,
     last_block_timestamp: u64,
+    /// Events kept in each channel's log.
+    event_log_keep: u64,
 }
 
 impl Runtime {
@@ -770,6 +774,11 @@ impl Runtime {
                         if logged {
                             batch.put_event(*id, hosted.next_event, event.encode().into());
                             hosted.next_event += 1;
+                            // The oldest events go, a thousand at a time, once the log is full.
+                            let keep = self.event_log_keep.max(1);
+                            if hosted.next_event > keep && hosted.next_event % 1_000 == 0 {
+                                batch.prune_events(*id, hosted.next_event - keep);
+                            }
                         }
                         notes.push((*id, event));
                     }

@@ -651,6 +651,8 @@ enum Op {
     Cursor(u64, Address, ChainCursor),
     Life(B256, u8, Bytes),
     Event(B256, u64, Bytes),
+    /// Drop a channel's events below a sequence number.
+    PruneEvents(B256, u64),
     /// A write that could not be prepared: the batch's commit fails with it.
     Fail(String),
 }
@@ -740,6 +742,12 @@ impl Batch<'_> {
     /// Appends event `seq` (encoded) to `channel`'s event log.
     pub fn put_event(&mut self, channel: B256, seq: u64, event: Bytes) -> &mut Self {
         self.ops.push(Op::Event(channel, seq, event));
+        self
+    }
+
+    /// Drops `channel`'s events numbered below `below` (the oldest of a long log).
+    pub fn prune_events(&mut self, channel: B256, below: u64) -> &mut Self {
+        self.ops.push(Op::PruneEvents(channel, below));
         self
     }
 
@@ -866,6 +874,12 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
         Op::Event(channel, seq, bytes) => {
             t.events
                 .insert(event_key(&channel, seq).as_slice(), bytes.as_ref())
+                .map_err(e)?;
+        }
+        Op::PruneEvents(channel, below) => {
+            let (start, end) = (event_key(&channel, 0), event_key(&channel, below));
+            t.events
+                .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)
                 .map_err(e)?;
         }
         Op::Life(channel, kind, bytes) => {

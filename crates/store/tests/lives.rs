@@ -79,3 +79,34 @@ fn stored_bytes_that_do_not_decode_are_a_corrupt_store() {
     batch.commit().unwrap();
     assert!(matches!(store.lives(), Err(StoreError::Corrupt { .. })));
 }
+
+#[test]
+fn the_oldest_events_of_a_log_can_be_dropped_and_only_those() {
+    let store = Store::in_memory().unwrap();
+    let (id, other) = (B256::repeat_byte(1), B256::repeat_byte(2));
+    let event = ChannelEvent::Live { genesis_timestamp: 7 };
+    let mut batch = store.batch();
+    for seq in 0..10u64 {
+        batch.put_event(id, seq, event.encode().into());
+        batch.put_event(other, seq, event.encode().into());
+    }
+    batch.commit().unwrap();
+    let mut batch = store.batch();
+    batch.prune_events(id, 7);
+    batch.commit().unwrap();
+    let seqs = |c: &B256| -> Vec<u64> {
+        store
+            .events(c, 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
+    assert_eq!(
+        seqs(&id),
+        vec![7, 8, 9],
+        "a reader from 0 goes on from the oldest kept"
+    );
+    assert_eq!(seqs(&other).len(), 10, "another channel's log is untouched");
+    assert_eq!(store.event_count(&id).unwrap(), 10, "numbering goes on");
+}
