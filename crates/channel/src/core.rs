@@ -455,6 +455,21 @@ impl<S: Signer + Clone> Channel<S> {
         Ok(())
     }
 
+    /// Sends `transaction` to the other participants as it is, unchecked and unsigned by us: a
+    /// test and fault-injection hook (a real participant's own moves go through
+    /// [`Self::submit`]).
+    pub fn inject(
+        &mut self,
+        transaction: entente_types::SignedTransaction,
+        local_ms: u64,
+    ) -> Result<(), ChannelError> {
+        self.live_cores()?;
+        self.effects
+            .push_back(Effect::Broadcast(Message::Transaction(transaction)));
+        self.finish(local_ms);
+        Ok(())
+    }
+
     /// Lets `joiner` join: we co-sign an approval that admits it.
     pub fn allow_join(&mut self, joiner: Address, local_ms: u64) -> Result<(), ChannelError> {
         self.live_cores()?;

@@ -49,7 +49,7 @@ pub use event::{ChannelEvent, ChannelInfo, Phase};
 pub use membership::{JoinTerms, TicketRefusal, check_ticket, to_join, to_leave};
 pub use proposal::{
     Invitations, ProposalPolicy, ProposalRefusal, channel_id_of, check_deployed_code, check_genesis,
-    check_machine_code,
+    check_machine_code, check_own_proposal,
 };
 pub use record::{Collecting, Duty, Life, Persisted, Record};
 

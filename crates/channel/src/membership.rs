@@ -28,6 +28,43 @@ pub struct JoinTerms {
     pub amount: U256,
 }
 
+impl JoinTerms {
+    /// The terms to join running channel `channel_id` with a deposit of `amount`, invited by
+    /// `sponsor`, from what the manager (`manager` on `chain_id`) shows of it: its machine
+    /// address, `machine_gas_limit` and token, and the `deployed` code at that address, which must
+    /// be `code`'s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_onchain(
+        channel_id: B256,
+        sponsor: Address,
+        amount: U256,
+        chain_id: u64,
+        manager: Address,
+        onchain: &IStateChannelManager::Channel,
+        code: &entente_evm_runtime::MachineCode,
+        deployed: &[u8],
+    ) -> Result<Self, crate::ProposalRefusal> {
+        if onchain.stateMachine == Address::ZERO {
+            return Err(crate::ProposalRefusal::NoMachine);
+        }
+        crate::check_machine_code(
+            code,
+            onchain.stateMachine,
+            u64::from(onchain.machineGasLimit),
+            deployed,
+        )?;
+        Ok(Self {
+            channel_id,
+            sponsor,
+            chain_id,
+            manager,
+            state_machine: onchain.stateMachine,
+            token: onchain.token,
+            amount,
+        })
+    }
+}
+
 /// Why a join ticket was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TicketRefusal {

@@ -108,6 +108,24 @@ pub enum ProposalRefusal {
     /// Too many invitations open in all.
     #[error("too many open invitations")]
     TooMany,
+    /// No open invitation to this channel.
+    #[error("no open invitation to channel {0}")]
+    NoSuchInvitation(B256),
+}
+
+/// Checks a proposal we make ourselves (`me` its first participant) before it leaves: the policy
+/// (as a peer would check it) and its genesis (it must name the participants and pay out exactly
+/// the deposits, or every invitee refuses it).
+pub fn check_own_proposal(
+    policy: &ProposalPolicy,
+    proposal: &ChannelProposal,
+    me: Address,
+    chain_id: u64,
+    manager: Address,
+    code: &MachineCode,
+) -> Result<(), ProposalRefusal> {
+    policy.check(proposal, me, me, chain_id, manager)?;
+    check_genesis(code, proposal)
 }
 
 /// What an embedder accepts to be offered: limits on a proposal's shape and on the invitations
@@ -331,6 +349,40 @@ impl Invitations {
         }
         self.open.insert(proposal.channel_id, (from, proposal, now));
         Ok(true)
+    }
+
+    /// A proposal `from` a peer, received by `me` at `now` (seconds): checked against the policy
+    /// (for this chain and manager), then kept as an invitation. `Ok(true)` if it is new.
+    pub fn receive(
+        &mut self,
+        from: Address,
+        proposal: ChannelProposal,
+        me: Address,
+        chain_id: u64,
+        manager: Address,
+        now: u64,
+    ) -> Result<bool, ProposalRefusal> {
+        self.policy.check(&proposal, from, me, chain_id, manager)?;
+        self.offer(from, proposal, now)
+    }
+
+    /// Takes the invitation to `channel_id` to accept it, if `code` is its machine (as the
+    /// chain's `deployed` code at its machine address shows) and its genesis names its
+    /// participants and pays out exactly the deposits; otherwise the invitation stays open.
+    pub fn accept(
+        &mut self,
+        channel_id: &B256,
+        code: &MachineCode,
+        deployed: &[u8],
+    ) -> Result<(Address, ChannelProposal), ProposalRefusal> {
+        let (_, proposal, _) = self
+            .open
+            .get(channel_id)
+            .ok_or(ProposalRefusal::NoSuchInvitation(*channel_id))?;
+        check_deployed_code(code, proposal, deployed)?;
+        check_genesis(code, proposal)?;
+        self.take(channel_id)
+            .ok_or(ProposalRefusal::NoSuchInvitation(*channel_id))
     }
 
     /// Forgets the invitations that came more than the policy's `invitation_ttl` before `now`

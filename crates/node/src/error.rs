@@ -36,6 +36,10 @@ pub enum NodeError {
     /// The move was refused by the channel (not our turn, invalid move, game over, ...).
     #[error("move refused: {0}")]
     Move(#[from] entente_state_manager::SubmitError),
+    /// The channel refused the command for another reason (not final yet, a membership change
+    /// it cannot make, the signer gave no signature, ...).
+    #[error("refused: {0}")]
+    Refused(entente_channel::ChannelError),
     /// The node's event loop has stopped.
     #[error("the node has stopped")]
     Stopped,

@@ -119,6 +119,8 @@ pub(crate) enum Command {
     Accept {
         channel_id: B256,
         machine: MachineSource,
+        /// The chain's code at the proposal's machine address.
+        deployed: Bytes,
         reply: Reply<()>,
     },
     Decline {
@@ -310,14 +312,11 @@ impl Node {
             .iter()
             .find(|(_, p)| p.channel_id == channel_id)
             .ok_or(NodeError::UnknownChannel(channel_id))?;
-        let code = machine.load()?;
         let deployed = self.chain.code(proposal.state_machine).await?;
-        entente_channel::check_deployed_code(&code, proposal, &deployed)
-            .and_then(|()| entente_channel::check_genesis(&code, proposal))
-            .map_err(|e| NodeError::BadProposal(e.to_string()))?;
         self.ask(|reply| Command::Accept {
             channel_id,
             machine,
+            deployed,
             reply,
         })
         .await?;
@@ -355,30 +354,25 @@ impl Node {
     ) -> Result<Channel, NodeError> {
         let code = machine.load()?;
         let onchain = self.chain.channel(channel_id).await?;
-        if onchain.stateMachine == Address::ZERO {
-            return Err(NodeError::UnknownChannel(channel_id));
-        }
         let deployed = self.chain.code(onchain.stateMachine).await?;
-        entente_channel::check_machine_code(
-            &code,
-            onchain.stateMachine,
-            u64::from(onchain.machineGasLimit),
-            &deployed,
-        )
-        .map_err(|e| NodeError::BadProposal(e.to_string()))?;
         let manager = self
             .chain
             .manager()
-            .ok_or_else(|| NodeError::BadProposal("the node has no manager".into()))?;
-        let terms = entente_channel::JoinTerms {
+            .ok_or_else(|| NodeError::Config("the node has no manager".into()))?;
+        let terms = entente_channel::JoinTerms::from_onchain(
             channel_id,
             sponsor,
-            chain_id: self.chain.chain_id(),
-            manager,
-            state_machine: onchain.stateMachine,
-            token: onchain.token,
             amount,
-        };
+            self.chain.chain_id(),
+            manager,
+            &onchain,
+            &code,
+            &deployed,
+        )
+        .map_err(|e| match e {
+            entente_channel::ProposalRefusal::NoMachine => NodeError::UnknownChannel(channel_id),
+            e => NodeError::BadProposal(e.to_string()),
+        })?;
         self.ask(|reply| Command::ExpectJoin {
             terms: Box::new(terms),
             machine,
@@ -768,7 +762,7 @@ impl ProposalBuilder {
             genesis_state,
             agreement_mode: self.agreement_mode,
         };
-        proposal.channel_id = runtime::compute_channel_id(chain, &proposal).await?;
+        proposal.channel_id = entente_channel::channel_id_of(&proposal);
         Ok(proposal)
     }
 }

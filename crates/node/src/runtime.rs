@@ -9,9 +9,7 @@ use alloy::signers::local::PrivateKeySigner;
 use entente_chain::{ChainClient, ChainListener, ListenerConfig, ListenerEvent};
 use entente_channel::{
     Channel as ChannelCore, ChannelError, Effect, Invitations, Phase, ProposalPolicy, decline_message,
-    onchain_spec,
 };
-use entente_contracts::IStateChannelManager;
 use entente_dispute::ChainEvent;
 use entente_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pManager};
 use entente_state_manager::{Event as ProtocolEvent, PersistRecord};
@@ -33,19 +31,6 @@ const TICK: Duration = Duration::from_millis(500);
 const GROUP_LIMIT: usize = 64;
 /// Buffered events per channel subscriber.
 const EVENT_CAPACITY: usize = 1024;
-
-/// Asks the manager for the id `open` will give `proposal`'s channel.
-pub(crate) async fn compute_channel_id(
-    chain: &ChainClient,
-    proposal: &ChannelProposal,
-) -> Result<B256, NodeError> {
-    let manager = chain.manager().ok_or(NodeError::Config("no manager".into()))?;
-    let call = IStateChannelManager::computeChannelIdCall {
-        spec: onchain_spec(proposal),
-        genesisState: proposal.genesis_state.clone(),
-    };
-    Ok(chain.view(manager, &call).await?)
-}
 
 pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result<Node, NodeError> {
     let key_signer = LocalSigner::from_bytes(&config.secret_key)
@@ -328,7 +313,7 @@ impl Runtime {
             ChannelError::Submit(e) => NodeError::Move(e),
             ChannelError::Machine(e) => NodeError::Machine(e),
             ChannelError::NothingToProve => NodeError::NotLive(channel_id),
-            other => NodeError::BadProposal(other.to_string()),
+            other => NodeError::Refused(other),
         }
     }
 
@@ -355,9 +340,10 @@ impl Runtime {
             Command::Accept {
                 channel_id,
                 machine,
+                deployed,
                 reply,
             } => {
-                let result = self.accept(channel_id, machine).await;
+                let result = self.accept(channel_id, machine, &deployed).await;
                 let _ = reply.send(result);
             }
             Command::Decline {
@@ -426,20 +412,10 @@ impl Runtime {
                 transaction,
                 reply,
             } => {
-                let result = match self.channels.get(&channel_id) {
-                    Some(h) if h.core.phase() == Phase::Live => {
-                        self.send(channel_id, None, Message::Transaction(*transaction));
-                        Ok(())
-                    }
-                    Some(h) => Err(Self::refused(
-                        channel_id,
-                        ChannelError::WrongPhase {
-                            phase: h.core.phase(),
-                            wanted: "live",
-                        },
-                    )),
-                    None => Err(NodeError::UnknownChannel(channel_id)),
-                };
+                let result = self.core(channel_id).and_then(|c| {
+                    c.inject(*transaction, now)
+                        .map_err(|e| Self::refused(channel_id, e))
+                });
                 let _ = reply.send(result);
             }
             Command::AllowJoin {
@@ -559,23 +535,28 @@ impl Runtime {
     }
 
     async fn propose(&mut self, proposal: ChannelProposal, machine: MachineSource) -> Result<(), NodeError> {
-        self.invitations
-            .policy()
-            .check(&proposal, self.me, self.me, self.chain_id, self.manager)
-            .map_err(|e| match e {
-                entente_channel::ProposalRefusal::NotAParticipant(a) => NodeError::NotAParticipant(a),
-                entente_channel::ProposalRefusal::NotFromProposer { .. } => NodeError::BadProposal(
-                    "the proposer must be the first participant (it opens the channel)".into(),
-                ),
-                e => NodeError::BadProposal(e.to_string()),
-            })?;
+        let code = machine.load()?;
+        entente_channel::check_own_proposal(
+            self.invitations.policy(),
+            &proposal,
+            self.me,
+            self.chain_id,
+            self.manager,
+            &code,
+        )
+        .map_err(|e| match e {
+            entente_channel::ProposalRefusal::NotAParticipant(a) => NodeError::NotAParticipant(a),
+            entente_channel::ProposalRefusal::NotFromProposer { .. } => NodeError::BadProposal(
+                "the proposer must be the first participant (it opens the channel)".into(),
+            ),
+            e => NodeError::BadProposal(e.to_string()),
+        })?;
         let channel_id = proposal.channel_id;
         if self.channels.contains_key(&channel_id) {
             return Err(NodeError::BadProposal(format!(
                 "channel {channel_id} exists already"
             )));
         }
-        let code = machine.load()?;
         self.p2p
             .join_channel(channel_id, proposal.participants.clone())
             .await?;
@@ -584,19 +565,20 @@ impl Runtime {
         Ok(())
     }
 
-    async fn accept(&mut self, channel_id: B256, machine: MachineSource) -> Result<(), NodeError> {
-        let (from, proposal) = self
-            .invitations
-            .take(&channel_id)
-            .ok_or(NodeError::UnknownChannel(channel_id))?;
-        let code = match machine.load() {
-            Ok(code) => code,
-            Err(e) => {
-                // Not accepted: the invitation stays open.
-                let _ = self.invitations.offer(from, proposal, self.last_block_timestamp);
-                return Err(e.into());
-            }
-        };
+    async fn accept(
+        &mut self,
+        channel_id: B256,
+        machine: MachineSource,
+        deployed: &[u8],
+    ) -> Result<(), NodeError> {
+        let code = machine.load()?;
+        let (from, proposal) =
+            self.invitations
+                .accept(&channel_id, &code, deployed)
+                .map_err(|e| match e {
+                    entente_channel::ProposalRefusal::NoSuchInvitation(id) => NodeError::UnknownChannel(id),
+                    e => NodeError::BadProposal(e.to_string()),
+                })?;
         self.p2p
             .join_channel(channel_id, proposal.participants.clone())
             .await?;
@@ -667,14 +649,14 @@ impl Runtime {
             debug!(target: TARGET, channel = %channel_id, %from, "message for an unknown channel");
             return;
         };
-        let offered = self
-            .invitations
-            .policy()
-            .check(&proposal, from, self.me, self.chain_id, self.manager)
-            .and_then(|()| {
-                self.invitations
-                    .offer(from, (*proposal).clone(), self.last_block_timestamp)
-            });
+        let offered = self.invitations.receive(
+            from,
+            (*proposal).clone(),
+            self.me,
+            self.chain_id,
+            self.manager,
+            self.last_block_timestamp,
+        );
         match offered {
             Ok(true) => {
                 let _ = self.events.send(NodeEvent::Proposal { from, proposal });
