@@ -165,7 +165,7 @@ impl Channel {
                 Effect::Notify(ChannelEvent::Protocol(Event::Finalized { height, .. })) => {
                     peer.finalized = peer.finalized.max(height)
                 }
-                Effect::Notify(_) | Effect::Call(_) => {}
+                Effect::Notify(_) | Effect::Call(_) | Effect::Peers(_) => {}
             }
         }
         if let Some(batch) = batch

@@ -71,6 +71,10 @@ pub enum Effect {
     Call(ChainCall),
     /// Tell the application.
     Notify(ChannelEvent),
+    /// The peers this channel talks to from now on (its participants, and a newcomer we
+    /// sponsor); empty: none any more (the channel is over). It comes before the messages that
+    /// need it.
+    Peers(Vec<Address>),
 }
 
 /// A lifecycle call's schedule (not stored: after a restart every duty is due at once).
@@ -120,6 +124,8 @@ pub struct Channel<S: Signer + Clone> {
     resend_tickets_at: Option<u64>,
     /// The dispute handler decides (false only for the peer protocol alone, see [`Self::live`]).
     court: bool,
+    /// The peer set last given to the host.
+    peers_told: Option<Vec<Address>>,
 }
 
 impl<S: Signer + Clone> std::fmt::Debug for Channel<S> {
@@ -151,6 +157,7 @@ impl<S: Signer + Clone> Channel<S> {
             resend_proposal_at: None,
             resend_tickets_at: None,
             court: true,
+            peers_told: None,
         }
     }
 
@@ -1443,10 +1450,42 @@ impl<S: Signer + Clone> Channel<S> {
                 .insert(0, Effect::Persist(Record::Life(Box::new(self.life.clone()))));
         }
         let own: Vec<Effect> = self.effects.drain(..).collect();
-        // Stored first, then our own effects (answers, calls) and the core's, in order.
+        // Stored first, then who we talk to, then our own effects (answers, calls) and the
+        // core's, in order.
         self.effects.extend(self.persists.drain(..));
+        if let Some(peers) = self.peer_set()
+            && self.peers_told.as_ref() != Some(&peers)
+        {
+            self.peers_told = Some(peers.clone());
+            self.effects.push_back(Effect::Peers(peers));
+        }
         self.effects.extend(own);
         self.effects.extend(others);
+    }
+
+    /// Who this channel talks to now: the proposal's participants while it opens, the fork's
+    /// participants (and a newcomer whose join we sponsor) while it runs, nobody once it is
+    /// over. `None` while waiting to join (the sponsor reaches us).
+    fn peer_set(&self) -> Option<Vec<Address>> {
+        match self.life.phase {
+            Phase::Proposed | Phase::Funding => Some(self.life.proposal.participants.clone()),
+            Phase::Joining => None,
+            Phase::Live => {
+                let cores = self.cores.as_ref()?;
+                let mut peers = cores.sm.fork().participants.clone();
+                for c in &self.life.approvals {
+                    if let MembershipChange::Join { participant, .. } = &c.approval.change
+                        && c.sponsor
+                        && c.approval.deadline >= self.chain_now
+                        && !peers.contains(participant)
+                    {
+                        peers.push(*participant);
+                    }
+                }
+                Some(peers)
+            }
+            Phase::Closed | Phase::Left | Phase::Cancelled => Some(Vec::new()),
+        }
     }
 }
 

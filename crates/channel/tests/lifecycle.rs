@@ -341,3 +341,36 @@ fn a_payout_that_reverts_for_another_reason_than_nothing_owed_is_tried_again() {
 fn calls_pending(channel: &Channel<LocalSigner>) -> bool {
     !channel.life().duties.is_empty()
 }
+
+#[test]
+fn the_host_learns_whom_to_talk_to_before_the_messages_that_need_it() {
+    let (x, o) = (key(1), key(2));
+    let (code, p) = proposal(&x, &o);
+    let mut channel = Channel::propose(x.clone(), p.clone(), code, 1_700_000_000);
+    let mut effects = Vec::new();
+    while let Some(e) = channel.poll_effect() {
+        effects.push(e);
+    }
+    let peers = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Peers(v) if *v == p.participants))
+        .expect("the participants as peers");
+    let proposal_sent = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Broadcast(Message::Proposal(_))))
+        .expect("the proposal broadcast");
+    assert!(peers < proposal_sent, "{effects:?}");
+    // Over: nobody any more, once.
+    channel.cancel("no".into(), 5).unwrap();
+    let mut left = 0;
+    while let Some(e) = channel.poll_effect() {
+        if matches!(&e, Effect::Peers(v) if v.is_empty()) {
+            left += 1;
+        }
+    }
+    channel.handle_timeout(10);
+    while let Some(e) = channel.poll_effect() {
+        assert!(!matches!(e, Effect::Peers(_)), "told once");
+    }
+    assert_eq!(left, 1);
+}

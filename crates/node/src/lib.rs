@@ -345,6 +345,8 @@ impl Node {
     /// deposit through the chain and takes part from the fork that starts with it. `machine`
     /// must be the code deployed at the channel's state machine (checked against the chain);
     /// a ticket from anyone else, for another deposit, machine, token or manager is refused.
+    /// [`NodeError::UnknownChannel`] if the manager does not know the channel (yet: it may not
+    /// be open).
     pub async fn expect_join(
         &self,
         channel_id: B256,

@@ -192,6 +192,14 @@ struct Runtime {
     event_log_keep: u64,
 }
 
+/// What a turn sends, in order.
+enum Out {
+    /// A message of a channel, to one peer or to all.
+    Message(B256, Option<Address>, Box<Message>),
+    /// A channel's peers from now on.
+    Peers(B256, Vec<Address>),
+}
+
 impl Runtime {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -222,10 +230,6 @@ impl Runtime {
                 now,
             )
             .map_err(|e| NodeError::Config(format!("channel {channel_id} does not restore: {e}")))?;
-            let participants = core.info().participants;
-            if !core.is_done() && !participants.is_empty() {
-                self.p2p.join_channel(channel_id, participants).await?;
-            }
             info!(target: TARGET, channel = %channel_id, phase = ?core.phase(), "channel restored");
             let next_event = self.store.event_count(&channel_id)?;
             self.host(core, machine, next_event);
@@ -441,12 +445,12 @@ impl Runtime {
                     amount,
                     data,
                 };
-                let result = self.propose_change(channel_id, change, Some(joiner)).await;
+                let result = self.propose_change(channel_id, change);
                 let _ = reply.send(result);
             }
             Command::Leave { channel_id, reply } => {
                 let change = MembershipChange::Leave { participant: self.me };
-                let result = self.propose_change(channel_id, change, None).await;
+                let result = self.propose_change(channel_id, change);
                 let _ = reply.send(result);
             }
             Command::ExpectJoin {
@@ -514,23 +518,11 @@ impl Runtime {
             .collect()
     }
 
-    async fn propose_change(
-        &mut self,
-        channel_id: B256,
-        change: MembershipChange,
-        joiner: Option<Address>,
-    ) -> Result<(), NodeError> {
+    fn propose_change(&mut self, channel_id: B256, change: MembershipChange) -> Result<(), NodeError> {
         let now = self.now_ms();
         let core = self.core(channel_id)?;
-        let participants = core.info().participants;
         core.propose_change(change, now)
             .map_err(|e| Self::refused(channel_id, e))?;
-        if let Some(joiner) = joiner {
-            // The newcomer may talk to us from now on (its ticket comes from us).
-            let mut with_joiner = participants;
-            with_joiner.push(joiner);
-            self.p2p.join_channel(channel_id, with_joiner).await?;
-        }
         Ok(())
     }
 
@@ -557,9 +549,6 @@ impl Runtime {
                 "channel {channel_id} exists already"
             )));
         }
-        self.p2p
-            .join_channel(channel_id, proposal.participants.clone())
-            .await?;
         let core = ChannelCore::propose(self.signer.clone(), proposal, code, self.last_block_timestamp);
         self.host(core, machine, 0);
         Ok(())
@@ -579,9 +568,6 @@ impl Runtime {
                     entente_channel::ProposalRefusal::NoSuchInvitation(id) => NodeError::UnknownChannel(id),
                     e => NodeError::BadProposal(e.to_string()),
                 })?;
-        self.p2p
-            .join_channel(channel_id, proposal.participants.clone())
-            .await?;
         let core = ChannelCore::accept(
             self.signer.clone(),
             from,
@@ -717,7 +703,7 @@ impl Runtime {
     /// messages, the chain calls and the observers. If the commit fails nothing of this turn
     /// leaves.
     fn flush(&mut self) -> bool {
-        let mut outbox: Vec<(B256, Option<Address>, Message)> = Vec::new();
+        let mut outbox: Vec<Out> = Vec::new();
         let mut calls = Vec::new();
         let mut notes = Vec::new();
         let mut batch = self.store.batch();
@@ -738,8 +724,11 @@ impl Runtime {
                         }
                         batch.record(*id, self.me, &hosted.machine, record);
                     }
-                    Effect::Broadcast(message) => outbox.push((*id, None, message)),
-                    Effect::Send { to, message } => outbox.push((*id, Some(to), message)),
+                    Effect::Broadcast(message) => outbox.push(Out::Message(*id, None, Box::new(message))),
+                    Effect::Send { to, message } => {
+                        outbox.push(Out::Message(*id, Some(to), Box::new(message)))
+                    }
+                    Effect::Peers(peers) => outbox.push(Out::Peers(*id, peers)),
                     Effect::Call(call) => calls.push((*id, call)),
                     Effect::Notify(event) => {
                         // Logged with the turn's commit: a subscriber reads every event, however
@@ -775,8 +764,12 @@ impl Runtime {
             tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn leaves and the node stops; restart it once the data directory works");
             return false;
         }
-        for (id, to, message) in outbox {
-            self.send(id, to, message);
+        // In order: a channel's peers are set before the messages that need them.
+        for out in outbox {
+            match out {
+                Out::Message(id, to, message) => self.send(id, to, *message),
+                Out::Peers(id, peers) => self.set_peers(id, peers),
+            }
         }
         for (channel_id, call) in calls {
             if let Err(e) = self.jobs.try_send(Job { channel_id, call }) {
@@ -813,12 +806,6 @@ impl Runtime {
                     let _ = p2p.report_misbehaviour(from).await;
                 });
             }
-            // A new fork changes who we talk to.
-            if let ChannelEvent::Protocol(ProtocolEvent::ForkStarted { participants, .. }) = &event
-                && participants.contains(&self.me)
-            {
-                self.rejoin_p2p(id, participants.clone());
-            }
             let _ = self.events.send(NodeEvent::Channel {
                 channel_id: id,
                 event: Box::new(event),
@@ -827,10 +814,16 @@ impl Runtime {
         true
     }
 
-    fn rejoin_p2p(&self, channel_id: B256, participants: Vec<Address>) {
+    /// Gives the transport a channel's peers (none: it leaves the channel).
+    fn set_peers(&self, channel_id: B256, peers: Vec<Address>) {
         let p2p = self.p2p.clone();
         tokio::spawn(async move {
-            if let Err(e) = p2p.join_channel(channel_id, participants).await {
+            let result = if peers.is_empty() {
+                p2p.leave_channel(channel_id).await
+            } else {
+                p2p.join_channel(channel_id, peers).await
+            };
+            if let Err(e) = result {
                 warn!(target: TARGET, channel = %channel_id, error = %e, "cannot update the channel's peers");
             }
         });

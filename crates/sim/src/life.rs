@@ -804,6 +804,8 @@ impl LifeSim {
                 }
                 Effect::Call(call) => self.call(i, call)?,
                 Effect::Notify(event) => self.on_event(i, event)?,
+                // Every peer reaches every other in the in-memory network.
+                Effect::Peers(_) => {}
             }
         }
         self.commit(i, &mut batch)?;

@@ -540,7 +540,7 @@ impl Simulation {
                 }
                 Effect::Call(call) => self.chain_call(i, call),
                 Effect::Notify(ChannelEvent::Protocol(event)) => self.on_event(i, event)?,
-                Effect::Notify(_) => {}
+                Effect::Notify(_) | Effect::Peers(_) => {}
             }
         }
         Ok(())

@@ -95,7 +95,18 @@ async fn run() -> Result<()> {
             let (_, proposal) = node.next_proposal(WAIT).await?;
             node.accept(proposal.channel_id, code.clone()).await?
         }
-        Role::Join(id, sponsor) => node.expect_join(*id, *sponsor, deposit, code.clone()).await?,
+        Role::Join(id, sponsor) => {
+            // The channel may not be open on chain yet: wait for it.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                match node.expect_join(*id, *sponsor, deposit, code.clone()).await {
+                    Err(NodeError::UnknownChannel(_)) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    result => break result?,
+                }
+            }
+        }
     };
     say("channel", channel.id());
     let info = channel.wait_live(WAIT).await?;
