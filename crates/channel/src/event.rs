@@ -86,6 +86,34 @@ impl ChannelEvent {
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         ciborium::from_reader(bytes).map_err(|e| e.to_string())
     }
+
+    /// The peer this event proves misbehaves (a refused message only a misbehaving peer
+    /// sends: a bad signature, a false state, ...), whose connection it should count against.
+    pub fn misbehaving_peer(&self) -> Option<Address> {
+        match self {
+            Self::Protocol(ProtocolEvent::Rejected { from, reason }) if reason.is_misbehaviour() => {
+                Some(*from)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the event belongs in the channel's durable log: every event but the refusals of
+    /// messages that prove nothing (peers choose what they send, so those go to the live feed
+    /// only and cannot fill the log).
+    pub fn is_durable(&self) -> bool {
+        match self {
+            Self::Protocol(ProtocolEvent::Rejected { .. }) => self.misbehaving_peer().is_some(),
+            _ => true,
+        }
+    }
+}
+
+impl Phase {
+    /// Over: settled, left or cancelled (what is owed may still be being withdrawn).
+    pub fn is_over(self) -> bool {
+        matches!(self, Self::Closed | Self::Left | Self::Cancelled)
+    }
 }
 
 /// A snapshot of a channel as this participant sees it.

@@ -595,10 +595,7 @@ impl Channel {
     pub async fn wait_live(&self, timeout: Duration) -> Result<ChannelInfo, NodeError> {
         let info = self
             .wait_until("the channel to go live", timeout, |i| {
-                matches!(
-                    i.phase,
-                    Phase::Live | Phase::Closed | Phase::Left | Phase::Cancelled
-                )
+                i.phase == Phase::Live || i.phase.is_over()
             })
             .await?;
         match info.phase {
@@ -607,20 +604,19 @@ impl Channel {
         }
     }
 
-    /// Waits until everything up to `height` is final.
+    /// Waits until everything up to `height` is final (or the channel is over: what is final
+    /// then is what the chain settled).
     pub async fn wait_final(&self, height: u64, timeout: Duration) -> Result<ChannelInfo, NodeError> {
         self.wait_until("finality", timeout, |i| {
-            i.finalized >= height || i.phase == Phase::Closed
+            i.finalized >= height || i.phase.is_over()
         })
         .await
     }
 
     /// Waits until the channel has settled on chain.
     pub async fn wait_closed(&self, timeout: Duration) -> Result<ChannelInfo, NodeError> {
-        self.wait_until("the settlement", timeout, |i| {
-            matches!(i.phase, Phase::Closed | Phase::Left | Phase::Cancelled)
-        })
-        .await
+        self.wait_until("the settlement", timeout, |i| i.phase.is_over())
+            .await
     }
 }
 
@@ -739,11 +735,6 @@ impl ProposalBuilder {
         machine: &MachineSource,
         initial: &C,
     ) -> Result<ChannelProposal, NodeError> {
-        if self.participants.len() != self.deposits.len() || self.participants.len() < 2 {
-            return Err(NodeError::BadProposal(
-                "at least two participants, one deposit each".into(),
-            ));
-        }
         let code = machine.load()?;
         let mut scratch = MachineInstance::deploy(&code, self.machine_gas_limit)?;
         let genesis_state: Bytes = scratch.view_decode(initial)?;
@@ -765,6 +756,11 @@ impl ProposalBuilder {
             agreement_mode: self.agreement_mode,
         };
         proposal.channel_id = entente_channel::channel_id_of(&proposal);
+        // The shape a peer checks (its first participant proposes it).
+        let first = proposal.participants.first().copied().unwrap_or_default();
+        ProposalPolicy::default()
+            .check(&proposal, first, first, proposal.chain_id, manager)
+            .map_err(|e| NodeError::BadProposal(e.to_string()))?;
         Ok(proposal)
     }
 }

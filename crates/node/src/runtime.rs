@@ -12,7 +12,7 @@ use entente_channel::{
 };
 use entente_dispute::ChainEvent;
 use entente_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pManager};
-use entente_state_manager::{Event as ProtocolEvent, PersistRecord};
+use entente_state_manager::PersistRecord;
 use entente_store::{ChainCursor, MachineSource, OpenMode, Store};
 use entente_types::{
     Address, B256, ChannelProposal, Envelope, LocalSigner, MembershipChange, Message, Signer,
@@ -309,10 +309,7 @@ impl Runtime {
     /// The node's error for a core's refusal in channel `channel_id`.
     fn refused(channel_id: B256, e: ChannelError) -> NodeError {
         match e {
-            ChannelError::WrongPhase {
-                phase: Phase::Closed | Phase::Left | Phase::Cancelled,
-                ..
-            } => NodeError::ChannelClosed(channel_id),
+            ChannelError::WrongPhase { phase, .. } if phase.is_over() => NodeError::ChannelClosed(channel_id),
             ChannelError::WrongPhase { .. } => NodeError::NotLive(channel_id),
             ChannelError::Submit(e) => NodeError::Move(e),
             ChannelError::Machine(e) => NodeError::Machine(e),
@@ -736,13 +733,7 @@ impl Runtime {
                         // refused messages (which peers choose) only those that prove misbehaviour
                         // are logged (they also count against the sender's connection); the others
                         // go to the live feed only.
-                        let logged = match &event {
-                            ChannelEvent::Protocol(ProtocolEvent::Rejected { reason, .. }) => {
-                                reason.is_misbehaviour()
-                            }
-                            _ => true,
-                        };
-                        if logged {
+                        if event.is_durable() {
                             batch.put_event(*id, hosted.next_event, event.encode().into());
                             hosted.next_event += 1;
                             // The oldest events go, a thousand at a time, once the log is full.
@@ -798,10 +789,8 @@ impl Runtime {
         }
         for (id, event) in notes {
             // A message that proves its sender misbehaves counts against its connection.
-            if let ChannelEvent::Protocol(ProtocolEvent::Rejected { from, reason }) = &event
-                && reason.is_misbehaviour()
-            {
-                let (p2p, from) = (self.p2p.clone(), *from);
+            if let Some(from) = event.misbehaving_peer() {
+                let p2p = self.p2p.clone();
                 tokio::spawn(async move {
                     let _ = p2p.report_misbehaviour(from).await;
                 });
