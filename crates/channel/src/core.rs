@@ -864,7 +864,11 @@ impl<S: Signer + Clone> Channel<S> {
                 genesis_timestamp,
                 state,
                 participants,
-            } if self.life.phase == Phase::Joining && participants.contains(&self.me) => {
+            } if (self.life.phase == Phase::Joining
+                || (self.life.phase == Phase::Cancelled && self.life.ticket.is_some()))
+                && self.life.join_terms.is_some()
+                && participants.contains(&self.me) =>
+            {
                 let info = ForkInfo {
                     fork: *fork,
                     genesis_height: *genesis_height,
@@ -1037,6 +1041,7 @@ impl<S: Signer + Clone> Channel<S> {
         });
         self.life.proposal = channel;
         self.life.phase = Phase::Live;
+        self.life.cancel_reason = None;
         self.life.genesis_timestamp = Some(fork.genesis_timestamp);
         self.done_duty(Duty::Join);
         self.life_dirty = true;
@@ -1166,7 +1171,10 @@ impl<S: Signer + Clone> Channel<S> {
                     self.life.open_mined = true;
                     self.life_dirty = true;
                     self.done_duty(duty);
-                } else if !matches!(duty, Duty::Deposit | Duty::CancelFunding | Duty::Join) {
+                } else if !matches!(duty, Duty::Deposit | Duty::CancelFunding) {
+                    // A mined join ends with the fork the chain starts (`SetState` with us): it
+                    // is never sent again (a second one would revert, and must not cost us the
+                    // ticket).
                     self.done_duty(duty);
                 } else {
                     schedule_retry(self.schedule.get_mut(&duty), local_ms, 16_000);
@@ -1176,6 +1184,10 @@ impl<S: Signer + Clone> Channel<S> {
                 // A payout that reverts has nothing (more) to pay: done. The others are decided
                 // again later; an `open` the chain keeps refusing ends the proposal.
                 match duty {
+                    Duty::Join if reason.contains("AlreadyParticipant") => {
+                        // An earlier join of ours was mined: wait for its fork.
+                        self.done_duty(duty);
+                    }
                     Duty::Join => {
                         // The chain refused this ticket (a forged one, or one that came too
                         // late): wait for another.

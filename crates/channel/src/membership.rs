@@ -1,7 +1,7 @@
 //! The manager's structs for an approved join or leave.
 
 use entente_contracts::IStateChannelManager;
-use entente_types::{Address, B256, Bytes, JoinTicket, MembershipApproval, MembershipChange, U256};
+use entente_types::{Address, B256, Bytes, JoinTicket, MembershipApproval, MembershipChange, Timing, U256};
 use serde::{Deserialize, Serialize};
 
 /// What a newcomer agreed to before it waits for a ticket to join a running channel
@@ -26,6 +26,16 @@ pub struct JoinTerms {
     pub token: Address,
     /// The deposit we pay to join.
     pub amount: U256,
+    /// The channel's windows, as the manager holds them (a ticket claiming others would have
+    /// us believe our windows are other than the chain's).
+    #[serde(default)]
+    pub timing: Timing,
+    /// The machine's gas limit, as the manager holds it.
+    #[serde(default)]
+    pub machine_gas_limit: u64,
+    /// What the machine's join hook gets with our deposit (it may decide what the deposit buys).
+    #[serde(default)]
+    pub data: Bytes,
 }
 
 impl JoinTerms {
@@ -61,6 +71,14 @@ impl JoinTerms {
             state_machine: onchain.stateMachine,
             token: onchain.token,
             amount,
+            timing: Timing {
+                p2p_time: onchain.p2pTime,
+                agreement_time: onchain.agreementTime,
+                chain_fallback_time: onchain.chainFallbackTime,
+                challenge_time: onchain.challengeTime,
+            },
+            machine_gas_limit: u64::from(onchain.machineGasLimit),
+            data: Bytes::new(),
         })
     }
 }
@@ -106,8 +124,13 @@ pub fn check_ticket(
     if c.token != terms.token {
         return Err(TicketRefusal::OtherTerms("token"));
     }
+    if c.timing != terms.timing || c.machine_gas_limit != terms.machine_gas_limit {
+        return Err(TicketRefusal::OtherTerms("windows or gas limit"));
+    }
     let MembershipChange::Join {
-        participant, amount, ..
+        participant,
+        amount,
+        data,
     } = &ticket.approval.change
     else {
         return Err(TicketRefusal::NotOurs("not a join"));
@@ -117,6 +140,9 @@ pub fn check_ticket(
     }
     if *amount != terms.amount {
         return Err(TicketRefusal::NotOurs("another deposit"));
+    }
+    if *data != terms.data {
+        return Err(TicketRefusal::NotOurs("other data for the join hook"));
     }
     if c.participants.is_empty() || c.participants.contains(&me) {
         return Err(TicketRefusal::Malformed("participants"));

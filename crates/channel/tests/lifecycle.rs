@@ -163,6 +163,9 @@ fn joining(
         state_machine: p.state_machine,
         token: p.token,
         amount: U256::from(3),
+        timing: p.timing,
+        machine_gas_limit: p.machine_gas_limit,
+        data: Bytes::new(),
     };
     let mut channel = Channel::expect_join(n.clone(), terms, code.clone(), 1_700_000_000);
     calls(&mut channel);
@@ -213,6 +216,12 @@ fn only_a_ticket_from_the_sponsor_on_our_terms_is_used() {
     channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
     other = p.clone();
     other.state_machine = Address::repeat_byte(0x76);
+    channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
+    other = p.clone();
+    other.timing.p2p_time += 60;
+    channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
+    other = p.clone();
+    other.machine_gas_limit = 10_000;
     channel.handle_message(x.address(), ticket(&other, n.address(), 3, &[&x, &o]), 10);
     channel.handle_message(x.address(), ticket(&p, stranger.address(), 3, &[&x, &o]), 10);
     channel.handle_message(x.address(), ticket(&p, n.address(), 3, &[&x, &stranger]), 10);
@@ -373,4 +382,37 @@ fn the_host_learns_whom_to_talk_to_before_the_messages_that_need_it() {
         assert!(!matches!(e, Effect::Peers(_)), "told once");
     }
     assert_eq!(left, 1);
+}
+
+#[test]
+fn a_join_that_was_mined_is_never_sent_again_nor_given_up() {
+    let (x, o, n) = (key(1), key(2), key(3));
+    let (code, p) = proposal(&x, &o);
+    let good = ticket(&p, n.address(), 3, &[&x, &o]);
+    // Mined: we wait for the fork the chain starts, however long its event takes.
+    let mut channel = joining(&p, &code, &x, &n);
+    channel.handle_message(x.address(), good.clone(), 10);
+    let join = calls(&mut channel);
+    assert_eq!(join.len(), 1);
+    channel.handle_call_outcome(&join[0], CallOutcome::Mined, 50_000, 20);
+    for t in 1..20u64 {
+        channel.handle_timeout(20 + t * 60_000);
+        assert!(calls(&mut channel).is_empty(), "a mined join is not sent again");
+    }
+    assert!(channel.life().ticket.is_some(), "the ticket is kept for the fork");
+    // Sent again after a restart and refused because it already landed: the same.
+    let mut channel = joining(&p, &code, &x, &n);
+    channel.handle_message(x.address(), good, 10);
+    let join = calls(&mut channel);
+    for _ in 0..5 {
+        channel.handle_call_outcome(
+            &join[0],
+            CallOutcome::Reverted("reverted with AlreadyParticipant(0x..)".into()),
+            0,
+            30,
+        );
+    }
+    assert_eq!(channel.phase(), Phase::Joining);
+    assert!(channel.life().ticket.is_some());
+    assert_eq!(channel.life().join_reverts, 0);
 }

@@ -376,6 +376,9 @@ impl LifeSim {
                 state_machine: machine_address,
                 token: Address::ZERO,
                 amount: U256::from(DEPOSIT),
+                timing: Timing::default(),
+                machine_gas_limit: Config::default().gas_limit,
+                data: Bytes::new(),
             };
             let signer = sim.peers[k].signer.clone();
             sim.peers[k].channel = Some(Channel::expect_join(signer, terms, code, START));
