@@ -593,25 +593,62 @@ impl Runtime {
     // ----- network ------------------------------------------------------------------------
 
     fn send(&self, channel_id: B256, to: Option<Address>, message: Message) {
+        tokio::spawn(send_message(self.p2p.clone(), channel_id, to, message));
+    }
+
+    /// Carries out a turn's messages in order. When a channel's peers change in the turn, the
+    /// transport has them before any later message is handed to it.
+    fn send_all(&self, outbox: Vec<Out>) {
+        if !outbox.iter().any(|o| matches!(o, Out::Peers(..))) {
+            for out in outbox {
+                if let Out::Message(id, to, message) = out {
+                    self.send(id, to, *message);
+                }
+            }
+            return;
+        }
         let p2p = self.p2p.clone();
-        let envelope = Envelope::new(message);
         tokio::spawn(async move {
-            let result = match to {
-                Some(to) => p2p.send(channel_id, to, envelope).await.map(|_| ()),
-                None => p2p.broadcast(channel_id, envelope).await.map(|outcomes| {
-                    for (to, outcome) in outcomes {
-                        if let Err(e) = outcome {
-                            debug!(target: TARGET, channel = %channel_id, %to, error = %e, "not delivered");
+            for out in outbox {
+                match out {
+                    Out::Message(id, to, message) => {
+                        tokio::spawn(send_message(p2p.clone(), id, to, *message));
+                    }
+                    Out::Peers(id, peers) => {
+                        let result = if peers.is_empty() {
+                            p2p.leave_channel(id).await
+                        } else {
+                            p2p.join_channel(id, peers).await
+                        };
+                        if let Err(e) = result {
+                            warn!(target: TARGET, channel = %id, error = %e, "cannot update the channel's peers");
                         }
                     }
-                }),
-            };
-            if let Err(e) = result {
-                debug!(target: TARGET, channel = %channel_id, error = %e, "not sent");
+                }
             }
         });
     }
+}
 
+/// Sends one message of `channel_id` (to one peer, or to every other participant).
+async fn send_message(p2p: P2pHandle, channel_id: B256, to: Option<Address>, message: Message) {
+    let envelope = Envelope::new(message);
+    let result = match to {
+        Some(to) => p2p.send(channel_id, to, envelope).await.map(|_| ()),
+        None => p2p.broadcast(channel_id, envelope).await.map(|outcomes| {
+            for (to, outcome) in outcomes {
+                if let Err(e) = outcome {
+                    debug!(target: TARGET, channel = %channel_id, %to, error = %e, "not delivered");
+                }
+            }
+        }),
+    };
+    if let Err(e) = result {
+        debug!(target: TARGET, channel = %channel_id, error = %e, "not sent");
+    }
+}
+
+impl Runtime {
     fn on_p2p(&mut self, event: P2pEvent) {
         let P2pEvent::Message {
             from,
@@ -755,13 +792,7 @@ impl Runtime {
             tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn leaves and the node stops; restart it once the data directory works");
             return false;
         }
-        // In order: a channel's peers are set before the messages that need them.
-        for out in outbox {
-            match out {
-                Out::Message(id, to, message) => self.send(id, to, *message),
-                Out::Peers(id, peers) => self.set_peers(id, peers),
-            }
-        }
+        self.send_all(outbox);
         for (channel_id, call) in calls {
             if let Err(e) = self.jobs.try_send(Job { channel_id, call }) {
                 // The core hears that the call was not sent and decides again.
@@ -801,21 +832,6 @@ impl Runtime {
             });
         }
         true
-    }
-
-    /// Gives the transport a channel's peers (none: it leaves the channel).
-    fn set_peers(&self, channel_id: B256, peers: Vec<Address>) {
-        let p2p = self.p2p.clone();
-        tokio::spawn(async move {
-            let result = if peers.is_empty() {
-                p2p.leave_channel(channel_id).await
-            } else {
-                p2p.join_channel(channel_id, peers).await
-            };
-            if let Err(e) = result {
-                warn!(target: TARGET, channel = %channel_id, error = %e, "cannot update the channel's peers");
-            }
-        });
     }
 }
 
