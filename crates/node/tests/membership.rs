@@ -79,6 +79,13 @@ async fn a_third_participant_joins_a_running_channel_and_one_leaves() {
     ch_b.wait_live(WAIT).await.unwrap();
     play(&[(&ch_a, a), (&ch_b, b)], 4).await;
 
+    // Expecting to join with another machine's code is refused before anything is awaited.
+    let wrong = MachineSource::ArtifactJson(artifacts::TIC_TAC_TOE.to_string());
+    let refused = carol.expect_join(ch_a.id(), a, deposit, wrong).await;
+    assert!(
+        matches!(&refused, Err(entente_node::NodeError::BadProposal(r)) if r.contains("not the state machine")),
+        "{refused:?}"
+    );
     // Carol joins at height 4 with a deposit of 1 ether: bob allows it, alice proposes it.
     let ch_c = carol
         .expect_join(ch_a.id(), a, deposit, code.clone())
