@@ -55,6 +55,8 @@ abstract contract AStateMachine is IStateMachine {
     bool private _moveRan;
     // The account allowed to change the storage: the deployer, or (for a clone) whoever initialized it.
     address private _owner;
+    // The running transaction's channel (transient: lives for one call, costs no storage).
+    bytes32 private transient _txChannel;
 
     constructor() {
         _owner = msg.sender;
@@ -134,6 +136,29 @@ abstract contract AStateMachine is IStateMachine {
         return _txTimestamp;
     }
 
+    /// @notice Channel of the transaction being applied.
+    function _channelId() internal view returns (bytes32) {
+        return _txChannel;
+    }
+
+    /// @dev Runs `data` (a call of a move) as a move issued by `issuer`, inside the running transition:
+    /// for machines that apply moves their issuers signed elsewhere (`AIntentMachine`). Reverts as the
+    /// move reverts, and with `NotAMove` if `data` does not call a move.
+    function _runAs(address issuer, bytes memory data) internal {
+        if (!_inTransition) revert OnlyTransition();
+        address outer = _txIssuer;
+        _txIssuer = issuer;
+        _moveRan = false;
+        (bool ok, bytes memory ret) = address(this).call(data);
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        if (!_moveRan) revert NotAMove();
+        _txIssuer = outer;
+    }
+
     // ------------------------------------------------------------------ interface
 
     /// @inheritdoc IStateMachine
@@ -158,6 +183,7 @@ abstract contract AStateMachine is IStateMachine {
         if (!_mayWrite(issuer)) revert NotYourTurn(issuer, getNextToWrite());
         _txIssuer = issuer;
         _txTimestamp = transaction.timestamp;
+        _txChannel = transaction.channelId;
         _inTransition = true;
         _moveRan = false;
         (bool ok, bytes memory ret) = address(this).call(transaction.data);
@@ -169,6 +195,8 @@ abstract contract AStateMachine is IStateMachine {
         if (!_moveRan) revert NotAMove();
         _inTransition = false;
         _moveRan = false;
+        // Transient storage lives for the whole chain transaction: nothing after the move reads it.
+        _txChannel = bytes32(0);
     }
 
     /// @inheritdoc IStateMachine

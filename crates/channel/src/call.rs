@@ -5,7 +5,15 @@ use entente_contracts::IStateChannelManager;
 use entente_dispute::{ChainAction, encode_action};
 use entente_types::{Address, B256, Bytes, ChannelProposal, U256};
 
-/// A call to the StateChannelManager that a channel asks its host to send from its account.
+alloy_sol_types::sol! {
+    /// The one ERC20 call a channel makes.
+    interface IErc20 {
+        function approve(address spender, uint256 amount) external returns (bool);
+    }
+}
+
+/// A call to the StateChannelManager (or, to let it take a token deposit, to the token) that a
+/// channel asks its host to send from its account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainCall {
     /// Open the channel with our deposit (the proposer).
@@ -21,7 +29,18 @@ pub enum ChainCall {
     Deposit {
         /// Our index.
         index: usize,
-        /// The deposit, sent with the call.
+        /// Ether sent with the call: the deposit in a channel in ether, nothing in a token
+        /// (the manager takes it by the allowance given with [`ChainCall::Approve`]).
+        amount: U256,
+    },
+    /// Let the manager take our deposit in the channel's token (ERC20 `approve`): sent to the
+    /// token, before the call that pays the deposit.
+    Approve {
+        /// The token.
+        token: Address,
+        /// The manager.
+        spender: Address,
+        /// The allowance.
         amount: U256,
     },
     /// End a funding period that passed without every deposit.
@@ -45,6 +64,8 @@ pub enum ChainCall {
     },
     /// Join a running channel with a ticket every participant signed.
     Join {
+        /// Ether sent with the call: the deposit in a channel in ether, nothing in a token.
+        value: U256,
         /// The approval.
         approval: Box<IStateChannelManager::JoinApproval>,
         /// The approved state.
@@ -71,6 +92,7 @@ impl ChainCall {
         match self {
             Self::Open { .. } => "open",
             Self::Deposit { .. } => "deposit",
+            Self::Approve { .. } => "approve",
             Self::CancelFunding => "cancelFunding",
             Self::Reclaim { .. } => "reclaimDeposit",
             Self::Withdraw { .. } => "withdraw",
@@ -86,8 +108,16 @@ impl ChainCall {
         match self {
             Self::Open { value, .. } => *value,
             Self::Deposit { amount, .. } => *amount,
-            Self::Join { approval, .. } => approval.amount,
+            Self::Join { value, .. } => *value,
             _ => U256::ZERO,
+        }
+    }
+
+    /// The contract it calls: the token for [`ChainCall::Approve`], else the manager.
+    pub fn target(&self, manager: Address) -> Address {
+        match self {
+            Self::Approve { token, .. } => *token,
+            _ => manager,
         }
     }
 
@@ -105,6 +135,12 @@ impl ChainCall {
             Self::Deposit { index, .. } => IStateChannelManager::depositCall {
                 channelId: channel_id,
                 index: U256::from(*index),
+            }
+            .abi_encode()
+            .into(),
+            Self::Approve { spender, amount, .. } => IErc20::approveCall {
+                spender: *spender,
+                amount: *amount,
             }
             .abi_encode()
             .into(),
@@ -136,6 +172,7 @@ impl ChainCall {
                 .abi_encode()
                 .into(),
             Self::Join {
+                value: _,
                 approval,
                 state,
                 signatures,

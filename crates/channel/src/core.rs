@@ -1167,7 +1167,17 @@ impl<S: Signer + Clone> Channel<S> {
                 }
                 // Deposit and cancel end with their event (a mined call may still be reorged
                 // away), join with the fork it starts; the others are done.
-                if duty == Duty::Open {
+                if duty == Duty::Approve {
+                    // The deposit's call goes at once.
+                    self.life.allowance = true;
+                    self.life_dirty = true;
+                    self.done_duty(duty);
+                    for s in self.schedule.values_mut() {
+                        if !s.in_flight {
+                            s.due_ms = s.due_ms.min(local_ms);
+                        }
+                    }
+                } else if duty == Duty::Open {
                     self.life.open_mined = true;
                     self.life_dirty = true;
                     self.done_duty(duty);
@@ -1230,7 +1240,7 @@ impl<S: Signer + Clone> Channel<S> {
                             schedule.due_ms = local_ms + backoff(2_000, failures);
                         }
                     }
-                    Duty::Deposit | Duty::CancelFunding => {
+                    Duty::Deposit | Duty::CancelFunding | Duty::Approve => {
                         schedule.failures += 1;
                         schedule.due_ms = local_ms + backoff(2_000, schedule.failures);
                     }
@@ -1250,6 +1260,15 @@ impl<S: Signer + Clone> Channel<S> {
     fn my_deposit(&self) -> Option<entente_types::U256> {
         self.my_index()
             .and_then(|i| self.life.proposal.deposits.get(i).copied())
+    }
+
+    /// The ether a deposit of `amount` sends: all of it in a channel in ether, none in a token.
+    fn in_ether(&self, amount: entente_types::U256) -> entente_types::U256 {
+        if self.life.proposal.token == Address::ZERO {
+            amount
+        } else {
+            entente_types::U256::ZERO
+        }
     }
 
     // ----- time --------------------------------------------------------------------------
@@ -1340,6 +1359,22 @@ impl<S: Signer + Clone> Channel<S> {
             .map(|(d, _)| *d)
             .collect();
         for duty in due {
+            // In a token channel the manager takes the deposit by our allowance: give it first.
+            if matches!(duty, Duty::Open | Duty::Deposit | Duty::Join)
+                && self.life.proposal.token != Address::ZERO
+                && !self.life.allowance
+            {
+                if !self.schedule.contains_key(&Duty::Approve) {
+                    self.add_duty(Duty::Approve);
+                    if let Some(call) = self.duty_call(Duty::Approve)
+                        && let Some(s) = self.schedule.get_mut(&Duty::Approve)
+                    {
+                        s.in_flight = true;
+                        self.effects.push_back(Effect::Call(call));
+                    }
+                }
+                continue;
+            }
             let Some(call) = self.duty_call(duty) else {
                 continue;
             };
@@ -1361,12 +1396,27 @@ impl<S: Signer + Clone> Channel<S> {
             Duty::Open => Some(ChainCall::Open {
                 spec: Box::new(onchain_spec(&self.life.proposal)),
                 genesis_state: self.life.proposal.genesis_state.clone(),
-                value: self.my_deposit().unwrap_or_default(),
+                value: self.in_ether(self.my_deposit().unwrap_or_default()),
             }),
             Duty::Deposit => Some(ChainCall::Deposit {
                 index: index?,
-                amount: self.my_deposit()?,
+                amount: self.in_ether(self.my_deposit()?),
             }),
+            Duty::Approve => {
+                let amount = match (self.life.phase, &self.life.ticket) {
+                    (Phase::Joining, Some(ticket)) => match &ticket.approval.change {
+                        MembershipChange::Join { amount, .. } => *amount,
+                        MembershipChange::Leave { .. } => return None,
+                    },
+                    (Phase::Joining, None) => return None,
+                    _ => self.my_deposit()?,
+                };
+                Some(ChainCall::Approve {
+                    token: self.life.proposal.token,
+                    spender: self.life.proposal.manager,
+                    amount,
+                })
+            }
             Duty::CancelFunding => Some(ChainCall::CancelFunding),
             Duty::Reclaim => Some(ChainCall::Reclaim { index: index? }),
             Duty::Withdraw => {
@@ -1388,6 +1438,7 @@ impl<S: Signer + Clone> Channel<S> {
                     return None;
                 };
                 Some(ChainCall::Join {
+                    value: self.in_ether(amount),
                     approval: Box::new(to_join(&ticket.approval, participant, amount, data)),
                     state: ticket.state.clone(),
                     signatures: signature_bytes(&ticket.signatures),
@@ -1526,6 +1577,7 @@ fn duty_of(call: &ChainCall) -> Option<Duty> {
     Some(match call {
         ChainCall::Open { .. } => Duty::Open,
         ChainCall::Deposit { .. } => Duty::Deposit,
+        ChainCall::Approve { .. } => Duty::Approve,
         ChainCall::CancelFunding => Duty::CancelFunding,
         ChainCall::Reclaim { .. } => Duty::Reclaim,
         ChainCall::Withdraw { .. } => Duty::Withdraw,

@@ -45,6 +45,9 @@ pub enum Duty {
     Join,
     /// Leave with our approval.
     Leave,
+    /// Let the manager take our deposit in the channel's token (before `Open`, `Deposit` or
+    /// `Join` in a token channel).
+    Approve,
 }
 
 /// A membership approval being signed by the participants.
@@ -82,6 +85,9 @@ pub struct Life {
     /// given up from then on, only cancelled through the chain.
     #[serde(default)]
     pub open_mined: bool,
+    /// In a token channel: our `approve` of the deposit was mined.
+    #[serde(default)]
+    pub allowance: bool,
     /// Chain time at which we accepted (an invitee): a channel never opened is given up after
     /// twice its funding period.
     #[serde(default)]
@@ -124,6 +130,7 @@ impl Life {
             funding_deadline: None,
             deposit_sent: false,
             open_mined: false,
+            allowance: false,
             accepted_at: None,
             duties: BTreeSet::new(),
             genesis_timestamp: None,

@@ -16,6 +16,21 @@ alloy_sol_types::sol!(
 );
 
 alloy_sol_types::sol!(
+    /// The N-party payment machine: anyone pays anyone at any time, as signed intents a
+    /// sequencer applies (`applyIntents`); nobody is obliged to write.
+    #[derive(Debug, PartialEq, Eq)]
+    Payments,
+    "../../contracts/artifacts/Payments.json"
+);
+
+alloy_sol_types::sol!(
+    /// An ERC20 anyone may mint, for local chains and tests (the examples' token channels).
+    #[derive(Debug, PartialEq, Eq)]
+    TestToken,
+    "../../contracts/artifacts/TestToken.json"
+);
+
+alloy_sol_types::sol!(
     /// The whole ABI of the StateChannelManager: its own functions, the ones it forwards to its
     /// extension, and (inherited from `IStateChannelEvents`) every event and custom error. Bind
     /// clients to this: its struct types (`Transaction`, `StateProof`, `DisputeRecord`, ...) are the

@@ -46,7 +46,9 @@ use alloy_sol_types::abi::AbiDecoderConfig;
 use alloy_sol_types::{SolEventInterface, SolInterface};
 
 pub use artifacts::Artifact;
-pub use bindings::{IStateChannelEvents, IStateChannelManager, RoundRobinCounter, TicTacToe};
+pub use bindings::{
+    IStateChannelEvents, IStateChannelManager, Payments, RoundRobinCounter, TestToken, TicTacToe,
+};
 pub use error::ContractsError;
 pub use kinds::{ChannelStatus, DisputeKind, ProofKind};
 

@@ -681,7 +681,9 @@ impl DisputeHandler {
         }
 
         // The next writer let its deadline pass: dispute it from our tip, once the head is there.
-        let writer = sm.next_writer();
+        // Only a writer the machine obliges: in an open state nobody is (the chain refuses a
+        // timeout there too, `NoWriterExpected`).
+        let writer = sm.obliged_writer().unwrap_or(Address::ZERO);
         let tip = sm.tip();
         if writer != self.me
             && writer != Address::ZERO
@@ -795,8 +797,15 @@ impl DisputeHandler {
                 } else {
                     timing.chain_fallback_time / 2
                 };
+                // A height written in an open state: nobody was obliged to write it, so its
+                // window runs from its own timestamp, not from its parent's.
+                let start = if sm.written_open(*h) {
+                    e.transaction.timestamp
+                } else {
+                    self.timestamp_at(sm, h - 1)
+                };
                 e.signatures.contains_key(&self.me)
-                    && now > Deadlines::after(self.timestamp_at(sm, h - 1), &timing).confirm_by + grace
+                    && now > Deadlines::after(start, &timing).confirm_by + grace
             })
         })
     }

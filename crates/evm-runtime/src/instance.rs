@@ -33,6 +33,44 @@ alloy_sol_types::sol! {
         function removeParticipant(address participant) external returns (Exit[]);
         function slashParticipant(address participant) external returns (Exit[]);
     }
+
+    /// `Intent` of `contracts/src/AIntentMachine.sol`.
+    #[derive(Debug, PartialEq, Eq)]
+    struct IntentCall {
+        bytes32 channelId;
+        address issuer;
+        uint64 nonce;
+        uint64 notAfter;
+        bytes data;
+    }
+
+    /// The calls of a machine in which anyone may write (`AIntentMachine`).
+    interface IIntentMachine {
+        function applyIntents(IntentCall[] intents, bytes[] signatures) external;
+        function intentNonceOf(address issuer) external view returns (uint64);
+    }
+}
+
+/// The calldata of a sequencer's move: `applyIntents(intents, signatures)`.
+pub fn apply_intents_calldata(intents: &[entente_types::SignedIntent]) -> Bytes {
+    IIntentMachine::applyIntentsCall {
+        intents: intents
+            .iter()
+            .map(|i| IntentCall {
+                channelId: i.channel_id,
+                issuer: i.issuer,
+                nonce: i.nonce,
+                notAfter: i.not_after,
+                data: i.data.clone(),
+            })
+            .collect(),
+        signatures: intents
+            .iter()
+            .map(|i| Bytes::copy_from_slice(i.signature.as_bytes()))
+            .collect(),
+    }
+    .abi_encode()
+    .into()
 }
 
 /// The account that deploys and calls the machine inside the runtime.
@@ -291,6 +329,12 @@ impl MachineInstance {
     /// Who writes next (`Address::ZERO` if nobody).
     pub fn next_to_write(&mut self) -> Result<Address, EvmError> {
         self.view_decode(&IStateMachine::getNextToWriteCall {})
+    }
+
+    /// The nonce `issuer`'s next intent must carry (a machine where anyone may write), or an
+    /// error for a machine without intents.
+    pub fn intent_nonce_of(&mut self, issuer: Address) -> Result<u64, EvmError> {
+        self.view_decode(&IIntentMachine::intentNonceOfCall { issuer })
     }
 
     /// True when no further transition is possible.

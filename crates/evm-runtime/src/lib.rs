@@ -39,4 +39,4 @@ mod error;
 mod instance;
 
 pub use error::{EvmError, Revert};
-pub use instance::{ApplyOutcome, Exit, MachineCode, MachineInstance, Pending};
+pub use instance::{ApplyOutcome, Exit, MachineCode, MachineInstance, Pending, apply_intents_calldata};

@@ -15,6 +15,9 @@ pub enum NodeError {
     /// The peer-to-peer layer failed.
     #[error("p2p: {0}")]
     P2p(#[from] entente_p2p::P2pError),
+    /// The node's transport failed.
+    #[error("{0}")]
+    Transport(#[from] crate::TransportError),
     /// The state machine's code could not be loaded or run.
     #[error("state machine: {0}")]
     Machine(#[from] entente_evm_runtime::EvmError),

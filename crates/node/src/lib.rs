@@ -27,6 +27,13 @@
 //!    calldata, timeout disputes, fraud proofs, challenges; a verdict starts a new fork and the
 //!    channel carries on.
 //!
+//! # Parts
+//!
+//! What the node talks to is replaceable ([`Node::start_with`], [`NodeParts`]): the signer of
+//! the channel signatures (which may answer later or fail), the store, the network
+//! ([`Transport`], libp2p by default) and the chain ([`Chain`], [`RpcChain`] over JSON-RPC by
+//! default).
+//!
 //! After a crash the node restarts from its data directory: it restores every open channel,
 //! asks its peers for what it missed, and resumes following the chain after the last block it
 //! processed. It never signs two different transactions at one fork and height: every digest
@@ -60,6 +67,7 @@
 
 mod config;
 mod error;
+mod parts;
 mod runtime;
 mod worker;
 
@@ -77,6 +85,7 @@ pub use entente_p2p::{Multiaddr, PeerId};
 pub use entente_state_manager::Event as ProtocolEvent;
 pub use entente_store::MachineSource;
 pub use error::NodeError;
+pub use parts::{BoxFuture, CallReport, Chain, Inbound, RpcChain, Transport, TransportError, TransportParts};
 
 /// Something that happened to the node.
 #[derive(Debug, Clone)]
@@ -195,6 +204,12 @@ pub struct NodeParts {
     pub signer: Option<std::sync::Arc<dyn entente_types::Signer + Send + Sync>>,
     /// Stores the channels (default: the redb store in the config's data directory).
     pub store: Option<entente_store::Store>,
+    /// Carries the channels' messages (default: libp2p with the config's listen, bootstrap
+    /// and relay addresses).
+    pub transport: Option<TransportParts>,
+    /// Sends the chain calls and reports the manager's events (default: [`RpcChain`] on the
+    /// config's `rpc_url` and `manager`). Its account must be the config key's address.
+    pub chain: Option<std::sync::Arc<dyn Chain>>,
 }
 
 impl std::fmt::Debug for NodeParts {
@@ -202,20 +217,31 @@ impl std::fmt::Debug for NodeParts {
         f.debug_struct("NodeParts")
             .field("signer", &self.signer.as_ref().map(|s| s.address()))
             .field("store", &self.store)
+            .field("transport", &self.transport.is_some())
+            .field("chain", &self.chain.as_ref().map(|c| (c.chain_id(), c.manager())))
             .finish()
     }
 }
 
 /// A running node: one participant's key, network presence, chain account and data directory.
 /// Cheap to clone; the event loop stops when the last clone and every [`Channel`] are dropped.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<NodeEvent>,
     address: Address,
     peer_id: PeerId,
-    p2p: entente_p2p::P2pHandle,
-    chain: std::sync::Arc<entente_chain::ChainClient>,
+    transport: std::sync::Arc<dyn Transport>,
+    chain: std::sync::Arc<dyn Chain>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.address)
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -227,8 +253,10 @@ impl Node {
 
     /// [`Node::start`] with parts of its own: a signer for the channel signatures (a remote
     /// signer or a wallet, which may answer later or fail; it must sign for the config key's
-    /// address, which the peers authenticate), and a store (for example
-    /// [`entente_store::Store::in_memory`]) instead of the data directory.
+    /// address, which the peers authenticate), a store (for example
+    /// [`entente_store::Store::in_memory`]) instead of the data directory, a [`Transport`]
+    /// instead of libp2p, a [`Chain`] instead of the JSON-RPC endpoint. The config's fields
+    /// for a replaced part are not used.
     pub async fn start_with(config: NodeConfig, parts: NodeParts) -> Result<Self, NodeError> {
         runtime::start(config, parts).await
     }
@@ -247,14 +275,14 @@ impl Node {
         self.address
     }
 
-    /// This node's libp2p PeerId.
+    /// This node's libp2p PeerId (derived from its key, whatever its transport).
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
     }
 
-    /// The addresses the node listens on (with no `/p2p` suffix).
+    /// The addresses the node's transport listens on (with no `/p2p` suffix).
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
-        Ok(self.p2p.listen_addrs().await?)
+        Ok(self.transport.listen_addrs().await?)
     }
 
     /// The node's events: proposals, and everything that happens in its channels.
@@ -262,9 +290,9 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// The chain client (the node's account): balances, the manager, chain time.
-    pub fn chain(&self) -> &entente_chain::ChainClient {
-        &self.chain
+    /// The node's chain (its account): balances, the manager, chain time.
+    pub fn chain(&self) -> &dyn Chain {
+        self.chain.as_ref()
     }
 
     /// This node's balance on chain.
@@ -357,10 +385,7 @@ impl Node {
         let code = machine.load()?;
         let onchain = self.chain.channel(channel_id).await?;
         let deployed = self.chain.code(onchain.stateMachine).await?;
-        let manager = self
-            .chain
-            .manager()
-            .ok_or_else(|| NodeError::Config("the node has no manager".into()))?;
+        let manager = self.chain.manager();
         let terms = entente_channel::JoinTerms::from_onchain(
             channel_id,
             sponsor,
@@ -685,6 +710,7 @@ pub struct ProposalBuilder {
     funding_period: u64,
     machine_gas_limit: u64,
     salt: B256,
+    token: Address,
 }
 
 impl ProposalBuilder {
@@ -700,7 +726,15 @@ impl ProposalBuilder {
             funding_period: 3_600,
             machine_gas_limit: 5_000_000,
             salt: B256::ZERO,
+            token: Address::ZERO,
         }
+    }
+
+    /// The deposits' asset: an ERC20 token's address (default: zero, ether). Each participant's
+    /// node gives the manager an allowance for its deposit before paying it.
+    pub fn token(mut self, token: Address) -> Self {
+        self.token = token;
+        self
     }
 
     /// Timing parameters (seconds).
@@ -739,7 +773,7 @@ impl ProposalBuilder {
         let mut scratch = MachineInstance::deploy(&code, self.machine_gas_limit)?;
         let genesis_state: Bytes = scratch.view_decode(initial)?;
         let chain = node.chain();
-        let manager = chain.manager().ok_or(NodeError::Config("no manager".into()))?;
+        let manager = chain.manager();
         let mut proposal = ChannelProposal {
             channel_id: B256::ZERO,
             chain_id: chain.chain_id(),
@@ -747,7 +781,7 @@ impl ProposalBuilder {
             participants: self.participants,
             deposits: self.deposits,
             state_machine: self.state_machine,
-            token: Address::ZERO,
+            token: self.token,
             timing: self.timing,
             funding_period: self.funding_period,
             machine_gas_limit: self.machine_gas_limit,

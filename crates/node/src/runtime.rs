@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
-use entente_chain::{ChainClient, ChainListener, ListenerConfig, ListenerEvent};
+use entente_chain::{ChainClient, ListenerConfig, ListenerEvent};
 use entente_channel::{
     Channel as ChannelCore, ChannelError, Effect, Invitations, Phase, ProposalPolicy, decline_message,
 };
 use entente_dispute::ChainEvent;
-use entente_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pManager};
+use entente_p2p::{P2pConfig, P2pManager};
 use entente_state_manager::PersistRecord;
 use entente_store::{ChainCursor, MachineSource, OpenMode, Store};
 use entente_types::{
@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::parts::{Chain, Inbound, RpcChain, Transport};
 use crate::worker::{self, Done, Job};
 use crate::{ChannelEvent, Command, Node, NodeConfig, NodeError, NodeEvent};
 
@@ -57,36 +58,50 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
             Store::open_with(&config.data_dir, mode)?
         }
     };
-    let key = PrivateKeySigner::from_bytes(&config.secret_key)
-        .map_err(|e| NodeError::Config(format!("secret key: {e}")))?;
-    let chain = Arc::new(
-        ChainClient::connect(&config.rpc_url, key)
-            .await?
-            .with_manager(config.manager),
-    );
-    let chain_id = chain.chain_id();
-
-    let mut p2p_config = P2pConfig::new(config.secret_key);
-    p2p_config.listen_addrs = config.listen.clone();
-    p2p_config.bootstrap_addrs = config.bootstrap.clone();
-    p2p_config.relay_addrs = config.relays.clone();
-    p2p_config.public = config.public;
-    let (p2p, p2p_events) = P2pManager::spawn(p2p_config)?;
-    let peer_id = p2p.local_peer_id();
-
-    let listener_config = ListenerConfig {
-        poll_interval: config.poll_interval(),
-        confirmations: config.confirmations,
-        ..ListenerConfig::default()
-    };
-    let cursor = store.cursor(chain_id, &config.manager)?;
-    let listener = match &cursor {
-        Some(c) => ChainListener::resume(&config.rpc_url, config.manager, c.block_number, listener_config)?,
+    let chain: Arc<dyn Chain> = match parts.chain {
+        Some(chain) => chain,
         None => {
-            let head = chain.block_number().await?;
-            ChainListener::start(&config.rpc_url, config.manager, head, listener_config)?
+            let key = PrivateKeySigner::from_bytes(&config.secret_key)
+                .map_err(|e| NodeError::Config(format!("secret key: {e}")))?;
+            let listener = ListenerConfig {
+                poll_interval: config.poll_interval(),
+                confirmations: config.confirmations,
+                ..ListenerConfig::default()
+            };
+            let client = ChainClient::connect(&config.rpc_url, key).await?;
+            Arc::new(RpcChain::new(client, config.manager, listener))
         }
     };
+    if chain.account() != me {
+        return Err(NodeError::Config(format!(
+            "the chain sends from {}, the node's key is {me}",
+            chain.account()
+        )));
+    }
+    let chain_id = chain.chain_id();
+    let manager = chain.manager();
+
+    let peer_id = entente_p2p::peer_id_of_secret(&config.secret_key)?;
+    let (transport, inbound) = match parts.transport {
+        Some(parts) => (parts.transport, parts.inbound),
+        None => {
+            let mut p2p_config = P2pConfig::new(config.secret_key);
+            p2p_config.listen_addrs = config.listen.clone();
+            p2p_config.bootstrap_addrs = config.bootstrap.clone();
+            p2p_config.relay_addrs = config.relays.clone();
+            p2p_config.public = config.public;
+            let (p2p, p2p_events) = P2pManager::spawn(p2p_config)?;
+            let transport: Arc<dyn Transport> = Arc::new(p2p);
+            (transport, crate::parts::p2p_inbound(p2p_events))
+        }
+    };
+
+    let cursor = store.cursor(chain_id, &manager)?;
+    let from_block = match &cursor {
+        Some(c) => c.block_number.saturating_add(1),
+        None => chain.block_number().await?,
+    };
+    let chain_events = chain.follow(from_block)?;
 
     let (commands_tx, commands) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -94,9 +109,8 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
     let (done_tx, done) = mpsc::channel(256);
     worker::spawn(chain.clone(), jobs, done_tx);
 
-    let manager = config.manager;
     let event_log_keep = config.event_log_keep;
-    let loop_p2p = p2p.clone();
+    let loop_transport = transport.clone();
     let loop_events = events.clone();
     let last_block_timestamp = cursor.as_ref().map_or(0, |c| c.block_timestamp);
     // The cores hold revm instances, which stay on one thread: the event loop gets its own
@@ -122,7 +136,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     chain_id,
                     manager,
                     store,
-                    p2p: loop_p2p,
+                    transport: loop_transport,
                     jobs: jobs_tx,
                     events: loop_events,
                     started: Instant::now(),
@@ -143,7 +157,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     return;
                 }
                 let _ = ready_tx.send(Ok(()));
-                runtime.run(commands, p2p_events, listener, done).await;
+                runtime.run(commands, inbound, chain_events, done).await;
             });
         })
         .map_err(|e| NodeError::Config(format!("cannot start the event loop thread: {e}")))?;
@@ -154,7 +168,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
         events,
         address: me,
         peer_id,
-        p2p,
+        transport,
         chain,
     })
 }
@@ -178,7 +192,7 @@ struct Runtime {
     chain_id: u64,
     manager: Address,
     store: Store,
-    p2p: P2pHandle,
+    transport: Arc<dyn Transport>,
     jobs: mpsc::Sender<Job>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
@@ -253,8 +267,8 @@ impl Runtime {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut p2p_events: mpsc::Receiver<P2pEvent>,
-        mut listener: ChainListener,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut chain_events: mpsc::Receiver<ListenerEvent>,
         mut done: mpsc::Receiver<Done>,
     ) {
         let mut tick = tokio::time::interval(TICK);
@@ -266,18 +280,18 @@ impl Runtime {
                     Some(command) => self.on_command(command).await,
                     None => break,
                 },
-                Some(event) = p2p_events.recv() => {
-                    self.on_p2p(event);
+                Some(message) = inbound.recv() => {
+                    self.on_message(message);
                     // Group commit: handle what else has arrived before storing and sending
                     // once for all of it.
                     for _ in 0..GROUP_LIMIT {
-                        match p2p_events.try_recv() {
-                            Ok(event) => self.on_p2p(event),
+                        match inbound.try_recv() {
+                            Ok(message) => self.on_message(message),
                             Err(_) => break,
                         }
                     }
                 }
-                Some(event) = listener.next() => self.on_chain(event),
+                Some(event) = chain_events.recv() => self.on_chain(event),
                 Some(report) = done.recv() => self.on_done(report),
                 _ = tick.tick() => self.on_tick(),
                 _ = sleep_until(wake) => self.on_tick(),
@@ -579,21 +593,22 @@ impl Runtime {
     /// Declines a proposal: answered through a short-lived join of its channel.
     fn decline(&self, channel_id: B256, to: Address, reason: String) {
         let message = decline_message(channel_id, reason);
-        let p2p = self.p2p.clone();
+        let transport = self.transport.clone();
+        let me = self.me;
         tokio::spawn(async move {
-            if let Err(e) = p2p.join_channel(channel_id, vec![p2p.local_address(), to]).await {
+            if let Err(e) = transport.set_peers(channel_id, vec![me, to]).await {
                 warn!(target: TARGET, error = %e, "cannot decline");
                 return;
             }
-            let _ = p2p.send(channel_id, to, Envelope::new(message)).await;
-            let _ = p2p.leave_channel(channel_id).await;
+            let _ = transport.send(channel_id, to, Envelope::new(message)).await;
+            let _ = transport.set_peers(channel_id, Vec::new()).await;
         });
     }
 
     // ----- network ------------------------------------------------------------------------
 
     fn send(&self, channel_id: B256, to: Option<Address>, message: Message) {
-        tokio::spawn(send_message(self.p2p.clone(), channel_id, to, message));
+        tokio::spawn(send_message(self.transport.clone(), channel_id, to, message));
     }
 
     /// Carries out a turn's messages in order. When a channel's peers change in the turn, the
@@ -607,20 +622,15 @@ impl Runtime {
             }
             return;
         }
-        let p2p = self.p2p.clone();
+        let transport = self.transport.clone();
         tokio::spawn(async move {
             for out in outbox {
                 match out {
                     Out::Message(id, to, message) => {
-                        tokio::spawn(send_message(p2p.clone(), id, to, *message));
+                        tokio::spawn(send_message(transport.clone(), id, to, *message));
                     }
                     Out::Peers(id, peers) => {
-                        let result = if peers.is_empty() {
-                            p2p.leave_channel(id).await
-                        } else {
-                            p2p.join_channel(id, peers).await
-                        };
-                        if let Err(e) = result {
+                        if let Err(e) = transport.set_peers(id, peers).await {
                             warn!(target: TARGET, channel = %id, error = %e, "cannot update the channel's peers");
                         }
                     }
@@ -631,17 +641,16 @@ impl Runtime {
 }
 
 /// Sends one message of `channel_id` (to one peer, or to every other participant).
-async fn send_message(p2p: P2pHandle, channel_id: B256, to: Option<Address>, message: Message) {
+async fn send_message(
+    transport: Arc<dyn Transport>,
+    channel_id: B256,
+    to: Option<Address>,
+    message: Message,
+) {
     let envelope = Envelope::new(message);
     let result = match to {
-        Some(to) => p2p.send(channel_id, to, envelope).await.map(|_| ()),
-        None => p2p.broadcast(channel_id, envelope).await.map(|outcomes| {
-            for (to, outcome) in outcomes {
-                if let Err(e) = outcome {
-                    debug!(target: TARGET, channel = %channel_id, %to, error = %e, "not delivered");
-                }
-            }
-        }),
+        Some(to) => transport.send(channel_id, to, envelope).await,
+        None => transport.broadcast(channel_id, envelope).await,
     };
     if let Err(e) = result {
         debug!(target: TARGET, channel = %channel_id, error = %e, "not sent");
@@ -649,17 +658,12 @@ async fn send_message(p2p: P2pHandle, channel_id: B256, to: Option<Address>, mes
 }
 
 impl Runtime {
-    fn on_p2p(&mut self, event: P2pEvent) {
-        let P2pEvent::Message {
+    fn on_message(&mut self, message: Inbound) {
+        let Inbound {
             from,
             channel_id,
             envelope,
-            ..
-        } = event
-        else {
-            debug!(target: TARGET, ?event, "p2p");
-            return;
-        };
+        } = message;
         let now = self.now_ms();
         if let Some(hosted) = self.channels.get_mut(&channel_id) {
             hosted.core.handle_message(from, envelope.message, now);
@@ -821,9 +825,9 @@ impl Runtime {
         for (id, event) in notes {
             // A message that proves its sender misbehaves counts against its connection.
             if let Some(from) = event.misbehaving_peer() {
-                let p2p = self.p2p.clone();
+                let transport = self.transport.clone();
                 tokio::spawn(async move {
-                    let _ = p2p.report_misbehaviour(from).await;
+                    transport.report_misbehaviour(from).await;
                 });
             }
             let _ = self.events.send(NodeEvent::Channel {

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use entente_chain::{ChainClient, ChainError};
 use entente_channel::{CallOutcome, ChainCall};
 use entente_types::B256;
 use tokio::sync::mpsc;
+
+use crate::parts::Chain;
 
 /// A channel core's chain call.
 #[derive(Debug)]
@@ -25,10 +26,10 @@ pub(crate) struct Done {
     pub(crate) gas_used: u64,
 }
 
-pub(crate) fn spawn(client: Arc<ChainClient>, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
+pub(crate) fn spawn(chain: Arc<dyn Chain>, mut jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
     tokio::spawn(async move {
         while let Some(job) = jobs.recv().await {
-            let report = run(&client, job).await;
+            let report = run(chain.as_ref(), job).await;
             if done.send(report).await.is_err() {
                 break;
             }
@@ -36,34 +37,25 @@ pub(crate) fn spawn(client: Arc<ChainClient>, mut jobs: mpsc::Receiver<Job>, don
     });
 }
 
-async fn run(client: &ChainClient, job: Job) -> Done {
+async fn run(chain: &dyn Chain, job: Job) -> Done {
     let Job { channel_id, call } = job;
-    let result = match client.manager() {
-        Some(manager) => client
-            .send(manager, call.calldata(channel_id), call.value())
-            .await
-            .and_then(|r| r.into_result()),
-        None => Err(ChainError::NoManager),
-    };
+    let report = chain.send(channel_id, call.clone()).await;
     let what = call.name();
-    let (outcome, gas_used) = match result {
-        Ok(receipt) => {
-            tracing::info!(target: "entente::node", channel = %channel_id, %what, gas = receipt.gas_used, "chain call done");
-            (CallOutcome::Mined, receipt.gas_used)
+    match &report.outcome {
+        CallOutcome::Mined => {
+            tracing::info!(target: "entente::node", channel = %channel_id, %what, gas = report.gas_used, "chain call done");
         }
-        Err(e @ ChainError::Reverted { .. }) => {
-            tracing::warn!(target: "entente::node", channel = %channel_id, %what, error = %e, "chain call refused");
-            (CallOutcome::Reverted(e.to_string()), 0)
+        CallOutcome::Reverted(reason) => {
+            tracing::warn!(target: "entente::node", channel = %channel_id, %what, %reason, "chain call refused");
         }
-        Err(e) => {
-            tracing::warn!(target: "entente::node", channel = %channel_id, %what, error = %e, "chain call not sent");
-            (CallOutcome::NotSent(e.to_string()), 0)
+        CallOutcome::NotSent(reason) => {
+            tracing::warn!(target: "entente::node", channel = %channel_id, %what, %reason, "chain call not sent");
         }
-    };
+    }
     Done {
         channel_id,
         call,
-        outcome,
-        gas_used,
+        outcome: report.outcome,
+        gas_used: report.gas_used,
     }
 }

@@ -104,6 +104,7 @@ async fn a_node_with_an_asynchronous_failing_signer_and_an_in_memory_store_plays
     let parts = NodeParts {
         signer: Some(signer.clone()),
         store: Some(entente_store::Store::in_memory().unwrap()),
+        ..NodeParts::default()
     };
     let alice = Node::start_with(world.config(1, &dir.path().join("unused"), vec![]), parts)
         .await

@@ -168,7 +168,10 @@ impl ChainLink {
         let Some(manager) = self.chain.manager() else {
             return (CallOutcome::NotSent("no manager".into()), 0);
         };
-        let (what, outcome, gas) = match self.chain.send(from, manager, calldata, call.value()) {
+        let (what, outcome, gas) = match self
+            .chain
+            .send(from, call.target(manager), calldata, call.value())
+        {
             Ok(receipt) if receipt.success => (
                 format!("{name} ok (gas {})", receipt.gas_used),
                 CallOutcome::Mined,

@@ -39,7 +39,7 @@ pub use byzantine::Strategy;
 pub use chain::{ChainLink, ChainRecord, OpenedChannel};
 pub use life::{LifePhase, LifeReport, LifeScenario, Membership};
 pub use network::{NetConfig, Partition};
-pub use player::{CounterPlayer, Player, TicTacToePlayer};
+pub use player::{CounterPlayer, PaymentsPlayer, Player, TicTacToePlayer};
 pub use recovery::shared_recover;
 pub use scenario::{DEPOSIT, Game, Report, Scenario};
 pub use simulation::{PeerStats, SimError, Simulation, TraceEntry};

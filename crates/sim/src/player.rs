@@ -1,5 +1,5 @@
 use alloy_sol_types::SolCall;
-use entente_contracts::{RoundRobinCounter, TicTacToe};
+use entente_contracts::{Payments, RoundRobinCounter, TicTacToe};
 use entente_types::{Bytes, LocalSigner};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -10,6 +10,12 @@ use crate::StateManager;
 pub trait Player {
     /// The ABI-encoded move, or `None` to stay silent.
     fn choose(&mut self, peer: &mut StateManager<LocalSigner>, rng: &mut StdRng) -> Option<Bytes>;
+
+    /// True while the player wants to write in states that oblige nobody (a payment it has
+    /// yet to make): it is then asked to move at random times, not only on its turn.
+    fn writes_anytime(&self) -> bool {
+        false
+    }
 }
 
 /// Plays tic-tac-toe at random among the empty cells.
@@ -37,5 +43,78 @@ impl Player for CounterPlayer {
     fn choose(&mut self, _peer: &mut StateManager<LocalSigner>, rng: &mut StdRng) -> Option<Bytes> {
         let step = rng.random_range(1..=10u64);
         Some(RoundRobinCounter::addCall { step }.abi_encode().into())
+    }
+}
+
+/// Makes `budget` payments of a random small amount to random other participants, at random
+/// times; the settler then ends the channel once every participant's payments are applied (or
+/// after 200 more of its moves' chances, when some never pay).
+#[derive(Debug, Clone)]
+pub struct PaymentsPlayer {
+    budget: u64,
+    made: u64,
+    settler: bool,
+    settled: bool,
+    waited: u64,
+}
+
+impl PaymentsPlayer {
+    /// A player that pays `budget` times; the `settler` settles afterwards.
+    pub fn new(budget: u64, settler: bool) -> Self {
+        Self {
+            budget,
+            made: 0,
+            settler,
+            settled: false,
+            waited: 0,
+        }
+    }
+}
+
+impl Player for PaymentsPlayer {
+    fn choose(&mut self, peer: &mut StateManager<LocalSigner>, rng: &mut StdRng) -> Option<Bytes> {
+        if !peer.is_open() {
+            return None;
+        }
+        let me = peer.me();
+        if self.made < self.budget {
+            let others: Vec<_> = peer
+                .fork()
+                .participants
+                .iter()
+                .copied()
+                .filter(|p| *p != me)
+                .collect();
+            if others.is_empty() {
+                return None;
+            }
+            let to = others[rng.random_range(0..others.len())];
+            self.made += 1;
+            let amount = alloy_primitives::U256::from(rng.random_range(1..=1_000u64));
+            return Some(Payments::payCall { to, amount }.abi_encode().into());
+        }
+        if self.settler && !self.settled {
+            // Once everyone's payments are in (or after a while: some participants may never
+            // pay), settle.
+            self.waited += 1;
+            let participants = peer.fork().participants.clone();
+            let mut all_in = true;
+            for p in participants {
+                let raw = peer
+                    .view(Payments::intentNonceOfCall { issuer: p }.abi_encode().into())
+                    .ok()?;
+                let applied = Payments::intentNonceOfCall::abi_decode_returns(&raw).ok()?;
+                all_in &= applied >= self.budget;
+            }
+            if all_in || self.waited > 200 {
+                self.settled = true;
+                return Some(Payments::settleCall {}.abi_encode().into());
+            }
+        }
+        None
+    }
+
+    fn writes_anytime(&self) -> bool {
+        self.made < self.budget || (self.settler && !self.settled)
     }
 }

@@ -1,13 +1,15 @@
 use alloy_primitives::U256;
 use entente_channel::Channel;
-use entente_contracts::{RoundRobinCounter, TicTacToe, artifacts};
+use entente_contracts::{Payments, RoundRobinCounter, TicTacToe, artifacts};
 use entente_evm_runtime::{MachineCode, MachineInstance};
 use entente_state_manager::Config;
 use entente_types::{
     Address, AgreementMode, B256, ChannelSpec, Domain, LocalSigner, Signer, Timing, keccak256,
 };
 
-use crate::{CounterPlayer, NetConfig, Player, SimError, Simulation, Strategy, TicTacToePlayer};
+use crate::{
+    CounterPlayer, NetConfig, PaymentsPlayer, Player, SimError, Simulation, Strategy, TicTacToePlayer,
+};
 
 /// Each participant's deposit in simulated channels (wei).
 pub const DEPOSIT: u64 = 1_000_000_000_000_000_000;
@@ -24,6 +26,12 @@ pub enum Game {
     Counter {
         /// The target.
         target: u64,
+    },
+    /// The N-party payment machine (anyone pays anyone at any time): each peer makes
+    /// `payments` payments, then peer 0 settles.
+    Payments {
+        /// Payments per peer.
+        payments: u64,
     },
 }
 
@@ -224,6 +232,14 @@ impl Scenario {
                 };
                 (artifacts::ROUND_ROBIN_COUNTER, call.abi_encode())
             }
+            Game::Payments { .. } => {
+                use alloy_sol_types::SolCall;
+                let call = Payments::initialStateCall {
+                    participants: participants.clone(),
+                    deposits: vec![U256::from(DEPOSIT); self.n],
+                };
+                (artifacts::PAYMENTS, call.abi_encode())
+            }
         };
         let code = MachineCode::from_artifact_json(json).map_err(|e| fail(e.to_string()))?;
         let genesis = {
@@ -271,7 +287,7 @@ impl Scenario {
         // Every peer runs the channel core the node runs, live from the channel's genesis; its
         // dispute handler decides only when there is a chain.
         let mut peers: Vec<(Channel<LocalSigner>, Box<dyn Player>)> = Vec::with_capacity(self.n);
-        for key in keys {
+        for (i, key) in keys.into_iter().enumerate() {
             let core = Channel::live(
                 key,
                 spec.clone(),
@@ -284,6 +300,7 @@ impl Scenario {
             let player: Box<dyn Player> = match self.game {
                 Game::TicTacToe => Box::new(TicTacToePlayer),
                 Game::Counter { .. } => Box::new(CounterPlayer),
+                Game::Payments { payments } => Box::new(PaymentsPlayer::new(payments, i == 0)),
             };
             peers.push((core, player));
         }

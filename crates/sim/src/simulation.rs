@@ -462,7 +462,7 @@ impl Simulation {
                     self.forge_move(i)?;
                 } else if matches!(p.strategy, Strategy::Silent | Strategy::BackdatedPost) {
                     // Never moves off-chain (a backdating peer moves only on chain).
-                } else if sm(&p.channel).is_my_turn()
+                } else if (sm(&p.channel).is_my_turn() || sm(&p.channel).is_open())
                     && let Some(data) = p.player.choose(sm_mut(&mut p.channel), &mut self.rng)
                 {
                     match p
@@ -881,7 +881,7 @@ impl Simulation {
                 }
                 self.last_final[i] = self.last_final[i].max(*height);
             }
-            Event::GameOver { .. } | Event::ForkStarted { .. } => {}
+            Event::GameOver { .. } | Event::ForkStarted { .. } | Event::IntentDropped { .. } => {}
         }
         self.record(i, format!("{event:?}"));
         Ok(())
@@ -921,7 +921,8 @@ impl Simulation {
             || (p.strategy.forges()
                 && p.forged
                     .contains(&(sm(&p.channel).fork().fork, sm(&p.channel).tip() + 1)));
-        if sm(&p.channel).is_my_turn() && !p.act_pending && !idle {
+        let wants = sm(&p.channel).is_my_turn() || (sm(&p.channel).is_open() && p.player.writes_anytime());
+        if wants && !p.act_pending && !idle {
             self.peers[i].act_pending = true;
             let (lo, hi) = self.think_ms;
             let think = self.rng.random_range(lo..=hi.max(lo));

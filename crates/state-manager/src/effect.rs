@@ -118,6 +118,16 @@ pub enum Event {
         /// Its participants.
         participants: Vec<Address>,
     },
+    /// A sequencer left an intent out because it no longer applies (it reverts, or expired); its
+    /// issuer may sign it again with the same nonce.
+    IntentDropped {
+        /// Who signed it.
+        issuer: Address,
+        /// Its nonce.
+        nonce: u64,
+        /// Why.
+        reason: String,
+    },
     /// A participant signed two transactions at one fork and height.
     Equivocation {
         /// Who.

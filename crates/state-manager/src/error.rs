@@ -117,6 +117,43 @@ pub enum Rejection {
     /// A message about opening a channel or changing its members, which the host handles.
     #[error("a proposal, answer or membership approval is for the host, not the running channel")]
     NotForRunningChannel,
+    /// An intent that is not signed by its issuer.
+    #[error("intent {nonce} of {issuer} is not signed by it")]
+    IntentSignature {
+        /// The claimed issuer.
+        issuer: Address,
+        /// Its nonce.
+        nonce: u64,
+    },
+    /// An intent whose nonce is already used, or that expired.
+    #[error("intent {nonce} of {issuer} is stale (next nonce {next}, or expired)")]
+    StaleIntent {
+        /// The issuer.
+        issuer: Address,
+        /// Its nonce.
+        nonce: u64,
+        /// The issuer's next nonce.
+        next: u64,
+    },
+    /// No room for more intents of this issuer (or in all).
+    #[error("too many intents under way from {0}")]
+    IntentPoolFull(Address),
+    /// An intent whose move is larger than allowed.
+    #[error("intent move of {bytes} bytes, at most {limit}")]
+    IntentTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An intent too far ahead of its issuer's next nonce, or valid for longer than allowed.
+    #[error("intent {nonce} of {issuer} is too far ahead or lives too long")]
+    IntentOutOfBounds {
+        /// The issuer.
+        issuer: Address,
+        /// Its nonce.
+        nonce: u64,
+    },
 }
 
 impl Rejection {
@@ -135,6 +172,7 @@ impl Rejection {
                 | Self::StateHashMismatch { .. }
                 | Self::Execution(_)
                 | Self::OversizedSync(_)
+                | Self::IntentSignature { .. }
         )
     }
 }
@@ -184,6 +222,23 @@ pub enum SubmitError {
     /// sent; submit again.
     #[error("not signed: {0}")]
     Signer(entente_types::SignError),
+    /// A move larger than an intent may carry.
+    #[error("move of {bytes} bytes, an intent carries at most {limit}")]
+    IntentTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An earlier intent of ours at this nonce was left out but may still apply until `until`:
+    /// submit again after that.
+    #[error("an earlier intent at nonce {nonce} may still apply until {until}")]
+    IntentUnderWay {
+        /// The nonce.
+        nonce: u64,
+        /// Its expiry (chain time, seconds).
+        until: u64,
+    },
 }
 
 /// Why a channel could not be set up.

@@ -58,5 +58,7 @@ mod membership;
 pub use effect::{Effect, Event, PersistRecord};
 pub use error::{Rejection, SetupError, SubmitError};
 pub use manager::restore::{ChannelSnapshot, RestoreError, StoredTransaction};
-pub use manager::{Accepted, Config, ForkInfo, FraudEvidence, FraudKind, Recover, StateManager};
+pub use manager::{
+    Accepted, Config, ForkInfo, FraudEvidence, FraudKind, MAX_INTENT_DATA, Recover, StateManager,
+};
 pub use membership::{ApprovalContext, ApprovalRefusal, approval_window};

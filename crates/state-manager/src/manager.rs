@@ -2,10 +2,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use entente_agreement::{AgreementManager, Equivocation};
 use entente_clock::{LogicalClock, TimestampError, check_timestamp};
-use entente_evm_runtime::{EvmError, MachineCode, MachineInstance};
+use entente_evm_runtime::{EvmError, MachineCode, MachineInstance, apply_intents_calldata};
 use entente_types::{
     Address, AgreementMode, B256, Bytes, ChannelSpec, Confirmation, Envelope, Message, Signature,
-    SignedTransaction, Signer, SyncRequest, SyncResponse, Transaction, recover_signer, state_hash,
+    SignedIntent, SignedTransaction, Signer, SyncRequest, SyncResponse, Transaction, recover_signer,
+    state_hash,
 };
 
 use crate::{Effect, Event, PersistRecord, Rejection, SetupError, SubmitError};
@@ -58,6 +59,19 @@ pub enum Accepted {
 
 /// Most fraud evidence kept per channel.
 const MAX_FRAUD_EVIDENCE: usize = 16;
+/// Most intents under way from one issuer.
+const MAX_INTENTS_PER_ISSUER: usize = 64;
+/// Most intents under way in all.
+const MAX_INTENTS: usize = 1024;
+/// Most intents one sequencer transaction applies.
+const MAX_BATCH: usize = 64;
+/// Largest move an intent may carry (bytes of calldata).
+pub const MAX_INTENT_DATA: usize = 4 * 1024;
+/// Most bytes of intent moves in one sequencer transaction (well under a message's and a
+/// chain transaction's size).
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// How far ahead of an issuer's next nonce an intent may be.
+const NONCE_WINDOW: u64 = 64;
 
 /// The fraud a refused, issuer-signed transaction shows (what `proveFraud` can claim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -128,6 +142,20 @@ pub struct StateManager<S: Signer> {
     tip_timestamp: u64,
     next_writer: Address,
     game_over: bool,
+    /// The tip's state names no writer and is not over: its next height is the sequencer's, and
+    /// moves come as intents (docs/protocol.md, section 11).
+    open: bool,
+    /// Intents under way, by (issuer, nonce): signed, for this channel, not applied yet.
+    intents: BTreeMap<(Address, u64), SignedIntent>,
+    /// The tip state the pool was last pruned against.
+    pruned_at: B256,
+    /// Our own intents signed, by nonce, with their expiry and when we sent them (chain time):
+    /// a nonce is never signed again while an earlier intent at it may still apply, and one the
+    /// sequencers leave out past `p2pTime` goes to the chain.
+    own_intents: BTreeMap<u64, (SignedIntent, u64)>,
+    /// Heights written in an open state: their deadlines run from their own timestamp (nobody
+    /// was obliged to write them).
+    open_heights: std::collections::BTreeSet<u64>,
     /// Future transactions by height, waiting for the gap before them.
     future: BTreeMap<u64, SignedTransaction>,
     /// Confirmations of heights we do not hold yet.
@@ -217,6 +245,11 @@ impl<S: Signer> StateManager<S> {
             fork,
             next_writer: Address::ZERO,
             game_over: false,
+            open: false,
+            intents: BTreeMap::new(),
+            pruned_at: B256::ZERO,
+            own_intents: BTreeMap::new(),
+            open_heights: std::collections::BTreeSet::new(),
             future: BTreeMap::new(),
             early_confirmations: VecDeque::new(),
             own_signatures: BTreeMap::new(),
@@ -272,14 +305,39 @@ impl<S: Signer> StateManager<S> {
         self.agreement.finalized_height()
     }
 
-    /// Who writes next (`Address::ZERO` when nobody can).
+    /// Who writes next (`Address::ZERO` when nobody can): the writer the machine names, or in
+    /// an open state the height's sequencer.
     pub fn next_writer(&self) -> Address {
         self.next_writer
     }
 
-    /// True when it is this peer's turn.
+    /// The writer the machine obliges to write next, if any: `None` in an open state (nobody is
+    /// obliged; no timeout applies to anyone) and once the game is over.
+    pub fn obliged_writer(&self) -> Option<Address> {
+        (!self.game_over && !self.open && self.next_writer != Address::ZERO).then_some(self.next_writer)
+    }
+
+    /// True when the tip's state names no writer and is not over: any participant the machine
+    /// allows may write, through an intent ([`Self::submit`]).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// True when height `height` was written in an open state (its parent named no writer):
+    /// its confirmation and calldata deadlines run from its own timestamp.
+    pub fn written_open(&self, height: u64) -> bool {
+        self.open_heights.contains(&height)
+    }
+
+    /// Intents under way (signed, not applied yet), in (issuer, nonce) order.
+    pub fn pending_intents(&self) -> impl Iterator<Item = &SignedIntent> + '_ {
+        self.intents.values()
+    }
+
+    /// True when the machine obliges this peer to write next. (In an open state nobody is
+    /// obliged: a move is submitted whenever the application wants.)
     pub fn is_my_turn(&self) -> bool {
-        !self.game_over && self.next_writer == self.me
+        self.obliged_writer() == Some(self.me)
     }
 
     /// True once the machine reports the game over.
@@ -375,7 +433,35 @@ impl<S: Signer> StateManager<S> {
                 height: self.fork.genesis_height,
             }));
         }
+        self.reoffer_own_intents(local_ms);
         Ok(true)
+    }
+
+    /// After a fork: our intents the fork's genesis has not applied (they were on the branch the
+    /// chain cut) go to the sequencers again, with their nonces and signatures: each still
+    /// applies at most once.
+    fn reoffer_own_intents(&mut self, local_ms: u64) {
+        self.pruned_at = B256::ZERO;
+        let Ok(applied) = self.machine.intent_nonce_of(self.me) else {
+            return;
+        };
+        let now = self.clock.now_secs(local_ms);
+        let floor = now.max(self.tip_timestamp);
+        let again: Vec<SignedIntent> = self
+            .own_intents
+            .range(applied..)
+            .map(|(_, (intent, _))| intent.clone())
+            .filter(|i| i.not_after >= floor)
+            .collect();
+        for intent in again {
+            // Sent again now: the sequencers get their `p2pTime` again.
+            if let Some(entry) = self.own_intents.get_mut(&intent.nonce) {
+                entry.1 = now;
+            }
+            self.intents.insert((self.me, intent.nonce), intent.clone());
+            self.effects
+                .push_back(Effect::Broadcast(Message::Intent(Box::new(intent))));
+        }
     }
 
     /// Stops signing on the current fork: called when this peer starts a dispute there (seed
@@ -453,6 +539,14 @@ impl<S: Signer> StateManager<S> {
 
     /// When [`Self::handle_timeout`] should be called next (local ms), if ever.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.open
+            && (self.next_writer == self.me || !self.own_intents.is_empty())
+            && !self.intents.is_empty()
+        {
+            // Intents to write that could not be written yet (the signer answers later), or
+            // ours that a sequencer may be leaving out.
+            return Some(self.last_progress_ms + (self.config.resend_interval_ms << self.resends.min(5)));
+        }
         if self.agreement.tip() > self.agreement.finalized_height() {
             // Back off exponentially while nothing progresses (a stalled channel waiting for the
             // chain must not flood the network), at most 32 intervals.
@@ -465,9 +559,27 @@ impl<S: Signer> StateManager<S> {
 
     // ----- local moves -----------------------------------------------------------------------
 
-    /// Submits this peer's move (`data` is an ABI-encoded call of one of the machine's moves):
-    /// executes it on the tip, signs it and broadcasts it. Returns its digest.
+    /// Submits this peer's move (`data` is an ABI-encoded call of one of the machine's moves).
+    /// When the machine names this peer as the next writer: executes it on the tip, signs it and
+    /// broadcasts it, and returns its digest. In an open state: signs it as an intent with this
+    /// peer's next nonce and sends it to every peer for the height's sequencer (this peer
+    /// included), and returns the intent's digest.
     pub fn submit(&mut self, data: Bytes, local_ms: u64) -> Result<B256, SubmitError> {
+        if self.open {
+            return self.submit_intent(data, local_ms);
+        }
+        self.write(data, local_ms)
+    }
+
+    /// Signs and applies this peer's own transaction with `data` at the tip.
+    fn write(&mut self, data: Bytes, local_ms: u64) -> Result<B256, SubmitError> {
+        self.author(data, false, local_ms)
+    }
+
+    /// Signs and applies our transaction with `data` at the tip: as the writer the machine names
+    /// (or the height's sequencer), or, with `escape`, in an open state whose sequencer left our
+    /// intents out (the transaction then goes to the chain: section 11 of docs/protocol.md).
+    fn author(&mut self, data: Bytes, escape: bool, local_ms: u64) -> Result<B256, SubmitError> {
         if !self.fork.participants.contains(&self.me) {
             return Err(SubmitError::NotAParticipant);
         }
@@ -480,23 +592,13 @@ impl<S: Signer> StateManager<S> {
         if self.game_over {
             return Err(SubmitError::GameOver);
         }
-        if self.next_writer != self.me {
+        if self.next_writer != self.me && !(escape && self.open) {
             return Err(SubmitError::NotYourTurn {
                 expected: self.next_writer,
             });
         }
         let now = self.clock.now_secs(local_ms);
-        let transaction = Transaction {
-            channelId: self.spec.channel_id,
-            forkCnt: self.fork.fork,
-            height: self.agreement.tip() + 1,
-            participant: self.me,
-            timestamp: now.max(self.tip_timestamp),
-            prevStateHash: self.tip_state_hash,
-            stateHash: B256::ZERO,
-            data,
-        };
-        let mut transaction = transaction;
+        let mut transaction = self.own_next_transaction(data, now.max(self.tip_timestamp));
         let pending = self
             .machine
             .execute(&transaction, None)
@@ -557,11 +659,13 @@ impl<S: Signer> StateManager<S> {
             Message::Confirmation(c) => self.on_confirmation(c, local_ms),
             Message::SyncRequest(r) => self.on_sync_request(from, r),
             Message::SyncResponse(r) => self.on_sync_response(from, r, local_ms),
+            Message::Intent(intent) => self.on_intent(*intent, local_ms),
             Message::Proposal(_)
             | Message::ProposalAnswer(_)
             | Message::Approval(_)
             | Message::JoinTicket(_) => Err(Rejection::NotForRunningChannel),
         };
+        self.maybe_sequence(local_ms);
         result.map_err(|reason| self.reject(from, reason))
     }
 
@@ -578,6 +682,8 @@ impl<S: Signer> StateManager<S> {
                 self.confirm(f, h, d);
             }
         }
+        self.maybe_sequence(local_ms);
+        self.maybe_escape(local_ms);
         let Some(due) = self.poll_timeout() else { return };
         if local_ms < due {
             return;
@@ -796,7 +902,10 @@ impl<S: Signer> StateManager<S> {
         arrival: Arrival,
     ) -> Result<(), Rejection> {
         let tx = &st.transaction;
-        if self.game_over || tx.participant != self.next_writer {
+        // In an open state the height is the sequencer's, but one posted on chain is whoever's
+        // the machine let write there (the chain ran its write rule: `_mayWrite`).
+        let posted_open = self.open && arrival == Arrival::Chain;
+        if self.game_over || (tx.participant != self.next_writer && !posted_open) {
             return Err(Rejection::NotYourTurn {
                 issuer: tx.participant,
                 expected: self.next_writer,
@@ -814,6 +923,8 @@ impl<S: Signer> StateManager<S> {
             // The chain judged a posted transaction's timing (docs/security.md, R3, R4).
             Err(TimestampError::Late { .. } | TimestampError::Backdated { .. })
                 if arrival == Arrival::Chain => {}
+            // Nobody was obliged to write after an open state: no height there comes late.
+            Err(TimestampError::Late { .. }) if self.open => {}
             Err(e) => return Err(Rejection::Timestamp(e)),
         }
         let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {
@@ -834,7 +945,9 @@ impl<S: Signer> StateManager<S> {
         let confirm = match self.spec.agreement_mode {
             // ...except to a peer that refused to confirm ours (seed 002, "Timeout").
             AgreementMode::ExplicitConfirmations => !self.refused_by.contains(&issuer),
-            AgreementMode::VirtualVotingOnly => self.game_over_after_refresh(),
+            // ...and, in an open state, every one: idle participants write nothing that would
+            // vote for it.
+            AgreementMode::VirtualVotingOnly => self.game_over_after_refresh() || self.open,
         };
         if confirm {
             self.confirm(fork, height, digest);
@@ -1063,8 +1176,13 @@ impl<S: Signer> StateManager<S> {
             parent_ts = parent.transaction.timestamp;
         }
         for entry in self.agreement.entries_from(first) {
+            let start = if self.open_heights.contains(&entry.transaction.height) {
+                entry.transaction.timestamp
+            } else {
+                parent_ts
+            };
             if entry.transaction.participant == self.me
-                && now > entente_clock::Deadlines::after(parent_ts, &timing).confirm_by
+                && now > entente_clock::Deadlines::after(start, &timing).confirm_by
             {
                 refused.extend(
                     self.fork
@@ -1174,6 +1292,13 @@ impl<S: Signer> StateManager<S> {
         local_ms: u64,
     ) {
         let (fork, height, issuer) = (transaction.forkCnt, transaction.height, transaction.participant);
+        if self.open {
+            self.open_heights.insert(height);
+            // Only the heights the agreement may still ask about.
+            while self.open_heights.len() > 4096 {
+                self.open_heights.pop_first();
+            }
+        }
         self.tip_state_hash = transaction.stateHash;
         self.tip_timestamp = transaction.timestamp;
         self.last_progress_ms = local_ms;
@@ -1219,9 +1344,354 @@ impl<S: Signer> StateManager<S> {
     }
 
     fn refresh_turn(&mut self) -> Result<(), EvmError> {
-        self.next_writer = self.machine.next_to_write()?;
+        let named = self.machine.next_to_write()?;
         self.game_over = self.machine.is_game_over()?;
+        self.open = named == Address::ZERO && !self.game_over;
+        self.next_writer = if self.open {
+            self.sequencer_at(self.agreement.tip() + 1)
+        } else {
+            named
+        };
         Ok(())
+    }
+
+    /// The sequencer of height `height` in an open state: the fork's participants in turn.
+    fn sequencer_at(&self, height: u64) -> Address {
+        let participants = &self.fork.participants;
+        match participants.len() {
+            0 => Address::ZERO,
+            n => participants[(height % n as u64) as usize],
+        }
+    }
+
+    // ----- intents (open states) ---------------------------------------------------------------
+
+    /// The nonce this peer's next intent takes: after the machine's count and the ones under way.
+    fn next_own_nonce(&mut self, now: u64) -> Result<u64, SubmitError> {
+        let applied = self
+            .machine
+            .intent_nonce_of(self.me)
+            .map_err(SubmitError::InvalidMove)?;
+        let pending = self
+            .intents
+            .range((self.me, 0)..=(self.me, u64::MAX))
+            .map(|((_, n), _)| *n + 1)
+            .max();
+        let nonce = pending.map_or(applied, |p| p.max(applied));
+        // An intent of ours at this nonce that was dropped may still apply somewhere until it
+        // expires: signing another would let a sequencer pick which of the two applies.
+        if let Some((intent, _)) = self.own_intents.get(&nonce)
+            && intent.not_after >= now
+        {
+            return Err(SubmitError::IntentUnderWay {
+                nonce,
+                until: intent.not_after,
+            });
+        }
+        Ok(nonce)
+    }
+
+    fn submit_intent(&mut self, data: Bytes, local_ms: u64) -> Result<B256, SubmitError> {
+        if !self.fork.participants.contains(&self.me) {
+            return Err(SubmitError::NotAParticipant);
+        }
+        if self.signing_stopped == Some(self.fork.fork) {
+            return Err(SubmitError::SigningStopped { fork: self.fork.fork });
+        }
+        if data.len() > MAX_INTENT_DATA {
+            return Err(SubmitError::IntentTooLarge {
+                bytes: data.len(),
+                limit: MAX_INTENT_DATA,
+            });
+        }
+        let now = self.clock.now_secs(local_ms);
+        // What the tip applied is no longer under way.
+        self.prune_intents(now);
+        let nonce = self.next_own_nonce(now)?;
+        let timing = &self.spec.timing;
+        // Valid while the sequencers have it and, failing them, while its issuer takes it to the
+        // chain.
+        let not_after = now.max(self.tip_timestamp)
+            + timing.p2p_time
+            + timing.agreement_time
+            + timing.chain_fallback_time;
+        let intent = SignedIntent::sign(&self.signer, self.spec.channel_id, nonce, not_after, data)
+            .map_err(SubmitError::Signer)?;
+        // Dry run behind our intents under way: a move the machine refuses goes nowhere (its
+        // nonce stays free).
+        let mut trial: Vec<SignedIntent> = self
+            .intents
+            .range((self.me, 0)..=(self.me, u64::MAX))
+            .map(|(_, i)| i.clone())
+            .collect();
+        trial.push(intent.clone());
+        self.try_intents(&trial, now.max(self.tip_timestamp))
+            .map_err(SubmitError::InvalidMove)?;
+        let digest = intent.intent().digest();
+        self.own_intents.insert(nonce, (intent.clone(), now));
+        self.intents.insert((self.me, nonce), intent.clone());
+        self.effects
+            .push_back(Effect::Broadcast(Message::Intent(Box::new(intent))));
+        self.maybe_sequence(local_ms);
+        Ok(digest)
+    }
+
+    fn on_intent(&mut self, intent: SignedIntent, local_ms: u64) -> Result<Accepted, Rejection> {
+        if !self.fork.participants.contains(&intent.issuer) {
+            return Err(Rejection::NotAParticipant(intent.issuer));
+        }
+        let key = (intent.issuer, intent.nonce);
+        if self.intents.get(&key) == Some(&intent) {
+            return Ok(Accepted::Noop);
+        }
+        if intent.data.len() > MAX_INTENT_DATA {
+            return Err(Rejection::IntentTooLarge {
+                bytes: intent.data.len(),
+                limit: MAX_INTENT_DATA,
+            });
+        }
+        let signer = (self.config.recover)(&intent.intent().digest(), &intent.signature)
+            .map_err(Rejection::BadSignature)?;
+        if signer != intent.issuer {
+            return Err(Rejection::IntentSignature {
+                issuer: intent.issuer,
+                nonce: intent.nonce,
+            });
+        }
+        let next = self
+            .machine
+            .intent_nonce_of(intent.issuer)
+            .map_err(Rejection::Execution)?;
+        let now = self.clock.now_secs(local_ms);
+        if intent.nonce < next || intent.not_after < now.max(self.tip_timestamp) {
+            return Err(Rejection::StaleIntent {
+                issuer: intent.issuer,
+                nonce: intent.nonce,
+                next,
+            });
+        }
+        // Bounded ahead: no intent far beyond the issuer's next nonce, none valid for longer
+        // than an honest issuer asks (its windows, plus the clock skew we tolerate).
+        let timing = &self.spec.timing;
+        let latest = now.max(self.tip_timestamp)
+            + timing.p2p_time
+            + 2 * timing.agreement_time
+            + timing.chain_fallback_time;
+        if intent.nonce >= next.saturating_add(NONCE_WINDOW) || intent.not_after > latest {
+            return Err(Rejection::IntentOutOfBounds {
+                issuer: intent.issuer,
+                nonce: intent.nonce,
+            });
+        }
+        // Each participant its share of the pool: one cannot crowd the others out.
+        let share = (MAX_INTENTS / self.fork.participants.len().max(1)).clamp(1, MAX_INTENTS_PER_ISSUER);
+        let of_issuer = self
+            .intents
+            .range((intent.issuer, 0)..=(intent.issuer, u64::MAX))
+            .count();
+        if of_issuer >= share || self.intents.len() >= MAX_INTENTS {
+            return Err(Rejection::IntentPoolFull(intent.issuer));
+        }
+        // A second intent at one nonce: the later one replaces it (only one can ever apply).
+        self.intents.insert(key, intent);
+        Ok(Accepted::Noop)
+    }
+
+    /// Drops the intents the tip applied, those that expired, and (for a machine without
+    /// intents) all.
+    fn prune_intents(&mut self, now: u64) {
+        if self.pruned_at != self.tip_state_hash {
+            self.pruned_at = self.tip_state_hash;
+            let issuers: std::collections::BTreeSet<Address> = self.intents.keys().map(|(a, _)| *a).collect();
+            for issuer in issuers {
+                match self.machine.intent_nonce_of(issuer) {
+                    Ok(next) => self.intents.retain(|(a, n), _| *a != issuer || *n >= next),
+                    Err(_) => self.intents.retain(|(a, _), _| *a != issuer),
+                }
+            }
+        }
+        let floor = now.max(self.tip_timestamp);
+        self.intents.retain(|_, i| i.not_after >= floor);
+        let expired: Vec<u64> = self
+            .own_intents
+            .iter()
+            .filter(|(_, (intent, _))| intent.not_after < floor)
+            .map(|(n, _)| *n)
+            .collect();
+        if !expired.is_empty() {
+            // Ours that expired before anything applied them: the application hears of it (it
+            // may sign the move again).
+            let applied = self.machine.intent_nonce_of(self.me).unwrap_or(u64::MAX);
+            for nonce in expired {
+                self.own_intents.remove(&nonce);
+                if nonce >= applied {
+                    self.effects.push_back(Effect::Notify(Event::IntentDropped {
+                        issuer: self.me,
+                        nonce,
+                        reason: "expired before a sequencer or the chain applied it".into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// In an open state whose sequencer has left our oldest intent out for `p2pTime`: writes
+    /// our intents under way as our own transaction at the next height, where we signed nothing.
+    /// Nobody confirms it off chain (it is not the sequencer's), so its deadline passes and the
+    /// dispute layer posts it on chain, where the machine lets any participant write; every
+    /// peer then takes it from the chain.
+    fn maybe_escape(&mut self, local_ms: u64) {
+        if !self.open || self.next_writer == self.me || self.signing_stopped == Some(self.fork.fork) {
+            return;
+        }
+        let now = self.clock.now_secs(local_ms);
+        self.prune_intents(now);
+        let Ok(applied) = self.machine.intent_nonce_of(self.me) else {
+            return;
+        };
+        let oldest = self
+            .intents
+            .range((self.me, applied)..=(self.me, u64::MAX))
+            .filter_map(|((_, n), _)| self.own_intents.get(n).map(|(_, sent)| *sent))
+            .min();
+        let Some(sent) = oldest else { return };
+        if now < sent + self.spec.timing.p2p_time {
+            return;
+        }
+        let height = self.agreement.tip() + 1;
+        let timestamp = now.max(self.tip_timestamp);
+        let mut batch: Vec<SignedIntent> = Vec::new();
+        let ours: Vec<SignedIntent> = self
+            .intents
+            .range((self.me, applied)..=(self.me, u64::MAX))
+            .map(|(_, i)| i.clone())
+            .collect();
+        for (next, intent) in (applied..).zip(ours) {
+            if intent.nonce != next || batch.len() >= MAX_BATCH {
+                break;
+            }
+            let mut trial = batch.clone();
+            trial.push(intent);
+            if self.try_intents(&trial, timestamp).is_err() {
+                break;
+            }
+            batch = trial;
+        }
+        if batch.is_empty() {
+            return;
+        }
+        match self.author(apply_intents_calldata(&batch), true, local_ms) {
+            Ok(_) => {
+                tracing::info!(target: "entente::state", height, intents = batch.len(), "the sequencer left our intents out: written as our own transaction, for the chain");
+                self.prune_intents(now);
+            }
+            Err(e) => tracing::debug!(target: "entente::state", error = %e, "escape deferred"),
+        }
+    }
+
+    /// Our transaction with `data` at the tip's next height, its state hash not filled in yet.
+    fn own_next_transaction(&self, data: Bytes, timestamp: u64) -> Transaction {
+        Transaction {
+            channelId: self.spec.channel_id,
+            forkCnt: self.fork.fork,
+            height: self.agreement.tip() + 1,
+            participant: self.me,
+            timestamp,
+            prevStateHash: self.tip_state_hash,
+            stateHash: B256::ZERO,
+            data,
+        }
+    }
+
+    /// Runs `applyIntents(intents)` at the tip's next height as ours, without keeping it.
+    fn try_intents(&mut self, intents: &[SignedIntent], timestamp: u64) -> Result<(), EvmError> {
+        let transaction = self.own_next_transaction(apply_intents_calldata(intents), timestamp);
+        self.machine.execute(&transaction, None).map(|_| ())
+    }
+
+    /// As the sequencer of an open tip, writes the intents under way that apply, in one
+    /// transaction (bounded in count and bytes); an intent that does not apply even on its own
+    /// is dropped (its issuer hears of it when its intent is not applied and may sign another
+    /// once this one expires).
+    fn maybe_sequence(&mut self, local_ms: u64) {
+        if self.intents.is_empty() {
+            return;
+        }
+        let now = self.clock.now_secs(local_ms);
+        self.prune_intents(now);
+        if !self.open
+            || self.next_writer != self.me
+            || self.intents.is_empty()
+            || self.signing_stopped == Some(self.fork.fork)
+            || self.signing_held_at().is_some()
+        {
+            return;
+        }
+        let timestamp = now.max(self.tip_timestamp);
+        let height = self.agreement.tip() + 1;
+        // Issuers in turn from the height's own position, so that none is always first (or
+        // last, when the batch is full).
+        let participants = self.fork.participants.clone();
+        let n = participants.len().max(1);
+        let start = (height % n as u64) as usize;
+        let order: Vec<Address> = (0..n).map(|k| participants[(start + k) % n]).collect();
+        let mut batch: Vec<SignedIntent> = Vec::new();
+        let mut bytes = 0usize;
+        let mut dropped = Vec::new();
+        'issuers: for issuer in order {
+            let Ok(mut next) = self.machine.intent_nonce_of(issuer) else {
+                continue;
+            };
+            let of_issuer: Vec<SignedIntent> = self
+                .intents
+                .range((issuer, next)..=(issuer, u64::MAX))
+                .map(|(_, i)| i.clone())
+                .collect();
+            let mut own_accepted: Vec<SignedIntent> = Vec::new();
+            for intent in of_issuer {
+                if intent.nonce != next {
+                    // A gap: the missing intent has not reached us (yet).
+                    break;
+                }
+                if batch.len() >= MAX_BATCH || bytes + intent.data.len() > MAX_BATCH_BYTES {
+                    break 'issuers;
+                }
+                let mut trial = batch.clone();
+                trial.push(intent.clone());
+                if self.try_intents(&trial, timestamp).is_ok() {
+                    bytes += intent.data.len();
+                    batch = trial;
+                    own_accepted.push(intent);
+                    next += 1;
+                    continue;
+                }
+                // Refused with the others: on its own (behind its issuer's earlier ones)?
+                let mut alone = own_accepted.clone();
+                alone.push(intent.clone());
+                if let Err(e) = self.try_intents(&alone, timestamp) {
+                    dropped.push((intent.issuer, intent.nonce, e.to_string()));
+                    break;
+                }
+                // It applies, only not with all of these (a gas or size limit): next height.
+                break 'issuers;
+            }
+        }
+        for (issuer, nonce, reason) in dropped {
+            self.intents.remove(&(issuer, nonce));
+            self.effects.push_back(Effect::Notify(Event::IntentDropped {
+                issuer,
+                nonce,
+                reason,
+            }));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        match self.write(apply_intents_calldata(&batch), local_ms) {
+            Ok(_) => self.prune_intents(now),
+            // The signer may answer later: the intents stay and the next timeout tries again.
+            Err(e) => tracing::debug!(target: "entente::state", error = %e, "sequencing deferred"),
+        }
     }
 
     fn on_finalized(&mut self, height: u64) {

@@ -73,6 +73,10 @@ pub enum ApprovalRefusal {
         /// When our move is due (the tip's timestamp plus `p2pTime`).
         write_by: u64,
     },
+    /// We have intents under way in an open state: the hold would keep us from sequencing them
+    /// or taking them to the chain.
+    #[error("our intents are under way")]
+    IntentsUnderWay,
 }
 
 /// What the decision needs besides the channel's state.
@@ -160,11 +164,15 @@ impl<S: Signer> StateManager<S> {
             });
         }
         let write_by = self.tip_timestamp() + timing.p2p_time;
-        if self.next_writer() == self.me() && approval.deadline > write_by {
+        if self.obliged_writer() == Some(self.me()) && approval.deadline > write_by {
             return Err(ApprovalRefusal::BlocksOurTurn {
                 deadline: approval.deadline,
                 write_by,
             });
+        }
+        let me = self.me();
+        if self.is_open() && self.pending_intents().any(|i| i.issuer == me) {
+            return Err(ApprovalRefusal::IntentsUnderWay);
         }
         Ok(())
     }

@@ -36,7 +36,8 @@
 //! [`Store::create`] makes a new data directory; [`Store::open`] opens an existing one and gives a
 //! distinct [`StoreError`] (with the path) for a missing directory or database, a corrupt file,
 //! another schema version, or a database already open elsewhere. Nothing is modified on a
-//! refused open.
+//! refused open. [`Store::in_memory`] keeps the same tables in memory; [`Store::with_backend`]
+//! puts them on the embedder's own storage ([`StorageBackend`]).
 
 mod channels;
 mod codec;
@@ -46,4 +47,5 @@ mod store;
 pub use channels::StoredChannel;
 pub use codec::{ChainCursor, ChannelRecord, ChannelStatus, MachineSource};
 pub use error::StoreError;
+pub use redb::StorageBackend;
 pub use store::{Batch, DB_FILE, OpenMode, SCHEMA_VERSION, Store};

@@ -176,6 +176,34 @@ impl Store {
         Ok(store)
     }
 
+    /// A store on storage of the embedder's own (a [`StorageBackend`](redb::StorageBackend):
+    /// a device, an encrypted or remote volume, memory that outlives the node), named `name` in
+    /// errors. An empty backend gets a new store; one that holds a store is opened (and its
+    /// schema version checked). The durability contract holds if the backend's `sync_data`
+    /// makes what was written durable. The storage must belong to this store alone and never go
+    /// back to an older copy (no second store on it, no restored snapshot): the own-signature log
+    /// in it is what keeps the node from signing twice at one height.
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
+        name: impl Into<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        let path = name.into();
+        let empty = backend.len().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })? == 0;
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| db_error(&path, e))?;
+        let store = Self { db, path };
+        if empty {
+            store.init_schema()?;
+        } else {
+            store.check_schema()?;
+        }
+        Ok(store)
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path

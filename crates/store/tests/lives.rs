@@ -110,3 +110,74 @@ fn the_oldest_events_of_a_log_can_be_dropped_and_only_those() {
     assert_eq!(seqs(&other).len(), 10, "another channel's log is untouched");
     assert_eq!(store.event_count(&id).unwrap(), 10, "numbering goes on");
 }
+
+/// Storage of an embedder's own: bytes that outlive the store, and a count of the syncs.
+#[derive(Debug, Clone, Default)]
+struct SharedBytes {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl entente_store::StorageBackend for SharedBytes {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.bytes.lock().unwrap().len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        let bytes = self.bytes.lock().unwrap();
+        let start = offset as usize;
+        let slice = bytes
+            .get(start..start + out.len())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the end"))?;
+        out.copy_from_slice(slice);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.bytes.lock().unwrap().resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut bytes = self.bytes.lock().unwrap();
+        let start = offset as usize;
+        if bytes.len() < start + data.len() {
+            bytes.resize(start + data.len(), 0);
+        }
+        bytes[start..start + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_on_the_embedders_own_storage_syncs_through_it_and_opens_again() {
+    let storage = SharedBytes::default();
+    let id = B256::repeat_byte(3);
+    {
+        let store = Store::with_backend(storage.clone(), "shared").unwrap();
+        let before = storage.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        let mut batch = store.batch();
+        batch.put_life(id, life(3).encode());
+        batch.commit().unwrap();
+        assert!(
+            storage.syncs.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "a commit syncs the embedder's storage"
+        );
+    }
+    let store = Store::with_backend(storage.clone(), "shared").unwrap();
+    let stored = store.stored_channels().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].persisted.life, life(3));
+
+    // Storage that holds something else is refused, and left as it was.
+    let garbage = SharedBytes::default();
+    garbage.bytes.lock().unwrap().extend_from_slice(&[0xAB; 4096]);
+    let refused = Store::with_backend(garbage.clone(), "garbage");
+    assert!(refused.is_err(), "garbage opened as a store");
+    assert!(garbage.bytes.lock().unwrap().iter().all(|b| *b == 0xAB));
+}

@@ -31,6 +31,7 @@ mod channel;
 mod crypto;
 mod eip712;
 mod error;
+mod intent;
 mod membership;
 mod wire;
 
@@ -38,6 +39,7 @@ pub use channel::{AgreementMode, ChannelProposal, ChannelSpec, MAX_REASON_BYTES,
 pub use crypto::{LocalSigner, SignError, Signature, Signer, recover_signer};
 pub use eip712::{Domain, Transaction, state_hash};
 pub use error::TypesError;
+pub use intent::{Intent, SignedIntent, intent_domain};
 pub use membership::{
     ApprovalSignature, JoinApproval, JoinTicket, LeaveApproval, MembershipApproval, MembershipChange,
 };

@@ -90,6 +90,8 @@ pub enum Message {
     Approval(Box<ApprovalSignature>),
     /// A complete approval for a newcomer to join.
     JoinTicket(Box<JoinTicket>),
+    /// A participant's signed intent, for the sequencer of an open state.
+    Intent(Box<crate::SignedIntent>),
 }
 
 impl Message {
@@ -104,6 +106,7 @@ impl Message {
             Message::ProposalAnswer(a) => a.channel_id,
             Message::Approval(a) => a.approval.channel_id,
             Message::JoinTicket(t) => t.approval.channel_id,
+            Message::Intent(i) => i.channel_id,
         }
     }
 }

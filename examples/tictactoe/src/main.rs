@@ -289,7 +289,7 @@ async fn cheat(
     key: B256,
 ) -> Result<()> {
     let chain = node.chain();
-    let manager = chain.manager().ok_or_else(|| anyhow!("no manager"))?;
+    let manager = chain.manager();
     let domain = Domain::new(chain.chain_id(), manager);
     let now = chain.now().await?;
     let transaction = Transaction {
