@@ -3,24 +3,7 @@ pragma solidity 0.8.37;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {AStateMachine} from "./AStateMachine.sol";
-
-/// @notice A move signed by its issuer alone (EIP-712 struct `Intent`), for machines where anyone may
-/// write: the issuer asks for `data` (a call of one of the machine's moves) to be applied as its move.
-/// @dev Signing an intent is not signing a transaction: an issuer may have many intents under way
-/// while the height's sequencer writes them into one transaction (see docs/protocol.md, "Machines
-/// where anyone may write").
-struct Intent {
-    /// The channel it is for (binds the chain and the manager: a channel id hashes both).
-    bytes32 channelId;
-    /// Who asks for the move.
-    address issuer;
-    /// The issuer's intent count in this channel before this one: intents apply in order, once.
-    uint64 nonce;
-    /// The last transaction timestamp it may be applied at (seconds).
-    uint64 notAfter;
-    /// ABI-encoded call of one of the machine's moves.
-    bytes data;
-}
+import {Intent, IntentHashing} from "./ChannelTypes.sol";
 
 /// @title AIntentMachine
 /// @notice The base of a machine in which nobody is obliged to write and any participant may: its
@@ -33,14 +16,9 @@ struct Intent {
 /// and never lowers it, also when a participant leaves and comes back.
 abstract contract AIntentMachine is AStateMachine {
     /// @notice EIP-712 type of `Intent`.
-    bytes32 public constant INTENT_TYPEHASH =
-        keccak256("Intent(bytes32 channelId,address issuer,uint64 nonce,uint64 notAfter,bytes data)");
+    bytes32 public constant INTENT_TYPEHASH = IntentHashing.INTENT_TYPEHASH;
     /// @notice EIP-712 domain of intents: fixed, the channel id inside the struct binds chain and manager.
-    bytes32 public constant INTENT_DOMAIN_SEPARATOR = keccak256(
-        abi.encode(
-            keccak256("EIP712Domain(string name,string version)"), keccak256("Entente Intent"), keccak256("1")
-        )
-    );
+    bytes32 public constant INTENT_DOMAIN_SEPARATOR = IntentHashing.DOMAIN_SEPARATOR;
 
     /// @notice `applyIntents` got no intent, or not one signature per intent.
     error IntentCount(uint256 intents, uint256 signatures);
@@ -59,17 +37,7 @@ abstract contract AIntentMachine is AStateMachine {
 
     /// @notice EIP-712 digest an issuer signs for `intent`.
     function intentDigest(Intent memory intent) public pure returns (bytes32) {
-        bytes32 structHash = keccak256(
-            abi.encode(
-                INTENT_TYPEHASH,
-                intent.channelId,
-                intent.issuer,
-                intent.nonce,
-                intent.notAfter,
-                keccak256(intent.data)
-            )
-        );
-        return keccak256(abi.encodePacked("\x19\x01", INTENT_DOMAIN_SEPARATOR, structHash));
+        return IntentHashing.digest(intent);
     }
 
     /// @notice The move of a sequencer: applies `intents` in order, each as its issuer's move, each

@@ -23,6 +23,52 @@ struct Transaction {
     bytes data;
 }
 
+/// @notice A move signed by its issuer alone (EIP-712 struct `Intent`, domain "Entente Intent"), for
+/// machines where anyone may write: the issuer asks for `data` (a call of one of the machine's moves) to
+/// be applied as its move. Signing an intent is not signing a transaction: an issuer may have many intents
+/// under way while the height's sequencer writes them into one transaction (docs/protocol.md, section 11).
+struct Intent {
+    /// The channel it is for (binds the chain and the manager: a channel id hashes both).
+    bytes32 channelId;
+    /// Who asks for the move.
+    address issuer;
+    /// The issuer's intent count in this channel before this one: intents apply in order, once.
+    uint64 nonce;
+    /// The last transaction timestamp it may be applied at (seconds).
+    uint64 notAfter;
+    /// ABI-encoded call of one of the machine's moves.
+    bytes data;
+}
+
+/// @notice EIP-712 hashing of `Intent`, shared by the machines that apply intents and the manager that
+/// holds posted ones.
+library IntentHashing {
+    /// @notice EIP-712 type of `Intent`.
+    bytes32 internal constant INTENT_TYPEHASH =
+        keccak256("Intent(bytes32 channelId,address issuer,uint64 nonce,uint64 notAfter,bytes data)");
+    /// @notice EIP-712 domain of intents: fixed, the channel id inside the struct binds chain and manager.
+    bytes32 internal constant DOMAIN_SEPARATOR = keccak256(
+        abi.encode(
+            keccak256("EIP712Domain(string name,string version)"), keccak256("Entente Intent"), keccak256("1")
+        )
+    );
+
+    /// @notice The digest an issuer signs for `intent`.
+    function digest(Intent memory intent) internal pure returns (bytes32) {
+        bytes32 structHash = keccak256(
+            abi.encode(
+                INTENT_TYPEHASH,
+                intent.channelId,
+                intent.issuer,
+                intent.nonce,
+                intent.notAfter,
+                keccak256(intent.data)
+            )
+        );
+        return keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR, structHash));
+    }
+}
+
 /// @notice A transaction with signatures over its EIP-712 digest (65 bytes each, r || s || v).
 struct SignedTransaction {
     Transaction transaction;

@@ -15,7 +15,8 @@ contract StateChannelManager is ADisputeManager {
     /// @notice The contract holding the manager's less frequent entry points (fraud proofs, forced exit,
     /// join, leave), run with `delegatecall` on the manager's storage.
     address public immutable extension;
-    /// @notice The contract holding `challenge` and `finalizeDispute`, run the same way.
+    /// @notice The contract holding `challenge`, `finalizeDispute` and the posted intents (`postIntent`,
+    /// `forceIntent`, `postedIntent`), run the same way.
     address public immutable verdicts;
 
     /// @param extension_ A deployed `ChannelExtension`.
@@ -41,6 +42,9 @@ contract StateChannelManager is ADisputeManager {
         if (
             msg.sig == VerdictExtension.challenge.selector
                 || msg.sig == VerdictExtension.finalizeDispute.selector
+                || msg.sig == VerdictExtension.postIntent.selector
+                || msg.sig == VerdictExtension.forceIntent.selector
+                || msg.sig == VerdictExtension.postedIntent.selector
         ) {
             ext = verdicts;
         }
@@ -140,30 +144,6 @@ contract StateChannelManager is ADisputeManager {
         emit Deposited(channelId, m.addr, amount);
         if (funded == ch.participantCount) _activate(channelId, ch);
         _collect(ch.token, amount);
-    }
-
-    /// @notice Cancels a channel whose funding deadline passed without all deposits.
-    function cancelFunding(bytes32 channelId) external {
-        Channel storage ch = _channel(channelId);
-        _requireStatus(channelId, ch, ChannelStatus.Funding);
-        if (block.timestamp <= ch.timestamp) revert TooEarly(uint256(ch.timestamp) + 1);
-        ch.status = ChannelStatus.Cancelled;
-        emit FundingCancelled(channelId);
-    }
-
-    /// @notice Pays back participant `index`'s deposit of a cancelled channel (to that participant).
-    function reclaimDeposit(bytes32 channelId, uint256 index) external nonReentrant {
-        Channel storage ch = _channel(channelId);
-        _requireStatus(channelId, ch, ChannelStatus.Cancelled);
-        if (index >= ch.participantCount) revert IndexOutOfRange(index);
-        Member storage m = _members[channelId][index];
-        uint256 amount = m.deposit;
-        if (!m.funded || amount == 0) revert NotFunded(index);
-        m.funded = false;
-        ch.locked -= uint96(amount);
-        address to = m.addr;
-        emit DepositReclaimed(channelId, to, amount);
-        _pay(ch.token, to, amount);
     }
 
     // ------------------------------------------------------------------ close and payouts

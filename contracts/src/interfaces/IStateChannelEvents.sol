@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {
     Transaction,
+    Intent,
     Exit,
     DisputeRecord,
     DisputeKind,
@@ -36,6 +37,24 @@ interface IStateChannelEvents {
         Transaction transaction,
         bytes signature
     );
+    /// @notice The court holds `intent` of participant `index` (`postIntent`): from `dueAt` on it is forced onto
+    /// the head (`forceIntent`) before any other post.
+    event IntentPosted(
+        bytes32 indexed channelId,
+        uint64 indexed forkCnt,
+        uint256 index,
+        Intent intent,
+        bytes signature,
+        uint64 dueAt
+    );
+    /// @notice A posted intent was applied on the head: `transaction` (by the intent's issuer, signed by
+    /// nobody: the court wrote it) is the head at `height`, as if posted. Peers pick it up from here.
+    event IntentForced(
+        bytes32 indexed channelId, uint64 indexed forkCnt, uint64 indexed height, Transaction transaction
+    );
+    /// @notice A posted intent did not apply on the head (already applied, expired, refused by the machine):
+    /// the court no longer holds it.
+    event IntentVoided(bytes32 indexed channelId, uint64 indexed forkCnt, uint256 index, bytes32 digest);
     /// @notice A dispute started; `state` is the state it will enforce (hash `dispute.stateHash`).
     event DisputeStarted(bytes32 indexed channelId, DisputeRecord dispute, bytes state);
     /// @notice A dispute was answered; `dispute` is the new record, `state` the state it now enforces.
@@ -126,6 +145,18 @@ interface IStateChannelEvents {
     error InvalidTransition(bytes32 claimed, bytes32 computed);
     /// @notice A fraud proof's claim does not hold.
     error ClaimDoesNotHold(DisputeKind kind);
+    /// @notice The court holds a posted intent that is due (`digest`, of participant `index`): force it first.
+    error IntentDue(uint256 index, bytes32 digest);
+    /// @notice The court holds no such posted intent of participant `index`.
+    error NoPostedIntent(uint256 index);
+    /// @notice The court already holds a posted intent of participant `index`.
+    error IntentAlreadyPosted(uint256 index);
+    /// @notice The posted intent may be forced only from `dueAt` on.
+    error IntentNotDue(uint64 dueAt);
+    /// @notice The intent expired (`notAfter` below `earliest`, the later of chain time and the head's timestamp).
+    error IntentExpired(uint64 notAfter, uint64 earliest);
+    /// @notice The head names a writer: intents are posted only in states where nobody is obliged to write.
+    error WriterExpected(address writer);
     /// @notice Only an exit's participant may send it elsewhere.
     error NotYourExit(address participant, address caller);
 }

@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {
     Transaction,
+    Intent,
     Exit,
     ChannelSpec,
     StateProof,
@@ -17,8 +18,9 @@ import {IStateChannelEvents} from "./IStateChannelEvents.sol";
 
 /// @title IStateChannelManager
 /// @notice The whole public ABI of the StateChannelManager, including the entry points it forwards to
-/// its extension (`proveDoubleSign`, `proveFraud`, `requestExit`, `joinChannel`, `leaveChannel` and the
-/// approval digests). Bind clients to this interface.
+/// its extension (`cancelFunding`, `reclaimDeposit`, `proveDoubleSign`, `proveFraud`, `requestExit`, `joinChannel`,
+/// `leaveChannel`, `challenge`, `finalizeDispute`, `postIntent`, `forceIntent`, `postedIntent` and the approval
+/// digests). Bind clients to this interface.
 interface IStateChannelManager is IStateChannelEvents {
     // views
     function transactionDigest(Transaction calldata transaction) external view returns (bytes32);
@@ -35,6 +37,10 @@ interface IStateChannelManager is IStateChannelEvents {
     function machineInstance(bytes32 channelId) external view returns (address);
     function pendingBalance(address account, address token) external view returns (uint256);
     function isClaimed(bytes32 channelId, uint256 index) external view returns (bool);
+    function postedIntent(bytes32 channelId, uint256 index)
+        external
+        view
+        returns (bytes32 digest, uint64 dueAt, uint64 notAfter);
     function extension() external view returns (address);
     function verdicts() external view returns (address);
     function MAX_PARTICIPANTS() external view returns (uint256);
@@ -54,6 +60,14 @@ interface IStateChannelManager is IStateChannelEvents {
         StateProof calldata parent
     ) external;
     function checkpoint(bytes32 channelId, StateProof calldata proof) external;
+    function postIntent(Intent calldata intent, bytes calldata signature) external;
+    function forceIntent(
+        bytes32 channelId,
+        uint256 index,
+        Intent calldata intent,
+        bytes calldata signature,
+        StateProof calldata parent
+    ) external;
     function disputeTimeout(bytes32 channelId, StateProof calldata latest) external;
     function requestExit(bytes32 channelId, StateProof calldata latest) external;
     function proveDoubleSign(bytes32 channelId, StateProof calldata latest, DoubleSignProof calldata proof)

@@ -41,6 +41,14 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         uint64 timestamp;
     }
 
+    /// @dev An intent posted with `postIntent`: the digest its issuer signed, when it may be forced onto the
+    /// head (`dueAt`) and the last head timestamp it may still apply at (`notAfter`).
+    struct DueIntent {
+        bytes32 digest;
+        uint64 dueAt;
+        uint64 notAfter;
+    }
+
     /// @dev One slot per participant (index = signing order; the count is `Channel.participantCount`).
     struct Member {
         address addr;
@@ -76,6 +84,11 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     /// @dev State hash of the posted head at `keccak256(abi.encode(channelId, forkCnt, height))`: the history
     /// of the head above its anchor, against which a conflicting N-signed state is recognised.
     mapping(bytes32 key => bytes32 stateHash) internal _postedState;
+    /// @dev Posted intents the court holds (docs/security.md O9): bit i of the word at
+    /// `keccak256(abi.encode(channelId, forkCnt))` is set while participant i has one.
+    mapping(bytes32 forkKey => uint256 mask) internal _dueMask;
+    /// @dev The posted intent of participant `index` in a fork (see `_dueMask`).
+    mapping(bytes32 forkKey => mapping(uint256 index => DueIntent)) internal _dueIntents;
 
     constructor() EIP712("Entente", "1") {}
 
@@ -266,6 +279,40 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         return posted != bytes32(0) && posted != pr.stateHash;
     }
 
+    function _forkKey(bytes32 channelId, uint64 forkCnt) internal pure returns (bytes32) {
+        return keccak256(abi.encode(channelId, forkCnt));
+    }
+
+    /// @dev A post on `state` (the head) must leave the court's posted intents able to apply (docs/security.md
+    /// O9): refused, in a state that names no writer, while one of them is due (from its `dueAt`, for one
+    /// `agreementTime`: it must be forced first), and when its timestamp would expire one. An intent that can
+    /// no longer apply at the head (`notAfter` below the head's timestamp) holds nothing up; in a state that
+    /// names a writer only that writer's move can apply, so due intents hold nothing up there either.
+    function _checkDueIntents(bytes32 channelId, Channel storage ch, uint64 timestamp, bytes calldata state)
+        internal
+        view
+    {
+        bytes32 key = _forkKey(channelId, ch.forkCnt);
+        uint256 mask = _dueMask[key];
+        if (mask == 0) return;
+        uint64 headTs = _headTimestamp(ch);
+        bool open = _machine(ch).nextToWriteOf{gas: ch.machineGasLimit}(state) == address(0);
+        for (uint256 i = 0; mask != 0; ++i) {
+            if (mask & 1 != 0) {
+                DueIntent storage d = _dueIntents[key][i];
+                uint64 notAfter = d.notAfter;
+                if (notAfter >= headTs) {
+                    uint64 dueAt = d.dueAt;
+                    if (open && block.timestamp >= dueAt && block.timestamp < dueAt + ch.agreementTime) {
+                        revert IntentDue(i, d.digest);
+                    }
+                    if (timestamp > notAfter) revert BadTimestamp(timestamp, headTs, notAfter);
+                }
+            }
+            mask >>= 1;
+        }
+    }
+
     function _postKey(bytes32 channelId, uint64 forkCnt, uint64 height) internal pure returns (bytes32) {
         return keccak256(abi.encode(channelId, forkCnt, height));
     }
@@ -364,12 +411,19 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         internal
         returns (bool ok, bytes32 resultHash)
     {
+        // Encode first, then check the gas: encoding large move data costs gas of its own.
+        return _executeCall(channelId, ch, prevState, abi.encodeCall(IStateMachine.stateTransition, (t)));
+    }
+
+    /// @dev Sets `prevState` in the channel's instance and runs `call` (an encoded `stateTransition`) on it.
+    function _executeCall(bytes32 channelId, Channel storage ch, bytes calldata prevState, bytes memory call)
+        internal
+        returns (bool ok, bytes32 resultHash)
+    {
         IStateMachine m = _instance(channelId, ch);
         uint256 g = ch.machineGasLimit;
         _requireGas(g);
         m.setState{gas: g}(prevState);
-        // Encode first, then check the gas: encoding large move data costs gas of its own.
-        bytes memory call = abi.encodeCall(IStateMachine.stateTransition, (t));
         _requireGas(g);
         (ok,) = address(m).call{gas: g}(call);
         if (!ok) return (false, bytes32(0));
@@ -457,11 +511,14 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
     }
 
     function _checkConserved(Channel storage ch, Exit[] memory exits) internal view {
-        uint256 sum;
+        uint256 sum = _sumExits(exits);
+        if (sum != ch.locked) revert ExitsNotConserved(ch.locked, sum);
+    }
+
+    function _sumExits(Exit[] memory exits) internal pure returns (uint256 sum) {
         for (uint256 i = 0; i < exits.length; i++) {
             sum += exits[i].amount;
         }
-        if (sum != ch.locked) revert ExitsNotConserved(ch.locked, sum);
     }
 
     /// @dev Settles: records a commitment to the exits; each is claimed with `withdraw`.

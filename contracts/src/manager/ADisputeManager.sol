@@ -37,7 +37,8 @@ abstract contract ADisputeManager is AChannelCore {
     /// and runs it in the channel's machine instance: the machine's write rule and the move must accept it
     /// and give exactly `transaction.stateHash`, whose exits conserve value. The posted state becomes the
     /// head; the next writer's window starts at `max(timestamp, now)`. Anyone may post it; refused while a
-    /// timeout dispute runs.
+    /// timeout dispute runs, once an intent the court holds is due (`forceIntent` first), and with a
+    /// timestamp that would expire one.
     function postCalldata(
         Transaction calldata transaction,
         bytes calldata signature,
@@ -50,6 +51,7 @@ abstract contract ADisputeManager is AChannelCore {
         _checkCurrentFork(channelId, ch, transaction);
         _moveHead(channelId, ch, parent);
         bytes32 digest = _checkPost(ch, transaction, signature);
+        _checkDueIntents(channelId, ch, transaction.timestamp, parent.state);
         (bool ok, bytes32 resultHash) = _execute(channelId, ch, parent.state, transaction);
         if (!ok || resultHash != transaction.stateHash) {
             revert InvalidTransition(transaction.stateHash, resultHash);

@@ -19,7 +19,8 @@ import {
 import {IStateMachine} from "../interfaces/IStateMachine.sol";
 
 /// @title ChannelExtension
-/// @notice Less frequent entry points of the StateChannelManager (fraud proofs, forced exit, join, leave);
+/// @notice Less frequent entry points of the StateChannelManager (cancelled funding, fraud proofs, forced exit,
+/// join, leave);
 /// challenges and verdicts are in `VerdictExtension`. The manager
 /// deploys it in its constructor and forwards every selector it does not know to it with `delegatecall`,
 /// so it runs on the manager's storage, balance and address (EIP-170 caps a contract at 24,576 bytes).
@@ -46,6 +47,32 @@ contract ChannelExtension is AChannelCore {
     /// @notice The EIP-712 digest of a leave approval.
     function leaveApprovalDigest(LeaveApproval calldata approval) external view returns (bytes32) {
         return _hashTypedDataV4(ApprovalHashing.hashStruct(approval));
+    }
+
+    // ------------------------------------------------------------------ cancelled funding
+
+    /// @notice Cancels a channel whose funding deadline passed without all deposits.
+    function cancelFunding(bytes32 channelId) external onlyDelegated {
+        Channel storage ch = _channel(channelId);
+        _requireStatus(channelId, ch, ChannelStatus.Funding);
+        if (block.timestamp <= ch.timestamp) revert TooEarly(uint256(ch.timestamp) + 1);
+        ch.status = ChannelStatus.Cancelled;
+        emit FundingCancelled(channelId);
+    }
+
+    /// @notice Pays back participant `index`'s deposit of a cancelled channel (to that participant).
+    function reclaimDeposit(bytes32 channelId, uint256 index) external onlyDelegated nonReentrant {
+        Channel storage ch = _channel(channelId);
+        _requireStatus(channelId, ch, ChannelStatus.Cancelled);
+        if (index >= ch.participantCount) revert IndexOutOfRange(index);
+        Member storage m = _members[channelId][index];
+        uint256 amount = m.deposit;
+        if (!m.funded || amount == 0) revert NotFunded(index);
+        m.funded = false;
+        ch.locked -= uint96(amount);
+        address to = m.addr;
+        emit DepositReclaimed(channelId, to, amount);
+        _pay(ch.token, to, amount);
     }
 
     // ------------------------------------------------------------------ forced exit

@@ -2,13 +2,25 @@
 pragma solidity 0.8.37;
 
 import {AChannelCore} from "./AChannelCore.sol";
-import {Exit, StateProof, ProofKind, DisputeKind, DisputeRecord, Channel} from "../ChannelTypes.sol";
+import {
+    Transaction,
+    Intent,
+    IntentHashing,
+    Exit,
+    StateProof,
+    ProofKind,
+    DisputeKind,
+    DisputeRecord,
+    Channel
+} from "../ChannelTypes.sol";
 import {IStateMachine} from "../interfaces/IStateMachine.sol";
+import {AIntentMachine} from "../AIntentMachine.sol";
 
 /// @title VerdictExtension
 /// @notice The end of a dispute: challenges (an N-signed state that moves the head) and finalization (the
-/// verdict carried out on the head, with the fallback of docs/security.md, R10). The manager deploys it in
-/// its constructor and forwards `challenge` and `finalizeDispute` to it with `delegatecall`.
+/// verdict carried out on the head, with the fallback of docs/security.md, R10); and the intents the court
+/// holds for machines where anyone may write (`postIntent`, `forceIntent`, O9). The manager forwards
+/// these selectors to it with `delegatecall`.
 /// @dev Every machine call of a verdict is a low-level call whose return data is checked before it is
 /// decoded: a hook that reverts, runs out of gas, or returns malformed or oversized data makes the channel
 /// settle at the head's exits; it can never make `finalizeDispute` revert for ever.
@@ -26,6 +38,189 @@ contract VerdictExtension is AChannelCore {
     modifier onlyDelegated() {
         if (address(this) == _self) revert OnlyThroughManager();
         _;
+    }
+
+    // ------------------------------------------------------------------ posted intents
+
+    /// @notice The posted intent the court holds for participant `index` of the current fork (zeros: none).
+    function postedIntent(bytes32 channelId, uint256 index)
+        external
+        view
+        returns (bytes32 digest, uint64 dueAt, uint64 notAfter)
+    {
+        bytes32 key = _forkKey(channelId, _channels[channelId].forkCnt);
+        if (index > 255 || _dueMask[key] & (1 << index) == 0) return (bytes32(0), 0, 0);
+        DueIntent storage d = _dueIntents[key][index];
+        return (d.digest, d.dueAt, d.notAfter);
+    }
+
+    /// @notice Gives the court an intent a sequencer left out (docs/security.md O9). Anyone may post a
+    /// participant's signed intent; it takes no state (so a post landing first cannot make it stale). The
+    /// court checks the issuer's signature and that the intent lives at least until it is due (`notAfter` at
+    /// least chain time plus `agreementTime`, and the head's timestamp), and holds it, one per participant:
+    /// until `now + agreementTime` the peers may include it as they like (no post may stamp it expired);
+    /// from then on, for one more `agreementTime`, no post is taken in a state that names no writer until
+    /// it is forced (`forceIntent`), in the order the held intents fall due. A held intent is replaced only
+    /// by its issuer, or once it can no longer apply.
+    function postIntent(Intent calldata intent, bytes calldata signature)
+        external
+        onlyDelegated
+        nonReentrant
+    {
+        bytes32 channelId = intent.channelId;
+        Channel storage ch = _channel(channelId);
+        _requireLive(channelId, ch);
+        if (ch.timeoutDispute) revert DisputeActive(channelId);
+        uint256 index = _memberIndex(channelId, ch, intent.issuer);
+        address signer = _recover(IntentHashing.digest(intent), signature, index);
+        if (signer != intent.issuer) revert SignerMismatch(intent.issuer, signer);
+        uint64 dueAt = _holdIntent(channelId, ch, index, intent, _headTimestamp(ch));
+        emit IntentPosted(channelId, ch.forkCnt, index, intent, signature, dueAt);
+    }
+
+    /// @dev Holds a posted intent (see `postIntent`) of participant `index` on a head with timestamp
+    /// `headTs`; returns when it is due.
+    function _holdIntent(
+        bytes32 channelId,
+        Channel storage ch,
+        uint256 index,
+        Intent calldata intent,
+        uint64 headTs
+    ) private returns (uint64 dueAt) {
+        uint64 notAfter = intent.notAfter;
+        dueAt = uint64(block.timestamp) + ch.agreementTime;
+        if (notAfter < dueAt || notAfter < headTs) {
+            revert IntentExpired(notAfter, headTs > dueAt ? headTs : dueAt);
+        }
+        bytes32 key = _forkKey(channelId, ch.forkCnt);
+        DueIntent storage d = _dueIntents[key][index];
+        if (_dueMask[key] & (1 << index) != 0 && msg.sender != intent.issuer && d.notAfter >= headTs) {
+            revert IntentAlreadyPosted(index);
+        }
+        _dueMask[key] |= 1 << index;
+        d.digest = IntentHashing.digest(intent);
+        d.dueAt = dueAt;
+        d.notAfter = notAfter;
+    }
+
+    /// @notice Applies the posted intent of participant `index` on the head, from its `dueAt` on. `parent` is
+    /// the head, or an N-signed state that becomes it. The court writes the transaction itself (writer: the
+    /// issuer; timestamp: the head's; data: `applyIntents` of this one intent) and runs it in the machine:
+    /// if it applies and the exits conserve value it becomes the head as a posted transaction would
+    /// (`IntentForced`); if not (applied already, expired, refused) the intent is dropped (`IntentVoided`).
+    /// Either way the court no longer holds it. Anyone may call it.
+    function forceIntent(
+        bytes32 channelId,
+        uint256 index,
+        Intent calldata intent,
+        bytes calldata signature,
+        StateProof calldata parent
+    ) external onlyDelegated nonReentrant {
+        Channel storage ch = _channel(channelId);
+        _requireLive(channelId, ch);
+        if (ch.timeoutDispute) revert DisputeActive(channelId);
+        bytes32 digest = _takePostedIntent(channelId, ch, index, intent, signature);
+        Proven memory h = _moveHead(channelId, ch, parent);
+        uint64 fork = ch.forkCnt;
+        Transaction memory t = _forcedTransaction(channelId, fork, h, intent, signature);
+        bytes32 resultHash = _runForced(channelId, ch, parent.state, t);
+        if (resultHash == bytes32(0)) {
+            emit IntentVoided(channelId, fork, index, digest);
+            return;
+        }
+        t.stateHash = resultHash;
+        _postedState[_postKey(channelId, fork, t.height)] = resultHash;
+        uint64 nowTs = uint64(block.timestamp);
+        _setHead(ch, t.height, resultHash, t.timestamp, t.timestamp > nowTs ? t.timestamp : nowTs, true);
+        emit IntentForced(channelId, fork, t.height, t);
+    }
+
+    /// @dev Checks that the court holds `intent` for participant `index`, signed by its issuer with
+    /// `signature` (a force never drops an intent for a bad signature: it reverts), that it is due and that
+    /// no other held intent that can still apply fell due before it; lets go of it and returns its digest.
+    function _takePostedIntent(
+        bytes32 channelId,
+        Channel storage ch,
+        uint256 index,
+        Intent calldata intent,
+        bytes calldata signature
+    ) private returns (bytes32 digest) {
+        bytes32 key = _forkKey(channelId, ch.forkCnt);
+        digest = IntentHashing.digest(intent);
+        uint256 mask = _dueMask[key];
+        if (index > 255 || mask & (1 << index) == 0 || _dueIntents[key][index].digest != digest) {
+            revert NoPostedIntent(index);
+        }
+        address signer = _recover(digest, signature, index);
+        if (signer != intent.issuer) revert SignerMismatch(intent.issuer, signer);
+        uint64 dueAt = _dueIntents[key][index].dueAt;
+        if (block.timestamp < dueAt) revert IntentNotDue(dueAt);
+        uint64 headTs = _headTimestamp(ch);
+        for (uint256 j = 0; mask != 0; ++j) {
+            if (mask & 1 != 0 && j != index) {
+                DueIntent storage o = _dueIntents[key][j];
+                if (o.notAfter >= headTs && (o.dueAt < dueAt || (o.dueAt == dueAt && j < index))) {
+                    revert IntentDue(j, o.digest);
+                }
+            }
+            mask >>= 1;
+        }
+        _dueMask[key] &= ~(1 << index);
+        delete _dueIntents[key][index];
+    }
+
+    /// @dev The transaction the court writes for a forced intent on head `h` (its `stateHash` left zero).
+    function _forcedTransaction(
+        bytes32 channelId,
+        uint64 fork,
+        Proven memory h,
+        Intent calldata intent,
+        bytes calldata signature
+    ) private pure returns (Transaction memory t) {
+        t.channelId = channelId;
+        t.forkCnt = fork;
+        t.height = h.height + 1;
+        t.participant = intent.issuer;
+        t.timestamp = h.timestamp;
+        t.prevStateHash = h.stateHash;
+        Intent[] memory intents = new Intent[](1);
+        intents[0] = intent;
+        bytes[] memory signatures = new bytes[](1);
+        signatures[0] = signature;
+        t.data = abi.encodeCall(AIntentMachine.applyIntents, (intents, signatures));
+    }
+
+    /// @dev Runs a forced transaction on `state`; the resulting state's hash, or zero when the machine refused
+    /// it, answered with malformed data, or gave exits that do not conserve value. Every machine call is a
+    /// bounded low-level call (`_call`): nothing a machine does makes `forceIntent` revert but too little gas
+    /// from its caller, so a held intent can always be let go.
+    function _runForced(bytes32 channelId, Channel storage ch, bytes calldata state, Transaction memory t)
+        private
+        returns (bytes32)
+    {
+        address inst = address(_instance(channelId, ch));
+        uint256 g = ch.machineGasLimit;
+        (bool ok, bytes memory ret) = _call(inst, abi.encodeCall(IStateMachine.setState, (state)), g, false);
+        if (ok) (ok,) = _call(inst, abi.encodeCall(IStateMachine.stateTransition, (t)), g, false);
+        if (ok) (ok, ret) = _call(inst, abi.encodeCall(IStateMachine.getState, ()), g, true);
+        if (!ok || !_isBytes(ret)) return bytes32(0);
+        bytes32 resultHash = keccak256(abi.decode(ret, (bytes)));
+        (ok, ret) = _call(inst, abi.encodeCall(IStateMachine.getExits, ()), g, true);
+        if (!ok || !_isExits(ret) || _sumExits(abi.decode(ret, (Exit[]))) != ch.locked) return bytes32(0);
+        return resultHash;
+    }
+
+    function _memberIndex(bytes32 channelId, Channel storage ch, address account)
+        private
+        view
+        returns (uint256)
+    {
+        mapping(uint256 => Member) storage m = _members[channelId];
+        uint256 n = ch.participantCount;
+        for (uint256 i = 0; i < n; ++i) {
+            if (m[i].addr == account) return i;
+        }
+        revert NotAParticipant(account);
     }
 
     // ------------------------------------------------------------------ challenge and finalize

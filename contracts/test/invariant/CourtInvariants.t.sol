@@ -89,6 +89,8 @@ contract CourtHandler is ChannelTestBase {
     bytes32 internal ghostHeadHash;
     uint64 internal lastFork;
     uint64 internal lastHeadHeight;
+    /// The state the last post at a fork and height gave (what R2's cut compares against).
+    mapping(uint64 fork => mapping(uint64 height => bytes32)) internal ghostPosted;
 
     uint256 public totalIn;
     uint256 public totalOut;
@@ -335,22 +337,22 @@ contract CourtHandler is ChannelTestBase {
         else if (t == 2) to = address(rr);
         else to = m.machineInstance(id);
         bytes memory data;
-        uint256 s = sel % 24;
-        if (s < 16) {
+        uint256 s = sel % 26;
+        if (s < 18) {
             data = bytes.concat(_managerSelector(s), payload);
-        } else if (s == 16) {
-            data = abi.encodeCall(IStateMachine.setState, (_hugeState(payload.length)));
-        } else if (s == 17) {
-            data = abi.encodeCall(IStateMachine.initialize, ());
         } else if (s == 18) {
-            data = abi.encodeCall(IStateMachine.setState, (_poolState(value)));
+            data = abi.encodeCall(IStateMachine.setState, (_hugeState(payload.length)));
         } else if (s == 19) {
-            data = abi.encodeCall(IStateMachine.removeParticipant, (honest));
+            data = abi.encodeCall(IStateMachine.initialize, ());
         } else if (s == 20) {
-            data = abi.encodeCall(IStateMachine.slashParticipant, (honest));
+            data = abi.encodeCall(IStateMachine.setState, (_poolState(value)));
         } else if (s == 21) {
-            data = abi.encodeCall(IStateMachine.joinParticipant, (_actor(who), STAKE, payload));
+            data = abi.encodeCall(IStateMachine.removeParticipant, (honest));
         } else if (s == 22) {
+            data = abi.encodeCall(IStateMachine.slashParticipant, (honest));
+        } else if (s == 23) {
+            data = abi.encodeCall(IStateMachine.joinParticipant, (_actor(who), STAKE, payload));
+        } else if (s == 24) {
             Transaction memory tx_ =
                 txPool.length > 0 ? txPool[value % txPool.length].t : entries[hFork][hTip].t;
             data = abi.encodeCall(IStateMachine.stateTransition, (tx_));
@@ -705,8 +707,14 @@ contract CourtHandler is ChannelTestBase {
                 (Transaction memory t, bytes memory sig) = abi.decode(l.data, (Transaction, bytes));
                 _onPosted(t, sig);
             } else if (t0 == IStateChannelEvents.Checkpointed.selector) {
-                (, uint64 h, bytes32 sh) = abi.decode(l.data, (uint64, uint64, bytes32));
+                (uint64 f, uint64 h, bytes32 sh) = abi.decode(l.data, (uint64, uint64, bytes32));
                 if (!honestSignedState[sh]) unsignedCheckpoints++;
+                // R2's one way down: an N-signed state cuts a posted branch that holds another state at
+                // its height (a writer equivocated)
+                bytes32 posted = ghostPosted[f][h];
+                if (f == lastFork && h < lastHeadHeight && posted != bytes32(0) && posted != sh) {
+                    lastHeadHeight = h;
+                }
                 ghostHeadHeight = h;
                 ghostHeadHash = sh;
             } else if (
@@ -746,6 +754,7 @@ contract CourtHandler is ChannelTestBase {
     /// adopts it, or finds it conflicts with a transaction it holds (a double sign by its writer).
     function _onPosted(Transaction memory t, bytes memory sig) internal {
         posts++;
+        ghostPosted[t.forkCnt][t.height] = t.stateHash;
         _poolTx(t, sig, "");
         if (t.forkCnt != ghostFork || t.height != ghostHeadHeight + 1 || t.prevStateHash != ghostHeadHash) {
             badPosts++;
@@ -772,7 +781,8 @@ contract CourtHandler is ChannelTestBase {
         }
     }
 
-    /// R2 (the head never goes down within a fork) and the head is a state the honest side can rebuild.
+    /// R2 (the head never goes down within a fork but by cutting a posted branch that conflicts with an
+    /// N-signed state) and the head is a state the honest side can rebuild.
     function _checkHead() internal {
         Channel memory ch = m.getChannel(id);
         if (ch.forkCnt == lastFork && ch.headHeight < lastHeadHeight) headDecreased++;
@@ -1221,7 +1231,7 @@ contract CourtHandler is ChannelTestBase {
     }
 
     function _managerSelector(uint256 s) internal pure returns (bytes4) {
-        bytes4[16] memory sels = [
+        bytes4[18] memory sels = [
             IStateChannelManager.postCalldata.selector,
             IStateChannelManager.checkpoint.selector,
             IStateChannelManager.disputeTimeout.selector,
@@ -1237,6 +1247,8 @@ contract CourtHandler is ChannelTestBase {
             IStateChannelManager.withdrawPending.selector,
             IStateChannelManager.deposit.selector,
             IStateChannelManager.open.selector,
+            IStateChannelManager.postIntent.selector,
+            IStateChannelManager.forceIntent.selector,
             bytes4(0xdeadbeef)
         ];
         return sels[s];
@@ -1398,7 +1410,8 @@ abstract contract CourtInvariantsBase is Test {
         vm.assertEq(handler.honestValueDropped(), 0, "G1: honest value went down");
     }
 
-    /// R2: the head never goes down within a fork.
+    /// R2: the head never goes down within a fork, but to cut a posted branch that conflicts with an
+    /// N-signed state.
     function checkR2HeadNeverDecreases() public view {
         vm.assertEq(handler.headDecreased(), 0, "R2: head height decreased");
     }

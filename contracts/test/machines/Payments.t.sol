@@ -6,7 +6,7 @@ import {Payments} from "../../src/machines/Payments.sol";
 import {AIntentMachine, Intent} from "../../src/AIntentMachine.sol";
 import {AStateMachine} from "../../src/AStateMachine.sol";
 import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
-import {Transaction, ChannelSpec, StateProof, Exit} from "../../src/ChannelTypes.sol";
+import {Transaction, ChannelSpec, StateProof, Exit, Channel} from "../../src/ChannelTypes.sol";
 import {TestToken} from "../../src/tokens/TestToken.sol";
 
 /// The payment machine alone (any participant pays at any time, as its own transaction or as an intent a
@@ -330,6 +330,290 @@ contract PaymentsTest is ChannelTestBase {
             )
         );
         m.postCalldata(t, tsig, _genesisProof(g));
+    }
+
+    // ------------------------------------------------------------------ intents the court holds (O9)
+
+    /// An intent of participant `who` in channel `id`, valid until `notAfter`, and its signature.
+    function _courtIntent(bytes32 id, uint256 who, uint64 nonce, uint64 notAfter, bytes memory data)
+        internal
+        view
+        returns (Intent memory intent, bytes memory sig)
+    {
+        intent = Intent(id, addrs[who], nonce, notAfter, data);
+        sig = _sign(keys[who], pay.intentDigest(intent));
+    }
+
+    /// The state the court's forced transaction gives: the intent applied on `prev` by its issuer at
+    /// timestamp `ts`.
+    function _forced(
+        bytes32 id,
+        uint64 h,
+        uint64 ts,
+        bytes memory prev,
+        Intent memory intent,
+        bytes memory sig
+    ) internal returns (Transaction memory t, bytes memory next) {
+        (Intent[] memory one, bytes[] memory sigs) = _one(intent, sig);
+        t = Transaction(
+            id,
+            0,
+            h,
+            intent.issuer,
+            ts,
+            keccak256(prev),
+            bytes32(0),
+            abi.encodeCall(AIntentMachine.applyIntents, (one, sigs))
+        );
+        payScratch.setState(prev);
+        payScratch.stateTransition(t);
+        next = payScratch.getState();
+        t.stateHash = keccak256(next);
+    }
+
+    function test_court_aLeftOutIntentIsForcedOntoTheHead_andTheChannelGoesOn() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        (Intent memory intent, bytes memory isig) =
+            _courtIntent(id, 2, 0, uint64(block.timestamp + 1000), _payCall(1, 3 ether));
+        vm.prank(addrs[2]);
+        m.postIntent(intent, isig);
+        (bytes32 digest, uint64 dueAt,) = m.postedIntent(id, 2);
+        vm.assertEq(digest, pay.intentDigest(intent));
+        vm.assertEq(dueAt, uint64(block.timestamp) + AGREE);
+        // the peers get one agreementTime to include it
+        vm.warp(dueAt - 1);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.IntentNotDue.selector, dueAt));
+        m.forceIntent(id, 2, intent, isig, _genesisProof(g));
+        // then anyone applies it on the head: the court writes the transaction (issuer 2, the head's stamp)
+        vm.warp(dueAt);
+        Channel memory before = m.getChannel(id);
+        (Transaction memory ft, bytes memory fs) = _forced(id, 1, before.headTimestamp, g, intent, isig);
+        vm.expectEmit(address(m));
+        emit IStateChannelEvents.IntentForced(id, 0, 1, ft);
+        vm.prank(addrs[0]);
+        m.forceIntent(id, 2, intent, isig, _genesisProof(g));
+        Channel memory c = m.getChannel(id);
+        vm.assertEq(c.headHeight, 1);
+        vm.assertEq(c.headStateHash, keccak256(fs));
+        (digest,,) = m.postedIntent(id, 2);
+        vm.assertEq(digest, bytes32(0));
+        // it is applied once: forcing it again finds nothing held
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NoPostedIntent.selector, 2));
+        m.forceIntent(id, 2, intent, isig, _postedProof(ft, fs));
+        // the channel goes on from the forced head: a post links to it, an N-signed state closes it
+        (Transaction memory t2, bytes memory s2) = _onChain(id, 2, 0, fs, _payCall(2, 1 ether));
+        m.postCalldata(t2, _issuerSig(t2), _postedProof(ft, fs));
+        (Transaction memory t3, bytes memory s3) = _onChain(id, 3, 1, s2, abi.encodeCall(Payments.settle, ()));
+        m.close(id, _signedProof(t3, s3, 3));
+        Exit[] memory exits = payScratch.exitsOf(s3);
+        vm.assertEq(exits[0].amount, 9 ether);
+        vm.assertEq(exits[1].amount, 13 ether);
+        vm.assertEq(exits[2].amount, 8 ether);
+    }
+
+    function test_court_colludersCannotOutrunAPostedIntent() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        uint64 notAfter = uint64(block.timestamp + AGREE);
+        (Intent memory intent, bytes memory isig) = _courtIntent(id, 2, 0, notAfter, _payCall(1, 3 ether));
+        m.postIntent(intent, isig);
+        (, uint64 dueAt,) = m.postedIntent(id, 2);
+        // (a stamp up to agreementTime ahead of chain time is taken otherwise)
+        vm.warp(block.timestamp + 5);
+        // before it is due the others may post, but not with a stamp that would expire it
+        {
+            (Transaction memory late,) =
+                _txOn(address(payScratch), id, 0, 1, addrs[0], notAfter + 1, g, _payCall(1, 1 ether));
+            bytes memory lateSig = _issuerSig(late);
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    IStateChannelEvents.BadTimestamp.selector,
+                    notAfter + 1,
+                    m.getChannel(id).headTimestamp,
+                    notAfter
+                )
+            );
+            m.postCalldata(late, lateSig, _genesisProof(g));
+        }
+        (Transaction memory t1, bytes memory s1) = _onChain(id, 1, 0, g, _payCall(1, 1 ether));
+        m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
+        // once it is due, no post is taken until it is forced
+        vm.warp(dueAt);
+        {
+            (Transaction memory t2,) = _onChain(id, 2, 1, s1, _payCall(0, 1 ether));
+            bytes memory t2sig = _issuerSig(t2);
+            vm.expectRevert(
+                abi.encodeWithSelector(IStateChannelEvents.IntentDue.selector, 2, pay.intentDigest(intent))
+            );
+            m.postCalldata(t2, t2sig, _postedProof(t1, s1));
+        }
+        // it applies on whatever head the colluders made
+        m.forceIntent(id, 2, intent, isig, _postedProof(t1, s1));
+        vm.assertEq(m.getChannel(id).headHeight, 2);
+        (Transaction memory ft, bytes memory fs) = _forced(id, 2, t1.timestamp, s1, intent, isig);
+        vm.assertEq(m.getChannel(id).headStateHash, keccak256(fs));
+        // and the others post on it again
+        (Transaction memory t3,) = _onChain(id, 3, 1, fs, _payCall(0, 1 ether));
+        m.postCalldata(t3, _issuerSig(t3), _postedProof(ft, fs));
+        vm.assertEq(m.getChannel(id).headHeight, 3);
+    }
+
+    function test_court_anIntentTheHeadAlreadyAppliedOrThatNoLongerAppliesIsLetGo() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        (Intent memory intent, bytes memory isig) =
+            _courtIntent(id, 2, 0, uint64(block.timestamp + 1000), _payCall(1, 3 ether));
+        m.postIntent(intent, isig);
+        // the sequencer includes it after all, on chain
+        (Intent[] memory one, bytes[] memory sigs) = _one(intent, isig);
+        (Transaction memory t1, bytes memory s1) =
+            _onChain(id, 1, 0, g, abi.encodeCall(AIntentMachine.applyIntents, (one, sigs)));
+        m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
+        vm.warp(block.timestamp + AGREE);
+        // forcing it finds its nonce used: let go, the head stays
+        vm.expectEmit(address(m));
+        emit IStateChannelEvents.IntentVoided(id, 0, 2, pay.intentDigest(intent));
+        m.forceIntent(id, 2, intent, isig, _postedProof(t1, s1));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+        // a payment above the issuer's balance is let go the same way, and posts go on
+        (Intent memory tooMuch, bytes memory tsig) =
+            _courtIntent(id, 1, 0, uint64(block.timestamp + 1000), _payCall(0, 50 ether));
+        m.postIntent(tooMuch, tsig);
+        vm.warp(block.timestamp + AGREE);
+        m.forceIntent(id, 1, tooMuch, tsig, _postedProof(t1, s1));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+        (Transaction memory t2,) = _onChain(id, 2, 1, s1, _payCall(0, 1 ether));
+        m.postCalldata(t2, _issuerSig(t2), _postedProof(t1, s1));
+        vm.assertEq(m.getChannel(id).headHeight, 2);
+    }
+
+    function test_court_aForcedHeadGivesWayToAnNSignedState() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        // off chain, everyone signed height 1 (the issuer too, before it posted)
+        (Transaction memory t1, bytes memory s1) = _onChain(id, 1, 0, g, _payCall(1, 1 ether));
+        (Intent memory intent, bytes memory isig) =
+            _courtIntent(id, 2, 0, uint64(block.timestamp + 1000), _payCall(1, 3 ether));
+        m.postIntent(intent, isig);
+        vm.warp(block.timestamp + AGREE);
+        m.forceIntent(id, 2, intent, isig, _genesisProof(g));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+        // the N-signed state at the forced height replaces it, as it replaces any posted one
+        m.checkpoint(id, _signedProof(t1, s1, 3));
+        vm.assertEq(m.getChannel(id).headStateHash, keccak256(s1));
+        // and the issuer posts its intent again on that head
+        m.postIntent(intent, isig);
+        vm.warp(block.timestamp + AGREE);
+        m.forceIntent(id, 2, intent, isig, _signedProof(t1, s1, 3));
+        vm.assertEq(m.getChannel(id).headHeight, 2);
+    }
+
+    function test_revert_postIntent_badInputs() public {
+        (bytes32 id,) = _openPayments();
+        vm.warp(T0 + 5);
+        uint64 later = uint64(block.timestamp + 1000);
+        // signed by someone else
+        Intent memory forged = Intent(id, addrs[1], 0, later, _payCall(0, 1 ether));
+        bytes memory fsig = _sign(keys[0], pay.intentDigest(forged));
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.SignerMismatch.selector, addrs[1], addrs[0])
+        );
+        m.postIntent(forged, fsig);
+        // an outsider's
+        (Intent memory outsider, bytes memory osig) = _courtIntent(id, 5, 0, later, _payCall(0, 1 ether));
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NotAParticipant.selector, addrs[5]));
+        m.postIntent(outsider, osig);
+        // expired
+        // (it must live until it is due)
+        (Intent memory old, bytes memory oldSig) =
+            _courtIntent(id, 1, 0, uint64(block.timestamp + AGREE - 1), _payCall(0, 1 ether));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IStateChannelEvents.IntentExpired.selector,
+                uint64(block.timestamp + AGREE - 1),
+                uint64(block.timestamp + AGREE)
+            )
+        );
+        m.postIntent(old, oldSig);
+        // for another channel
+        (Intent memory other, bytes memory otherSig) =
+            _courtIntent(keccak256("another"), 1, 0, later, _payCall(0, 1 ether));
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.UnknownChannel.selector, keccak256("another"))
+        );
+        m.postIntent(other, otherSig);
+    }
+
+    function test_revert_postIntent_heldOnlyItsIssuerReplacesIt_forceWhatIsNotHeldOrBadlySigned() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        uint64 later = uint64(block.timestamp + 1000);
+        (Intent memory ok, bytes memory okSig) = _courtIntent(id, 1, 0, later, _payCall(0, 1 ether));
+        // held: another may not replace it, its issuer may
+        m.postIntent(ok, okSig);
+        (Intent memory second, bytes memory secondSig) = _courtIntent(id, 1, 0, later, _payCall(2, 1 ether));
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.IntentAlreadyPosted.selector, 1));
+        m.postIntent(second, secondSig);
+        vm.prank(addrs[1]);
+        m.postIntent(second, secondSig);
+        (bytes32 digest,,) = m.postedIntent(id, 1);
+        vm.assertEq(digest, pay.intentDigest(second));
+        // forcing what is not held, or what is held with another signature (it is never let go for that)
+        vm.warp(block.timestamp + AGREE);
+        bytes memory junkSig = _sign(keys[0], pay.intentDigest(second));
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.SignerMismatch.selector, addrs[1], addrs[0])
+        );
+        m.forceIntent(id, 1, second, junkSig, _genesisProof(g));
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NoPostedIntent.selector, 1));
+        m.forceIntent(id, 1, ok, okSig, _genesisProof(g));
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NoPostedIntent.selector, 0));
+        m.forceIntent(id, 0, second, secondSig, _genesisProof(g));
+    }
+
+    function test_court_heldIntentsHoldUpNoWriterOfATurnBasedGame() public {
+        (bytes32 id, bytes memory g) = _openTtt();
+        // a colluder gives the court an intent in a tic-tac-toe channel (no `applyIntents` there)
+        Intent memory junk = Intent(id, addrs[1], 0, uint64(block.timestamp + 1000), hex"01");
+        bytes memory jsig = _sign(keys[1], pay.intentDigest(junk));
+        m.postIntent(junk, jsig);
+        vm.warp(block.timestamp + AGREE);
+        // the writer whose turn it is posts all the same: in a state that names a writer nothing is due
+        (Transaction memory t1, bytes memory s1) = _tttMove(id, 0, 1, addrs[0], uint64(block.timestamp), g, 0);
+        m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+        // and forcing the junk lets it go, the head stays
+        vm.expectEmit(address(m));
+        emit IStateChannelEvents.IntentVoided(id, 0, 1, pay.intentDigest(junk));
+        m.forceIntent(id, 1, junk, jsig, _postedProof(t1, s1));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+    }
+
+    function test_court_heldIntentsAreForcedInTheOrderTheyFellDue_andStopHoldingPostsUp() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        uint64 later = uint64(block.timestamp + 1000);
+        (Intent memory first, bytes memory fsig) = _courtIntent(id, 0, 0, later, _payCall(1, 1 ether));
+        m.postIntent(first, fsig);
+        vm.warp(block.timestamp + 1);
+        (Intent memory second, bytes memory ssig) = _courtIntent(id, 2, 0, later, _payCall(1, 2 ether));
+        m.postIntent(second, ssig);
+        vm.warp(block.timestamp + AGREE);
+        // the one that fell due later waits for the earlier one (so colluders cannot jump the queue)
+        vm.expectRevert(
+            abi.encodeWithSelector(IStateChannelEvents.IntentDue.selector, 0, pay.intentDigest(first))
+        );
+        m.forceIntent(id, 2, second, ssig, _genesisProof(g));
+        uint64 headTs = m.getChannel(id).headTimestamp;
+        m.forceIntent(id, 0, first, fsig, _genesisProof(g));
+        (Transaction memory f1, bytes memory fs1) = _forced(id, 1, headTs, g, first, fsig);
+        vm.assertEq(m.getChannel(id).headStateHash, keccak256(fs1));
+        // one agreementTime after it fell due, a held intent no longer holds posts up
+        vm.warp(block.timestamp + AGREE);
+        (Transaction memory t2,) = _onChain(id, 2, 1, fs1, _payCall(0, 1 ether));
+        m.postCalldata(t2, _issuerSig(t2), _postedProof(f1, fs1));
+        vm.assertEq(m.getChannel(id).headHeight, 2);
     }
 }
 
