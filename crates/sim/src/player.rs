@@ -16,6 +16,11 @@ pub trait Player {
     fn writes_anytime(&self) -> bool {
         false
     }
+
+    /// One of the player's own intents was dropped unapplied (it expired, or a verdict cut the
+    /// branch that applied it and it expired before it could be offered again): `data` is the
+    /// move it asked for. A player that still wants it signs it again.
+    fn dropped(&mut self, _data: Bytes) {}
 }
 
 /// Plays tic-tac-toe at random among the empty cells.
@@ -56,6 +61,8 @@ pub struct PaymentsPlayer {
     settler: bool,
     settled: bool,
     waited: u64,
+    /// Payments that were dropped unapplied, to sign again.
+    again: std::collections::VecDeque<Bytes>,
 }
 
 impl PaymentsPlayer {
@@ -67,6 +74,7 @@ impl PaymentsPlayer {
             settler,
             settled: false,
             waited: 0,
+            again: std::collections::VecDeque::new(),
         }
     }
 }
@@ -75,6 +83,9 @@ impl Player for PaymentsPlayer {
     fn choose(&mut self, peer: &mut StateManager<LocalSigner>, rng: &mut StdRng) -> Option<Bytes> {
         if !peer.is_open() {
             return None;
+        }
+        if let Some(data) = self.again.pop_front() {
+            return Some(data);
         }
         let me = peer.me();
         if self.made < self.budget {
@@ -115,6 +126,15 @@ impl Player for PaymentsPlayer {
     }
 
     fn writes_anytime(&self) -> bool {
-        self.made < self.budget || (self.settler && !self.settled)
+        !self.again.is_empty() || self.made < self.budget || (self.settler && !self.settled)
+    }
+
+    fn dropped(&mut self, data: Bytes) {
+        // A payment is worth making again; a dropped settlement is asked for anew by the loop.
+        if Payments::payCall::abi_decode(&data).is_ok() {
+            self.again.push_back(data);
+        } else if Payments::settleCall::abi_decode(&data).is_ok() {
+            self.settled = false;
+        }
     }
 }

@@ -881,7 +881,12 @@ impl Simulation {
                 }
                 self.last_final[i] = self.last_final[i].max(*height);
             }
-            Event::GameOver { .. } | Event::ForkStarted { .. } | Event::IntentDropped { .. } => {}
+            Event::IntentDropped { issuer, data, .. } => {
+                if *issuer == sm(&self.peers[i].channel).me() {
+                    self.peers[i].player.dropped(data.clone());
+                }
+            }
+            Event::GameOver { .. } | Event::ForkStarted { .. } => {}
         }
         self.record(i, format!("{event:?}"));
         Ok(())

@@ -160,9 +160,6 @@ fn a_participant_withholding_confirmations_n3() {
 }
 
 #[test]
-#[ignore = "known gap (issue 15): the equivocator is slashed and a new fork starts, but the honest \
-            intents applied on the branch the chain cut expire before the verdict, and their issuers are \
-            not told, so the payments are lost and the run stalls"]
 fn an_equivocating_sequencer_n3() {
     run(
         3,

@@ -127,6 +127,9 @@ pub enum Event {
         nonce: u64,
         /// Why.
         reason: String,
+        /// The move it asked for (its issuer's application may sign it again).
+        #[serde(default)]
+        data: Bytes,
     },
     /// A participant signed two transactions at one fork and height.
     Equivocation {

@@ -1523,12 +1523,15 @@ impl<S: Signer> StateManager<S> {
             // may sign the move again).
             let applied = self.machine.intent_nonce_of(self.me).unwrap_or(u64::MAX);
             for nonce in expired {
-                self.own_intents.remove(&nonce);
+                let Some((intent, _)) = self.own_intents.remove(&nonce) else {
+                    continue;
+                };
                 if nonce >= applied {
                     self.effects.push_back(Effect::Notify(Event::IntentDropped {
                         issuer: self.me,
                         nonce,
                         reason: "expired before a sequencer or the chain applied it".into(),
+                        data: intent.data,
                     }));
                 }
             }
@@ -1669,19 +1672,20 @@ impl<S: Signer> StateManager<S> {
                 let mut alone = own_accepted.clone();
                 alone.push(intent.clone());
                 if let Err(e) = self.try_intents(&alone, timestamp) {
-                    dropped.push((intent.issuer, intent.nonce, e.to_string()));
+                    dropped.push((intent.issuer, intent.nonce, e.to_string(), intent.data.clone()));
                     break;
                 }
                 // It applies, only not with all of these (a gas or size limit): next height.
                 break 'issuers;
             }
         }
-        for (issuer, nonce, reason) in dropped {
+        for (issuer, nonce, reason, data) in dropped {
             self.intents.remove(&(issuer, nonce));
             self.effects.push_back(Effect::Notify(Event::IntentDropped {
                 issuer,
                 nonce,
                 reason,
+                data,
             }));
         }
         if batch.is_empty() {

@@ -101,6 +101,7 @@ impl Net {
                         issuer,
                         nonce,
                         reason,
+                        ..
                     }) => {
                         self.dropped.push((issuer, nonce, reason));
                     }
