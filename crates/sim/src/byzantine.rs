@@ -6,8 +6,12 @@
 //! pipeline. Every forged transaction is properly signed with the peer's key: it is fraud the
 //! honest peers can prove, not noise they can ignore.
 
+use alloy_sol_types::SolCall;
+use entente_contracts::Payments;
 use entente_evm_runtime::{MachineCode, MachineInstance};
-use entente_types::{B256, Bytes, LocalSigner, SignedTransaction, Signer, Transaction, keccak256};
+use entente_types::{
+    B256, Bytes, LocalSigner, SignedIntent, SignedTransaction, Signer, Transaction, keccak256,
+};
 
 use crate::StateManager;
 
@@ -53,6 +57,12 @@ pub enum Strategy {
     /// point with remembered or made-up proofs, transactions, heights and stamps, false fraud
     /// and double-sign claims, early finalization, and the machine's storage and hooks.
     ChainChaos,
+    /// For machines where anyone may write: follows the protocol, but never takes peer 0's
+    /// intents, so its sequencer heights leave them out (a censoring sequencer).
+    Censor,
+    /// For machines where anyone may write: signs two different intents at each of its nonces
+    /// and sends each to half the peers (an issuer equivocating between two writes).
+    EquivocateIntents,
 }
 
 impl Strategy {
@@ -73,6 +83,9 @@ impl Strategy {
         Strategy::StaleProofs,
         Strategy::ChainChaos,
     ];
+
+    /// The byzantine strategies that only mean something in a machine where anyone may write.
+    pub const ANY_WRITER: [Strategy; 2] = [Strategy::Censor, Strategy::EquivocateIntents];
 
     /// True for the strategies that attack through the chain (see the `attacker` module).
     pub fn acts_on_chain(self) -> bool {
@@ -213,6 +226,28 @@ impl Forger {
             _ => return None,
         }
         Some(self.sign(core, tx))
+    }
+
+    /// A second, different intent at the nonce of `original`: the same payment, one wei more (any
+    /// other move: its data with one byte more, which the machine refuses).
+    pub(crate) fn twin_intent(&self, original: &SignedIntent) -> Option<SignedIntent> {
+        let data: Bytes = match Payments::payCall::abi_decode(&original.data) {
+            Ok(call) => Payments::payCall {
+                to: call.to,
+                amount: call.amount + alloy_primitives::U256::from(1u8),
+            }
+            .abi_encode()
+            .into(),
+            Err(_) => [original.data.as_ref(), &[0u8]].concat().into(),
+        };
+        SignedIntent::sign(
+            &self.key,
+            original.channel_id,
+            original.nonce,
+            original.not_after,
+            data,
+        )
+        .ok()
     }
 
     /// A second, different transaction at the same height as `original` (same move, one second

@@ -4,7 +4,9 @@ use std::fmt;
 use entente_channel::{CallOutcome, ChainCall, Channel, ChannelEvent, Effect, Phase, Record};
 use entente_dispute::DisputeHandler;
 use entente_state_manager::{Event, PersistRecord, StateManager};
-use entente_types::{Address, B256, Envelope, LocalSigner, Message, SignedTransaction, U256, keccak256};
+use entente_types::{
+    Address, B256, Envelope, LocalSigner, Message, SignedIntent, SignedTransaction, U256, keccak256,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -116,6 +118,8 @@ struct SimPeer {
     escape_tried: bool,
     /// An equivocator's twin of its transaction at (fork, height), made once and resent with it.
     twins: BTreeMap<(u64, u64), Option<SignedTransaction>>,
+    /// An intent-equivocator's twin of its intent at each nonce.
+    intent_twins: BTreeMap<u64, Option<SignedIntent>>,
     /// What an on-chain attacker remembers.
     attack: AttackMemory,
 }
@@ -198,6 +202,7 @@ impl Simulation {
                 false_disputed: std::collections::BTreeSet::new(),
                 escape_tried: false,
                 twins: BTreeMap::new(),
+                intent_twins: BTreeMap::new(),
                 attack: AttackMemory::default(),
             })
             .collect();
@@ -435,6 +440,11 @@ impl Simulation {
                 // The frame decoded as the node decodes it; one that does not decode is refused
                 // by the protocol core (as the node reports it).
                 match Envelope::decode(&bytes) {
+                    // A censor never takes peer 0's intents.
+                    Ok(envelope)
+                        if self.peers[to].strategy == Strategy::Censor
+                            && matches!(&envelope.message, Message::Intent(intent)
+                                if intent.issuer == sm(&self.peers[0].channel).me()) => {}
                     Ok(envelope) => self.peers[to]
                         .channel
                         .handle_message(from_addr, envelope.message, local),
@@ -520,6 +530,13 @@ impl Simulation {
                         && st.transaction.participant == sm(&self.peers[i].channel).me()
                     {
                         self.equivocate(i, message)?;
+                        continue;
+                    }
+                    if self.peers[i].strategy == Strategy::EquivocateIntents
+                        && let Message::Intent(intent) = &message
+                        && intent.issuer == sm(&self.peers[i].channel).me()
+                    {
+                        self.equivocate_intent(i, message)?;
                         continue;
                     }
                     let bytes = self.encode(i, message)?;
@@ -742,6 +759,38 @@ impl Simulation {
             Strategy::WithholdConfirmations => !matches!(message, Message::Confirmation(_)),
             _ => true,
         }
+    }
+
+    /// Sends the peer's own intent to half the peers and a signed twin at its nonce to the others.
+    fn equivocate_intent(&mut self, i: usize, message: Message) -> Result<(), SimError> {
+        let Message::Intent(intent) = &message else {
+            return Ok(());
+        };
+        let p = &mut self.peers[i];
+        let twin = match p.intent_twins.get(&intent.nonce) {
+            Some(twin) => twin.clone(),
+            None => {
+                let twin = p.forger.as_ref().and_then(|f| f.twin_intent(intent));
+                p.intent_twins.insert(intent.nonce, twin.clone());
+                twin
+            }
+        };
+        let original = self.encode(i, message.clone())?;
+        let other = match twin {
+            Some(twin) => self.encode(i, Message::Intent(Box::new(twin)))?,
+            None => original.clone(),
+        };
+        for j in 0..self.peers.len() {
+            if j != i {
+                let bytes = if j % 2 == 0 {
+                    original.clone()
+                } else {
+                    other.clone()
+                };
+                self.send(i, j, bytes);
+            }
+        }
+        Ok(())
     }
 
     /// Sends the peer's own transaction to half the peers and a signed twin to the others.

@@ -6,7 +6,9 @@
 //! exactly its balance in the settled state.
 //!
 //! CI runs a few seeds per case; `PAYMENT_SEEDS=200 cargo nextest run -p entente-sim --test
-//! payments` runs more.
+//! payments` runs more. Byzantine rows: a silent participant, one withholding confirmations, an
+//! equivocating sequencer, a censoring sequencer (never takes peer 0's intents), and a payer
+//! that signs two intents at each nonce and sends each to half the peers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
@@ -98,27 +100,36 @@ fn case(
         return Err(format!("paid {total} in all\n{replay}"));
     }
     // The payments happened: every peer's 6 (and the settlement) are in the state.
-    let applied: u64 = (0..n)
-        .map(|i| {
-            let me = sim.peer(i).me();
-            let raw = sim
-                .peer_mut(0)
-                .view(
-                    entente_contracts::Payments::intentNonceOfCall { issuer: me }
-                        .abi_encode()
-                        .into(),
-                )
-                .unwrap();
-            entente_contracts::Payments::intentNonceOfCall::abi_decode_returns(&raw).unwrap()
-        })
-        .sum();
+    let applied: u64 = (0..n).map(|i| applied_of(&mut sim, i)).sum();
     if byzantine == 0 && applied < 6 * n as u64 {
         return Err(format!("only {applied} intents applied\n{replay}"));
+    }
+    // A censor's sequencer heights leave peer 0's intents out: they are applied all the same
+    // (by the other sequencers, or by peer 0 itself through the chain).
+    if strategy == Strategy::Censor && applied_of(&mut sim, 0) < 6 {
+        return Err(format!(
+            "peer 0 was censored: {} of its 6 payments applied\n{replay}",
+            applied_of(&mut sim, 0)
+        ));
     }
     if exits.iter().all(|(_, v)| *v == U256::from(DEPOSIT)) {
         return Err(format!("no balance moved\n{replay}"));
     }
     Ok(())
+}
+
+/// How many of peer `i`'s intents the settled state applied (as peer 0 holds it).
+fn applied_of(sim: &mut entente_sim::Simulation, i: usize) -> u64 {
+    let me = sim.peer(i).me();
+    let raw = sim
+        .peer_mut(0)
+        .view(
+            entente_contracts::Payments::intentNonceOfCall { issuer: me }
+                .abi_encode()
+                .into(),
+        )
+        .unwrap();
+    entente_contracts::Payments::intentNonceOfCall::abi_decode_returns(&raw).unwrap()
 }
 
 fn run(n: usize, byzantine: usize, strategy: Strategy, mode: AgreementMode, default_seeds: u64) {
@@ -166,6 +177,38 @@ fn an_equivocating_sequencer_n3() {
         1,
         Strategy::Equivocate,
         AgreementMode::ExplicitConfirmations,
+        3,
+    );
+}
+
+#[test]
+fn a_censoring_sequencer_n3() {
+    run(3, 1, Strategy::Censor, AgreementMode::ExplicitConfirmations, 3);
+}
+
+#[test]
+fn a_censoring_sequencer_n4_virtual_voting() {
+    run(4, 1, Strategy::Censor, AgreementMode::VirtualVotingOnly, 3);
+}
+
+#[test]
+fn a_payer_equivocating_between_two_intents_n3() {
+    run(
+        3,
+        1,
+        Strategy::EquivocateIntents,
+        AgreementMode::ExplicitConfirmations,
+        3,
+    );
+}
+
+#[test]
+fn a_payer_equivocating_between_two_intents_n4_virtual_voting() {
+    run(
+        4,
+        1,
+        Strategy::EquivocateIntents,
+        AgreementMode::VirtualVotingOnly,
         3,
     );
 }
