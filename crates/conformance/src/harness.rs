@@ -31,7 +31,8 @@ use alloy_primitives::{Address, B256, Bytes, Log, U256, keccak256};
 use alloy_sol_types::{SolCall, SolValue};
 use entente_contracts::IStateChannelManager::{self, ChannelSpec, StateProof};
 use entente_contracts::{
-    ManagerError, ManagerEvent, ProofKind, RoundRobinCounter, TicTacToe, artifacts, decode_manager_error,
+    ManagerError, ManagerEvent, Payments, ProofKind, RoundRobinCounter, TicTacToe, artifacts,
+    decode_manager_error,
 };
 use entente_evm_runtime::{MachineCode, MachineInstance};
 use entente_types::{Domain, LocalSigner, Signer, Transaction};
@@ -155,6 +156,8 @@ pub struct World<C: Chain> {
     pub ttt: Address,
     /// The deployed RoundRobinCounter machine.
     pub rr: Address,
+    /// The deployed Payments machine (anyone may write, by signed intents).
+    pub payments: Address,
     ttt_scratch: MachineInstance,
     rr_scratch: MachineInstance,
 }
@@ -168,6 +171,7 @@ impl<C: Chain> World<C> {
         let rr_code = MachineCode::from_artifact_json(artifacts::ROUND_ROBIN_COUNTER).unwrap();
         let ttt = chain.deploy(deployer, TicTacToe::BYTECODE.clone());
         let rr = chain.deploy(deployer, RoundRobinCounter::BYTECODE.clone());
+        let payments = chain.deploy(deployer, Payments::BYTECODE.clone());
         let keys: Vec<LocalSigner> = (0..8).map(forge_key).collect();
         for k in &keys {
             chain.fund(k.address(), ether(100));
@@ -179,6 +183,7 @@ impl<C: Chain> World<C> {
             domain,
             ttt,
             rr,
+            payments,
             ttt_scratch: MachineInstance::deploy(&ttt_code, MACHINE_GAS).unwrap(),
             rr_scratch: MachineInstance::deploy(&rr_code, MACHINE_GAS).unwrap(),
         }
@@ -234,6 +239,17 @@ impl<C: Chain> World<C> {
             target,
         };
         let genesis = self.view_typed(self.rr, &call).unwrap();
+        (spec, genesis)
+    }
+
+    /// An `n`-party Payments spec and its genesis state (every balance its deposit).
+    pub fn payments_spec(&mut self, n: usize) -> (ChannelSpec, Bytes) {
+        let spec = self.spec(self.payments, n);
+        let call = Payments::initialStateCall {
+            participants: spec.participants.clone(),
+            deposits: spec.deposits.clone(),
+        };
+        let genesis = self.view_typed(self.payments, &call).unwrap();
         (spec, genesis)
     }
 

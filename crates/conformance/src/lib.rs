@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
             cooperative_close,
             four_party_round_robin,
             refusals,
+            intent_post_and_force_round_trip,
         );
     };
     (@each $world:expr; $($name:ident),* $(,)?) => {

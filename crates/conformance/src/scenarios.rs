@@ -5,8 +5,12 @@
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_sol_types::{SolCall, SolValue};
 use entente_contracts::IStateChannelManager::{self, DisputeRecord, DoubleSignProof, Exit};
-use entente_contracts::{ChannelStatus, DisputeKind, ManagerError, ManagerEvent, RoundRobinCounter};
-use entente_types::{Domain, Signature, Transaction, recover_signer};
+use entente_contracts::{
+    ChannelStatus, DisputeKind, ManagerError, ManagerEvent, Payments, RoundRobinCounter,
+};
+use entente_dispute::{ChainAction, ChainEvent, ProofKind as DisputeProofKind, StateProof as DisputeProof};
+use entente_evm_runtime::{MachineCode, MachineInstance};
+use entente_types::{Domain, Signature, SignedIntent, Transaction, recover_signer};
 
 use crate::harness::*;
 
@@ -23,6 +27,10 @@ pub fn all<C: Chain>() -> Vec<(&'static str, Scenario<C>)> {
         ("cooperative_close", cooperative_close::<C>),
         ("four_party_round_robin", four_party_round_robin::<C>),
         ("refusals", refusals::<C>),
+        (
+            "intent_post_and_force_round_trip",
+            intent_post_and_force_round_trip::<C>,
+        ),
     ]
 }
 
@@ -1037,4 +1045,135 @@ pub fn gas_of_operations<C: Chain>(w: &mut World<C>) -> Vec<GasRow> {
         row(name, &sent, documented);
     }
     rows
+}
+
+// ---------------------------------------------------------------------- intents the court holds
+
+/// A participant's intent, given to the court and forced onto the head, through the dispute
+/// layer's own encoding (`ChainAction::PostIntent`, `ChainAction::ForceIntent`) and decoding
+/// (`ChainEvent::IntentPosted`, `ChainEvent::IntentForced`): the Rust intent digest is the
+/// machine's, the held intent falls due one `agreementTime` later, and the transaction the court
+/// writes gives, run on the genesis by the Rust runtime, exactly the chain's new head.
+pub fn intent_post_and_force_round_trip<C: Chain>(w: &mut World<C>) {
+    let (spec, genesis) = w.payments_spec(3);
+    let (id, _) = w.open_funded(&spec, &genesis);
+    let now = w.now();
+    let data: Bytes = Payments::payCall {
+        to: w.addr(1),
+        amount: U256::from(1_000u64),
+    }
+    .abi_encode()
+    .into();
+    let intent = SignedIntent::sign(&w.keys[2], id, 0, now + 3_600, data).unwrap();
+    let machine_digest = w
+        .view_typed(
+            w.payments,
+            &Payments::intentDigestCall {
+                intent: Payments::Intent {
+                    channelId: intent.channel_id,
+                    issuer: intent.issuer,
+                    nonce: intent.nonce,
+                    notAfter: intent.not_after,
+                    data: intent.data.clone(),
+                },
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        machine_digest,
+        intent.intent().digest(),
+        "Rust and the machine agree on the intent digest"
+    );
+
+    let manager = w.chain.manager();
+    let relayer = w.addr(RELAYER);
+    let post = entente_dispute::encode_action(
+        id,
+        &ChainAction::PostIntent {
+            intent: Box::new(intent.clone()),
+        },
+    );
+    let from_block = w.chain.block_number() + 1;
+    let sent = w.chain.send(relayer, manager, post, zero());
+    assert!(sent.success, "postIntent: {:?}", sent.error());
+    let posted: Vec<ChainEvent> = w
+        .events_since(from_block)
+        .iter()
+        .filter_map(|(log, e)| entente_dispute::decode_event(e, log.timestamp))
+        .map(|(_, e)| e)
+        .collect();
+    let due_at = sent.timestamp + AGREE;
+    assert_eq!(
+        posted,
+        vec![ChainEvent::IntentPosted {
+            fork: 0,
+            index: 2,
+            intent: Box::new(intent.clone()),
+            due_at,
+        }],
+        "the held intent, decoded"
+    );
+
+    let genesis_proof = DisputeProof {
+        kind: DisputeProofKind::Genesis,
+        transaction: Transaction::default(),
+        signatures: Vec::new(),
+        state: genesis.clone(),
+    };
+    let force = entente_dispute::encode_action(
+        id,
+        &ChainAction::ForceIntent {
+            index: 2,
+            intent: Box::new(intent.clone()),
+            parent: genesis_proof,
+        },
+    );
+    let early = w.chain.send(relayer, manager, force.clone(), zero());
+    assert_refused(
+        &early,
+        ManagerError::IntentNotDue(IStateChannelManager::IntentNotDue { dueAt: due_at }),
+    );
+    w.warp_past(due_at);
+    let head_ts = w.channel(id).headTimestamp;
+    let from_block = w.chain.block_number() + 1;
+    let sent = w.chain.send(relayer, manager, force, zero());
+    assert!(sent.success, "forceIntent: {:?}", sent.error());
+    let forced: Vec<ChainEvent> = w
+        .events_since(from_block)
+        .iter()
+        .filter_map(|(log, e)| entente_dispute::decode_event(e, log.timestamp))
+        .map(|(_, e)| e)
+        .collect();
+    let [
+        ChainEvent::IntentForced {
+            transaction,
+            timestamp,
+        },
+    ] = forced.as_slice()
+    else {
+        panic!("not one IntentForced: {forced:?}");
+    };
+    assert_eq!(*timestamp, sent.timestamp);
+    assert_eq!(
+        (
+            transaction.forkCnt,
+            transaction.height,
+            transaction.participant,
+            transaction.timestamp
+        ),
+        (0, 1, w.addr(2), head_ts),
+        "the court wrote the issuer's move at the next height with the head's stamp"
+    );
+    assert_eq!(transaction.prevStateHash, keccak256(&genesis));
+    let ch = w.channel(id);
+    assert_eq!((ch.headHeight, ch.headStateHash), (1, transaction.stateHash));
+    // The peers rebuild the forced state from the event alone.
+    let code = MachineCode::from_artifact_json(entente_contracts::artifacts::PAYMENTS).unwrap();
+    let mut scratch = MachineInstance::deploy(&code, MACHINE_GAS).unwrap();
+    scratch.set_state(&genesis).unwrap();
+    let outcome = scratch.apply(transaction, None).unwrap();
+    assert_eq!(
+        outcome.state_hash, transaction.stateHash,
+        "the forced state, rebuilt off chain"
+    );
 }

@@ -5,7 +5,7 @@
 use alloy_primitives::U256;
 use alloy_sol_types::SolCall;
 use entente_contracts::{IStateChannelManager as M, ManagerEvent};
-use entente_types::{Address, B256, Bytes, Signature};
+use entente_types::{Address, B256, Bytes, Signature, SignedIntent};
 
 use crate::{ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, StateProof};
 
@@ -20,6 +20,27 @@ fn proof(p: &StateProof) -> M::StateProof {
         signatures: p.signatures.iter().map(sig_bytes).collect(),
         state: p.state.clone(),
     }
+}
+
+fn intent(i: &SignedIntent) -> M::Intent {
+    M::Intent {
+        channelId: i.channel_id,
+        issuer: i.issuer,
+        nonce: i.nonce,
+        notAfter: i.not_after,
+        data: i.data.clone(),
+    }
+}
+
+fn from_intent(i: &M::Intent, signature: &Bytes) -> Option<SignedIntent> {
+    Some(SignedIntent {
+        channel_id: i.channelId,
+        issuer: i.issuer,
+        nonce: i.nonce,
+        not_after: i.notAfter,
+        data: i.data.clone(),
+        signature: Signature::from_slice(signature).ok()?,
+    })
 }
 
 fn record(r: &DisputeRecord) -> M::DisputeRecord {
@@ -129,6 +150,23 @@ pub fn encode_action(channel_id: B256, action: &ChainAction) -> Bytes {
             proof: proof(p),
         }
         .abi_encode(),
+        ChainAction::PostIntent { intent: i } => M::postIntentCall {
+            intent: intent(i),
+            signature: sig_bytes(&i.signature),
+        }
+        .abi_encode(),
+        ChainAction::ForceIntent {
+            index,
+            intent: i,
+            parent,
+        } => M::forceIntentCall {
+            channelId: channel_id,
+            index: U256::from(*index),
+            intent: intent(i),
+            signature: sig_bytes(&i.signature),
+            parent: proof(parent),
+        }
+        .abi_encode(),
     };
     data.into()
 }
@@ -165,6 +203,30 @@ pub fn decode_event(event: &ManagerEvent, timestamp: u64) -> Option<(B256, Chain
                 transaction: e.transaction.clone().into(),
                 signature: Signature::from_slice(&e.signature).ok()?,
                 timestamp,
+            },
+        ),
+        E::IntentPosted(e) => (
+            e.channelId,
+            ChainEvent::IntentPosted {
+                fork: e.forkCnt,
+                index: u64::try_from(e.index).ok()?,
+                intent: Box::new(from_intent(&e.intent, &e.signature)?),
+                due_at: e.dueAt,
+            },
+        ),
+        E::IntentForced(e) => (
+            e.channelId,
+            ChainEvent::IntentForced {
+                transaction: e.transaction.clone().into(),
+                timestamp,
+            },
+        ),
+        E::IntentVoided(e) => (
+            e.channelId,
+            ChainEvent::IntentVoided {
+                fork: e.forkCnt,
+                index: u64::try_from(e.index).ok()?,
+                digest: e.digest,
             },
         ),
         E::Checkpointed(e) => (

@@ -212,6 +212,9 @@ impl DisputeHandler {
             ChainAction::Challenge { record, .. } | ChainAction::FinalizeDispute { record, .. } => {
                 (record.fork, record.height)
             }
+            ChainAction::PostIntent { intent } | ChainAction::ForceIntent { intent, .. } => {
+                (sm.fork().fork, intent.nonce)
+            }
         }
     }
 
@@ -255,6 +258,7 @@ impl DisputeHandler {
                 }
                 ChainAction::RequestExit { .. } => self.exit_sent = false,
                 ChainAction::Close { .. } => self.close_sent = false,
+                ChainAction::PostIntent { .. } | ChainAction::ForceIntent { .. } => {}
             }
         }
     }
@@ -483,6 +487,11 @@ impl DisputeHandler {
                     tracing::error!(target: "entente::dispute", error = %e, fork, "the enforced state does not load");
                 }
             }
+            // Not followed yet (issue 15: the node does not post or force intents, and a forced
+            // head is not taken as the chain's head yet; docs/protocol.md, section 11).
+            ChainEvent::IntentPosted { .. }
+            | ChainEvent::IntentForced { .. }
+            | ChainEvent::IntentVoided { .. } => {}
             ChainEvent::ParticipantRemoved { .. }
             | ChainEvent::ChannelOpened { .. }
             | ChainEvent::Deposited { .. }

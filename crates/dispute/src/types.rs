@@ -4,7 +4,7 @@
 
 pub use entente_contracts::{DisputeKind, ProofKind};
 pub use entente_state_manager::FraudKind;
-use entente_types::{Address, B256, Bytes, Signature, Transaction};
+use entente_types::{Address, B256, Bytes, Signature, SignedIntent, Transaction};
 
 /// A state of the current fork with the evidence that it exists (`StateProof`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,6 +132,21 @@ pub enum ChainAction {
         /// The N-signed final state.
         proof: StateProof,
     },
+    /// Give the court a participant's signed intent that the sequencers left out: it is held, and
+    /// forced onto the head once due (docs/protocol.md, section 11).
+    PostIntent {
+        /// The intent and its issuer's signature.
+        intent: Box<SignedIntent>,
+    },
+    /// Apply a held intent that is due on the head (the court writes the transaction).
+    ForceIntent {
+        /// The issuer's index among the fork's participants.
+        index: u64,
+        /// The intent and its issuer's signature.
+        intent: Box<SignedIntent>,
+        /// The head, or an N-signed state that becomes it.
+        parent: StateProof,
+    },
 }
 
 impl ChainAction {
@@ -147,6 +162,8 @@ impl ChainAction {
             Self::FinalizeDispute { .. } => "finalizeDispute",
             Self::RequestExit { .. } => "requestExit",
             Self::Close { .. } => "close",
+            Self::PostIntent { .. } => "postIntent",
+            Self::ForceIntent { .. } => "forceIntent",
         }
     }
 }
@@ -197,6 +214,35 @@ pub enum ChainEvent {
         signature: Signature,
         /// Chain time of the post.
         timestamp: u64,
+    },
+    /// The court holds a participant's intent (`postIntent`); from `due_at` it is forced onto the
+    /// head before any post in a state that names no writer.
+    IntentPosted {
+        /// The fork.
+        fork: u64,
+        /// The issuer's index among the fork's participants.
+        index: u64,
+        /// The intent and its issuer's signature.
+        intent: Box<SignedIntent>,
+        /// Chain time from which it may be forced.
+        due_at: u64,
+    },
+    /// A held intent was applied on the head: the court wrote `transaction` (by the issuer,
+    /// signed by nobody), which is now the head as if posted.
+    IntentForced {
+        /// The transaction the court wrote.
+        transaction: Transaction,
+        /// Chain time of the force.
+        timestamp: u64,
+    },
+    /// A held intent did not apply on the head and the court let it go.
+    IntentVoided {
+        /// The fork.
+        fork: u64,
+        /// The issuer's index.
+        index: u64,
+        /// The intent's EIP-712 digest.
+        digest: B256,
     },
     /// A dispute started.
     DisputeStarted {
