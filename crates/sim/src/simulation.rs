@@ -775,9 +775,15 @@ impl Simulation {
                 twin
             }
         };
-        let original = self.encode(i, message.clone())?;
+        self.send_split(i, message, twin.map(|t| Message::Intent(Box::new(t))))
+    }
+
+    /// Sends `original` to the even-numbered peers and `twin` (or `original` when there is none)
+    /// to the odd-numbered ones: an equivocation visible only to peers of both kinds.
+    fn send_split(&mut self, i: usize, original: Message, twin: Option<Message>) -> Result<(), SimError> {
+        let original = self.encode(i, original)?;
         let other = match twin {
-            Some(twin) => self.encode(i, Message::Intent(Box::new(twin)))?,
+            Some(twin) => self.encode(i, twin)?,
             None => original.clone(),
         };
         for j in 0..self.peers.len() {
@@ -811,21 +817,7 @@ impl Simulation {
                 twin
             }
         };
-        let original = self.encode(i, message.clone())?;
-        let other = match twin {
-            Some(twin) => self.encode(i, Message::Transaction(twin))?,
-            None => original.clone(),
-        };
-        for j in 0..self.peers.len() {
-            if j != i {
-                let bytes = if j % 2 == 0 {
-                    original.clone()
-                } else {
-                    other.clone()
-                };
-                self.send(i, j, bytes);
-            }
-        }
+        self.send_split(i, message, twin.map(Message::Transaction))?;
         self.record(i, "equivocated".into());
         Ok(())
     }
