@@ -108,6 +108,12 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// True for a transaction the court wrote (a forced intent) that its issuer has not signed
+    /// (yet): it cannot be passed on as a signed record.
+    pub fn court_written(&self) -> bool {
+        !self.signatures.contains_key(&self.transaction.participant)
+    }
+
     /// The entry as a wire record (issuer's signature first).
     pub fn to_record(&self) -> TransactionRecord {
         let issuer = self.transaction.participant;
@@ -261,6 +267,38 @@ impl AgreementManager {
         });
         self.vote(index, height);
         self.check_stored_conflict(height, issuer);
+        Ok(self.update_finality())
+    }
+
+    /// Appends a transaction the court wrote at the next height (a forced intent: see
+    /// docs/protocol.md, section 11). Nobody signed it, so it carries no vote; it becomes final
+    /// like any other, when every participant signed it or a later transaction.
+    pub fn append_unsigned(
+        &mut self,
+        transaction: Transaction,
+        digest: B256,
+    ) -> Result<Option<u64>, AgreementError> {
+        if transaction.forkCnt != self.fork {
+            return Err(AgreementError::WrongFork {
+                got: transaction.forkCnt,
+                current: self.fork,
+            });
+        }
+        if transaction.height != self.tip() + 1 {
+            return Err(AgreementError::NotNextHeight {
+                got: transaction.height,
+                tip: self.tip(),
+            });
+        }
+        let issuer = transaction.participant;
+        if self.index_of(&issuer).is_none() {
+            return Err(AgreementError::IssuerNotAParticipant(issuer));
+        }
+        self.entries.push_back(Entry {
+            transaction,
+            digest,
+            signatures: BTreeMap::new(),
+        });
         Ok(self.update_finality())
     }
 

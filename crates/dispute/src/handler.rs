@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use entente_clock::Deadlines;
 use entente_state_manager::{ForkInfo, StateManager};
-use entente_types::{Address, B256, Bytes, Signature, SignedTransaction, Signer, Transaction};
+use entente_types::{Address, B256, Bytes, Signature, SignedIntent, SignedTransaction, Signer, Transaction};
 
 use crate::{
     CallOutcome, ChainAction, ChainEvent, DisputeKind, DisputeRecord, FraudKind, ProofKind, StateProof,
@@ -71,8 +71,9 @@ struct Head {
 pub struct DisputeHandler {
     me: Address,
     head: Option<Head>,
-    /// Transactions seen posted on chain, by (fork, height): the head's history.
-    posted: BTreeMap<(u64, u64), (Transaction, Signature, u64)>,
+    /// Transactions seen posted on chain, by (fork, height): the head's history (a transaction
+    /// the court wrote for a forced intent has no signature).
+    posted: BTreeMap<(u64, u64), (Transaction, Option<Signature>, u64)>,
     /// The head move we asked for: (fork, height it brings the head to, local ms sent).
     pending_head: Option<(u64, u64, u64)>,
     /// Timeout disputes we raised, by (fork, height of the head).
@@ -106,6 +107,13 @@ pub struct DisputeHandler {
     /// by running the posted transactions: (its hash, the state).
     #[serde(default)]
     head_bytes: Option<(B256, Bytes)>,
+    /// Intents the court holds, by the issuer's index: (fork, intent, chain time it is due).
+    #[serde(default)]
+    held: BTreeMap<u64, (u64, SignedIntent, u64)>,
+    /// Our last `postIntent` or `forceIntent`: (fork, intent digest, local ms sent), so it is not
+    /// sent again while it may be on its way.
+    #[serde(default)]
+    intent_sent: Option<(u64, B256, u64)>,
 }
 
 impl DisputeHandler {
@@ -131,6 +139,8 @@ impl DisputeHandler {
             close_ready_at: None,
             alive: BTreeSet::new(),
             head_bytes: None,
+            held: BTreeMap::new(),
+            intent_sent: None,
         }
     }
 
@@ -258,7 +268,7 @@ impl DisputeHandler {
                 }
                 ChainAction::RequestExit { .. } => self.exit_sent = false,
                 ChainAction::Close { .. } => self.close_sent = false,
-                ChainAction::PostIntent { .. } | ChainAction::ForceIntent { .. } => {}
+                ChainAction::PostIntent { .. } | ChainAction::ForceIntent { .. } => self.intent_sent = None,
             }
         }
     }
@@ -487,11 +497,30 @@ impl DisputeHandler {
                     tracing::error!(target: "entente::dispute", error = %e, fork, "the enforced state does not load");
                 }
             }
-            // Not followed yet (issue 15: the node does not post or force intents, and a forced
-            // head is not taken as the chain's head yet; docs/protocol.md, section 11).
-            ChainEvent::IntentPosted { .. }
-            | ChainEvent::IntentForced { .. }
-            | ChainEvent::IntentVoided { .. } => {}
+            ChainEvent::IntentPosted {
+                fork,
+                index,
+                intent,
+                due_at,
+            } => {
+                self.held.retain(|_, (f, _, _)| *f >= fork);
+                self.held.insert(index, (fork, *intent, due_at));
+                self.intent_sent = None;
+            }
+            ChainEvent::IntentVoided { fork, index, digest } => {
+                if self
+                    .held
+                    .get(&index)
+                    .is_some_and(|(f, i, _)| *f == fork && i.intent().digest() == digest)
+                {
+                    self.held.remove(&index);
+                }
+                self.intent_sent = None;
+            }
+            ChainEvent::IntentForced {
+                transaction,
+                timestamp,
+            } => self.on_forced(sm, transaction, timestamp, local_ms),
             ChainEvent::ParticipantRemoved { .. }
             | ChainEvent::ChannelOpened { .. }
             | ChainEvent::Deposited { .. }
@@ -545,7 +574,7 @@ impl DisputeHandler {
             since: transaction.timestamp.max(timestamp),
         });
         self.posted
-            .insert((fork, height), (transaction.clone(), signature, timestamp));
+            .insert((fork, height), (transaction.clone(), Some(signature), timestamp));
         if height == sm.tip() + 1 {
             let from = transaction.participant;
             let st = SignedTransaction {
@@ -562,6 +591,104 @@ impl DisputeHandler {
             self.conflicts
                 .push((entry.transaction.clone(), *ours, transaction, signature));
         }
+    }
+
+    /// A held intent the court applied on the head: its transaction (written by the court, signed
+    /// by nobody) is the new head, as if posted.
+    fn on_forced<S: Signer>(
+        &mut self,
+        sm: &mut StateManager<S>,
+        transaction: Transaction,
+        timestamp: u64,
+        local_ms: u64,
+    ) {
+        let (fork, height) = (transaction.forkCnt, transaction.height);
+        if fork != sm.fork().fork {
+            return;
+        }
+        if let Some(index) = sm
+            .fork()
+            .participants
+            .iter()
+            .position(|p| *p == transaction.participant)
+        {
+            self.held.remove(&(index as u64));
+        }
+        self.intent_sent = None;
+        self.head = Some(Head {
+            fork,
+            height,
+            state_hash: transaction.stateHash,
+            since: transaction.timestamp.max(timestamp),
+        });
+        self.posted
+            .insert((fork, height), (transaction.clone(), None, timestamp));
+        if height == sm.tip() + 1 {
+            let _ = sm.apply_forced(transaction, local_ms);
+        }
+    }
+
+    /// Our intent that the sequencers left out (docs/protocol.md, section 11): bring the chain's
+    /// head up to our tip (so that the court's transaction for it lands on a height where we
+    /// signed nothing), give it to the court, and force it once due, after any held intent that
+    /// fell due before it.
+    fn court_intent<S: Signer>(
+        &mut self,
+        sm: &mut StateManager<S>,
+        now: u64,
+        local_ms: u64,
+    ) -> Option<ChainAction> {
+        let fork = sm.fork().fork;
+        let index = sm.fork().participants.iter().position(|p| *p == self.me)? as u64;
+        let intent = sm.left_out_intent(local_ms)?;
+        let digest = intent.intent().digest();
+        if let Some((f, _, sent)) = self.intent_sent
+            && f == fork
+            && local_ms < sent + HEAD_RETRY_MS
+        {
+            return None;
+        }
+        let head = self.current_head(sm);
+        let at_tip = head.height == sm.tip() && head.state_hash == sm.tip_state_hash();
+        let ours_held = self
+            .held
+            .get(&index)
+            .is_some_and(|(f, i, _)| *f == fork && i.intent().digest() == digest);
+        if !ours_held {
+            // The court takes it only if it lives until it is due.
+            let timing = sm.spec().timing;
+            if intent.not_after < now + timing.agreement_time + DEADLINE_MARGIN {
+                return None;
+            }
+            if !at_tip {
+                return self.advance_head(sm, sm.tip(), local_ms);
+            }
+            self.intent_sent = Some((fork, digest, local_ms));
+            return Some(ChainAction::PostIntent {
+                intent: Box::new(intent),
+            });
+        }
+        let (_, _, due_at) = self.held.get(&index)?;
+        if now < due_at + DEADLINE_MARGIN {
+            return None;
+        }
+        if !at_tip {
+            return self.advance_head(sm, sm.tip(), local_ms);
+        }
+        // Held intents go in the order they fell due: the first of them, ours or another's.
+        let (first, (_, first_intent, _)) = self
+            .held
+            .iter()
+            .filter(|(_, (f, _, _))| *f == fork)
+            .min_by_key(|(i, (_, _, due))| (*due, **i))?;
+        let (first, first_intent) = (*first, first_intent.clone());
+        let parent = self.head_proof(sm)?;
+        self.intent_sent = Some((fork, first_intent.intent().digest(), local_ms));
+        Some(ChainAction::ForceIntent {
+            index: first,
+            intent: Box::new(first_intent),
+            parent,
+        })
     }
 
     /// Periodic decisions at local time `local_ms`.
@@ -676,6 +803,12 @@ impl DisputeHandler {
                     signature: fraud.signature,
                 },
             );
+            actions.push(action);
+            return actions;
+        }
+
+        // Our intent the sequencers left out goes to the court.
+        if let Some(action) = self.court_intent(sm, now, local_ms) {
             actions.push(action);
             return actions;
         }

@@ -58,14 +58,14 @@ fn case(
     }) {
         return Err(format!("a dispute in an honest run: {e:?}\n{replay}"));
     }
-    // A silent participant never writes its sequencer heights: the others' intents went to the
-    // chain as their own transactions, and nobody was timed out.
+    // A silent participant never writes its sequencer heights: the intents left out went to the
+    // court, which forced them onto the chain's head (and nobody was timed out).
     if strategy == Strategy::Silent
         && !events
             .iter()
-            .any(|e| matches!(e, ChainEvent::CalldataPosted { .. }))
+            .any(|e| matches!(e, ChainEvent::IntentForced { .. }))
     {
-        return Err(format!("no intent escaped to the chain\n{replay}"));
+        return Err(format!("no intent was forced by the court\n{replay}"));
     }
     // Whatever the others do, nobody is ever timed out: nobody is obliged to write.
     if let Some(e) = events.iter().find(

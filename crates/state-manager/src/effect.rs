@@ -32,8 +32,9 @@ pub enum PersistRecord {
         transaction: Transaction,
         /// Its digest.
         digest: B256,
-        /// The issuer's signature.
-        signature: Signature,
+        /// The issuer's signature; none on a transaction the court wrote (a forced intent,
+        /// docs/protocol.md, section 11).
+        signature: Option<Signature>,
         /// The encoded state after it.
         state: Bytes,
     },

@@ -135,6 +135,14 @@ pub enum Rejection {
         /// The issuer's next nonce.
         next: u64,
     },
+    /// A sequencer's transaction that leaves out our intent after the sequencers have left it out
+    /// for `p2pTime`: the intent goes to the court, and we confirm nothing that leaves it out
+    /// meanwhile (docs/protocol.md, section 11).
+    #[error("the transaction leaves out our intent {nonce}, which waits for the court")]
+    LeavesOutIntent {
+        /// Our intent's nonce.
+        nonce: u64,
+    },
     /// No room for more intents of this issuer (or in all).
     #[error("too many intents under way from {0}")]
     IntentPoolFull(Address),

@@ -572,14 +572,8 @@ impl<S: Signer> StateManager<S> {
     }
 
     /// Signs and applies this peer's own transaction with `data` at the tip.
+    /// (As the writer the machine names, or the height's sequencer.)
     fn write(&mut self, data: Bytes, local_ms: u64) -> Result<B256, SubmitError> {
-        self.author(data, false, local_ms)
-    }
-
-    /// Signs and applies our transaction with `data` at the tip: as the writer the machine names
-    /// (or the height's sequencer), or, with `escape`, in an open state whose sequencer left our
-    /// intents out (the transaction then goes to the chain: section 11 of docs/protocol.md).
-    fn author(&mut self, data: Bytes, escape: bool, local_ms: u64) -> Result<B256, SubmitError> {
         if !self.fork.participants.contains(&self.me) {
             return Err(SubmitError::NotAParticipant);
         }
@@ -592,7 +586,7 @@ impl<S: Signer> StateManager<S> {
         if self.game_over {
             return Err(SubmitError::GameOver);
         }
-        if self.next_writer != self.me && !(escape && self.open) {
+        if self.next_writer != self.me {
             return Err(SubmitError::NotYourTurn {
                 expected: self.next_writer,
             });
@@ -617,7 +611,13 @@ impl<S: Signer> StateManager<S> {
             Err(Unsigned::Signer(e)) => return Err(SubmitError::Signer(e)),
         };
         let outcome = self.machine.commit(pending);
-        self.commit_applied(transaction.clone(), digest, signature, outcome.state, local_ms);
+        self.commit_applied(
+            transaction.clone(),
+            digest,
+            Some(signature),
+            outcome.state,
+            local_ms,
+        );
         self.effects
             .push_back(Effect::Broadcast(Message::Transaction(SignedTransaction {
                 transaction,
@@ -683,7 +683,6 @@ impl<S: Signer> StateManager<S> {
             }
         }
         self.maybe_sequence(local_ms);
-        self.maybe_escape(local_ms);
         let Some(due) = self.poll_timeout() else { return };
         if local_ms < due {
             return;
@@ -866,7 +865,8 @@ impl<S: Signer> StateManager<S> {
         arrival: Arrival,
     ) -> Result<(), Rejection> {
         let kept = (st.transaction.clone(), st.signature);
-        let result = self.validate_and_apply_inner(st, digest, local_ms, arrival);
+        let result =
+            self.validate_and_apply_inner(st.transaction, Some(st.signature), digest, local_ms, arrival);
         if let Err(reason) = &result {
             let kind = match reason {
                 Rejection::WrongPrevState { .. } => Some(FraudKind::WrongParent),
@@ -896,12 +896,13 @@ impl<S: Signer> StateManager<S> {
 
     fn validate_and_apply_inner(
         &mut self,
-        st: SignedTransaction,
+        transaction: Transaction,
+        signature: Option<Signature>,
         digest: B256,
         local_ms: u64,
         arrival: Arrival,
     ) -> Result<(), Rejection> {
-        let tx = &st.transaction;
+        let tx = &transaction;
         // In an open state the height is the sequencer's, but one posted on chain is whoever's
         // the machine let write there (the chain ran its write rule: `_mayWrite`).
         let posted_open = self.open && arrival == Arrival::Chain;
@@ -927,6 +928,13 @@ impl<S: Signer> StateManager<S> {
             Err(TimestampError::Late { .. }) if self.open => {}
             Err(e) => return Err(Rejection::Timestamp(e)),
         }
+        // Our intent the sequencers left out waits for the court: confirm nothing that leaves it
+        // out (what the chain takes, we take).
+        let held_out = if arrival == Arrival::Network {
+            self.left_out_intent(local_ms).map(|i| i.nonce)
+        } else {
+            None
+        };
         let outcome = match self.machine.apply(tx, Some(tx.stateHash)) {
             Ok(outcome) => outcome,
             Err(EvmError::StateHashMismatch { claimed, actual }) => {
@@ -934,10 +942,15 @@ impl<S: Signer> StateManager<S> {
             }
             Err(e) => return Err(Rejection::Execution(e)),
         };
-        let SignedTransaction {
-            transaction,
-            signature,
-        } = st;
+        if let Some(nonce) = held_out
+            && self
+                .machine
+                .intent_nonce_of(self.me)
+                .is_ok_and(|next| next <= nonce)
+        {
+            self.rewind_machine_to_tip();
+            return Err(Rejection::LeavesOutIntent { nonce });
+        }
         let (fork, height, issuer) = (transaction.forkCnt, transaction.height, transaction.participant);
         self.commit_applied(transaction, digest, signature, outcome.state, local_ms);
         // Explicit mode confirms every valid transaction; virtual-voting mode confirms only the
@@ -1099,6 +1112,9 @@ impl<S: Signer> StateManager<S> {
             .agreement
             .entries_from(request.from_height)
             .take(self.config.sync_batch)
+            // A height the court wrote has no issuer's signature to pass on: a peer behind it
+            // takes it from the chain, as we did.
+            .take_while(|e| !e.court_written())
             .map(|e| e.to_record())
             .collect();
         if transactions.is_empty() {
@@ -1287,7 +1303,7 @@ impl<S: Signer> StateManager<S> {
         &mut self,
         transaction: Transaction,
         digest: B256,
-        signature: Signature,
+        signature: Option<Signature>,
         state: Bytes,
         local_ms: u64,
     ) {
@@ -1311,7 +1327,11 @@ impl<S: Signer> StateManager<S> {
                 signature,
                 state,
             }));
-        let finalized = match self.agreement.append(transaction, digest, signature) {
+        let appended = match signature {
+            Some(signature) => self.agreement.append(transaction, digest, signature),
+            None => self.agreement.append_unsigned(transaction, digest),
+        };
+        let finalized = match appended {
             Ok(finalized) => finalized,
             Err(e) => {
                 // The pipeline checked fork and height; this cannot happen. Log loudly.
@@ -1538,57 +1558,64 @@ impl<S: Signer> StateManager<S> {
         }
     }
 
-    /// In an open state whose sequencer has left our oldest intent out for `p2pTime`: writes
-    /// our intents under way as our own transaction at the next height, where we signed nothing.
-    /// Nobody confirms it off chain (it is not the sequencer's), so its deadline passes and the
-    /// dispute layer posts it on chain, where the machine lets any participant write; every
-    /// peer then takes it from the chain.
-    fn maybe_escape(&mut self, local_ms: u64) {
-        if !self.open || self.next_writer == self.me || self.signing_stopped == Some(self.fork.fork) {
-            return;
+    /// Our oldest intent under way that the sequencers have left out for `p2pTime` and that would
+    /// still apply on the tip: it goes to the court (`postIntent`, by the dispute layer), and we
+    /// confirm no transaction that leaves it out until it is applied, forced or let go
+    /// (docs/protocol.md, section 11). `None` outside open states, and while we are the height's
+    /// sequencer and may write (then we write it ourselves).
+    pub fn left_out_intent(&mut self, local_ms: u64) -> Option<SignedIntent> {
+        if !self.open || !self.fork.participants.contains(&self.me) {
+            return None;
+        }
+        let may_write = self.signing_stopped != Some(self.fork.fork) && self.signing_held_at().is_none();
+        if self.next_writer == self.me && may_write {
+            return None;
         }
         let now = self.clock.now_secs(local_ms);
-        self.prune_intents(now);
-        let Ok(applied) = self.machine.intent_nonce_of(self.me) else {
-            return;
-        };
-        let oldest = self
-            .intents
-            .range((self.me, applied)..=(self.me, u64::MAX))
-            .filter_map(|((_, n), _)| self.own_intents.get(n).map(|(_, sent)| *sent))
-            .min();
-        let Some(sent) = oldest else { return };
-        if now < sent + self.spec.timing.p2p_time {
-            return;
+        let applied = self.machine.intent_nonce_of(self.me).ok()?;
+        let intent = self.intents.get(&(self.me, applied))?.clone();
+        let (_, sent) = self.own_intents.get(&applied)?;
+        if now < sent + self.spec.timing.p2p_time || intent.not_after < now {
+            return None;
         }
-        let height = self.agreement.tip() + 1;
-        let timestamp = now.max(self.tip_timestamp);
-        let mut batch: Vec<SignedIntent> = Vec::new();
-        let ours: Vec<SignedIntent> = self
-            .intents
-            .range((self.me, applied)..=(self.me, u64::MAX))
-            .map(|(_, i)| i.clone())
-            .collect();
-        for (next, intent) in (applied..).zip(ours) {
-            if intent.nonce != next || batch.len() >= MAX_BATCH {
-                break;
-            }
-            let mut trial = batch.clone();
-            trial.push(intent);
-            if self.try_intents(&trial, timestamp).is_err() {
-                break;
-            }
-            batch = trial;
+        self.try_intents(std::slice::from_ref(&intent), now.max(self.tip_timestamp))
+            .ok()?;
+        Some(intent)
+    }
+
+    /// A transaction the court wrote at the next height (a forced intent: `IntentForced`): the
+    /// issuer's intent applied on the chain's head, with the head's stamp, signed by nobody. It
+    /// is taken like a posted transaction (the chain ran it; we run it too and check the state)
+    /// and confirmed like any transaction of an open state, if we signed nothing else at its
+    /// height. Heights other than the next one change nothing here.
+    pub fn apply_forced(&mut self, transaction: Transaction, local_ms: u64) -> Result<Accepted, Rejection> {
+        let issuer = transaction.participant;
+        if transaction.channelId != self.spec.channel_id {
+            return Err(self.reject(issuer, Rejection::UnknownChannel(transaction.channelId)));
         }
-        if batch.is_empty() {
-            return;
+        if transaction.forkCnt != self.fork.fork || transaction.height != self.agreement.tip() + 1 {
+            return Ok(Accepted::Noop);
         }
-        match self.author(apply_intents_calldata(&batch), true, local_ms) {
-            Ok(_) => {
-                tracing::info!(target: "entente::state", height, intents = batch.len(), "the sequencer left our intents out: written as our own transaction, for the chain");
-                self.prune_intents(now);
+        if !self.fork.participants.contains(&issuer) {
+            return Err(self.reject(issuer, Rejection::NotAParticipant(issuer)));
+        }
+        let digest = self.spec.domain.digest(&transaction);
+        match self.validate_and_apply_inner(transaction, None, digest, local_ms, Arrival::Chain) {
+            Ok(()) => {
+                self.drain_future(local_ms);
+                Ok(Accepted::Applied(self.agreement.tip()))
             }
-            Err(e) => tracing::debug!(target: "entente::state", error = %e, "escape deferred"),
+            Err(reason) => Err(self.reject(issuer, reason)),
+        }
+    }
+
+    /// Sets the machine back to the tip's state after a run that is not kept.
+    fn rewind_machine_to_tip(&mut self) {
+        let tip = self.states.get(&self.agreement.tip()).cloned();
+        if let Some(state) = tip
+            && let Err(e) = self.machine.set_state(&state)
+        {
+            tracing::error!(target: "entente::state", error = %e, "the tip's state does not load");
         }
     }
 

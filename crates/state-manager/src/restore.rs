@@ -35,12 +35,13 @@ pub struct StoredTransaction {
     pub transaction: Transaction,
     /// Its EIP-712 digest.
     pub digest: B256,
-    /// The issuer's signature.
-    pub signature: Signature,
+    /// The issuer's signature; none on a transaction the court wrote (a forced intent).
+    pub signature: Option<Signature>,
     /// The encoded state it produced.
     pub state: Bytes,
     /// Signatures by other participants (confirmations), by signer. The issuer's own entry, if
-    /// present, is ignored.
+    /// present, is ignored, except on a transaction the court wrote (the issuer may have signed
+    /// it since).
     pub confirmations: BTreeMap<Address, Signature>,
 }
 
@@ -207,17 +208,19 @@ impl<S: Signer> StateManager<S> {
             tip_state_hash = transaction.stateHash;
             tip_timestamp = transaction.timestamp;
             let issuer = transaction.participant;
-            agreement.append(transaction, digest, signature)?;
+            match signature {
+                Some(signature) => agreement.append(transaction, digest, signature)?,
+                None => agreement.append_unsigned(transaction, digest)?,
+            };
             for (who, sig) in confirmations {
-                if who != issuer {
+                if who != issuer || signature.is_none() {
                     agreement.add_signature(height, digest, who, sig)?;
                 }
             }
             // Whatever we signed is in the log, even if the log itself lost it.
-            if issuer == me
-                || agreement
-                    .entry(height)
-                    .is_some_and(|e| e.signatures.contains_key(&me))
+            if agreement
+                .entry(height)
+                .is_some_and(|e| e.signatures.contains_key(&me))
             {
                 own_signatures.entry((fork.fork, height)).or_insert(digest);
             }

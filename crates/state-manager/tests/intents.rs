@@ -401,38 +401,85 @@ fn intents_are_bounded_in_size_nonce_lifetime_and_number() {
 }
 
 #[test]
-fn an_intent_a_silent_sequencer_leaves_out_goes_to_the_chain_as_its_issuers_own_transaction() {
+fn an_intent_the_sequencers_leave_out_waits_for_the_court_and_its_forced_transaction_is_taken() {
     let mut net = Net::new(AgreementMode::ExplicitConfirmations);
-    let (a, c) = (net.address(0), net.address(2));
-    // Height 1's sequencer is peer 1, which hears nothing and says nothing.
-    assert_eq!(net.peers[0].next_writer(), net.address(1));
+    let (a, b, c) = (net.address(0), net.address(1), net.address(2));
+    // Height 1's sequencer is peer 1; peer 0's intent reaches nobody.
+    assert_eq!(net.peers[0].next_writer(), b);
     net.peers[0].submit(pay(c, 4), 1_000).unwrap();
     net.collect();
-    net.queue.retain(|(from, to, _)| *from != 1 && *to != 1);
+    net.queue.retain(|(from, _, _)| *from != 0);
     net.run();
     assert_eq!(net.peers[0].tip(), 0, "nothing written yet");
-    // Before p2pTime nothing happens; after it, peer 0 writes its intent as its own transaction.
-    net.peers[0].handle_timeout(20_000);
-    assert_eq!(net.peers[0].tip(), 0);
-    net.peers[0].handle_timeout(40_000);
-    assert_eq!(net.peers[0].tip(), 1, "the escape is written");
-    let entry = net.peers[0].agreement().entry(1).unwrap().clone();
-    assert_eq!(entry.transaction.participant, a);
-    assert!(net.peers[0].written_open(1));
-    // Off chain the others refuse it (not the sequencer's); from the chain they take it.
-    let posted = entente_types::SignedTransaction {
-        transaction: entry.transaction.clone(),
-        signature: entry.signatures[&a],
-    };
-    let refused = net.peers[2]
-        .handle_message(a, Message::Transaction(posted.clone()), 40_001)
+    // Before p2pTime it is not left out; after it, it is (for the dispute layer to post).
+    assert!(net.peers[0].left_out_intent(20_000).is_none());
+    let intent = net.peers[0]
+        .left_out_intent(40_000)
+        .expect("left out after p2pTime");
+    assert_eq!(intent.issuer, a);
+    // Peer 2 pays too; the sequencer writes peer 2's payment and leaves peer 0's out. Peer 0
+    // confirms nothing that leaves its intent out; peer 2 (who never held it) takes it.
+    net.peers[2].submit(pay(a, 7), 40_000).unwrap();
+    net.collect();
+    net.queue.retain(|(_, to, _)| *to != 0);
+    let mut censored = None;
+    while let Some((from, to, message)) = net.queue.pop_front() {
+        let _ = net.peers[to].handle_message(net.keys[from].address(), message, 40_100);
+        net.collect();
+        net.queue.retain(|(_, to, _)| *to != 0);
+        if censored.is_none()
+            && let Some(entry) = net.peers[1].agreement().entry(1)
+        {
+            censored = Some(entente_types::SignedTransaction {
+                transaction: entry.transaction.clone(),
+                signature: entry.signatures[&b],
+            });
+        }
+    }
+    let censored = censored.expect("the sequencer wrote height 1");
+    let refused = net.peers[0]
+        .handle_message(b, Message::Transaction(censored.clone()), 40_200)
         .unwrap_err();
-    assert!(matches!(refused, Rejection::NotYourTurn { .. }), "{refused}");
-    net.peers[2].apply_posted(a, posted, 40_002).unwrap();
-    assert_eq!(
-        net.balances(2),
-        [DEPOSIT - 4, DEPOSIT, DEPOSIT + 4].map(U256::from).to_vec()
+    assert!(
+        matches!(refused, Rejection::LeavesOutIntent { nonce: 0 }),
+        "{refused}"
     );
+    assert_eq!(net.peers[0].tip(), 0);
+    // From the chain peer 0 takes it (the chain's head is what the chain took).
+    net.peers[0].apply_posted(b, censored, 40_300).unwrap();
+    assert_eq!(net.peers[0].tip(), 1);
+    // The court forces the intent on the head: its transaction (writer peer 0, the head's stamp,
+    // the one intent), signed by nobody. Every peer at the head takes it and confirms it.
+    let head = net.peers[0].agreement().entry(1).unwrap().transaction.clone();
+    let mut forced = entente_types::Transaction {
+        channelId: head.channelId,
+        forkCnt: head.forkCnt,
+        height: 2,
+        participant: a,
+        timestamp: head.timestamp,
+        prevStateHash: head.stateHash,
+        stateHash: B256::ZERO,
+        data: entente_evm_runtime::apply_intents_calldata(std::slice::from_ref(&intent)),
+    };
+    let state = net.peers[0].state_at(1).unwrap().clone();
+    forced.stateHash = entente_types::state_hash(&net.peers[0].run_on(&state, &forced).unwrap());
+    // A forged one (another state) is refused.
+    let mut forged = forced.clone();
+    forged.stateHash = B256::repeat_byte(1);
+    assert!(net.peers[2].apply_forced(forged, 50_000).is_err());
+    for i in [0, 2] {
+        net.peers[i].apply_forced(forced.clone(), 50_000).unwrap();
+        assert_eq!(net.peers[i].tip(), 2);
+        let entry = net.peers[i].agreement().entry(2).unwrap();
+        assert!(entry.signatures.contains_key(&net.address(i)), "confirmed");
+        assert_eq!(
+            net.balances(i),
+            [DEPOSIT + 7 - 4, DEPOSIT, DEPOSIT - 7 + 4]
+                .map(U256::from)
+                .to_vec()
+        );
+    }
+    assert!(net.peers[0].left_out_intent(50_000).is_none(), "applied");
 }
 
 #[test]

@@ -99,7 +99,7 @@ impl Generator {
             out.push(PersistRecord::Transaction {
                 transaction,
                 digest,
-                signature,
+                signature: Some(signature),
                 state,
             });
             out.push(PersistRecord::Signature {

@@ -235,7 +235,8 @@ impl ForkV1 {
 pub(crate) struct TransactionV1 {
     pub(crate) transaction: Transaction,
     pub(crate) digest: B256,
-    pub(crate) signature: Signature,
+    /// The issuer's signature; none on a transaction the court wrote (a forced intent).
+    pub(crate) signature: Option<Signature>,
     pub(crate) state: Bytes,
 }
 

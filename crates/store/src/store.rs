@@ -974,12 +974,14 @@ fn persist(
                 .insert(key.as_slice(), encode("transaction", &value)?.as_slice())
                 .map_err(e)?;
             // The issuer's signature is a vote like any other: keep it with the others.
-            t.signatures
-                .insert(
-                    signature_key(&channel, fork, height, &issuer).as_slice(),
-                    encode_signature(&digest, &signature).as_slice(),
-                )
-                .map_err(e)?;
+            if let Some(signature) = signature {
+                t.signatures
+                    .insert(
+                        signature_key(&channel, fork, height, &issuer).as_slice(),
+                        encode_signature(&digest, &signature).as_slice(),
+                    )
+                    .map_err(e)?;
+            }
         }
         PersistRecord::Signature {
             fork,

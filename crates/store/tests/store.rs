@@ -62,7 +62,7 @@ fn tx_record(ch: u8, fork: u64, height: u64, issuer: u8, salt: u8) -> (PersistRe
         PersistRecord::Transaction {
             transaction,
             digest,
-            signature,
+            signature: Some(signature),
             state,
         },
         digest,
