@@ -451,7 +451,10 @@ impl<S: Signer + Clone> Channel<S> {
         let cores = self.live_cores()?;
         let sm = &cores.sm;
         let genesis = sm.fork().genesis_height;
-        let latest = (genesis..=sm.tip())
+        // The chain's head may be above our tip, or another state at its height (a height the
+        // chain took from a post or a forced intent): the head is then what we can prove.
+        let top = sm.tip().max(cores.handler.head(sm).0);
+        let latest = (genesis..=top)
             .rev()
             .find_map(|h| cores.handler.proof_at(sm, h))
             .ok_or(ChannelError::NothingToProve)?;

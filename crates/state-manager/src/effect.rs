@@ -1,4 +1,4 @@
-use entente_types::{Address, B256, Bytes, Message, Signature, Transaction};
+use entente_types::{Address, B256, Bytes, Message, Signature, SignedIntent, Transaction};
 
 use crate::Rejection;
 
@@ -59,6 +59,20 @@ pub enum PersistRecord {
         height: u64,
         /// Digest.
         digest: B256,
+    },
+    /// This node signed `intent` and sends it now (`sent`, chain seconds): kept across a restart,
+    /// so that no second intent is signed at its nonce while it may still apply, and a left-out
+    /// one still goes to the court.
+    OwnIntent {
+        /// The intent with our signature.
+        intent: Box<SignedIntent>,
+        /// When it was (last) sent, in chain seconds.
+        sent: u64,
+    },
+    /// Our intent at `nonce` expired: it can no longer apply anywhere, and is forgotten.
+    OwnIntentExpired {
+        /// Its nonce.
+        nonce: u64,
     },
     /// Transactions up to `height` are final.
     Finalized {

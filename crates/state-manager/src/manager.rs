@@ -458,6 +458,10 @@ impl<S: Signer> StateManager<S> {
             if let Some(entry) = self.own_intents.get_mut(&intent.nonce) {
                 entry.1 = now;
             }
+            self.effects.push_back(Effect::Persist(PersistRecord::OwnIntent {
+                intent: Box::new(intent.clone()),
+                sent: now,
+            }));
             self.intents.insert((self.me, intent.nonce), intent.clone());
             self.effects
                 .push_back(Effect::Broadcast(Message::Intent(Box::new(intent))));
@@ -1449,6 +1453,10 @@ impl<S: Signer> StateManager<S> {
             .map_err(SubmitError::InvalidMove)?;
         let digest = intent.intent().digest();
         self.own_intents.insert(nonce, (intent.clone(), now));
+        self.effects.push_back(Effect::Persist(PersistRecord::OwnIntent {
+            intent: Box::new(intent.clone()),
+            sent: now,
+        }));
         self.intents.insert((self.me, nonce), intent.clone());
         self.effects
             .push_back(Effect::Broadcast(Message::Intent(Box::new(intent))));
@@ -1546,6 +1554,8 @@ impl<S: Signer> StateManager<S> {
                 let Some((intent, _)) = self.own_intents.remove(&nonce) else {
                     continue;
                 };
+                self.effects
+                    .push_back(Effect::Persist(PersistRecord::OwnIntentExpired { nonce }));
                 if nonce >= applied {
                     self.effects.push_back(Effect::Notify(Event::IntentDropped {
                         issuer: self.me,

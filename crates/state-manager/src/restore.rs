@@ -22,7 +22,8 @@ use entente_agreement::{AgreementError, AgreementManager};
 use entente_clock::LogicalClock;
 use entente_evm_runtime::{EvmError, MachineCode, MachineInstance};
 use entente_types::{
-    Address, B256, Bytes, ChannelSpec, Message, Signature, Signer, SyncRequest, Transaction, state_hash,
+    Address, B256, Bytes, ChannelSpec, Message, Signature, SignedIntent, Signer, SyncRequest, Transaction,
+    state_hash,
 };
 
 use super::{Config, ForkInfo, StateManager};
@@ -63,6 +64,8 @@ pub struct ChannelSnapshot {
     /// The finalized height last persisted for the current fork (a lower bound: the restore
     /// recomputes finality from the signatures and refuses a snapshot that finalizes less).
     pub finalized_height: u64,
+    /// Our intents that had not expired, with when each was last sent (chain seconds).
+    pub own_intents: Vec<(SignedIntent, u64)>,
 }
 
 /// Why a snapshot could not be restored. Every variant means the stored data is inconsistent or
@@ -151,6 +154,7 @@ impl<S: Signer> StateManager<S> {
             transactions,
             own_signatures: stored_own,
             finalized_height: stored_finalized,
+            own_intents,
         } = snapshot;
         let me = signer.address();
         if spec.participant_index(&me).is_none() && !fork.participants.contains(&me) {
@@ -285,6 +289,7 @@ impl<S: Signer> StateManager<S> {
             spec,
         };
         manager.refresh_turn()?;
+        manager.restore_own_intents(own_intents);
         manager
             .effects
             .push_back(Effect::Broadcast(Message::SyncRequest(SyncRequest {
@@ -293,6 +298,25 @@ impl<S: Signer> StateManager<S> {
                 from_height: finalized + 1,
             })));
         Ok(manager)
+    }
+
+    /// Our intents kept in the store: each nonce stays taken while its intent may apply, and
+    /// those the tip has not applied are under way again (sent once more, so that a sequencer
+    /// that lost them holds them; a left-out one keeps its first sending time and goes to the
+    /// court as before the restart).
+    fn restore_own_intents(&mut self, own_intents: Vec<(SignedIntent, u64)>) {
+        let applied = self.machine.intent_nonce_of(self.me).ok();
+        for (intent, sent) in own_intents {
+            if intent.issuer != self.me || intent.channel_id != self.spec.channel_id {
+                continue;
+            }
+            if applied.is_some_and(|next| intent.nonce >= next) {
+                self.intents.insert((self.me, intent.nonce), intent.clone());
+                self.effects
+                    .push_back(Effect::Broadcast(Message::Intent(Box::new(intent.clone()))));
+            }
+            self.own_intents.insert(intent.nonce, (intent, sent));
+        }
     }
 
     /// The own-signature log this manager holds: the digest it signed at each (fork, height) it

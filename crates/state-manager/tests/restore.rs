@@ -22,6 +22,7 @@ struct Records {
     transactions: BTreeMap<u64, StoredTransaction>,
     own: BTreeMap<(u64, u64), B256>,
     finalized: u64,
+    intents: BTreeMap<u64, (entente_types::SignedIntent, u64)>,
 }
 
 impl Records {
@@ -64,6 +65,12 @@ impl Records {
                 );
             }
             PersistRecord::Finalized { height, .. } => self.finalized = self.finalized.max(height),
+            PersistRecord::OwnIntent { intent, sent } => {
+                self.intents.insert(intent.nonce, (*intent, sent));
+            }
+            PersistRecord::OwnIntentExpired { nonce } => {
+                self.intents.remove(&nonce);
+            }
         }
     }
 
@@ -75,6 +82,7 @@ impl Records {
             transactions: self.transactions.values().cloned().collect(),
             own_signatures: self.own.clone(),
             finalized_height: self.finalized,
+            own_intents: self.intents.values().cloned().collect(),
         }
     }
 }

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use entente_state_manager::{ChannelSnapshot, ForkInfo, PersistRecord, StoredTransaction};
-use entente_types::{Address, B256, Bytes, Signature};
+use entente_types::{Address, B256, Bytes, Signature, SignedIntent};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     WriteTransaction,
@@ -29,6 +29,8 @@ const FORKS: Bin = TableDefinition::new("forks");
 const TRANSACTIONS: Bin = TableDefinition::new("transactions");
 const SIGNATURES: Bin = TableDefinition::new("signatures");
 const OWN_SIGNATURES: Bin = TableDefinition::new("own_signatures");
+/// Our intents that may still apply, by (channel, nonce): `(SignedIntent, sent)`.
+const OWN_INTENTS: Bin = TableDefinition::new("own_intents");
 const FINALIZED: TableDefinition<'static, &'static [u8], u64> = TableDefinition::new("finalized");
 const CURSORS: Bin = TableDefinition::new("chain_cursors");
 /// A channel core's own records (`entente_channel::Record::Life` / `Court`), by channel id and kind.
@@ -221,6 +223,7 @@ impl Store {
                 TRANSACTIONS,
                 SIGNATURES,
                 OWN_SIGNATURES,
+                OWN_INTENTS,
                 CURSORS,
                 LIVES,
             ] {
@@ -581,6 +584,7 @@ impl Store {
         };
         let transactions = self.read_transactions(&txn, channel, fork.fork)?;
         let own_signatures = self.read_own_signatures(&txn, channel, fork.fork)?;
+        let own_intents = self.read_own_intents(&txn, channel)?;
         let finalized_height = self
             .read_finalized(&txn, channel, fork.fork)?
             .unwrap_or(fork.genesis_height);
@@ -591,7 +595,28 @@ impl Store {
             transactions,
             own_signatures,
             finalized_height,
+            own_intents,
         })
+    }
+
+    /// Our intents kept for `channel` (they may still apply), in nonce order, each with when it
+    /// was last sent. A store written before intents were kept has none.
+    fn read_own_intents(
+        &self,
+        txn: &ReadTransaction,
+        channel: &B256,
+    ) -> Result<Vec<(SignedIntent, u64)>, StoreError> {
+        let table = match txn.open_table(OWN_INTENTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        self.scan(&table, &channel_key(channel), |_, value| {
+            out.push(decode::<(SignedIntent, u64)>("own intent", value)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     // ----- internals -------------------------------------------------------------------------
@@ -818,6 +843,7 @@ struct Tables<'t> {
     transactions: Table<'t, &'static [u8], &'static [u8]>,
     signatures: Table<'t, &'static [u8], &'static [u8]>,
     own: Table<'t, &'static [u8], &'static [u8]>,
+    own_intents: Table<'t, &'static [u8], &'static [u8]>,
     finalized: Table<'t, &'static [u8], u64>,
     cursors: Table<'t, &'static [u8], &'static [u8]>,
     lives: Table<'t, &'static [u8], &'static [u8]>,
@@ -833,6 +859,7 @@ fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), 
         transactions: open(TRANSACTIONS)?,
         signatures: open(SIGNATURES)?,
         own: open(OWN_SIGNATURES)?,
+        own_intents: open(OWN_INTENTS)?,
         finalized: txn.open_table(FINALIZED).map_err(|x| e(x.into()))?,
         cursors: open(CURSORS)?,
         lives: open(LIVES)?,
@@ -1021,6 +1048,24 @@ fn persist(
                     t.own.insert(key.as_slice(), digest.as_slice()).map_err(e)?;
                 }
             }
+        }
+        PersistRecord::OwnIntent { intent, sent } => {
+            if intent.channel_id != channel {
+                return Err(StoreError::ChannelMismatch {
+                    channel,
+                    got: intent.channel_id,
+                });
+            }
+            // Keyed by nonce like a fork: the channel, then the nonce (big-endian).
+            let key = fork_key(&channel, intent.nonce);
+            t.own_intents
+                .insert(key.as_slice(), encode("own intent", &(*intent, sent))?.as_slice())
+                .map_err(e)?;
+        }
+        PersistRecord::OwnIntentExpired { nonce } => {
+            t.own_intents
+                .remove(fork_key(&channel, nonce).as_slice())
+                .map_err(e)?;
         }
         PersistRecord::Finalized { fork, height } => {
             let key = fork_key(&channel, fork);
