@@ -153,6 +153,10 @@ interface IStateChannelEvents {
     error IntentAlreadyPosted(uint256 index);
     /// @notice The posted intent may be forced only from `dueAt` on.
     error IntentNotDue(uint64 dueAt);
+    /// @notice The posted intent could be forced only until `until`: it lapsed (its issuer may post it again).
+    error IntentLapsed(uint64 until);
+    /// @notice After a state that names no writer, height `height % n` is its sequencer's (`sequencer`) alone.
+    error NotSequencer(address sequencer, address writer);
     /// @notice The intent expired (`notAfter` below `earliest`, the later of chain time and the head's timestamp).
     error IntentExpired(uint64 notAfter, uint64 earliest);
     /// @notice The head names a writer: intents are posted only in states where nobody is obliged to write.

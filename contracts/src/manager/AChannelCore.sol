@@ -283,20 +283,27 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
         return keccak256(abi.encode(channelId, forkCnt));
     }
 
-    /// @dev A post on `state` (the head) must leave the court's posted intents able to apply (docs/security.md
-    /// O9): refused, in a state that names no writer, while one of them is due (from its `dueAt`, for one
-    /// `agreementTime`: it must be forced first), and when its timestamp would expire one. An intent that can
-    /// no longer apply at the head (`notAfter` below the head's timestamp) holds nothing up; in a state that
-    /// names a writer only that writer's move can apply, so due intents hold nothing up there either.
-    function _checkDueIntents(bytes32 channelId, Channel storage ch, uint64 timestamp, bytes calldata state)
-        internal
-        view
-    {
+    /// @dev The checks a post makes in an open state (the parent names no writer, docs/protocol.md section 11):
+    /// the height is its sequencer's alone (`participants[height % n]`: a conflicting post is then the
+    /// sequencer's own double sign, not anyone's); no post is taken while a held intent is due (from its
+    /// `dueAt`, for one `agreementTime`, until it is forced); and in any state, no post stamps a live held
+    /// intent expired.
+    function _checkOpenPost(
+        bytes32 channelId,
+        Channel storage ch,
+        Transaction calldata t,
+        bytes calldata state
+    ) internal view {
+        bool open =
+            _machine(ch).nextToWriteOf{gas: ch.machineGasLimit}(state) == address(0);
+        if (open) {
+            address sequencer = _members[channelId][t.height % ch.participantCount].addr;
+            if (t.participant != sequencer) revert NotSequencer(sequencer, t.participant);
+        }
         bytes32 key = _forkKey(channelId, ch.forkCnt);
         uint256 mask = _dueMask[key];
         if (mask == 0) return;
         uint64 headTs = _headTimestamp(ch);
-        bool open = _machine(ch).nextToWriteOf{gas: ch.machineGasLimit}(state) == address(0);
         for (uint256 i = 0; mask != 0; ++i) {
             if (mask & 1 != 0) {
                 DueIntent storage d = _dueIntents[key][i];
@@ -306,7 +313,7 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
                     if (open && block.timestamp >= dueAt && block.timestamp < dueAt + ch.agreementTime) {
                         revert IntentDue(i, d.digest);
                     }
-                    if (timestamp > notAfter) revert BadTimestamp(timestamp, headTs, notAfter);
+                    if (t.timestamp > notAfter) revert BadTimestamp(t.timestamp, headTs, notAfter);
                 }
             }
             mask >>= 1;

@@ -51,7 +51,7 @@ abstract contract ADisputeManager is AChannelCore {
         _checkCurrentFork(channelId, ch, transaction);
         _moveHead(channelId, ch, parent);
         bytes32 digest = _checkPost(ch, transaction, signature);
-        _checkDueIntents(channelId, ch, transaction.timestamp, parent.state);
+        _checkOpenPost(channelId, ch, transaction, parent.state);
         (bool ok, bytes32 resultHash) = _execute(channelId, ch, parent.state, transaction);
         if (!ok || resultHash != transaction.stateHash) {
             revert InvalidTransition(transaction.stateHash, resultHash);

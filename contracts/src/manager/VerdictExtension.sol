@@ -94,7 +94,10 @@ contract VerdictExtension is AChannelCore {
         }
         bytes32 key = _forkKey(channelId, ch.forkCnt);
         DueIntent storage d = _dueIntents[key][index];
-        if (_dueMask[key] & (1 << index) != 0 && msg.sender != intent.issuer && d.notAfter >= headTs) {
+        if (
+            _dueMask[key] & (1 << index) != 0 && msg.sender != intent.issuer && d.notAfter >= headTs
+                && block.timestamp < d.dueAt + ch.agreementTime
+        ) {
             revert IntentAlreadyPosted(index);
         }
         _dueMask[key] |= 1 << index;
@@ -155,11 +158,18 @@ contract VerdictExtension is AChannelCore {
         if (signer != intent.issuer) revert SignerMismatch(intent.issuer, signer);
         uint64 dueAt = _dueIntents[key][index].dueAt;
         if (block.timestamp < dueAt) revert IntentNotDue(dueAt);
+        // Forced only within its window: after it, posts are taken again and a late force could replace a
+        // height the peers confirmed meanwhile.
+        if (block.timestamp >= dueAt + ch.agreementTime) revert IntentLapsed(dueAt + ch.agreementTime);
         uint64 headTs = _headTimestamp(ch);
         for (uint256 j = 0; mask != 0; ++j) {
             if (mask & 1 != 0 && j != index) {
                 DueIntent storage o = _dueIntents[key][j];
-                if (o.notAfter >= headTs && (o.dueAt < dueAt || (o.dueAt == dueAt && j < index))) {
+                // Held intents go in due order; one that lapsed (or can no longer apply) holds nobody up.
+                if (
+                    o.notAfter >= headTs && block.timestamp < o.dueAt + ch.agreementTime
+                        && (o.dueAt < dueAt || (o.dueAt == dueAt && j < index))
+                ) {
                     revert IntentDue(j, o.digest);
                 }
             }

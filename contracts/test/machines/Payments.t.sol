@@ -277,10 +277,10 @@ contract PaymentsTest is ChannelTestBase {
         return _txOn(address(payScratch), id, 0, h, addrs[writer], uint64(block.timestamp), prev, data);
     }
 
-    function test_court_nobodyCanBeTimedOut_anyoneCanPost_balancesPaid() public {
+    function test_court_nobodyCanBeTimedOut_theSequencerPosts_balancesPaid() public {
         (bytes32 id, bytes memory g) = _openPayments();
         vm.warp(T0 + 5);
-        // participant 1 posts a payment as its own transaction (an escape: no sequencer needed)
+        // participant 1, height 1's sequencer, posts a payment as its own transaction
         (Transaction memory t1, bytes memory s1) = _onChain(id, 1, 1, g, _payCall(0, 2 ether));
         m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
         // nobody is obliged to write: no timeout, however long everyone is idle
@@ -310,14 +310,14 @@ contract PaymentsTest is ChannelTestBase {
     function test_court_aSequencerCannotPostAForgedIntent() public {
         (bytes32 id, bytes memory g) = _openPayments();
         vm.warp(T0 + 5);
-        // sequencer 0 claims participant 1 paid it everything, signing the intent itself
-        Intent memory forged = Intent(id, addrs[1], 0, uint64(block.timestamp + 60), _payCall(0, 10 ether));
-        (Intent[] memory one, bytes[] memory sig) = _one(forged, _sign(keys[0], pay.intentDigest(forged)));
+        // sequencer 1 claims participant 2 paid it everything, signing the intent itself
+        Intent memory forged = Intent(id, addrs[2], 0, uint64(block.timestamp + 60), _payCall(1, 10 ether));
+        (Intent[] memory one, bytes[] memory sig) = _one(forged, _sign(keys[1], pay.intentDigest(forged)));
         Transaction memory t = Transaction(
             id,
             0,
             1,
-            addrs[0],
+            addrs[1],
             uint64(block.timestamp),
             keccak256(g),
             keccak256("whatever it claims"),
@@ -401,15 +401,16 @@ contract PaymentsTest is ChannelTestBase {
         // it is applied once: forcing it again finds nothing held
         vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NoPostedIntent.selector, 2));
         m.forceIntent(id, 2, intent, isig, _postedProof(ft, fs));
-        // the channel goes on from the forced head: a post links to it, an N-signed state closes it
-        (Transaction memory t2, bytes memory s2) = _onChain(id, 2, 0, fs, _payCall(2, 1 ether));
+        // the channel goes on from the forced head: the next sequencer's post links to it, an N-signed
+        // state closes it
+        (Transaction memory t2, bytes memory s2) = _onChain(id, 2, 2, fs, _payCall(0, 1 ether));
         m.postCalldata(t2, _issuerSig(t2), _postedProof(ft, fs));
-        (Transaction memory t3, bytes memory s3) = _onChain(id, 3, 1, s2, abi.encodeCall(Payments.settle, ()));
+        (Transaction memory t3, bytes memory s3) = _onChain(id, 3, 0, s2, abi.encodeCall(Payments.settle, ()));
         m.close(id, _signedProof(t3, s3, 3));
         Exit[] memory exits = payScratch.exitsOf(s3);
-        vm.assertEq(exits[0].amount, 9 ether);
+        vm.assertEq(exits[0].amount, 11 ether);
         vm.assertEq(exits[1].amount, 13 ether);
-        vm.assertEq(exits[2].amount, 8 ether);
+        vm.assertEq(exits[2].amount, 6 ether);
     }
 
     function test_court_colludersCannotOutrunAPostedIntent() public {
@@ -424,7 +425,7 @@ contract PaymentsTest is ChannelTestBase {
         // before it is due the others may post, but not with a stamp that would expire it
         {
             (Transaction memory late,) =
-                _txOn(address(payScratch), id, 0, 1, addrs[0], notAfter + 1, g, _payCall(1, 1 ether));
+                _txOn(address(payScratch), id, 0, 1, addrs[1], notAfter + 1, g, _payCall(0, 1 ether));
             bytes memory lateSig = _issuerSig(late);
             vm.expectRevert(
                 abi.encodeWithSelector(
@@ -436,12 +437,12 @@ contract PaymentsTest is ChannelTestBase {
             );
             m.postCalldata(late, lateSig, _genesisProof(g));
         }
-        (Transaction memory t1, bytes memory s1) = _onChain(id, 1, 0, g, _payCall(1, 1 ether));
+        (Transaction memory t1, bytes memory s1) = _onChain(id, 1, 1, g, _payCall(0, 1 ether));
         m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
         // once it is due, no post is taken until it is forced
         vm.warp(dueAt);
         {
-            (Transaction memory t2,) = _onChain(id, 2, 1, s1, _payCall(0, 1 ether));
+            (Transaction memory t2,) = _onChain(id, 2, 2, s1, _payCall(0, 1 ether));
             bytes memory t2sig = _issuerSig(t2);
             vm.expectRevert(
                 abi.encodeWithSelector(IStateChannelEvents.IntentDue.selector, 2, pay.intentDigest(intent))
@@ -453,8 +454,8 @@ contract PaymentsTest is ChannelTestBase {
         vm.assertEq(m.getChannel(id).headHeight, 2);
         (Transaction memory ft, bytes memory fs) = _forced(id, 2, t1.timestamp, s1, intent, isig);
         vm.assertEq(m.getChannel(id).headStateHash, keccak256(fs));
-        // and the others post on it again
-        (Transaction memory t3,) = _onChain(id, 3, 1, fs, _payCall(0, 1 ether));
+        // and the next sequencer posts on it again
+        (Transaction memory t3,) = _onChain(id, 3, 0, fs, _payCall(1, 1 ether));
         m.postCalldata(t3, _issuerSig(t3), _postedProof(ft, fs));
         vm.assertEq(m.getChannel(id).headHeight, 3);
     }
@@ -468,7 +469,7 @@ contract PaymentsTest is ChannelTestBase {
         // the sequencer includes it after all, on chain
         (Intent[] memory one, bytes[] memory sigs) = _one(intent, isig);
         (Transaction memory t1, bytes memory s1) =
-            _onChain(id, 1, 0, g, abi.encodeCall(AIntentMachine.applyIntents, (one, sigs)));
+            _onChain(id, 1, 1, g, abi.encodeCall(AIntentMachine.applyIntents, (one, sigs)));
         m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
         vm.warp(block.timestamp + AGREE);
         // forcing it finds its nonce used: let go, the head stays
@@ -483,7 +484,7 @@ contract PaymentsTest is ChannelTestBase {
         vm.warp(block.timestamp + AGREE);
         m.forceIntent(id, 1, tooMuch, tsig, _postedProof(t1, s1));
         vm.assertEq(m.getChannel(id).headHeight, 1);
-        (Transaction memory t2,) = _onChain(id, 2, 1, s1, _payCall(0, 1 ether));
+        (Transaction memory t2,) = _onChain(id, 2, 2, s1, _payCall(0, 1 ether));
         m.postCalldata(t2, _issuerSig(t2), _postedProof(t1, s1));
         vm.assertEq(m.getChannel(id).headHeight, 2);
     }
@@ -611,9 +612,53 @@ contract PaymentsTest is ChannelTestBase {
         vm.assertEq(m.getChannel(id).headStateHash, keccak256(fs1));
         // one agreementTime after it fell due, a held intent no longer holds posts up
         vm.warp(block.timestamp + AGREE);
-        (Transaction memory t2,) = _onChain(id, 2, 1, fs1, _payCall(0, 1 ether));
+        (Transaction memory t2,) = _onChain(id, 2, 2, fs1, _payCall(0, 1 ether));
         m.postCalldata(t2, _issuerSig(t2), _postedProof(f1, fs1));
         vm.assertEq(m.getChannel(id).headHeight, 2);
+    }
+
+    function test_court_aLapsedIntentIsNotForced_holdsNobodyUp_andAnyoneReplacesIt() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        uint64 later = uint64(block.timestamp + 1000);
+        (Intent memory lapsed, bytes memory lsig) = _courtIntent(id, 2, 0, later, _payCall(1, 2 ether));
+        m.postIntent(lapsed, lsig);
+        (, uint64 due,) = m.postedIntent(id, 2);
+        // nobody forced it within its window: a late force could replace a height the peers confirmed
+        // meanwhile, so it is refused
+        vm.warp(due + AGREE);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.IntentLapsed.selector, due + AGREE));
+        m.forceIntent(id, 2, lapsed, lsig, _genesisProof(g));
+        // it holds nobody's force up, and anyone may replace it (here participant 0 posts it again)
+        (Intent memory other, bytes memory osig) = _courtIntent(id, 1, 0, later, _payCall(0, 1 ether));
+        m.postIntent(other, osig);
+        vm.warp(block.timestamp + 1);
+        vm.prank(addrs[0]);
+        m.postIntent(lapsed, lsig);
+        vm.warp(block.timestamp + AGREE);
+        m.forceIntent(id, 1, other, osig, _genesisProof(g));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+    }
+
+    function test_revert_inAStateThatNamesNoWriter_onlyTheHeightsSequencerPosts() public {
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        // height 1 is participant 1's: participant 0 or 2 posting there is refused, whatever it writes
+        for (uint256 w = 0; w < 3; w += 2) {
+            (Transaction memory t,) = _onChain(id, 1, w, g, _payCall(1, 1 ether));
+            bytes memory sig = _issuerSig(t);
+            vm.expectRevert(
+                abi.encodeWithSelector(IStateChannelEvents.NotSequencer.selector, addrs[1], addrs[w])
+            );
+            m.postCalldata(t, sig, _genesisProof(g));
+        }
+        (Transaction memory t1, bytes memory s1) = _onChain(id, 1, 1, g, _payCall(0, 1 ether));
+        m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
+        // height 2 is participant 2's
+        (Transaction memory t2,) = _onChain(id, 2, 1, s1, _payCall(0, 1 ether));
+        bytes memory sig2 = _issuerSig(t2);
+        vm.expectRevert(abi.encodeWithSelector(IStateChannelEvents.NotSequencer.selector, addrs[2], addrs[1]));
+        m.postCalldata(t2, sig2, _postedProof(t1, s1));
     }
 }
 
