@@ -135,7 +135,11 @@ fn the_cut_from_below_brings_back_a_buried_state() {
         Action::HWrite,
         Action::Checkpoint { height: 1 },
         // Participant 1 proposes its move at height 2, stamped now; h confirms it.
-        Action::Propose { mv: 0, ts: 0 },
+        Action::Propose {
+            mv: 0,
+            ts: 0,
+            applied: false,
+        },
         Action::Tick,
         // Participant 1 posts another move at height 2, participant 2 builds on it.
         Action::Post {
@@ -143,12 +147,14 @@ fn the_cut_from_below_brings_back_a_buried_state() {
             mv: 1,
             ts: -1,
             unlinked: false,
+            applied: false,
         },
         Action::Post {
             issuer: 2,
             mv: 0,
             ts: -1,
             unlinked: false,
+            applied: false,
         },
         // The colluders hand h the signatures on the move it confirmed.
         Action::Confirm { height: 2 },
