@@ -172,6 +172,11 @@ impl Model for CourtModel {
                 |_, s: &State| matches!(s.dispute, Some(d) if d.kind == Kind::Timeout && !d.challenged && d.deadline < 0),
             )),
             Machine::Open => properties.extend([
+                // O9: in an open state nobody is obliged, so nobody is timed out (the chain refuses
+                // `NoWriterExpected`): an idle participant loses nothing.
+                Property::always("O9 no timeout is raised in an open state", |_, s: &State| {
+                    !matches!(s.dispute, Some(d) if d.kind == Kind::Timeout)
+                }),
                 Property::sometimes("a sequencer's transaction applies h's intent", |_, s: &State| {
                     s.signed
                         .iter()

@@ -1,7 +1,9 @@
 //! Runs the exhaustive check of the court model and prints what it found.
 //!
 //! `cargo run -p entente-court-model --release -- [--n 2|3] [--machine round-robin|open] [--weaken NAME]
-//! [--depth D] [--max-height H] [--no-leave] [--threads T] [--timing P,A,F,C,L] [--intent-bound B]`
+//! [--depth D] [--max-height H] [--no-leave] [--threads T] [--timing P,A,F,C,L] [--intent-bound B]
+//! [--exit-challenge-moves-only]` (the last: the court change the model suggests, see
+//! `CourtModel::exit_challenge_moves_only`)
 //! where NAME is `none`, `unlinked-post`, `tx-timestamp-deadline`, `fraud-judged-later`,
 //! `approve-while-writer`, `no-branch-cut` or `sign-two-at-one-height` (the open machine's old escape). Exits with 0 when the outcome is the expected one (no counterexample
 //! under the sound rules, one under a weakening), 1 otherwise, 2 on a bad command line.
@@ -17,7 +19,8 @@ const USAGE: &str = "usage: court-model [--n 2|3] [--machine round-robin|open] \
                                 no-branch-cut|sign-two-at-one-height] \
                                 [--depth D] \
                                 [--max-height H] [--no-leave] [--threads T] \
-                                [--timing P,A,F,C,L] [--intent-bound B]";
+                                [--timing P,A,F,C,L] [--intent-bound B] \
+                                [--exit-challenge-moves-only]";
 
 fn main() -> ExitCode {
     if std::env::args().any(|a| a == "-h" || a == "--help") {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let mut depth = None;
     let mut max_height = None;
     let mut leave = true;
+    let mut exit_moves_only = false;
     let mut timing = None;
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
     let mut args = std::env::args().skip(1);
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
                     max_height = Some(h);
                 }
                 "--no-leave" => leave = false,
+                "--exit-challenge-moves-only" => exit_moves_only = true,
                 "--timing" => {
                     let v: Vec<i8> = value("P,A,F,C,L")?
                         .split(',')
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
         model.max_height = h;
     }
     model.leave = leave;
+    model.exit_challenge_moves_only = exit_moves_only;
     if let Some(t) = timing {
         model.timing = t;
     }

@@ -489,6 +489,13 @@ pub struct CourtModel {
     pub machine: Machine,
     /// Open machine: the bound on the ticks h's intent waits unapplied (O9).
     pub intent_bound: u8,
+    /// A change to the court this model suggests, off by default (the court as built): a challenge
+    /// to a forced exit moves the head and restarts the challenge period, and the exit is carried
+    /// out at the new head, instead of defeating it and slashing the exiter. In the open machine
+    /// anyone may post, or the court force an intent, at a height where h confirmed a sequencer's
+    /// transaction, without a double sign h could prove; the others keep h's signature on it, and
+    /// can add theirs whenever h requests an exit, cut the branch with it and have h slashed.
+    pub exit_challenge_moves_only: bool,
     /// The most ticks h needed to settle alone from any state checked so far (see
     /// [`CourtModel::honest_alone_settles`]); shared by the clones the checker makes.
     pub g3_max_ticks: Arc<AtomicU32>,
@@ -524,6 +531,7 @@ impl CourtModel {
             deposit: 6,
             machine: Machine::RoundRobin,
             intent_bound: 0,
+            exit_challenge_moves_only: false,
             g3_max_ticks: Arc::new(AtomicU32::new(0)),
             intent_max_ticks: Arc::new(AtomicU32::new(0)),
         }
@@ -1155,6 +1163,9 @@ impl CourtModel {
                 // anchor is the approved state, so a cut too is above the approved height.
                 if let Some(d) = t.dispute.as_mut() {
                     match d.kind {
+                        // The fix this model suggests for the open machine (see
+                        // `CourtModel::exit_challenge_moves_only`): the exit goes on at the new head.
+                        Kind::Exit if !d.challenged && self.exit_challenge_moves_only => d.deadline = c,
                         Kind::Timeout | Kind::Exit if !d.challenged => {
                             // Defeated: the submitter is slashed instead (R5, R6).
                             d.challenged = true;
