@@ -43,6 +43,25 @@
 //! state, `h` alone settles the channel within a bound), G5 (conservation), and `sometimes`
 //! properties showing that timeouts, fraud slashes, defeated disputes, exits, leaves and closes are
 //! reachable.
+//!
+//! **The open machine** ([`CourtModel::open`], [`Machine::Open`]; `docs/protocol.md` section 11):
+//! every state below the final height names no writer, so nobody is obliged and no timeout can be
+//! raised. h signs an *intent* (once per game, at any time: `HIntent`); the sequencer of height `k`
+//! (the current participants' `k mod n`-th) applies it or leaves it out (a state carries whether
+//! h's intent is applied, compared with the rest of the state); h writes only as sequencer, with
+//! its intent, and confirms only the sequencer's transactions. Any colluder may post at the head's
+//! next height, with or without h's intent, post an intent of its own (real or junk) or h's to the
+//! court, and force held intents in the order they fell due. When its intent was left out
+//! `p2pTime`, h brings the head to its tip, posts it (`HPostIntent`), confirms nothing that leaves
+//! it out from then on, and forces it when due (`HForce`); while a held intent is due (one
+//! `agreementTime` from `dueAt`) the chain takes no post. A forced head is a posted head (R2 cuts
+//! it). Intents never expire here (`notAfter` is beyond the game). Extra properties: "O9 h never
+//! signs two transactions at one height", "O9 h's intent is applied within the bound" (the ticks
+//! it waits unapplied, since it was signed or last left unapplied, at most
+//! [`CourtModel::intent_bound`]), "O9 no timeout is raised in an open state"; G3's strategy exits
+//! at once. With the court as built the checker finds h slashed for an exit (G2, see
+//! [`CourtModel::exit_challenge_moves_only`] for the change that closes it).
+//!
 //! [`Rules`] weakens one rule back to an old bug (or, for [`Rules::ApproveWhileWriter`], drops a
 //! refinement of O4 this model showed necessary); the checker must then find a counterexample.
 //!
@@ -60,8 +79,8 @@
 mod model;
 
 pub use model::{
-    Action, Approval, CourtModel, Dispute, Entry, Fate, GENESIS_MOVE, HONEST, Head, Kind, MAX_N, Rules,
-    SLOTS, State, Timing,
+    Action, Approval, CourtModel, Dispute, Entry, FORCED_HONEST, FORCED_OTHER, Fate, GENESIS_MOVE, HONEST,
+    Head, Held, Kind, MAX_N, Machine, Rules, SLOTS, State, Timing,
 };
 use stateright::{Checker, HasDiscoveries, Model, Property};
 use std::time::{Duration, Instant};
@@ -87,7 +106,7 @@ impl Model for CourtModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![
+        let mut properties = vec![
             // G1: no head is ever a state that no valid play reaches; h is paid at least its
             // entitlement (deposit plus shares of slashed deposits) once it is settled, and its
             // balance in the enforced genesis is its entitlement while it takes part.
@@ -129,9 +148,18 @@ impl Model for CourtModel {
                 let bal: u16 = s.bal.iter().map(|b| u16::from(*b)).sum();
                 paid + u16::from(s.locked) == u16::from(m.total()) && bal == u16::from(s.locked)
             }),
-            Property::sometimes(
-                "a timeout is finalized",
-                |_, s: &State| matches!(s.dispute, Some(d) if d.kind == Kind::Timeout && !d.challenged && d.deadline < 0),
+            // O9: h never signs two transactions at one height (nor one on a parent other than the
+            // state it signed below it): its intents are not transactions, and it escapes a
+            // censoring sequencer through the court, not with a transaction of its own.
+            Property::always(
+                "O9 h never signs two transactions at one height",
+                |_, s: &State| !s.double_signed,
+            ),
+            // O9: an intent of h's is applied (at the head, or in a state h holds N-signed) within
+            // `intent_bound` ticks of being signed or left unapplied (vacuous for round robin).
+            Property::always(
+                "O9 h's intent is applied within the bound",
+                |m: &CourtModel, s: &State| m.intent_within_bound(s),
             ),
             Property::sometimes(
                 "a fraud proof slashes",
@@ -156,7 +184,42 @@ impl Model for CourtModel {
                 "the channel closes after a removal",
                 |m: &CourtModel, s: &State| s.closed && s.active.count_ones() < u32::from(m.n),
             ),
-        ]
+        ];
+        match self.machine {
+            Machine::RoundRobin => properties.push(Property::sometimes(
+                "a timeout is finalized",
+                |_, s: &State| matches!(s.dispute, Some(d) if d.kind == Kind::Timeout && !d.challenged && d.deadline < 0),
+            )),
+            Machine::Open => properties.extend([
+                // O9: in an open state nobody is obliged, so nobody is timed out (the chain refuses
+                // `NoWriterExpected`): an idle participant loses nothing.
+                Property::always("O9 no timeout is raised in an open state", |_, s: &State| {
+                    !matches!(s.dispute, Some(d) if d.kind == Kind::Timeout)
+                }),
+                Property::sometimes("a sequencer's transaction applies h's intent", |_, s: &State| {
+                    s.signed
+                        .iter()
+                        .flatten()
+                        .any(|e| e.nsig && e.applied && e.issuer != HONEST)
+                }),
+                Property::sometimes("h posts its left-out intent to the court", |_, s: &State| {
+                    s.intent_posted
+                }),
+                Property::sometimes("the court forces h's intent onto the head", |_, s: &State| {
+                    s.head.mv == FORCED_HONEST
+                }),
+                Property::sometimes("the court forces a colluder's intent", |_, s: &State| {
+                    s.head.mv == FORCED_OTHER
+                }),
+                Property::sometimes(
+                    "h's intent is dropped from the court and the head, not posted, leaves it out",
+                    |_, s: &State| {
+                        s.intent_posted && s.held[HONEST as usize].is_none() && !s.head.applied && !s.head.posted
+                    },
+                ),
+            ]),
+        }
+        properties
     }
 }
 
@@ -178,6 +241,8 @@ pub struct Report {
     /// The most ticks h needed to settle alone from any reachable state (G3), and the bound from the
     /// initial state.
     pub g3_ticks: (u32, u32),
+    /// Open machine: the most ticks h's intent waited unapplied in any reachable state, and the bound.
+    pub intent_ticks: (u32, u8),
     /// Violated `always` properties, each with a counterexample path rendered as text.
     pub failures: Vec<(&'static str, String)>,
     /// `sometimes` properties for which an example was found.
@@ -229,7 +294,19 @@ pub fn check(model: CourtModel, max_depth: Option<usize>, threads: usize) -> Rep
     let mut missing = Vec::new();
     for p in model.properties() {
         match (checker.discovery(p.name), p.expectation.discovery_is_failure()) {
-            (Some(path), true) => failures.push((p.name, render_path(&model, &path.into_vec()))),
+            (Some(path), true) => {
+                let path = path.into_vec();
+                let mut text = render_path(&model, &path);
+                if p.name.starts_with("G3")
+                    && let Some((last, _)) = path.last()
+                {
+                    text.push_str("  then h alone:\n");
+                    for (a, next) in model.honest_alone_path(last) {
+                        text.push_str(&format!("     {a:?}: {next}\n"));
+                    }
+                }
+                failures.push((p.name, text));
+            }
             (Some(_), false) => examples.push(p.name),
             (None, false) => missing.push(p.name),
             (None, true) => {}
@@ -242,6 +319,10 @@ pub fn check(model: CourtModel, max_depth: Option<usize>, threads: usize) -> Rep
     );
     Report {
         g3_ticks,
+        intent_ticks: (
+            model.intent_max_ticks.load(std::sync::atomic::Ordering::Relaxed),
+            model.intent_bound,
+        ),
         complete: failures.is_empty() && max_depth.is_none_or(|d| max < d),
         model,
         states: checker.state_count(),
@@ -259,9 +340,10 @@ impl Report {
     pub fn summary(&self) -> String {
         let m = &self.model;
         let mut out = format!(
-            "N = {}, rules = {:?}, max height {}, windows {:?}, leave {}\n\
+            "N = {}, {:?} machine, rules = {:?}, max height {}, windows {:?}, leave {}\n\
              {} unique states ({} generated), depth {}, {:.1} s{}\n",
             m.n,
+            m.machine,
             m.rules,
             m.max_height,
             m.timing,
@@ -280,6 +362,12 @@ impl Report {
             "G3: h alone settled within {} ticks at most (bound from the initial state: {})\n",
             self.g3_ticks.0, self.g3_ticks.1
         ));
+        if m.machine == Machine::Open {
+            out.push_str(&format!(
+                "O9: h's intent waited unapplied {} ticks at most (bound {})\n",
+                self.intent_ticks.0, self.intent_ticks.1
+            ));
+        }
         out.push_str(&format!("reached: {}\n", self.examples.join("; ")));
         if !self.missing.is_empty() {
             out.push_str(&format!("never reached: {}\n", self.missing.join("; ")));

@@ -1,22 +1,26 @@
 //! Runs the exhaustive check of the court model and prints what it found.
 //!
-//! `cargo run -p entente-court-model --release -- [--n 2|3] [--weaken NAME] [--depth D] [--max-height H]
-//! [--no-leave] [--threads T] [--timing P,A,F,C,L]`
+//! `cargo run -p entente-court-model --release -- [--n 2|3] [--machine round-robin|open] [--weaken NAME]
+//! [--depth D] [--max-height H] [--no-leave] [--threads T] [--timing P,A,F,C,L] [--intent-bound B]
+//! [--exit-challenge-moves-only]` (the last: the court change the model suggests, see
+//! `CourtModel::exit_challenge_moves_only`)
 //! where NAME is `none`, `unlinked-post`, `tx-timestamp-deadline`, `fraud-judged-later`,
-//! `approve-while-writer` or `no-branch-cut`. Exits with 0 when the outcome is the expected one (no counterexample
+//! `approve-while-writer`, `no-branch-cut` or `sign-two-at-one-height` (the open machine's old escape). Exits with 0 when the outcome is the expected one (no counterexample
 //! under the sound rules, one under a weakening), 1 otherwise, 2 on a bad command line.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line program
 
-use entente_court_model::{CourtModel, Rules, Timing, check};
+use entente_court_model::{CourtModel, Machine, Rules, Timing, check};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: court-model [--n 2|3] [--weaken none|unlinked-post|\
+const USAGE: &str = "usage: court-model [--n 2|3] [--machine round-robin|open] \
+                                [--weaken none|unlinked-post|\
                                 tx-timestamp-deadline|fraud-judged-later|approve-while-writer|\
-                                no-branch-cut] \
+                                no-branch-cut|sign-two-at-one-height] \
                                 [--depth D] \
                                 [--max-height H] [--no-leave] [--threads T] \
-                                [--timing P,A,F,C,L]";
+                                [--timing P,A,F,C,L] [--intent-bound B] \
+                                [--exit-challenge-moves-only]";
 
 fn main() -> ExitCode {
     if std::env::args().any(|a| a == "-h" || a == "--help") {
@@ -24,10 +28,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut n = 2u8;
+    let mut machine = Machine::RoundRobin;
+    let mut intent_bound = None;
     let mut rules = Rules::Sound;
     let mut depth = None;
     let mut max_height = None;
     let mut leave = true;
+    let mut exit_moves_only = false;
     let mut timing = None;
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
     let mut args = std::env::args().skip(1);
@@ -42,6 +49,20 @@ fn main() -> ExitCode {
                     if !(2..=3).contains(&n) {
                         return Err("--n: 2 or 3".into());
                     }
+                }
+                "--machine" => {
+                    machine = match value("a machine")?.as_str() {
+                        "round-robin" => Machine::RoundRobin,
+                        "open" => Machine::Open,
+                        _ => return Err("--machine: round-robin or open".into()),
+                    };
+                }
+                "--intent-bound" => {
+                    intent_bound = Some(
+                        value("a bound")?
+                            .parse()
+                            .map_err(|_| "--intent-bound: 0 to 100")?,
+                    );
                 }
                 "--weaken" => {
                     let name = value("a rule name")?;
@@ -61,6 +82,7 @@ fn main() -> ExitCode {
                     max_height = Some(h);
                 }
                 "--no-leave" => leave = false,
+                "--exit-challenge-moves-only" => exit_moves_only = true,
                 "--timing" => {
                     let v: Vec<i8> = value("P,A,F,C,L")?
                         .split(',')
@@ -102,11 +124,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let mut model = CourtModel::new(n, rules);
+    let mut model = match machine {
+        Machine::RoundRobin => CourtModel::new(n, rules),
+        Machine::Open => CourtModel::open(n, rules),
+    };
+    if let Some(b) = intent_bound {
+        model.intent_bound = b;
+    }
     if let Some(h) = max_height {
         model.max_height = h;
     }
     model.leave = leave;
+    model.exit_challenge_moves_only = exit_moves_only;
     if let Some(t) = timing {
         model.timing = t;
     }

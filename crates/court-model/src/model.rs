@@ -13,6 +13,34 @@ pub const SLOTS: usize = 6;
 pub const HONEST: u8 = 0;
 /// The move recorded in a fork's genesis state (moves of transactions are 0 or 1).
 pub const GENESIS_MOVE: u8 = 2;
+/// The content of a state the court wrote by forcing h's held intent (open machine).
+pub const FORCED_HONEST: u8 = 3;
+/// The content of a state the court wrote by forcing a colluder's held intent (open machine).
+pub const FORCED_OTHER: u8 = 4;
+
+/// Which machine the channel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Machine {
+    /// `RoundRobinCounter`: the writer of height `k + 1` is the current participants' `k mod n`-th,
+    /// and it is obliged to write (a timeout removes it when it does not).
+    RoundRobin,
+    /// A machine where anyone may write (`docs/protocol.md`, section 11): every state below the
+    /// final height is open (`getNextToWrite() == 0`), nobody is obliged and no timeout applies;
+    /// participants sign intents, the sequencer of height `k` (the current participants' `k mod n`-th)
+    /// applies them, and a left-out intent is posted to the court and forced (O9).
+    Open,
+}
+
+/// An intent the court holds for one participant of the current fork (`postIntent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Held {
+    /// Its `dueAt`, relative to now: from then on it may be forced, and for one `agreementTime`
+    /// no post is taken on an open state until it is.
+    pub due: i8,
+    /// For a colluder's intent: whether the machine applies it when forced (a real move) or refuses it
+    /// (junk: the force voids it). h's intent applies when the head has not applied it yet.
+    pub applies: bool,
+}
 
 /// Which rules the court enforces: the sound rules of `docs/security.md`, or one of them weakened
 /// back to an old, broken form (the checker must then find a counterexample).
@@ -39,17 +67,24 @@ pub enum Rules {
     /// can then bury a state `h` holds N-signed under a branch of their own posts, and a verdict
     /// carried out at that head rolls it back.
     NoBranchCut,
+    /// A node rule of the open machine, O9 as first built: an issuer whose intent was left out
+    /// `p2pTime` writes it as its own transaction at the chain head's next height (the escape),
+    /// instead of posting the intent to the court, although it may have confirmed a transaction at
+    /// that height, or on a parent other than the head. It then signs two transactions at one height
+    /// (or one on a parent it contradicts), and the colluders prove it.
+    SignTwoAtOneHeight,
 }
 
 impl Rules {
     /// Every variant, sound first.
-    pub const ALL: [Rules; 6] = [
+    pub const ALL: [Rules; 7] = [
         Rules::Sound,
         Rules::AcceptUnlinkedPost,
         Rules::DeadlineFromTxTimestamp,
         Rules::FraudJudgedLater,
         Rules::ApproveWhileWriter,
         Rules::NoBranchCut,
+        Rules::SignTwoAtOneHeight,
     ];
 
     /// The name used on the command line (`--weaken NAME`).
@@ -61,6 +96,7 @@ impl Rules {
             Rules::FraudJudgedLater => "fraud-judged-later",
             Rules::ApproveWhileWriter => "approve-while-writer",
             Rules::NoBranchCut => "no-branch-cut",
+            Rules::SignTwoAtOneHeight => "sign-two-at-one-height",
         }
     }
 
@@ -134,6 +170,8 @@ pub struct Head {
     pub since: i8,
     /// Whether it came from a post (then the last head not set by a post, the *anchor*, is below it).
     pub posted: bool,
+    /// Open machine: whether the state has applied h's intent (part of the state's content).
+    pub applied: bool,
 }
 
 /// A transaction the honest participant signed on the current fork (its own, or one it confirmed).
@@ -153,6 +191,8 @@ pub struct Entry {
     pub issuer: u8,
     /// Whether h holds the signatures of every participant on it.
     pub nsig: bool,
+    /// Open machine: whether the resulting state has applied h's intent.
+    pub applied: bool,
 }
 
 /// The kind of a running dispute.
@@ -206,6 +246,8 @@ pub struct Approval {
     pub thief: Option<u8>,
     /// The stamp of the approved state.
     pub ts: i8,
+    /// The approved state has applied h's intent.
+    pub applied: bool,
     /// The approval's deadline, relative to now.
     pub deadline: i8,
 }
@@ -275,6 +317,18 @@ pub struct State {
     pub entitlement: u8,
     /// What became of h.
     pub fate: Fate,
+    /// Open machine: h signed an intent (one per game): `Some(ticks)` it has waited, since it was
+    /// signed or last left unapplied, without being applied at the head or in a state h holds
+    /// N-signed (0 while it is applied).
+    pub intent: Option<u8>,
+    /// h posted its intent to the court on this fork: from then on it confirms no transaction that
+    /// leaves it out.
+    pub intent_posted: bool,
+    /// The intents the court holds on this fork, per participant (`postedIntent`).
+    pub held: [Option<Held>; MAX_N],
+    /// h signed two transactions at one height, or one on a parent other than a state it signed
+    /// at the height below (a provable equivocation; only under [`Rules::SignTwoAtOneHeight`]).
+    pub double_signed: bool,
 }
 
 /// Everything that can happen in one step. Actions without the `H` prefix are the colluding
@@ -294,6 +348,8 @@ pub enum Action {
         ts: i8,
         /// Built on a fabricated parent.
         unlinked: bool,
+        /// Open machine: the transaction applies h's intent (the colluders hold it once h signed it).
+        applied: bool,
     },
     /// Anyone posts a transaction h signed (the colluders have every transaction h signed).
     PostSigned {
@@ -318,6 +374,8 @@ pub enum Action {
         mv: u8,
         /// The stamp, relative to now.
         ts: i8,
+        /// Open machine: the transaction applies h's intent (a censoring sequencer leaves it out).
+        applied: bool,
     },
     /// Under [`Rules::FraudJudgedLater`]: the writer sends h a transaction stamped beyond
     /// `now + agreementTime`.
@@ -380,6 +438,34 @@ pub enum Action {
     HSubmitLeave,
     /// h closes on a final state it holds N-signed.
     HClose,
+    /// Open machine: a colluder posts an intent to the court (`postIntent`): its own (`index` is
+    /// the poster; `applies`: a real move, or junk the machine refuses when forced), or h's signed
+    /// intent (`index` 0).
+    PostIntent {
+        /// Whose intent.
+        index: u8,
+        /// Whether it applies when forced (a colluder's own).
+        applies: bool,
+    },
+    /// Open machine: anyone forces the held intent of participant `index` (`forceIntent`): due, and
+    /// first in the order the held intents fell due.
+    Force {
+        /// Whose intent.
+        index: u8,
+    },
+    /// Open machine: h signs an intent (it decides to pay; at any time, once per game).
+    HIntent,
+    /// Open machine: h posts its intent to the court, once it was left out `p2pTime` and the head
+    /// is at h's tip.
+    HPostIntent,
+    /// Open machine: h forces a held intent in due order, its own held one being due.
+    HForce {
+        /// Whose intent.
+        index: u8,
+    },
+    /// Under [`Rules::SignTwoAtOneHeight`]: h writes its left-out intent as its own transaction at
+    /// the head's next height, on the head.
+    HEscape,
     /// One tick passes (only when h has nothing due now: it acts within every window).
     Tick,
 }
@@ -399,9 +485,22 @@ pub struct CourtModel {
     pub leave: bool,
     /// Every participant's deposit.
     pub deposit: u8,
+    /// The machine.
+    pub machine: Machine,
+    /// Open machine: the bound on the ticks h's intent waits unapplied (O9).
+    pub intent_bound: u8,
+    /// A change to the court this model suggests, off by default (the court as built): a challenge
+    /// to a forced exit moves the head and restarts the challenge period, and the exit is carried
+    /// out at the new head, instead of defeating it and slashing the exiter. In the open machine
+    /// anyone may post, or the court force an intent, at a height where h confirmed a sequencer's
+    /// transaction, without a double sign h could prove; the others keep h's signature on it, and
+    /// can add theirs whenever h requests an exit, cut the branch with it and have h slashed.
+    pub exit_challenge_moves_only: bool,
     /// The most ticks h needed to settle alone from any state checked so far (see
     /// [`CourtModel::honest_alone_settles`]); shared by the clones the checker makes.
     pub g3_max_ticks: Arc<AtomicU32>,
+    /// Open machine: the most ticks h's intent waited unapplied in any state checked so far.
+    pub intent_max_ticks: Arc<AtomicU32>,
 }
 
 /// h's tip: the state it builds on next.
@@ -411,6 +510,7 @@ struct Tip {
     mv: u8,
     thief: Option<u8>,
     ts: i8,
+    applied: bool,
 }
 
 fn bit(p: u8) -> u8 {
@@ -429,8 +529,27 @@ impl CourtModel {
             timing: Timing::DEFAULT,
             leave: true,
             deposit: 6,
+            machine: Machine::RoundRobin,
+            intent_bound: 0,
+            exit_challenge_moves_only: false,
             g3_max_ticks: Arc::new(AtomicU32::new(0)),
+            intent_max_ticks: Arc::new(AtomicU32::new(0)),
         }
+    }
+
+    /// A model of the open machine (anyone may write, O9) with `n` participants under `rules`;
+    /// otherwise as [`CourtModel::new`].
+    pub fn open(n: u8, rules: Rules) -> CourtModel {
+        let mut m = CourtModel::new(n, rules);
+        m.machine = Machine::Open;
+        m.intent_bound = Self::default_intent_bound(n);
+        m
+    }
+
+    /// The default O9 bound for `n` participants with the default windows (see
+    /// [`CourtModel::intent_bound`]).
+    pub fn default_intent_bound(n: u8) -> u8 {
+        if n <= 2 { 13 } else { 21 }
     }
 
     /// Everything deposited.
@@ -459,6 +578,7 @@ impl CourtModel {
                 ts: 0,
                 since: 0,
                 posted: false,
+                applied: false,
             },
             dispute: None,
             approval: None,
@@ -470,6 +590,10 @@ impl CourtModel {
             disputed: false,
             entitlement: self.deposit,
             fate: Fate::Active,
+            intent: None,
+            intent_posted: false,
+            held: [None; MAX_N],
+            double_signed: false,
         }
     }
 
@@ -510,14 +634,106 @@ impl CourtModel {
             .nth((height % count) as usize)
     }
 
+    /// The sequencer of the transaction that builds on a state at `height` in the open machine: the
+    /// current participants' `(height + 1) mod n`-th; `None` when the state is final.
+    pub fn sequencer(&self, s: &State, height: u8) -> Option<u8> {
+        if height >= self.max_height {
+            return None;
+        }
+        let count = Self::n_active(s);
+        if count == 0 {
+            return None;
+        }
+        (0..self.n)
+            .filter(|p| Self::is_active(s, *p))
+            .nth(((height + 1) % count) as usize)
+    }
+
+    /// Who must write the transaction that builds on a state at `height` (`getNextToWrite()`): the
+    /// round-robin writer; nobody in the open machine (every state is open, no timeout applies).
+    pub fn obliged(&self, s: &State, height: u8) -> Option<u8> {
+        match self.machine {
+            Machine::RoundRobin => self.writer(s, height),
+            Machine::Open => None,
+        }
+    }
+
+    /// Whose transaction h confirms on a state at `height` (O1): the writer, or the sequencer.
+    fn proposer(&self, s: &State, height: u8) -> Option<u8> {
+        match self.machine {
+            Machine::RoundRobin => self.writer(s, height),
+            Machine::Open => self.sequencer(s, height),
+        }
+    }
+
+    /// Whether the chain takes a post by `issuer` at the head's next height: the machine's write
+    /// rule (`_mayWrite`) lets the round-robin writer write, and anyone in an open state.
+    fn may_post(&self, s: &State, issuer: u8) -> bool {
+        match self.machine {
+            Machine::RoundRobin => self.writer(s, s.head.height) == Some(issuer),
+            Machine::Open => Self::is_active(s, issuer) && s.head.height < self.max_height,
+        }
+    }
+
+    /// Whether held intent `i` is due and first in the order the held intents fell due (ties by
+    /// index), so it may be forced (`_takePostedIntent`).
+    fn forceable(s: &State, i: u8) -> bool {
+        let Some(Some(me)) = s.held.get(i as usize) else {
+            return false;
+        };
+        me.due <= 0
+            && s.held.iter().enumerate().all(|(j, o)| match o {
+                Some(o) if j != i as usize => !(o.due < me.due || (o.due == me.due && j < i as usize)),
+                _ => true,
+            })
+    }
+
+    /// O9: no post is taken on an open state while a held intent is due, for one `agreementTime`
+    /// from its `dueAt` (`IntentDue`).
+    fn intent_due(&self, s: &State) -> bool {
+        self.machine == Machine::Open
+            && s.head.height < self.max_height
+            && s.held
+                .iter()
+                .flatten()
+                .any(|d| d.due <= 0 && d.due > -self.timing.agreement)
+    }
+
+    /// h's intent is applied: at the head, or in a state h holds N-signed.
+    pub fn intent_applied(s: &State) -> bool {
+        s.head.applied || s.signed.iter().flatten().any(|e| e.nsig && e.applied)
+    }
+
+    /// h's intent waits: signed, not applied, and the game not over at the head (a model artefact:
+    /// the real channel has no final height).
+    pub fn intent_waiting(&self, s: &State) -> bool {
+        s.intent.is_some() && !Self::intent_applied(s) && s.head.height < self.max_height
+    }
+
+    /// h signs the transaction `e` at height `k` (the own-signature log): signing a second one at a
+    /// height, or one whose parent is not the state h signed below it, is an equivocation the others
+    /// can prove.
+    fn sign(t: &mut State, k: u8, e: Entry, parent: (u8, Option<u8>, bool)) {
+        let ku = k as usize;
+        if matches!(t.signed[ku], Some(old) if old != e) {
+            t.double_signed = true;
+        }
+        if ku > 0 && matches!(t.signed[ku - 1], Some(p) if (p.mv, p.thief, p.applied) != parent) {
+            t.double_signed = true;
+        }
+        t.signed[ku] = Some(e);
+    }
+
     fn undefeated(d: &Dispute, kind: Kind) -> bool {
         d.kind == kind && !d.challenged
     }
 
-    /// Posts are refused while an undefeated timeout runs (R5) and once the head is final.
+    /// Posts are refused while an undefeated timeout runs (R5), once the head is final, and in an
+    /// open state while a held intent is due (O9).
     fn posts_open(&self, s: &State) -> bool {
         !matches!(s.dispute, Some(d) if Self::undefeated(&d, Kind::Timeout))
             && s.head.height < self.max_height
+            && !self.intent_due(s)
     }
 
     /// A fraud proof may start a dispute, or replace an undefeated timeout or exit (R8).
@@ -536,6 +752,26 @@ impl CourtModel {
         ((s.head.height as usize + 1)..SLOTS).any(|k| s.signed[k].is_some())
     }
 
+    /// What h signed above the head that can still reach the chain: a state it holds N-signed (a
+    /// checkpoint jumps), or a transaction at the head's next height that builds on the head and is
+    /// stamped no earlier (a post of the same state stamped later leaves it behind).
+    /// Round robin: anything signed above the head (what cannot land there comes with a double-sign
+    /// proof h uses first). Open machine: a forced head is written by the court, so it can leave
+    /// h's branch above it without any proof; h keeps that branch (it never signs on a parent
+    /// other than the one it signed) and goes on without it (`docs/protocol.md` section 11, a
+    /// replaced height).
+    fn holds_above_head(&self, s: &State) -> bool {
+        match self.machine {
+            Machine::RoundRobin => Self::entries_above_head(s),
+            Machine::Open => {
+                let next = s.head.height + 1;
+                ((next as usize)..SLOTS).any(|k| matches!(s.signed[k], Some(e) if e.nsig))
+                    || (matches!(s.signed.get(next as usize), Some(Some(e)) if e.ts >= s.head.ts)
+                        && Self::linked(s, next))
+            }
+        }
+    }
+
     fn tip(s: &State) -> Tip {
         match Self::top_entry(s) {
             Some((k, e)) if k >= s.head.height => Tip {
@@ -543,12 +779,14 @@ impl CourtModel {
                 mv: e.mv,
                 thief: e.thief,
                 ts: e.ts,
+                applied: e.applied,
             },
             _ => Tip {
                 height: s.head.height,
                 mv: s.head.mv,
                 thief: s.head.thief,
                 ts: s.head.ts,
+                applied: s.head.applied,
             },
         }
     }
@@ -556,7 +794,7 @@ impl CourtModel {
     /// Whether h's transaction at the head's height gives the head's state (the chain compares state
     /// hashes; a state is its height, move and junk marker).
     fn same_state(e: &Entry, h: &Head) -> bool {
-        e.mv == h.mv && e.thief == h.thief
+        e.mv == h.mv && e.thief == h.thief && e.applied == h.applied
     }
 
     /// R2's cut: h's transaction at `k` may become the head although it is not above it, because
@@ -590,7 +828,7 @@ impl CourtModel {
             return false;
         }
         match s.signed[p as usize] {
-            Some(e) => e.mv == s.head.mv && e.thief == s.head.thief,
+            Some(e) => Self::same_state(&e, &s.head),
             None => true,
         }
     }
@@ -622,7 +860,7 @@ impl CourtModel {
             .any(|k| matches!(s.signed[k], Some(e) if !e.nsig && e.parent_ts + confirm < 0));
         let late_writer = match Self::top_entry(s) {
             Some((k, e)) if k > s.head.height => {
-                e.ts + window < 0 && matches!(self.writer(s, k), Some(w) if w != HONEST)
+                e.ts + window < 0 && matches!(self.obliged(s, k), Some(w) if w != HONEST)
             }
             _ => false,
         };
@@ -655,17 +893,22 @@ impl CourtModel {
             return;
         }
         let stamps = self.post_stamps(s);
-        if let Some(w) = self.writer(s, s.head.height)
-            && w != HONEST
-        {
-            for mv in 0..2 {
-                for &ts in &stamps {
-                    out.push(Action::Post {
-                        issuer: w,
-                        mv,
-                        ts,
-                        unlinked: false,
-                    });
+        let posters: Vec<u8> = match self.machine {
+            Machine::RoundRobin => self.writer(s, s.head.height).into_iter().collect(),
+            Machine::Open => self.adversaries(s).collect(),
+        };
+        for w in posters.into_iter().filter(|w| *w != HONEST) {
+            for applied in self.applied_choices(s, s.head.applied) {
+                for mv in 0..2 {
+                    for &ts in &stamps {
+                        out.push(Action::Post {
+                            issuer: w,
+                            mv,
+                            ts,
+                            unlinked: false,
+                            applied,
+                        });
+                    }
                 }
             }
             if self.rules == Rules::AcceptUnlinkedPost {
@@ -674,7 +917,23 @@ impl CourtModel {
                     mv: 0,
                     ts: s.head.ts,
                     unlinked: true,
+                    applied: false,
                 });
+            }
+        }
+        if self.machine == Machine::Open {
+            for i in 0..self.n {
+                out.push(Action::Force { index: i });
+                if i == HONEST {
+                    out.push(Action::PostIntent {
+                        index: i,
+                        applies: true,
+                    });
+                } else {
+                    for applies in [false, true] {
+                        out.push(Action::PostIntent { index: i, applies });
+                    }
+                }
             }
         }
         for k in 0..SLOTS as u8 {
@@ -685,11 +944,13 @@ impl CourtModel {
             }
         }
         let tip = Self::tip(s);
-        if matches!(self.writer(s, tip.height), Some(w) if w != HONEST) {
+        if matches!(self.proposer(s, tip.height), Some(w) if w != HONEST) {
             let a = self.timing.agreement;
-            for mv in 0..2 {
-                for ts in -a..=a {
-                    out.push(Action::Propose { mv, ts });
+            for applied in self.applied_choices(s, tip.applied) {
+                for mv in 0..2 {
+                    for ts in -a..=a {
+                        out.push(Action::Propose { mv, ts, applied });
+                    }
                 }
             }
             if self.rules == Rules::FraudJudgedLater {
@@ -713,9 +974,27 @@ impl CourtModel {
         out.push(Action::Tick);
     }
 
+    /// Whether a colluder's transaction on a parent that has (`parent_applied`) or has not applied
+    /// h's intent may apply it: it must once the parent did, and can only once h signed it.
+    fn applied_choices(&self, s: &State, parent_applied: bool) -> Vec<bool> {
+        if parent_applied {
+            vec![true]
+        } else if s.intent.is_some() {
+            vec![false, true]
+        } else {
+            vec![false]
+        }
+    }
+
     /// h's possible reactions in `s`, most urgent first.
     fn honest_candidates(&self, s: &State) -> Vec<Action> {
         let mut out = vec![Action::Finalize];
+        if self.machine == Machine::Open {
+            for i in 0..self.n {
+                out.push(Action::HForce { index: i });
+            }
+            out.extend([Action::HPostIntent, Action::HEscape, Action::HIntent]);
+        }
         if let Some(k) = self.checkpoint_candidate(s, true) {
             out.push(Action::HCheckpoint { height: k });
         }
@@ -752,6 +1031,9 @@ impl CourtModel {
                 | Action::HSubmitLeave
                 | Action::HTimeout
                 | Action::HWrite
+                | Action::HPostIntent
+                | Action::HForce { .. }
+                | Action::HEscape
         )
     }
 
@@ -808,11 +1090,15 @@ impl CourtModel {
                 mv,
                 ts,
                 unlinked,
+                applied,
             } => {
                 if !self.posts_open(s) || issuer == HONEST {
                     return None;
                 }
-                if self.writer(s, s.head.height)? != issuer {
+                if !self.may_post(s, issuer) {
+                    return None;
+                }
+                if (s.head.applied && !applied) || (applied && !s.head.applied && s.intent.is_none()) {
                     return None;
                 }
                 if unlinked && self.rules != Rules::AcceptUnlinkedPost {
@@ -828,7 +1114,7 @@ impl CourtModel {
                 if s.head.height + 1 > self.max_height {
                     return None;
                 }
-                self.land_post(&mut t, s.head.height + 1, mv, thief, ts);
+                self.land_post(&mut t, s.head.height + 1, (mv, thief, applied), ts, Some(issuer));
             }
             Action::PostSigned { height } | Action::HPost { height } => {
                 let e = s.signed.get(height as usize).copied().flatten()?;
@@ -840,7 +1126,7 @@ impl CourtModel {
                 if !self.posts_open(s) || !Self::linked(s, height) || e.ts < s.head.ts {
                     return None;
                 }
-                self.land_post(&mut t, height, e.mv, e.thief, e.ts);
+                self.land_post(&mut t, height, (e.mv, e.thief, e.applied), e.ts, Some(e.issuer));
             }
             Action::Checkpoint { height } | Action::HCheckpoint { height } => {
                 let e = s.signed.get(height as usize).copied().flatten()?;
@@ -868,6 +1154,7 @@ impl CourtModel {
                     ts: e.ts,
                     since,
                     posted: false,
+                    applied: e.applied,
                 };
                 // The anchor is now the head: nothing above it was posted.
                 t.conflict = 0;
@@ -876,6 +1163,9 @@ impl CourtModel {
                 // anchor is the approved state, so a cut too is above the approved height.
                 if let Some(d) = t.dispute.as_mut() {
                     match d.kind {
+                        // The fix this model suggests for the open machine (see
+                        // `CourtModel::exit_challenge_moves_only`): the exit goes on at the new head.
+                        Kind::Exit if !d.challenged && self.exit_challenge_moves_only => d.deadline = c,
                         Kind::Timeout | Kind::Exit if !d.challenged => {
                             // Defeated: the submitter is slashed instead (R5, R6).
                             d.challenged = true;
@@ -901,26 +1191,40 @@ impl CourtModel {
                 }
                 e.nsig = true;
             }
-            Action::Propose { mv, ts } => {
+            Action::Propose { mv, ts, applied } => {
                 if !Self::honest_signs(s) {
                     return None;
                 }
                 let tip = Self::tip(s);
-                let w = self.writer(s, tip.height)?;
+                let w = self.proposer(s, tip.height)?;
                 let a = self.timing.agreement;
                 // O1: h refuses a stamp more than agreementTime away from its clock, or before the
-                // parent's; it confirms only its tip's writer's valid move.
+                // parent's; it confirms only its tip's writer's (the sequencer's) valid move.
                 if w == HONEST || ts < -a || ts > a || ts < tip.ts || mv > 1 {
                     return None;
                 }
-                t.signed[tip.height as usize + 1] = Some(Entry {
-                    mv,
-                    thief: tip.thief,
-                    ts,
-                    issuer: w,
-                    parent_ts: tip.ts,
-                    nsig: false,
-                });
+                // An intent applies once (it cannot be undone), and only once h signed it; O9: once h
+                // posted its intent to the court it confirms no transaction that leaves it out.
+                if (tip.applied && !applied)
+                    || (applied && !tip.applied && s.intent.is_none())
+                    || (s.intent_posted && !applied)
+                {
+                    return None;
+                }
+                Self::sign(
+                    &mut t,
+                    tip.height + 1,
+                    Entry {
+                        mv,
+                        thief: tip.thief,
+                        ts,
+                        issuer: w,
+                        parent_ts: tip.ts,
+                        nsig: false,
+                        applied,
+                    },
+                    (tip.mv, tip.thief, tip.applied),
+                );
             }
             Action::ProposeFuture => {
                 if self.rules != Rules::FraudJudgedLater
@@ -950,7 +1254,8 @@ impl CourtModel {
                 if !Self::is_active(s, by) || s.dispute.is_some() {
                     return None;
                 }
-                let accused = self.writer(s, s.head.height)?;
+                // In an open state nobody is obliged: the chain refuses (`NoWriterExpected`).
+                let accused = self.obliged(s, s.head.height)?;
                 if accused == by || s.head.since + self.timing.writer_window() >= 0 {
                     return None;
                 }
@@ -977,7 +1282,7 @@ impl CourtModel {
                     return None;
                 }
                 if by == HONEST {
-                    if Self::entries_above_head(s)
+                    if self.holds_above_head(s)
                         || Self::has_usable_evidence(s)
                         || self.cut_due(s)
                         || s.approval.is_some()
@@ -990,6 +1295,20 @@ impl CourtModel {
                     kind: Kind::Exit,
                     target: by,
                     submitter: by,
+                    challenged: false,
+                    deadline: c,
+                    claim_ts: None,
+                });
+            }
+            Action::Fraud { target } if target == HONEST => {
+                // Claims against h hold only if h equivocated (judged at once, R7).
+                if !s.double_signed || !Self::is_active(s, HONEST) || !Self::fraud_allowed(s) {
+                    return None;
+                }
+                t.dispute = Some(Dispute {
+                    kind: Kind::Fraud,
+                    target: HONEST,
+                    submitter: self.adversaries(s).next()?,
                     challenged: false,
                     deadline: c,
                     claim_ts: None,
@@ -1050,7 +1369,12 @@ impl CourtModel {
                     return None;
                 }
                 let tip = Self::tip(s);
-                if self.rules != Rules::ApproveWhileWriter && self.writer(s, tip.height) == Some(HONEST) {
+                if self.rules != Rules::ApproveWhileWriter && self.obliged(s, tip.height) == Some(HONEST) {
+                    return None;
+                }
+                // O9: no approval is co-signed while h's intent is under way (the hold would keep it
+                // from posting or forcing it).
+                if self.intent_waiting(s) {
                     return None;
                 }
                 t.approval = Some(Approval {
@@ -1059,6 +1383,7 @@ impl CourtModel {
                     mv: tip.mv,
                     thief: tip.thief,
                     ts: tip.ts,
+                    applied: tip.applied,
                     deadline: self.timing.approval,
                 });
             }
@@ -1073,7 +1398,9 @@ impl CourtModel {
                 if s.dispute.is_some() || ap.deadline < 0 || ap.height < s.head.height {
                     return None;
                 }
-                if ap.height == s.head.height && (ap.mv != s.head.mv || ap.thief != s.head.thief) {
+                if ap.height == s.head.height
+                    && (ap.mv != s.head.mv || ap.thief != s.head.thief || ap.applied != s.head.applied)
+                {
                     return None;
                 }
                 // R11: the approved state becomes the head (and the anchor); the leave runs as a
@@ -1085,6 +1412,7 @@ impl CourtModel {
                     ts: ap.ts,
                     since: 0,
                     posted: false,
+                    applied: ap.applied,
                 };
                 t.conflict = 0;
                 t.approval = None;
@@ -1130,17 +1458,138 @@ impl CourtModel {
                     return None;
                 }
                 let tip = Self::tip(s);
-                if self.writer(s, tip.height) != Some(HONEST) {
+                if self.proposer(s, tip.height) != Some(HONEST) {
                     return None;
                 }
-                t.signed[tip.height as usize + 1] = Some(Entry {
-                    mv: 0,
-                    thief: tip.thief,
-                    ts: tip.ts.max(0),
-                    issuer: HONEST,
-                    parent_ts: tip.ts,
-                    nsig: false,
+                // A sequencer writes only when it has something to include (here: its own intent).
+                let applied = match self.machine {
+                    Machine::RoundRobin => false,
+                    Machine::Open if s.intent.is_some() && !tip.applied => true,
+                    Machine::Open => return None,
+                };
+                Self::sign(
+                    &mut t,
+                    tip.height + 1,
+                    Entry {
+                        mv: 0,
+                        thief: tip.thief,
+                        ts: tip.ts.max(0),
+                        issuer: HONEST,
+                        parent_ts: tip.ts,
+                        nsig: false,
+                        applied,
+                    },
+                    (tip.mv, tip.thief, tip.applied),
+                );
+            }
+            Action::HIntent => {
+                if self.machine != Machine::Open
+                    || s.intent.is_some()
+                    || s.disputed
+                    || s.head.height >= self.max_height
+                {
+                    return None;
+                }
+                t.intent = Some(0);
+            }
+            Action::PostIntent { index, applies } => {
+                // `postIntent`: anyone, with the issuer's signature; a held intent is replaced only
+                // by its issuer (intents never expire in the model).
+                if self.machine != Machine::Open || !Self::is_active(s, index) {
+                    return None;
+                }
+                if index == HONEST {
+                    if s.intent.is_none() || s.held[0].is_some() || !applies {
+                        return None;
+                    }
+                } else if index >= self.n {
+                    return None;
+                }
+                t.held[index as usize] = Some(Held {
+                    due: self.timing.agreement,
+                    applies,
                 });
+            }
+            Action::HPostIntent => {
+                // O9: h posts its intent once it was left out `p2pTime`, with the chain's head at its
+                // tip (nothing it signed above it, no branch to cut, no proof to give first).
+                if self.machine != Machine::Open
+                    || self.rules == Rules::SignTwoAtOneHeight
+                    || !self.intent_waiting(s)
+                    || s.intent < Some(self.timing.p2p as u8)
+                    || s.held[0].is_some()
+                    || self.holds_above_head(s)
+                    || self.cut_due(s)
+                    || Self::has_usable_evidence(s)
+                {
+                    return None;
+                }
+                t.held[0] = Some(Held {
+                    due: self.timing.agreement,
+                    applies: true,
+                });
+                t.intent_posted = true;
+            }
+            Action::Force { index } | Action::HForce { index } => {
+                if self.machine != Machine::Open
+                    || matches!(s.dispute, Some(d) if Self::undefeated(&d, Kind::Timeout))
+                    || !Self::forceable(s, index)
+                {
+                    return None;
+                }
+                // h forces (in due order) only to get its own held intent forced.
+                if matches!(a, Action::HForce { .. }) && s.held[0].is_none() {
+                    return None;
+                }
+                let held = s.held[index as usize]?;
+                t.held[index as usize] = None;
+                let applies = if index == HONEST {
+                    !s.head.applied
+                } else {
+                    held.applies
+                };
+                if applies && s.head.height < self.max_height {
+                    // The court's own transaction at the head's next height: writer the issuer,
+                    // stamp the head's, signed by nobody.
+                    let content = if index == HONEST {
+                        (FORCED_HONEST, s.head.thief, true)
+                    } else {
+                        (FORCED_OTHER, s.head.thief, s.head.applied)
+                    };
+                    self.land_post(&mut t, s.head.height + 1, content, s.head.ts, None);
+                }
+                // Otherwise the machine refuses it and the court lets it go (`IntentVoided`).
+            }
+            Action::HEscape => {
+                // O9 as first built: the left-out intent becomes h's own transaction at the head's
+                // next height, on the head, whatever h signed there.
+                if self.machine != Machine::Open
+                    || self.rules != Rules::SignTwoAtOneHeight
+                    || !Self::honest_signs(s)
+                    || !self.intent_waiting(s)
+                    || s.intent < Some(self.timing.p2p as u8)
+                    || matches!(s.signed[s.head.height as usize + 1], Some(e) if e.issuer == HONEST)
+                {
+                    return None;
+                }
+                let k = s.head.height + 1;
+                Self::sign(
+                    &mut t,
+                    k,
+                    Entry {
+                        mv: 0,
+                        thief: s.head.thief,
+                        ts: s.head.ts.max(0),
+                        issuer: HONEST,
+                        parent_ts: s.head.ts,
+                        nsig: false,
+                        applied: true,
+                    },
+                    (s.head.mv, s.head.thief, s.head.applied),
+                );
+                for e in t.signed.iter_mut().skip(k as usize + 1) {
+                    *e = None;
+                }
             }
             Action::Tick => {
                 if self.honest_due(s) {
@@ -1148,6 +1597,11 @@ impl CourtModel {
                 }
                 Self::for_each_stamp(&mut t, |x| *x -= 1);
                 t.head.since -= 1;
+                if self.intent_waiting(s)
+                    && let Some(age) = t.intent.as_mut()
+                {
+                    *age = (*age + 1).min(self.intent_bound.saturating_add(1));
+                }
                 if let Some(d) = t.dispute.as_mut() {
                     d.deadline -= 1;
                 }
@@ -1174,11 +1628,15 @@ impl CourtModel {
         self.step_raw(s, a).map(|_| a)
     }
 
-    /// A post lands (R3): the head becomes its result; h compares it with what it signed there (O5).
-    fn land_post(&self, t: &mut State, k: u8, mv: u8, thief: Option<u8>, ts: i8) {
+    /// A post lands (R3), or a forced intent (`signer` `None`: the court wrote it): the head becomes
+    /// its result, the state `content` (move, junk marker, h's intent applied); h compares it with
+    /// what it signed there (O5).
+    fn land_post(&self, t: &mut State, k: u8, content: (u8, Option<u8>, bool), ts: i8, signer: Option<u8>) {
+        let (mv, thief, applied) = content;
         if let Some(e) = t.signed[k as usize]
-            && (e.mv, e.thief, e.ts) != (mv, thief, ts)
+            && (e.mv, e.thief, e.ts, e.applied) != (mv, thief, ts, applied)
             && e.issuer != HONEST
+            && signer == Some(e.issuer)
         {
             // The issuer signed two transactions at this height: a double-sign proof.
             t.evidence |= bit(e.issuer);
@@ -1186,7 +1644,7 @@ impl CourtModel {
         // The chain records the posted state at this height (`_postedState`); R2 needs only whether
         // it is another state than the one h signed here.
         if let Some(e) = t.signed[k as usize]
-            && (e.mv, e.thief) != (mv, thief)
+            && (e.mv, e.thief, e.applied) != content
         {
             t.conflict |= bit(k);
         }
@@ -1201,6 +1659,7 @@ impl CourtModel {
             ts,
             since,
             posted: true,
+            applied,
         };
     }
 
@@ -1303,7 +1762,8 @@ impl CourtModel {
             let exits = t.bal;
             Self::close(t, exits);
         } else {
-            // A new fork from the verdict's state (SetState): its genesis is the head.
+            // A new fork from the verdict's state (SetState): its genesis is the head (with the
+            // intents it applied); the court's held intents are keyed by fork and dropped.
             t.gen_height = t.head.height;
             t.head = Head {
                 height: t.gen_height,
@@ -1312,6 +1772,7 @@ impl CourtModel {
                 ts: 0,
                 since: 0,
                 posted: false,
+                applied: t.head.applied,
             };
             t.signed = [None; SLOTS];
             t.conflict = 0;
@@ -1319,6 +1780,8 @@ impl CourtModel {
             t.future_evidence = None;
             t.disputed = false;
             t.approval = None;
+            t.held = [None; MAX_N];
+            t.intent_posted = false;
         }
     }
 
@@ -1337,6 +1800,9 @@ impl CourtModel {
         if let Some(ts) = t.dispute.as_mut().and_then(|d| d.claim_ts.as_mut()) {
             f(ts);
         }
+        for d in t.held.iter_mut().flatten() {
+            f(&mut d.due);
+        }
     }
 
     /// Puts a state in canonical form: drops what can no longer matter and shrinks large gaps
@@ -1352,6 +1818,7 @@ impl CourtModel {
                 ts: 0,
                 since: 0,
                 posted: false,
+                applied: false,
             };
             t.dispute = None;
             t.approval = None;
@@ -1360,7 +1827,23 @@ impl CourtModel {
             t.evidence = 0;
             t.future_evidence = None;
             t.disputed = false;
+            t.intent = None;
+            t.intent_posted = false;
+            t.held = [None; MAX_N];
             return;
+        }
+        // O9: an applied intent waits no more (if it is left unapplied again, a cut back below it,
+        // it waits anew).
+        if Self::intent_applied(t)
+            && let Some(age) = t.intent.as_mut()
+        {
+            *age = 0;
+        }
+        // A held intent of a participant no longer in the channel is of no fork that matters.
+        for (i, d) in t.held.iter_mut().enumerate() {
+            if t.active & bit(i as u8) == 0 {
+                *d = None;
+            }
         }
         // Below the head, only what a cut may still bring back counts: from the lowest height where
         // the posted branch conflicts with what h signed.
@@ -1375,7 +1858,8 @@ impl CourtModel {
         if let Some(ap) = t.approval {
             let void = ap.deadline < 0
                 || ap.height < t.head.height
-                || (ap.height == t.head.height && (ap.mv, ap.thief) != (t.head.mv, t.head.thief));
+                || (ap.height == t.head.height
+                    && (ap.mv, ap.thief, ap.applied) != (t.head.mv, t.head.thief, t.head.applied));
             if void {
                 t.approval = None;
             }
@@ -1418,6 +1902,23 @@ impl CourtModel {
     /// following its plain strategy (everything due first, then close on a final state it holds
     /// N-signed, then exit on a final head, else wait); `None` if it does not settle within `limit`.
     pub fn honest_alone_settles(&self, s: &State, limit: u32) -> Option<u32> {
+        self.honest_alone(s, limit, None)
+    }
+
+    /// The steps h takes alone from `s` (as [`CourtModel::honest_alone_settles`]), to explain a G3
+    /// counterexample: each action and the state it leads to.
+    pub fn honest_alone_path(&self, s: &State) -> Vec<(Action, State)> {
+        let mut path = Vec::new();
+        self.honest_alone(s, self.settle_bound(s), Some(&mut path));
+        path
+    }
+
+    fn honest_alone(
+        &self,
+        s: &State,
+        limit: u32,
+        mut trace: Option<&mut Vec<(Action, State)>>,
+    ) -> Option<u32> {
         let mut cur = *s;
         let mut ticks = 0;
         for _ in 0..(limit as usize + 1) * 16 {
@@ -1430,9 +1931,21 @@ impl CourtModel {
                 .copied()
                 .find(|a| Self::urgent(a) || *a == Action::HClose)
                 .or_else(|| {
-                    acts.iter()
-                        .copied()
-                        .find(|a| *a == Action::HExit && cur.head.height >= self.max_height)
+                    // In the open machine nobody is obliged to write and no timeout ends the
+                    // others' silence: h exits at once.
+                    acts.iter().copied().find(|a| {
+                        *a == Action::HExit
+                            && (cur.head.height >= self.max_height || self.machine == Machine::Open)
+                    })
+                })
+                .or_else(|| {
+                    // Open machine, to exit: first show the highest state it holds N-signed above
+                    // the head (anyone may; nothing makes it due, since nobody is late).
+                    (self.machine == Machine::Open)
+                        .then(|| self.checkpoint_candidate(&cur, true))
+                        .flatten()
+                        .map(|k| Action::Checkpoint { height: k })
+                        .filter(|a| self.step_raw(&cur, *a).is_some())
                 });
             let a = match pick {
                 Some(a) => a,
@@ -1445,6 +1958,9 @@ impl CourtModel {
                 }
             };
             cur = self.step(&cur, a)?;
+            if let Some(t) = trace.as_deref_mut() {
+                t.push((a, cur));
+            }
         }
         None
     }
@@ -1459,6 +1975,14 @@ impl CourtModel {
             }
             None => false,
         }
+    }
+
+    /// O9 at `s`: h's intent has waited unapplied at most [`CourtModel::intent_bound`] ticks (and the
+    /// most seen is recorded in [`CourtModel::intent_max_ticks`]).
+    pub fn intent_within_bound(&self, s: &State) -> bool {
+        let age = s.intent.unwrap_or(0);
+        self.intent_max_ticks.fetch_max(u32::from(age), Ordering::Relaxed);
+        age <= self.intent_bound
     }
 
     /// The bound G3 promises from `s`, in ticks: signatures due first (`p2p + agreement`), a running
@@ -1494,18 +2018,18 @@ impl fmt::Display for State {
         }
         let h = &self.head;
         let junk = |t: Option<u8>| t.map(|p| format!(" JUNK(pays {p})")).unwrap_or_default();
-        let mv = |m: u8| {
-            if m == GENESIS_MOVE {
-                "G".to_string()
-            } else {
-                m.to_string()
-            }
+        let mv = |m: u8| match m {
+            GENESIS_MOVE => "G".to_string(),
+            FORCED_HONEST => "F(h)".to_string(),
+            FORCED_OTHER => "F(other)".to_string(),
+            _ => m.to_string(),
         };
         write!(
             f,
-            "head h{}:{}{} ts{} since{}{} | gen h{} active={:03b} bal={:?}",
+            "head h{}:{}{}{} ts{} since{}{} | gen h{} active={:03b} bal={:?}",
             h.height,
             mv(h.mv),
+            if h.applied { "+i" } else { "" },
             junk(h.thief),
             h.ts,
             h.since,
@@ -1542,8 +2066,9 @@ impl fmt::Display for State {
                 first = false;
                 write!(
                     f,
-                    "h{k}:{} by {} ts{}{}{}",
+                    "h{k}:{}{} by {} ts{}{}{}",
                     e.mv,
+                    if e.applied { "+i" } else { "" },
                     e.issuer,
                     e.ts,
                     if e.nsig { " N-signed" } else { "" },
@@ -1570,6 +2095,25 @@ impl fmt::Display for State {
         }
         if self.disputed {
             write!(f, " (h disputed: signs no more)")?;
+        }
+        if let Some(age) = self.intent {
+            write!(f, " | h's intent waited {age}")?;
+            if self.intent_posted {
+                write!(f, " (posted)")?;
+            }
+        }
+        for (i, d) in self.held.iter().enumerate() {
+            if let Some(d) = d {
+                write!(
+                    f,
+                    " | held {i}'s intent due {}{}",
+                    d.due,
+                    if d.applies { "" } else { " (junk)" }
+                )?;
+            }
+        }
+        if self.double_signed {
+            write!(f, " | h EQUIVOCATED")?;
         }
         Ok(())
     }

@@ -135,7 +135,11 @@ fn the_cut_from_below_brings_back_a_buried_state() {
         Action::HWrite,
         Action::Checkpoint { height: 1 },
         // Participant 1 proposes its move at height 2, stamped now; h confirms it.
-        Action::Propose { mv: 0, ts: 0 },
+        Action::Propose {
+            mv: 0,
+            ts: 0,
+            applied: false,
+        },
         Action::Tick,
         // Participant 1 posts another move at height 2, participant 2 builds on it.
         Action::Post {
@@ -143,12 +147,14 @@ fn the_cut_from_below_brings_back_a_buried_state() {
             mv: 1,
             ts: -1,
             unlinked: false,
+            applied: false,
         },
         Action::Post {
             issuer: 2,
             mv: 0,
             ts: -1,
             unlinked: false,
+            applied: false,
         },
         // The colluders hand h the signatures on the move it confirmed.
         Action::Confirm { height: 2 },
@@ -175,5 +181,38 @@ fn the_cut_from_below_brings_back_a_buried_state() {
                 assert!(model.step(&t, Action::HFraud { target: 1 }).is_some(), "{t}");
             }
         }
+    }
+}
+
+/// O9 as first built: an issuer whose intent was left out writes it as its own transaction at the
+/// head's next height, where it had already confirmed the sequencer's; the colluders hold both
+/// signatures (the checker finds it in the open machine at depth 4).
+#[test]
+fn the_old_escape_signs_two_transactions_at_one_height() {
+    let mut model = CourtModel::open(2, Rules::SignTwoAtOneHeight);
+    model.leave = false;
+    let report = counterexample_in(model, "O9 h never signs two transactions at one height");
+    let (_, path) = &report.failures[0];
+    assert!(path.contains("HEscape") && path.contains("EQUIVOCATED"), "{path}");
+}
+
+/// Where the old escape writes a transaction, the sound node posts its intent to the court.
+#[test]
+fn the_sound_node_posts_its_intent_instead_of_escaping() {
+    for rules in [Rules::Sound, Rules::SignTwoAtOneHeight] {
+        let model = CourtModel::open(2, rules);
+        let mut s = model.initial();
+        for a in [Action::HIntent, Action::Tick] {
+            s = model
+                .step(&s, a)
+                .unwrap_or_else(|| panic!("{a:?} refused in {s}"));
+        }
+        let escape = model.step(&s, Action::HEscape).is_some();
+        let post = model.step(&s, Action::HPostIntent).is_some();
+        assert_eq!(
+            (escape, post),
+            (rules != Rules::Sound, rules == Rules::Sound),
+            "{s}"
+        );
     }
 }
