@@ -114,6 +114,10 @@ pub struct DisputeHandler {
     /// sent again while it may be on its way.
     #[serde(default)]
     intent_sent: Option<(u64, B256, u64)>,
+    /// The chain's transaction at our tip's next height we last tried to take (a peer that missed
+    /// its event, or was above it then, takes it once it links).
+    #[serde(skip)]
+    linked_tried: Option<(u64, u64)>,
 }
 
 impl DisputeHandler {
@@ -141,6 +145,7 @@ impl DisputeHandler {
             head_bytes: None,
             held: BTreeMap::new(),
             intent_sent: None,
+            linked_tried: None,
         }
     }
 
@@ -532,7 +537,50 @@ impl DisputeHandler {
             }
         }
         self.derive_head_state(sm);
+        let now = sm.now_secs(local_ms);
+        self.update_court_hold(sm, now);
         actions
+    }
+
+    /// Whether the court holds an intent of the current fork that can still be forced (from its
+    /// post to the end of its window): the state manager then lets only the chain move an open
+    /// channel (docs/protocol.md, section 11). Lapsed intents are forgotten.
+    fn update_court_hold<S: Signer>(&mut self, sm: &mut StateManager<S>, now: u64) {
+        let fork = sm.fork().fork;
+        let window = sm.spec().timing.agreement_time;
+        self.held.retain(|_, (f, _, due)| {
+            *f > fork || (*f == fork && now < due.saturating_add(window) + DEADLINE_MARGIN)
+        });
+        sm.set_court_hold(self.held.values().any(|(f, _, _)| *f == fork));
+    }
+
+    /// Takes the chain's transaction at our tip's next height if it links to our tip and we have
+    /// not tried it yet (its event came while we were elsewhere).
+    fn take_linked_head<S: Signer>(&mut self, sm: &mut StateManager<S>, local_ms: u64) {
+        let fork = sm.fork().fork;
+        let next = sm.tip() + 1;
+        if self.linked_tried == Some((fork, next)) {
+            return;
+        }
+        let Some((transaction, signature, _)) = self.posted.get(&(fork, next)) else {
+            return;
+        };
+        if transaction.prevStateHash != sm.tip_state_hash() {
+            return;
+        }
+        self.linked_tried = Some((fork, next));
+        let transaction = transaction.clone();
+        let _ = match signature {
+            Some(signature) => sm.apply_posted(
+                transaction.participant,
+                SignedTransaction {
+                    transaction,
+                    signature: *signature,
+                },
+                local_ms,
+            ),
+            None => sm.apply_forced(transaction, local_ms),
+        };
     }
 
     /// Keeps the state of a head we hold no state for (see `head_bytes`), so that it can be
@@ -699,6 +747,8 @@ impl DisputeHandler {
         self.release_retries(sm, local_ms);
         self.note_alive(sm);
         let now = sm.now_secs(local_ms);
+        self.update_court_hold(sm, now);
+        self.take_linked_head(sm, local_ms);
         let mut actions = Vec::new();
         let fork = sm.fork().fork;
         let timing = sm.spec().timing;
@@ -803,6 +853,15 @@ impl DisputeHandler {
                     signature: fraud.signature,
                 },
             );
+            actions.push(action);
+            return actions;
+        }
+
+        // While the court holds an intent, bring the head up to our tip before it falls due: a
+        // forced intent then lands above every height we signed (section 11 of docs/protocol.md).
+        if sm.court_holds()
+            && let Some(action) = self.advance_head(sm, sm.tip(), local_ms)
+        {
             actions.push(action);
             return actions;
         }

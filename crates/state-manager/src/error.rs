@@ -143,6 +143,10 @@ pub enum Rejection {
         /// Our intent's nonce.
         nonce: u64,
     },
+    /// The court holds an intent (docs/protocol.md, section 11): until it is forced, let go or its
+    /// window ends, only the chain moves an open channel; a transaction from a peer waits.
+    #[error("the court holds an intent: transactions from peers wait until it is forced or lapses")]
+    CourtHoldsIntent,
     /// No room for more intents of this issuer (or in all).
     #[error("too many intents under way from {0}")]
     IntentPoolFull(Address),
@@ -203,6 +207,10 @@ pub enum SubmitError {
     /// This participant was removed from the channel.
     #[error("not a participant of the current fork")]
     NotAParticipant,
+    /// The court holds an intent: nothing is written until it is forced, let go or lapses
+    /// (docs/protocol.md, section 11).
+    #[error("the court holds an intent: nothing is written until it is forced or lapses")]
+    CourtHoldsIntent,
     /// This peer started a dispute on the fork and signs nothing more on it.
     #[error("a dispute runs on fork {fork}: no more signatures on it")]
     SigningStopped {

@@ -153,6 +153,14 @@ pub struct StateManager<S: Signer> {
     /// a nonce is never signed again while an earlier intent at it may still apply, and one the
     /// sequencers leave out past `p2pTime` goes to the chain.
     own_intents: BTreeMap<u64, (SignedIntent, u64)>,
+    /// The court holds an intent on this fork (set by the dispute layer, which follows the
+    /// chain): in an open state only the chain moves the channel until it is forced, let go or
+    /// its window ends (docs/protocol.md, section 11).
+    court_hold: bool,
+    /// The highest height taken from the chain (a post or a forced intent) on this fork.
+    chain_tip: u64,
+    /// Heights of this fork the court wrote (forced intents).
+    forced_heights: std::collections::BTreeSet<u64>,
     /// Heights written in an open state: their deadlines run from their own timestamp (nobody
     /// was obliged to write them).
     open_heights: std::collections::BTreeSet<u64>,
@@ -249,6 +257,9 @@ impl<S: Signer> StateManager<S> {
             intents: BTreeMap::new(),
             pruned_at: B256::ZERO,
             own_intents: BTreeMap::new(),
+            court_hold: false,
+            chain_tip: 0,
+            forced_heights: std::collections::BTreeSet::new(),
             open_heights: std::collections::BTreeSet::new(),
             future: BTreeMap::new(),
             early_confirmations: VecDeque::new(),
@@ -411,6 +422,10 @@ impl<S: Signer> StateManager<S> {
         self.tip_timestamp = fork.genesis_timestamp;
         self.future.clear();
         self.signing_holds.clear();
+        // The court's holds are per fork; so is what we took from the chain.
+        self.court_hold = false;
+        self.chain_tip = 0;
+        self.forced_heights.clear();
         self.fraud.clear();
         self.early_confirmations.clear();
         self.states = BTreeMap::from([(fork.genesis_height, Bytes::copy_from_slice(genesis_state))]);
@@ -797,6 +812,17 @@ impl<S: Signer> StateManager<S> {
         if tx.height > tip + 1 {
             return self.buffer_future(st);
         }
+        if self.open && self.court_hold {
+            return Err(Rejection::CourtHoldsIntent);
+        }
+        if !self.tip_secure() {
+            // Waits until the tip is final (or taken from the chain).
+            if self.future.len() >= self.config.max_buffered {
+                return Err(Rejection::BufferFull);
+            }
+            self.future.insert(tx.height, st);
+            return Ok(Accepted::Buffered);
+        }
         self.validate_and_apply(st, digest, local_ms, Arrival::Network)?;
         self.drain_future(local_ms);
         Ok(Accepted::Applied(self.agreement.tip()))
@@ -956,6 +982,9 @@ impl<S: Signer> StateManager<S> {
             return Err(Rejection::LeavesOutIntent { nonce });
         }
         let (fork, height, issuer) = (transaction.forkCnt, transaction.height, transaction.participant);
+        if arrival == Arrival::Chain {
+            self.chain_tip = height;
+        }
         self.commit_applied(transaction, digest, signature, outcome.state, local_ms);
         // Explicit mode confirms every valid transaction; virtual-voting mode confirms only the
         // one that ends the game (nothing comes after it to vote for it) and checkpoints.
@@ -1010,6 +1039,9 @@ impl<S: Signer> StateManager<S> {
                     break;
                 }
             }
+            if (self.open && self.court_hold) || !self.tip_secure() {
+                break;
+            }
             let Some(st) = self.future.remove(&next) else {
                 break;
             };
@@ -1023,7 +1055,7 @@ impl<S: Signer> StateManager<S> {
         self.drain_early_confirmations();
     }
 
-    fn on_confirmation(&mut self, c: Confirmation, _local_ms: u64) -> Result<Accepted, Rejection> {
+    fn on_confirmation(&mut self, c: Confirmation, local_ms: u64) -> Result<Accepted, Rejection> {
         // A confirmation we already hold, byte for byte: drop it before any signature work.
         if let Some(entry) = self.agreement.entry(c.height)
             && entry.digest == c.digest
@@ -1058,7 +1090,12 @@ impl<S: Signer> StateManager<S> {
             }
             return Ok(Accepted::Buffered);
         }
-        self.record_confirmation(c.height, c.digest, signer, c.signature)
+        let accepted = self.record_confirmation(c.height, c.digest, signer, c.signature)?;
+        // A final tip lets the transaction waiting above it in (open states sign in step).
+        if self.future.contains_key(&(self.agreement.tip() + 1)) {
+            self.drain_future(local_ms);
+        }
+        Ok(accepted)
     }
 
     fn record_confirmation(
@@ -1201,7 +1238,9 @@ impl<S: Signer> StateManager<S> {
             } else {
                 parent_ts
             };
+            // (A transaction the court wrote for our intent is not ours to have confirmed.)
             if entry.transaction.participant == self.me
+                && !self.forced_heights.contains(&entry.transaction.height)
                 && now > entente_clock::Deadlines::after(start, &timing).confirm_by
             {
                 refused.extend(
@@ -1568,6 +1607,34 @@ impl<S: Signer> StateManager<S> {
         }
     }
 
+    /// Tells the manager whether the court holds an intent on this fork (the dispute layer
+    /// follows `IntentPosted`, `IntentForced`, `IntentVoided` and the window after `dueAt`).
+    /// While it does, in an open state, no transaction from a peer is applied or confirmed and
+    /// nothing is written: a forced intent then lands on the chain's head above every height we
+    /// signed, not beside one (docs/protocol.md, section 11).
+    pub fn set_court_hold(&mut self, held: bool) {
+        if held != self.court_hold {
+            tracing::debug!(target: "entente::state", held, "the court's hold on an open channel");
+        }
+        self.court_hold = held;
+    }
+
+    /// True while [`Self::set_court_hold`] holds the channel.
+    pub fn court_holds(&self) -> bool {
+        self.court_hold
+    }
+
+    /// In an open state we sign at the tip's next height only when the tip is provable on chain:
+    /// final (we hold every signature on it or on a later height) or taken from the chain. So at
+    /// most one height we signed is not on chain, which one post brings there.
+    fn tip_secure(&self) -> bool {
+        let tip = self.agreement.tip();
+        !self.open
+            || tip <= self.fork.genesis_height
+            || self.agreement.finalized_height() >= tip
+            || self.chain_tip == tip
+    }
+
     /// Our oldest intent under way that the sequencers have left out for `p2pTime` and that would
     /// still apply on the tip: it goes to the court (`postIntent`, by the dispute layer), and we
     /// confirm no transaction that leaves it out until it is applied, forced or let go
@@ -1577,7 +1644,10 @@ impl<S: Signer> StateManager<S> {
         if !self.open || !self.fork.participants.contains(&self.me) {
             return None;
         }
-        let may_write = self.signing_stopped != Some(self.fork.fork) && self.signing_held_at().is_none();
+        let may_write = self.signing_stopped != Some(self.fork.fork)
+            && self.signing_held_at().is_none()
+            && !self.court_hold
+            && self.tip_secure();
         if self.next_writer == self.me && may_write {
             return None;
         }
@@ -1610,8 +1680,14 @@ impl<S: Signer> StateManager<S> {
             return Err(self.reject(issuer, Rejection::NotAParticipant(issuer)));
         }
         let digest = self.spec.domain.digest(&transaction);
+        let height = transaction.height;
         match self.validate_and_apply_inner(transaction, None, digest, local_ms, Arrival::Chain) {
             Ok(()) => {
+                self.forced_heights.insert(height);
+                // Only the heights the agreement may still ask about.
+                while self.forced_heights.len() > 4096 {
+                    self.forced_heights.pop_first();
+                }
                 self.drain_future(local_ms);
                 Ok(Accepted::Applied(self.agreement.tip()))
             }
@@ -1664,6 +1740,8 @@ impl<S: Signer> StateManager<S> {
             || self.intents.is_empty()
             || self.signing_stopped == Some(self.fork.fork)
             || self.signing_held_at().is_some()
+            || self.court_hold
+            || !self.tip_secure()
         {
             return;
         }

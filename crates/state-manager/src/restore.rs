@@ -179,6 +179,7 @@ impl<S: Signer> StateManager<S> {
         let mut tip_timestamp = fork.genesis_timestamp;
         let mut states: BTreeMap<u64, Bytes> = BTreeMap::new();
         let mut tip_state = genesis_state.clone();
+        let mut forced_heights = std::collections::BTreeSet::new();
         for (expected, stored) in (fork.genesis_height + 1..).zip(transactions) {
             let StoredTransaction {
                 transaction,
@@ -214,7 +215,10 @@ impl<S: Signer> StateManager<S> {
             let issuer = transaction.participant;
             match signature {
                 Some(signature) => agreement.append(transaction, digest, signature)?,
-                None => agreement.append_unsigned(transaction, digest)?,
+                None => {
+                    forced_heights.insert(height);
+                    agreement.append_unsigned(transaction, digest)?
+                }
             };
             for (who, sig) in confirmations {
                 if who != issuer || signature.is_none() {
@@ -271,6 +275,9 @@ impl<S: Signer> StateManager<S> {
             intents: BTreeMap::new(),
             pruned_at: B256::ZERO,
             own_intents: BTreeMap::new(),
+            court_hold: false,
+            chain_tip: 0,
+            forced_heights,
             open_heights: std::collections::BTreeSet::new(),
             future: BTreeMap::new(),
             early_confirmations: VecDeque::new(),

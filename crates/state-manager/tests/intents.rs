@@ -537,3 +537,84 @@ fn an_intent_that_expires_unapplied_is_reported_to_its_issuer() {
     );
     assert_eq!(net.peers[0].pending_intents().count(), 0);
 }
+
+/// Delivers, until none is left, the queued messages `pass` lets through (the others stay queued).
+fn deliver(net: &mut Net, pass: impl Fn(usize, usize, &Message) -> bool, now_ms: u64) {
+    loop {
+        net.collect();
+        let Some(k) = net.queue.iter().position(|(f, t, m)| pass(*f, *t, m)) else {
+            return;
+        };
+        let (from, to, message) = net.queue.remove(k).unwrap();
+        let sender = net.address(from);
+        let _ = net.peers[to].handle_message(sender, message, now_ms);
+    }
+}
+
+#[test]
+fn open_heights_are_signed_in_step_and_not_at_all_while_the_court_holds_an_intent() {
+    let mut net = Net::new(AgreementMode::ExplicitConfirmations);
+    let (a, b, c) = (net.address(0), net.address(1), net.address(2));
+    // Height 1 (peer 1 sequences) applies peer 0's payment; everyone has it, peer 0 confirms it,
+    // but the others' confirmations do not reach peer 0: height 1 is final for peers 1 and 2 only.
+    net.peers[0].submit(pay(c, 4), 1_000).unwrap();
+    deliver(
+        &mut net,
+        |_, to, m| to != 0 || matches!(m, Message::Transaction(_)),
+        1_100,
+    );
+    assert_eq!(net.peers[0].tip(), 1);
+    assert_eq!(net.peers[0].finalized_height(), 0);
+    assert_eq!(net.peers[2].finalized_height(), 1);
+    // Peer 1 pays; height 2's sequencer (peer 2) writes it. Peer 0's tip is not final: the
+    // transaction at height 2 waits rather than be confirmed beside an unproven height 1.
+    net.peers[1].submit(pay(a, 2), 1_200).unwrap();
+    deliver(
+        &mut net,
+        |_, to, m| to != 0 || matches!(m, Message::Transaction(_)),
+        1_300,
+    );
+    assert_eq!(net.peers[2].tip(), 2);
+    assert_eq!(net.peers[0].tip(), 1, "height 2 waits for height 1 to be final");
+    // Height 1's confirmations arrive: it is final, and height 2 goes in.
+    deliver(&mut net, |_, _, _| true, 1_400);
+    assert_eq!(net.peers[0].tip(), 2);
+    assert_eq!(net.peers[0].finalized_height(), 2);
+
+    // The court holds an intent: peer 0 applies, confirms and writes nothing from its peers.
+    net.peers[0].set_court_hold(true);
+    net.peers[2].submit(pay(b, 3), 2_000).unwrap();
+    net.collect();
+    // Height 3's sequencer is peer 0: it writes nothing while the court holds an intent.
+    net.peers[0].handle_timeout(2_100);
+    net.collect();
+    assert_eq!(net.peers[0].tip(), 2);
+    assert!(
+        !net.queue
+            .iter()
+            .any(|(from, _, m)| *from == 0 && matches!(m, Message::Transaction(_))),
+        "nothing written"
+    );
+    // And a transaction from a peer is refused meanwhile (the chain alone moves the channel).
+    let mut other = net.peers[1].agreement().entry(2).unwrap().clone().transaction;
+    other.height = 3;
+    other.participant = b;
+    let sig = net.keys[1].sign_digest(&net.peers[1].spec().domain.digest(&other));
+    let refused = net.peers[0]
+        .handle_message(
+            b,
+            Message::Transaction(entente_types::SignedTransaction {
+                transaction: other,
+                signature: sig,
+            }),
+            2_200,
+        )
+        .unwrap_err();
+    assert!(matches!(refused, Rejection::CourtHoldsIntent), "{refused}");
+    // Once the hold ends, peer 0 sequences again.
+    net.peers[0].set_court_hold(false);
+    net.peers[0].handle_timeout(2_300);
+    net.run();
+    assert_eq!(net.peers[0].tip(), 3);
+    assert_eq!(net.peers[1].tip(), 3);
+}
