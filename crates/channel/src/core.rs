@@ -446,21 +446,13 @@ impl<S: Signer + Clone> Channel<S> {
         cores.sm.view(data).map_err(ChannelError::Machine)
     }
 
-    /// Leaves through the chain with the latest state we can prove (a finished game settles).
+    /// Leaves through the chain with our latest state (a finished game settles): from now on we
+    /// sign nothing on this fork, the dispute layer brings the chain's head up to our tip (what we
+    /// signed above the last N-signed state is posted first, so nobody can defeat the exit with
+    /// it) and then requests the exit.
     pub fn exit(&mut self, local_ms: u64) -> Result<(), ChannelError> {
         let cores = self.live_cores()?;
-        let sm = &cores.sm;
-        let genesis = sm.fork().genesis_height;
-        // The chain's head may be above our tip, or another state at its height (a height the
-        // chain took from a post or a forced intent): the head is then what we can prove.
-        let top = sm.tip().max(cores.handler.head(sm).0);
-        let latest = (genesis..=top)
-            .rev()
-            .find_map(|h| cores.handler.proof_at(sm, h))
-            .ok_or(ChannelError::NothingToProve)?;
-        self.effects.push_back(Effect::Call(ChainCall::Court(Box::new(
-            ChainAction::RequestExit { latest },
-        ))));
+        cores.handler.request_exit(&mut cores.sm);
         self.finish(local_ms);
         Ok(())
     }

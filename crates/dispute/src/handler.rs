@@ -118,6 +118,9 @@ pub struct DisputeHandler {
     /// its event, or was above it then, takes it once it links).
     #[serde(skip)]
     linked_tried: Option<(u64, u64)>,
+    /// Our participant asked to leave through the chain (`Channel::exit`).
+    #[serde(default)]
+    exit_wanted: bool,
 }
 
 impl DisputeHandler {
@@ -146,6 +149,7 @@ impl DisputeHandler {
             held: BTreeMap::new(),
             intent_sent: None,
             linked_tried: None,
+            exit_wanted: false,
         }
     }
 
@@ -174,7 +178,12 @@ impl DisputeHandler {
                 .as_ref()
                 .is_some_and(|r| r.record.fork == fork && r.record.submitter == self.me);
             let others_pending = self.disputes_sent.iter().any(|(_, f, _)| *f == fork);
-            if matches!(outcome, CallOutcome::Reverted(_)) && !ours_running && !others_pending {
+            // (An exit our participant asked for keeps signing stopped until it lands.)
+            if matches!(outcome, CallOutcome::Reverted(_))
+                && !ours_running
+                && !others_pending
+                && !self.exit_wanted
+            {
                 sm.resume_signing();
             }
         }
@@ -340,6 +349,14 @@ impl DisputeHandler {
         if ours_running || ours_pending {
             sm.stop_signing();
         }
+    }
+
+    /// Leaves through the chain: signs nothing more on this fork (O3), brings the head up to our
+    /// tip, then requests the exit from it (see [`Self::on_tick`]). An exit from a state below a
+    /// height we signed could be defeated with that signature, which slashes the exiter (R6).
+    pub fn request_exit<S: Signer>(&mut self, sm: &mut StateManager<S>) {
+        sm.stop_signing();
+        self.exit_wanted = true;
     }
 
     /// The dispute the chain is running, if any.
@@ -806,6 +823,22 @@ impl DisputeHandler {
             && !self.exit_sent
             && now > Deadlines::after(sm.tip_timestamp(), &timing).confirm_by
         {
+            if let Some(action) = self.advance_head(sm, sm.tip(), local_ms) {
+                actions.push(action);
+                return actions;
+            }
+            if self.pending_head.is_none()
+                && let Some(latest) = self.latest_proof(sm)
+            {
+                self.exit_sent = true;
+                let action = self.start_dispute(sm, ChainAction::RequestExit { latest });
+                actions.push(action);
+                return actions;
+            }
+        }
+
+        // Our participant asked to leave: head to our tip first, then the exit.
+        if self.exit_wanted && !self.exit_sent {
             if let Some(action) = self.advance_head(sm, sm.tip(), local_ms) {
                 actions.push(action);
                 return actions;

@@ -501,3 +501,53 @@ fn run_until_peer0_is_final_above_1(sim: &mut entente_sim::Simulation) {
         sim.run(until).unwrap();
     }
 }
+
+#[test]
+fn an_exit_we_ask_for_stops_signing_and_first_brings_what_we_signed_to_the_chain() {
+    // Peer 0 moved at height 1; peer 1 never confirms it: height 1 is ours, signed, not N-signed.
+    let scenario = Scenario::new(Game::Counter { target: 100 }, 2, 1).byzantine(1, Strategy::Silent);
+    let mut sim = scenario.build().unwrap();
+    sim.run(5_000).unwrap();
+    let me = sim.peer(0).me();
+    let mut handler = DisputeHandler::new(me);
+    let core = sim.peer_mut(0);
+    assert_eq!(core.tip(), 1);
+    assert_eq!(core.finalized_height(), 0);
+    // Our participant asks to leave now, long before the confirmation deadline.
+    handler.request_exit(core);
+    assert!(core.signing_stopped(), "nothing more is signed on this fork");
+    // An exit from the genesis would leave our height-1 signature to the others, who could
+    // defeat the exit with it (and slash us): height 1 goes to the chain first...
+    let actions = handler.on_tick(core, 6_000);
+    let (transaction, signature) = match actions.as_slice() {
+        [
+            ChainAction::PostCalldata {
+                transaction,
+                signature,
+                ..
+            },
+        ] => (transaction.clone(), *signature),
+        other => panic!("expected our height 1 posted first, got {other:?}"),
+    };
+    assert_eq!(transaction.height, 1);
+    assert!(
+        handler.on_tick(core, 7_000).is_empty(),
+        "no exit before the head is our tip"
+    );
+    handler.on_chain_event(
+        core,
+        ChainEvent::CalldataPosted {
+            transaction,
+            signature,
+            timestamp: GENESIS_TS + 7,
+        },
+        8_000,
+    );
+    // ...and the exit then leaves from it.
+    let actions = handler.on_tick(core, 9_000);
+    match actions.as_slice() {
+        [ChainAction::RequestExit { latest }] => assert_eq!(latest.kind, ProofKind::Posted),
+        other => panic!("expected the exit from our tip, got {other:?}"),
+    }
+    assert!(handler.on_tick(core, 10_000).is_empty(), "asked once");
+}
