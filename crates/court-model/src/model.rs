@@ -519,12 +519,13 @@ pub struct CourtModel {
     pub machine: Machine,
     /// Open machine: the bound on the ticks h's intent waits unapplied (O9).
     pub intent_bound: u8,
-    /// A change to the court this model suggests, off by default (the court as built): a challenge
-    /// to a forced exit moves the head and restarts the challenge period, and the exit is carried
-    /// out at the new head, instead of defeating it and slashing the exiter. In the open machine
-    /// anyone may post, or the court force an intent, at a height where h confirmed a sequencer's
-    /// transaction, without a double sign h could prove; the others keep h's signature on it, and
-    /// can add theirs whenever h requests an exit, cut the branch with it and have h slashed.
+    /// A change to the court an earlier version of this model suggested, not adopted, off by
+    /// default: a challenge to a forced exit moves the head and restarts the challenge period, and
+    /// the exit is carried out at the new head, instead of defeating it and slashing the exiter. It
+    /// closed the slashed exit found with the court as first built (anyone posting, or a forced
+    /// intent landing, at a height where h signed a transaction; see
+    /// [`Rules::AnyonePostsInOpenStates`]); the adopted fix is the sequencer-only post, the force
+    /// window and the node's hold and lockstep, which the sound rules model.
     pub exit_challenge_moves_only: bool,
     /// The most ticks h needed to settle alone from any state checked so far (see
     /// [`CourtModel::honest_alone_settles`]); shared by the clones the checker makes.
