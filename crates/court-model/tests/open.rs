@@ -9,7 +9,7 @@
 //! nothing, brings the head to its tip) while the court holds an intent and confirms in lockstep.
 //! Every property holds with them (`exit_challenge_moves_only` off).
 //!
-//! In CI (debug): N = 2 to depth 8 and N = 3 to depth 6. Deeper, in release, one thread:
+//! In CI (debug): N = 2 to depth 10 and N = 3 to depth 8 (seconds each, not exhaustive). Deeper, in release, one thread:
 //! `cargo test -p entente-court-model --release --test open -- --ignored --nocapture`
 //! (or `cargo run -p entente-court-model --release -- --machine open --n 2 --no-leave --threads 1`,
 //! exhaustive).
@@ -71,7 +71,7 @@ fn two_participants_every_reachable_state() {
 }
 
 #[test]
-#[ignore = "about 90 s in release (11.5 million states): run with --release -- --ignored"]
+#[ignore = "85 s in release (11.5 million states, depth 10, not exhaustive): run with --release -- --ignored"]
 fn three_participants_to_depth_10() {
     let report = check(fixed(3), Some(10), 1);
     assert_holds(&report);
@@ -126,7 +126,10 @@ fn a_cut_with_the_honest_signature_defeats_its_exit() {
     // Now: the post is refused, h cannot exit while its transaction can still reach the chain.
     let model = CourtModel::open(2, Rules::Sound);
     let s = run(&model, &before, model.initial());
-    assert!(model.step(&s, attack[0]).is_none(), "participant 1 posted at h's height: {s}");
+    assert!(
+        model.step(&s, attack[0]).is_none(),
+        "participant 1 posted at h's height: {s}"
+    );
     assert!(model.step(&s, Action::HExit).is_none(), "{s}");
     // Nothing is due: time passes until h's confirmation deadline, then h posts its transaction
     // (the head at its tip), and exits; the colluder has nothing left to cut with.
@@ -137,7 +140,11 @@ fn a_cut_with_the_honest_signature_defeats_its_exit() {
     let s = run(&model, &[Action::HPost { height: 2 }, Action::HExit], s);
     assert_eq!((s.head.height, s.head.applied), (2, true), "{s}");
     assert!(model.step(&s, Action::Checkpoint { height: 2 }).is_none(), "{s}");
-    let s = run(&model, &[Action::Tick, Action::Tick, Action::Tick, Action::Finalize], s);
+    let s = run(
+        &model,
+        &[Action::Tick, Action::Tick, Action::Tick, Action::Finalize],
+        s,
+    );
     assert_eq!(s.fate, Fate::Exited, "{s}");
 }
 
