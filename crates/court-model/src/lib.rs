@@ -49,18 +49,26 @@
 //! raised. h signs an *intent* (once per game, at any time: `HIntent`); the sequencer of height `k`
 //! (the current participants' `k mod n`-th) applies it or leaves it out (a state carries whether
 //! h's intent is applied, compared with the rest of the state); h writes only as sequencer, with
-//! its intent, and confirms only the sequencer's transactions. Any colluder may post at the head's
-//! next height, with or without h's intent, post an intent of its own (real or junk) or h's to the
-//! court, and force held intents in the order they fell due. When its intent was left out
-//! `p2pTime`, h brings the head to its tip, posts it (`HPostIntent`), confirms nothing that leaves
-//! it out from then on, and forces it when due (`HForce`); while a held intent is due (one
-//! `agreementTime` from `dueAt`) the chain takes no post. A forced head is a posted head (R2 cuts
-//! it). Intents never expire here (`notAfter` is beyond the game). Extra properties: "O9 h never
-//! signs two transactions at one height", "O9 h's intent is applied within the bound" (the ticks
-//! it waits unapplied, since it was signed or last left unapplied, at most
-//! [`CourtModel::intent_bound`]), "O9 no timeout is raised in an open state"; G3's strategy exits
-//! at once. With the court as built the checker finds h slashed for an exit (G2, see
-//! [`CourtModel::exit_challenge_moves_only`] for the change that closes it).
+//! its intent, and confirms only the sequencer's transactions. The court takes a post at height `k`
+//! after an open state only from that height's sequencer (`NotSequencer`: a conflicting post is
+//! its own double sign, which h proves). Any colluder may post an intent of its own (real or junk)
+//! or h's to the court, re-post its own, and force held intents in the order they fell due, within
+//! their window (`[dueAt, dueAt + agreementTime)`; a lapsed intent is let go, `IntentLapsed`);
+//! while a held intent is within its window the chain takes no post. h confirms or writes at
+//! height `k` only if its tip at `k - 1` is N-signed or the chain's head (lockstep); while the
+//! court holds any intent it confirms and writes nothing and brings the head up to its tip at once
+//! (the hold). When its intent was left out `p2pTime`, h brings the head to its tip, posts it
+//! (`HPostIntent`), confirms nothing that leaves it out from then on, and forces it when due
+//! (`HForce`). A forced head is a posted head (R2 cuts it). Intents never expire here (`notAfter`
+//! is beyond the game). Extra properties: "O9 h never signs two transactions at one height", "O9
+//! h's intent is applied within the bound" (the ticks it waits unapplied, since it was signed or
+//! last left unapplied, at most [`CourtModel::intent_bound`]), "O9 no timeout is raised in an open
+//! state"; G3's strategy exits at once. With these rules every property holds (N = 2 exhaustively
+//! without leave approvals, N = 3 to a depth); with the court as first built
+//! ([`Rules::AnyonePostsInOpenStates`]), without the hold ([`Rules::NoHoldWhileIntentHeld`]) or
+//! with forces after the window ([`Rules::ForceAfterWindow`]) the checker finds h slashed for an
+//! exit (G2). [`CourtModel::exit_challenge_moves_only`], an alternative court change, stays as an
+//! option, off by default.
 //!
 //! [`Rules`] weakens one rule back to an old bug (or, for [`Rules::ApproveWhileWriter`], drops a
 //! refinement of O4 this model showed necessary); the checker must then find a counterexample.

@@ -5,7 +5,10 @@
 //! [--exit-challenge-moves-only]` (the last: the court change the model suggests, see
 //! `CourtModel::exit_challenge_moves_only`)
 //! where NAME is `none`, `unlinked-post`, `tx-timestamp-deadline`, `fraud-judged-later`,
-//! `approve-while-writer`, `no-branch-cut` or `sign-two-at-one-height` (the open machine's old escape). Exits with 0 when the outcome is the expected one (no counterexample
+//! `approve-while-writer`, `no-branch-cut`, or for the open machine `sign-two-at-one-height` (the old
+//! escape), `anyone-posts-in-open-states` (the court before `NotSequencer`),
+//! `no-hold-while-intent-held` or `no-lockstep` (h without the hold or lockstep of O9). Exits with 0
+//! when the outcome is the expected one (no counterexample
 //! under the sound rules, one under a weakening), 1 otherwise, 2 on a bad command line.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line program
@@ -16,7 +19,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: court-model [--n 2|3] [--machine round-robin|open] \
                                 [--weaken none|unlinked-post|\
                                 tx-timestamp-deadline|fraud-judged-later|approve-while-writer|\
-                                no-branch-cut|sign-two-at-one-height] \
+                                no-branch-cut|sign-two-at-one-height|anyone-posts-in-open-states|\
+                                no-hold-while-intent-held|no-lockstep] \
                                 [--depth D] \
                                 [--max-height H] [--no-leave] [--threads T] \
                                 [--timing P,A,F,C,L] [--intent-bound B] \

@@ -73,11 +73,35 @@ pub enum Rules {
     /// that height, or on a parent other than the head. It then signs two transactions at one height
     /// (or one on a parent it contradicts), and the colluders prove it.
     SignTwoAtOneHeight,
+    /// The court as first built for the open machine: in a state that names no writer any
+    /// participant may post at the head's next height, not only that height's sequencer
+    /// (`NotSequencer` dropped). A colluder then posts its own transaction at a height where h
+    /// holds the sequencer's (or wrote its own), which is no double sign; the others keep h's
+    /// signature there, cut the posted branch with it when h requests an exit (R2), and the exit
+    /// is defeated (R6): h is slashed.
+    AnyonePostsInOpenStates,
+    /// A node rule of the open machine: h without the hold. While the court holds an intent, h goes
+    /// on confirming the sequencer's transactions (and writing as sequencer) and does not bring the
+    /// chain's head up to its tip, so the court's forced transaction can land at a height where h
+    /// signed another one; the others cut the forced branch with h's signature when h requests an
+    /// exit, and h is slashed.
+    NoHoldWhileIntentHeld,
+    /// A node rule of the open machine: h without lockstep. It confirms (or writes) at height `k`
+    /// although its transaction at `k - 1` is neither N-signed nor the chain's head, so more than
+    /// one height it signed may be unprovable on chain when an intent is held. The checker finds no
+    /// counterexample (N = 2 to depth 15): the model's h brings every transaction it signed above
+    /// the head to the chain within one step, where the node's posts each take time.
+    NoLockstep,
+    /// The court before `IntentLapsed`: a held intent may be forced at any time from its `dueAt`
+    /// (it still holds posts up only for one `agreementTime`), and a lapsed one stays held. Once
+    /// its window has passed h confirms again, and a late force lands at a height where h
+    /// confirmed the sequencer's transaction.
+    ForceAfterWindow,
 }
 
 impl Rules {
     /// Every variant, sound first.
-    pub const ALL: [Rules; 7] = [
+    pub const ALL: [Rules; 11] = [
         Rules::Sound,
         Rules::AcceptUnlinkedPost,
         Rules::DeadlineFromTxTimestamp,
@@ -85,6 +109,10 @@ impl Rules {
         Rules::ApproveWhileWriter,
         Rules::NoBranchCut,
         Rules::SignTwoAtOneHeight,
+        Rules::AnyonePostsInOpenStates,
+        Rules::NoHoldWhileIntentHeld,
+        Rules::NoLockstep,
+        Rules::ForceAfterWindow,
     ];
 
     /// The name used on the command line (`--weaken NAME`).
@@ -97,6 +125,10 @@ impl Rules {
             Rules::ApproveWhileWriter => "approve-while-writer",
             Rules::NoBranchCut => "no-branch-cut",
             Rules::SignTwoAtOneHeight => "sign-two-at-one-height",
+            Rules::AnyonePostsInOpenStates => "anyone-posts-in-open-states",
+            Rules::NoHoldWhileIntentHeld => "no-hold-while-intent-held",
+            Rules::NoLockstep => "no-lockstep",
+            Rules::ForceAfterWindow => "force-after-window",
         }
     }
 
@@ -489,12 +521,13 @@ pub struct CourtModel {
     pub machine: Machine,
     /// Open machine: the bound on the ticks h's intent waits unapplied (O9).
     pub intent_bound: u8,
-    /// A change to the court this model suggests, off by default (the court as built): a challenge
-    /// to a forced exit moves the head and restarts the challenge period, and the exit is carried
-    /// out at the new head, instead of defeating it and slashing the exiter. In the open machine
-    /// anyone may post, or the court force an intent, at a height where h confirmed a sequencer's
-    /// transaction, without a double sign h could prove; the others keep h's signature on it, and
-    /// can add theirs whenever h requests an exit, cut the branch with it and have h slashed.
+    /// A change to the court an earlier version of this model suggested, not adopted, off by
+    /// default: a challenge to a forced exit moves the head and restarts the challenge period, and
+    /// the exit is carried out at the new head, instead of defeating it and slashing the exiter. It
+    /// closed the slashed exit found with the court as first built (anyone posting, or a forced
+    /// intent landing, at a height where h signed a transaction; see
+    /// [`Rules::AnyonePostsInOpenStates`]); the adopted fix is the sequencer-only post, the force
+    /// window and the node's hold and lockstep, which the sound rules model.
     pub exit_challenge_moves_only: bool,
     /// The most ticks h needed to settle alone from any state checked so far (see
     /// [`CourtModel::honest_alone_settles`]); shared by the clones the checker makes.
@@ -667,21 +700,67 @@ impl CourtModel {
     }
 
     /// Whether the chain takes a post by `issuer` at the head's next height: the machine's write
-    /// rule (`_mayWrite`) lets the round-robin writer write, and anyone in an open state.
+    /// rule (`_mayWrite`) lets the round-robin writer write; in an open state the court takes it
+    /// only from that height's sequencer (`_checkOpenPost`, `NotSequencer`; anyone under
+    /// [`Rules::AnyonePostsInOpenStates`] and [`Rules::SignTwoAtOneHeight`]).
     fn may_post(&self, s: &State, issuer: u8) -> bool {
         match self.machine {
             Machine::RoundRobin => self.writer(s, s.head.height) == Some(issuer),
-            Machine::Open => Self::is_active(s, issuer) && s.head.height < self.max_height,
+            // The old escape (h posting its own transaction at a height not its to sequence) was
+            // built for that court too.
+            Machine::Open
+                if matches!(
+                    self.rules,
+                    Rules::AnyonePostsInOpenStates | Rules::SignTwoAtOneHeight
+                ) =>
+            {
+                Self::is_active(s, issuer) && s.head.height < self.max_height
+            }
+            Machine::Open => self.sequencer(s, s.head.height) == Some(issuer),
         }
     }
 
-    /// Whether held intent `i` is due and first in the order the held intents fell due (ties by
-    /// index), so it may be forced (`_takePostedIntent`).
-    fn forceable(s: &State, i: u8) -> bool {
+    /// O9, the hold: while the court holds an intent on this fork (anyone's, h's included) that
+    /// is not yet forced, voided or lapsed, h confirms no transaction from its peers and writes
+    /// nothing as sequencer, and brings the chain's head up to its tip at once (not under
+    /// [`Rules::NoHoldWhileIntentHeld`]). Lapsed intents are dropped from the state (normalize).
+    fn holding(&self, s: &State) -> bool {
+        self.machine == Machine::Open
+            && self.rules != Rules::NoHoldWhileIntentHeld
+            && s.held.iter().flatten().any(|d| !self.lapsed(d))
+    }
+
+    /// A held intent whose window has passed (`dueAt + agreementTime`): it can no longer be forced
+    /// (except under [`Rules::ForceAfterWindow`]) and anyone may replace it.
+    fn lapsed(&self, d: &Held) -> bool {
+        d.due <= -self.timing.agreement
+    }
+
+    /// O9, lockstep: h confirms (or writes) on its tip only if its tip is N-signed or is the
+    /// chain's head, so at most one height it signed is not provable on chain (not under
+    /// [`Rules::NoLockstep`]; round robin: always).
+    fn lockstep_ok(&self, s: &State) -> bool {
+        if self.machine != Machine::Open || self.rules == Rules::NoLockstep {
+            return true;
+        }
+        let tip = Self::tip(s);
+        match s.signed[tip.height as usize] {
+            Some(e) if e.nsig => true,
+            Some(e) => tip.height == s.head.height && Self::same_state(&e, &s.head),
+            // Nothing h signed at its tip: the tip is the head.
+            None => tip.height == s.head.height,
+        }
+    }
+
+    /// Whether held intent `i` is due, within its window (`[dueAt, dueAt + agreementTime)`, else
+    /// `IntentLapsed`), and first in the order the held intents fell due (ties by index), so it may
+    /// be forced (`_takePostedIntent`). Lapsed intents hold nobody up (they are dropped).
+    fn forceable(s: &State, i: u8, lapse: i8, rules: Rules) -> bool {
         let Some(Some(me)) = s.held.get(i as usize) else {
             return false;
         };
         me.due <= 0
+            && (me.due > -lapse || rules == Rules::ForceAfterWindow)
             && s.held.iter().enumerate().all(|(j, o)| match o {
                 Some(o) if j != i as usize => !(o.due < me.due || (o.due == me.due && j < i as usize)),
                 _ => true,
@@ -704,10 +783,14 @@ impl CourtModel {
         s.head.applied || s.signed.iter().flatten().any(|e| e.nsig && e.applied)
     }
 
-    /// h's intent waits: signed, not applied, and the game not over at the head (a model artefact:
-    /// the real channel has no final height).
+    /// h's intent waits: signed, not applied, and the game not over, at the head or in a final
+    /// state h holds N-signed (a model artefact: the real channel has no final height; there h, the
+    /// next sequencer after a colluder's final height, would write its intent on that state).
     pub fn intent_waiting(&self, s: &State) -> bool {
-        s.intent.is_some() && !Self::intent_applied(s) && s.head.height < self.max_height
+        s.intent.is_some()
+            && !Self::intent_applied(s)
+            && s.head.height < self.max_height
+            && !matches!(s.signed[self.max_height as usize], Some(e) if e.nsig)
     }
 
     /// h signs the transaction `e` at height `k` (the own-signature log): signing a second one at a
@@ -864,7 +947,9 @@ impl CourtModel {
             }
             _ => false,
         };
-        unconfirmed || late_writer || Self::has_usable_evidence(s) || self.cut_due(s)
+        // O9, the hold: while the court holds an intent, h brings the head up to its tip at once.
+        let hold = self.holding(s) && self.holds_above_head(s);
+        unconfirmed || late_writer || hold || Self::has_usable_evidence(s) || self.cut_due(s)
     }
 
     /// A running dispute h can still challenge: the `DisputeHandler` shows its highest N-signed
@@ -895,7 +980,7 @@ impl CourtModel {
         let stamps = self.post_stamps(s);
         let posters: Vec<u8> = match self.machine {
             Machine::RoundRobin => self.writer(s, s.head.height).into_iter().collect(),
-            Machine::Open => self.adversaries(s).collect(),
+            Machine::Open => self.adversaries(s).filter(|p| self.may_post(s, *p)).collect(),
         };
         for w in posters.into_iter().filter(|w| *w != HONEST) {
             for applied in self.applied_choices(s, s.head.applied) {
@@ -1126,6 +1211,9 @@ impl CourtModel {
                 if !self.posts_open(s) || !Self::linked(s, height) || e.ts < s.head.ts {
                     return None;
                 }
+                if self.machine == Machine::Open && !self.may_post(s, e.issuer) {
+                    return None;
+                }
                 self.land_post(&mut t, height, (e.mv, e.thief, e.applied), e.ts, Some(e.issuer));
             }
             Action::Checkpoint { height } | Action::HCheckpoint { height } => {
@@ -1192,7 +1280,8 @@ impl CourtModel {
                 e.nsig = true;
             }
             Action::Propose { mv, ts, applied } => {
-                if !Self::honest_signs(s) {
+                // O9: no confirmation while the court holds an intent, and only in lockstep.
+                if !Self::honest_signs(s) || self.holding(s) || !self.lockstep_ok(s) {
                     return None;
                 }
                 let tip = Self::tip(s);
@@ -1454,7 +1543,9 @@ impl CourtModel {
                 Self::close(&mut t, exits);
             }
             Action::HWrite => {
-                if !Self::honest_signs(s) {
+                // O9: nothing written as sequencer while the court holds an intent, and only in
+                // lockstep.
+                if !Self::honest_signs(s) || self.holding(s) || !self.lockstep_ok(s) {
                     return None;
                 }
                 let tip = Self::tip(s);
@@ -1494,12 +1585,13 @@ impl CourtModel {
             }
             Action::PostIntent { index, applies } => {
                 // `postIntent`: anyone, with the issuer's signature; a held intent is replaced only
-                // by its issuer (intents never expire in the model).
+                // by its issuer, or by anyone once it lapsed (then it is no longer in the state;
+                // intents never expire in the model).
                 if self.machine != Machine::Open || !Self::is_active(s, index) {
                     return None;
                 }
                 if index == HONEST {
-                    if s.intent.is_none() || s.held[0].is_some() || !applies {
+                    if s.intent.is_none() || s.held[0].is_some_and(|d| !self.lapsed(&d)) || !applies {
                         return None;
                     }
                 } else if index >= self.n {
@@ -1517,7 +1609,7 @@ impl CourtModel {
                     || self.rules == Rules::SignTwoAtOneHeight
                     || !self.intent_waiting(s)
                     || s.intent < Some(self.timing.p2p as u8)
-                    || s.held[0].is_some()
+                    || s.held[0].is_some_and(|d| !self.lapsed(&d))
                     || self.holds_above_head(s)
                     || self.cut_due(s)
                     || Self::has_usable_evidence(s)
@@ -1533,7 +1625,7 @@ impl CourtModel {
             Action::Force { index } | Action::HForce { index } => {
                 if self.machine != Machine::Open
                     || matches!(s.dispute, Some(d) if Self::undefeated(&d, Kind::Timeout))
-                    || !Self::forceable(s, index)
+                    || !Self::forceable(s, index, self.timing.agreement, self.rules)
                 {
                     return None;
                 }
@@ -1839,10 +1931,22 @@ impl CourtModel {
         {
             *age = 0;
         }
-        // A held intent of a participant no longer in the channel is of no fork that matters.
+        // A held intent of a participant no longer in the channel is of no fork that matters, and
+        // one whose window has passed (`IntentLapsed`) can no longer be forced, holds no post or
+        // force up, and may be replaced by anyone: it is as if the court held none.
+        // (Under `Rules::ForceAfterWindow` a lapsed intent stays held, its `dueAt` kept as "lapsed".)
+        let lapse = self.timing.agreement;
         for (i, d) in t.held.iter_mut().enumerate() {
             if t.active & bit(i as u8) == 0 {
                 *d = None;
+            } else if let Some(h) = d
+                && h.due <= -lapse
+            {
+                if self.rules == Rules::ForceAfterWindow {
+                    h.due = -lapse;
+                } else {
+                    *d = None;
+                }
             }
         }
         // Below the head, only what a cut may still bring back counts: from the lowest height where

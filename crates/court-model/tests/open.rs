@@ -1,35 +1,29 @@
 //! The open machine (anyone may write, O9): intents, a rotating sequencer, and left-out intents
 //! posted to the court and forced.
 //!
-//! Found by this model: with the court as built, h can be slashed for a forced exit in an open
-//! channel (G2). Anyone may post at a height where h confirmed (or, as sequencer, wrote) a
-//! transaction, or the court may force an intent there; no double sign shows it, and the others
-//! keep h's signature on its transaction. When h requests an exit they add their signatures, cut
-//! the posted branch with it (R2) and so defeat the exit, which slashes the exiter (R6).
-//! `CourtModel::exit_challenge_moves_only` is the court change that closes it (a challenge moves
-//! the head and the exit is carried out there); the depth-bounded checks below run with it, and
-//! find every other property holding.
+//! With the court as first built the model found h slashed for a forced exit (G2): anyone could
+//! post at a height where h had signed a transaction, or the court force an intent there, and the
+//! others, keeping h's signature, cut the posted branch with it and defeated h's exit (R2, R6).
+//! The sound rules now model the adopted fix: only the height's sequencer posts after an open
+//! state, a held intent is forced only within its window, and h holds (confirms and writes
+//! nothing, brings the head to its tip) while the court holds an intent and confirms in lockstep.
+//! Every property holds with them (`exit_challenge_moves_only` off).
 //!
-//! In CI: N = 2 to depth 9 (1.2 million states) and N = 3 to depth 7 (0.9 million), seconds each. Deeper, in release:
+//! In CI (debug): N = 2 to depth 10 and N = 3 to depth 8 (seconds each, not exhaustive). Deeper, in release, one thread:
 //! `cargo test -p entente-court-model --release --test open -- --ignored --nocapture`
-//! (or `cargo run -p entente-court-model --release -- --machine open --n 2 --no-leave
-//! --exit-challenge-moves-only --depth 12`).
+//! (or `cargo run -p entente-court-model --release -- --machine open --n 2 --no-leave --threads 1`,
+//! exhaustive).
 
 #![allow(clippy::print_stdout)] // the tests print what they explored
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use entente_court_model::{Action, CourtModel, Fate, Report, Rules, State, check};
 
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(2)
-}
-
-/// The open model with the court change the model suggests, without leave approvals (orthogonal
-/// to O9: h co-signs none while its intent is under way).
+/// The open model under the sound rules, without leave approvals (orthogonal to O9: h co-signs
+/// none while its intent is under way).
 fn fixed(n: u8) -> CourtModel {
     let mut model = CourtModel::open(n, Rules::Sound);
     model.leave = false;
-    model.exit_challenge_moves_only = true;
     model
 }
 
@@ -48,8 +42,8 @@ fn assert_holds(report: &Report) {
 }
 
 #[test]
-fn two_participants_to_depth_9() {
-    let report = check(fixed(2), Some(9), threads());
+fn two_participants_to_depth_10() {
+    let report = check(fixed(2), Some(10), 1);
     assert_holds(&report);
     // The interesting paths exist within this depth.
     for name in [
@@ -63,44 +57,30 @@ fn two_participants_to_depth_9() {
 }
 
 #[test]
-fn three_participants_to_depth_7() {
-    let report = check(fixed(3), Some(7), threads());
-    assert_holds(&report);
-}
-
-#[test]
-#[ignore = "about four minutes in release (30 million states): run with --release -- --ignored"]
-fn two_participants_to_depth_12() {
-    let report = check(fixed(2), Some(12), threads());
-    assert_holds(&report);
-}
-
-#[test]
-#[ignore = "20 s in release (4.8 million states): run with --release -- --ignored"]
 fn three_participants_to_depth_8() {
-    let report = check(fixed(3), Some(8), threads());
+    let report = check(fixed(3), Some(8), 1);
     assert_holds(&report);
 }
 
-/// The checker finds the slashed exit by itself with the court as built (depth 10).
 #[test]
-#[ignore = "75 s in release (13 million states, depth 10): run with --release -- --ignored"]
-fn as_built_the_checker_finds_the_slashed_exit() {
-    let mut model = CourtModel::open(2, Rules::Sound);
-    model.leave = false;
-    let report = check(model, None, 1);
-    println!("{}", report.summary());
-    assert!(
-        report
-            .failures
-            .iter()
-            .any(|(name, _)| *name == "G2 h is never timed out or slashed"),
-        "{}",
-        report.summary()
-    );
+#[ignore = "about three minutes in release (11.7 million states, exhaustive): run with --release -- --ignored"]
+fn two_participants_every_reachable_state() {
+    let report = check(fixed(2), None, 1);
+    assert_holds(&report);
+    assert!(report.complete, "the search did not cover every reachable state");
 }
 
-/// The slashed exit step by step: with the court as built h is slashed, with the change it exits.
+#[test]
+#[ignore = "85 s in release (11.5 million states, depth 10, not exhaustive): run with --release -- --ignored"]
+fn three_participants_to_depth_10() {
+    let report = check(fixed(3), Some(10), 1);
+    assert_holds(&report);
+}
+
+/// The slashed exit the checker found with the court as first built, step by step: now the
+/// colluder's post at h's height is refused (only the height's sequencer posts after an open
+/// state, `NotSequencer`), so h's transaction stays linked, h brings it to the chain before it
+/// exits, and it exits; with anyone posting (`Rules::AnyonePostsInOpenStates`) h is slashed.
 #[test]
 fn a_cut_with_the_honest_signature_defeats_its_exit() {
     let post = Action::Post {
@@ -110,37 +90,62 @@ fn a_cut_with_the_honest_signature_defeats_its_exit() {
         unlinked: false,
         applied: false,
     };
-    let path = [
+    let before = [
         // Participant 1 (the sequencer of height 1) posts its transaction.
         post,
         // h signs an intent and, the sequencer of height 2, writes it at once.
         Action::HIntent,
         Action::HWrite,
-        // Participant 1 posts its own transaction at height 2 (anyone may write in an open state):
-        // not a double sign, it is not the issuer of h's.
+    ];
+    let attack = [
+        // Participant 1 posts its own transaction at height 2, h's height.
         post,
         // h, with nothing it can bring to the chain, requests an exit.
         Action::HExit,
         // Participant 1 adds its signature to h's transaction at height 2 and shows it: it cuts
-        // the posted branch there (R2), a challenge.
+        // the posted branch there (R2), a challenge that defeats the exit (R6).
         Action::Checkpoint { height: 2 },
         Action::Tick,
         Action::Tick,
         Action::Tick,
         Action::Finalize,
     ];
-    for fix in [false, true] {
-        let mut model = CourtModel::open(2, Rules::Sound);
-        model.exit_challenge_moves_only = fix;
-        let mut s: State = model.initial();
+    let run = |model: &CourtModel, path: &[Action], mut s: State| {
         for a in path {
             s = model
-                .step(&s, a)
-                .unwrap_or_else(|| panic!("{a:?} refused (fix: {fix}) in {s}"));
+                .step(&s, *a)
+                .unwrap_or_else(|| panic!("{a:?} refused under {:?} in {s}", model.rules));
         }
-        let expected = if fix { Fate::Exited } else { Fate::Slashed };
-        assert_eq!(s.fate, expected, "{s}");
+        s
+    };
+    // The court as first built: h is slashed.
+    let old = CourtModel::open(2, Rules::AnyonePostsInOpenStates);
+    let s = run(&old, &before, old.initial());
+    let s = run(&old, &attack, s);
+    assert_eq!(s.fate, Fate::Slashed, "{s}");
+    // Now: the post is refused, h cannot exit while its transaction can still reach the chain.
+    let model = CourtModel::open(2, Rules::Sound);
+    let s = run(&model, &before, model.initial());
+    assert!(
+        model.step(&s, attack[0]).is_none(),
+        "participant 1 posted at h's height: {s}"
+    );
+    assert!(model.step(&s, Action::HExit).is_none(), "{s}");
+    // Nothing is due: time passes until h's confirmation deadline, then h posts its transaction
+    // (the head at its tip), and exits; the colluder has nothing left to cut with.
+    let mut s = s;
+    while !model.honest_due(&s) {
+        s = model.step(&s, Action::Tick).expect("time passes");
     }
+    let s = run(&model, &[Action::HPost { height: 2 }, Action::HExit], s);
+    assert_eq!((s.head.height, s.head.applied), (2, true), "{s}");
+    assert!(model.step(&s, Action::Checkpoint { height: 2 }).is_none(), "{s}");
+    let s = run(
+        &model,
+        &[Action::Tick, Action::Tick, Action::Tick, Action::Finalize],
+        s,
+    );
+    assert_eq!(s.fate, Fate::Exited, "{s}");
 }
 
 /// An idle participant has no duty in an open state: no timeout can be raised against it, however

@@ -216,3 +216,51 @@ fn the_sound_node_posts_its_intent_instead_of_escaping() {
         );
     }
 }
+
+/// The open model of a short game without leave approvals, for the weakenings of O9's rules.
+fn open_short(rules: Rules, max_height: u8) -> CourtModel {
+    let mut model = CourtModel::open(2, rules);
+    model.leave = false;
+    model.max_height = max_height;
+    model
+}
+
+/// The court as first built: in an open state anyone posts at the head's next height. The colluder
+/// posts its own transaction at h's height, over the one h wrote there as sequencer (no double
+/// sign: it is not that transaction's issuer), adds its signature to h's when h requests an exit,
+/// cuts the posted branch with it (R2) and defeats the exit (R6): h is slashed.
+#[test]
+fn anyone_posting_in_an_open_state_slashes_the_honest_exiter() {
+    let report = counterexample_in(
+        open_short(Rules::AnyonePostsInOpenStates, 2),
+        "G2 h is never timed out or slashed",
+    );
+    let (_, path) = &report.failures[0];
+    assert!(path.contains("HExit") && path.contains("h:Slashed"), "{path}");
+}
+
+/// h without the hold: it confirms the sequencer's transaction while a colluder's intent is held
+/// and leaves it off the chain; the colluder forces its intent at that height, and with h's
+/// signature on the transaction there cuts the forced branch when h requests an exit: h is slashed.
+#[test]
+fn without_the_hold_a_forced_intent_slashes_the_honest_exiter() {
+    let report = counterexample_in(
+        open_short(Rules::NoHoldWhileIntentHeld, 1),
+        "G2 h is never timed out or slashed",
+    );
+    let (_, path) = &report.failures[0];
+    assert!(path.contains("Force") && path.contains("h:Slashed"), "{path}");
+}
+
+/// The court before `IntentLapsed`: a colluder's intent is left to lapse, h confirms the
+/// sequencer's transaction once the window is over, and the late force lands at that height; the
+/// colluder cuts the forced branch with h's signature when h requests an exit: h is slashed.
+#[test]
+fn a_force_after_its_window_slashes_the_honest_exiter() {
+    let report = counterexample_in(
+        open_short(Rules::ForceAfterWindow, 1),
+        "G2 h is never timed out or slashed",
+    );
+    let (_, path) = &report.failures[0];
+    assert!(path.contains("Force") && path.contains("h:Slashed"), "{path}");
+}
