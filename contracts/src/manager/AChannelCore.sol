@@ -285,21 +285,21 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
 
     /// @dev The checks a post makes in an open state (the parent names no writer, docs/protocol.md section 11):
     /// the height is its sequencer's alone (`participants[height % n]`: a conflicting post is then the
-    /// sequencer's own double sign, not anyone's); no post is taken while a held intent is due (from its
-    /// `dueAt`, for one `agreementTime`, until it is forced); and in any state, no post stamps a live held
-    /// intent expired.
+    /// sequencer's own double sign, not anyone's); and while a held intent can still be forced (until one
+    /// `agreementTime` after its `dueAt`), no post stamps it expired, and from its `dueAt` no post is taken
+    /// until it is forced. A state that names a writer is moved by that writer alone: held intents hold
+    /// nothing up there (a force there is let go), and a lapsed one holds nothing up anywhere.
     function _checkOpenPost(
         bytes32 channelId,
         Channel storage ch,
         Transaction calldata t,
         bytes calldata state
     ) internal view {
-        bool open =
-            _machine(ch).nextToWriteOf{gas: ch.machineGasLimit}(state) == address(0);
-        if (open) {
-            address sequencer = _members[channelId][t.height % ch.participantCount].addr;
-            if (t.participant != sequencer) revert NotSequencer(sequencer, t.participant);
+        if (_machine(ch).nextToWriteOf{gas: ch.machineGasLimit}(state) != address(0)) {
+            return;
         }
+        address sequencer = _members[channelId][t.height % ch.participantCount].addr;
+        if (t.participant != sequencer) revert NotSequencer(sequencer, t.participant);
         bytes32 key = _forkKey(channelId, ch.forkCnt);
         uint256 mask = _dueMask[key];
         if (mask == 0) return;
@@ -308,11 +308,9 @@ abstract contract AChannelCore is EIP712, ReentrancyGuardTransient, IStateChanne
             if (mask & 1 != 0) {
                 DueIntent storage d = _dueIntents[key][i];
                 uint64 notAfter = d.notAfter;
-                if (notAfter >= headTs) {
-                    uint64 dueAt = d.dueAt;
-                    if (open && block.timestamp >= dueAt && block.timestamp < dueAt + ch.agreementTime) {
-                        revert IntentDue(i, d.digest);
-                    }
+                uint64 dueAt = d.dueAt;
+                if (notAfter >= headTs && block.timestamp < dueAt + ch.agreementTime) {
+                    if (block.timestamp >= dueAt) revert IntentDue(i, d.digest);
                     if (t.timestamp > notAfter) revert BadTimestamp(t.timestamp, headTs, notAfter);
                 }
             }

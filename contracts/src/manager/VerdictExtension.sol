@@ -125,6 +125,12 @@ contract VerdictExtension is AChannelCore {
         bytes32 digest = _takePostedIntent(channelId, ch, index, intent, signature);
         Proven memory h = _moveHead(channelId, ch, parent);
         uint64 fork = ch.forkCnt;
+        // A state that names a writer is that writer's to move, with a transaction the peers may have
+        // confirmed already: a forced intent there could land beside it. Let it go.
+        if (!_namesNoWriter(ch, parent.state)) {
+            emit IntentVoided(channelId, fork, index, digest);
+            return;
+        }
         Transaction memory t = _forcedTransaction(channelId, fork, h, intent, signature);
         bytes32 resultHash = _runForced(channelId, ch, parent.state, t);
         if (resultHash == bytes32(0)) {
@@ -177,6 +183,15 @@ contract VerdictExtension is AChannelCore {
         }
         _dueMask[key] &= ~(1 << index);
         delete _dueIntents[key][index];
+    }
+
+    /// @dev True when `state` names no next writer (by a bounded call: a machine that fails or answers
+    /// garbage counts as naming one).
+    function _namesNoWriter(Channel storage ch, bytes calldata state) private returns (bool) {
+        (bool ok, bytes memory ret) = _call(
+            ch.stateMachine, abi.encodeCall(IStateMachine.nextToWriteOf, (state)), ch.machineGasLimit, true
+        );
+        return ok && ret.length == 32 && abi.decode(ret, (address)) == address(0);
     }
 
     /// @dev The transaction the court writes for a forced intent on head `h` (its `stateHash` left zero).

@@ -640,6 +640,31 @@ contract PaymentsTest is ChannelTestBase {
         vm.assertEq(m.getChannel(id).headHeight, 1);
     }
 
+    function test_court_aLapsedIntentCapsNoStamp_inAnOpenOrATurnBasedChannel() public {
+        // open channel: a junk intent that expires as early as the court allows, never forced
+        (bytes32 id, bytes memory g) = _openPayments();
+        vm.warp(T0 + 5);
+        (Intent memory junk, bytes memory jsig) =
+            _courtIntent(id, 2, 0, uint64(block.timestamp + AGREE), _payCall(1, 1 ether));
+        m.postIntent(junk, jsig);
+        (, uint64 due,) = m.postedIntent(id, 2);
+        // once its window is over, a post stamped after its expiry is taken
+        vm.warp(due + AGREE);
+        (Transaction memory t1,) = _onChain(id, 1, 1, g, _payCall(0, 1 ether));
+        vm.assertGt(t1.timestamp, junk.notAfter);
+        m.postCalldata(t1, _issuerSig(t1), _genesisProof(g));
+        vm.assertEq(m.getChannel(id).headHeight, 1);
+        // turn-based channel: a held intent caps no stamp of the writer's move, even in its window
+        (bytes32 ttt, bytes memory tg) = _openTtt();
+        Intent memory tjunk = Intent(ttt, addrs[1], 0, uint64(block.timestamp + AGREE), hex"01");
+        m.postIntent(tjunk, _sign(keys[1], pay.intentDigest(tjunk)));
+        vm.warp(block.timestamp + AGREE + 1);
+        (Transaction memory m1,) = _tttMove(ttt, 0, 1, addrs[0], uint64(block.timestamp), tg, 0);
+        vm.assertGt(m1.timestamp, tjunk.notAfter);
+        m.postCalldata(m1, _issuerSig(m1), _genesisProof(tg));
+        vm.assertEq(m.getChannel(ttt).headHeight, 1);
+    }
+
     function test_revert_inAStateThatNamesNoWriter_onlyTheHeightsSequencerPosts() public {
         (bytes32 id, bytes memory g) = _openPayments();
         vm.warp(T0 + 5);

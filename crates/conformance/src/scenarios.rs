@@ -949,7 +949,7 @@ pub fn gas_of_operations<C: Chain>(w: &mut World<C>) -> Vec<GasRow> {
         },
         zero(),
     );
-    row("post calldata", &sent, 437_090);
+    row("post calldata", &sent, 434_477);
     w.warp_past(t0 + 1 + P2P + AGREE + FALLBACK + 1);
     let posted = w.posted_proof(&t1, &s1);
     let sent = w.send(

@@ -346,9 +346,11 @@ impl DisputeHandler {
             .as_ref()
             .is_some_and(|r| r.record.fork == fork && r.record.submitter == self.me);
         let ours_pending = self.disputes_sent.iter().any(|(_, f, _)| *f == fork);
-        if ours_running || ours_pending {
+        if ours_running || ours_pending || self.exit_wanted {
             sm.stop_signing();
         }
+        let now = sm.now_secs(local_ms);
+        self.update_court_hold(sm, now);
     }
 
     /// Leaves through the chain: signs nothing more on this fork (O3), brings the head up to our
@@ -518,6 +520,10 @@ impl DisputeHandler {
                 if let Err(e) = sm.apply_fork(info, &state, local_ms) {
                     tracing::error!(target: "entente::dispute", error = %e, fork, "the enforced state does not load");
                 }
+                // An exit our participant asked for still stands on the new fork.
+                if self.exit_wanted {
+                    sm.stop_signing();
+                }
             }
             ChainEvent::IntentPosted {
                 fork,
@@ -561,12 +567,14 @@ impl DisputeHandler {
 
     /// Whether the court holds an intent of the current fork that can still be forced (from its
     /// post to the end of its window): the state manager then lets only the chain move an open
-    /// channel (docs/protocol.md, section 11). Lapsed intents are forgotten.
+    /// channel (docs/protocol.md, section 11). Lapsed intents are forgotten, one more
+    /// `agreementTime` after their window on our clock (a block stamped behind our clock may
+    /// still carry a force).
     fn update_court_hold<S: Signer>(&mut self, sm: &mut StateManager<S>, now: u64) {
         let fork = sm.fork().fork;
         let window = sm.spec().timing.agreement_time;
         self.held.retain(|_, (f, _, due)| {
-            *f > fork || (*f == fork && now < due.saturating_add(window) + DEADLINE_MARGIN)
+            *f > fork || (*f == fork && now < due.saturating_add(2 * window) + DEADLINE_MARGIN)
         });
         sm.set_court_hold(self.held.values().any(|(f, _, _)| *f == fork));
     }
@@ -766,6 +774,9 @@ impl DisputeHandler {
         let now = sm.now_secs(local_ms);
         self.update_court_hold(sm, now);
         self.take_linked_head(sm, local_ms);
+        // Our tip on chain counts as proven: the next open height may be signed (in step).
+        let head = self.current_head(sm);
+        sm.note_head(head.height, head.state_hash, local_ms);
         let mut actions = Vec::new();
         let fork = sm.fork().fork;
         let timing = sm.spec().timing;
@@ -893,6 +904,7 @@ impl DisputeHandler {
         // While the court holds an intent, bring the head up to our tip before it falls due: a
         // forced intent then lands above every height we signed (section 11 of docs/protocol.md).
         if sm.court_holds()
+            && sm.is_open()
             && let Some(action) = self.advance_head(sm, sm.tip(), local_ms)
         {
             actions.push(action);

@@ -15,7 +15,11 @@ use support::{World, X_WINS, dial_addr, ether, play, tictactoe_proposal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const WAIT: Duration = Duration::from_secs(120);
+/// A bound on each step, not a measurement. A call whose request or answer is lost is decided again
+/// after a back-off that doubles up to 16 s (not sent) or 64 s (reverted: e.g. a deposit sent again
+/// after its first, unanswered, copy landed), so a few losses in a row on one call take minutes: a
+/// run under CI load once took 88 s to go live and another more than 120 s.
+const WAIT: Duration = Duration::from_secs(300);
 
 /// A proxy in front of `upstream` that, once armed, loses `permille` / 1000 of the HTTP requests:
 /// half of the losses before the chain sees the request, half after (the answer is lost).

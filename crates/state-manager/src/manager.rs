@@ -816,11 +816,17 @@ impl<S: Signer> StateManager<S> {
             return Err(Rejection::CourtHoldsIntent);
         }
         if !self.tip_secure() {
-            // Waits until the tip is final (or taken from the chain).
+            // The height's writer's transaction waits until the tip is final (or on chain).
+            if tx.participant != self.next_writer {
+                return Err(Rejection::NotYourTurn {
+                    issuer: tx.participant,
+                    expected: self.next_writer,
+                });
+            }
             if self.future.len() >= self.config.max_buffered {
                 return Err(Rejection::BufferFull);
             }
-            self.future.insert(tx.height, st);
+            self.future.entry(tx.height).or_insert(st);
             return Ok(Accepted::Buffered);
         }
         self.validate_and_apply(st, digest, local_ms, Arrival::Network)?;
@@ -1617,6 +1623,15 @@ impl<S: Signer> StateManager<S> {
             tracing::debug!(target: "entente::state", held, "the court's hold on an open channel");
         }
         self.court_hold = held;
+    }
+
+    /// The chain's head as the dispute layer sees it: when it is our tip (one we posted, or an
+    /// N-signed state shown), the tip counts as on chain, so the next open height may be signed.
+    pub fn note_head(&mut self, height: u64, state_hash: B256, local_ms: u64) {
+        if height == self.agreement.tip() && state_hash == self.tip_state_hash && self.chain_tip != height {
+            self.chain_tip = height;
+            self.drain_future(local_ms);
+        }
     }
 
     /// True while [`Self::set_court_hold`] holds the channel.
