@@ -241,6 +241,26 @@ impl AgreementManager {
         digest: B256,
         issuer_signature: Signature,
     ) -> Result<Option<u64>, AgreementError> {
+        self.push_entry(transaction, digest, Some(issuer_signature))
+    }
+
+    /// Appends a transaction the court wrote at the next height (a forced intent: see
+    /// docs/protocol.md, section 11). Nobody signed it, so it carries no vote; it becomes final
+    /// like any other, when every participant signed it or a later transaction.
+    pub fn append_unsigned(
+        &mut self,
+        transaction: Transaction,
+        digest: B256,
+    ) -> Result<Option<u64>, AgreementError> {
+        self.push_entry(transaction, digest, None)
+    }
+
+    fn push_entry(
+        &mut self,
+        transaction: Transaction,
+        digest: B256,
+        issuer_signature: Option<Signature>,
+    ) -> Result<Option<u64>, AgreementError> {
         if transaction.forkCnt != self.fork {
             return Err(AgreementError::WrongFork {
                 got: transaction.forkCnt,
@@ -259,46 +279,18 @@ impl AgreementManager {
         };
         let height = transaction.height;
         let mut signatures = BTreeMap::new();
-        signatures.insert(issuer, issuer_signature);
+        if let Some(signature) = issuer_signature {
+            signatures.insert(issuer, signature);
+        }
         self.entries.push_back(Entry {
             transaction,
             digest,
             signatures,
         });
-        self.vote(index, height);
-        self.check_stored_conflict(height, issuer);
-        Ok(self.update_finality())
-    }
-
-    /// Appends a transaction the court wrote at the next height (a forced intent: see
-    /// docs/protocol.md, section 11). Nobody signed it, so it carries no vote; it becomes final
-    /// like any other, when every participant signed it or a later transaction.
-    pub fn append_unsigned(
-        &mut self,
-        transaction: Transaction,
-        digest: B256,
-    ) -> Result<Option<u64>, AgreementError> {
-        if transaction.forkCnt != self.fork {
-            return Err(AgreementError::WrongFork {
-                got: transaction.forkCnt,
-                current: self.fork,
-            });
+        if issuer_signature.is_some() {
+            self.vote(index, height);
+            self.check_stored_conflict(height, issuer);
         }
-        if transaction.height != self.tip() + 1 {
-            return Err(AgreementError::NotNextHeight {
-                got: transaction.height,
-                tip: self.tip(),
-            });
-        }
-        let issuer = transaction.participant;
-        if self.index_of(&issuer).is_none() {
-            return Err(AgreementError::IssuerNotAParticipant(issuer));
-        }
-        self.entries.push_back(Entry {
-            transaction,
-            digest,
-            signatures: BTreeMap::new(),
-        });
         Ok(self.update_finality())
     }
 

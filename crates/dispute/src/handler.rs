@@ -828,28 +828,10 @@ impl DisputeHandler {
         }
 
         // The game is over but no N-signed final state came by the confirmation deadline (a peer
-        // withholds its signature): bring the head to the final state, then exit through the
-        // chain from it (the finished game then settles for everyone).
-        if sm.is_game_over()
-            && !self.exit_sent
-            && now > Deadlines::after(sm.tip_timestamp(), &timing).confirm_by
-        {
-            if let Some(action) = self.advance_head(sm, sm.tip(), local_ms) {
-                actions.push(action);
-                return actions;
-            }
-            if self.pending_head.is_none()
-                && let Some(latest) = self.latest_proof(sm)
-            {
-                self.exit_sent = true;
-                let action = self.start_dispute(sm, ChainAction::RequestExit { latest });
-                actions.push(action);
-                return actions;
-            }
-        }
-
-        // Our participant asked to leave: head to our tip first, then the exit.
-        if self.exit_wanted && !self.exit_sent {
+        // withholds its signature), or our participant asked to leave: bring the head to our tip,
+        // then exit through the chain from it (a finished game then settles for everyone).
+        let game_stuck = sm.is_game_over() && now > Deadlines::after(sm.tip_timestamp(), &timing).confirm_by;
+        if (game_stuck || self.exit_wanted) && !self.exit_sent {
             if let Some(action) = self.advance_head(sm, sm.tip(), local_ms) {
                 actions.push(action);
                 return actions;
