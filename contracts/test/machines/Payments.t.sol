@@ -8,6 +8,7 @@ import {AStateMachine} from "../../src/AStateMachine.sol";
 import {IStateChannelEvents} from "../../src/interfaces/IStateChannelEvents.sol";
 import {Transaction, ChannelSpec, StateProof, Exit, Channel} from "../../src/ChannelTypes.sol";
 import {TestToken} from "../../src/tokens/TestToken.sol";
+import {PaymentsWithTurns} from "../utils/PaymentsWithTurns.sol";
 
 /// The payment machine alone (any participant pays at any time, as its own transaction or as an intent a
 /// sequencer applies) and in the court (nobody can be timed out, any participant can post, the balances
@@ -733,5 +734,70 @@ contract PaymentsInATokenTest is ChannelTestBase {
         vm.assertEq(token.balanceOf(ps[0]), 7 ether);
         vm.assertEq(token.balanceOf(ps[1]), 3 ether);
         vm.assertEq(token.balanceOf(address(manager)), 0);
+    }
+}
+
+/// The court in a machine whose states alternate between naming a writer and naming none.
+contract PaymentsWithTurnsTest is ChannelTestBase {
+    PaymentsWithTurns internal pay;
+    PaymentsWithTurns internal scratch;
+    address[] internal ps;
+
+    function setUp() public override {
+        super.setUp();
+        pay = new PaymentsWithTurns();
+        scratch = new PaymentsWithTurns();
+        for (uint256 i = 0; i < 3; i++) {
+            ps.push(addrs[i]);
+        }
+    }
+
+    function _tx(bytes32 id, uint64 h, uint256 writer, bytes memory prev, bytes memory data)
+        internal
+        returns (Transaction memory t, bytes memory next)
+    {
+        return _txOn(address(scratch), id, 0, h, addrs[writer], uint64(block.timestamp), prev, data);
+    }
+
+    function _pay(uint256 to, uint256 amount) internal view returns (bytes memory) {
+        return abi.encodeCall(Payments.pay, (addrs[to], amount));
+    }
+
+    function test_court_aForceInAStateThatNamesAWriterIsLetGo_notLandedBesideTheWritersMove() public {
+        uint256[] memory deps = new uint256[](3);
+        for (uint256 i = 0; i < 3; i++) {
+            deps[i] = 10 ether;
+        }
+        bytes memory g = pay.initialState(ps, deps);
+        bytes32 id = _openFunded(_spec(address(pay), address(0), ps, deps), g);
+        vm.warp(T0 + 5);
+        // participant 0 gives the court its intent, which the sequencers left out
+        Intent memory intent = Intent(id, addrs[0], 0, uint64(block.timestamp + 1000), _pay(1, 3 ether));
+        bytes memory isig = _sign(keys[0], pay.intentDigest(intent));
+        m.postIntent(intent, isig);
+        (, uint64 dueAt,) = m.postedIntent(id, 0);
+        // off chain, everyone signs height 1, after which participant 0 is the named writer; participant 0
+        // writes height 2 and everyone confirms it
+        (Transaction memory t1, bytes memory s1) = _tx(id, 1, 1, g, _pay(0, 1));
+        vm.assertEq(scratch.nextToWriteOf(s1), addrs[0]);
+        (Transaction memory t2, bytes memory s2) = _tx(id, 2, 0, s1, _pay(1, 1));
+        vm.assertEq(scratch.nextToWriteOf(s2), address(0));
+        // a colluder forces the intent on height 1: it would land at height 2, beside the confirmed move
+        // there (which participant 0 signed). The court lets it go instead.
+        vm.warp(dueAt);
+        vm.expectEmit(address(m));
+        emit IStateChannelEvents.IntentVoided(id, 0, 0, pay.intentDigest(intent));
+        vm.prank(addrs[1]);
+        m.forceIntent(id, 0, intent, isig, _signedProof(t1, s1, 3));
+        Channel memory c = m.getChannel(id);
+        vm.assertEq(c.headHeight, 1);
+        vm.assertEq(c.headStateHash, keccak256(s1));
+        // the confirmed height 2 stands on it; in that state, which names nobody, the intent is forced
+        m.checkpoint(id, _signedProof(t2, s2, 3));
+        m.postIntent(intent, isig);
+        (, dueAt,) = m.postedIntent(id, 0);
+        vm.warp(dueAt);
+        m.forceIntent(id, 0, intent, isig, _signedProof(t2, s2, 3));
+        vm.assertEq(m.getChannel(id).headHeight, 3);
     }
 }
