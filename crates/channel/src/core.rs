@@ -365,6 +365,8 @@ impl<S: Signer + Clone> Channel<S> {
             finalized: 0,
             tip_state_hash: B256::ZERO,
             tip_timestamp: 0,
+            state_machine: self.life.proposal.state_machine,
+            token: self.life.proposal.token,
             participants: self.life.proposal.participants.clone(),
             next_writer: Address::ZERO,
             game_over: false,

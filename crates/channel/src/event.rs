@@ -133,6 +133,10 @@ pub struct ChannelInfo {
     pub tip_state_hash: B256,
     /// Timestamp of the transaction at `tip` (or of the fork's genesis).
     pub tip_timestamp: u64,
+    /// The state machine's address.
+    pub state_machine: Address,
+    /// The deposits' asset: an ERC20 token, or zero for ether.
+    pub token: Address,
     /// Current participants.
     pub participants: Vec<Address>,
     /// Who writes next.

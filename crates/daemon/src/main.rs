@@ -11,10 +11,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use entente_daemon::accounts::{self, KeyOrigin, NewAccount};
+use entente_daemon::client::Client;
 use entente_daemon::config::{ApiConfig, ChainConfig, DaemonConfig, default_api_listen};
 use entente_daemon::keystore::ScryptParams;
 use entente_daemon::password::PasswordSource;
 use entente_types::Address;
+use serde_json::json;
+
+mod node;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +44,133 @@ enum Command {
     /// Add or list accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Run the daemon: a node for every account, and the API.
+    Node,
+    /// Deploy the StateChannelManager (unless the configuration names one with code) and state
+    /// machines to the chain, from an account; records them in the home.
+    Deploy(DeployArgs),
+    /// The accounts the running daemon serves.
+    Sessions(ClientArgs),
+    /// The state machines the daemon knows.
+    Machines(ClientArgs),
+    /// Register a deployed state machine with the daemon (it checks the chain's code).
+    Register(RegisterArgs),
+    /// Propose a channel.
+    Propose(ProposeArgs),
+    /// Proposals waiting for an answer.
+    Proposals(ClientArgs),
+    /// Accept a proposal.
+    Accept(ChannelArg),
+    /// Decline a proposal.
+    Decline(ChannelArg),
+    /// The account's channels.
+    Channels(ClientArgs),
+    /// One channel.
+    Show(ChannelArg),
+    /// Make a move: `entente call <channel> play 4`.
+    Call(CallArgs),
+    /// Run a view: `entente view <channel> getGame`.
+    View(CallArgs),
+    /// Exit a channel through the chain.
+    Exit(ChannelArg),
+    /// Ask to leave a channel with one's share.
+    Leave(ChannelArg),
+    /// Print a channel's events as they happen (one JSON line each).
+    Watch(WatchArgs),
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    /// The account that pays (default: the only one).
+    #[arg(long)]
+    account: Option<String>,
+    /// Machines to deploy: tictactoe, payments, roundrobin, or an artifact file `NAME=PATH.json`.
+    #[arg(long = "machine", default_values_t = vec!["tictactoe".to_string(), "payments".to_string(), "roundrobin".to_string()])]
+    machines: Vec<String>,
+    /// Deploy a new manager even if the configuration names one.
+    #[arg(long)]
+    new_manager: bool,
+}
+
+#[derive(Args)]
+struct RegisterArgs {
+    /// The name to know it by: tictactoe, payments and roundrobin take the artifacts built into
+    /// `entente`; any other name needs --artifact.
+    name: String,
+    /// Where it is deployed.
+    address: Address,
+    /// The artifact file (`{"abi": [...], "bytecode": "0x..."}`).
+    #[arg(long)]
+    artifact: Option<PathBuf>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The account (default: the only one).
+    #[arg(long)]
+    account: Option<String>,
+    /// The API's URL (default: from the configuration).
+    #[arg(long)]
+    api: Option<String>,
+}
+
+#[derive(Args)]
+struct ChannelArg {
+    /// The channel id.
+    channel: String,
+    /// Why (decline only).
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct ProposeArgs {
+    /// The machine (its registered name).
+    machine: String,
+    /// The participants in signing order, the proposer first (repeatable).
+    #[arg(long = "participant", required = true)]
+    participants: Vec<String>,
+    /// Each participant's deposit in wei (repeatable, in participant order).
+    #[arg(long = "deposit", required = true)]
+    deposits: Vec<String>,
+    /// The machine's function that computes the genesis state.
+    #[arg(long, default_value = "initialState")]
+    genesis: String,
+    /// Its arguments (JSON values; a bare word is a string), in order (repeatable).
+    #[arg(long = "arg")]
+    args: Vec<String>,
+    /// Timing in seconds: p2p,agreement,fallback,challenge.
+    #[arg(long)]
+    timing: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct CallArgs {
+    /// The channel id.
+    channel: String,
+    /// The function's name or signature.
+    function: String,
+    /// Its arguments (JSON values; a bare word is a string).
+    args: Vec<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// The channel id.
+    channel: String,
+    /// The first event's sequence number (default: every event).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -120,6 +251,53 @@ fn new_account(name: String, key: KeyArgs) -> NewAccount {
     }
 }
 
+/// A command-line argument as a JSON value: JSON if it parses, otherwise a string.
+fn json_arg(a: &str) -> serde_json::Value {
+    serde_json::from_str(a).unwrap_or_else(|_| serde_json::Value::String(a.to_string()))
+}
+
+fn with_account(mut params: serde_json::Value, account: &Option<String>) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(o)) = (account, &mut params) {
+        o.insert("account".into(), a.clone().into());
+    }
+    params
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Sends one request to the daemon of `home` and prints the result.
+fn request(
+    home: &std::path::Path,
+    c: &ClientArgs,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let client = Client::for_home(home, c.api.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = client
+            .call(method, with_account(params, &c.account))
+            .await
+            .map_err(|e| e.to_string())?;
+        print_json(&out);
+        Ok(())
+    })
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     let home = home(&cli)?;
     let passwords = PasswordSource {
@@ -172,6 +350,121 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
             }
         }
+        Command::Node => runtime()?.block_on(node::run(&home, &passwords))?,
+        Command::Deploy(args) => runtime()?.block_on(node::deploy(
+            &home,
+            &passwords,
+            args.account.as_deref(),
+            &args.machines,
+            args.new_manager,
+        ))?,
+        Command::Sessions(c) => request(&home, &c, "session_list", json!({}))?,
+        Command::Machines(c) => request(&home, &c, "machine_list", json!({}))?,
+        Command::Register(r) => {
+            let artifact = match (&r.artifact, r.name.as_str()) {
+                (Some(path), _) => {
+                    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                (None, "tictactoe") => entente_contracts::artifacts::TIC_TAC_TOE.to_string(),
+                (None, "payments") => entente_contracts::artifacts::PAYMENTS.to_string(),
+                (None, "roundrobin") => entente_contracts::artifacts::ROUND_ROBIN_COUNTER.to_string(),
+                (None, other) => return Err(format!("{other}: give its --artifact")),
+            };
+            request(
+                &home,
+                &r.client,
+                "machine_register",
+                json!({ "name": r.name, "address": r.address, "artifact": artifact }),
+            )?
+        }
+        Command::Proposals(c) => request(&home, &c, "proposal_list", json!({}))?,
+        Command::Channels(c) => request(&home, &c, "channel_list", json!({}))?,
+        Command::Show(a) => request(
+            &home,
+            &a.client,
+            "channel_info",
+            json!({ "channel_id": a.channel }),
+        )?,
+        Command::Accept(a) => request(
+            &home,
+            &a.client,
+            "proposal_accept",
+            json!({ "channel_id": a.channel }),
+        )?,
+        Command::Decline(a) => request(
+            &home,
+            &a.client,
+            "proposal_decline",
+            json!({ "channel_id": a.channel, "reason": a.reason }),
+        )?,
+        Command::Exit(a) => request(
+            &home,
+            &a.client,
+            "channel_exit",
+            json!({ "channel_id": a.channel }),
+        )?,
+        Command::Leave(a) => request(
+            &home,
+            &a.client,
+            "channel_leave",
+            json!({ "channel_id": a.channel }),
+        )?,
+        Command::Call(a) => request(
+            &home,
+            &a.client,
+            "channel_call",
+            json!({ "channel_id": a.channel, "function": a.function, "args": a.args.iter().map(|x| json_arg(x)).collect::<Vec<_>>() }),
+        )?,
+        Command::View(a) => request(
+            &home,
+            &a.client,
+            "channel_view",
+            json!({ "channel_id": a.channel, "function": a.function, "args": a.args.iter().map(|x| json_arg(x)).collect::<Vec<_>>() }),
+        )?,
+        Command::Propose(a) => {
+            let timing = match &a.timing {
+                None => serde_json::Value::Null,
+                Some(t) => {
+                    let v: Vec<u64> = t
+                        .split(',')
+                        .map(|x| x.trim().parse::<u64>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| "--timing: four numbers p2p,agreement,fallback,challenge")?;
+                    let [p2p, agreement, fallback, challenge] = v[..] else {
+                        return Err("--timing: four numbers p2p,agreement,fallback,challenge".into());
+                    };
+                    json!({ "p2p": p2p, "agreement": agreement, "fallback": fallback, "challenge": challenge })
+                }
+            };
+            let mut params = json!({
+                "machine": a.machine,
+                "participants": a.participants,
+                "deposits": a.deposits,
+                "genesis": { "function": a.genesis, "args": a.args.iter().map(|x| json_arg(x)).collect::<Vec<_>>() },
+            });
+            if !timing.is_null() {
+                params["timing"] = timing;
+            }
+            request(&home, &a.client, "proposal_make", params)?
+        }
+        Command::Watch(a) => runtime()?.block_on(async {
+            let client = Client::for_home(&home, a.client.api.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let params = with_account(
+                json!({ "channel_id": a.channel, "from": a.from }),
+                &a.client.account,
+            );
+            let mut sub = client
+                .subscribe("channel_subscribe", params, "channel_unsubscribe")
+                .await
+                .map_err(|e| e.to_string())?;
+            while let Some(ev) = sub.next().await {
+                let ev = ev.map_err(|e| e.to_string())?;
+                println!("{ev}");
+            }
+            Err::<(), String>("the daemon closed the subscription".into())
+        })?,
     }
     Ok(())
 }

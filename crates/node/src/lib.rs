@@ -482,22 +482,26 @@ impl Channel {
 
     /// Runs a view of the state machine on the channel's current state, locally.
     pub async fn view<C: SolCall>(&self, call: &C) -> Result<C::Return, NodeError> {
-        let channel_id = self.channel_id;
-        let data: Bytes = call.abi_encode().into();
-        let out = self
-            .node
-            .ask(|reply| Command::View {
-                channel_id,
-                data,
-                reply,
-            })
-            .await?;
+        let out = self.view_raw(call.abi_encode().into()).await?;
         C::abi_decode_returns(&out).map_err(|e| {
             NodeError::Machine(entente_evm_runtime::EvmError::BadReturn {
                 call: C::SIGNATURE,
                 reason: e.to_string(),
             })
         })
+    }
+
+    /// Runs raw calldata of a view on the channel's current state, locally: the returned bytes
+    /// (see [`Channel::view`]).
+    pub async fn view_raw(&self, data: Bytes) -> Result<Bytes, NodeError> {
+        let channel_id = self.channel_id;
+        self.node
+            .ask(|reply| Command::View {
+                channel_id,
+                data,
+                reply,
+            })
+            .await
     }
 
     /// Where the channel stands.
@@ -668,8 +672,13 @@ impl EventStream {
 
     /// The next event, waiting for it.
     pub async fn recv(&mut self) -> Result<ChannelEvent, NodeError> {
+        Ok(self.recv_numbered().await?.1)
+    }
+
+    /// The next event with its sequence number in the log, waiting for it.
+    pub async fn recv_numbered(&mut self) -> Result<(u64, ChannelEvent), NodeError> {
         loop {
-            if let Some(event) = self.try_next().await? {
+            if let Some(event) = self.try_next_numbered().await? {
                 return Ok(event);
             }
             self.logged.changed().await.map_err(|_| NodeError::Stopped)?;
@@ -678,6 +687,11 @@ impl EventStream {
 
     /// The next event if one is logged, without waiting.
     pub async fn try_next(&mut self) -> Result<Option<ChannelEvent>, NodeError> {
+        Ok(self.try_next_numbered().await?.map(|(_, event)| event))
+    }
+
+    /// The next event with its sequence number, if one is logged, without waiting.
+    pub async fn try_next_numbered(&mut self) -> Result<Option<(u64, ChannelEvent)>, NodeError> {
         if self.buffer.is_empty() && *self.logged.borrow_and_update() > self.next {
             let (channel_id, from) = (self.channel_id, self.next);
             let (events, _) = self
@@ -694,7 +708,7 @@ impl EventStream {
             }
             self.buffer.extend(events);
         }
-        Ok(self.buffer.pop_front().map(|(_, event)| event))
+        Ok(self.buffer.pop_front())
     }
 }
 
@@ -772,6 +786,26 @@ impl ProposalBuilder {
         let code = machine.load()?;
         let mut scratch = MachineInstance::deploy(&code, self.machine_gas_limit)?;
         let genesis_state: Bytes = scratch.view_decode(initial)?;
+        self.with_genesis(node, genesis_state)
+    }
+
+    /// Like [`Self::build`], with the calldata of the machine's view that returns the genesis state
+    /// (its ABI-encoded `bytes`), for callers without `sol!` bindings.
+    pub async fn build_with_calldata(
+        self,
+        node: &Node,
+        machine: &MachineSource,
+        initial: Bytes,
+    ) -> Result<ChannelProposal, NodeError> {
+        let code = machine.load()?;
+        let mut scratch = MachineInstance::deploy(&code, self.machine_gas_limit)?;
+        let out = scratch.view(initial)?;
+        let genesis_state = <alloy_sol_types::sol_data::Bytes as alloy_sol_types::SolType>::abi_decode(&out)
+            .map_err(|e| NodeError::BadProposal(format!("the genesis view does not return bytes: {e}")))?;
+        self.with_genesis(node, genesis_state)
+    }
+
+    fn with_genesis(self, node: &Node, genesis_state: Bytes) -> Result<ChannelProposal, NodeError> {
         let chain = node.chain();
         let manager = chain.manager();
         let mut proposal = ChannelProposal {

@@ -1,0 +1,791 @@
+//! The daemon's API: JSON-RPC 2.0 over WebSocket, every connection authenticated with the token
+//! made at `entente init`. Named parameters (a JSON object) throughout; `account` selects the session
+//! and may be left out when the daemon runs one account. The methods, their parameters, results and
+//! errors are listed in [`METHODS`] (from which `docs/daemon.md` is checked).
+
+use std::sync::Arc;
+
+use alloy_primitives::{Address, B256, Bytes, U256};
+use entente_node::{ChannelInfo, NodeError, ProposalBuilder};
+use entente_types::Timing;
+use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
+use jsonrpsee::{PendingSubscriptionSink, RpcModule, SubscriptionMessage};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::abi::{AbiError, MachineAbi};
+use crate::daemon::{Daemon, Machine, MachineEntry, Session, check_deployed};
+
+/// The API's error codes (beside JSON-RPC's own: -32700 parse error, -32600 invalid request,
+/// -32601 unknown method, -32602 invalid parameters). Every error's `data` is
+/// `{"kind": "<name>", ...details}`.
+pub mod codes {
+    /// No session for that account.
+    pub const UNKNOWN_ACCOUNT: i32 = 1001;
+    /// No channel (or proposal) with that id on that account.
+    pub const UNKNOWN_CHANNEL: i32 = 1002;
+    /// No registered machine of that name or address.
+    pub const UNKNOWN_MACHINE: i32 = 1003;
+    /// The machine has no such function, or the name is ambiguous.
+    pub const UNKNOWN_FUNCTION: i32 = 1004;
+    /// Arguments that do not fit the function's types.
+    pub const BAD_ARGUMENTS: i32 = 1005;
+    /// The channel refused the move (not your turn, invalid move, game over, ...).
+    pub const MOVE_REFUSED: i32 = 1006;
+    /// The channel is not live (yet, or any more).
+    pub const NOT_LIVE: i32 = 1007;
+    /// The chain could not be reached or refused a call.
+    pub const CHAIN: i32 = 1008;
+    /// A proposal that cannot be made or accepted.
+    pub const BAD_PROPOSAL: i32 = 1009;
+    /// The chain's code at the address is not the artifact's.
+    pub const CODE_MISMATCH: i32 = 1010;
+    /// The node refused the request for another reason.
+    pub const REFUSED: i32 = 1011;
+    /// The node failed (its data directory, its network, its machine runtime).
+    pub const NODE: i32 = 1012;
+}
+
+fn error(code: i32, kind: &str, message: impl Into<String>, details: Value) -> ErrorObjectOwned {
+    let mut data = json!({ "kind": kind });
+    if let (Value::Object(d), Value::Object(extra)) = (&mut data, details) {
+        d.extend(extra);
+    }
+    ErrorObject::owned(code, message.into(), Some(data))
+}
+
+fn node_error(e: NodeError) -> ErrorObjectOwned {
+    let message = e.to_string();
+    match e {
+        NodeError::UnknownChannel(id) => error(
+            codes::UNKNOWN_CHANNEL,
+            "UnknownChannel",
+            message,
+            json!({ "channel_id": id }),
+        ),
+        NodeError::NotLive(id) => error(codes::NOT_LIVE, "NotLive", message, json!({ "channel_id": id })),
+        NodeError::ChannelClosed(id) => error(
+            codes::NOT_LIVE,
+            "ChannelClosed",
+            message,
+            json!({ "channel_id": id }),
+        ),
+        NodeError::Move(_) => error(codes::MOVE_REFUSED, "MoveRefused", message, json!({})),
+        NodeError::BadProposal(_) => error(codes::BAD_PROPOSAL, "BadProposal", message, json!({})),
+        NodeError::NotAParticipant(a) => error(
+            codes::BAD_PROPOSAL,
+            "NotAParticipant",
+            message,
+            json!({ "address": a }),
+        ),
+        NodeError::Chain(_) => error(codes::CHAIN, "Chain", message, json!({})),
+        NodeError::Refused(_) => error(codes::REFUSED, "Refused", message, json!({})),
+        NodeError::Timeout(_) => error(codes::REFUSED, "Timeout", message, json!({})),
+        _ => error(codes::NODE, "Node", message, json!({})),
+    }
+}
+
+fn abi_error(e: AbiError) -> ErrorObjectOwned {
+    let message = e.to_string();
+    match &e {
+        AbiError::UnknownFunction { available, .. } => error(
+            codes::UNKNOWN_FUNCTION,
+            "UnknownFunction",
+            message,
+            json!({ "available": available }),
+        ),
+        AbiError::Ambiguous { candidates, .. } => error(
+            codes::UNKNOWN_FUNCTION,
+            "AmbiguousFunction",
+            message,
+            json!({ "candidates": candidates }),
+        ),
+        AbiError::ArgumentCount { expected, got, .. } => error(
+            codes::BAD_ARGUMENTS,
+            "ArgumentCount",
+            message,
+            json!({ "expected": expected, "got": got }),
+        ),
+        AbiError::BadArgument { index, ty, .. } => error(
+            codes::BAD_ARGUMENTS,
+            "BadArgument",
+            message,
+            json!({ "index": index, "type": ty }),
+        ),
+        AbiError::NoAbi(_) => error(codes::BAD_ARGUMENTS, "NoAbi", message, json!({})),
+        AbiError::BadResult { .. } => error(codes::NODE, "BadResult", message, json!({})),
+    }
+}
+
+fn unknown_account(account: Option<&str>, daemon: &Daemon) -> ErrorObjectOwned {
+    let known: Vec<&String> = daemon.sessions.keys().collect();
+    let message = match account {
+        Some(a) => format!("no account {a:?} on this daemon"),
+        None => "several accounts on this daemon: name one with \"account\"".to_string(),
+    };
+    error(
+        codes::UNKNOWN_ACCOUNT,
+        "UnknownAccount",
+        message,
+        json!({ "accounts": known }),
+    )
+}
+
+fn session<'a>(daemon: &'a Daemon, account: Option<&str>) -> Result<&'a Session, ErrorObjectOwned> {
+    daemon
+        .session(account)
+        .ok_or_else(|| unknown_account(account, daemon))
+}
+
+fn unknown_machine(name: &str) -> ErrorObjectOwned {
+    error(
+        codes::UNKNOWN_MACHINE,
+        "UnknownMachine",
+        format!("no machine {name:?} is registered (see machine_list, machine_register)"),
+        json!({ "machine": name }),
+    )
+}
+
+// ------------------------------------------------------------------ parameters and results
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountParams {
+    #[serde(default)]
+    account: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterParams {
+    name: String,
+    address: Address,
+    /// The artifact, as a JSON object or its text.
+    artifact: Value,
+}
+
+/// A function of the machine and its arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallSpec {
+    function: String,
+    #[serde(default)]
+    args: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeParams {
+    #[serde(default)]
+    account: Option<String>,
+    machine: String,
+    participants: Vec<Address>,
+    deposits: Vec<U256>,
+    genesis: CallSpec,
+    #[serde(default)]
+    timing: Option<TimingParams>,
+    #[serde(default)]
+    token: Option<Address>,
+    #[serde(default)]
+    salt: Option<B256>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimingParams {
+    p2p: u64,
+    agreement: u64,
+    fallback: u64,
+    challenge: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclineParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    #[serde(default)]
+    function: Option<String>,
+    #[serde(default)]
+    args: Vec<Value>,
+    #[serde(default)]
+    calldata: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    #[serde(default)]
+    from: Option<u64>,
+}
+
+/// A channel as the API shows it.
+#[derive(Clone, Serialize)]
+struct ChannelView {
+    channel_id: B256,
+    phase: entente_node::Phase,
+    machine: Option<String>,
+    state_machine: Address,
+    token: Address,
+    fork: u64,
+    tip: u64,
+    finalized: u64,
+    tip_state_hash: B256,
+    tip_timestamp: u64,
+    participants: Vec<Address>,
+    next_writer: Option<Address>,
+    game_over: bool,
+    disputed: bool,
+    exits: Option<Vec<Exit>>,
+    calls_outstanding: usize,
+}
+
+#[derive(Clone, Serialize)]
+struct Exit {
+    participant: Address,
+    amount: U256,
+}
+
+fn channel_view(info: ChannelInfo, machine: Option<&Machine>) -> ChannelView {
+    ChannelView {
+        channel_id: info.channel_id,
+        phase: info.phase,
+        machine: machine.map(|m| m.entry.name.clone()),
+        state_machine: info.state_machine,
+        token: info.token,
+        fork: info.fork,
+        tip: info.tip,
+        finalized: info.finalized,
+        tip_state_hash: info.tip_state_hash,
+        tip_timestamp: info.tip_timestamp,
+        participants: info.participants,
+        next_writer: (info.next_writer != Address::ZERO).then_some(info.next_writer),
+        game_over: info.game_over,
+        disputed: info.disputed,
+        exits: info.exits.map(|e| {
+            e.into_iter()
+                .map(|(participant, amount)| Exit { participant, amount })
+                .collect()
+        }),
+        calls_outstanding: info.calls_outstanding,
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+    if params.as_str().is_none() {
+        // no params at all: an empty object
+        return serde_json::from_value(json!({})).map_err(|e| {
+            ErrorObject::owned(
+                jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                format!("parameters: {e}"),
+                None::<()>,
+            )
+        });
+    }
+    params.parse()
+}
+
+async fn machine_of(daemon: &Daemon, address: Address) -> Option<Machine> {
+    daemon.machines.read().await.at(address).cloned()
+}
+
+async fn channel_machine(
+    daemon: &Daemon,
+    s: &Session,
+    id: B256,
+) -> Result<(entente_node::Channel, Machine), ErrorObjectOwned> {
+    let channel = s.node.channel(id).await.map_err(node_error)?;
+    let info = channel.info().await.map_err(node_error)?;
+    let machine = machine_of(daemon, info.state_machine)
+        .await
+        .ok_or_else(|| unknown_machine(&info.state_machine.to_string()))?;
+    Ok((channel, machine))
+}
+
+// ------------------------------------------------------------------ the methods
+
+/// One method of the API, for its reference.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodDoc {
+    /// The method's name.
+    pub name: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Its parameters (JSON, with comments).
+    pub params: &'static str,
+    /// Its result.
+    pub result: &'static str,
+    /// The API errors it may return (beside the JSON-RPC ones).
+    pub errors: &'static [&'static str],
+}
+
+/// Every method of the API (subscriptions give their notification and unsubscribe methods in the summary).
+pub const METHODS: &[MethodDoc] = &[
+    MethodDoc {
+        name: "session_list",
+        summary: "The accounts this daemon runs a node for (one session each).",
+        params: "{}",
+        result: "[{\"account\": \"alice\", \"address\": \"0x...\", \"peer_id\": \"12D3...\", \"listen\": [\"/ip4/...\"]}]",
+        errors: &[],
+    },
+    MethodDoc {
+        name: "machine_register",
+        summary: "Registers a state machine: its artifact and where it is deployed. The daemon checks that the chain's code at the address is what the artifact deploys.",
+        params: "{\"name\": \"tictactoe\", \"address\": \"0x...\", \"artifact\": {\"abi\": [...], \"bytecode\": \"0x...\"}}",
+        result: "{\"name\": \"tictactoe\", \"address\": \"0x...\"}",
+        errors: &["CODE_MISMATCH", "BAD_ARGUMENTS"],
+    },
+    MethodDoc {
+        name: "machine_list",
+        summary: "The registered machines, with their ABIs.",
+        params: "{}",
+        result: "[{\"name\": \"tictactoe\", \"address\": \"0x...\", \"abi\": [...]}]",
+        errors: &[],
+    },
+    MethodDoc {
+        name: "proposal_make",
+        summary: "Proposes a channel to its other participants (the proposer first): the genesis state is computed by the machine's `genesis.function` run locally with `genesis.args`. Timing in seconds; deposits in wei (decimal or 0x strings).",
+        params: "{\"account\"?: \"alice\", \"machine\": \"tictactoe\", \"participants\": [\"0x...\", \"0x...\"], \"deposits\": [\"1000\", \"1000\"], \"genesis\": {\"function\": \"initialState\", \"args\": [\"0x...\", \"0x...\", \"1000\"]}, \"timing\"?: {\"p2p\": 30, \"agreement\": 10, \"fallback\": 60, \"challenge\": 120}, \"token\"?: \"0x...\", \"salt\"?: \"0x...\"}",
+        result: "{\"channel_id\": \"0x...\"}",
+        errors: &[
+            "UNKNOWN_ACCOUNT",
+            "UNKNOWN_MACHINE",
+            "UNKNOWN_FUNCTION",
+            "BAD_ARGUMENTS",
+            "BAD_PROPOSAL",
+            "CHAIN",
+        ],
+    },
+    MethodDoc {
+        name: "proposal_list",
+        summary: "Proposals received and not answered yet.",
+        params: "{\"account\"?: \"bob\"}",
+        result: "[{\"channel_id\": \"0x...\", \"from\": \"0x...\", \"machine\": \"tictactoe\" | null, \"proposal\": {...}}]",
+        errors: &["UNKNOWN_ACCOUNT"],
+    },
+    MethodDoc {
+        name: "proposal_accept",
+        summary: "Accepts a proposal; the node deposits once the proposer opened the channel on chain. The proposal's machine must be registered.",
+        params: "{\"account\"?: \"bob\", \"channel_id\": \"0x...\"}",
+        result: "{\"channel_id\": \"0x...\"}",
+        errors: &[
+            "UNKNOWN_ACCOUNT",
+            "UNKNOWN_CHANNEL",
+            "UNKNOWN_MACHINE",
+            "BAD_PROPOSAL",
+            "CHAIN",
+        ],
+    },
+    MethodDoc {
+        name: "proposal_decline",
+        summary: "Declines a proposal.",
+        params: "{\"account\"?: \"bob\", \"channel_id\": \"0x...\", \"reason\"?: \"busy\"}",
+        result: "null",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL"],
+    },
+    MethodDoc {
+        name: "channel_list",
+        summary: "Every channel of the account, as channel_info shows it.",
+        params: "{\"account\"?: \"alice\"}",
+        result: "[ChannelInfo]",
+        errors: &["UNKNOWN_ACCOUNT"],
+    },
+    MethodDoc {
+        name: "channel_info",
+        summary: "Where a channel stands: phase (Proposed, Funding, Joining, Live, Closed, Left, Cancelled), fork, tip and final heights, participants, next writer (null when anyone may write), dispute, payouts once settled.",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\"}",
+        result: "{\"channel_id\": \"0x...\", \"phase\": \"Live\", \"machine\": \"tictactoe\", \"state_machine\": \"0x...\", \"token\": \"0x00..\", \"fork\": 0, \"tip\": 3, \"finalized\": 3, \"tip_state_hash\": \"0x...\", \"tip_timestamp\": 1700000000, \"participants\": [\"0x...\"], \"next_writer\": \"0x...\", \"game_over\": false, \"disputed\": false, \"exits\": null, \"calls_outstanding\": 0}",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL"],
+    },
+    MethodDoc {
+        name: "channel_call",
+        summary: "Makes a move: a function of the machine by name or signature with JSON arguments (ABI-encoded by the daemon), or raw `calldata`. Returns once applied locally (final later: watch the events).",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\", \"function\": \"play(uint8)\", \"args\": [4]}  or  {\"channel_id\": \"0x...\", \"calldata\": \"0x...\"}",
+        result: "{\"digest\": \"0x...\"}",
+        errors: &[
+            "UNKNOWN_ACCOUNT",
+            "UNKNOWN_CHANNEL",
+            "UNKNOWN_MACHINE",
+            "UNKNOWN_FUNCTION",
+            "BAD_ARGUMENTS",
+            "MOVE_REFUSED",
+            "NOT_LIVE",
+        ],
+    },
+    MethodDoc {
+        name: "channel_view",
+        summary: "Runs a view of the machine on the channel's current state, locally; the result decoded to JSON (one output: its value; several: an array; named tuple components: an object).",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\", \"function\": \"getGame\", \"args\": []}",
+        result: "JSON of the outputs",
+        errors: &[
+            "UNKNOWN_ACCOUNT",
+            "UNKNOWN_CHANNEL",
+            "UNKNOWN_MACHINE",
+            "UNKNOWN_FUNCTION",
+            "BAD_ARGUMENTS",
+            "NODE",
+        ],
+    },
+    MethodDoc {
+        name: "channel_exit",
+        summary: "Leaves through the chain: stops signing, brings the latest state on chain and exits with what it gives the account.",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\"}",
+        result: "null",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL", "REFUSED"],
+    },
+    MethodDoc {
+        name: "channel_leave",
+        summary: "Asks the other participants to let this account leave with its share (agreed, then on chain).",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\"}",
+        result: "null",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL", "REFUSED"],
+    },
+    MethodDoc {
+        name: "channel_subscribe",
+        summary: "The channel's events from sequence number `from` on (default 0: every logged event), then as they happen, as `channel_event` notifications `{\"seq\": 7, \"event\": {...}}`; none is skipped. A client that stores the last `seq` it saw resumes after a reconnect (of its own or of the daemon) with `from: seq + 1`. Ends with `channel_unsubscribe`.",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\", \"from\"?: 0}",
+        result: "a subscription id; notifications {\"seq\": 0, \"event\": {\"Live\": {\"genesis_timestamp\": 1700000000}}}",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL"],
+    },
+];
+
+/// The API's methods over `daemon`.
+pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
+    let mut m = RpcModule::from_arc(daemon);
+    // Registration fails only on a duplicate name: a programming error caught by the tests.
+    let ok = |r: Result<_, jsonrpsee::core::RegisterMethodError>| {
+        if let Err(e) = r {
+            tracing::error!("API method registration: {e}");
+        }
+    };
+
+    ok(m.register_async_method("session_list", |_p, d, _| async move {
+        let mut out = Vec::new();
+        for s in d.sessions.values() {
+            let listen = s.node.listen_addrs().await.map_err(node_error)?;
+            out.push(json!({
+                "account": s.account,
+                "address": s.node.address(),
+                "peer_id": s.node.peer_id().to_string(),
+                "listen": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            }));
+        }
+        Ok::<_, ErrorObjectOwned>(out)
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("machine_register", |p, d, _| async move {
+        let p: RegisterParams = parse(&p)?;
+        let artifact = match p.artifact {
+            Value::String(s) => s,
+            v => v.to_string(),
+        };
+        let abi = MachineAbi::from_artifact(&artifact).map_err(abi_error)?;
+        if !crate::config::valid_account_name(&p.name) {
+            return Err(error(
+                codes::BAD_ARGUMENTS,
+                "BadName",
+                "a machine name is 1 to 32 of a-z, 0-9, - and _",
+                json!({}),
+            ));
+        }
+        let any = d
+            .sessions
+            .values()
+            .next()
+            .ok_or_else(|| unknown_account(None, &d))?;
+        check_deployed(&any.node, &artifact, p.address)
+            .await
+            .map_err(|e| {
+                error(
+                    codes::CODE_MISMATCH,
+                    "CodeMismatch",
+                    e,
+                    json!({ "address": p.address }),
+                )
+            })?;
+        let machine = Machine {
+            entry: MachineEntry {
+                name: p.name.clone(),
+                address: p.address,
+                artifact,
+            },
+            abi,
+        };
+        d.machines
+            .write()
+            .await
+            .put(machine)
+            .map_err(|e| error(codes::NODE, "MachineBook", e.to_string(), json!({})))?;
+        Ok(json!({ "name": p.name, "address": p.address }))
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("machine_list", |_p, d, _| async move {
+        let book = d.machines.read().await;
+        let out: Vec<Value> = book
+            .all()
+            .iter()
+            .map(|m| json!({ "name": m.entry.name, "address": m.entry.address, "abi": m.abi.json_abi() }))
+            .collect();
+        Ok::<_, ErrorObjectOwned>(out)
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("proposal_make", |p, d, _| async move {
+        let p: ProposeParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let machine = d
+            .machines
+            .read()
+            .await
+            .find(&p.machine)
+            .cloned()
+            .ok_or_else(|| unknown_machine(&p.machine))?;
+        let f = machine.abi.function(&p.genesis.function).map_err(abi_error)?;
+        let calldata = machine.abi.encode(f, &p.genesis.args).map_err(abi_error)?;
+        let mut b = ProposalBuilder::new(machine.entry.address, p.participants, p.deposits);
+        if let Some(t) = p.timing {
+            b = b.timing(Timing {
+                p2p_time: t.p2p,
+                agreement_time: t.agreement,
+                chain_fallback_time: t.fallback,
+                challenge_time: t.challenge,
+            });
+        }
+        if let Some(t) = p.token {
+            b = b.token(t);
+        }
+        let salt = p.salt.unwrap_or_else(|| {
+            let mut r = [0u8; 32];
+            // a fresh salt makes each proposal a new channel; without randomness, a fixed one
+            let _ = getrandom::fill(&mut r);
+            B256::from(r)
+        });
+        b = b.salt(salt);
+        let source = machine.source();
+        let proposal = b
+            .build_with_calldata(&s.node, &source, calldata)
+            .await
+            .map_err(node_error)?;
+        let channel_id = proposal.channel_id;
+        s.node.propose(proposal, source).await.map_err(node_error)?;
+        Ok::<_, ErrorObjectOwned>(json!({ "channel_id": channel_id }))
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("proposal_list", |p, d, _| async move {
+        let p: AccountParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let mut out = Vec::new();
+        for (from, proposal) in s.node.invitations().await.map_err(node_error)? {
+            let machine = machine_of(&d, proposal.state_machine).await.map(|m| m.entry.name);
+            out.push(json!({ "channel_id": proposal.channel_id, "from": from, "machine": machine, "proposal": proposal }));
+        }
+        Ok::<_, ErrorObjectOwned>(out)
+    }).map(|_| ()));
+
+    ok(m.register_async_method("proposal_accept", |p, d, _| async move {
+        let p: ChannelParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let invitations = s.node.invitations().await.map_err(node_error)?;
+        let (_, proposal) = invitations
+            .iter()
+            .find(|(_, x)| x.channel_id == p.channel_id)
+            .ok_or_else(|| node_error(NodeError::UnknownChannel(p.channel_id)))?;
+        let machine = machine_of(&d, proposal.state_machine)
+            .await
+            .ok_or_else(|| unknown_machine(&proposal.state_machine.to_string()))?;
+        s.node
+            .accept(p.channel_id, machine.source())
+            .await
+            .map_err(node_error)?;
+        Ok::<_, ErrorObjectOwned>(json!({ "channel_id": p.channel_id }))
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("proposal_decline", |p, d, _| async move {
+        let p: DeclineParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        s.node
+            .decline(p.channel_id, p.reason.unwrap_or_default())
+            .await
+            .map_err(node_error)?;
+        Ok::<_, ErrorObjectOwned>(Value::Null)
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("channel_list", |p, d, _| async move {
+        let p: AccountParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let mut out = Vec::new();
+        for id in s.node.channels().await.map_err(node_error)? {
+            let info = s
+                .node
+                .channel(id)
+                .await
+                .map_err(node_error)?
+                .info()
+                .await
+                .map_err(node_error)?;
+            let machine = machine_of(&d, info.state_machine).await;
+            out.push(channel_view(info, machine.as_ref()));
+        }
+        Ok::<_, ErrorObjectOwned>(out)
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("channel_info", |p, d, _| async move {
+        let p: ChannelParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let info = s
+            .node
+            .channel(p.channel_id)
+            .await
+            .map_err(node_error)?
+            .info()
+            .await
+            .map_err(node_error)?;
+        let machine = machine_of(&d, info.state_machine).await;
+        Ok::<_, ErrorObjectOwned>(channel_view(info, machine.as_ref()))
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("channel_call", |p, d, _| async move {
+        let p: CallParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let data = match (p.function, p.calldata) {
+            (Some(function), None) => {
+                let (_, machine) = channel_machine(&d, s, p.channel_id).await?;
+                let f = machine.abi.function(&function).map_err(abi_error)?;
+                machine.abi.encode(f, &p.args).map_err(abi_error)?
+            }
+            (None, Some(data)) if p.args.is_empty() => data,
+            _ => {
+                return Err(error(
+                    codes::BAD_ARGUMENTS,
+                    "CallShape",
+                    "give either \"function\" (with \"args\") or \"calldata\"",
+                    json!({}),
+                ));
+            }
+        };
+        let channel = s.node.channel(p.channel_id).await.map_err(node_error)?;
+        let digest = channel.submit(data).await.map_err(node_error)?;
+        Ok(json!({ "digest": digest }))
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("channel_view", |p, d, _| async move {
+        let p: CallParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let Some(function) = p.function else {
+            return Err(error(
+                codes::BAD_ARGUMENTS,
+                "CallShape",
+                "give \"function\" (with \"args\")",
+                json!({}),
+            ));
+        };
+        let (channel, machine) = channel_machine(&d, s, p.channel_id).await?;
+        let f = machine.abi.function(&function).map_err(abi_error)?;
+        let data = machine.abi.encode(f, &p.args).map_err(abi_error)?;
+        let out = channel.view_raw(data).await.map_err(node_error)?;
+        machine.abi.decode(f, &out).map_err(abi_error)
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("channel_exit", |p, d, _| async move {
+        let p: ChannelParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        s.node
+            .channel(p.channel_id)
+            .await
+            .map_err(node_error)?
+            .exit()
+            .await
+            .map_err(node_error)?;
+        Ok::<_, ErrorObjectOwned>(Value::Null)
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("channel_leave", |p, d, _| async move {
+        let p: ChannelParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        s.node
+            .channel(p.channel_id)
+            .await
+            .map_err(node_error)?
+            .leave()
+            .await
+            .map_err(node_error)?;
+        Ok::<_, ErrorObjectOwned>(Value::Null)
+    })
+    .map(|_| ()));
+
+    ok(m.register_subscription(
+        "channel_subscribe",
+        "channel_event",
+        "channel_unsubscribe",
+        |p, pending, d, _| async move {
+            subscribe_channel(p, pending, d).await;
+        },
+    )
+    .map(|_| ()));
+
+    m
+}
+
+async fn subscribe_channel(p: Params<'static>, pending: PendingSubscriptionSink, d: Arc<Daemon>) {
+    let p: SubscribeParams = match parse(&p) {
+        Ok(p) => p,
+        Err(e) => return pending.reject(e).await,
+    };
+    let s = match session(&d, p.account.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return pending.reject(e).await,
+    };
+    let channel = match s.node.channel(p.channel_id).await {
+        Ok(c) => c,
+        Err(e) => return pending.reject(node_error(e)).await,
+    };
+    let mut stream = match channel.events_from(p.from.unwrap_or(0)).await {
+        Ok(st) => st,
+        Err(e) => return pending.reject(node_error(e)).await,
+    };
+    let Ok(sink) = pending.accept().await else { return };
+    loop {
+        tokio::select! {
+            _ = sink.closed() => return,
+            next = stream.recv_numbered() => {
+                let Ok((seq, event)) = next else { return };
+                let Ok(raw) = serde_json::value::to_raw_value(&json!({ "seq": seq, "event": event })) else { return };
+                if sink.send(SubscriptionMessage::from(raw)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
