@@ -789,3 +789,182 @@ async fn subscribe_channel(p: Params<'static>, pending: PendingSubscriptionSink,
         }
     }
 }
+
+/// The API reference (`docs/daemon.md`'s method section), rendered from [`METHODS`] and [`codes`].
+pub fn reference_markdown() -> String {
+    let mut out = String::new();
+    out.push_str("## Methods\n\n");
+    out.push_str("<!-- Generated from crates/daemon/src/api.rs (METHODS); `ENTENTE_BLESS=1 cargo test -p entente-daemon --lib reference` rewrites it. -->\n\n");
+    for m in METHODS {
+        out.push_str(&format!("### `{}`\n\n{}\n\n", m.name, m.summary));
+        out.push_str(&format!("- params: `{}`\n", m.params));
+        out.push_str(&format!("- result: `{}`\n", m.result));
+        if m.errors.is_empty() {
+            out.push_str("- errors: none beside JSON-RPC's own\n\n");
+        } else {
+            let list: Vec<String> = m.errors.iter().map(|e| format!("`{e}`")).collect();
+            out.push_str(&format!("- errors: {}\n\n", list.join(", ")));
+        }
+    }
+    out.push_str("## Error codes\n\n| code | name | meaning |\n|---|---|---|\n");
+    for (code, name, meaning) in ERROR_TABLE {
+        out.push_str(&format!("| {code} | `{name}` | {meaning} |\n"));
+    }
+    out
+}
+
+/// Every API error code, its name and meaning (the reference's table).
+pub const ERROR_TABLE: &[(i32, &str, &str)] = &[
+    (-32700, "PARSE_ERROR", "the request is not JSON"),
+    (-32600, "INVALID_REQUEST", "not a JSON-RPC 2.0 request"),
+    (-32601, "METHOD_NOT_FOUND", "no such method"),
+    (
+        -32602,
+        "INVALID_PARAMS",
+        "parameters missing, unknown or of the wrong JSON type",
+    ),
+    (
+        codes::UNKNOWN_ACCOUNT,
+        "UNKNOWN_ACCOUNT",
+        "no session for that account (or several and none named)",
+    ),
+    (
+        codes::UNKNOWN_CHANNEL,
+        "UNKNOWN_CHANNEL",
+        "no channel or proposal with that id",
+    ),
+    (
+        codes::UNKNOWN_MACHINE,
+        "UNKNOWN_MACHINE",
+        "no registered machine of that name or address",
+    ),
+    (
+        codes::UNKNOWN_FUNCTION,
+        "UNKNOWN_FUNCTION",
+        "the machine has no such function, or the name is ambiguous",
+    ),
+    (
+        codes::BAD_ARGUMENTS,
+        "BAD_ARGUMENTS",
+        "arguments that do not fit the function's types",
+    ),
+    (
+        codes::MOVE_REFUSED,
+        "MOVE_REFUSED",
+        "the channel refused the move (turn, rules, game over)",
+    ),
+    (codes::NOT_LIVE, "NOT_LIVE", "the channel is not live"),
+    (
+        codes::CHAIN,
+        "CHAIN",
+        "the chain could not be reached or refused a call",
+    ),
+    (
+        codes::BAD_PROPOSAL,
+        "BAD_PROPOSAL",
+        "a proposal that cannot be made or accepted",
+    ),
+    (
+        codes::CODE_MISMATCH,
+        "CODE_MISMATCH",
+        "the chain's code at the address is not the artifact's",
+    ),
+    (
+        codes::REFUSED,
+        "REFUSED",
+        "the node refused the request for another reason",
+    ),
+    (
+        codes::NODE,
+        "NODE",
+        "the node failed (data directory, network, machine runtime)",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    fn daemon() -> Arc<Daemon> {
+        let config = crate::config::DaemonConfig {
+            chain: crate::config::ChainConfig {
+                rpc_url: "http://127.0.0.1:1".into(),
+                manager: None,
+                confirmations: 0,
+                poll_interval_ms: 250,
+            },
+            api: crate::config::ApiConfig::default(),
+            accounts: Vec::new(),
+            home: std::path::PathBuf::new(),
+        };
+        Arc::new(Daemon {
+            config,
+            sessions: Default::default(),
+            machines: Default::default(),
+        })
+    }
+
+    #[test]
+    fn every_method_is_in_the_reference_and_every_reference_entry_is_a_method() {
+        let module = rpc_module(daemon());
+        let mut served: Vec<&str> = module
+            .method_names()
+            .filter(|n| !n.ends_with("_unsubscribe"))
+            .collect();
+        served.sort_unstable();
+        let mut documented: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+        documented.sort_unstable();
+        assert_eq!(served, documented);
+        for m in METHODS {
+            for e in m.errors {
+                assert!(
+                    ERROR_TABLE.iter().any(|(_, name, _)| name == e),
+                    "{}: unknown error {e}",
+                    m.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_reference_in_docs_is_the_generated_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/daemon.md");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let marker = "## Methods\n";
+        let generated = reference_markdown();
+        let head = text.split(marker).next().unwrap_or_default().to_string();
+        if std::env::var_os("ENTENTE_BLESS").is_some() {
+            std::fs::write(&path, format!("{head}{generated}")).unwrap();
+            return;
+        }
+        let current = text.find(marker).map(|i| &text[i..]).unwrap_or_default();
+        assert!(
+            current == generated,
+            "docs/daemon.md is out of date: run `ENTENTE_BLESS=1 cargo test -p entente-daemon --lib reference`"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_without_the_token_is_refused_before_any_json_rpc() {
+        let (addr, handle) = crate::server::serve(daemon(), "127.0.0.1:0".parse().unwrap(), "secret")
+            .await
+            .unwrap();
+        let url = format!("ws://{addr}");
+        assert!(crate::client::Client::connect(&url, "wrong").await.is_err());
+        let c = crate::client::Client::connect(&url, "secret").await.unwrap();
+        assert_eq!(c.call("session_list", json!({})).await.unwrap(), json!([]));
+        let e = c.call("channel_list", json!({})).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                crate::client::ClientError::Api {
+                    code: codes::UNKNOWN_ACCOUNT,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        handle.stop().unwrap();
+    }
+}
