@@ -241,6 +241,49 @@ struct SubscribeParams {
     from: Option<u64>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowJoinParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    joiner: Address,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeJoinParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    joiner: Address,
+    amount: U256,
+    #[serde(default)]
+    data: Bytes,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectJoinParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    sponsor: Address,
+    amount: U256,
+    machine: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawParams {
+    #[serde(default)]
+    account: Option<String>,
+    channel_id: B256,
+    /// Seconds to wait for the withdrawal (0: answer at once).
+    #[serde(default)]
+    wait: u64,
+}
+
 /// A channel as the API shows it.
 #[derive(Clone, Serialize)]
 struct ChannelView {
@@ -461,6 +504,47 @@ pub const METHODS: &[MethodDoc] = &[
         params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\"}",
         result: "null",
         errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL", "REFUSED"],
+    },
+    MethodDoc {
+        name: "channel_withdrawal",
+        summary: "What the account got back from a channel: the node withdraws its payout (or a reclaimed deposit) on its own once the channel is settled, left or cancelled. Answers the amounts withdrawn so far and whether the channel is over; with `wait` (seconds), first waits for a withdrawal or the end of that time.",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\", \"wait\"?: 60}",
+        result: "{\"withdrawn\": [\"0x7d0\"], \"phase\": \"Closed\", \"calls_outstanding\": 0}",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL"],
+    },
+    MethodDoc {
+        name: "channel_allow_join",
+        summary: "Lets `joiner` join the channel when another participant proposes it (this account then co-signs the approval).",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\", \"joiner\": \"0x...\"}",
+        result: "null",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL", "REFUSED"],
+    },
+    MethodDoc {
+        name: "channel_propose_join",
+        summary: "Proposes that `joiner` join with a deposit of `amount` (`data` goes to the machine's join hook) at the current state, which must be final; every other participant must have allowed it, the newcomer must expect it.",
+        params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\", \"joiner\": \"0x...\", \"amount\": \"1000\", \"data\"?: \"0x\"}",
+        result: "null",
+        errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL", "REFUSED"],
+    },
+    MethodDoc {
+        name: "channel_expect_join",
+        summary: "Prepares this account to join a running channel with a deposit of `amount`, sponsored by participant `sponsor`: when the sponsor's ticket arrives on these terms, the node pays the deposit and takes part from the fork that starts with it. The channel's machine must be registered.",
+        params: "{\"account\"?: \"carol\", \"channel_id\": \"0x...\", \"sponsor\": \"0x...\", \"amount\": \"1000\", \"machine\": \"payments\"}",
+        result: "{\"channel_id\": \"0x...\"}",
+        errors: &[
+            "UNKNOWN_ACCOUNT",
+            "UNKNOWN_CHANNEL",
+            "UNKNOWN_MACHINE",
+            "BAD_PROPOSAL",
+            "CHAIN",
+        ],
+    },
+    MethodDoc {
+        name: "node_subscribe",
+        summary: "What happens to the account's node beside its channels' logs, as `node_event` notifications, from now on (live, not replayed): `{\"Proposal\": {\"from\": \"0x...\", \"channel_id\": \"0x...\"}}` when a proposal arrives, `{\"ChainUnavailable\": {\"error\": \"...\"}}` and `\"ChainRecovered\"`. Ends with `node_unsubscribe`.",
+        params: "{\"account\"?: \"bob\"}",
+        result: "a subscription id; notifications as above",
+        errors: &["UNKNOWN_ACCOUNT"],
     },
     MethodDoc {
         name: "channel_subscribe",
@@ -745,6 +829,76 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     })
     .map(|_| ()));
 
+    ok(
+        m.register_async_method("channel_allow_join", |p, d, _| async move {
+            let p: AllowJoinParams = parse(&p)?;
+            let s = session(&d, p.account.as_deref())?;
+            let c = s.node.channel(p.channel_id).await.map_err(node_error)?;
+            c.allow_join(p.joiner).await.map_err(node_error)?;
+            Ok::<_, ErrorObjectOwned>(Value::Null)
+        })
+        .map(|_| ()),
+    );
+
+    ok(
+        m.register_async_method("channel_propose_join", |p, d, _| async move {
+            let p: ProposeJoinParams = parse(&p)?;
+            let s = session(&d, p.account.as_deref())?;
+            let c = s.node.channel(p.channel_id).await.map_err(node_error)?;
+            c.propose_join(p.joiner, p.amount, p.data)
+                .await
+                .map_err(node_error)?;
+            Ok::<_, ErrorObjectOwned>(Value::Null)
+        })
+        .map(|_| ()),
+    );
+
+    ok(
+        m.register_async_method("channel_expect_join", |p, d, _| async move {
+            let p: ExpectJoinParams = parse(&p)?;
+            let s = session(&d, p.account.as_deref())?;
+            let machine = d
+                .machines
+                .read()
+                .await
+                .find(&p.machine)
+                .cloned()
+                .ok_or_else(|| unknown_machine(&p.machine))?;
+            s.node
+                .expect_join(p.channel_id, p.sponsor, p.amount, machine.source())
+                .await
+                .map_err(node_error)?;
+            Ok::<_, ErrorObjectOwned>(json!({ "channel_id": p.channel_id }))
+        })
+        .map(|_| ()),
+    );
+
+    ok(
+        m.register_async_method("channel_withdrawal", |p, d, _| async move {
+            let p: WithdrawParams = parse(&p)?;
+            let s = session(&d, p.account.as_deref())?;
+            let c = s.node.channel(p.channel_id).await.map_err(node_error)?;
+            let withdrawn = withdrawals(&c, p.wait.min(3_600)).await?;
+            let info = c.info().await.map_err(node_error)?;
+            Ok::<_, ErrorObjectOwned>(json!({
+                "withdrawn": withdrawn,
+                "phase": info.phase,
+                "calls_outstanding": info.calls_outstanding,
+            }))
+        })
+        .map(|_| ()),
+    );
+
+    ok(m.register_subscription(
+        "node_subscribe",
+        "node_event",
+        "node_unsubscribe",
+        |p, pending, d, _| async move {
+            subscribe_node(p, pending, d).await;
+        },
+    )
+    .map(|_| ()));
+
     ok(m.register_subscription(
         "channel_subscribe",
         "channel_event",
@@ -756,6 +910,68 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     .map(|_| ()));
 
     m
+}
+
+/// The amounts withdrawn from channel `c` so far (read from its event log), waiting up to `wait`
+/// seconds for the first one when there is none yet.
+async fn withdrawals(c: &entente_node::Channel, wait: u64) -> Result<Vec<U256>, ErrorObjectOwned> {
+    let mut stream = c.events_from(0).await.map_err(node_error)?;
+    let mut out = Vec::new();
+    while let Some(event) = stream.try_next().await.map_err(node_error)? {
+        if let entente_node::ChannelEvent::Withdrawn { amount } = event {
+            out.push(amount);
+        }
+    }
+    if out.is_empty() && wait > 0 {
+        let first = async {
+            loop {
+                match stream.recv().await {
+                    Ok(entente_node::ChannelEvent::Withdrawn { amount }) => return Ok(Some(amount)),
+                    Ok(_) => {}
+                    Err(e) => return Err(node_error(e)),
+                }
+            }
+        };
+        if let Ok(got) = tokio::time::timeout(std::time::Duration::from_secs(wait), first).await {
+            out.extend(got?);
+        }
+    }
+    Ok(out)
+}
+
+async fn subscribe_node(p: Params<'static>, pending: PendingSubscriptionSink, d: Arc<Daemon>) {
+    let p: AccountParams = match parse(&p) {
+        Ok(p) => p,
+        Err(e) => return pending.reject(e).await,
+    };
+    let s = match session(&d, p.account.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return pending.reject(e).await,
+    };
+    let mut events = s.node.events();
+    let Ok(sink) = pending.accept().await else { return };
+    loop {
+        tokio::select! {
+            _ = sink.closed() => return,
+            next = events.recv() => {
+                let note = match next {
+                    Ok(entente_node::NodeEvent::Proposal { from, proposal }) => {
+                        json!({ "Proposal": { "from": from, "channel_id": proposal.channel_id } })
+                    }
+                    Ok(entente_node::NodeEvent::ChainUnavailable { error }) => json!({ "ChainUnavailable": { "error": error } }),
+                    Ok(entente_node::NodeEvent::ChainRecovered) => json!("ChainRecovered"),
+                    Ok(entente_node::NodeEvent::Channel { .. }) => continue,
+                    // A slow reader missed live events: say so (the proposals are in proposal_list).
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => json!({ "Lagged": { "missed": n } }),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Ok(raw) = serde_json::value::to_raw_value(&note) else { return };
+                if sink.send(SubscriptionMessage::from(raw)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 async fn subscribe_channel(p: Params<'static>, pending: PendingSubscriptionSink, d: Arc<Daemon>) {

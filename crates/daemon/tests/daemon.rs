@@ -337,23 +337,28 @@ async fn two_daemons_play_a_game_one_restarts_mid_game_and_bad_requests_are_refu
     );
 
     // -------------------------------------------------------------- the game
+    let mut node_b = b
+        .subscribe("node_subscribe", json!({}), "node_unsubscribe")
+        .await
+        .unwrap();
     let id = a
         .call("proposal_make", propose(json!([xa, ob, "1000"])))
         .await
         .unwrap()["channel_id"]
         .clone();
-    let deadline = Instant::now() + WAIT;
-    while b
-        .call("proposal_list", json!({}))
+    let note = tokio::time::timeout(WAIT, node_b.next())
         .await
+        .expect("no proposal notification")
         .unwrap()
-        .as_array()
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the proposal did not arrive");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .unwrap();
+    assert_eq!(note["Proposal"]["channel_id"], id, "{note}");
+    assert_eq!(
+        note["Proposal"]["from"].as_str().map(str::to_lowercase),
+        Some(xa.to_lowercase())
+    );
+    let listed = b.call("proposal_list", json!({})).await.unwrap();
+    assert_eq!(listed[0]["machine"], json!("tictactoe"));
+    drop(node_b);
     let mut sa = a
         .subscribe(
             "channel_subscribe",
@@ -462,6 +467,20 @@ async fn two_daemons_play_a_game_one_restarts_mid_game_and_bad_requests_are_refu
             "bob never saw height {h}"
         );
     }
+    let got = a
+        .call("channel_withdrawal", json!({ "channel_id": id, "wait": 60 }))
+        .await
+        .unwrap();
+    assert_eq!(got["withdrawn"], json!(["0x7d0"]), "{got}");
+    let lost = b
+        .call("channel_withdrawal", json!({ "channel_id": id }))
+        .await
+        .unwrap();
+    assert_eq!(
+        (lost["withdrawn"].clone(), lost["phase"].clone()),
+        (json!([]), json!("Closed")),
+        "{lost}"
+    );
     let withdrawn = seen_a
         .iter()
         .find_map(|n| n["event"]["Withdrawn"]["amount"].as_str().map(str::to_string))
@@ -487,4 +506,35 @@ async fn two_daemons_play_a_game_one_restarts_mid_game_and_bad_requests_are_refu
         Some(true),
         "{info}"
     );
+}
+
+#[test]
+fn a_daemon_without_its_password_or_its_manager_does_not_start_and_says_why() {
+    let anvil = Anvil::spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let nowhere = "0x00000000000000000000000000000000000000AA";
+    init(
+        &home,
+        &format!("{}", anvil.keys()[2]),
+        &anvil.endpoint(),
+        Some(nowhere),
+        free_port(),
+        None,
+    );
+    let run = |password: &str| {
+        let out = entente()
+            .env("ENTENTE_PASSWORD", password)
+            .arg("--home")
+            .arg(&home)
+            .arg("node")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let e = run("not the password");
+    assert!(e.contains("wrong password"), "{e}");
+    let e = run("test password");
+    assert!(e.contains("no contract at chain.manager"), "{e}");
 }
