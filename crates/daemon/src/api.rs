@@ -284,6 +284,20 @@ struct WithdrawParams {
     wait: u64,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerAddParams {
+    #[serde(default)]
+    account: Option<String>,
+    address: String,
+    #[serde(default = "yes")]
+    remember: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// A channel as the API shows it.
 #[derive(Clone, Serialize)]
 struct ChannelView {
@@ -392,6 +406,20 @@ pub const METHODS: &[MethodDoc] = &[
         params: "{}",
         result: "[{\"account\": \"alice\", \"address\": \"0x...\", \"peer_id\": \"12D3...\", \"listen\": [\"/ip4/...\"]}]",
         errors: &[],
+    },
+    MethodDoc {
+        name: "peer_add",
+        summary: "Dials a node (`/ip4/.../tcp/.../p2p/<peer id>`) to reach the network through, and (unless `remember` is false) adds it to the account's address book: the `bootstrap` list of its configuration, dialed at every start.",
+        params: "{\"account\"?: \"bob\", \"address\": \"/ip4/127.0.0.1/tcp/4001/p2p/16Uiu2...\", \"remember\"?: true}",
+        result: "{\"peer_id\": \"16Uiu2...\", \"remembered\": true}",
+        errors: &["UNKNOWN_ACCOUNT", "BAD_ARGUMENTS", "NODE"],
+    },
+    MethodDoc {
+        name: "peer_list",
+        summary: "The account's address book and the peers its node is connected to (with their Ethereum address once they authenticated as a channel participant).",
+        params: "{\"account\"?: \"bob\"}",
+        result: "{\"book\": [\"/ip4/.../p2p/...\"], \"connected\": [{\"peer_id\": \"16Uiu2...\", \"address\": \"0x...\" | null, \"relayed\": false}]}",
+        errors: &["UNKNOWN_ACCOUNT"],
     },
     MethodDoc {
         name: "machine_register",
@@ -829,6 +857,47 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     })
     .map(|_| ()));
 
+    ok(m.register_async_method("peer_add", |p, d, _| async move {
+        let p: PeerAddParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let address: entente_node::Multiaddr = p.address.parse().map_err(|e| {
+            error(
+                codes::BAD_ARGUMENTS,
+                "BadAddress",
+                format!("{:?} is not a multiaddress: {e}", p.address),
+                json!({}),
+            )
+        })?;
+        let peer = s.node.add_peer(address).await.map_err(|e| match e {
+            NodeError::Transport(t) => error(codes::BAD_ARGUMENTS, "BadAddress", t.to_string(), json!({})),
+            other => node_error(other),
+        })?;
+        let remembered = if p.remember {
+            d.remember_peer(&s.account, &p.address)
+                .await
+                .map_err(|e| error(codes::NODE, "Config", e.to_string(), json!({})))?
+        } else {
+            false
+        };
+        Ok::<_, ErrorObjectOwned>(json!({ "peer_id": peer.to_string(), "remembered": remembered }))
+    })
+    .map(|_| ()));
+
+    ok(m.register_async_method("peer_list", |p, d, _| async move {
+        let p: AccountParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let connected: Vec<Value> = s
+            .node
+            .peers()
+            .await
+            .map_err(node_error)?
+            .into_iter()
+            .map(|i| json!({ "peer_id": i.peer.to_string(), "address": i.address, "relayed": i.relayed }))
+            .collect();
+        Ok::<_, ErrorObjectOwned>(json!({ "book": d.peer_book(&s.account).await, "connected": connected }))
+    })
+    .map(|_| ()));
+
     ok(
         m.register_async_method("channel_allow_join", |p, d, _| async move {
             let p: AllowJoinParams = parse(&p)?;
@@ -1118,6 +1187,7 @@ mod tests {
             config,
             sessions: Default::default(),
             machines: Default::default(),
+            config_writes: Default::default(),
         })
     }
 

@@ -170,6 +170,8 @@ pub struct Daemon {
     pub sessions: BTreeMap<String, Session>,
     /// The machines it knows.
     pub machines: RwLock<MachineBook>,
+    /// Held while the configuration file is rewritten (the peer address book lives there).
+    pub config_writes: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -242,6 +244,7 @@ impl Daemon {
             config,
             sessions,
             machines: RwLock::new(machines),
+            config_writes: Default::default(),
         }))
     }
 
@@ -252,5 +255,37 @@ impl Daemon {
             None if self.sessions.len() == 1 => self.sessions.values().next(),
             None => None,
         }
+    }
+}
+
+impl Daemon {
+    /// Adds `address` to the address book of `account` (its bootstrap list in the configuration
+    /// file, dialed at every start); false when it is there already.
+    pub async fn remember_peer(
+        &self,
+        account: &str,
+        address: &str,
+    ) -> Result<bool, crate::config::ConfigError> {
+        let _guard = self.config_writes.lock().await;
+        let mut config = DaemonConfig::load(&self.config.home)?;
+        let Some(a) = config.accounts.iter_mut().find(|a| a.name == account) else {
+            return Err(crate::config::ConfigError::NoSuchAccount(account.to_string()));
+        };
+        if a.bootstrap.iter().any(|b| b == address) {
+            return Ok(false);
+        }
+        a.bootstrap.push(address.to_string());
+        config.save()?;
+        Ok(true)
+    }
+
+    /// The address book of `account`, as the configuration file holds it now.
+    pub async fn peer_book(&self, account: &str) -> Vec<String> {
+        let _guard = self.config_writes.lock().await;
+        DaemonConfig::load(&self.config.home)
+            .ok()
+            .and_then(|c| c.accounts.into_iter().find(|a| a.name == account))
+            .map(|a| a.bootstrap)
+            .unwrap_or_default()
     }
 }

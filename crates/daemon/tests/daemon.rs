@@ -232,14 +232,7 @@ async fn two_daemons_play_a_game_one_restarts_mid_game_and_bad_requests_are_refu
 
     let alice = Daemon::start(&alice_home);
     let bob_p2p = free_port();
-    init(
-        &bob_home,
-        &key(1),
-        &rpc,
-        Some(&manager),
-        bob_p2p,
-        Some(&alice.listen),
-    );
+    init(&bob_home, &key(1), &rpc, Some(&manager), bob_p2p, None);
     let mut bob = Daemon::start(&bob_home);
     ok(entente()
         .arg("--home")
@@ -252,6 +245,54 @@ async fn two_daemons_play_a_game_one_restarts_mid_game_and_bad_requests_are_refu
     let mut b = bob.client().await;
     let xa = me(&a).await;
     let ob = me(&b).await;
+
+    // bob finds the network through alice, and keeps her in his address book (dialed at every
+    // start: his restart below relies on it)
+    let added = b
+        .call("peer_add", json!({ "address": alice.listen }))
+        .await
+        .unwrap();
+    assert_eq!(added["remembered"], json!(true), "{added}");
+    let again = b
+        .call("peer_add", json!({ "address": alice.listen }))
+        .await
+        .unwrap();
+    assert_eq!(again["remembered"], json!(false), "{again}");
+    let alice_peer = alice.listen.rsplit('/').next().unwrap().to_string();
+    assert_eq!(added["peer_id"], json!(alice_peer));
+    assert_eq!(
+        code_of(
+            b.call("peer_add", json!({ "address": "/ip4/1.2.3.4/tcp/1" }))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        1005
+    );
+    assert_eq!(
+        code_of(
+            b.call("peer_add", json!({ "address": "not an address" }))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        1005
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let peers = b.call("peer_list", json!({})).await.unwrap();
+        assert_eq!(peers["book"], json!([alice.listen]));
+        if peers["connected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == json!(alice_peer))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob never connected to alice: {peers}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // -------------------------------------------------------------- bad requests, each answered
     assert!(post(&alice.url, None, "{}").0.contains("401"), "no token");

@@ -81,7 +81,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub use config::NodeConfig;
 pub use entente_channel::{ChannelEvent, ChannelInfo, Phase, ProposalPolicy};
 pub use entente_dispute::ChainEvent;
-pub use entente_p2p::{Multiaddr, PeerId};
+pub use entente_p2p::{Multiaddr, PeerId, PeerInfo};
 pub use entente_state_manager::Event as ProtocolEvent;
 pub use entente_store::MachineSource;
 pub use error::NodeError;
@@ -283,6 +283,16 @@ impl Node {
     /// The addresses the node's transport listens on (with no `/p2p` suffix).
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
         Ok(self.transport.listen_addrs().await?)
+    }
+
+    /// Adds a node to reach the network through (`.../p2p/<peer id>`), while running.
+    pub async fn add_peer(&self, address: Multiaddr) -> Result<PeerId, NodeError> {
+        Ok(self.transport.add_peer(address).await?)
+    }
+
+    /// The peers the node is connected to.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        Ok(self.transport.peers().await?)
     }
 
     /// The node's events: proposals, and everything that happens in its channels.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use entente_chain::{ChainClient, ChainError, ListenerConfig, ListenerEvent};
 use entente_channel::{CallOutcome, ChainCall};
 use entente_contracts::IStateChannelManager;
-use entente_p2p::{Multiaddr, P2pEvent, P2pHandle};
+use entente_p2p::{Multiaddr, P2pEvent, P2pHandle, PeerId, PeerInfo};
 use entente_types::{Address, B256, Bytes, Envelope, U256};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -84,6 +84,16 @@ pub trait Transport: Send + Sync + 'static {
     fn listen_addrs(&self) -> BoxFuture<'_, Result<Vec<Multiaddr>, TransportError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
+
+    /// Adds a node to reach the network through (a transport without a network refuses).
+    fn add_peer(&self, address: Multiaddr) -> BoxFuture<'_, Result<PeerId, TransportError>> {
+        Box::pin(async move { Err(TransportError(format!("this transport cannot dial {address}"))) })
+    }
+
+    /// The peers the transport is connected to.
+    fn peers(&self) -> BoxFuture<'_, Result<Vec<PeerInfo>, TransportError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// A transport and what it received: the node reads `inbound` in its event loop.
@@ -140,6 +150,14 @@ impl Transport for P2pHandle {
 
     fn listen_addrs(&self) -> BoxFuture<'_, Result<Vec<Multiaddr>, TransportError>> {
         Box::pin(async move { Ok(P2pHandle::listen_addrs(self).await?) })
+    }
+
+    fn add_peer(&self, address: Multiaddr) -> BoxFuture<'_, Result<PeerId, TransportError>> {
+        Box::pin(async move { Ok(P2pHandle::add_peer(self, address).await?) })
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Result<Vec<PeerInfo>, TransportError>> {
+        Box::pin(async move { Ok(P2pHandle::peers(self).await?) })
     }
 }
 

@@ -78,6 +78,24 @@ enum Command {
     Misbehaved {
         address: Address,
     },
+    AddPeer {
+        address: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, P2pError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+}
+
+/// A peer this node is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its libp2p identity.
+    pub peer: PeerId,
+    /// Its Ethereum address, once it authenticated as a channel participant.
+    pub address: Option<Address>,
+    /// Every connection to it goes through a relay.
+    pub relayed: bool,
 }
 
 /// Spawns the swarm task.
@@ -262,6 +280,8 @@ impl std::fmt::Debug for Command {
             Command::Send { .. } => "Send",
             Command::ListenAddrs { .. } => "ListenAddrs",
             Command::Misbehaved { .. } => "Misbehaved",
+            Command::AddPeer { .. } => "AddPeer",
+            Command::Peers { .. } => "Peers",
         })
     }
 }
@@ -305,6 +325,21 @@ impl P2pHandle {
     /// blocking the peer.
     pub async fn report_misbehaviour(&self, address: Address) -> Result<(), P2pError> {
         self.command(Command::Misbehaved { address }).await
+    }
+
+    /// Adds a node to reach the network through (`.../p2p/<peer id>`), as a bootstrap node given
+    /// at start is: it is dialed, and the DHT learns of it.
+    pub async fn add_peer(&self, address: Multiaddr) -> Result<PeerId, P2pError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::AddPeer { address, reply }).await?;
+        rx.await.map_err(|_| P2pError::Stopped)?
+    }
+
+    /// The peers this node is connected to.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, P2pError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Peers { reply }).await?;
+        rx.await.map_err(|_| P2pError::Stopped)
     }
 
     /// The addresses the node currently listens on.
@@ -550,6 +585,35 @@ impl Task {
                 if let Some(peer) = self.peers.get(&address).copied() {
                     self.strike(peer);
                 }
+            }
+            Command::AddPeer { address, reply } => {
+                let result = peer_id_in(&address).map(|peer| {
+                    self.bootstrap.insert(peer);
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, without_peer_id(&address));
+                    if let Err(e) = self.swarm.dial(address.clone()) {
+                        warn!(target: TARGET, %address, error = %e, "cannot dial the added peer");
+                    }
+                    peer
+                });
+                let _ = reply.send(result);
+            }
+            Command::Peers { reply } => {
+                let by_peer: HashMap<PeerId, Address> = self.peers.iter().map(|(a, p)| (*p, *a)).collect();
+                let mut out: Vec<PeerInfo> = self
+                    .connections
+                    .iter()
+                    .filter(|(_, c)| !c.is_empty())
+                    .map(|(peer, c)| PeerInfo {
+                        peer: *peer,
+                        address: by_peer.get(peer).copied(),
+                        relayed: c.values().all(|k| *k == ConnectionKind::Relayed),
+                    })
+                    .collect();
+                out.sort_by_key(|p| p.peer.to_bytes());
+                let _ = reply.send(out);
             }
         }
     }
