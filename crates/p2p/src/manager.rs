@@ -587,7 +587,8 @@ impl Task {
                 }
             }
             Command::AddPeer { address, reply } => {
-                let result = peer_id_in(&address).map(|peer| {
+                let result = peer_id_in(&address).inspect(|peer| {
+                    let peer = *peer;
                     self.bootstrap.insert(peer);
                     self.swarm
                         .behaviour_mut()
@@ -596,7 +597,6 @@ impl Task {
                     if let Err(e) = self.swarm.dial(address.clone()) {
                         warn!(target: TARGET, %address, error = %e, "cannot dial the added peer");
                     }
-                    peer
                 });
                 let _ = reply.send(result);
             }
