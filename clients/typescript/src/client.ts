@@ -15,11 +15,15 @@ import type {
   ChannelInfo,
   Hex,
   MachineInfo,
+  NodeEvent,
   NumberedEvent,
+  PeerAdded,
+  PeerList,
   ProposalEntry,
   ProposalParams,
   RegisteredMachine,
   Session,
+  Withdrawal,
 } from './types.js';
 
 // ------------------------------------------------------------------ WebSocket, browser or `ws`
@@ -129,10 +133,55 @@ export interface ChannelSubscription {
   unsubscribe(): Promise<void>;
 }
 
+/** Options of {@link EntenteClient.subscribeNode}. */
+export interface NodeSubscribeOptions extends AccountOption {
+  /** Each node event as it happens (live only: what happened while disconnected is not replayed). */
+  onEvent: (event: NodeEvent) => void;
+  /**
+   * Problems that do not end the subscription (a resubscription refused and retried, an onEvent
+   * that threw) and the one that ends it (the client closed, resubscription given up).
+   */
+  onError?: (error: EntenteError) => void;
+  /**
+   * Called each time the subscription is renewed on a new socket after a reconnection. Node events
+   * of the time in between are lost: call {@link EntenteClient.proposalList} to catch up.
+   */
+  onResubscribed?: () => void;
+}
+
+/** A subscription to an account's node events (see {@link EntenteClient.subscribeNode}). */
+export interface NodeSubscription {
+  /** The account named when subscribing (undefined: the daemon's only one). */
+  readonly account: string | undefined;
+  /** Whether it still delivers events. */
+  readonly active: boolean;
+  /** Ends it (and tells the daemon). */
+  unsubscribe(): Promise<void>;
+}
+
 const RESUBSCRIBE_ATTEMPTS = 5;
 
-class Subscription implements ChannelSubscription {
-  lastSeq: number | undefined;
+/** The JSON-RPC names of one kind of subscription. */
+interface SubscriptionKind {
+  subscribe: string;
+  notification: string;
+  unsubscribe: string;
+}
+
+const CHANNEL_KIND: SubscriptionKind = {
+  subscribe: 'channel_subscribe',
+  notification: 'channel_event',
+  unsubscribe: 'channel_unsubscribe',
+};
+
+const NODE_KIND: SubscriptionKind = {
+  subscribe: 'node_subscribe',
+  notification: 'node_event',
+  unsubscribe: 'node_unsubscribe',
+};
+
+/** What channel and node subscriptions share: the daemon's id, the socket it is on, resubscription. */
+abstract class BaseSubscription {
   active = true;
   /** The daemon's id for it on the current socket. */
   serverId: string | undefined;
@@ -141,10 +190,45 @@ class Subscription implements ChannelSubscription {
   failures = 0;
 
   constructor(
-    private readonly client: EntenteClient,
+    protected readonly client: EntenteClient,
+    readonly kind: SubscriptionKind,
+    private readonly onErrorCb: ((error: EntenteError) => void) | undefined,
+  ) {}
+
+  /** The parameters of the (re)subscription request. */
+  abstract get params(): Record<string, unknown>;
+  /** What it is about, for messages. */
+  abstract get what(): string;
+  /** A notification's `result`. */
+  abstract deliver(result: unknown): void;
+  /** Renewed on a new socket after a reconnection. */
+  resubscribed(): void {}
+
+  error(e: EntenteError): void {
+    if (this.onErrorCb) this.onErrorCb(e);
+  }
+
+  end(e?: EntenteError): void {
+    if (!this.active) return;
+    this.active = false;
+    this.serverId = undefined;
+    if (e) this.error(e);
+  }
+
+  async unsubscribe(): Promise<void> {
+    await this.client['unsubscribe'](this);
+  }
+}
+
+class Subscription extends BaseSubscription implements ChannelSubscription {
+  lastSeq: number | undefined;
+
+  constructor(
+    client: EntenteClient,
     readonly channelId: Hex,
     private readonly options: SubscribeOptions,
   ) {
+    super(client, CHANNEL_KIND, options.onError);
     if (options.from !== undefined) this.lastSeq = options.from - 1;
   }
 
@@ -159,8 +243,14 @@ class Subscription implements ChannelSubscription {
     return p;
   }
 
-  deliver(n: NumberedEvent): void {
+  get what(): string {
+    return `channel ${this.channelId}`;
+  }
+
+  deliver(result: unknown): void {
     if (!this.active) return;
+    const n = result as NumberedEvent | undefined;
+    if (!n || typeof n.seq !== 'number') return;
     this.lastSeq = n.seq;
     try {
       this.options.onEvent(n);
@@ -168,20 +258,43 @@ class Subscription implements ChannelSubscription {
       this.error(new EntenteError(`channel ${this.channelId}: onEvent threw: ${String(e)}`, { cause: e }));
     }
   }
+}
 
-  error(e: EntenteError): void {
-    if (this.options.onError) this.options.onError(e);
+class NodeSub extends BaseSubscription implements NodeSubscription {
+  constructor(
+    client: EntenteClient,
+    private readonly options: NodeSubscribeOptions,
+  ) {
+    super(client, NODE_KIND, options.onError);
   }
 
-  end(e?: EntenteError): void {
-    if (!this.active) return;
-    this.active = false;
-    this.serverId = undefined;
-    if (e) this.error(e);
+  get account(): string | undefined {
+    return this.options.account;
   }
 
-  async unsubscribe(): Promise<void> {
-    await this.client['unsubscribe'](this);
+  get params(): Record<string, unknown> {
+    return withAccount({}, this.options);
+  }
+
+  get what(): string {
+    return `node events${this.options.account !== undefined ? ` of ${this.options.account}` : ''}`;
+  }
+
+  deliver(result: unknown): void {
+    if (!this.active || result === undefined || result === null) return;
+    try {
+      this.options.onEvent(result as NodeEvent);
+    } catch (e) {
+      this.error(new EntenteError(`${this.what}: onEvent threw: ${String(e)}`, { cause: e }));
+    }
+  }
+
+  override resubscribed(): void {
+    try {
+      this.options.onResubscribed?.();
+    } catch (e) {
+      this.error(new EntenteError(`${this.what}: onResubscribed threw: ${String(e)}`, { cause: e }));
+    }
   }
 }
 
@@ -200,8 +313,9 @@ export class EntenteClient {
   private generation = 0;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private readonly subscriptions = new Set<Subscription>();
-  private readonly byServerId = new Map<string, Subscription>();
+  private readonly subscriptions = new Set<BaseSubscription>();
+  /** By notification method and the daemon's id (`channel_event:3`). */
+  private readonly byServerId = new Map<string, BaseSubscription>();
   private currentState: ConnectionState = 'open';
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private reconnecting: Promise<void> | undefined;
@@ -398,10 +512,8 @@ export class EntenteClient {
     if (typeof msg !== 'object' || msg === null) return;
     if (typeof msg.method === 'string' && msg.id === undefined) {
       const params = msg.params;
-      if (msg.method === 'channel_event' && params && params.subscription !== undefined) {
-        const sub = this.byServerId.get(String(params.subscription));
-        const result = params.result;
-        if (sub && result && typeof result.seq === 'number') sub.deliver(result as NumberedEvent);
+      if (params && params.subscription !== undefined) {
+        this.byServerId.get(`${msg.method}:${String(params.subscription)}`)?.deliver(params.result);
       }
       return;
     }
@@ -432,13 +544,13 @@ export class EntenteClient {
     return this.send<T>(method, params);
   }
 
-  private send<T>(method: string, params: unknown, onResult?: (result: unknown) => void): Promise<T> {
+  private send<T>(method: string, params: unknown, onResult?: (result: unknown) => void, timeoutMs?: number): Promise<T> {
     if (this.currentState === 'closed') {
       return Promise.reject(new EntenteConnectionError(`${method}: the client is closed`));
     }
     return new Promise<T>((resolve, reject) => {
       const id = this.nextId++;
-      const timeoutMs = this.opts.requestTimeoutMs ?? 120_000;
+      const limit = timeoutMs ?? this.opts.requestTimeoutMs ?? 120_000;
       const p: Pending = {
         method,
         payload: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
@@ -448,9 +560,9 @@ export class EntenteClient {
         sentOn: 0,
         timer: setTimeout(() => {
           if (this.pending.delete(id)) {
-            reject(new EntenteTimeoutError(`${method}: no answer within ${timeoutMs} ms`));
+            reject(new EntenteTimeoutError(`${method}: no answer within ${limit} ms`));
           }
-        }, timeoutMs),
+        }, limit),
       };
       this.pending.set(id, p);
       this.transmit(p);
@@ -462,6 +574,22 @@ export class EntenteClient {
   /** `session_list`: the accounts the daemon runs a node for. */
   sessionList(): Promise<Session[]> {
     return this.send('session_list', {});
+  }
+
+  /**
+   * `peer_add`: dials a node (`/ip4/.../tcp/.../p2p/<peer id>`) and, unless `remember` is false, adds
+   * it to the account's address book (its `bootstrap` list, dialed at every start). A malformed
+   * address: code 1005 (`BAD_ARGUMENTS`).
+   */
+  peerAdd(address: string, opts: AccountOption & { remember?: boolean } = {}): Promise<PeerAdded> {
+    const params = withAccount({ address }, opts);
+    if (opts.remember !== undefined) params['remember'] = opts.remember;
+    return this.send('peer_add', params);
+  }
+
+  /** `peer_list`: the account's address book and the peers its node is connected to. */
+  peerList(opts: AccountOption = {}): Promise<PeerList> {
+    return this.send('peer_list', withAccount({}, opts));
   }
 
   /** `machine_register`: registers a deployed state machine by its artifact (checked against the chain's code). */
@@ -544,6 +672,46 @@ export class EntenteClient {
     await this.send('channel_leave', withAccount({ channel_id: channelId }, opts));
   }
 
+  /**
+   * `channel_withdrawal`: what the account got back from the channel (the node withdraws on its own
+   * once the channel is settled, left or cancelled): the amounts withdrawn so far (`0x` hex), the
+   * phase and the chain calls still under way. With `wait` (seconds, at most 3600) the daemon first
+   * waits up to that long for a withdrawal; the request's timeout is stretched to cover it.
+   */
+  channelWithdrawal(channelId: Hex, opts: AccountOption & { wait?: number } = {}): Promise<Withdrawal> {
+    const params = withAccount({ channel_id: channelId }, opts);
+    let timeoutMs: number | undefined;
+    if (opts.wait !== undefined) {
+      params['wait'] = opts.wait;
+      timeoutMs = Math.max(this.opts.requestTimeoutMs ?? 120_000, opts.wait * 1000 + 30_000);
+    }
+    return this.send('channel_withdrawal', params, undefined, timeoutMs);
+  }
+
+  /** `channel_allow_join`: lets `joiner` join when another participant proposes it (this account co-signs). */
+  async channelAllowJoin(channelId: Hex, joiner: Address, opts: AccountOption = {}): Promise<void> {
+    await this.send('channel_allow_join', withAccount({ channel_id: channelId, joiner }, opts));
+  }
+
+  /**
+   * `channel_propose_join`: proposes that `joiner` join with a deposit of `amount` at the current
+   * (final) state; `data` goes to the machine's join hook. Every other participant must have allowed
+   * it ({@link channelAllowJoin}) and the newcomer must expect it ({@link channelExpectJoin}).
+   */
+  async channelProposeJoin(channelId: Hex, joiner: Address, amount: Amount, opts: AccountOption & { data?: Hex } = {}): Promise<void> {
+    const params = withAccount({ channel_id: channelId, joiner, amount: amountString(amount) }, opts);
+    if (opts.data !== undefined) params['data'] = opts.data;
+    await this.send('channel_propose_join', params);
+  }
+
+  /**
+   * `channel_expect_join`: prepares this account to join a running channel with a deposit of
+   * `amount`, sponsored by the participant `sponsor`; `machine` names the channel's registered machine.
+   */
+  channelExpectJoin(channelId: Hex, sponsor: Address, amount: Amount, machine: string, opts: AccountOption = {}): Promise<{ channel_id: Hex }> {
+    return this.send('channel_expect_join', withAccount({ channel_id: channelId, sponsor, amount: amountString(amount), machine }, opts));
+  }
+
   /** A channel whose calls and views are typed from the machine's ABI (declare it `as const`). */
   channel<const abi extends Abi>(channelId: Hex, abi: abi, opts: AccountOption = {}): TypedChannel<abi> {
     return new TypedChannel(this, channelId, abi, opts.account);
@@ -565,34 +733,50 @@ export class EntenteClient {
     return sub;
   }
 
+  /**
+   * `node_subscribe`: what happens to the account's node beside its channels' logs, live (not
+   * replayed): `{"Proposal": {"from", "channel_id"}}` when a proposal arrives,
+   * `{"ChainUnavailable": {"error"}}`, `"ChainRecovered"`, and `{"Lagged": {"missed"}}` when this
+   * reader fell behind and events were dropped. When the socket drops the client reconnects and
+   * subscribes again (calling `onResubscribed`); events of the time in between are lost:
+   * {@link proposalList} catches up on proposals. Resolves once the daemon accepted it.
+   */
+  async subscribeNode(opts: NodeSubscribeOptions): Promise<NodeSubscription> {
+    const sub = new NodeSub(this, opts);
+    await this.subscribeOn(sub);
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
   /** Subscribes on the current socket; the daemon's id is recorded before any notification is read. */
-  private async subscribeOn(sub: Subscription): Promise<void> {
-    await this.send('channel_subscribe', sub.params, (id) => {
+  private async subscribeOn(sub: BaseSubscription): Promise<void> {
+    await this.send(sub.kind.subscribe, sub.params, (id) => {
       const gen = this.generation;
       if (!sub.active) {
         // ended while the request was under way
-        void this.send('channel_unsubscribe', [id]).catch(() => undefined);
+        void this.send(sub.kind.unsubscribe, [id]).catch(() => undefined);
         return;
       }
       sub.serverId = String(id);
       sub.generation = gen;
-      this.byServerId.set(String(id), sub);
+      this.byServerId.set(`${sub.kind.notification}:${String(id)}`, sub);
     });
   }
 
-  private async resubscribe(sub: Subscription): Promise<void> {
+  private async resubscribe(sub: BaseSubscription): Promise<void> {
     const gen = this.generation;
     while (sub.active && this.currentState === 'open' && this.generation === gen && sub.generation !== gen) {
       try {
         await this.subscribeOn(sub);
         sub.failures = 0;
+        if (sub.active) sub.resubscribed();
         return;
       } catch (e) {
         if (!(e instanceof EntenteApiError)) return; // the socket went again: the next reconnection retries
         sub.failures++;
         if (sub.failures >= RESUBSCRIBE_ATTEMPTS) {
           this.subscriptions.delete(sub);
-          sub.end(new EntenteError(`channel ${sub.channelId}: resubscription refused ${sub.failures} times, giving up: ${e.message}`, { cause: e }));
+          sub.end(new EntenteError(`${sub.what}: resubscription refused ${sub.failures} times, giving up: ${e.message}`, { cause: e }));
           return;
         }
         sub.error(e);
@@ -601,15 +785,15 @@ export class EntenteClient {
     }
   }
 
-  private async unsubscribe(sub: Subscription): Promise<void> {
+  private async unsubscribe(sub: BaseSubscription): Promise<void> {
     const id = sub.serverId;
     this.subscriptions.delete(sub);
     sub.end();
     if (id === undefined) return;
-    this.byServerId.delete(id);
+    this.byServerId.delete(`${sub.kind.notification}:${id}`);
     if (this.currentState !== 'open') return;
     try {
-      await this.send('channel_unsubscribe', [id]);
+      await this.send(sub.kind.unsubscribe, [id]);
     } catch {
       // the daemon forgets a connection's subscriptions when it goes
     }

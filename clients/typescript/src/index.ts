@@ -6,6 +6,8 @@ export {
   type ChannelSubscription,
   type ConnectOptions,
   type ConnectionState,
+  type NodeSubscribeOptions,
+  type NodeSubscription,
   type ReconnectOptions,
   type SubscribeOptions,
   type TokenTransport,

@@ -15,6 +15,27 @@ export interface Session {
   listen: string[];
 }
 
+/** `peer_add`'s result: the peer dialed, and whether its address was added to the address book. */
+export interface PeerAdded {
+  peer_id: string;
+  remembered: boolean;
+}
+
+/** A peer the node is connected to (`peer_list`). */
+export interface ConnectedPeer {
+  peer_id: string;
+  /** Its Ethereum address once it authenticated as a channel participant. */
+  address: Address | null;
+  /** Reached through a relay. */
+  relayed: boolean;
+}
+
+/** `peer_list`'s result: the address book (multiaddresses) and the connected peers. */
+export interface PeerList {
+  book: string[];
+  connected: ConnectedPeer[];
+}
+
 /** `machine_register`'s result. */
 export interface RegisteredMachine {
   name: string;
@@ -91,6 +112,13 @@ export interface ChannelInfo {
   calls_outstanding: number;
 }
 
+/** `channel_withdrawal`'s result: the amounts withdrawn so far (`0x` hex), the phase, chain calls under way. */
+export interface Withdrawal {
+  withdrawn: Hex[];
+  phase: Phase;
+  calls_outstanding: number;
+}
+
 /** `channel_call`'s result: the digest of the applied transaction. */
 export interface CallResult {
   digest: Hex;
@@ -146,4 +174,25 @@ export function withdrawnAmount(event: ChannelEvent): bigint | undefined {
 /** The kind of an event: its single key (`Live`, `Protocol`, `Chain`, `Withdrawn`, ...). */
 export function eventKind(event: ChannelEvent): string {
   return Object.keys(event)[0] ?? '';
+}
+
+/**
+ * A `node_event` notification (`node_subscribe`): a proposal arrived, the chain became unreachable
+ * or came back, or this reader fell behind and `missed` events were dropped (proposal_list has the
+ * proposals).
+ */
+export type NodeEvent =
+  | { Proposal: { from: Address; channel_id: Hex } }
+  | { ChainUnavailable: { error: string } }
+  | 'ChainRecovered'
+  | { Lagged: { missed: number } };
+
+/** The kind of a node event: `Proposal`, `ChainUnavailable`, `ChainRecovered` or `Lagged`. */
+export function nodeEventKind(event: NodeEvent): string {
+  return typeof event === 'string' ? event : (Object.keys(event)[0] ?? '');
+}
+
+/** The proposal a node event announces (`{from, channel_id}`), or undefined for any other event. */
+export function proposalOf(event: NodeEvent): { from: Address; channel_id: Hex } | undefined {
+  return typeof event === 'object' && 'Proposal' in event ? event.Proposal : undefined;
 }

@@ -1,7 +1,9 @@
 // Two real `entente` daemons on anvil, driven through the TypeScript client only: bad requests
-// answered with their codes, then a whole tic-tac-toe game during which bob's daemon is killed
-// (SIGKILL) and restarted on the same API port and home, bob's client reconnecting by itself and
-// its subscription resuming with no event missed or repeated.
+// answered with their codes; bob, started with no bootstrap peer, reaching alice with peer_add; then
+// a whole tic-tac-toe game, proposed while bob listens to his node's events, during which bob's
+// daemon is killed (SIGKILL) and restarted on the same API port and home, bob's client reconnecting
+// by itself, his channel subscription resuming with no event missed or repeated and his node
+// subscription subscribing again; the withdrawals at the end.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -15,6 +17,8 @@ import {
   ErrorCode,
   appliedHeight,
   chainEventKind,
+  nodeEventKind,
+  proposalOf,
   ticTacToeAbi,
   withdrawnAmount,
   type Address,
@@ -22,34 +26,42 @@ import {
   type ChannelEvent,
   type ConnectionState,
   type Hex,
+  type NodeEvent,
   type NumberedEvent,
 } from '../src/index.js';
 import { ANVIL_KEYS, Harness, REPO, WAIT_MS, freePort, waitUntil, within, type Daemon } from './harness.js';
 
 const NO_CHANNEL: Hex = '0x0000000000000000000000000000000000000000000000000000000000000001';
 
-/** The events a subscription delivered, and a bounded wait for one. */
-class EventLog {
-  readonly seen: NumberedEvent[] = [];
+/** What a subscription delivered, and a bounded wait for one. */
+class Log<T> {
+  readonly seen: T[] = [];
   private waiters: (() => void)[] = [];
   errors: Error[] = [];
 
-  readonly onEvent = (n: NumberedEvent) => {
+  constructor(private readonly show: (x: T) => unknown = (x) => x) {}
+
+  readonly onEvent = (n: T) => {
     this.seen.push(n);
-    for (const w of this.waiters.splice(0)) w();
+    this.wake();
   };
   readonly onError = (e: Error) => {
     this.errors.push(e);
   };
 
-  async until(what: string, want: (e: ChannelEvent) => boolean, ms = WAIT_MS): Promise<NumberedEvent> {
+  /** Wakes the waits (for a condition outside `seen`). */
+  wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  async untilSeen(what: string, want: (x: T) => boolean, ms = WAIT_MS): Promise<T> {
     const deadline = Date.now() + ms;
     for (;;) {
-      const hit = this.seen.find((n) => want(n.event));
-      if (hit) return hit;
+      const hit = this.seen.find(want);
+      if (hit !== undefined) return hit;
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new Error(`no ${what} within ${ms} ms; seen: ${JSON.stringify(this.seen.map((n) => [n.seq, Object.keys(n.event)[0]]))}`);
+        throw new Error(`no ${what} within ${ms} ms; seen: ${JSON.stringify(this.seen.map(this.show))}`);
       }
       await new Promise<void>((res) => {
         const t = setTimeout(res, left);
@@ -59,6 +71,17 @@ class EventLog {
         });
       });
     }
+  }
+}
+
+/** A channel's events. */
+class EventLog extends Log<NumberedEvent> {
+  constructor() {
+    super((n) => [n.seq, Object.keys(n.event)[0]]);
+  }
+
+  until(what: string, want: (e: ChannelEvent) => boolean, ms = WAIT_MS): Promise<NumberedEvent> {
+    return this.untilSeen(what, (n) => want(n.event), ms);
   }
 }
 
@@ -102,7 +125,8 @@ describe('two entente daemons through the TypeScript client', { timeout: 15 * 60
     assert.ok(manager && machine, `deploy printed no addresses:\n${deployed}`);
     tictactoe = machine;
     alice = await h.startDaemon(aliceHome);
-    bobHome = await h.init('bob', ANVIL_KEYS[1], bobApi, bobP2p, ['--manager', manager, '--bootstrap', alice.listen]);
+    // no bootstrap peer: bob reaches alice with peer_add (see 'peers')
+    bobHome = await h.init('bob', ANVIL_KEYS[1], bobApi, bobP2p, ['--manager', manager]);
     bob = await h.startDaemon(bobHome);
     assert.equal(alice.url, `ws://127.0.0.1:${aliceApi}`);
     assert.equal(bob.url, `ws://127.0.0.1:${bobApi}`);
@@ -188,6 +212,40 @@ describe('two entente daemons through the TypeScript client', { timeout: 15 * 60
     assert.equal((await a.sessionList()).length, 1);
   });
 
+  test('peers: bob, started with no bootstrap peer, reaches alice with peerAdd, which remembers her', async () => {
+    const aliceSession = (await a.sessionList())[0]!;
+    const bobSession = (await b.sessionList())[0]!;
+    assert.match(alice.listen, /\/p2p\//);
+    assert.deepEqual((await b.peerList()).book, []);
+
+    // a malformed address: 1005, nothing dialed or remembered
+    let e = await apiError(b.peerAdd('not a multiaddr'));
+    assert.equal(e.code, ErrorCode.BAD_ARGUMENTS);
+    assert.equal(e.kind, 'BadAddress');
+    e = await apiError(b.peerAdd('/ip4/127.0.0.1/tcp/1', { account: 'mallory' }));
+    assert.equal(e.code, ErrorCode.UNKNOWN_ACCOUNT);
+    assert.deepEqual((await b.peerList()).book, []);
+
+    const added = await b.peerAdd(alice.listen);
+    assert.equal(added.peer_id, aliceSession.peer_id);
+    assert.equal(added.remembered, true);
+    const peers = await b.peerList();
+    assert.deepEqual(peers.book, [alice.listen]);
+    const seen = await waitUntil('alice among bob\'s connected peers', async () =>
+      (await b.peerList()).connected.find((p) => p.peer_id === aliceSession.peer_id),
+    );
+    assert.equal(typeof seen.relayed, 'boolean');
+    assert.equal(seen.relayed, false);
+    assert.ok(seen.address === null || seen.address.toLowerCase() === aliceSession.address.toLowerCase());
+    await waitUntil('bob among alice\'s connected peers', async () =>
+      (await a.peerList()).connected.some((p) => p.peer_id === bobSession.peer_id),
+    );
+    // added again: connected already, not remembered twice
+    const again = await b.peerAdd(alice.listen, { remember: false });
+    assert.deepEqual(again, { peer_id: aliceSession.peer_id, remembered: false });
+    assert.deepEqual((await b.peerList()).book, [alice.listen]);
+  });
+
   test("a whole game; bob's daemon killed and restarted mid-game, his subscription resumes without a gap", async (t) => {
     try {
       await game((msg) => t.diagnostic(msg));
@@ -206,6 +264,19 @@ describe('two entente daemons through the TypeScript client', { timeout: 15 * 60
     assert.equal(registered.name, 'tictactoe');
     assert.ok((await b.machineList()).some((m) => m.name === 'tictactoe'));
 
+    // bob listens to his node's events: proposals arrive there
+    const nb = new Log<NodeEvent>();
+    let bobResubscribed = 0;
+    const nodeSub = await b.subscribeNode({
+      onEvent: nb.onEvent,
+      onError: nb.onError,
+      onResubscribed: () => {
+        bobResubscribed++;
+        nb.wake();
+      },
+    });
+    assert.ok(nodeSub.active);
+
     // alice proposes X (her) against O (bob), 1000 wei each at stake
     const { channel_id: id } = await a.proposalMake({
       machine: 'tictactoe',
@@ -214,9 +285,11 @@ describe('two entente daemons through the TypeScript client', { timeout: 15 * 60
       genesis: { function: 'initialState', args: [xa, ob, 1000n] },
       timing: { p2p: 30, agreement: 10, fallback: 60, challenge: 120 },
     });
-    const proposal = await waitUntil('the proposal at bob', async () =>
-      (await b.proposalList()).find((p) => p.channel_id === id),
-    );
+    const announced = proposalOf(await nb.untilSeen('the proposal as a node event at bob', (e) => proposalOf(e)?.channel_id === id));
+    assert.equal(announced?.from.toLowerCase(), xa.toLowerCase());
+    // the proposal is in proposal_list by the time its event is sent
+    const proposal = (await b.proposalList()).find((p) => p.channel_id === id);
+    assert.ok(proposal, 'the announced proposal is in proposal_list');
     assert.equal(proposal.machine, 'tictactoe');
     assert.equal(proposal.from.toLowerCase(), xa.toLowerCase());
 
@@ -257,6 +330,11 @@ describe('two entente daemons through the TypeScript client', { timeout: 15 * 60
     assert.equal((await within('a request made while reconnecting', meanwhile))[0]!.address, ob);
     assert.deepEqual(bobStates, ['reconnecting', 'open']);
     assert.ok(sb.active);
+    // the node subscription is renewed on the new socket (its events are live: nothing replayed)
+    await waitUntil('bob\'s node subscription renewed', () => bobResubscribed === 1);
+    assert.ok(nodeSub.active);
+    // bob's address book survived the restart (his configuration), and he reached alice again through it
+    assert.deepEqual((await b.peerList()).book, [alice.listen]);
 
     // the board, typed from the ABI: uint8[9] as numbers, uint256[] as bigints
     const before = await cb.view('getGame');
@@ -301,5 +379,30 @@ describe('two entente daemons through the TypeScript client', { timeout: 15 * 60
     assert.equal(BigInt(closed.exits![0]!.amount), 2000n);
     assert.equal(BigInt(closed.exits![1]!.amount), 0n);
     assert.equal((await cb.info()).phase, 'Closed');
+
+    // the withdrawals: alice got the 2000 wei, bob nothing
+    const wa = await a.channelWithdrawal(id, { wait: 60 });
+    assert.deepEqual(wa.withdrawn, ['0x7d0']);
+    assert.equal(wa.phase, 'Closed');
+    const wb = await b.channelWithdrawal(id);
+    assert.deepEqual(wb.withdrawn, []);
+    assert.equal(wb.phase, 'Closed');
+    assert.equal(typeof wb.calls_outstanding, 'number');
+
+    // the renewed node subscription delivers: alice proposes again, bob hears of it and declines
+    const { channel_id: second } = await a.proposalMake({
+      machine: 'tictactoe',
+      participants: [xa, ob],
+      deposits: [1000n, 1000n],
+      genesis: { function: 'initialState', args: [xa, ob, 1000n] },
+    });
+    assert.notEqual(second, id);
+    await nb.untilSeen('the second proposal at bob (after the restart)', (e) => proposalOf(e)?.channel_id === second);
+    await b.proposalDecline(second, { reason: 'one game is enough' });
+    assert.ok(!(await b.proposalList()).some((p) => p.channel_id === second));
+    note(`bob's node events: ${nb.seen.map(nodeEventKind).join(' ')}`);
+    assert.deepEqual(nb.errors, []);
+    await nodeSub.unsubscribe();
+    assert.equal(nodeSub.active, false);
   }
 });

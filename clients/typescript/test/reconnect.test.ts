@@ -12,7 +12,10 @@ import {
   EntenteClient,
   EntenteConnectionError,
   EntenteTimeoutError,
+  nodeEventKind,
+  proposalOf,
   type ConnectionState,
+  type NodeEvent,
   type NumberedEvent,
 } from '../src/index.js';
 import { waitUntil } from './harness.js';
@@ -30,6 +33,10 @@ class FakeDaemon {
   /** Events the log holds, pushed to subscribers as they are appended. */
   events = 0;
   private subs: { ws: WebSocket; id: string; next: number }[] = [];
+  /** node_subscribe subscriptions, and how many node_subscribe / node_unsubscribe requests came. */
+  private nodeSubs: { ws: WebSocket; id: string }[] = [];
+  nodeSubscribes = 0;
+  nodeUnsubscribes = 0;
   private nextSub = 1;
 
   async start(port = 0): Promise<this> {
@@ -50,6 +57,7 @@ class FakeDaemon {
       ws.on('close', () => {
         this.sockets.delete(ws);
         this.subs = this.subs.filter((s) => s.ws !== ws);
+        this.nodeSubs = this.nodeSubs.filter((s) => s.ws !== ws);
       });
       ws.on('message', (raw) => this.onRequest(ws, JSON.parse(String(raw))));
     });
@@ -77,6 +85,18 @@ class FakeDaemon {
         this.pump(s);
         return;
       }
+      case 'node_subscribe': {
+        this.nodeSubscribes++;
+        // the same id space as channel subscriptions: notifications are told apart by their method
+        const id = `sub${this.nextSub++}`;
+        reply(id);
+        this.nodeSubs.push({ ws, id });
+        return;
+      }
+      case 'node_unsubscribe':
+        this.nodeUnsubscribes++;
+        this.nodeSubs = this.nodeSubs.filter((s) => s.id !== req.params[0]);
+        return reply(true);
       case 'channel_unsubscribe':
         this.subs = this.subs.filter((s) => s.id !== req.params[0]);
         return reply(true);
@@ -90,6 +110,13 @@ class FakeDaemon {
       const result: NumberedEvent = { seq: s.next, event: { Turn: { fork: 0, height: s.next } } };
       s.ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'channel_event', params: { subscription: s.id, result } }));
       s.next++;
+    }
+  }
+
+  /** Sends a node event to the node subscribers (live: nothing kept for later ones). */
+  nodeEvent(result: NodeEvent): void {
+    for (const s of this.nodeSubs) {
+      s.ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'node_event', params: { subscription: s.id, result } }));
     }
   }
 
@@ -187,6 +214,41 @@ test('a subscription from a given seq starts there', async () => {
   daemon.dropAll();
   await waitUntil('the resubscription', () => daemon.froms.length === 2, 5_000);
   assert.deepEqual(daemon.froms, [4, 6]);
+});
+
+test('a node subscription subscribes again after a drop (live events: those of the gap are lost)', async () => {
+  const { daemon, client } = await setup();
+  const seen: NodeEvent[] = [];
+  let resubscribed = 0;
+  const sub = await client.subscribeNode({ onEvent: (e) => seen.push(e), onResubscribed: () => resubscribed++ });
+  const proposal = (n: number): NodeEvent => ({ Proposal: { from: `0x${'aa'.repeat(20)}`, channel_id: `0x${n.toString(16).padStart(64, '0')}` } });
+  daemon.nodeEvent(proposal(1));
+  daemon.nodeEvent('ChainRecovered');
+  await waitUntil('2 node events', () => seen.length === 2, 5_000);
+
+  daemon.dropAll();
+  await waitUntil('the resubscription', () => resubscribed === 1, 5_000);
+  assert.equal(daemon.nodeSubscribes, 2);
+  daemon.nodeEvent({ Lagged: { missed: 3 } });
+  daemon.nodeEvent(proposal(2));
+  await waitUntil('4 node events', () => seen.length === 4, 5_000);
+  assert.deepEqual(seen.map(nodeEventKind), ['Proposal', 'ChainRecovered', 'Lagged', 'Proposal']);
+  assert.equal(proposalOf(seen[3]!)?.channel_id, `0x${'2'.padStart(64, '0')}`);
+  assert.equal(proposalOf(seen[1]!), undefined);
+
+  // a channel subscription beside it: each notification goes to its own kind
+  const seqs: number[] = [];
+  daemon.append(1);
+  await client.subscribeChannel(CHANNEL, { onEvent: (n) => seqs.push(n.seq) });
+  await waitUntil('the channel event', () => seqs.length === 1, 5_000);
+  assert.equal(seen.length, 4);
+
+  await sub.unsubscribe();
+  assert.equal(sub.active, false);
+  assert.equal(daemon.nodeUnsubscribes, 1);
+  daemon.nodeEvent(proposal(3));
+  assert.equal((await client.request('echo', [1]) as unknown[]).length, 1); // a round trip after it
+  assert.equal(seen.length, 4);
 });
 
 test('close() fails what is under way and does not reconnect', async () => {
