@@ -579,3 +579,126 @@ fn a_daemon_without_its_password_or_its_manager_does_not_start_and_says_why() {
     let e = run("test password");
     assert!(e.contains("no contract at chain.manager"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_daemon_serves_several_accounts_each_with_its_own_key_and_channels() {
+    let anvil = Anvil::spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    init(
+        &home,
+        &format!("{}", anvil.keys()[3]),
+        &anvil.endpoint(),
+        None,
+        free_port(),
+        None,
+    );
+    ok(entente()
+        .arg("--home")
+        .arg(&home)
+        .args(["deploy", "--machine", "tictactoe"])
+        .output()
+        .unwrap());
+    // a second account with a key file of its own and its own password file
+    let pw = dir.path().join("carol-password");
+    std::fs::write(&pw, "carol's own").unwrap();
+    let mut add = entente()
+        .arg("--home")
+        .arg(&home)
+        .arg("--password-file")
+        .arg(&pw)
+        .args(["account", "new", "carol", "--import-key-stdin", "--light-kdf"])
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", free_port())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", anvil.keys()[4]).as_bytes())
+        .unwrap();
+    ok(add.wait_with_output().unwrap());
+    // the daemon opens each key file with its own password: carol's from its file
+    let config = home.join("entente.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "name = \"carol\"",
+        &format!("name = \"carol\"\npassword_file = \"{}\"", pw.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(&home);
+    let c = daemon.client().await;
+    let sessions = c.call("session_list", json!({})).await.unwrap();
+    let names: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["carol", "player"]);
+    assert_ne!(sessions[0]["address"], sessions[1]["address"]);
+    assert_ne!(sessions[0]["peer_id"], sessions[1]["peer_id"]);
+    // with several accounts, a request names one
+    assert_eq!(
+        code_of(c.call("channel_list", json!({})).await.unwrap_err()).0,
+        1001
+    );
+    assert_eq!(
+        c.call("channel_list", json!({ "account": "carol" }))
+            .await
+            .unwrap(),
+        json!([])
+    );
+    // a channel proposed by one account is that account's, and the other is invited to it
+    let (p, q) = (sessions[1]["address"].clone(), sessions[0]["address"].clone());
+    // the two nodes find each other as any two nodes do: through an address in the book
+    let player_at = format!(
+        "{}/p2p/{}",
+        sessions[1]["listen"][0].as_str().unwrap(),
+        sessions[1]["peer_id"].as_str().unwrap()
+    );
+    c.call("peer_add", json!({ "account": "carol", "address": player_at }))
+        .await
+        .unwrap();
+    let mut carol_events = c
+        .subscribe(
+            "node_subscribe",
+            json!({ "account": "carol" }),
+            "node_unsubscribe",
+        )
+        .await
+        .unwrap();
+    let made = c
+        .call(
+            "proposal_make",
+            json!({ "account": "player", "machine": "tictactoe", "participants": [p, q], "deposits": ["1", "1"],
+                    "genesis": { "function": "initialState", "args": [p, q, "1"] } }),
+        )
+        .await
+        .unwrap();
+    let note = tokio::time::timeout(WAIT, carol_events.next())
+        .await
+        .expect("carol was not invited")
+        .unwrap()
+        .unwrap();
+    assert_eq!(note["Proposal"]["channel_id"], made["channel_id"]);
+    let mine = c
+        .call("channel_list", json!({ "account": "player" }))
+        .await
+        .unwrap();
+    assert_eq!(mine[0]["channel_id"], made["channel_id"]);
+    assert_eq!(
+        c.call("channel_list", json!({ "account": "carol" }))
+            .await
+            .unwrap(),
+        json!([])
+    );
+    assert_eq!(
+        c.call("proposal_list", json!({ "account": "carol" }))
+            .await
+            .unwrap()[0]["channel_id"],
+        made["channel_id"]
+    );
+}
