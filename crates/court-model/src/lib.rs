@@ -36,6 +36,8 @@
 //!   (the colluders may still act before `h` within the tick: they front-run).
 //!   Large gaps between stamps are shrunk (every comparison involves constants smaller than the
 //!   writer window), so the state space is finite without a time horizon and the check is exhaustive.
+//!   In the open machine nobody is obliged, so the bound is the confirmation window: older stamps
+//!   keep only their order ([`Timing::open_floor`]).
 //!
 //! The properties (see [`CourtModel`]'s `properties`): G1 (`h` is paid its entitlement, no head is
 //! ever an invalid state, no verdict is carried out at a head whose posted branch contradicts a
@@ -63,12 +65,19 @@
 //! is beyond the game). Extra properties: "O9 h never signs two transactions at one height", "O9
 //! h's intent is applied within the bound" (the ticks it waits unapplied, since it was signed or
 //! last left unapplied, at most [`CourtModel::intent_bound`]), "O9 no timeout is raised in an open
-//! state"; G3's strategy exits at once. With these rules every property holds (N = 2 exhaustively
-//! without leave approvals, N = 3 to a depth); with the court as first built
+//! state"; G3's strategy exits at once. With these rules every property holds (N = 2 and N = 3
+//! exhaustively, without leave approvals); with the court as first built
 //! ([`Rules::AnyonePostsInOpenStates`]), without the hold ([`Rules::NoHoldWhileIntentHeld`]) or
 //! with forces after the window ([`Rules::ForceAfterWindow`]) the checker finds h slashed for an
 //! exit (G2). [`CourtModel::exit_challenge_moves_only`], an alternative court change, stays as an
 //! option, off by default.
+//!
+//! Reductions of the open model's state, each exact or giving the colluders more power, never
+//! less (see [`CourtModel::normalize`]): stamps older than the confirmation window keep only their
+//! order, and `since`, read only by the timeout rule, is dropped; with N = 3, once a colluder has
+//! left, the other is called 1 (a symmetry); whether a colluder's held intent is a real move or
+//! junk is chosen when it is forced ([`Held`]); while both colluders take part, their held intents
+//! are kept sorted by due time.
 //!
 //! [`Rules`] weakens one rule back to an old bug (or, for [`Rules::ApproveWhileWriter`], drops a
 //! refinement of O4 this model showed necessary); the checker must then find a counterexample.

@@ -32,14 +32,16 @@ pub enum Machine {
 }
 
 /// An intent the court holds for one participant of the current fork (`postIntent`).
+///
+/// Whether a colluder's intent applies when forced (a real move) or is refused by the machine
+/// (junk: the force voids it) is not kept: the colluders choose it when the intent is forced
+/// ([`Action::Force`]'s `applies`). That gives them at least the power of choosing when they post
+/// it, and nothing else reads it. h's intent applies when the head has not applied it yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Held {
     /// Its `dueAt`, relative to now: from then on it may be forced, and for one `agreementTime`
     /// no post is taken on an open state until it is.
     pub due: i8,
-    /// For a colluder's intent: whether the machine applies it when forced (a real move) or refuses it
-    /// (junk: the force voids it). h's intent applies when the head has not applied it yet.
-    pub applies: bool,
 }
 
 /// Which rules the court enforces: the sound rules of `docs/security.md`, or one of them weakened
@@ -184,6 +186,16 @@ impl Timing {
             .max(self.confirm_window())
             .max(self.challenge)
             + 1
+    }
+
+    /// The open machine's newest instant that is *old*, relative to now. There nobody is obliged,
+    /// so the writer window is never compared with a stamp; every comparison of a stamp with now is
+    /// `x + c < 0` with `c` at most the confirmation window (O2's deadline, from the parent's
+    /// stamp), or with `0` or `±agreementTime` (a fresh stamp, `max(ts, now)`). An old stamp passes
+    /// all of them now and at every later tick, and stamps are compared with each other only by
+    /// order (and equality), so of old stamps only their order is kept.
+    pub fn open_floor(&self) -> i8 {
+        -(self.confirm_window().max(self.agreement) + 1)
     }
 }
 
@@ -471,19 +483,21 @@ pub enum Action {
     /// h closes on a final state it holds N-signed.
     HClose,
     /// Open machine: a colluder posts an intent to the court (`postIntent`): its own (`index` is
-    /// the poster; `applies`: a real move, or junk the machine refuses when forced), or h's signed
-    /// intent (`index` 0).
+    /// the poster; a real move or junk, decided when it is forced), or h's signed intent (`index`
+    /// 0).
     PostIntent {
         /// Whose intent.
         index: u8,
-        /// Whether it applies when forced (a colluder's own).
-        applies: bool,
     },
     /// Open machine: anyone forces the held intent of participant `index` (`forceIntent`): due, and
     /// first in the order the held intents fell due.
     Force {
         /// Whose intent.
         index: u8,
+        /// A colluder's intent: whether it was a real move the machine applies (else junk it
+        /// refuses, and the court voids it); h's: always `true` (it applies when the head has not
+        /// applied it yet).
+        applies: bool,
     },
     /// Open machine: h signs an intent (it decides to pay; at any time, once per game).
     HIntent,
@@ -494,6 +508,9 @@ pub enum Action {
     HForce {
         /// Whose intent.
         index: u8,
+        /// As for [`Action::Force`]: for a colluder's intent, the colluders' choice (made when
+        /// they posted it) of a real move or junk.
+        applies: bool,
     },
     /// Under [`Rules::SignTwoAtOneHeight`]: h writes its left-out intent as its own transaction at
     /// the head's next height, on the head.
@@ -949,7 +966,17 @@ impl CourtModel {
         };
         // O9, the hold: while the court holds an intent, h brings the head up to its tip at once.
         let hold = self.holding(s) && self.holds_above_head(s);
-        unconfirmed || late_writer || hold || Self::has_usable_evidence(s) || self.cut_due(s)
+        // O9: an intent left out `p2pTime` goes to the court with the head at h's tip, so h brings
+        // the head up first (the dispute handler's `court_intent`). Without it the N = 3 check
+        // finds h's intent waiting forever: h holds a colluder's transaction N-signed above the
+        // head, the next sequencer is the other colluder, and nothing else brings it to the chain.
+        let left_out = self.machine == Machine::Open
+            && self.rules != Rules::SignTwoAtOneHeight
+            && self.intent_waiting(s)
+            && s.intent >= Some(self.timing.p2p as u8)
+            && s.held[0].is_none_or(|d| self.lapsed(&d))
+            && self.holds_above_head(s);
+        unconfirmed || late_writer || hold || left_out || Self::has_usable_evidence(s) || self.cut_due(s)
     }
 
     /// A running dispute h can still challenge: the `DisputeHandler` shows its highest N-signed
@@ -1008,16 +1035,16 @@ impl CourtModel {
         }
         if self.machine == Machine::Open {
             for i in 0..self.n {
-                out.push(Action::Force { index: i });
-                if i == HONEST {
-                    out.push(Action::PostIntent {
+                out.push(Action::PostIntent { index: i });
+                out.push(Action::Force {
+                    index: i,
+                    applies: true,
+                });
+                if i != HONEST {
+                    out.push(Action::Force {
                         index: i,
-                        applies: true,
+                        applies: false,
                     });
-                } else {
-                    for applies in [false, true] {
-                        out.push(Action::PostIntent { index: i, applies });
-                    }
                 }
             }
         }
@@ -1076,7 +1103,16 @@ impl CourtModel {
         let mut out = vec![Action::Finalize];
         if self.machine == Machine::Open {
             for i in 0..self.n {
-                out.push(Action::HForce { index: i });
+                out.push(Action::HForce {
+                    index: i,
+                    applies: true,
+                });
+                if i != HONEST {
+                    out.push(Action::HForce {
+                        index: i,
+                        applies: false,
+                    });
+                }
             }
             out.extend([Action::HPostIntent, Action::HEscape, Action::HIntent]);
         }
@@ -1137,7 +1173,10 @@ impl CourtModel {
     fn post_stamps(&self, s: &State) -> Vec<i8> {
         let lo = s.head.ts;
         let hi = self.timing.agreement;
-        let near = -(self.timing.writer_window() + 1);
+        let near = match self.machine {
+            Machine::RoundRobin => -(self.timing.writer_window() + 1),
+            Machine::Open => self.timing.open_floor(),
+        };
         let mut v: Vec<i8> = (near.max(lo)..=hi).collect();
         v.push(lo);
         let mut stored: Vec<i8> = s.signed.iter().flatten().map(|e| e.ts).collect();
@@ -1583,7 +1622,7 @@ impl CourtModel {
                 }
                 t.intent = Some(0);
             }
-            Action::PostIntent { index, applies } => {
+            Action::PostIntent { index } => {
                 // `postIntent`: anyone, with the issuer's signature; a held intent is replaced only
                 // by its issuer, or by anyone once it lapsed (then it is no longer in the state;
                 // intents never expire in the model).
@@ -1591,7 +1630,7 @@ impl CourtModel {
                     return None;
                 }
                 if index == HONEST {
-                    if s.intent.is_none() || s.held[0].is_some_and(|d| !self.lapsed(&d)) || !applies {
+                    if s.intent.is_none() || s.held[0].is_some_and(|d| !self.lapsed(&d)) {
                         return None;
                     }
                 } else if index >= self.n {
@@ -1599,7 +1638,6 @@ impl CourtModel {
                 }
                 t.held[index as usize] = Some(Held {
                     due: self.timing.agreement,
-                    applies,
                 });
             }
             Action::HPostIntent => {
@@ -1618,12 +1656,12 @@ impl CourtModel {
                 }
                 t.held[0] = Some(Held {
                     due: self.timing.agreement,
-                    applies: true,
                 });
                 t.intent_posted = true;
             }
-            Action::Force { index } | Action::HForce { index } => {
+            Action::Force { index, applies } | Action::HForce { index, applies } => {
                 if self.machine != Machine::Open
+                    || (index == HONEST && !applies)
                     || matches!(s.dispute, Some(d) if Self::undefeated(&d, Kind::Timeout))
                     || !Self::forceable(s, index, self.timing.agreement, self.rules)
                 {
@@ -1633,13 +1671,9 @@ impl CourtModel {
                 if matches!(a, Action::HForce { .. }) && s.held[0].is_none() {
                     return None;
                 }
-                let held = s.held[index as usize]?;
+                s.held[index as usize]?;
                 t.held[index as usize] = None;
-                let applies = if index == HONEST {
-                    !s.head.applied
-                } else {
-                    held.applies
-                };
+                let applies = if index == HONEST { !s.head.applied } else { applies };
                 if applies && s.head.height < self.max_height {
                     // The court's own transaction at the head's next height: writer the issuer,
                     // stamp the head's, signed by nobody.
@@ -1687,7 +1721,7 @@ impl CourtModel {
                 if self.honest_due(s) {
                     return None;
                 }
-                Self::for_each_stamp(&mut t, |x| *x -= 1);
+                Self::for_each_stamp(&mut t, true, |x| *x -= 1);
                 t.head.since -= 1;
                 if self.intent_waiting(s)
                     && let Some(age) = t.intent.as_mut()
@@ -1877,11 +1911,14 @@ impl CourtModel {
         }
     }
 
-    fn for_each_stamp(t: &mut State, mut f: impl FnMut(&mut i8)) {
+    /// Calls `f` on every instant in the state (with `parents`, the entries' parent stamps too).
+    fn for_each_stamp(t: &mut State, parents: bool, mut f: impl FnMut(&mut i8)) {
         f(&mut t.head.ts);
         for e in t.signed.iter_mut().flatten() {
             f(&mut e.ts);
-            f(&mut e.parent_ts);
+            if parents {
+                f(&mut e.parent_ts);
+            }
         }
         if let Some(a) = t.approval.as_mut() {
             f(&mut a.ts);
@@ -1898,8 +1935,16 @@ impl CourtModel {
     }
 
     /// Puts a state in canonical form: drops what can no longer matter and shrinks large gaps
-    /// between stamps (see [`Timing::gap`]), so that equivalent states are one state.
+    /// between stamps (see [`Timing::gap`]), so that equivalent states are one state. In the open
+    /// machine also: old stamps keep only their order ([`Timing::open_floor`]) and `since` is
+    /// dropped; with N = 3, the colluder left alone is called 1 ([`CourtModel::swap_colluders`]);
+    /// the held intents of two colluders are sorted by due time. Each step maps a state to one
+    /// the checker cannot tell from it: the same actions are open in both, lead to states equal up
+    /// to the same mapping, and every property reads the same in both.
     pub fn normalize(&self, t: &mut State) {
+        if self.machine == Machine::Open && self.n == 3 && t.active & 0b110 == 0b100 {
+            Self::swap_colluders(t);
+        }
         if !self.live(t) {
             // Terminal: keep only what the properties read.
             t.gen_height = 0;
@@ -1949,6 +1994,17 @@ impl CourtModel {
                 }
             }
         }
+        // While both colluders take part, their held intents differ only by their due instants:
+        // a forced one lands the same state whoever posted it (or is voided, at the colluders'
+        // choice), each colluder may re-post its own at any time, and the force order breaks ties
+        // by index only between intents that are otherwise the same. So only the multiset counts:
+        // keep them sorted.
+        if self.machine == Machine::Open && self.n == 3 && t.active & 0b110 == 0b110 {
+            let key = |d: &Option<Held>| d.map_or(i8::MAX, |d| d.due);
+            if key(&t.held[2]) < key(&t.held[1]) {
+                t.held.swap(1, 2);
+            }
+        }
         // Below the head, only what a cut may still bring back counts: from the lowest height where
         // the posted branch conflicts with what h signed.
         let keep_from = if t.conflict != 0 {
@@ -1973,25 +2029,101 @@ impl CourtModel {
             t.future_evidence = None;
         }
         t.head.since = t.head.since.max(-(self.timing.writer_window() + 1));
+        if self.machine == Machine::Open {
+            // `since` is read only by the timeout rule (R5), which needs an obliged writer; in the
+            // open machine nobody is obliged, so it never matters.
+            t.head.since = 0;
+        }
         if let Some(d) = t.dispute.as_mut() {
             d.deadline = d.deadline.max(-1);
         }
-        // Shrink gaps between stamps to at most `gap`, keeping their order and now at 0.
-        let gap = self.timing.gap();
+        // In the open machine a parent's stamp is compared only with now (O2's deadline), never
+        // with another stamp: it is left out of the renumbering and, once old, set to the floor.
+        let parents = self.machine == Machine::RoundRobin;
         let mut vals = vec![0i8];
-        Self::for_each_stamp(t, |x| vals.push(*x));
+        Self::for_each_stamp(t, parents, |x| vals.push(*x));
         vals.sort_unstable_by(|a, b| b.cmp(a));
         vals.dedup();
         let mut map: Vec<(i8, i8)> = Vec::with_capacity(vals.len());
-        for (i, v) in vals.iter().enumerate() {
-            let nv = if i == 0 { *v } else { (*v).max(map[i - 1].1 - gap) };
-            map.push((*v, nv));
+        match self.machine {
+            Machine::RoundRobin => {
+                // Shrink gaps between stamps to at most `gap`, keeping their order and now at 0.
+                let gap = self.timing.gap();
+                for (i, v) in vals.iter().enumerate() {
+                    let nv = if i == 0 { *v } else { (*v).max(map[i - 1].1 - gap) };
+                    map.push((*v, nv));
+                }
+            }
+            Machine::Open => {
+                // Stamps above `floor` are kept exactly; at or below it, only their order counts
+                // (see `Timing::open_floor`), so they are renumbered two apart from just under the
+                // floor, which keeps an instant above the highest of them and between any two (a
+                // fresh post's stamp may fall there, `post_stamps`).
+                let floor = self.timing.open_floor();
+                let mut next = floor - 1;
+                for v in &vals {
+                    let nv = if *v > floor {
+                        *v
+                    } else {
+                        let nv = next;
+                        next -= 2;
+                        nv
+                    };
+                    map.push((*v, nv));
+                }
+            }
         }
-        Self::for_each_stamp(t, |x| {
+        Self::for_each_stamp(t, parents, |x| {
             if let Some((_, nv)) = map.iter().find(|(ov, _)| ov == x) {
                 *x = *nv;
             }
         });
+        if !parents {
+            let floor = self.timing.open_floor();
+            for e in t.signed.iter_mut().flatten() {
+                e.parent_ts = e.parent_ts.max(floor);
+            }
+        }
+    }
+
+    /// Renames colluders 1 and 2 into each other (N = 3, open machine), once colluder 1 has left
+    /// and colluder 2 is still in: the state where colluder 2 alone is left is then the one where
+    /// colluder 1 alone is. This is a symmetry: with one colluder left, every rule reads a
+    /// colluder's index only through its rank among the current participants (the sequencer
+    /// rotation; `h`, index 0, comes first in it and in every tie: the force order, the shares of
+    /// a slashed deposit), which is the same for both, and the colluder who left has no part in
+    /// the game beyond what it was paid and whether it was slashed (its balance is 0, its held
+    /// intent and the proofs against it are dropped), which the properties read only summed over
+    /// the colluders or as "some colluder".
+    pub fn swap_colluders(t: &mut State) {
+        let swap = |p: u8| match p {
+            1 => 2,
+            2 => 1,
+            p => p,
+        };
+        let swap_bits = |b: u8| (b & 0b001) | ((b & 0b010) << 1) | ((b & 0b100) >> 1) | (b & !0b111);
+        t.active = swap_bits(t.active);
+        t.slashed = swap_bits(t.slashed);
+        t.evidence = swap_bits(t.evidence);
+        t.bal.swap(1, 2);
+        t.paid.swap(1, 2);
+        t.held.swap(1, 2);
+        t.head.thief = t.head.thief.map(swap);
+        for e in t.signed.iter_mut().flatten() {
+            e.issuer = swap(e.issuer);
+            e.thief = e.thief.map(swap);
+        }
+        if let Some(d) = t.dispute.as_mut() {
+            d.target = swap(d.target);
+            d.submitter = swap(d.submitter);
+        }
+        if let Some(a) = t.approval.as_mut() {
+            a.leaver = swap(a.leaver);
+            a.thief = a.thief.map(swap);
+        }
+        if let Some((p, _)) = t.future_evidence.as_mut() {
+            *p = swap(*p);
+        }
     }
 
     /// h's actions enabled in `s`, in its order of preference.
@@ -2052,6 +2184,29 @@ impl CourtModel {
                         .filter(|a| self.step_raw(&cur, *a).is_some())
                 });
             let a = match pick {
+                // A colluder's held intent in the way: whether it applies is the colluders' choice
+                // (see `Held`), so h must settle after either; follow the worse.
+                Some(Action::HForce { index, .. }) if index != HONEST => {
+                    let rest = limit - ticks;
+                    let mut worst: Option<(Option<u32>, Action, State)> = None;
+                    for applies in [true, false] {
+                        let b = Action::HForce { index, applies };
+                        let next = self.step(&cur, b)?;
+                        let r = self.honest_alone(&next, rest, None);
+                        let worse = match &worst {
+                            None => true,
+                            Some((w, _, _)) => w.is_some() && r.is_none_or(|r| Some(r) > *w),
+                        };
+                        if worse {
+                            worst = Some((r, b, next));
+                        }
+                    }
+                    let (_, b, next) = worst?;
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.push((b, next));
+                    }
+                    return Some(ticks + self.honest_alone(&next, rest, trace)?);
+                }
                 Some(a) => a,
                 None => {
                     ticks += 1;
@@ -2208,12 +2363,7 @@ impl fmt::Display for State {
         }
         for (i, d) in self.held.iter().enumerate() {
             if let Some(d) = d {
-                write!(
-                    f,
-                    " | held {i}'s intent due {}{}",
-                    d.due,
-                    if d.applies { "" } else { " (junk)" }
-                )?;
+                write!(f, " | held {i}'s intent due {}", d.due)?;
             }
         }
         if self.double_signed {
