@@ -1251,6 +1251,28 @@ mod tests {
             ),
             "{e}"
         );
+        // a request over the size limit is refused whole, and the daemon goes on
+        let big = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"machine_register\",\"params\":{{\"name\":\"x\",\"address\":\"0x0000000000000000000000000000000000000001\",\"artifact\":\"{}\"}}}}",
+            "a".repeat(5 * 1024 * 1024)
+        );
+        let status = tokio::task::spawn_blocking(move || {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer secret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                big.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            let _ = s.write_all(big.as_bytes());
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out.lines().next().unwrap_or_default().to_string()
+        })
+        .await
+        .unwrap();
+        assert!(status.contains("413"), "{status}");
+        assert_eq!(c.call("session_list", json!({})).await.unwrap(), json!([]));
         handle.stop().unwrap();
     }
 }

@@ -77,6 +77,74 @@ enum Command {
     Leave(ChannelArg),
     /// Print a channel's events as they happen (one JSON line each).
     Watch(WatchArgs),
+    /// What the account got back from a channel (the node withdraws on its own once it is over).
+    Withdrawal(WithdrawalArgs),
+    /// Membership: let someone join, propose that they join, or expect to join a running channel.
+    #[command(subcommand)]
+    Join(JoinCommand),
+    /// The account's address book and connected peers.
+    Peers(ClientArgs),
+    /// Dial a node and keep it in the account's address book.
+    PeerAdd(PeerAddArgs),
+}
+
+#[derive(Args)]
+struct WithdrawalArgs {
+    /// The channel id.
+    channel: String,
+    /// Seconds to wait for a withdrawal.
+    #[arg(long, default_value_t = 0)]
+    wait: u64,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Subcommand)]
+enum JoinCommand {
+    /// Let `joiner` join when another participant proposes it.
+    Allow {
+        /// The channel id.
+        channel: String,
+        /// Who may join.
+        joiner: Address,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Propose that `joiner` join with a deposit of `amount` wei.
+    Propose {
+        /// The channel id.
+        channel: String,
+        /// Who joins.
+        joiner: Address,
+        /// Its deposit in wei.
+        amount: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Expect to join a running channel, sponsored by one of its participants.
+    Expect {
+        /// The channel id.
+        channel: String,
+        /// The participant that proposes the join.
+        sponsor: Address,
+        /// This account's deposit in wei.
+        amount: String,
+        /// The channel's machine (registered name).
+        machine: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args)]
+struct PeerAddArgs {
+    /// The node's address with its peer id (`/ip4/.../tcp/.../p2p/<id>`).
+    address: String,
+    /// Dial it now but do not keep it in the address book.
+    #[arg(long)]
+    forget: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -447,6 +515,52 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             request(&home, &a.client, "proposal_make", params)?
         }
+        Command::Withdrawal(a) => request(
+            &home,
+            &a.client,
+            "channel_withdrawal",
+            json!({ "channel_id": a.channel, "wait": a.wait }),
+        )?,
+        Command::Join(JoinCommand::Allow {
+            channel,
+            joiner,
+            client,
+        }) => request(
+            &home,
+            &client,
+            "channel_allow_join",
+            json!({ "channel_id": channel, "joiner": joiner }),
+        )?,
+        Command::Join(JoinCommand::Propose {
+            channel,
+            joiner,
+            amount,
+            client,
+        }) => request(
+            &home,
+            &client,
+            "channel_propose_join",
+            json!({ "channel_id": channel, "joiner": joiner, "amount": amount }),
+        )?,
+        Command::Join(JoinCommand::Expect {
+            channel,
+            sponsor,
+            amount,
+            machine,
+            client,
+        }) => request(
+            &home,
+            &client,
+            "channel_expect_join",
+            json!({ "channel_id": channel, "sponsor": sponsor, "amount": amount, "machine": machine }),
+        )?,
+        Command::Peers(c) => request(&home, &c, "peer_list", json!({}))?,
+        Command::PeerAdd(a) => request(
+            &home,
+            &a.client,
+            "peer_add",
+            json!({ "address": a.address, "remember": !a.forget }),
+        )?,
         Command::Watch(a) => runtime()?.block_on(async {
             let client = Client::for_home(&home, a.client.api.as_deref())
                 .await

@@ -22,6 +22,45 @@ fn init_logs() {
         .try_init();
 }
 
+/// Waits until the chain at `url` answers, showing how long it has waited (on a terminal, one line
+/// updated in place; otherwise a line every ten seconds). Ctrl-C gives up.
+pub(crate) async fn wait_for_chain(url: &str) -> Result<u64, String> {
+    use std::io::{IsTerminal as _, Write as _};
+    let tty = std::io::stderr().is_terminal();
+    // A throwaway key: the probe only reads the chain id.
+    let probe =
+        PrivateKeySigner::from_bytes(&entente_types::B256::repeat_byte(0x11)).map_err(|e| e.to_string())?;
+    let mut waited = 0u64;
+    loop {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ChainClient::connect(url, probe.clone()),
+        );
+        let error = match attempt.await {
+            Ok(Ok(client)) => {
+                if waited > 0 && tty {
+                    eprintln!();
+                }
+                eprintln!("chain {url}: chain id {}", client.chain_id());
+                return Ok(client.chain_id());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in 5 s".to_string(),
+        };
+        if tty {
+            eprint!("\rwaiting for the chain at {url}: {waited} s ({error})\x1b[K");
+            let _ = std::io::stderr().flush();
+        } else if waited % 10 == 0 {
+            eprintln!("waiting for the chain at {url}: {waited} s ({error})");
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Err(format!("gave up waiting for the chain at {url}")),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        waited += 1;
+    }
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub(crate) async fn run(home: &Path, passwords: &PasswordSource) -> Result<(), String> {
     init_logs();
@@ -36,7 +75,7 @@ pub(crate) async fn run(home: &Path, passwords: &PasswordSource) -> Result<(), S
         ));
     }
     let listen = config.api.listen;
-    eprintln!("starting: chain {} ...", config.chain.rpc_url);
+    wait_for_chain(&config.chain.rpc_url).await?;
     let daemon = Daemon::start(config, passwords)
         .await
         .map_err(|e| e.to_string())?;
@@ -81,7 +120,7 @@ pub(crate) async fn deploy(
     let acct = config.account(account).map_err(|e| e.to_string())?.clone();
     let key = accounts::unlock(&config, &acct, passwords).map_err(|e| e.to_string())?;
     let signer = PrivateKeySigner::from_bytes(key.expose()).map_err(|e| e.to_string())?;
-    eprintln!("connecting to {} ...", config.chain.rpc_url);
+    wait_for_chain(&config.chain.rpc_url).await?;
     let mut chain = ChainClient::connect(&config.chain.rpc_url, signer)
         .await
         .map_err(|e| e.to_string())?;

@@ -702,3 +702,44 @@ async fn one_daemon_serves_several_accounts_each_with_its_own_key_and_channels()
         made["channel_id"]
     );
 }
+
+#[test]
+fn a_daemon_started_before_its_chain_waits_for_it_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let port = free_port();
+    let rpc = format!("http://127.0.0.1:{port}");
+    // a dev key of anvil; the chain comes up only later
+    let key = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+    init(
+        &home,
+        key,
+        &rpc,
+        Some("0x00000000000000000000000000000000000000AA"),
+        free_port(),
+        None,
+    );
+    let mut node = entente()
+        .arg("--home")
+        .arg(&home)
+        .arg("node")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with(&format!("waiting for the chain at {rpc}")),
+        "{first}"
+    );
+    let _anvil = entente_chain::AnvilBuilder::default().port(port).spawn().unwrap();
+    // it goes on once the chain answers: here to find no manager there
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(!node.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l.contains("chain id")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("no contract at chain.manager")),
+        "{rest:?}"
+    );
+}
