@@ -50,7 +50,7 @@ pub(crate) async fn wait_for_chain(url: &str) -> Result<u64, String> {
         if tty {
             eprint!("\rwaiting for the chain at {url}: {waited} s ({error})\x1b[K");
             let _ = std::io::stderr().flush();
-        } else if waited % 10 == 0 {
+        } else if waited.is_multiple_of(10) {
             eprintln!("waiting for the chain at {url}: {waited} s ({error})");
         }
         tokio::select! {
