@@ -59,8 +59,9 @@
 //! while a held intent is within its window the chain takes no post. h confirms or writes at
 //! height `k` only if its tip at `k - 1` is N-signed or the chain's head (lockstep); while the
 //! court holds any intent it confirms and writes nothing and brings the head up to its tip at once
-//! (the hold). When its intent was left out `p2pTime`, h brings the head to its tip, posts it
-//! (`HPostIntent`), confirms nothing that leaves it out from then on, and forces it when due
+//! (the hold). When its intent was left out `p2pTime` (and its tip does not apply it, and it is not
+//! the sequencer after its tip free to write it: the node's `left_out_intent`), h brings the head
+//! to its tip, posts it (`HPostIntent`), confirms nothing that leaves it out from then on, and forces it when due
 //! (`HForce`). A forced head is a posted head (R2 cuts it). Intents never expire here (`notAfter`
 //! is beyond the game). Extra properties: "O9 h never signs two transactions at one height", "O9
 //! h's intent is applied within the bound" (the ticks it waits unapplied, since it was signed or

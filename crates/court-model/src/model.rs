@@ -501,8 +501,9 @@ pub enum Action {
     },
     /// Open machine: h signs an intent (it decides to pay; at any time, once per game).
     HIntent,
-    /// Open machine: h posts its intent to the court, once it was left out `p2pTime` and the head
-    /// is at h's tip.
+    /// Open machine: h posts its intent to the court, once it is left out
+    /// (`CourtModel::left_out`: `p2pTime`, not applied at h's tip, h not free to write it) and the
+    /// head is at h's tip.
     HPostIntent,
     /// Open machine: h forces a held intent in due order, its own held one being due.
     HForce {
@@ -966,17 +967,38 @@ impl CourtModel {
         };
         // O9, the hold: while the court holds an intent, h brings the head up to its tip at once.
         let hold = self.holding(s) && self.holds_above_head(s);
-        // O9: an intent left out `p2pTime` goes to the court with the head at h's tip, so h brings
-        // the head up first (the dispute handler's `court_intent`). Without it the N = 3 check
-        // finds h's intent waiting forever: h holds a colluder's transaction N-signed above the
-        // head, the next sequencer is the other colluder, and nothing else brings it to the chain.
-        let left_out = self.machine == Machine::Open
+        // O9: a left-out intent goes to the court with the head at h's tip, so h brings the head
+        // up first (the dispute handler's `court_intent`). Without it the N = 3 check finds h's
+        // intent waiting forever: h holds a colluder's transaction N-signed above the head, the
+        // next sequencer is the other colluder, and nothing else brings it to the chain.
+        let left_out = self.left_out(s) && self.holds_above_head(s);
+        unconfirmed || late_writer || hold || left_out || Self::has_usable_evidence(s) || self.cut_due(s)
+    }
+
+    /// O9: h's intent is left out, as the node's `StateManager::left_out_intent` finds it: it
+    /// waited `p2pTime` unapplied, the court does not hold it (else h forces it when due), h's tip
+    /// does not apply it (there the intent nonce moved on: h waits for that transaction's
+    /// confirmation, O2), and h is not the sequencer after its tip free to write (then it writes
+    /// the intent itself, [`Action::HWrite`]). The node also gives up an intent past its
+    /// `notAfter` (`court_intent`: one that would expire before it is due); intents never expire
+    /// in the model.
+    fn left_out(&self, s: &State) -> bool {
+        self.machine == Machine::Open
             && self.rules != Rules::SignTwoAtOneHeight
             && self.intent_waiting(s)
             && s.intent >= Some(self.timing.p2p as u8)
             && s.held[0].is_none_or(|d| self.lapsed(&d))
-            && self.holds_above_head(s);
-        unconfirmed || late_writer || hold || left_out || Self::has_usable_evidence(s) || self.cut_due(s)
+            && !Self::tip(s).applied
+            && !self.writes_as_sequencer(s)
+    }
+
+    /// h is the writer (round robin) or the sequencer (open machine) after its tip and may write
+    /// there: it signs (O3, O4), the court holds no intent and its tip is in lockstep (O9).
+    fn writes_as_sequencer(&self, s: &State) -> bool {
+        Self::honest_signs(s)
+            && !self.holding(s)
+            && self.lockstep_ok(s)
+            && self.proposer(s, Self::tip(s).height) == Some(HONEST)
     }
 
     /// A running dispute h can still challenge: the `DisputeHandler` shows its highest N-signed
@@ -1584,13 +1606,10 @@ impl CourtModel {
             Action::HWrite => {
                 // O9: nothing written as sequencer while the court holds an intent, and only in
                 // lockstep.
-                if !Self::honest_signs(s) || self.holding(s) || !self.lockstep_ok(s) {
+                if !self.writes_as_sequencer(s) {
                     return None;
                 }
                 let tip = Self::tip(s);
-                if self.proposer(s, tip.height) != Some(HONEST) {
-                    return None;
-                }
                 // A sequencer writes only when it has something to include (here: its own intent).
                 let applied = match self.machine {
                     Machine::RoundRobin => false,
@@ -1641,13 +1660,10 @@ impl CourtModel {
                 });
             }
             Action::HPostIntent => {
-                // O9: h posts its intent once it was left out `p2pTime`, with the chain's head at its
-                // tip (nothing it signed above it, no branch to cut, no proof to give first).
-                if self.machine != Machine::Open
-                    || self.rules == Rules::SignTwoAtOneHeight
-                    || !self.intent_waiting(s)
-                    || s.intent < Some(self.timing.p2p as u8)
-                    || s.held[0].is_some_and(|d| !self.lapsed(&d))
+                // O9: h posts its intent once it was left out (`CourtModel::left_out`), with the
+                // chain's head at its tip (nothing it signed above it, no branch to cut, no proof to
+                // give first).
+                if !self.left_out(s)
                     || self.holds_above_head(s)
                     || self.cut_due(s)
                     || Self::has_usable_evidence(s)
