@@ -226,6 +226,9 @@ struct CallArgs {
     function: String,
     /// Its arguments (JSON values; a bare word is a string).
     args: Vec<String>,
+    /// `call` only: wait up to this many seconds for the move to be final (signed by everyone).
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -477,12 +480,43 @@ fn run(cli: Cli) -> Result<(), String> {
             "channel_leave",
             json!({ "channel_id": a.channel }),
         )?,
-        Command::Call(a) => request(
-            &home,
-            &a.client,
-            "channel_call",
-            json!({ "channel_id": a.channel, "function": a.function, "args": a.args.iter().map(|x| json_arg(x)).collect::<Vec<_>>() }),
-        )?,
+        Command::Call(a) => runtime()?.block_on(async {
+            let client = Client::for_home(&home, a.client.api.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let args: Vec<_> = a.args.iter().map(|x| json_arg(x)).collect();
+            let params = json!({ "channel_id": a.channel, "function": a.function, "args": args });
+            let out = client
+                .call("channel_call", with_account(params, &a.client.account))
+                .await
+                .map_err(|e| e.to_string())?;
+            print_json(&out);
+            let Some(wait) = a.wait else { return Ok(()) };
+            // Our move is at or below the tip the node answers with right after it applied it.
+            let info_params = with_account(json!({ "channel_id": a.channel }), &a.client.account);
+            let info = client
+                .call("channel_info", info_params.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let target = info["tip"].as_u64().unwrap_or(0);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+            loop {
+                let info = client
+                    .call("channel_info", info_params.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if info["finalized"].as_u64().unwrap_or(0) >= target {
+                    println!("final height={target}");
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "height {target} is not final after {wait} s (`entente watch` shows why)"
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })?,
         Command::View(a) => request(
             &home,
             &a.client,

@@ -458,7 +458,23 @@ async fn two_daemons_play_a_game_one_restarts_mid_game_and_bad_requests_are_refu
     until(&mut sb, &mut seen_b, "move 1 at bob", applied(1)).await;
     b.call("channel_call", play(3)).await.unwrap();
     until(&mut sa, &mut seen_a, "move 2 at alice", applied(2)).await;
-    a.call("channel_call", play(1)).await.unwrap();
+    // this move through the command line, waiting until it is final (signed by both)
+    let cli = entente()
+        .arg("--home")
+        .arg(&alice_home)
+        .args([
+            "call",
+            id.as_str().unwrap(),
+            "play",
+            "1",
+            "--wait",
+            "60",
+            "--api",
+            &alice.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(ok(cli).contains("final height=3"));
     until(&mut sb, &mut seen_b, "move 3 at bob", applied(3)).await;
 
     // bob's daemon dies (SIGKILL) and comes back; bob resumes its subscription after the last
