@@ -364,6 +364,19 @@ fn parse<T: for<'de> Deserialize<'de>>(params: &Params<'_>) -> Result<T, ErrorOb
     params.parse()
 }
 
+/// The handle of channel `id` of `account`'s session.
+async fn channel_of(
+    daemon: &Daemon,
+    account: Option<&str>,
+    id: B256,
+) -> Result<entente_node::Channel, ErrorObjectOwned> {
+    session(daemon, account)?
+        .node
+        .channel(id)
+        .await
+        .map_err(node_error)
+}
+
 async fn machine_of(daemon: &Daemon, address: Address) -> Option<Machine> {
     daemon.machines.read().await.at(address).cloned()
 }
@@ -831,11 +844,8 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
 
     ok(m.register_async_method("channel_exit", |p, d, _| async move {
         let p: ChannelParams = parse(&p)?;
-        let s = session(&d, p.account.as_deref())?;
-        s.node
-            .channel(p.channel_id)
-            .await
-            .map_err(node_error)?
+        channel_of(&d, p.account.as_deref(), p.channel_id)
+            .await?
             .exit()
             .await
             .map_err(node_error)?;
@@ -845,11 +855,8 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
 
     ok(m.register_async_method("channel_leave", |p, d, _| async move {
         let p: ChannelParams = parse(&p)?;
-        let s = session(&d, p.account.as_deref())?;
-        s.node
-            .channel(p.channel_id)
-            .await
-            .map_err(node_error)?
+        channel_of(&d, p.account.as_deref(), p.channel_id)
+            .await?
             .leave()
             .await
             .map_err(node_error)?;
@@ -901,8 +908,7 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     ok(
         m.register_async_method("channel_allow_join", |p, d, _| async move {
             let p: AllowJoinParams = parse(&p)?;
-            let s = session(&d, p.account.as_deref())?;
-            let c = s.node.channel(p.channel_id).await.map_err(node_error)?;
+            let c = channel_of(&d, p.account.as_deref(), p.channel_id).await?;
             c.allow_join(p.joiner).await.map_err(node_error)?;
             Ok::<_, ErrorObjectOwned>(Value::Null)
         })
@@ -912,8 +918,7 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     ok(
         m.register_async_method("channel_propose_join", |p, d, _| async move {
             let p: ProposeJoinParams = parse(&p)?;
-            let s = session(&d, p.account.as_deref())?;
-            let c = s.node.channel(p.channel_id).await.map_err(node_error)?;
+            let c = channel_of(&d, p.account.as_deref(), p.channel_id).await?;
             c.propose_join(p.joiner, p.amount, p.data)
                 .await
                 .map_err(node_error)?;
@@ -945,8 +950,7 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     ok(
         m.register_async_method("channel_withdrawal", |p, d, _| async move {
             let p: WithdrawParams = parse(&p)?;
-            let s = session(&d, p.account.as_deref())?;
-            let c = s.node.channel(p.channel_id).await.map_err(node_error)?;
+            let c = channel_of(&d, p.account.as_deref(), p.channel_id).await?;
             let withdrawn = withdrawals(&c, p.wait.min(3_600)).await?;
             let info = c.info().await.map_err(node_error)?;
             Ok::<_, ErrorObjectOwned>(json!({

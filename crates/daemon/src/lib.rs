@@ -1,5 +1,8 @@
-//! The `entente` program's parts: encrypted key files ([`keystore`]), the daemon's configuration
-//! ([`config`]), and private files ([`files`]).
+//! The `entente` program's parts: encrypted key files ([`keystore`]) and the accounts that use them
+//! ([`accounts`], [`password`]), the daemon's configuration ([`config`]), the daemon itself ([`daemon`]:
+//! a node per account, the machine book), its API ([`api`], served by [`server`]), calls and views by
+//! ABI ([`abi`]), a client of the API ([`client`]), and private files ([`files`]). See
+//! `docs/daemon.md`.
 
 pub mod abi;
 pub mod accounts;
