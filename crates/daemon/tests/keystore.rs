@@ -224,4 +224,23 @@ fn wrong_passwords_and_bad_requests_are_refused_and_change_nothing() {
         "nothing changed"
     );
     assert_eq!(std::fs::read_dir(home.join("keys")).unwrap().count(), 1);
+    // client commands: a malformed flag is refused before anything is sent, and a daemon that does
+    // not run is named as the reason (nothing listens on the API address in this test)
+    let e = fail(entente(
+        &home,
+        &pw,
+        &[
+            "propose",
+            "tictactoe",
+            "--participant",
+            "0x01",
+            "--deposit",
+            "1",
+            "--timing",
+            "1,2",
+        ],
+    ));
+    assert!(e.contains("--timing"), "{e}");
+    let e = fail(entente(&home, &pw, &["channels", "--api", "ws://127.0.0.1:9"]));
+    assert!(e.contains("cannot reach the daemon"), "{e}");
 }
