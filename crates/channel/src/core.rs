@@ -368,6 +368,14 @@ impl<S: Signer + Clone> Channel<S> {
             state_machine: self.life.proposal.state_machine,
             token: self.life.proposal.token,
             participants: self.life.proposal.participants.clone(),
+            deposits: self
+                .life
+                .proposal
+                .participants
+                .iter()
+                .copied()
+                .zip(self.life.proposal.deposits.iter().copied())
+                .collect(),
             next_writer: Address::ZERO,
             game_over: false,
             disputed: false,

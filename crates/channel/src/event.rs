@@ -139,6 +139,8 @@ pub struct ChannelInfo {
     pub token: Address,
     /// Current participants.
     pub participants: Vec<Address>,
+    /// The deposits locked at the opening, by participant (the proposal's participants).
+    pub deposits: Vec<(Address, U256)>,
     /// Who writes next.
     pub next_writer: Address,
     /// The state machine says the game is over.

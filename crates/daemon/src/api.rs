@@ -312,15 +312,17 @@ struct ChannelView {
     tip_state_hash: B256,
     tip_timestamp: u64,
     participants: Vec<Address>,
+    deposits: Vec<Share>,
     next_writer: Option<Address>,
     game_over: bool,
     disputed: bool,
-    exits: Option<Vec<Exit>>,
+    exits: Option<Vec<Share>>,
     calls_outstanding: usize,
 }
 
+/// A participant's amount (a deposit, a payout).
 #[derive(Clone, Serialize)]
-struct Exit {
+struct Share {
     participant: Address,
     amount: U256,
 }
@@ -338,12 +340,17 @@ fn channel_view(info: ChannelInfo, machine: Option<&Machine>) -> ChannelView {
         tip_state_hash: info.tip_state_hash,
         tip_timestamp: info.tip_timestamp,
         participants: info.participants,
+        deposits: info
+            .deposits
+            .into_iter()
+            .map(|(participant, amount)| Share { participant, amount })
+            .collect(),
         next_writer: (info.next_writer != Address::ZERO).then_some(info.next_writer),
         game_over: info.game_over,
         disputed: info.disputed,
         exits: info.exits.map(|e| {
             e.into_iter()
-                .map(|(participant, amount)| Exit { participant, amount })
+                .map(|(participant, amount)| Share { participant, amount })
                 .collect()
         }),
         calls_outstanding: info.calls_outstanding,
@@ -435,6 +442,13 @@ pub const METHODS: &[MethodDoc] = &[
         errors: &["UNKNOWN_ACCOUNT"],
     },
     MethodDoc {
+        name: "account_balance",
+        summary: "The account's ether balance on chain, in wei.",
+        params: "{\"account\"?: \"alice\"}",
+        result: "{\"address\": \"0x...\", \"balance\": \"0x...\"}",
+        errors: &["UNKNOWN_ACCOUNT", "CHAIN"],
+    },
+    MethodDoc {
         name: "machine_register",
         summary: "Registers a state machine: its artifact and where it is deployed. The daemon checks that the chain's code at the address is what the artifact deploys.",
         params: "{\"name\": \"tictactoe\", \"address\": \"0x...\", \"artifact\": {\"abi\": [...], \"bytecode\": \"0x...\"}}",
@@ -498,9 +512,9 @@ pub const METHODS: &[MethodDoc] = &[
     },
     MethodDoc {
         name: "channel_info",
-        summary: "Where a channel stands: phase (Proposed, Funding, Joining, Live, Closed, Left, Cancelled), fork, tip and final heights, participants, next writer (null when anyone may write), dispute, payouts once settled.",
+        summary: "Where a channel stands: phase (Proposed, Funding, Joining, Live, Closed, Left, Cancelled), fork, tip and final heights, participants, the deposits locked at the opening, next writer (null when anyone may write), dispute, payouts once settled (amounts in wei, 0x hex).",
         params: "{\"account\"?: \"alice\", \"channel_id\": \"0x...\"}",
-        result: "{\"channel_id\": \"0x...\", \"phase\": \"Live\", \"machine\": \"tictactoe\", \"state_machine\": \"0x...\", \"token\": \"0x00..\", \"fork\": 0, \"tip\": 3, \"finalized\": 3, \"tip_state_hash\": \"0x...\", \"tip_timestamp\": 1700000000, \"participants\": [\"0x...\"], \"next_writer\": \"0x...\", \"game_over\": false, \"disputed\": false, \"exits\": null, \"calls_outstanding\": 0}",
+        result: "{\"channel_id\": \"0x...\", \"phase\": \"Live\", \"machine\": \"tictactoe\", \"state_machine\": \"0x...\", \"token\": \"0x00..\", \"fork\": 0, \"tip\": 3, \"finalized\": 3, \"tip_state_hash\": \"0x...\", \"tip_timestamp\": 1700000000, \"participants\": [\"0x...\"], \"deposits\": [{\"participant\": \"0x...\", \"amount\": \"0x3e8\"}], \"next_writer\": \"0x...\", \"game_over\": false, \"disputed\": false, \"exits\": null, \"calls_outstanding\": 0}",
         errors: &["UNKNOWN_ACCOUNT", "UNKNOWN_CHANNEL"],
     },
     MethodDoc {
@@ -905,6 +919,14 @@ pub fn rpc_module(daemon: Arc<Daemon>) -> RpcModule<Daemon> {
     })
     .map(|_| ()));
 
+    ok(m.register_async_method("account_balance", |p, d, _| async move {
+        let p: AccountParams = parse(&p)?;
+        let s = session(&d, p.account.as_deref())?;
+        let balance = s.node.balance().await.map_err(node_error)?;
+        Ok::<_, ErrorObjectOwned>(json!({ "address": s.node.address(), "balance": balance }))
+    })
+    .map(|_| ()));
+
     ok(
         m.register_async_method("channel_allow_join", |p, d, _| async move {
             let p: AllowJoinParams = parse(&p)?;
@@ -1235,9 +1257,81 @@ mod tests {
         );
     }
 
+    /// One HTTP/1.1 request over a fresh connection; the whole response as text.
+    async fn http(addr: std::net::SocketAddr, head: String) -> String {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_static_directory_is_served_without_the_token_and_confined_to_itself() {
+        let root = tempfile::tempdir().unwrap();
+        let web = root.path().join("web");
+        std::fs::create_dir_all(web.join("assets")).unwrap();
+        std::fs::write(web.join("index.html"), "<p>the page</p>").unwrap();
+        std::fs::write(web.join("assets/app.js"), "let a = 1;").unwrap();
+        std::fs::write(root.path().join("secret.txt"), "outside").unwrap();
+        std::os::unix::fs::symlink(root.path().join("secret.txt"), web.join("link.txt")).unwrap();
+        let (addr, _handle) = crate::server::serve(
+            daemon(),
+            "127.0.0.1:0".parse().unwrap(),
+            "secret",
+            Some(web.clone()),
+        )
+        .await
+        .unwrap();
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let index = http(addr, get("/")).await;
+        assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+        assert!(index.contains("text/html"), "{index}");
+        assert!(index.contains("frame-ancestors 'none'"), "{index}");
+        assert!(index.ends_with("<p>the page</p>"), "{index}");
+        let js = http(addr, get("/assets/app.js?v=1")).await;
+        assert!(
+            js.starts_with("HTTP/1.1 200") && js.contains("text/javascript"),
+            "{js}"
+        );
+        for escape in [
+            "/../secret.txt",
+            "/assets/../../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/link.txt",
+            "/nothing.html",
+        ] {
+            let r = http(addr, get(escape)).await;
+            assert!(r.starts_with("HTTP/1.1 404"), "{escape}: {r}");
+            assert!(!r.contains("outside"), "{escape}: {r}");
+        }
+        // the API itself still asks for the token
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"session_list"}"#;
+        let post = |auth: &str| {
+            format!(
+                "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        assert!(http(addr, post("")).await.starts_with("HTTP/1.1 401"));
+        let ok = http(addr, post("Authorization: Bearer secret\r\n")).await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.contains("\"result\":[]"),
+            "{ok}"
+        );
+        let url = format!("ws://{addr}");
+        assert!(crate::client::Client::connect(&url, "wrong").await.is_err());
+        assert!(crate::client::Client::connect(&url, "secret").await.is_ok());
+    }
+
     #[tokio::test]
     async fn a_request_without_the_token_is_refused_before_any_json_rpc() {
-        let (addr, handle) = crate::server::serve(daemon(), "127.0.0.1:0".parse().unwrap(), "secret")
+        let (addr, handle) = crate::server::serve(daemon(), "127.0.0.1:0".parse().unwrap(), "secret", None)
             .await
             .unwrap();
         let url = format!("ws://{addr}");

@@ -45,7 +45,10 @@ enum Command {
     #[command(subcommand)]
     Account(AccountCommand),
     /// Run the daemon: a node for every account, and the API.
-    Node,
+    Node(NodeArgs),
+    /// Print the address of the web front-end the daemon serves, with the API token (open it in a
+    /// browser; the daemon must run with a static directory: `entente node --static-dir web/dist`).
+    Web,
     /// Deploy the StateChannelManager (unless the configuration names one with code) and state
     /// machines to the chain, from an account; records them in the home.
     Deploy(DeployArgs),
@@ -86,6 +89,14 @@ enum Command {
     Peers(ClientArgs),
     /// Dial a node and keep it in the account's address book.
     PeerAdd(PeerAddArgs),
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// Serve the files of this directory (a web front-end, such as the built `web/dist`) beside
+    /// the API; overrides `[api] static_dir` of the configuration.
+    #[arg(long)]
+    static_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -421,7 +432,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
             }
         }
-        Command::Node => runtime()?.block_on(node::run(&home, &passwords))?,
+        Command::Node(args) => runtime()?.block_on(node::run(&home, &passwords, args.static_dir))?,
+        Command::Web => println!("{}", node::web_url(&home)?),
         Command::Deploy(args) => runtime()?.block_on(node::deploy(
             &home,
             &passwords,

@@ -61,10 +61,8 @@ pub(crate) async fn wait_for_chain(url: &str) -> Result<u64, String> {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub(crate) async fn run(home: &Path, passwords: &PasswordSource) -> Result<(), String> {
-    init_logs();
-    let config = DaemonConfig::load(home).map_err(|e| e.to_string())?;
+/// The API token of the daemon at `config`, refused when others may read its file.
+fn api_token(config: &DaemonConfig) -> Result<String, String> {
     let token_path = config.resolve(&config.api.token_file);
     let token = std::fs::read_to_string(&token_path)
         .map_err(|e| format!("API token {}: {e}", token_path.display()))?;
@@ -74,12 +72,46 @@ pub(crate) async fn run(home: &Path, passwords: &PasswordSource) -> Result<(), S
             token_path.display()
         ));
     }
+    Ok(token.trim().to_string())
+}
+
+/// The web front-end's address with the token in its fragment (a fragment is not sent to the
+/// server nor in a Referer; the page moves it to the tab's session storage).
+pub(crate) fn web_url(home: &Path) -> Result<String, String> {
+    let config = DaemonConfig::load(home).map_err(|e| e.to_string())?;
+    let token = api_token(&config)?;
+    let listen = config.api.listen;
+    let host = if listen.ip().is_unspecified() {
+        format!("127.0.0.1:{}", listen.port())
+    } else {
+        listen.to_string()
+    };
+    Ok(format!("http://{host}/#token={token}"))
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub(crate) async fn run(
+    home: &Path,
+    passwords: &PasswordSource,
+    static_dir: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    init_logs();
+    let config = DaemonConfig::load(home).map_err(|e| e.to_string())?;
+    let token = api_token(&config)?;
+    let static_dir = static_dir.or_else(|| config.api.static_dir.as_ref().map(|d| config.resolve(d)));
+    if let Some(dir) = static_dir.as_ref().filter(|d| !d.join("index.html").is_file()) {
+        return Err(format!(
+            "static directory {}: no index.html (build the web front-end: `npm run build -w @entente/web`)",
+            dir.display()
+        ));
+    }
     let listen = config.api.listen;
     wait_for_chain(&config.chain.rpc_url).await?;
     let daemon = Daemon::start(config, passwords)
         .await
         .map_err(|e| e.to_string())?;
-    let (addr, handle) = entente_daemon::server::serve(daemon.clone(), listen, token.trim())
+    let web = static_dir.is_some();
+    let (addr, handle) = entente_daemon::server::serve(daemon.clone(), listen, &token, static_dir)
         .await
         .map_err(|e| format!("API on {listen}: {e}"))?;
     for s in daemon.sessions.values() {
@@ -96,6 +128,9 @@ pub(crate) async fn run(home: &Path, passwords: &PasswordSource) -> Result<(), S
         );
     }
     println!("api url=ws://{addr}");
+    if web {
+        println!("web url=http://{addr}/ (`entente web` prints it with the token)");
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {

@@ -3,9 +3,15 @@
 //! A client presents the token as `Authorization: Bearer <token>` or, where it cannot set headers
 //! (a browser's WebSocket), as the query parameter `?token=<token>`. A request without the right
 //! token is answered with HTTP 401 before any JSON-RPC is read.
+//!
+//! With a static directory configured (`[api] static_dir`, `entente node --static-dir`), a plain
+//! `GET` (not a WebSocket upgrade) is answered with a file from that directory instead: a web
+//! front-end served from the API's own origin. Those files are public (the page asks for the
+//! token); paths are confined to the directory.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,16 +24,30 @@ use crate::daemon::Daemon;
 /// The largest request the API reads (a machine's artifact fits).
 const MAX_REQUEST: u32 = 4 * 1024 * 1024;
 
-/// Checks the token of every HTTP request (a WebSocket upgrade or a plain JSON-RPC POST).
+/// The largest static file served.
+const MAX_STATIC_FILE: u64 = 64 * 1024 * 1024;
+
+/// Checks the token of every HTTP request (a WebSocket upgrade or a plain JSON-RPC POST); serves
+/// static files for plain `GET`s when it has a directory.
 #[derive(Clone)]
 pub struct TokenLayer {
     token: Arc<str>,
+    static_dir: Option<Arc<Path>>,
 }
 
 impl TokenLayer {
     /// Requests must present `token`.
     pub fn new(token: &str) -> Self {
-        Self { token: token.into() }
+        Self {
+            token: token.into(),
+            static_dir: None,
+        }
+    }
+
+    /// Also serves the files under `dir` to plain `GET` and `HEAD` requests.
+    pub fn with_static_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.static_dir = dir.map(Into::into);
+        self
     }
 }
 
@@ -37,6 +57,7 @@ impl<S> Layer<S> for TokenLayer {
         TokenCheck {
             inner,
             token: self.token.clone(),
+            static_dir: self.static_dir.clone(),
         }
     }
 }
@@ -46,6 +67,7 @@ impl<S> Layer<S> for TokenLayer {
 pub struct TokenCheck<S> {
     inner: S,
     token: Arc<str>,
+    static_dir: Option<Arc<Path>>,
 }
 
 /// Equal in time independent of where the inputs differ.
@@ -84,6 +106,16 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+        if let Some(dir) = &self.static_dir {
+            let plain_get = matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+                && !request.headers().contains_key(http::header::UPGRADE);
+            if plain_get {
+                let dir = dir.clone();
+                let path = request.uri().path().to_string();
+                let head = request.method() == http::Method::HEAD;
+                return Box::pin(async move { Ok(static_file(&dir, &path, head).await) });
+            }
+        }
         let ok = presented(&request).is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
         if ok {
             Box::pin(self.inner.call(request))
@@ -97,14 +129,107 @@ where
     }
 }
 
-/// Starts the API on `listen` with `token`; returns its address and handle (the server stops when
-/// the handle is stopped or dropped... see [`ServerHandle`]).
+/// The file under `dir` that the URL path `path` names: `None` for anything that could leave the
+/// directory (`..`, an encoded character, a backslash, a symbolic link pointing out).
+fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
+    if path.contains(['%', '\\', '\0']) {
+        return None;
+    }
+    let relative = Path::new(path.trim_start_matches('/'));
+    if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let root = dir.canonicalize().ok()?;
+    let mut file = root.join(relative).canonicalize().ok()?;
+    if !file.starts_with(&root) {
+        return None;
+    }
+    if file.is_dir() {
+        file = file.join("index.html");
+    }
+    file.is_file().then_some(file)
+}
+
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn plain(status: http::StatusCode, text: &'static str) -> HttpResponse {
+    let mut response = HttpResponse::new(HttpBody::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A static file's response: the file, 404 when there is none, 500 when it cannot be read.
+async fn static_file(dir: &Path, path: &str, head: bool) -> HttpResponse {
+    let Some(file) = resolve(dir, path) else {
+        return plain(http::StatusCode::NOT_FOUND, "not found\n");
+    };
+    let body = match tokio::fs::metadata(&file).await {
+        Ok(m) if m.len() > MAX_STATIC_FILE => {
+            return plain(http::StatusCode::INTERNAL_SERVER_ERROR, "file too large\n");
+        }
+        Ok(_) if head => Vec::new(),
+        Ok(_) => match tokio::fs::read(&file).await {
+            Ok(bytes) => bytes,
+            Err(_) => return plain(http::StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n"),
+        },
+        Err(_) => return plain(http::StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let mut response = HttpResponse::new(HttpBody::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type(&file)),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
+    );
+    // The page talks only to its own origin (the API) and may not be framed (a framing page
+    // could trick a click into a move).
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
+/// Starts the API on `listen` with `token`, serving the files under `static_dir` (if any) beside
+/// it; returns its address and handle (the server stops when the handle is stopped or dropped...
+/// see [`ServerHandle`]).
 pub async fn serve(
     daemon: Arc<Daemon>,
     listen: SocketAddr,
     token: &str,
+    static_dir: Option<PathBuf>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
-    let middleware = tower::ServiceBuilder::new().layer(TokenLayer::new(token));
+    let middleware = tower::ServiceBuilder::new().layer(TokenLayer::new(token).with_static_dir(static_dir));
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST)
         .max_response_body_size(16 * MAX_REQUEST)
