@@ -8,6 +8,7 @@ import type { Abi } from 'viem';
 import { EntenteApiError, EntenteConnectionError, EntenteError, EntenteTimeoutError } from './errors.js';
 import { TypedChannel } from './typed.js';
 import type {
+  AccountBalance,
   Address,
   Amount,
   Artifact,
@@ -574,6 +575,11 @@ export class EntenteClient {
   /** `session_list`: the accounts the daemon runs a node for. */
   sessionList(): Promise<Session[]> {
     return this.send('session_list', {});
+  }
+
+  /** `account_balance`: the account's address and its ether balance on chain (wei, `0x` hex: `BigInt(b.balance)`). */
+  accountBalance(opts: AccountOption = {}): Promise<AccountBalance> {
+    return this.send('account_balance', withAccount({}, opts));
   }
 
   /**

@@ -7,6 +7,12 @@ export type { Abi, Address, Hex };
 /** An amount in wei (or token units): the client sends it as a decimal string. */
 export type Amount = bigint | number | string;
 
+/** `account_balance`'s result: the account's address and its ether balance on chain (wei, `0x` hex). */
+export interface AccountBalance {
+  address: Address;
+  balance: Hex;
+}
+
 /** `session_list`: one account the daemon runs a node for. */
 export interface Session {
   account: string;
@@ -90,6 +96,12 @@ export interface ProposalEntry {
   proposal: Record<string, unknown>;
 }
 
+/** An amount for one participant (`channel_info`'s `deposits` and `exits`): `0x` hex. */
+export interface ParticipantAmount {
+  participant: Address;
+  amount: Hex;
+}
+
 export type Phase = 'Proposed' | 'Funding' | 'Joining' | 'Live' | 'Closed' | 'Left' | 'Cancelled';
 
 /** `channel_info` (and each entry of `channel_list`). Amounts are 0x hex strings. */
@@ -108,7 +120,10 @@ export interface ChannelInfo {
   next_writer: Address | null;
   game_over: boolean;
   disputed: boolean;
-  exits: { participant: Address; amount: Hex }[] | null;
+  /** Each participant's deposit, in participant order (the proposal's). */
+  deposits: ParticipantAmount[];
+  /** Payouts, once settled. */
+  exits: ParticipantAmount[] | null;
   calls_outstanding: number;
 }
 

@@ -48,6 +48,7 @@ const noop = () => undefined;
 /** Arguments to call each client method with (against a stand-in socket that answers anything). */
 const SAMPLE_ARGS: Record<string, unknown[]> = {
   sessionList: [],
+  accountBalance: [],
   peerAdd: ['/ip4/127.0.0.1/tcp/4001/p2p/16Uiu2HAmMUjGmiUhJeiZgu6ZZnLRkE2VViR2JgjqtW9aTZnHQqgg'],
   peerList: [],
   machineRegister: ['tictactoe', ADDRESS, { abi: [], bytecode: '0x' }],
