@@ -344,6 +344,9 @@ pub fn measure(
     })
 }
 
+/// The threads [`concurrent`] runs on in the `core` benchmark.
+pub const CONCURRENT_THREADS: usize = 2;
+
 /// 100 (or `channels`) two-party channels at once on `threads` threads, writers flat out:
 /// finalized transitions per second over all of them.
 pub fn concurrent(
@@ -422,44 +425,85 @@ fn ms_f(d: Duration) -> f64 {
 }
 
 /// The markdown table of the core figures and of the concurrent-channel throughput.
-pub fn markdown(figures: &[CoreFigures], concurrent: &[(AgreementMode, usize, f64)]) -> String {
+pub fn markdown(
+    figures: &[CoreFigures],
+    concurrent: &[(AgreementMode, usize, f64)],
+    limits: &crate::limits::Primitives,
+) -> String {
     let mut out = String::from(
-        "| N | mode | latency p50 (ms) | latency p99 (ms) | finalized/s (one channel) | CPU per transition per peer (µs) |\n|---:|---|---:|---:|---:|---:|\n",
+        "Each figure beside its limit, computed in the same run from the measured primitives (below; \
+         formulas in `crates/bench/src/limits.rs`): latency as measured / floor (1.0 = at the floor), \
+         throughput and CPU as measured / limit.\n\n\
+         | N | mode | latency p50 (ms) | floor (ms) | p50 / floor | latency p99 (ms) | finalized/s (one channel) | limit | of limit | CPU per transition per peer (µs) | limit (µs) | measured / limit |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in figures {
+        let p50 = percentile(&f.latencies, 50.0);
+        let floor = limits.core_latency(f.n, f.mode);
+        let tps_limit = limits.core_throughput(f.n, f.mode);
+        let cpu_limit = limits.cpu_per_peer(f.n, f.mode);
         out.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.2} |\n",
             f.n,
             mode_name(f.mode),
-            ms_f(percentile(&f.latencies, 50.0)),
+            ms_f(p50),
+            ms_f(floor),
+            ratio(p50.as_secs_f64(), floor.as_secs_f64()),
             ms_f(percentile(&f.latencies, 99.0)),
             f.throughput,
+            tps_limit,
+            100.0 * ratio(f.throughput, tps_limit),
             f.cpu_per_peer.as_secs_f64() * 1e6,
+            cpu_limit.as_secs_f64() * 1e6,
+            ratio(f.cpu_per_peer.as_secs_f64(), cpu_limit.as_secs_f64()),
         ));
     }
-    out.push_str("\n| concurrent 2-party channels | mode | finalized/s (all channels) |\n|---:|---|---:|\n");
+    out.push_str(
+        "\n| concurrent 2-party channels | mode | finalized/s (all channels) | limit | of limit |\n|---:|---|---:|---:|---:|\n",
+    );
     for (mode, channels, tps) in concurrent {
-        out.push_str(&format!("| {channels} | {} | {tps:.0} |\n", mode_name(*mode)));
+        let limit = limits.concurrent_throughput(2, *mode, CONCURRENT_THREADS);
+        out.push_str(&format!(
+            "| {channels} | {} | {tps:.0} | {limit:.0} | {:.0}% |\n",
+            mode_name(*mode),
+            100.0 * ratio(*tps, limit)
+        ));
     }
+    out.push_str("\nThe primitives, measured in this run:\n\n");
+    out.push_str(&limits.markdown());
     out
 }
 
+/// `a / b`, 0 when `b` is 0.
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
 /// The figures as JSON.
-pub fn json(figures: &[CoreFigures], concurrent: &[(AgreementMode, usize, f64)]) -> serde_json::Value {
+pub fn json(
+    figures: &[CoreFigures],
+    concurrent: &[(AgreementMode, usize, f64)],
+    limits: &crate::limits::Primitives,
+) -> serde_json::Value {
     serde_json::json!({
         "transport": "in-memory",
         "storage": "redb, durable commit per peer turn",
+        "primitives": limits.json(),
         "single_channel": figures.iter().map(|f| serde_json::json!({
             "n": f.n,
             "mode": mode_name(f.mode),
             "samples": f.latencies.len(),
             "latency_p50_ms": ms_f(percentile(&f.latencies, 50.0)),
             "latency_p99_ms": ms_f(percentile(&f.latencies, 99.0)),
+            "limit_latency_ms": ms_f(limits.core_latency(f.n, f.mode)),
             "finalized_per_s": f.throughput,
+            "limit_finalized_per_s": limits.core_throughput(f.n, f.mode),
             "cpu_per_transition_per_peer_us": f.cpu_per_peer.as_secs_f64() * 1e6,
+            "limit_cpu_per_transition_per_peer_us": limits.cpu_per_peer(f.n, f.mode).as_secs_f64() * 1e6,
         })).collect::<Vec<_>>(),
         "concurrent": concurrent.iter().map(|(mode, channels, tps)| serde_json::json!({
             "channels": channels, "participants": 2, "mode": mode_name(*mode), "finalized_per_s": tps,
+            "limit_finalized_per_s": limits.concurrent_throughput(2, *mode, CONCURRENT_THREADS),
         })).collect::<Vec<_>>(),
     })
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -97,6 +97,12 @@ fn core(raw: Vec<String>) -> Result<()> {
     }
     let dir = tempfile::tempdir()?;
     let mut stdout = std::io::stdout().lock();
+    let limits = entente_bench::limits::Primitives::measure(dir.path(), &ns)?;
+    writeln!(
+        stdout,
+        "primitives (limits are computed from these):\n{}",
+        limits.markdown()
+    )?;
     let mut figures = Vec::new();
     for &n in &ns {
         for mode in [
@@ -112,13 +118,23 @@ fn core(raw: Vec<String>) -> Result<()> {
             let run = dir.path().join(format!("n{n}-{mode:?}"));
             std::fs::create_dir_all(&run)?;
             let f = core::measure(n, mode, k, k, &run)?;
+            let p50 = core::percentile(&f.latencies, 50.0);
+            let floor = limits.core_latency(n, mode);
+            let tps_limit = limits.core_throughput(n, mode);
+            let cpu_limit = limits.cpu_per_peer(n, mode);
             writeln!(
                 stdout,
-                "N={n:>2} {mode:?}: p50 {:.2} ms, p99 {:.2} ms, {:.0} finalized/s, {:.0} us CPU per transition per peer",
-                core::percentile(&f.latencies, 50.0).as_secs_f64() * 1e3,
+                "N={n:>2} {mode:?}: p50 {:.2} ms (floor {:.2}: x{:.2}), p99 {:.2} ms, {:.0} finalized/s (limit {:.0}: {:.0}%), {:.0} us CPU per transition per peer (limit {:.0}: x{:.2})",
+                p50.as_secs_f64() * 1e3,
+                floor.as_secs_f64() * 1e3,
+                core::ratio(p50.as_secs_f64(), floor.as_secs_f64()),
                 core::percentile(&f.latencies, 99.0).as_secs_f64() * 1e3,
                 f.throughput,
-                f.cpu_per_peer.as_secs_f64() * 1e6
+                tps_limit,
+                100.0 * core::ratio(f.throughput, tps_limit),
+                f.cpu_per_peer.as_secs_f64() * 1e6,
+                cpu_limit.as_secs_f64() * 1e6,
+                core::ratio(f.cpu_per_peer.as_secs_f64(), cpu_limit.as_secs_f64()),
             )?;
             figures.push(f);
         }
@@ -130,19 +146,27 @@ fn core(raw: Vec<String>) -> Result<()> {
     ] {
         let run = dir.path().join(format!("concurrent-{mode:?}"));
         std::fs::create_dir_all(&run)?;
-        let tps = core::concurrent(100, mode, (samples as u64).max(20), 2, &run)?;
+        let tps = core::concurrent(
+            100,
+            mode,
+            (samples as u64).max(20),
+            core::CONCURRENT_THREADS,
+            &run,
+        )?;
+        let limit = limits.concurrent_throughput(2, mode, core::CONCURRENT_THREADS);
         writeln!(
             stdout,
-            "100 concurrent 2-party channels, {mode:?}: {tps:.0} finalized/s"
+            "100 concurrent 2-party channels, {mode:?}: {tps:.0} finalized/s (limit {limit:.0}: {:.0}%)",
+            100.0 * core::ratio(tps, limit)
         )?;
         concurrent.push((mode, 100, tps));
     }
     std::fs::create_dir_all(&out)?;
-    let md = core::markdown(&figures, &concurrent);
+    let md = core::markdown(&figures, &concurrent, &limits);
     std::fs::write(out.join("core.md"), &md)?;
     std::fs::write(
         out.join("core.json"),
-        serde_json::to_string_pretty(&core::json(&figures, &concurrent))?,
+        serde_json::to_string_pretty(&core::json(&figures, &concurrent, &limits))?,
     )?;
     std::fs::write(
         out.join("core-latency.svg"),
@@ -166,6 +190,8 @@ fn p2p(raw: Vec<String>) -> Result<()> {
     use entente_bench::core::percentile;
     let mut ns = vec![2, 4, 8, 16];
     let mut samples = 100usize;
+    let mut channels = 100usize;
+    let mut per_channel = 50u64;
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
     let mut it = raw.into_iter();
     while let Some(arg) = it.next() {
@@ -179,6 +205,8 @@ fn p2p(raw: Vec<String>) -> Result<()> {
                     .context("--n")?;
             }
             "--samples" => samples = value()?.parse().context("--samples")?,
+            "--channels" => channels = value()?.parse().context("--channels")?,
+            "--per-channel" => per_channel = value()?.parse().context("--per-channel")?,
             "--out" => out = PathBuf::from(value()?),
             other => bail!("unknown argument {other}; {USAGE}"),
         }
@@ -188,6 +216,15 @@ fn p2p(raw: Vec<String>) -> Result<()> {
         .enable_all()
         .build()?;
     let mut stdout = std::io::stdout().lock();
+    let limits = {
+        let dir = tempfile::tempdir()?;
+        entente_bench::limits::Primitives::measure(dir.path(), &ns)?
+    };
+    writeln!(
+        stdout,
+        "primitives (limits are computed from these):\n{}",
+        limits.markdown()
+    )?;
     let mut rows = Vec::new();
     let mut figures = Vec::new();
     for &n in &ns {
@@ -201,30 +238,76 @@ fn p2p(raw: Vec<String>) -> Result<()> {
             cpu_per_peer: std::time::Duration::ZERO,
         });
         let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+        let floor = limits.p2p_latency(n);
+        let ratio = entente_bench::core::ratio;
         writeln!(
             stdout,
-            "N={n:>2} libp2p loopback, durable storage: p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+            "N={n:>2} libp2p loopback, durable storage: p50 {:.2} ms (floor {:.2}: x{:.2}), p99 {:.2} ms (x{:.2}) ({} samples)",
             p50.as_secs_f64() * 1e3,
+            floor.as_secs_f64() * 1e3,
+            ratio(p50.as_secs_f64(), floor.as_secs_f64()),
             p99.as_secs_f64() * 1e3,
+            ratio(p99.as_secs_f64(), floor.as_secs_f64()),
             lat.len()
         )?;
-        rows.push((n, p50, p99, lat.len()));
+        rows.push((n, p50, p99, floor, lat.len()));
     }
-    let mut md =
-        String::from("| N | latency p50 (ms) | latency p99 (ms) | samples |\n|---:|---:|---:|---:|\n");
-    for (n, p50, p99, k) in &rows {
+    let ratio = entente_bench::core::ratio;
+    let mut md = String::from(
+        "Each latency beside its floor, computed in the same run from the measured primitives (below; \
+         formula: `Primitives::p2p_latency` in `crates/bench/src/limits.rs`).\n\n\
+         | N | latency p50 (ms) | latency p99 (ms) | floor (ms) | p50 / floor | p99 / floor | samples |\n\
+         |---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (n, p50, p99, floor, k) in &rows {
         md.push_str(&format!(
-            "| {n} | {:.2} | {:.2} | {k} |\n",
+            "| {n} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {k} |\n",
             p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
+            p99.as_secs_f64() * 1e3,
+            floor.as_secs_f64() * 1e3,
+            ratio(p50.as_secs_f64(), floor.as_secs_f64()),
+            ratio(p99.as_secs_f64(), floor.as_secs_f64()),
         ));
     }
+    let mut concurrent = None;
+    if channels > 0 {
+        let dir = tempfile::tempdir()?;
+        let (tps, finalized, took) =
+            runtime.block_on(entente_bench::p2p::concurrent(channels, per_channel, dir.path()))?;
+        let limit = limits.concurrent_throughput(
+            2,
+            entente_types::AgreementMode::ExplicitConfirmations,
+            limits.cores,
+        );
+        writeln!(
+            stdout,
+            "two nodes, {channels} channels between them (explicit): {tps:.0} finalized/s (limit {limit:.0}: {:.0}%; {finalized} transitions in {:.1} s)",
+            100.0 * ratio(tps, limit),
+            took.as_secs_f64()
+        )?;
+        md.push_str(&format!(
+            "\nTwo nodes with {channels} channels between them (each node a party to all), explicit confirmations, every writer moving as soon as its node tells it its turn; limit: the cores over the CPU of one transition on both nodes (`Primitives::concurrent_throughput`).\n\n\
+             | channels | finalized/s | limit | of limit | transitions | seconds |\n|---:|---:|---:|---:|---:|---:|\n\
+             | {channels} | {tps:.0} | {limit:.0} | {:.0}% | {finalized} | {:.1} |\n",
+            100.0 * ratio(tps, limit),
+            took.as_secs_f64()
+        ));
+        concurrent = Some(serde_json::json!({
+            "channels": channels, "per_channel": per_channel, "finalized_per_s": tps,
+            "limit_finalized_per_s": limit, "finalized": finalized, "seconds": took.as_secs_f64(),
+        }));
+    }
+    md.push_str("\nThe primitives, measured in this run:\n\n");
+    md.push_str(&limits.markdown());
     let json = serde_json::json!({
+        "concurrent": concurrent,
         "transport": "libp2p TCP+Noise+Yamux on loopback",
         "storage": "redb, durable group commit per event-loop turn",
         "mode": "explicit",
-        "rows": rows.iter().map(|(n, p50, p99, k)| serde_json::json!({
-            "n": n, "latency_p50_ms": p50.as_secs_f64() * 1e3, "latency_p99_ms": p99.as_secs_f64() * 1e3, "samples": k,
+        "primitives": limits.json(),
+        "rows": rows.iter().map(|(n, p50, p99, floor, k)| serde_json::json!({
+            "n": n, "latency_p50_ms": p50.as_secs_f64() * 1e3, "latency_p99_ms": p99.as_secs_f64() * 1e3,
+            "limit_latency_ms": floor.as_secs_f64() * 1e3, "samples": k,
         })).collect::<Vec<_>>(),
     });
     std::fs::create_dir_all(&out)?;

@@ -1,6 +1,11 @@
-//! Finality latency over libp2p on loopback: N real nodes (`entente-node`: libp2p, redb with
-//! durable group commits, the chain listener) in one process, a RoundRobinCounter channel
-//! opened on anvil, one transaction at a time from submit until every node reports it final.
+//! Real nodes (`entente-node`: libp2p, one redb store per node with durable group commits, the
+//! chain listener) in one process, RoundRobinCounter channels opened on anvil:
+//!
+//! - [`latency`]: one channel of N nodes, one transaction at a time from submit until every node
+//!   reports it final;
+//! - [`concurrent`]: two nodes with many channels between them (each node a party to all), every
+//!   writer moving as soon as its node tells it its turn: finalized transitions per second over
+//!   all channels.
 
 use std::time::Duration;
 
@@ -10,9 +15,15 @@ use entente_contracts::{RoundRobinCounter, artifacts};
 use entente_node::{Channel, MachineSource, Node, NodeConfig, ProposalBuilder};
 use entente_types::{Address, AgreementMode, U256};
 
-/// Submit-to-final-everywhere latencies of `samples` transactions in a channel of `n` nodes.
-#[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
-pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result<Vec<Duration>> {
+/// anvil with the manager and the machine deployed, and `n` nodes that know each other.
+struct Cluster {
+    nodes: Vec<Node>,
+    machine: Address,
+    // Dropped last: the nodes talk to it until they stop.
+    _anvil: Anvil,
+}
+
+async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
     let anvil = Anvil::builder().accounts(n + 2).spawn()?;
     let mut deployer = ChainClient::connect(&anvil.endpoint(), anvil.signer(0)?).await?;
     let manager = deployer.deploy_manager().await?;
@@ -50,6 +61,21 @@ pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result
         }
         nodes.push(node);
     }
+    Ok(Cluster {
+        nodes,
+        machine,
+        _anvil: anvil,
+    })
+}
+
+/// Submit-to-final-everywhere latencies of `samples` transactions in a channel of `n` nodes.
+#[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
+pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result<Vec<Duration>> {
+    let Cluster {
+        nodes,
+        machine,
+        _anvil: anvil,
+    } = cluster(n, data).await?;
     let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
     let deposits = vec![U256::from(1_000u64); n];
     let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
@@ -99,4 +125,136 @@ pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result
     drop(nodes);
     drop(anvil);
     Ok(latencies)
+}
+
+/// Finalized transitions per second over `channels` two-party channels between two nodes,
+/// `per_channel` transitions each, every writer moving as soon as its node tells it its turn
+/// (explicit confirmations). Also returns the transitions finalized and the time taken.
+#[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
+pub async fn concurrent(
+    channels: usize,
+    per_channel: u64,
+    data: &std::path::Path,
+) -> Result<(f64, u64, Duration)> {
+    use entente_node::{ChannelEvent, NodeEvent};
+    use std::collections::HashMap;
+    let Cluster {
+        nodes,
+        machine,
+        _anvil: anvil,
+    } = cluster(2, data).await?;
+    let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
+    let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
+    // Listen before the first channel exists: no turn is missed.
+    let feeds: Vec<_> = nodes.iter().map(|n| n.events()).collect();
+    let mut ids = Vec::with_capacity(channels);
+    let mut handles: Vec<HashMap<entente_types::B256, Channel>> = vec![HashMap::new(), HashMap::new()];
+    for c in 0..channels {
+        let deposits = vec![U256::from(1_000u64); 2];
+        let proposal = ProposalBuilder::new(machine, participants.clone(), deposits.clone())
+            .agreement_mode(AgreementMode::ExplicitConfirmations)
+            .salt(entente_types::keccak256(format!("concurrent {c}")))
+            .build(
+                &nodes[0],
+                &code,
+                &RoundRobinCounter::initialStateCall {
+                    participants: participants.clone(),
+                    deposits,
+                    target: u64::MAX,
+                },
+            )
+            .await?;
+        let id = proposal.channel_id;
+        handles[0].insert(id, nodes[0].propose(proposal, code.clone()).await?);
+        let (_, p) = nodes[1].next_proposal(Duration::from_secs(120)).await?;
+        handles[1].insert(p.channel_id, nodes[1].accept(p.channel_id, code.clone()).await?);
+        ids.push(id);
+    }
+    for side in &handles {
+        for ch in side.values() {
+            ch.wait_live(Duration::from_secs(600)).await?;
+        }
+    }
+    // Each node: move on every turn it is told (up to `per_channel`), count what is final.
+    let t0 = std::time::Instant::now();
+    let mut drivers = Vec::new();
+    for ((mut feed, side), me) in feeds.into_iter().zip(handles).zip(participants.clone()) {
+        drivers.push(tokio::spawn(async move {
+            let mut finalized: HashMap<entente_types::B256, u64> = side.keys().map(|id| (*id, 0)).collect();
+            let mut asked: HashMap<entente_types::B256, u64> = HashMap::new();
+            let mut done = 0usize;
+            let mut calls = tokio::task::JoinSet::new();
+            // One move per height told (a turn may be seen both in the sweep and as an event).
+            let mut move_on = |calls: &mut tokio::task::JoinSet<Result<(), entente_node::NodeError>>,
+                               ch: &Channel,
+                               height: u64| {
+                let last = asked.entry(ch.id()).or_default();
+                if height > *last && height <= per_channel {
+                    *last = height;
+                    let ch = ch.clone();
+                    calls.spawn(
+                        async move { ch.call(&RoundRobinCounter::addCall { step: 1 }).await.map(|_| ()) },
+                    );
+                }
+            };
+            // Turns told before this task listened, or lost when the feed lagged: ask every
+            // channel.
+            let mut sweep = true;
+            while done < side.len() {
+                if std::mem::take(&mut sweep) {
+                    for ch in side.values() {
+                        let info = ch.info().await?;
+                        if info.next_writer == me {
+                            move_on(&mut calls, ch, info.tip + 1);
+                        }
+                        let f = finalized.entry(ch.id()).or_default();
+                        if *f < per_channel && info.finalized >= per_channel {
+                            done += 1;
+                        }
+                        *f = (*f).max(info.finalized);
+                    }
+                    continue;
+                }
+                let event = tokio::time::timeout(Duration::from_secs(120), feed.recv())
+                    .await
+                    .map_err(|_| anyhow!("no event for 120 s ({done} of {} channels done)", side.len()))?;
+                let (id, event) = match event {
+                    Ok(NodeEvent::Channel { channel_id, event }) => (channel_id, event),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        sweep = true;
+                        continue;
+                    }
+                    Err(e) => return Err(anyhow!("the node's event feed: {e}")),
+                };
+                let Some(ch) = side.get(&id) else { continue };
+                match *event {
+                    ChannelEvent::Turn { height, .. } => move_on(&mut calls, ch, height),
+                    ChannelEvent::Protocol(entente_node::ProtocolEvent::Finalized { height, .. }) => {
+                        let f = finalized.entry(id).or_default();
+                        if *f < per_channel && height >= per_channel {
+                            done += 1;
+                        }
+                        *f = (*f).max(height);
+                    }
+                    _ => {}
+                }
+                while let Some(r) = calls.try_join_next() {
+                    r.map_err(|e| anyhow!("a move task: {e}"))??;
+                }
+            }
+            while let Some(r) = calls.join_next().await {
+                r.map_err(|e| anyhow!("a move task: {e}"))??;
+            }
+            Ok::<u64, anyhow::Error>(finalized.values().map(|f| (*f).min(per_channel)).sum())
+        }));
+    }
+    let mut total = u64::MAX;
+    for d in drivers {
+        total = total.min(d.await.map_err(|e| anyhow!("a driver: {e}"))??);
+    }
+    let elapsed = t0.elapsed();
+    drop(nodes);
+    drop(anvil);
+    Ok((total as f64 / elapsed.as_secs_f64(), total, elapsed))
 }
