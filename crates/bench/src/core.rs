@@ -33,10 +33,21 @@ use entente_types::{
     keccak256,
 };
 
-/// One peer: its channel core and its data directory.
+/// Where a peer's records go.
+enum Storage {
+    /// Not stored.
+    None,
+    /// Its own store, one durable commit per turn.
+    Own(Store),
+    /// Kept in `pending` until its node commits the records of all its channels at once.
+    Node,
+}
+
+/// One peer: its channel core and where its records go.
 struct Peer {
     channel: entente_channel::Channel<LocalSigner>,
-    store: Option<Store>,
+    storage: Storage,
+    pending: Vec<entente_channel::Record>,
     finalized: u64,
 }
 
@@ -69,6 +80,18 @@ impl Channel {
     /// A running RoundRobinCounter channel of `n` peers in `mode`, each with a redb store under
     /// `dir` (`None`: no storage).
     pub fn new(n: usize, mode: AgreementMode, dir: Option<&Path>, salt: u64) -> Result<Self> {
+        Self::build(n, mode, dir.map(Some), salt)
+    }
+
+    /// A channel whose peer `i` is a party of node `i`: its records wait until the node commits
+    /// them with those of its other channels ([`Channel::commit_node`]).
+    pub fn on_nodes(n: usize, mode: AgreementMode, salt: u64) -> Result<Self> {
+        Self::build(n, mode, Some(None), salt)
+    }
+
+    /// `dir`: `None` for no storage, `Some(None)` for the nodes' stores, `Some(Some(dir))` for a
+    /// store per peer under `dir`.
+    fn build(n: usize, mode: AgreementMode, dir: Option<Option<&Path>>, salt: u64) -> Result<Self> {
         let code = MachineCode::from_artifact_json(artifacts::ROUND_ROBIN_COUNTER)?;
         let keys: Vec<LocalSigner> = (0..n)
             .map(|i| LocalSigner::from_bytes(&keccak256(format!("bench key {salt} {i}"))))
@@ -104,13 +127,15 @@ impl Channel {
         for (i, key) in keys.into_iter().enumerate() {
             let channel =
                 entente_channel::Channel::live(key, spec.clone(), code.clone(), Config::default(), false, 0)?;
-            let store = match dir {
-                Some(dir) => Some(Store::create(dir.join(format!("c{salt}-p{i}")))?),
-                None => None,
+            let storage = match dir {
+                Some(Some(dir)) => Storage::Own(Store::create(dir.join(format!("c{salt}-p{i}")))?),
+                Some(None) => Storage::Node,
+                None => Storage::None,
             };
             peers.push(Peer {
                 channel,
-                store,
+                storage,
+                pending: Vec::new(),
                 finalized: 0,
             });
         }
@@ -152,12 +177,17 @@ impl Channel {
         let mut sends = Vec::new();
         let peer = &mut self.peers[i];
         let me = peer.sm().me();
-        let mut batch = peer.store.as_ref().map(|s| s.batch());
+        let mut batch = match &peer.storage {
+            Storage::Own(store) => Some(store.batch()),
+            Storage::None | Storage::Node => None,
+        };
         while let Some(effect) = peer.channel.poll_effect() {
             match effect {
                 Effect::Persist(record) => {
                     if let Some(batch) = batch.as_mut() {
                         batch.record(self.channel_id, me, &self.machine, record);
+                    } else if matches!(peer.storage, Storage::Node) {
+                        peer.pending.push(record);
                     }
                 }
                 Effect::Broadcast(message) => sends.push((None, message)),
@@ -191,6 +221,16 @@ impl Channel {
             }
         }
         Ok(())
+    }
+
+    /// Adds peer `i`'s records waiting for its node's commit to `batch` (the node commits it
+    /// before any message this channel queued since is delivered: [`Channel::deliver_round`]
+    /// runs after the commit).
+    pub fn commit_node(&mut self, i: usize, batch: &mut entente_store::Batch<'_>) {
+        let me = self.peers[i].sm().me();
+        for record in self.peers[i].pending.drain(..) {
+            batch.record(self.channel_id, me, &self.machine, record);
+        }
     }
 
     /// The next writer submits `add(1)`; returns false if it could not.
@@ -348,7 +388,9 @@ pub fn measure(
 pub const CONCURRENT_THREADS: usize = 2;
 
 /// 100 (or `channels`) two-party channels at once on `threads` threads, writers flat out:
-/// finalized transitions per second over all of them.
+/// finalized transitions per second over all of them. Each thread is two nodes, each a party to
+/// every channel of the thread with one store: after each sweep over its channels a node makes
+/// one durable commit of all their records, before any message of that sweep is delivered.
 pub fn concurrent(
     channels: usize,
     mode: AgreementMode,
@@ -362,10 +404,27 @@ pub fn concurrent(
             .map(|t| {
                 scope.spawn(move || -> Result<u64> {
                     let mine: Vec<usize> = (0..channels).filter(|c| c % threads == t).collect();
+                    let nodes = [0, 1]
+                        .map(|i| Store::create(dir.join(format!("thread{t}-node{i}"))));
+                    let [a, b] = nodes;
+                    let nodes = [a?, b?];
                     let mut chans = mine
                         .iter()
-                        .map(|&c| Channel::new(2, mode, Some(dir), 1_000 + c as u64))
+                        .map(|&c| Channel::on_nodes(2, mode, 1_000 + c as u64))
                         .collect::<Result<Vec<_>>>()?;
+                    let commit = |chans: &mut Vec<Channel>| -> Result<()> {
+                        for (i, store) in nodes.iter().enumerate() {
+                            let mut batch = store.batch();
+                            for ch in chans.iter_mut() {
+                                ch.commit_node(i, &mut batch);
+                            }
+                            if !batch.is_empty() {
+                                batch.commit().context("durable commit")?;
+                            }
+                        }
+                        Ok(())
+                    };
+                    commit(&mut chans)?;
                     let mut submitted = vec![0u64; chans.len()];
                     loop {
                         let mut busy = false;
@@ -377,8 +436,13 @@ pub fn concurrent(
                             if submitted[k] < per_channel + 3 && ch.submit_next()? {
                                 submitted[k] += 1;
                             }
+                        }
+                        // The records of the submissions, then the messages they queued.
+                        commit(&mut chans)?;
+                        for ch in chans.iter_mut() {
                             ch.deliver_round()?;
                         }
+                        commit(&mut chans)?;
                         if !busy {
                             break;
                         }
