@@ -381,23 +381,51 @@ async function refreshProposals(): Promise<void> {
   renderProposals();
 }
 
-function proposalTerms(p: ProposalEntry): string {
+/** Every term a proposal sets, in words, and whether the page can vouch for it (Accept is
+ *  offered only then): the stakes of both sides, the asset, every deadline. */
+function proposalTerms(p: ProposalEntry): { text: string; warnings: string[]; readable: boolean } {
   const prop = p.proposal;
   const deposits = Array.isArray(prop['deposits']) ? (prop['deposits'] as unknown[]) : [];
   const participants = Array.isArray(prop['participants']) ? (prop['participants'] as unknown[]) : [];
   const mine = participants.findIndex((x) => sameAddress(String(x), s.me));
-  const stake = deposits[mine >= 0 ? mine : 0];
-  const t = (prop['timing'] ?? {}) as Record<string, unknown>;
-  const parts = [];
-  if (stake !== undefined) {
+  const amount = (v: unknown): bigint | undefined => {
     try {
-      parts.push(`your stake ${ether(BigInt(String(stake)))}`);
+      return BigInt(String(v));
     } catch {
-      // an amount the page cannot read: leave it out
+      return undefined;
     }
+  };
+  const stakes = deposits.map(amount);
+  const warnings: string[] = [];
+  let readable = mine >= 0 && stakes.length === participants.length && stakes.every((x) => x !== undefined);
+  if (mine < 0) warnings.push('you are not among its players');
+  if (!readable) warnings.push('the page cannot read its stakes: use the command line to look at it');
+  const parts: string[] = [];
+  const myStake = stakes[mine];
+  if (myStake !== undefined) parts.push(`your stake ${ether(myStake)}`);
+  stakes.forEach((x, i) => {
+    if (i !== mine && x !== undefined) parts.push(`${shortAddress(String(participants[i]))} stakes ${ether(x)}`);
+  });
+  if (readable && stakes.some((x) => x !== myStake)) warnings.push('the stakes differ');
+  const token = String(prop['token'] ?? '');
+  if (!/^0x0{40}$/i.test(token)) {
+    warnings.push(`the stakes are in the token ${token}, not ether`);
   }
-  if (typeof t['p2p_time'] === 'number') parts.push(`${String(t['p2p_time'])} s per move`);
-  return parts.join(', ');
+  const t = (prop['timing'] ?? {}) as Record<string, unknown>;
+  const secs = (k: string) => (typeof t[k] === 'number' ? (t[k] as number) : undefined);
+  const timing = [
+    ['per move', secs('p2p_time')],
+    ['to sign', secs('agreement_time')],
+    ['before the chain', secs('chain_fallback_time')],
+    ['to challenge', secs('challenge_time')],
+  ] as const;
+  parts.push(timing.map(([what, v]) => `${v ?? '?'} s ${what}`).join(', '));
+  const challenge = secs('challenge_time');
+  if (challenge === undefined || challenge < 60) {
+    warnings.push('a challenge window under a minute: your node must be online to answer a false claim in time');
+  }
+  if (timing.some(([, v]) => v === undefined)) readable = false;
+  return { text: parts.join('; '), warnings, readable };
 }
 
 function renderProposals(): void {
@@ -407,14 +435,19 @@ function renderProposals(): void {
       const li = make('li', { testid: `proposal-${p.channel_id}` });
       li.dataset['channel'] = p.channel_id;
       const what = p.machine === MACHINE ? 'Tic-tac-toe' : p.machine ? `A "${p.machine}" game` : 'A game of an unregistered machine';
+      const terms = proposalTerms(p);
       li.append(
         make('div', { text: `${what} from ${shortAddress(p.from)}` }),
-        make('div', { text: proposalTerms(p), cls: 'empty' }),
+        make('div', { text: terms.text, cls: 'empty', testid: `terms-${p.channel_id}` }),
         make('div', { text: shortHash(p.channel_id), cls: 'mono empty' }),
       );
+      if (terms.warnings.length > 0) {
+        li.append(make('div', { text: `Look before you accept: ${terms.warnings.join('; ')}.`, cls: 'warning', testid: `warning-${p.channel_id}` }));
+      }
       const actions = make('div', { cls: 'actions' });
       const accept = make('button', { text: 'Accept', testid: `accept-${p.channel_id}` });
       accept.classList.add('accept');
+      accept.disabled = !terms.readable;
       const decline = make('button', { text: 'Decline', cls: 'secondary decline', testid: `decline-${p.channel_id}` });
       accept.addEventListener('click', () => void answer(p.channel_id, true, accept, decline));
       decline.addEventListener('click', () => void answer(p.channel_id, false, accept, decline));

@@ -339,6 +339,9 @@ describe('the web page against two real daemons, in Chromium', { timeout: 10 * 6
       assert.match(id, /^0x[0-9a-f]{64}$/);
 
       // Bob sees the invitation (a node event) and accepts it
+      // Bob sees every term before he accepts: both stakes and the deadlines, no warning
+      await expectText(pageB, 'bob', `terms-${id}`, /^your stake 0\.5 ETH; 0x.* stakes 0\.5 ETH; 30 s per move, 10 s to sign, 60 s before the chain, 120 s to challenge$/);
+      assert.equal(await pageB.getByTestId(`warning-${id}`).count(), 0, 'no warning on fair terms');
       await pageB.getByTestId(`accept-${id}`).click({ timeout: WAIT_MS });
       for (const [page, who] of [[pageA, 'alice'], [pageB, 'bob']] as const) {
         await expectAttr(page, who, 'phase', 'data-phase', 'Live');
@@ -448,6 +451,8 @@ describe('the web page against two real daemons, in Chromium', { timeout: 10 * 6
       );
       const id = (await pageA.getByTestId('propose-status').getAttribute('data-channel')) as Hex;
       await expectAttr(pageA, 'alice', 'game', 'data-channel', id);
+      // a challenge window of seconds is pointed out before he accepts
+      await expectText(pageB, 'bob', `warning-${id}`, /challenge window under a minute/);
       await pageB.getByTestId(`accept-${id}`).click({ timeout: WAIT_MS });
       await expectAttr(pageB, 'bob', 'game', 'data-channel', id);
       for (const [page, who] of [[pageA, 'alice'], [pageB, 'bob']] as const) {

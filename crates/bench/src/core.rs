@@ -404,8 +404,7 @@ pub fn concurrent(
             .map(|t| {
                 scope.spawn(move || -> Result<u64> {
                     let mine: Vec<usize> = (0..channels).filter(|c| c % threads == t).collect();
-                    let nodes = [0, 1]
-                        .map(|i| Store::create(dir.join(format!("thread{t}-node{i}"))));
+                    let nodes = [0, 1].map(|i| Store::create(dir.join(format!("thread{t}-node{i}"))));
                     let [a, b] = nodes;
                     let nodes = [a?, b?];
                     let mut chans = mine

@@ -1327,6 +1327,47 @@ mod tests {
         let url = format!("ws://{addr}");
         assert!(crate::client::Client::connect(&url, "wrong").await.is_err());
         assert!(crate::client::Client::connect(&url, "secret").await.is_ok());
+        // another name for the loopback address (DNS rebinding) is refused, files and API alike
+        let rebound = |path: &str| {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: evil.example:{}\r\nConnection: close\r\n\r\n",
+                addr.port()
+            )
+        };
+        let r = http(addr, rebound("/")).await;
+        assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+        assert!(!r.contains("the page"), "{r}");
+        let localhost = format!(
+            "GET / HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        );
+        assert!(http(addr, localhost).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn a_static_directory_that_overlaps_the_home_or_that_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home");
+        let web = root.path().join("web");
+        for d in [&home, &web] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("index.html"), "page").unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert!(crate::server::check_static_dir(&web, &home).is_ok());
+        let e = crate::server::check_static_dir(&home, &home).unwrap_err();
+        assert!(e.contains("overlaps"), "{e}");
+        let e = crate::server::check_static_dir(root.path(), &home).unwrap_err();
+        assert!(e.contains("index.html") || e.contains("overlaps"), "{e}");
+        std::fs::write(root.path().join("index.html"), "page").unwrap();
+        let e = crate::server::check_static_dir(root.path(), &home).unwrap_err();
+        assert!(e.contains("overlaps"), "{e}");
+        std::fs::set_permissions(&web, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = crate::server::check_static_dir(&web, &home).unwrap_err();
+        assert!(e.contains("others may write"), "{e}");
+        let e = crate::server::check_static_dir(&root.path().join("none"), &home).unwrap_err();
+        assert!(e.contains("none"), "{e}");
     }
 
     #[tokio::test]

@@ -98,13 +98,10 @@ pub(crate) async fn run(
     init_logs();
     let config = DaemonConfig::load(home).map_err(|e| e.to_string())?;
     let token = api_token(&config)?;
-    let static_dir = static_dir.or_else(|| config.api.static_dir.as_ref().map(|d| config.resolve(d)));
-    if let Some(dir) = static_dir.as_ref().filter(|d| !d.join("index.html").is_file()) {
-        return Err(format!(
-            "static directory {}: no index.html (build the web front-end: `npm run build -w @entente/web`)",
-            dir.display()
-        ));
-    }
+    let static_dir = static_dir
+        .or_else(|| config.api.static_dir.as_ref().map(|d| config.resolve(d)))
+        .map(|d| entente_daemon::server::check_static_dir(&d, &config.home))
+        .transpose()?;
     let listen = config.api.listen;
     wait_for_chain(&config.chain.rpc_url).await?;
     let daemon = Daemon::start(config, passwords)

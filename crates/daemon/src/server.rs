@@ -25,7 +25,7 @@ use crate::daemon::Daemon;
 const MAX_REQUEST: u32 = 4 * 1024 * 1024;
 
 /// The largest static file served.
-const MAX_STATIC_FILE: u64 = 64 * 1024 * 1024;
+const MAX_STATIC_FILE: u64 = 8 * 1024 * 1024;
 
 /// Checks the token of every HTTP request (a WebSocket upgrade or a plain JSON-RPC POST); serves
 /// static files for plain `GET`s when it has a directory.
@@ -33,6 +33,7 @@ const MAX_STATIC_FILE: u64 = 64 * 1024 * 1024;
 pub struct TokenLayer {
     token: Arc<str>,
     static_dir: Option<Arc<Path>>,
+    hosts: Option<Arc<[String]>>,
 }
 
 impl TokenLayer {
@@ -41,7 +42,16 @@ impl TokenLayer {
         Self {
             token: token.into(),
             static_dir: None,
+            hosts: None,
         }
+    }
+
+    /// Answers only requests whose `Host` is one of `hosts` (403 otherwise): on a loopback
+    /// address, a page of another site whose name was made to resolve to 127.0.0.1 (DNS
+    /// rebinding) then cannot read even the public files.
+    pub fn with_hosts(mut self, hosts: Option<Vec<String>>) -> Self {
+        self.hosts = hosts.map(Into::into);
+        self
     }
 
     /// Also serves the files under `dir` to plain `GET` and `HEAD` requests.
@@ -58,6 +68,7 @@ impl<S> Layer<S> for TokenLayer {
             inner,
             token: self.token.clone(),
             static_dir: self.static_dir.clone(),
+            hosts: self.hosts.clone(),
         }
     }
 }
@@ -68,6 +79,7 @@ pub struct TokenCheck<S> {
     inner: S,
     token: Arc<str>,
     static_dir: Option<Arc<Path>>,
+    hosts: Option<Arc<[String]>>,
 }
 
 /// Equal in time independent of where the inputs differ.
@@ -106,6 +118,20 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+        if let Some(hosts) = &self.hosts {
+            let host = request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                let response = plain(
+                    http::StatusCode::FORBIDDEN,
+                    "unexpected Host header: the API answers only its own loopback address\n",
+                );
+                return Box::pin(async move { Ok(response) });
+            }
+        }
         if let Some(dir) = &self.static_dir {
             let plain_get = matches!(*request.method(), http::Method::GET | http::Method::HEAD)
                 && !request.headers().contains_key(http::header::UPGRADE);
@@ -148,6 +174,42 @@ fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
         file = file.join("index.html");
     }
     file.is_file().then_some(file)
+}
+
+/// Checks a directory before it is served: it holds an `index.html`; it neither lies inside the
+/// daemon's home nor holds it (the home's key files and token must never be served); others
+/// cannot write to it (whoever replaces a script of the page runs it with the token of whoever
+/// opens it). Returns the directory, canonical.
+pub fn check_static_dir(dir: &Path, home: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shown = dir.display();
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("static directory {shown}: {e}"))?;
+    if !dir.join("index.html").is_file() {
+        return Err(format!(
+            "static directory {shown}: no index.html (build the web front-end: `npm run build -w @entente/web`)"
+        ));
+    }
+    if let Ok(home) = home.canonicalize()
+        && (dir.starts_with(&home) || home.starts_with(&dir))
+    {
+        return Err(format!(
+            "static directory {shown}: it overlaps the daemon's home {}, whose key files and token must not be served",
+            home.display()
+        ));
+    }
+    let mode = std::fs::metadata(&dir)
+        .map_err(|e| format!("static directory {shown}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "static directory {shown}: others may write to it (mode {:o}): `chmod go-w` it",
+            mode & 0o777
+        ));
+    }
+    Ok(dir)
 }
 
 fn content_type(file: &Path) -> &'static str {
@@ -229,7 +291,25 @@ pub async fn serve(
     token: &str,
     static_dir: Option<PathBuf>,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
-    let middleware = tower::ServiceBuilder::new().layer(TokenLayer::new(token).with_static_dir(static_dir));
+    // Bound first: the port of `127.0.0.1:0` is known only then.
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    // On loopback the Host must be the API's own address (DNS rebinding); on another address
+    // the daemon is reached by names it cannot know, and the token alone guards it.
+    let hosts = addr.ip().is_loopback().then(|| {
+        let port = addr.port();
+        vec![
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ]
+    });
+    let middleware = tower::ServiceBuilder::new().layer(
+        TokenLayer::new(token)
+            .with_static_dir(static_dir)
+            .with_hosts(hosts),
+    );
     let config = jsonrpsee::server::ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST)
         .max_response_body_size(16 * MAX_REQUEST)
@@ -237,9 +317,7 @@ pub async fn serve(
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(middleware)
-        .build(listen)
-        .await?;
-    let addr = server.local_addr()?;
+        .build_from_tcp(listener)?;
     let handle = server.start(crate::api::rpc_module(daemon));
     Ok((addr, handle))
 }
