@@ -68,6 +68,33 @@ async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
     })
 }
 
+/// Opens a RoundRobinCounter channel of every node in `nodes` (explicit confirmations): the first
+/// proposes, the others accept; returns each node's handle, in the order of `nodes`.
+async fn open_channel(nodes: &[Node], machine: Address, salt: &str) -> Result<Vec<Channel>> {
+    let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
+    let deposits = vec![U256::from(1_000u64); nodes.len()];
+    let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
+    let proposal = ProposalBuilder::new(machine, participants.clone(), deposits.clone())
+        .agreement_mode(AgreementMode::ExplicitConfirmations)
+        .salt(entente_types::keccak256(salt))
+        .build(
+            &nodes[0],
+            &code,
+            &RoundRobinCounter::initialStateCall {
+                participants,
+                deposits,
+                target: u64::MAX,
+            },
+        )
+        .await?;
+    let mut channels = vec![nodes[0].propose(proposal, code.clone()).await?];
+    for node in &nodes[1..] {
+        let (_, p) = node.next_proposal(Duration::from_secs(120)).await?;
+        channels.push(node.accept(p.channel_id, code.clone()).await?);
+    }
+    Ok(channels)
+}
+
 /// Submit-to-final-everywhere latencies of `samples` transactions in a channel of `n` nodes.
 #[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result<Vec<Duration>> {
@@ -77,27 +104,8 @@ pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result
         _anvil: anvil,
     } = cluster(n, data).await?;
     let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
-    let deposits = vec![U256::from(1_000u64); n];
-    let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
-    let proposal = ProposalBuilder::new(machine, participants.clone(), deposits.clone())
-        .agreement_mode(AgreementMode::ExplicitConfirmations)
-        .build(
-            &nodes[0],
-            &code,
-            &RoundRobinCounter::initialStateCall {
-                participants: participants.clone(),
-                deposits,
-                target: u64::MAX,
-            },
-        )
-        .await?;
-    let id = proposal.channel_id;
-    let mut channels: Vec<Channel> = vec![nodes[0].propose(proposal, code.clone()).await?];
-    for node in &nodes[1..] {
-        let wait = Duration::from_secs(120);
-        let (_, p) = node.next_proposal(wait).await?;
-        channels.push(node.accept(p.channel_id, code.clone()).await?);
-    }
+    let channels = open_channel(&nodes, machine, "latency").await?;
+    let id = channels[0].id();
     for ch in &channels {
         ch.wait_live(Duration::from_secs(300)).await?;
     }
@@ -144,31 +152,16 @@ pub async fn concurrent(
         _anvil: anvil,
     } = cluster(2, data).await?;
     let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
-    let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
     // Listen before the first channel exists: no turn is missed.
     let feeds: Vec<_> = nodes.iter().map(|n| n.events()).collect();
-    let mut ids = Vec::with_capacity(channels);
     let mut handles: Vec<HashMap<entente_types::B256, Channel>> = vec![HashMap::new(), HashMap::new()];
     for c in 0..channels {
-        let deposits = vec![U256::from(1_000u64); 2];
-        let proposal = ProposalBuilder::new(machine, participants.clone(), deposits.clone())
-            .agreement_mode(AgreementMode::ExplicitConfirmations)
-            .salt(entente_types::keccak256(format!("concurrent {c}")))
-            .build(
-                &nodes[0],
-                &code,
-                &RoundRobinCounter::initialStateCall {
-                    participants: participants.clone(),
-                    deposits,
-                    target: u64::MAX,
-                },
-            )
-            .await?;
-        let id = proposal.channel_id;
-        handles[0].insert(id, nodes[0].propose(proposal, code.clone()).await?);
-        let (_, p) = nodes[1].next_proposal(Duration::from_secs(120)).await?;
-        handles[1].insert(p.channel_id, nodes[1].accept(p.channel_id, code.clone()).await?);
-        ids.push(id);
+        for (side, ch) in handles
+            .iter_mut()
+            .zip(open_channel(&nodes, machine, &format!("concurrent {c}")).await?)
+        {
+            side.insert(ch.id(), ch);
+        }
     }
     for side in &handles {
         for ch in side.values() {
