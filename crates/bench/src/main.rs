@@ -16,6 +16,14 @@ use anyhow::{Context, Result, bail};
 const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]";
 
 fn main() -> Result<()> {
+    // `ENTENTE_BENCH_LOG=entente_node=trace,entente_p2p=trace` shows where a run spends its
+    // time (timestamps in microseconds), on standard error.
+    if let Ok(filter) = std::env::var("ENTENTE_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("gas") => {}

@@ -19,7 +19,7 @@ use entente_types::{
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::parts::{Chain, Inbound, RpcChain, Transport};
 use crate::worker::{self, Done, Job};
@@ -380,6 +380,7 @@ impl Runtime {
                 data,
                 reply,
             } => {
+                trace!(target: TARGET, channel = %channel_id, "submit");
                 let result = self
                     .core(channel_id)
                     .and_then(|c| c.submit(data, now).map_err(|e| Self::refused(channel_id, e)));
@@ -665,6 +666,7 @@ impl Runtime {
             envelope,
         } = message;
         let now = self.now_ms();
+        trace!(target: TARGET, channel = %channel_id, %from, "message in");
         if let Some(hosted) = self.channels.get_mut(&channel_id) {
             hosted.core.handle_message(from, envelope.message, now);
             return;
@@ -788,6 +790,7 @@ impl Runtime {
                 }
             }
         }
+        let records = batch.len();
         if !batch.is_empty()
             && let Err(e) = batch.commit()
         {
@@ -796,6 +799,7 @@ impl Runtime {
             tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn leaves and the node stops; restart it once the data directory works");
             return false;
         }
+        trace!(target: TARGET, records, messages = outbox.len(), "turn stored");
         self.send_all(outbox);
         for (channel_id, call) in calls {
             if let Err(e) = self.jobs.try_send(Job { channel_id, call }) {

@@ -20,7 +20,7 @@ use libp2p::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::codec::{CHANNEL_PROTOCOL, ChannelCodec, Request, Response};
 use crate::discovery::{channel_key, peer_record_key, verify_peer_record, verify_provider_record};
@@ -575,6 +575,7 @@ impl Task {
                 frame,
                 reply,
             } => {
+                trace!(target: TARGET, channel = %channel_id, "send queued");
                 let result = self.enqueue(channel_id, to, frame);
                 let _ = reply.send(result);
             }
@@ -728,6 +729,7 @@ impl Task {
                 .behaviour_mut()
                 .channel
                 .send_request(&peer, Request::Encoded(outgoing.frame));
+            trace!(target: TARGET, %peer, "request sent");
             queue.in_flight += 1;
             self.in_flight.insert(
                 id,

@@ -70,6 +70,16 @@ pub enum StoreError {
         /// The error.
         source: std::io::Error,
     },
+    /// An earlier write of this store failed after it was applied in memory (its journal could
+    /// not be written, or redb refused a commit): nothing more is stored until the store is
+    /// opened again, which recovers everything that was acknowledged.
+    #[error("store at {path} stopped after a failed write ({reason}): open it again")]
+    Failed {
+        /// The database file.
+        path: PathBuf,
+        /// The write that failed.
+        reason: String,
+    },
     /// Any other database error.
     #[error("database error on {path}: {reason}")]
     Database {

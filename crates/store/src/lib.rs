@@ -6,10 +6,17 @@
 //! The state manager is sans-IO: it emits `Effect::Persist` records and expects them durable
 //! before any later `Send`/`Broadcast` of the same channel leaves the node. The host collects a
 //! turn's records in a [`Batch`] ([`Store::batch`], [`Batch::persist`]) and calls
-//! [`Batch::commit`] once per event-loop turn, *before* releasing that turn's messages. A commit
-//! is one redb write transaction with immediate durability (one fsync): all of the batch is on
-//! disk when it returns `Ok`, none of it after an `Err` or a crash. Grouping a turn's records
-//! pays one fsync for many records, so durability does not cap throughput.
+//! [`Batch::commit`] once per event-loop turn, *before* releasing that turn's messages. All of
+//! the batch is durable when `commit` returns `Ok`, none of it after an `Err` or a crash.
+//!
+//! On disk a commit costs one small synced write: the batch is applied to redb without
+//! durability (its checks run there, and readers see it at once) and its writes are appended
+//! to the journal (`entente.journal`, preallocated) followed by one `fdatasync`. When the journal
+//! is full, one durable redb commit (a checkpoint) makes everything so far durable in the
+//! database and the journal starts again; opening the store replays the frames the database
+//! does not hold yet. Grouping a turn's records pays one sync for many records. A store in
+//! memory or on the embedder's own storage ([`Store::with_backend`]) makes every batch one
+//! durable redb commit instead.
 //!
 //! Two rules follow, and are what makes a restart safe:
 //!
@@ -25,6 +32,11 @@
 //! own-signature map so the manager itself never signs a second digest at a recorded height.
 //!
 //! # Layout
+//!
+//! The journal's frames hold each batch's physical writes, numbered; the database records the
+//! number of the last frame it holds in the same write transaction as the frame's writes, so
+//! whatever state it is in after a crash says where replay starts (format: the `journal`
+//! module).
 //!
 //! Keys are fixed-width big-endian (channel 32 B, fork 8 B, height 8 B, signer 20 B), so one
 //! channel or one fork is a contiguous range in height order. Values are a version byte plus
@@ -42,10 +54,12 @@
 mod channels;
 mod codec;
 mod error;
+mod journal;
 mod store;
 
 pub use channels::StoredChannel;
 pub use codec::{ChainCursor, ChannelRecord, ChannelStatus, MachineSource};
 pub use error::StoreError;
+pub use journal::{JOURNAL_CAPACITY, JOURNAL_FILE};
 pub use redb::StorageBackend;
 pub use store::{Batch, DB_FILE, OpenMode, SCHEMA_VERSION, Store};

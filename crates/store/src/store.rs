@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use entente_state_manager::{ChannelSnapshot, ForkInfo, PersistRecord, StoredTransaction};
 use entente_types::{Address, B256, Bytes, Signature, SignedIntent};
@@ -14,12 +15,18 @@ use crate::codec::{
     decode, decode_digest, decode_signature, encode, encode_signature, fork_key, height_key, key_u64,
     prefix_end, signature_key,
 };
+use crate::journal::{JOURNAL_CAPACITY, JOURNAL_FILE, Journal, JournalFile, Redo};
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "entente.redb";
 
-/// Schema version this build writes and reads.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Schema version this build writes and reads. Version 2 adds the journal beside the
+/// database: a version-1 store is upgraded on open (an older build then refuses it, as it would
+/// not replay the journal).
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// The oldest schema version this build opens (and upgrades).
+const OLDEST_SCHEMA_VERSION: u64 = 1;
 
 type Bin = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -61,6 +68,8 @@ fn life_key(channel: &B256, kind: u8) -> [u8; 33] {
 }
 
 const SCHEMA_KEY: &str = "schema_version";
+/// Number of the last journal frame whose writes the database holds (see `journal`).
+const JOURNAL_SEQ_KEY: &str = "journal_seq";
 
 /// A channel core's stored records for one channel (see [`Store::lives`]).
 #[derive(Debug, Clone)]
@@ -91,6 +100,18 @@ pub enum OpenMode {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// The journal, for a store on disk (`None`: every batch is a durable redb commit).
+    journal: Option<Mutex<Journaled>>,
+}
+
+/// The journal and the number of its next frame.
+#[derive(Debug)]
+struct Journaled {
+    journal: Journal,
+    path: PathBuf,
+    next_seq: u64,
+    /// Why the store stopped writing, after a write that failed half-way.
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,21 +170,111 @@ impl Store {
             (OpenMode::Open, Some(_)) | (OpenMode::OpenOrCreate, Some(1..)) => false,
             (OpenMode::Create | OpenMode::OpenOrCreate, _) => true,
         };
+        let journal_path = dir.join(JOURNAL_FILE);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
         if create {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
             let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
-            let store = Self { db, path };
+            let mut store = Self {
+                db,
+                path,
+                journal: None,
+            };
             store.init_schema()?;
+            // A journal left by an earlier store in this directory holds nothing of this one.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&journal_path)
+                .map_err(io(&journal_path))?;
+            store.attach_journal(Box::new(JournalFile(file)), JOURNAL_CAPACITY, journal_path)?;
+            sync_dir(dir).map_err(io(dir))?;
             Ok(store)
         } else {
             let db = Database::open(&path).map_err(|e| db_error(&path, e))?;
-            let store = Self { db, path };
+            let mut store = Self {
+                db,
+                path,
+                journal: None,
+            };
             store.check_schema()?;
+            let existed = journal_path.exists();
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&journal_path)
+                .map_err(io(&journal_path))?;
+            store.attach_journal(Box::new(JournalFile(file)), JOURNAL_CAPACITY, journal_path)?;
+            if !existed {
+                sync_dir(dir).map_err(io(dir))?;
+            }
             Ok(store)
         }
+    }
+
+    /// A store on two storages of the embedder's own (tests of power loss): the database on
+    /// `db` and the journal on `journal`, as [`Store::open`] keeps them in a data directory.
+    #[doc(hidden)]
+    pub fn with_journal(
+        db: impl redb::StorageBackend,
+        journal: impl redb::StorageBackend,
+        journal_capacity: u64,
+        name: impl Into<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        let mut store = Self::with_backend(db, name)?;
+        let path = store.path.with_extension("journal");
+        store.attach_journal(Box::new(journal), journal_capacity, path)?;
+        Ok(store)
+    }
+
+    /// Opens the journal on `storage`, replays into the database (in one durable commit) the
+    /// frames it holds beyond the database's own, and from now on commits through it.
+    fn attach_journal(
+        &mut self,
+        storage: Box<dyn redb::StorageBackend>,
+        capacity: u64,
+        path: PathBuf,
+    ) -> Result<(), StoreError> {
+        let applied = {
+            let txn = self.read()?;
+            let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.get(JOURNAL_SEQ_KEY)
+                .map_err(|e| self.err(e))?
+                .map_or(0, |v| v.value())
+        };
+        let (journal, frames) =
+            Journal::open(storage, capacity, applied).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let last = frames.last().map_or(applied, |f| f.0);
+        let txn = self.write()?;
+        {
+            let mut t = Tables::open(self, &txn, false)?;
+            for (_, redo) in frames {
+                for r in redo {
+                    t.apply(r).map_err(|e| self.apply_err(e))?;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert(JOURNAL_SEQ_KEY, last).map_err(|e| self.err(e))?;
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        self.journal = Some(Mutex::new(Journaled {
+            journal,
+            path,
+            next_seq: last + 1,
+            failed: None,
+        }));
+        Ok(())
     }
 
     /// A store that lives in memory only (simulations and tests): the same tables, codecs and
@@ -173,7 +284,11 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| db_error(&path, e))?;
-        let store = Self { db, path };
+        let store = Self {
+            db,
+            path,
+            journal: None,
+        };
         store.init_schema()?;
         Ok(store)
     }
@@ -197,7 +312,11 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(|e| db_error(&path, e))?;
-        let store = Self { db, path };
+        let store = Self {
+            db,
+            path,
+            journal: None,
+        };
         if empty {
             store.init_schema()?;
         } else {
@@ -242,7 +361,7 @@ impl Store {
             Err(e) => return Err(self.err(e)),
         };
         match found {
-            Some(SCHEMA_VERSION) => Ok(()),
+            Some(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION) => Ok(()),
             Some(found) => Err(StoreError::SchemaVersion {
                 path: self.path.clone(),
                 found,
@@ -820,19 +939,116 @@ impl Batch<'_> {
             return Ok(());
         }
         let store = self.store;
-        let mut txn = store.write()?;
+        match &store.journal {
+            Some(journaled) => store.commit_journaled(lock(journaled), self.ops),
+            None => store.commit_durable(self.ops),
+        }
+    }
+}
+
+fn lock(journaled: &Mutex<Journaled>) -> MutexGuard<'_, Journaled> {
+    // A panic while holding it left `failed` set if it matters; the state itself is plain data.
+    journaled.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes a new directory entry (a file created in `dir`) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Store {
+    /// One redb write transaction with immediate durability.
+    fn commit_durable(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut txn = self.write()?;
         txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Database {
-                path: store.path.clone(),
-                reason: e.to_string(),
-            })?;
-        match write_ops(store, &txn, self.ops) {
+            .map_err(|e| self.database(e))?;
+        let written = Tables::open(self, &txn, false).and_then(|mut t| write_ops(self, &mut t, ops));
+        match written {
             // Dropping an uncommitted write transaction aborts it: nothing of the batch stays.
-            Ok(()) => txn.commit().map_err(|e| store.err(e)),
+            Ok(()) => txn.commit().map_err(|e| self.err(e)),
             Err(e) => {
                 let _ = txn.abort();
                 Err(e)
             }
+        }
+    }
+
+    /// The batch applied to redb without durability (its checks run there, against everything
+    /// committed so far), then its writes appended to the journal and synced. A write that fails
+    /// after redb took the batch stops the store: redb may still make it durable later, but it
+    /// was never acknowledged.
+    fn commit_journaled(&self, mut j: MutexGuard<'_, Journaled>, ops: Vec<Op>) -> Result<(), StoreError> {
+        if let Some(reason) = &j.failed {
+            return Err(StoreError::Failed {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let seq = j.next_seq;
+        let mut txn = self.write()?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| self.database(e))?;
+        let written = Tables::open(self, &txn, true).and_then(|mut t| {
+            write_ops(self, &mut t, ops)?;
+            Ok(t.redo.take().unwrap_or_default())
+        });
+        let redo = match written {
+            Ok(redo) => redo,
+            Err(e) => {
+                let _ = txn.abort();
+                return Err(e);
+            }
+        };
+        let marked = txn
+            .open_table(META)
+            .map_err(|e| self.err(e))
+            .and_then(|mut meta| {
+                meta.insert(JOURNAL_SEQ_KEY, seq)
+                    .map(|_| ())
+                    .map_err(|e| self.err(e))
+            });
+        if let Err(e) = marked {
+            let _ = txn.abort();
+            return Err(e);
+        }
+        if let Err(e) = txn.commit() {
+            let e = self.err(e);
+            j.failed = Some(e.to_string());
+            return Err(e);
+        }
+        let appended = match j.journal.append(seq, &redo) {
+            Ok(true) => Ok(()),
+            // The journal is full: make everything durable in redb and start it again.
+            Ok(false) => self.checkpoint().map(|()| j.journal.restart()),
+            Err(source) => Err(StoreError::Io {
+                path: j.path.clone(),
+                source,
+            }),
+        };
+        match appended {
+            Ok(()) => {
+                j.next_seq += 1;
+                Ok(())
+            }
+            Err(e) => {
+                j.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// One durable redb commit: everything committed so far is on disk in the database.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut txn = self.write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.database(e))?;
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn database(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            reason: e.to_string(),
         }
     }
 }
@@ -848,38 +1064,143 @@ struct Tables<'t> {
     cursors: Table<'t, &'static [u8], &'static [u8]>,
     lives: Table<'t, &'static [u8], &'static [u8]>,
     events: Table<'t, &'static [u8], &'static [u8]>,
+    /// The physical writes made, for the journal (`None`: not journaled).
+    redo: Option<Vec<Redo>>,
 }
 
-fn write_ops(store: &Store, txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), StoreError> {
-    let e = |e: redb::Error| db_error(&store.path, e);
-    let open = |def: Bin| txn.open_table(def).map_err(|x| e(x.into()));
-    let mut t = Tables {
-        channels: open(CHANNELS)?,
-        forks: open(FORKS)?,
-        transactions: open(TRANSACTIONS)?,
-        signatures: open(SIGNATURES)?,
-        own: open(OWN_SIGNATURES)?,
-        own_intents: open(OWN_INTENTS)?,
-        finalized: txn.open_table(FINALIZED).map_err(|x| e(x.into()))?,
-        cursors: open(CURSORS)?,
-        lives: open(LIVES)?,
-        events: open(EVENTS)?,
-    };
+/// Numbers of the tables in the journal's writes.
+mod table_id {
+    pub(super) const CHANNELS: u8 = 0;
+    pub(super) const FORKS: u8 = 1;
+    pub(super) const TRANSACTIONS: u8 = 2;
+    pub(super) const SIGNATURES: u8 = 3;
+    pub(super) const OWN_SIGNATURES: u8 = 4;
+    pub(super) const OWN_INTENTS: u8 = 5;
+    pub(super) const FINALIZED: u8 = 6;
+    pub(super) const CURSORS: u8 = 7;
+    pub(super) const LIVES: u8 = 8;
+    pub(super) const EVENTS: u8 = 9;
+}
+
+impl<'t> Tables<'t> {
+    fn open(store: &Store, txn: &'t WriteTransaction, journaled: bool) -> Result<Self, StoreError> {
+        let e = |e: redb::TableError| db_error(&store.path, e);
+        Ok(Tables {
+            channels: txn.open_table(CHANNELS).map_err(e)?,
+            forks: txn.open_table(FORKS).map_err(e)?,
+            transactions: txn.open_table(TRANSACTIONS).map_err(e)?,
+            signatures: txn.open_table(SIGNATURES).map_err(e)?,
+            own: txn.open_table(OWN_SIGNATURES).map_err(e)?,
+            own_intents: txn.open_table(OWN_INTENTS).map_err(e)?,
+            finalized: txn.open_table(FINALIZED).map_err(e)?,
+            cursors: txn.open_table(CURSORS).map_err(e)?,
+            lives: txn.open_table(LIVES).map_err(e)?,
+            events: txn.open_table(EVENTS).map_err(e)?,
+            redo: journaled.then(Vec::new),
+        })
+    }
+
+    fn bin(&mut self, table: u8) -> Option<&mut Table<'t, &'static [u8], &'static [u8]>> {
+        Some(match table {
+            table_id::CHANNELS => &mut self.channels,
+            table_id::FORKS => &mut self.forks,
+            table_id::TRANSACTIONS => &mut self.transactions,
+            table_id::SIGNATURES => &mut self.signatures,
+            table_id::OWN_SIGNATURES => &mut self.own,
+            table_id::OWN_INTENTS => &mut self.own_intents,
+            table_id::CURSORS => &mut self.cursors,
+            table_id::LIVES => &mut self.lives,
+            table_id::EVENTS => &mut self.events,
+            _ => return None,
+        })
+    }
+
+    /// Applies one physical write (also what replaying the journal does).
+    fn apply(&mut self, redo: Redo) -> Result<(), ApplyError> {
+        match &redo {
+            Redo::Put { table, key, value } if *table == table_id::FINALIZED => {
+                let height = value
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| ApplyError::Corrupt("a finalized height is not 8 bytes".into()))?;
+                self.finalized.insert(key.as_slice(), height)?;
+            }
+            Redo::Remove { table, key } if *table == table_id::FINALIZED => {
+                self.finalized.remove(key.as_slice())?;
+            }
+            Redo::RemoveRange { table, start, end } if *table == table_id::FINALIZED => {
+                self.finalized
+                    .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)?;
+            }
+            Redo::Put { table, key, value } => {
+                self.bin(*table)
+                    .ok_or(ApplyError::Corrupt(format!("unknown table {table}")))?
+                    .insert(key.as_slice(), value.as_slice())?;
+            }
+            Redo::Remove { table, key } => {
+                self.bin(*table)
+                    .ok_or(ApplyError::Corrupt(format!("unknown table {table}")))?
+                    .remove(key.as_slice())?;
+            }
+            Redo::RemoveRange { table, start, end } => {
+                self.bin(*table)
+                    .ok_or(ApplyError::Corrupt(format!("unknown table {table}")))?
+                    .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)?;
+            }
+        }
+        if let Some(log) = &mut self.redo {
+            log.push(redo);
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, table: u8, key: &[u8], value: &[u8]) -> Result<(), ApplyError> {
+        self.apply(Redo::Put {
+            table,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        })
+    }
+}
+
+/// Why a physical write failed.
+enum ApplyError {
+    Storage(redb::StorageError),
+    Corrupt(String),
+}
+
+impl From<redb::StorageError> for ApplyError {
+    fn from(e: redb::StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl Store {
+    fn apply_err(&self, e: ApplyError) -> StoreError {
+        match e {
+            ApplyError::Storage(e) => self.err(e),
+            ApplyError::Corrupt(reason) => self.corrupt(reason),
+        }
+    }
+}
+
+fn write_ops(store: &Store, t: &mut Tables<'_>, ops: Vec<Op>) -> Result<(), StoreError> {
     for op in ops {
-        write_op(store, &mut t, op)?;
+        write_op(store, t, op)?;
     }
     Ok(())
 }
 
 fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError> {
     let e = |e: redb::StorageError| db_error(&store.path, e);
+    let a = |e: ApplyError| store.apply_err(e);
     match op {
         Op::Channel(record) => {
             let id = record.spec.channel_id;
             let value = encode("channel", &ChannelV1::from(&*record))?;
-            t.channels
-                .insert(channel_key(&id).as_slice(), value.as_slice())
-                .map_err(e)?;
+            t.put(table_id::CHANNELS, channel_key(&id).as_slice(), value.as_slice())
+                .map_err(a)?;
             let key = fork_key(&id, 0);
             if t.forks.get(key.as_slice()).map_err(e)?.is_none() {
                 let fork0 = ForkV1 {
@@ -888,9 +1209,12 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
                     participants: record.spec.participants.clone(),
                     genesis_state: record.spec.genesis_state.clone(),
                 };
-                t.forks
-                    .insert(key.as_slice(), encode("fork", &fork0)?.as_slice())
-                    .map_err(e)?;
+                t.put(
+                    table_id::FORKS,
+                    key.as_slice(),
+                    encode("fork", &fork0)?.as_slice(),
+                )
+                .map_err(a)?;
             }
         }
         Op::Status(channel, status) => {
@@ -908,7 +1232,8 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
                 .into();
             record.status = status;
             let value = encode("channel", &ChannelV1::from(&record))?;
-            t.channels.insert(key.as_slice(), value.as_slice()).map_err(e)?;
+            t.put(table_id::CHANNELS, key.as_slice(), value.as_slice())
+                .map_err(a)?;
         }
         Op::Fork(channel, fork, genesis_state) => {
             let value = ForkV1 {
@@ -917,38 +1242,47 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
                 participants: fork.participants,
                 genesis_state,
             };
-            t.forks
-                .insert(
-                    fork_key(&channel, fork.fork).as_slice(),
-                    encode("fork", &value)?.as_slice(),
-                )
-                .map_err(e)?;
+            t.put(
+                table_id::FORKS,
+                fork_key(&channel, fork.fork).as_slice(),
+                encode("fork", &value)?.as_slice(),
+            )
+            .map_err(a)?;
         }
         Op::Persist(channel, record) => persist(store, t, channel, record)?,
         Op::Fail(reason) => return Err(store.corrupt(reason)),
         Op::Event(channel, seq, bytes) => {
-            t.events
-                .insert(event_key(&channel, seq).as_slice(), bytes.as_ref())
-                .map_err(e)?;
+            t.put(
+                table_id::EVENTS,
+                event_key(&channel, seq).as_slice(),
+                bytes.as_ref(),
+            )
+            .map_err(a)?;
         }
         Op::PruneEvents(channel, below) => {
             let (start, end) = (event_key(&channel, 0), event_key(&channel, below));
-            t.events
-                .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)
-                .map_err(e)?;
+            t.apply(Redo::RemoveRange {
+                table: table_id::EVENTS,
+                start: start.to_vec(),
+                end: end.to_vec(),
+            })
+            .map_err(a)?;
         }
         Op::Life(channel, kind, bytes) => {
-            t.lives
-                .insert(life_key(&channel, kind).as_slice(), bytes.as_ref())
-                .map_err(e)?;
+            t.put(
+                table_id::LIVES,
+                life_key(&channel, kind).as_slice(),
+                bytes.as_ref(),
+            )
+            .map_err(a)?;
         }
         Op::Cursor(chain_id, manager, cursor) => {
-            t.cursors
-                .insert(
-                    cursor_key(chain_id, &manager).as_slice(),
-                    encode("cursor", &cursor)?.as_slice(),
-                )
-                .map_err(e)?;
+            t.put(
+                table_id::CURSORS,
+                cursor_key(chain_id, &manager).as_slice(),
+                encode("cursor", &cursor)?.as_slice(),
+            )
+            .map_err(a)?;
         }
     }
     Ok(())
@@ -961,6 +1295,7 @@ fn persist(
     record: PersistRecord,
 ) -> Result<(), StoreError> {
     let e = |e: redb::StorageError| db_error(&store.path, e);
+    let a = |e: ApplyError| store.apply_err(e);
     match record {
         PersistRecord::Transaction {
             transaction,
@@ -997,17 +1332,20 @@ fn persist(
                 signature,
                 state,
             };
-            t.transactions
-                .insert(key.as_slice(), encode("transaction", &value)?.as_slice())
-                .map_err(e)?;
+            t.put(
+                table_id::TRANSACTIONS,
+                key.as_slice(),
+                encode("transaction", &value)?.as_slice(),
+            )
+            .map_err(a)?;
             // The issuer's signature is a vote like any other: keep it with the others.
             if let Some(signature) = signature {
-                t.signatures
-                    .insert(
-                        signature_key(&channel, fork, height, &issuer).as_slice(),
-                        encode_signature(&digest, &signature).as_slice(),
-                    )
-                    .map_err(e)?;
+                t.put(
+                    table_id::SIGNATURES,
+                    signature_key(&channel, fork, height, &issuer).as_slice(),
+                    encode_signature(&digest, &signature).as_slice(),
+                )
+                .map_err(a)?;
             }
         }
         PersistRecord::Signature {
@@ -1017,12 +1355,12 @@ fn persist(
             signer,
             signature,
         } => {
-            t.signatures
-                .insert(
-                    signature_key(&channel, fork, height, &signer).as_slice(),
-                    encode_signature(&digest, &signature).as_slice(),
-                )
-                .map_err(e)?;
+            t.put(
+                table_id::SIGNATURES,
+                signature_key(&channel, fork, height, &signer).as_slice(),
+                encode_signature(&digest, &signature).as_slice(),
+            )
+            .map_err(a)?;
         }
         PersistRecord::OwnSignature { fork, height, digest } => {
             let key = height_key(&channel, fork, height);
@@ -1045,7 +1383,8 @@ fn persist(
                 }
                 Some(_) => {}
                 None => {
-                    t.own.insert(key.as_slice(), digest.as_slice()).map_err(e)?;
+                    t.put(table_id::OWN_SIGNATURES, key.as_slice(), digest.as_slice())
+                        .map_err(a)?;
                 }
             }
         }
@@ -1058,20 +1397,26 @@ fn persist(
             }
             // Keyed by nonce like a fork: the channel, then the nonce (big-endian).
             let key = fork_key(&channel, intent.nonce);
-            t.own_intents
-                .insert(key.as_slice(), encode("own intent", &(*intent, sent))?.as_slice())
-                .map_err(e)?;
+            t.put(
+                table_id::OWN_INTENTS,
+                key.as_slice(),
+                encode("own intent", &(*intent, sent))?.as_slice(),
+            )
+            .map_err(a)?;
         }
         PersistRecord::OwnIntentExpired { nonce } => {
-            t.own_intents
-                .remove(fork_key(&channel, nonce).as_slice())
-                .map_err(e)?;
+            t.apply(Redo::Remove {
+                table: table_id::OWN_INTENTS,
+                key: fork_key(&channel, nonce).to_vec(),
+            })
+            .map_err(a)?;
         }
         PersistRecord::Finalized { fork, height } => {
             let key = fork_key(&channel, fork);
             let current = t.finalized.get(key.as_slice()).map_err(e)?.map(|v| v.value());
             if current.is_none_or(|c| c < height) {
-                t.finalized.insert(key.as_slice(), height).map_err(e)?;
+                t.put(table_id::FINALIZED, key.as_slice(), &height.to_be_bytes())
+                    .map_err(a)?;
             }
         }
     }

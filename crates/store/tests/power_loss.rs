@@ -1,0 +1,299 @@
+//! Power loss, simulated: the database and its journal sit on disks that keep what was synced
+//! and lose any part of what was not. The machine dies at a chosen write (every later write and
+//! sync fails), the power is cut (each unsynced write survives or not, at random), and the store
+//! is opened again, sometimes dying again during that recovery. Every batch that was
+//! acknowledged is there; every other batch is there whole or not at all; and the own-signature
+//! log refuses a second digest at every height recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use entente_state_manager::PersistRecord;
+use entente_store::{Store, StoreError};
+use entente_types::{B256, Bytes};
+
+/// A write or resize not yet synced.
+#[derive(Debug, Clone)]
+enum Pending {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+}
+
+#[derive(Debug, Default)]
+struct DiskState {
+    /// What survives any power cut.
+    durable: Vec<u8>,
+    /// What reads see.
+    current: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+/// Counts the operations of both disks; past `dies_at` every write and sync fails.
+#[derive(Debug)]
+struct Machine {
+    ops: u64,
+    dies_at: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Disk {
+    state: Arc<Mutex<DiskState>>,
+    machine: Arc<Mutex<Machine>>,
+}
+
+fn apply(bytes: &mut Vec<u8>, op: &Pending) {
+    match op {
+        Pending::Write(offset, data) => {
+            let end = *offset as usize + data.len();
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            bytes[*offset as usize..end].copy_from_slice(data);
+        }
+        Pending::SetLen(len) => bytes.resize(*len as usize, 0),
+    }
+}
+
+impl Disk {
+    fn new(machine: &Arc<Mutex<Machine>>) -> Self {
+        Self {
+            state: Arc::default(),
+            machine: machine.clone(),
+        }
+    }
+
+    fn tick(&self) -> io::Result<()> {
+        let mut m = self.machine.lock().unwrap();
+        m.ops += 1;
+        if m.ops > m.dies_at {
+            return Err(io::Error::other("the machine is dead"));
+        }
+        Ok(())
+    }
+
+    /// The disk after a power cut, on a new machine: what was synced, and each unsynced write
+    /// or resize kept or lost as `rng` says (a kept write may also be torn to its first sectors).
+    fn cut(&self, rng: &mut Rng, machine: &Arc<Mutex<Machine>>) -> Disk {
+        let state = self.state.lock().unwrap();
+        let mut bytes = state.durable.clone();
+        for op in &state.pending {
+            match rng.below(3) {
+                0 => {}
+                1 => apply(&mut bytes, op),
+                _ => match op {
+                    Pending::Write(offset, data) if data.len() > 512 => {
+                        let sectors = data.len().div_ceil(512);
+                        let kept = 512 * rng.below(sectors as u64) as usize;
+                        apply(&mut bytes, &Pending::Write(*offset, data[..kept].to_vec()));
+                    }
+                    other => apply(&mut bytes, other),
+                },
+            }
+        }
+        Disk {
+            state: Arc::new(Mutex::new(DiskState {
+                durable: bytes.clone(),
+                current: bytes,
+                pending: Vec::new(),
+            })),
+            machine: machine.clone(),
+        }
+    }
+}
+
+impl redb::StorageBackend for Disk {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.state.lock().unwrap().current.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        let state = self.state.lock().unwrap();
+        let end = offset as usize + out.len();
+        let src = state
+            .current
+            .get(offset as usize..end)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.tick()?;
+        let mut state = self.state.lock().unwrap();
+        let op = Pending::SetLen(len);
+        apply(&mut state.current, &op);
+        state.pending.push(op);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.tick()?;
+        let mut state = self.state.lock().unwrap();
+        state.durable = state.current.clone();
+        state.pending.clear();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.tick()?;
+        let mut state = self.state.lock().unwrap();
+        let op = Pending::Write(offset, data.to_vec());
+        apply(&mut state.current, &op);
+        state.pending.push(op);
+        Ok(())
+    }
+}
+
+/// xorshift64*: the runs are reproducible from their seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const CHANNEL: B256 = B256::repeat_byte(0xc1);
+/// Small, so that the runs go through many checkpoints.
+const CAPACITY: u64 = 16 << 10;
+
+fn digest(height: u64, variant: u8) -> B256 {
+    let mut d = B256::left_padding_from(&height.to_be_bytes());
+    d.0[0] = variant;
+    d
+}
+
+/// Batch `i`: our signature at height `i` and event `i` (its size varies, so frames do).
+fn commit(store: &Store, i: u64, rng: &mut Rng) -> Result<(), StoreError> {
+    let mut batch = store.batch();
+    batch.persist(
+        CHANNEL,
+        PersistRecord::OwnSignature {
+            fork: 0,
+            height: i,
+            digest: digest(i, 1),
+        },
+    );
+    let len = 16 + rng.below(3000) as usize;
+    batch.put_event(CHANNEL, i, Bytes::from(vec![i as u8; len]));
+    batch.commit()
+}
+
+/// Which batches the store holds, checking each is whole (its signature and its event).
+fn held(store: &Store, upto: u64) -> Vec<u64> {
+    let events = store.events(&CHANNEL, 0, usize::MAX).unwrap();
+    let mut out = Vec::new();
+    for i in 0..upto {
+        let signed = store.own_signature(&CHANNEL, 0, i).unwrap();
+        let event = events.iter().find(|(seq, _)| *seq == i);
+        match (signed, event) {
+            (Some(d), Some((_, bytes))) => {
+                assert_eq!(d, digest(i, 1), "batch {i}: the signature recorded is another");
+                assert!(
+                    bytes.iter().all(|b| *b == i as u8),
+                    "batch {i}: its event is damaged"
+                );
+                out.push(i);
+            }
+            (None, None) => {}
+            (s, e) => panic!("batch {i} is half there: signature {s:?}, event {}", e.is_some()),
+        }
+    }
+    out
+}
+
+fn machine(dies_at: u64) -> Arc<Mutex<Machine>> {
+    Arc::new(Mutex::new(Machine { ops: 0, dies_at }))
+}
+
+fn run(seed: u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let first = machine(u64::MAX);
+    let (db, journal) = (Disk::new(&first), Disk::new(&first));
+    let store = Store::with_journal(db.clone(), journal.clone(), CAPACITY, "power-loss").unwrap();
+    // Dies somewhere in the next few hundred operations of either disk.
+    {
+        let mut m = first.lock().unwrap();
+        m.dies_at = m.ops + 1 + rng.below(400);
+    }
+    let mut acknowledged = Vec::new();
+    let mut attempted = 0;
+    for i in 0..200u64 {
+        attempted = i + 1;
+        match commit(&store, i, &mut rng) {
+            Ok(()) => acknowledged.push(i),
+            Err(_) => break,
+        }
+    }
+    drop(store);
+
+    // Power cut; the recovery itself may die (and be cut) once more.
+    let mut disks = (db, journal);
+    let mut recovered = None;
+    for attempt in 0..3 {
+        let next = machine(if attempt < 2 && rng.below(2) == 0 {
+            rng.below(40)
+        } else {
+            u64::MAX
+        });
+        let (db, journal) = (disks.0.cut(&mut rng, &next), disks.1.cut(&mut rng, &next));
+        match Store::with_journal(db.clone(), journal.clone(), CAPACITY, "power-loss") {
+            Ok(store) if next.lock().unwrap().dies_at == u64::MAX => {
+                recovered = Some(store);
+                break;
+            }
+            Ok(store) => drop(store),
+            Err(_) => {}
+        }
+        disks = (db, journal);
+    }
+    let store = recovered.unwrap_or_else(|| panic!("seed {seed}: the store did not open again"));
+    let held = held(&store, attempted);
+    for i in &acknowledged {
+        assert!(
+            held.contains(i),
+            "seed {seed}: acknowledged batch {i} is lost (held: {held:?})"
+        );
+    }
+    // Nothing signs twice: a second digest at every held height is refused, whole.
+    for i in &held {
+        let mut batch = store.batch();
+        batch.persist(
+            CHANNEL,
+            PersistRecord::OwnSignature {
+                fork: 0,
+                height: *i,
+                digest: digest(*i, 2),
+            },
+        );
+        assert!(
+            matches!(batch.commit(), Err(StoreError::DoubleSign { .. })),
+            "seed {seed}: height {i} signed twice"
+        );
+    }
+    // And the store carries on where it stopped.
+    let next = held.last().map_or(0, |h| h + 1);
+    commit(&store, next, &mut rng).unwrap();
+    assert!(store.own_signature(&CHANNEL, 0, next).unwrap().is_some());
+}
+
+#[test]
+fn acknowledged_batches_survive_a_power_cut_at_any_write() {
+    let seeds: u64 = std::env::var("POWER_LOSS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    for seed in 0..seeds {
+        eprintln!("seed {seed}");
+        run(seed);
+    }
+}
