@@ -18,6 +18,7 @@ use entente_conformance::World;
 pub mod chain;
 pub mod core;
 pub mod entente;
+pub mod idle;
 pub mod limits;
 pub mod nitro;
 pub mod p2p;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--out DIR]";
 
 fn main() -> Result<()> {
     // `ENTENTE_BENCH_LOG=entente_node=trace,entente_p2p=trace` shows where a run spends its
@@ -29,6 +29,8 @@ fn main() -> Result<()> {
         Some("gas") => {}
         Some("core") => return core(args.collect()),
         Some("p2p") => return p2p(args.collect()),
+        Some("idle") => return idle(args.collect()),
+        Some("idle-node") => return entente_bench::idle::node_process(args.collect()),
         Some("-h" | "--help") => {
             writeln!(std::io::stdout(), "{USAGE}")?;
             return Ok(());
@@ -334,5 +336,89 @@ fn p2p(raw: Vec<String>) -> Result<()> {
         "wrote p2p.md, p2p.json and p2p-latency.svg into {}",
         out.display()
     )?;
+    Ok(())
+}
+
+/// Targets of issue 18 for one node holding many idle channels.
+const IDLE_RSS_LIMIT: u64 = 1 << 30;
+const IDLE_CPU_LIMIT: f64 = 0.01;
+const IDLE_RESTART_LIMIT: f64 = 10.0;
+
+fn idle(raw: Vec<String>) -> Result<()> {
+    let mut counts = vec![1_000usize, 10_000];
+    let mut window = 60u64;
+    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
+    let mut it = raw.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value; {USAGE}"));
+        match arg.as_str() {
+            "--channels" => {
+                counts = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .context("--channels")?;
+            }
+            "--window" => window = value()?.parse().context("--window")?,
+            "--out" => out = PathBuf::from(value()?),
+            other => bail!("unknown argument {other}; {USAGE}"),
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut stdout = std::io::stdout().lock();
+    let mut md = format!(
+        "One node holding many open, idle channels: two nodes open the channels between them on anvil (each a party to all), stop, and each starts again in a process of its own from its data directory; measured per node over a {window} s window after 5 s of settling. Limits: the targets of issue 18 (resident memory 1 GiB, idle CPU 1% of a core, restart 10 s).\n\n\
+         | channels | node | restart (s) | limit | resident memory (MiB) | limit | idle CPU (% of a core) | limit | channels restored | opening all took (s) |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    let mut rows = Vec::new();
+    for &channels in &counts {
+        let dir = tempfile::tempdir()?;
+        let report = runtime.block_on(entente_bench::idle::run(
+            channels,
+            std::time::Duration::from_secs(window),
+            dir.path(),
+            &exe,
+        ))?;
+        for (i, node) in report.nodes.iter().enumerate() {
+            let (restart, rss, cpu) = (
+                node.restart.as_secs_f64(),
+                node.rss as f64 / (1u64 << 20) as f64,
+                node.idle_cpu * 100.0,
+            );
+            writeln!(
+                stdout,
+                "{channels} channels, node {i}: restart {restart:.2} s (limit {IDLE_RESTART_LIMIT}), RSS {rss:.0} MiB (limit {}), idle CPU {cpu:.2}% (limit {:.0}%), {} restored; opening took {:.0} s",
+                IDLE_RSS_LIMIT >> 20,
+                IDLE_CPU_LIMIT * 100.0,
+                node.channels,
+                report.open.as_secs_f64(),
+            )?;
+            md.push_str(&format!(
+                "| {channels} | {i} | {restart:.2} | {IDLE_RESTART_LIMIT:.0} | {rss:.0} | {} | {cpu:.2} | {:.0} | {} | {:.0} |\n",
+                IDLE_RSS_LIMIT >> 20,
+                IDLE_CPU_LIMIT * 100.0,
+                node.channels,
+                report.open.as_secs_f64(),
+            ));
+            rows.push(serde_json::json!({
+                "channels": channels, "node": i, "restart_s": restart, "limit_restart_s": IDLE_RESTART_LIMIT,
+                "rss_bytes": node.rss, "limit_rss_bytes": IDLE_RSS_LIMIT, "idle_cpu_fraction": node.idle_cpu,
+                "limit_idle_cpu_fraction": IDLE_CPU_LIMIT, "restored": node.channels,
+                "open_s": report.open.as_secs_f64(), "window_s": report.window.as_secs_f64(),
+            }));
+        }
+    }
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("idle.md"), &md)?;
+    std::fs::write(
+        out.join("idle.json"),
+        serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))?,
+    )?;
+    writeln!(stdout, "{md}\nwrote idle.md and idle.json into {}", out.display())?;
     Ok(())
 }

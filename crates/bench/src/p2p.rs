@@ -16,14 +16,15 @@ use entente_node::{Channel, MachineSource, Node, NodeConfig, ProposalBuilder};
 use entente_types::{Address, AgreementMode, U256};
 
 /// anvil with the manager and the machine deployed, and `n` nodes that know each other.
-struct Cluster {
-    nodes: Vec<Node>,
-    machine: Address,
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) machine: Address,
+    pub(crate) manager: Address,
     // Dropped last: the nodes talk to it until they stop.
-    _anvil: Anvil,
+    pub(crate) _anvil: Anvil,
 }
 
-async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
+pub(crate) async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
     let anvil = Anvil::builder().accounts(n + 2).spawn()?;
     let mut deployer = ChainClient::connect(&anvil.endpoint(), anvil.signer(0)?).await?;
     let manager = deployer.deploy_manager().await?;
@@ -64,6 +65,7 @@ async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
     Ok(Cluster {
         nodes,
         machine,
+        manager,
         _anvil: anvil,
     })
 }
@@ -102,6 +104,7 @@ pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result
         nodes,
         machine,
         _anvil: anvil,
+        ..
     } = cluster(n, data).await?;
     let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
     let channels = open_channel(&nodes, machine, "latency").await?;
@@ -150,6 +153,7 @@ pub async fn concurrent(
         nodes,
         machine,
         _anvil: anvil,
+        ..
     } = cluster(2, data).await?;
     let participants: Vec<Address> = nodes.iter().map(|n| n.address()).collect();
     // Listen before the first channel exists: no turn is missed.

@@ -11,6 +11,7 @@ use entente_channel::{
     Channel as ChannelCore, ChannelError, Effect, Invitations, Phase, ProposalPolicy, decline_message,
 };
 use entente_dispute::ChainEvent;
+use entente_evm_runtime::MachineCode;
 use entente_p2p::{P2pConfig, P2pManager};
 use entente_state_manager::PersistRecord;
 use entente_store::{ChainCursor, MachineSource, OpenMode, Store};
@@ -141,6 +142,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     events: loop_events,
                     started: Instant::now(),
                     channels: HashMap::new(),
+                    machines: HashMap::new(),
                     invitations: Invitations::new(ProposalPolicy::default()),
                     cursor: None,
                     last_block_timestamp,
@@ -179,7 +181,8 @@ pub(crate) type NodeSigner = Arc<dyn Signer + Send + Sync>;
 /// One channel of this node: its core and what the IO around it needs.
 struct Hosted {
     core: ChannelCore<NodeSigner>,
-    machine: MachineSource,
+    /// Shared by every channel that runs the same machine.
+    machine: Arc<MachineSource>,
     /// The next sequence number of the channel's event log.
     next_event: u64,
     /// How many events the log holds, for subscribers.
@@ -197,6 +200,8 @@ struct Runtime {
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
     channels: HashMap<B256, Hosted>,
+    /// Every machine loaded, by [`MachineSource::digest`].
+    machines: HashMap<B256, (Arc<MachineSource>, MachineCode)>,
     /// Proposals received and not answered yet.
     invitations: Invitations,
     /// The chain cursor to store with the next commit.
@@ -235,7 +240,7 @@ impl Runtime {
             let machine = stored
                 .machine
                 .ok_or_else(|| NodeError::Config(format!("channel {channel_id} has no stored machine")))?;
-            let code = machine.load()?;
+            let (machine, code) = self.load(machine)?;
             let core = ChannelCore::restore(
                 self.signer.clone(),
                 code,
@@ -251,7 +256,22 @@ impl Runtime {
         Ok(())
     }
 
-    fn host(&mut self, core: ChannelCore<NodeSigner>, machine: MachineSource, next_event: u64) {
+    /// The machine's source and code, loaded once for every channel that runs it.
+    fn load(
+        &mut self,
+        machine: impl Into<Arc<MachineSource>>,
+    ) -> Result<(Arc<MachineSource>, MachineCode), NodeError> {
+        let machine = machine.into();
+        let digest = machine.digest();
+        if let Some((source, code)) = self.machines.get(&digest) {
+            return Ok((source.clone(), code.clone()));
+        }
+        let code = machine.load()?;
+        self.machines.insert(digest, (machine.clone(), code.clone()));
+        Ok((machine, code))
+    }
+
+    fn host(&mut self, core: ChannelCore<NodeSigner>, machine: Arc<MachineSource>, next_event: u64) {
         let (logged, _) = watch::channel(next_event);
         self.channels.insert(
             core.id(),
@@ -474,8 +494,8 @@ impl Runtime {
                 let result = if self.channels.contains_key(&channel_id) {
                     Err(NodeError::BadProposal(format!("already in channel {channel_id}")))
                 } else {
-                    match machine.load() {
-                        Ok(code) => {
+                    match self.load(machine) {
+                        Ok((machine, code)) => {
                             let core = ChannelCore::expect_join(
                                 self.signer.clone(),
                                 *terms,
@@ -485,7 +505,7 @@ impl Runtime {
                             self.host(core, machine, 0);
                             Ok(())
                         }
-                        Err(e) => Err(e.into()),
+                        Err(e) => Err(e),
                     }
                 };
                 let _ = reply.send(result);
@@ -539,7 +559,7 @@ impl Runtime {
     }
 
     async fn propose(&mut self, proposal: ChannelProposal, machine: MachineSource) -> Result<(), NodeError> {
-        let code = machine.load()?;
+        let (machine, code) = self.load(machine)?;
         entente_channel::check_own_proposal(
             self.invitations.policy(),
             &proposal,
@@ -572,7 +592,7 @@ impl Runtime {
         machine: MachineSource,
         deployed: &[u8],
     ) -> Result<(), NodeError> {
-        let code = machine.load()?;
+        let (machine, code) = self.load(machine)?;
         let (from, proposal) =
             self.invitations
                 .accept(&channel_id, &code, deployed)

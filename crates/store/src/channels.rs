@@ -37,8 +37,9 @@ impl Batch<'_> {
 pub struct StoredChannel {
     /// Its id.
     pub channel_id: B256,
-    /// Its machine, as given when it was proposed or accepted (known once it went live).
-    pub machine: Option<MachineSource>,
+    /// Its machine, as given when it was proposed or accepted (known once it went live); one
+    /// copy for every channel that runs it.
+    pub machine: Option<std::sync::Arc<MachineSource>>,
     /// The stored participant (known once it went live).
     pub me: Option<Address>,
     /// What it restores from.
@@ -66,15 +67,20 @@ impl Store {
                 path: self.path().to_path_buf(),
                 reason: format!("channel {channel_id} life: {reason}"),
             })?;
-            let record = self.channel(&channel_id)?;
-            let snapshot = match &record {
+            let me = self.channel_owner(&channel_id)?;
+            let snapshot = match me {
                 Some(_) => Some(self.snapshot(&channel_id)?),
                 None => None,
             };
+            let machine = match (machine, me) {
+                (Some(m), _) => Some(m),
+                (None, Some(_)) => self.channel(&channel_id)?.map(|r| std::sync::Arc::new(r.machine)),
+                (None, None) => None,
+            };
             out.push(StoredChannel {
                 channel_id,
-                machine: machine.or_else(|| record.as_ref().map(|r| r.machine.clone())),
-                me: record.as_ref().map(|r| r.me),
+                machine,
+                me,
                 persisted: Persisted {
                     life,
                     court,
@@ -91,7 +97,7 @@ impl Store {
             let life = Life::from_spec(&record.spec, 0, record.status == ChannelStatus::Closed);
             out.push(StoredChannel {
                 channel_id,
-                machine: Some(record.machine.clone()),
+                machine: Some(std::sync::Arc::new(record.machine.clone())),
                 me: Some(record.me),
                 persisted: Persisted {
                     life,

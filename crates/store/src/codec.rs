@@ -121,6 +121,19 @@ pub enum MachineSource {
 }
 
 impl MachineSource {
+    /// Identifies the source by content (keccak256 of its kind and bytes): channels that run
+    /// the same machine share one copy of it, in memory and in the store.
+    pub fn digest(&self) -> B256 {
+        let (kind, bytes): (u8, &[u8]) = match self {
+            Self::ArtifactJson(json) => (0, json.as_bytes()),
+            Self::CreationCode(code) => (1, code.as_ref()),
+        };
+        let mut tagged = Vec::with_capacity(bytes.len() + 1);
+        tagged.push(kind);
+        tagged.extend_from_slice(bytes);
+        entente_types::keccak256(&tagged)
+    }
+
     /// Loads the code.
     pub fn load(&self) -> Result<MachineCode, EvmError> {
         match self {
@@ -166,8 +179,32 @@ pub(crate) struct ChannelV1 {
     genesis_state: Bytes,
     genesis_timestamp: u64,
     me: Address,
-    machine: MachineSource,
-    status: ChannelStatus,
+    machine: StoredMachine,
+    pub(crate) status: ChannelStatus,
+}
+
+/// A machine source as a record holds it: in full (records written before the machines table;
+/// the variants are named as [`MachineSource`]'s, so those records decode as they are) or by
+/// its [`MachineSource::digest`] in the machines table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoredMachine {
+    ArtifactJson(String),
+    CreationCode(Bytes),
+    Stored(B256),
+}
+
+impl StoredMachine {
+    /// The source, looking a stored one up with `lookup`.
+    pub(crate) fn resolve(
+        self,
+        lookup: impl FnOnce(&B256) -> Result<MachineSource, String>,
+    ) -> Result<MachineSource, String> {
+        match self {
+            Self::ArtifactJson(json) => Ok(MachineSource::ArtifactJson(json)),
+            Self::CreationCode(code) => Ok(MachineSource::CreationCode(code)),
+            Self::Stored(digest) => lookup(&digest),
+        }
+    }
 }
 
 impl From<&ChannelRecord> for ChannelV1 {
@@ -184,28 +221,44 @@ impl From<&ChannelRecord> for ChannelV1 {
             genesis_state: s.genesis_state.clone(),
             genesis_timestamp: s.genesis_timestamp,
             me: r.me,
-            machine: r.machine.clone(),
+            machine: StoredMachine::Stored(r.machine.digest()),
             status: r.status,
         }
     }
 }
 
-impl From<ChannelV1> for ChannelRecord {
-    fn from(v: ChannelV1) -> Self {
-        Self {
-            spec: ChannelSpec {
-                channel_id: v.channel_id,
-                domain: Domain::new(v.chain_id, v.manager),
-                participants: v.participants,
-                state_machine: v.state_machine,
-                timing: v.timing,
-                agreement_mode: v.agreement_mode,
-                genesis_state: v.genesis_state,
-                genesis_timestamp: v.genesis_timestamp,
-            },
-            me: v.me,
-            machine: v.machine,
-            status: v.status,
+impl ChannelV1 {
+    /// The participant who stored it.
+    pub(crate) fn me(&self) -> Address {
+        self.me
+    }
+
+    /// The record, with its machine's source (looked up with `lookup` if stored by digest).
+    pub(crate) fn into_record(
+        self,
+        lookup: impl FnOnce(&B256) -> Result<MachineSource, String>,
+    ) -> Result<ChannelRecord, String> {
+        let (me, status) = (self.me, self.status);
+        let machine = self.machine.clone().resolve(lookup)?;
+        Ok(ChannelRecord {
+            spec: self.into_spec(),
+            me,
+            machine,
+            status,
+        })
+    }
+
+    /// The channel's spec.
+    pub(crate) fn into_spec(self) -> ChannelSpec {
+        ChannelSpec {
+            channel_id: self.channel_id,
+            domain: Domain::new(self.chain_id, self.manager),
+            participants: self.participants,
+            state_machine: self.state_machine,
+            timing: self.timing,
+            agreement_mode: self.agreement_mode,
+            genesis_state: self.genesis_state,
+            genesis_timestamp: self.genesis_timestamp,
         }
     }
 }

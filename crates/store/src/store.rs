@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use entente_state_manager::{ChannelSnapshot, ForkInfo, PersistRecord, StoredTransaction};
 use entente_types::{Address, B256, Bytes, Signature, SignedIntent};
@@ -11,14 +11,18 @@ use redb::{
 
 use crate::StoreError;
 use crate::codec::{
-    ChainCursor, ChannelRecord, ChannelStatus, ChannelV1, ForkV1, TransactionV1, channel_key, cursor_key,
-    decode, decode_digest, decode_signature, encode, encode_signature, fork_key, height_key, key_u64,
-    prefix_end, signature_key,
+    ChainCursor, ChannelRecord, ChannelStatus, ChannelV1, ForkV1, StoredMachine, TransactionV1, channel_key,
+    cursor_key, decode, decode_digest, decode_signature, encode, encode_signature, fork_key, height_key,
+    key_u64, prefix_end, signature_key,
 };
 use crate::journal::{JOURNAL_CAPACITY, JOURNAL_FILE, Journal, JournalFile, Redo};
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "entente.redb";
+
+/// redb's page cache for a store on disk (redb's default is 1 GiB): reads are few (a restart,
+/// event logs), writes reach the file through the journal's checkpoints.
+const CACHE_SIZE: usize = 64 << 20;
 
 /// Schema version this build writes and reads. Version 2 adds the journal beside the
 /// database: a version-1 store is upgraded on open (an older build then refuses it, as it would
@@ -40,6 +44,9 @@ const OWN_SIGNATURES: Bin = TableDefinition::new("own_signatures");
 const OWN_INTENTS: Bin = TableDefinition::new("own_intents");
 const FINALIZED: TableDefinition<'static, &'static [u8], u64> = TableDefinition::new("finalized");
 const CURSORS: Bin = TableDefinition::new("chain_cursors");
+/// Machine sources by [`MachineSource::digest`](crate::MachineSource::digest): every channel
+/// that runs a machine refers to its one copy here.
+const MACHINES: Bin = TableDefinition::new("machines");
 /// A channel core's own records (`entente_channel::Record::Life` / `Court`), by channel id and kind.
 const LIVES: Bin = TableDefinition::new("channel_lives");
 
@@ -80,8 +87,46 @@ pub struct StoredLife {
     pub life: Bytes,
     /// Its dispute handler's view, if stored.
     pub court: Option<Bytes>,
-    /// Its machine source, if stored.
-    pub machine: Option<crate::MachineSource>,
+    /// Its machine source, if stored (one copy for every channel that runs it).
+    pub machine: Option<Arc<crate::MachineSource>>,
+}
+
+/// Machine sources read from the machines table in one read transaction, each once.
+struct Machines<'a> {
+    store: &'a Store,
+    txn: &'a ReadTransaction,
+    seen: std::collections::HashMap<B256, Arc<crate::MachineSource>>,
+}
+
+impl<'a> Machines<'a> {
+    fn new(store: &'a Store, txn: &'a ReadTransaction) -> Self {
+        Self {
+            store,
+            txn,
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, digest: &B256) -> Result<Arc<crate::MachineSource>, String> {
+        if let Some(m) = self.seen.get(digest) {
+            return Ok(m.clone());
+        }
+        let table = self
+            .txn
+            .open_table(MACHINES)
+            .map_err(|e| format!("machines table: {}", self.store.err(e)))?;
+        let value = table
+            .get(digest.as_slice())
+            .map_err(|e| format!("machine {digest}: {}", self.store.err(e)))?
+            .ok_or_else(|| format!("machine {digest} is referred to but not stored"))?;
+        let machine: crate::MachineSource = decode("machine", value.value())?;
+        if machine.digest() != *digest {
+            return Err(format!("machine stored under {digest} has another digest"));
+        }
+        let machine = Arc::new(machine);
+        self.seen.insert(*digest, machine.clone());
+        Ok(machine)
+    }
 }
 
 /// How [`Store::open_with`] treats the data directory.
@@ -177,7 +222,10 @@ impl Store {
         };
         if create {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
-            let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+            let db = Database::builder()
+                .set_cache_size(CACHE_SIZE)
+                .create(&path)
+                .map_err(|e| db_error(&path, e))?;
             let mut store = Self {
                 db,
                 path,
@@ -196,7 +244,10 @@ impl Store {
             sync_dir(dir).map_err(io(dir))?;
             Ok(store)
         } else {
-            let db = Database::open(&path).map_err(|e| db_error(&path, e))?;
+            let db = Database::builder()
+                .set_cache_size(CACHE_SIZE)
+                .open(&path)
+                .map_err(|e| db_error(&path, e))?;
             let mut store = Self {
                 db,
                 path,
@@ -345,6 +396,7 @@ impl Store {
                 OWN_INTENTS,
                 CURSORS,
                 LIVES,
+                MACHINES,
             ] {
                 txn.open_table(def).map_err(|e| self.err(e))?;
             }
@@ -399,8 +451,23 @@ impl Store {
         let value = table
             .get(channel_key(channel).as_slice())
             .map_err(|e| self.err(e))?;
+        let Some(value) = value else { return Ok(None) };
+        let v: ChannelV1 = decode("channel", value.value()).map_err(|r| self.corrupt(r))?;
+        let mut machines = Machines::new(self, &txn);
+        v.into_record(|d| machines.get(d).map(|m| (*m).clone()))
+            .map(Some)
+            .map_err(|r| self.corrupt(r))
+    }
+
+    /// The stored participant of channel `channel` (its record read without its machine).
+    pub(crate) fn channel_owner(&self, channel: &B256) -> Result<Option<Address>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let value = table
+            .get(channel_key(channel).as_slice())
+            .map_err(|e| self.err(e))?;
         value
-            .map(|v| decode::<ChannelV1>("channel", v.value()).map(Into::into))
+            .map(|v| decode::<ChannelV1>("channel", v.value()).map(|v| v.me()))
             .transpose()
             .map_err(|r| self.corrupt(r))
     }
@@ -415,6 +482,7 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(self.err(e)),
         };
+        let mut machines = Machines::new(self, &txn);
         let mut out: Vec<StoredLife> = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
@@ -437,7 +505,12 @@ impl Store {
                 },
                 MACHINE => match out.last_mut() {
                     Some(last) if last.channel_id == id => {
-                        last.machine = Some(decode("machine", &bytes).map_err(|r| self.corrupt(r))?);
+                        let stored: StoredMachine = decode("machine", &bytes).map_err(|r| self.corrupt(r))?;
+                        let machine = match stored {
+                            StoredMachine::Stored(digest) => machines.get(&digest),
+                            inline => inline.resolve(|_| Err(String::new())).map(Arc::new),
+                        };
+                        last.machine = Some(machine.map_err(|r| self.corrupt(r))?);
                     }
                     _ => return Err(self.corrupt(format!("channel {id} has a machine but no life"))),
                 },
@@ -501,13 +574,14 @@ impl Store {
     pub fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
         let txn = self.read()?;
         let table = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let mut machines = Machines::new(self, &txn);
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
             let (_, v) = item.map_err(|e| self.err(e))?;
+            let v: ChannelV1 = decode("channel", v.value()).map_err(|r| self.corrupt(r))?;
             out.push(
-                decode::<ChannelV1>("channel", v.value())
-                    .map_err(|r| self.corrupt(r))?
-                    .into(),
+                v.into_record(|d| machines.get(d).map(|m| (*m).clone()))
+                    .map_err(|r| self.corrupt(r))?,
             );
         }
         Ok(out)
@@ -689,13 +763,13 @@ impl Store {
     pub fn snapshot(&self, channel: &B256) -> Result<ChannelSnapshot, StoreError> {
         let txn = self.read()?;
         let table = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
-        let record: ChannelRecord = match table
+        let spec = match table
             .get(channel_key(channel).as_slice())
             .map_err(|e| self.err(e))?
         {
             Some(v) => decode::<ChannelV1>("channel", v.value())
                 .map_err(|r| self.corrupt(r))?
-                .into(),
+                .into_spec(),
             None => return Err(StoreError::UnknownChannel(*channel)),
         };
         let Some((fork, genesis_state)) = self.read_forks(&txn, channel)?.pop() else {
@@ -708,7 +782,7 @@ impl Store {
             .read_finalized(&txn, channel, fork.fork)?
             .unwrap_or(fork.genesis_height);
         Ok(ChannelSnapshot {
-            spec: record.spec,
+            spec,
             fork,
             genesis_state,
             transactions,
@@ -822,11 +896,11 @@ enum Op {
     Persist(B256, PersistRecord),
     Cursor(u64, Address, ChainCursor),
     Life(B256, u8, Bytes),
+    /// A channel's machine: its source in the machines table, a reference in its life.
+    Machine(B256, Box<crate::MachineSource>),
     Event(B256, u64, Bytes),
     /// Drop a channel's events below a sequence number.
     PruneEvents(B256, u64),
-    /// A write that could not be prepared: the batch's commit fails with it.
-    Fail(String),
 }
 
 /// Writes collected for one durable commit: the host adds everything one turn of its event loop
@@ -904,10 +978,7 @@ impl Batch<'_> {
 
     /// Stores the machine source of a channel with a life (replacing the stored one).
     pub fn put_machine(&mut self, channel: B256, machine: &crate::MachineSource) -> &mut Self {
-        match encode("machine", machine) {
-            Ok(bytes) => self.ops.push(Op::Life(channel, MACHINE, bytes.into())),
-            Err(e) => self.ops.push(Op::Fail(e.to_string())),
-        }
+        self.ops.push(Op::Machine(channel, Box::new(machine.clone())));
         self
     }
 
@@ -1064,6 +1135,7 @@ struct Tables<'t> {
     cursors: Table<'t, &'static [u8], &'static [u8]>,
     lives: Table<'t, &'static [u8], &'static [u8]>,
     events: Table<'t, &'static [u8], &'static [u8]>,
+    machines: Table<'t, &'static [u8], &'static [u8]>,
     /// The physical writes made, for the journal (`None`: not journaled).
     redo: Option<Vec<Redo>>,
 }
@@ -1080,6 +1152,7 @@ mod table_id {
     pub(super) const CURSORS: u8 = 7;
     pub(super) const LIVES: u8 = 8;
     pub(super) const EVENTS: u8 = 9;
+    pub(super) const MACHINES: u8 = 10;
 }
 
 impl<'t> Tables<'t> {
@@ -1096,6 +1169,7 @@ impl<'t> Tables<'t> {
             cursors: txn.open_table(CURSORS).map_err(e)?,
             lives: txn.open_table(LIVES).map_err(e)?,
             events: txn.open_table(EVENTS).map_err(e)?,
+            machines: txn.open_table(MACHINES).map_err(e)?,
             redo: journaled.then(Vec::new),
         })
     }
@@ -1111,6 +1185,7 @@ impl<'t> Tables<'t> {
             table_id::CURSORS => &mut self.cursors,
             table_id::LIVES => &mut self.lives,
             table_id::EVENTS => &mut self.events,
+            table_id::MACHINES => &mut self.machines,
             _ => return None,
         })
     }
@@ -1198,6 +1273,7 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
     match op {
         Op::Channel(record) => {
             let id = record.spec.channel_id;
+            store_machine(store, t, &record.machine)?;
             let value = encode("channel", &ChannelV1::from(&*record))?;
             t.put(table_id::CHANNELS, channel_key(&id).as_slice(), value.as_slice())
                 .map_err(a)?;
@@ -1227,11 +1303,9 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
             let Some(bytes) = current else {
                 return Err(StoreError::UnknownChannel(channel));
             };
-            let mut record: ChannelRecord = decode::<ChannelV1>("channel", &bytes)
-                .map_err(|reason| store.corrupt(reason))?
-                .into();
+            let mut record: ChannelV1 = decode("channel", &bytes).map_err(|reason| store.corrupt(reason))?;
             record.status = status;
-            let value = encode("channel", &ChannelV1::from(&record))?;
+            let value = encode("channel", &record)?;
             t.put(table_id::CHANNELS, key.as_slice(), value.as_slice())
                 .map_err(a)?;
         }
@@ -1250,7 +1324,6 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
             .map_err(a)?;
         }
         Op::Persist(channel, record) => persist(store, t, channel, record)?,
-        Op::Fail(reason) => return Err(store.corrupt(reason)),
         Op::Event(channel, seq, bytes) => {
             t.put(
                 table_id::EVENTS,
@@ -1276,6 +1349,12 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
             )
             .map_err(a)?;
         }
+        Op::Machine(channel, machine) => {
+            let digest = store_machine(store, t, &machine)?;
+            let value = encode("machine", &StoredMachine::Stored(digest))?;
+            t.put(table_id::LIVES, life_key(&channel, MACHINE).as_slice(), &value)
+                .map_err(a)?;
+        }
         Op::Cursor(chain_id, manager, cursor) => {
             t.put(
                 table_id::CURSORS,
@@ -1286,6 +1365,29 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
         }
     }
     Ok(())
+}
+
+/// Puts `machine` in the machines table unless it is there; returns its digest.
+fn store_machine(
+    store: &Store,
+    t: &mut Tables<'_>,
+    machine: &crate::MachineSource,
+) -> Result<B256, StoreError> {
+    let digest = machine.digest();
+    let stored = t
+        .machines
+        .get(digest.as_slice())
+        .map_err(|e| store.err(e))?
+        .is_some();
+    if !stored {
+        t.put(
+            table_id::MACHINES,
+            digest.as_slice(),
+            &encode("machine", machine)?,
+        )
+        .map_err(|e| store.apply_err(e))?;
+    }
+    Ok(digest)
 }
 
 fn persist(

@@ -47,7 +47,7 @@ fn a_life_its_machine_its_court_view_and_its_events_come_back_as_stored() {
     let stored = store.stored_channels().unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].persisted.life, life(1));
-    assert_eq!(stored[0].machine, Some(machine));
+    assert_eq!(stored[0].machine.as_deref(), Some(&machine));
     assert_eq!(stored[0].persisted.court, Some(Bytes::from(vec![0xa0])));
     assert!(
         stored[0].persisted.snapshot.is_none(),
@@ -180,4 +180,92 @@ fn a_store_on_the_embedders_own_storage_syncs_through_it_and_opens_again() {
     let refused = Store::with_backend(garbage.clone(), "garbage");
     assert!(refused.is_err(), "garbage opened as a store");
     assert!(garbage.bytes.lock().unwrap().iter().all(|b| *b == 0xAB));
+}
+
+/// Many channels that run one machine share one copy of it in the store, and a record that
+/// holds a machine in full (as stores did before the machines table) still loads.
+#[test]
+fn channels_that_run_one_machine_store_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = MachineSource::ArtifactJson(entente_contracts::artifacts::ROUND_ROBIN_COUNTER.to_string());
+    let before = {
+        let store = Store::create(dir.path()).unwrap();
+        let mut batch = store.batch();
+        batch
+            .put_life(B256::repeat_byte(1), life(1).encode())
+            .put_machine(B256::repeat_byte(1), &machine);
+        batch.commit().unwrap();
+        drop(store);
+        file_len(dir.path())
+    };
+    let store = Store::open(dir.path()).unwrap();
+    for id in 2..=40u8 {
+        let mut batch = store.batch();
+        batch
+            .put_life(B256::repeat_byte(id), life(id).encode())
+            .put_machine(B256::repeat_byte(id), &machine);
+        batch.commit().unwrap();
+    }
+    let stored = store.stored_channels().unwrap();
+    assert_eq!(stored.len(), 40);
+    for s in &stored {
+        assert_eq!(s.machine.as_deref(), Some(&machine));
+    }
+    // One copy, shared: the same allocation for every channel.
+    assert!(
+        stored
+            .windows(2)
+            .all(|w| std::sync::Arc::ptr_eq(w[0].machine.as_ref().unwrap(), w[1].machine.as_ref().unwrap()))
+    );
+    drop(stored);
+    drop(store);
+    // 39 more channels cost far less than 39 copies of a 47 KB artifact.
+    let grown = file_len(dir.path()).saturating_sub(before);
+    assert!(
+        grown < 39 * machine_len(&machine) / 4,
+        "the store grew by {grown} bytes"
+    );
+
+    // A machine stored in full in the life record (the format before the machines table).
+    {
+        let db = redb::Database::open(dir.path().join(entente_store::DB_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("channel_lives");
+            let mut table = txn.open_table(def).unwrap();
+            let mut key = [7u8; 33];
+            key[32] = 2;
+            let mut value = vec![1u8];
+            ciborium::into_writer(
+                &MachineSource::CreationCode(Bytes::from(vec![0x60, 0x01])),
+                &mut value,
+            )
+            .unwrap();
+            table.insert(key.as_slice(), value.as_slice()).unwrap();
+            key[32] = 0;
+            table.insert(key.as_slice(), life(7).encode().as_ref()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let stored = store.stored_channels().unwrap();
+    let old = stored
+        .iter()
+        .find(|s| s.channel_id == B256::repeat_byte(7))
+        .unwrap();
+    assert_eq!(
+        old.machine.as_deref(),
+        Some(&MachineSource::CreationCode(Bytes::from(vec![0x60, 0x01])))
+    );
+}
+
+fn file_len(dir: &std::path::Path) -> u64 {
+    std::fs::metadata(dir.join(entente_store::DB_FILE)).unwrap().len()
+}
+
+fn machine_len(machine: &MachineSource) -> u64 {
+    match machine {
+        MachineSource::ArtifactJson(json) => json.len() as u64,
+        MachineSource::CreationCode(code) => code.len() as u64,
+    }
 }
