@@ -104,7 +104,9 @@ pub async fn run(channels: usize, window: Duration, data: &Path, exe: &Path) -> 
     })
 }
 
-/// Opens `count` channels, node 0 proposing and node 1 accepting, up to 32 at a time.
+/// Opens `count` channels, node 0 proposing and node 1 accepting, as many at a time as a node
+/// keeps invitations from one sender. Their windows are a day long: nobody moves, and nobody
+/// is late for a day.
 async fn open_many(nodes: &[Node], machine: entente_types::Address, count: usize) -> Result<()> {
     let (a, b) = (nodes[0].clone(), nodes[1].clone());
     let code = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
@@ -112,8 +114,13 @@ async fn open_many(nodes: &[Node], machine: entente_types::Address, count: usize
     let accept_code = code.clone();
     let acceptor = tokio::spawn(async move {
         let mut accepting = tokio::task::JoinSet::new();
-        for _ in 0..count {
+        // A proposer sends its proposal again until it is accepted: accept each channel once.
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < count {
             let (_, p) = b.next_proposal(Duration::from_secs(600)).await?;
+            if !seen.insert(p.channel_id) {
+                continue;
+            }
             let (b, code) = (b.clone(), accept_code.clone());
             accepting.spawn(async move {
                 let ch = b.accept(p.channel_id, code).await?;
@@ -131,16 +138,29 @@ async fn open_many(nodes: &[Node], machine: entente_types::Address, count: usize
     });
     let participants = vec![a.address(), nodes[1].address()];
     let deposits = vec![U256::from(1_000u64); 2];
-    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let gate = Arc::new(tokio::sync::Semaphore::new(
+        entente_channel::ProposalPolicy::default().per_sender,
+    ));
+    let day = 24 * 3600;
+    let timing = entente_types::Timing {
+        p2p_time: day,
+        agreement_time: day,
+        chain_fallback_time: day,
+        challenge_time: day,
+    };
     let mut proposing = tokio::task::JoinSet::new();
     for c in 0..count {
         let permit = gate.clone().acquire_owned().await?;
         let (a, code, participants, deposits) =
             (a.clone(), code.clone(), participants.clone(), deposits.clone());
+        if c % 100 == 0 {
+            let _ = writeln!(std::io::stderr(), "opening channel {c} of {count}");
+        }
         proposing.spawn(async move {
             let _permit = permit;
             let proposal = ProposalBuilder::new(machine, participants.clone(), deposits.clone())
                 .agreement_mode(AgreementMode::ExplicitConfirmations)
+                .timing(timing)
                 .salt(entente_types::keccak256(format!("idle {c}")))
                 .build(
                     &a,
@@ -252,7 +272,6 @@ fn rss(pid: u32) -> Result<u64> {
 /// closes. Arguments: data directory, secret key, RPC endpoint, manager, optional bootstrap.
 #[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 pub fn node_process(args: Vec<String>) -> Result<()> {
-    let t0 = std::time::Instant::now();
     let [data, key, rpc, manager, rest @ ..] = args.as_slice() else {
         bail!("usage: entente-bench idle-node DATA KEY RPC MANAGER [BOOTSTRAP]");
     };
@@ -273,8 +292,20 @@ pub fn node_process(args: Vec<String>) -> Result<()> {
         if let Some(b) = rest.first() {
             config.bootstrap = vec![b.parse().context("bootstrap")?];
         }
-        let node = Node::start(config).await.context("starting the node")?;
-        let restart = t0.elapsed();
+        // The node that ran before in the parent may still be closing its store.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let (node, restart) = loop {
+            let t0 = std::time::Instant::now();
+            match Node::start(config.clone()).await {
+                Ok(node) => break (node, t0.elapsed()),
+                Err(entente_node::NodeError::Store(entente_store::StoreError::Locked { .. }))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e).context("starting the node"),
+            }
+        };
         let channels = node.channels().await?.len();
         let listen = loop {
             let addrs = node.listen_addrs().await?;

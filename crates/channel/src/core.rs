@@ -116,6 +116,9 @@ pub struct Channel<S: Signer + Clone> {
     life_dirty: bool,
     /// The dispute handler's view as last stored.
     court_stored: Option<Bytes>,
+    /// The dispute handler as last encoded: an input that leaves it as it was costs a
+    /// comparison, not an encoding (most inputs of a quiet channel change nothing).
+    court_seen: Option<Box<DisputeHandler>>,
     /// The turn last announced: (fork, height).
     turn_told: Option<(u64, u64)>,
     /// When (local ms) the proposal goes again to the invitees that did not answer.
@@ -153,6 +156,7 @@ impl<S: Signer + Clone> Channel<S> {
             persists: Vec::new(),
             life_dirty: true,
             court_stored: None,
+            court_seen: None,
             turn_told: None,
             resend_proposal_at: None,
             resend_tickets_at: None,
@@ -1488,12 +1492,16 @@ impl<S: Signer + Clone> Channel<S> {
                 }
             }
             let mut bytes = Vec::new();
-            if self.court && ciborium::into_writer(&*handler, &mut bytes).is_ok() {
+            if self.court
+                && self.court_seen.as_deref() != Some(&*handler)
+                && ciborium::into_writer(&*handler, &mut bytes).is_ok()
+            {
                 let bytes = Bytes::from(bytes);
                 if self.court_stored.as_ref() != Some(&bytes) {
                     self.persists.push(Effect::Persist(Record::Court(bytes.clone())));
                     self.court_stored = Some(bytes);
                 }
+                self.court_seen = Some(Box::new(handler.clone()));
             }
             // Our turn, once we may sign it: not while an approval we signed holds our
             // signatures at the tip (the turn is told when the hold ends).

@@ -39,6 +39,9 @@ const DIAL_GRACE: Duration = Duration::from_millis(1500);
 
 const TARGET: &str = "entente::p2p";
 
+/// Least time between two publications of our peer record on joining channels.
+const SELF_PUBLISH_ON_JOIN: Duration = Duration::from_secs(1);
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     relay_client: relay::client::Behaviour,
@@ -169,6 +172,8 @@ impl P2pManager {
             bootstrap,
             relays,
             channels: HashMap::new(),
+            by_participant: HashMap::new(),
+            self_published_on_join: None,
             peers: HashMap::new(),
             addr_book: HashMap::new(),
             queues: HashMap::new(),
@@ -452,6 +457,11 @@ struct Task {
     bootstrap: HashSet<PeerId>,
     relays: HashMap<PeerId, RelayState>,
     channels: HashMap<B256, ChannelState>,
+    /// The joined channels of each participant: events about a peer touch its channels only,
+    /// not every channel of the node.
+    by_participant: HashMap<Address, HashSet<B256>>,
+    /// When our peer record was last published on joining a channel (once for many joins).
+    self_published_on_join: Option<Instant>,
     /// Verified: the PeerId's key hashes to the address.
     peers: HashMap<Address, PeerId>,
     /// Direct addresses peers told us about (identify) or the DHT gave.
@@ -548,7 +558,22 @@ impl Task {
     }
 
     fn is_participant(&self, address: &Address) -> bool {
-        self.channels.values().any(|c| c.participants.contains(address))
+        self.by_participant.contains_key(address)
+    }
+
+    /// Removes a joined channel and its participants from the index.
+    fn forget_channel(&mut self, channel_id: &B256) {
+        let Some(state) = self.channels.remove(channel_id) else {
+            return;
+        };
+        for address in &state.participants {
+            if let Some(channels) = self.by_participant.get_mut(address) {
+                channels.remove(channel_id);
+                if channels.is_empty() {
+                    self.by_participant.remove(address);
+                }
+            }
+        }
     }
 
     fn on_command(&mut self, command: Command) {
@@ -562,7 +587,7 @@ impl Task {
                 let _ = reply.send(result);
             }
             Command::Leave { channel_id } => {
-                self.channels.remove(&channel_id);
+                self.forget_channel(&channel_id);
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -643,6 +668,13 @@ impl Task {
                     peer: *peer,
                 });
             }
+        }
+        self.forget_channel(&channel_id);
+        for address in &state.participants {
+            self.by_participant
+                .entry(*address)
+                .or_default()
+                .insert(channel_id);
         }
         self.channels.insert(channel_id, state);
         let connected: Vec<PeerId> = self.connections.keys().copied().collect();
@@ -772,7 +804,14 @@ impl Task {
         if let Err(e) = kad.start_providing(key.clone()) {
             warn!(target: TARGET, channel = %channel_id, error = %e, "cannot announce channel");
         }
-        self.publish_self();
+        // Once for the many channels joined at a start, not once per channel.
+        if self
+            .self_published_on_join
+            .is_none_or(|at| now.duration_since(at) >= SELF_PUBLISH_ON_JOIN)
+        {
+            self.self_published_on_join = Some(now);
+            self.publish_self();
+        }
         let kad = &mut self.swarm.behaviour_mut().kad;
         if missing.is_empty() {
             return;
@@ -816,8 +855,10 @@ impl Task {
         }
         let new = self.peers.insert(address, peer).is_none();
         let mut found = Vec::new();
-        for (channel_id, channel) in &mut self.channels {
-            if channel.participants.contains(&address) && channel.announced.insert(address) {
+        for channel_id in self.by_participant.get(&address).into_iter().flatten() {
+            if let Some(channel) = self.channels.get_mut(channel_id)
+                && channel.announced.insert(address)
+            {
                 found.push(*channel_id);
             }
         }
