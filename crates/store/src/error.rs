@@ -80,6 +80,17 @@ pub enum StoreError {
         /// The write that failed.
         reason: String,
     },
+    /// The journal beside the database is missing or empty while the database says it has
+    /// one: writes that were acknowledged may exist only there (opening without it could sign
+    /// twice). Nothing was modified.
+    #[error(
+        "the journal {path} is missing or empty, but the database next to it keeps its writes there: \
+         put the journal back (a data directory is the database and its journal together)"
+    )]
+    MissingJournal {
+        /// The journal file.
+        path: PathBuf,
+    },
     /// Any other database error.
     #[error("database error on {path}: {reason}")]
     Database {

@@ -1,5 +1,6 @@
 //! redb persistence of channels, transactions, signatures, forks, the own-signature log and the
-//! chain cursor: one database file (`entente.redb`) in the node's data directory.
+//! chain cursor: one database file (`entente.redb`) and its journal (`entente.journal`) in the
+//! node's data directory; the two belong together (copy or move both, never one).
 //!
 //! # Durability contract
 //!

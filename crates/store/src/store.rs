@@ -216,12 +216,11 @@ impl Store {
             (OpenMode::Create | OpenMode::OpenOrCreate, _) => true,
         };
         let journal_path = dir.join(JOURNAL_FILE);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { path, source }
-        };
         if create {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
             let db = Database::builder()
                 .set_cache_size(CACHE_SIZE)
                 .create(&path)
@@ -232,16 +231,7 @@ impl Store {
                 journal: None,
             };
             store.init_schema()?;
-            // A journal left by an earlier store in this directory holds nothing of this one.
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&journal_path)
-                .map_err(io(&journal_path))?;
-            store.attach_journal(Box::new(JournalFile(file)), JOURNAL_CAPACITY, journal_path)?;
-            sync_dir(dir).map_err(io(dir))?;
+            store.open_journal(dir, journal_path)?;
             Ok(store)
         } else {
             let db = Database::builder()
@@ -254,20 +244,56 @@ impl Store {
                 journal: None,
             };
             store.check_schema()?;
-            let existed = journal_path.exists();
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&journal_path)
-                .map_err(io(&journal_path))?;
-            store.attach_journal(Box::new(JournalFile(file)), JOURNAL_CAPACITY, journal_path)?;
-            if !existed {
-                sync_dir(dir).map_err(io(dir))?;
-            }
+            store.open_journal(dir, journal_path)?;
             Ok(store)
         }
+    }
+
+    /// Opens the journal file of a store in `dir`. A database that has recorded a journal
+    /// frame number may hold acknowledged writes only in its journal: the journal must be there
+    /// and not empty ([`StoreError::MissingJournal`] otherwise). A database without one (just
+    /// created, or from before journals) gets a new, empty journal, made durable (file and
+    /// directory entry) before the database records a frame number: a journal left by an
+    /// earlier store in the directory is never replayed into this one.
+    fn open_journal(&mut self, dir: &Path, path: PathBuf) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let fresh = self.journal_seq()?.is_none();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(fresh)
+            .truncate(fresh)
+            .open(&path);
+        let file = match file {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingJournal { path });
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if fresh {
+            file.sync_all().map_err(io)?;
+            sync_dir(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        } else if file.metadata().map_err(io)?.len() == 0 {
+            return Err(StoreError::MissingJournal { path });
+        }
+        self.attach_journal(Box::new(JournalFile(file)), JOURNAL_CAPACITY, path)
+    }
+
+    /// The number of the last journal frame the database holds, if it ever had a journal.
+    fn journal_seq(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        Ok(meta
+            .get(JOURNAL_SEQ_KEY)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value()))
     }
 
     /// A store on two storages of the embedder's own (tests of power loss): the database on
@@ -293,13 +319,7 @@ impl Store {
         capacity: u64,
         path: PathBuf,
     ) -> Result<(), StoreError> {
-        let applied = {
-            let txn = self.read()?;
-            let meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            meta.get(JOURNAL_SEQ_KEY)
-                .map_err(|e| self.err(e))?
-                .map_or(0, |v| v.value())
-        };
+        let applied = self.journal_seq()?.unwrap_or(0);
         let (journal, frames) =
             Journal::open(storage, capacity, applied).map_err(|source| StoreError::Io {
                 path: path.clone(),
@@ -1000,8 +1020,9 @@ impl Batch<'_> {
         self
     }
 
-    /// Writes everything in one redb write transaction with immediate durability (one fsync):
-    /// when this returns `Ok`, every write is on disk; on `Err`, none is. An empty batch does
+    /// Makes everything durable (see the crate docs: one journal append and `fdatasync` on
+    /// disk, one durable redb commit in memory or on an embedder's backend): when this returns
+    /// `Ok`, every write is on disk; on `Err`, none is acknowledged. An empty batch does
     /// nothing. Refuses the whole batch with [`StoreError::DoubleSign`] if an own signature
     /// would record a second digest at a (channel, fork, height), and with
     /// [`StoreError::TransactionConflict`] if a different transaction is stored at its height.

@@ -544,3 +544,27 @@ fn a_record_that_does_not_decode_is_corrupt() {
     let err = store.snapshot(&ch).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 }
+
+/// The database and its journal belong together: a data directory whose journal is gone or
+/// emptied is refused (acknowledged writes may live only there), and opens again once the
+/// journal is back.
+#[test]
+fn a_store_without_its_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::create(dir.path()).unwrap();
+        commit(|b| _ = b.put_channel(channel(7)), &store).unwrap();
+    }
+    let journal = dir.path().join(entente_store::JOURNAL_FILE);
+    let kept = std::fs::read(&journal).unwrap();
+    std::fs::remove_file(&journal).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::MissingJournal { .. }), "{err:?}");
+    assert!(!journal.exists(), "a refused open creates nothing");
+    std::fs::write(&journal, b"").unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::MissingJournal { .. }), "{err:?}");
+    std::fs::write(&journal, &kept).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.channel(&B256::repeat_byte(7)).unwrap().is_some());
+}
