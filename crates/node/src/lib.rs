@@ -7,7 +7,8 @@
 //! [`DisputeHandler`](entente_dispute::DisputeHandler)) with what arrives from the peers (libp2p),
 //! from the chain (the manager's events), from the chain worker (each call's outcome) and from the
 //! application, and carries out what the cores ask for, in order: everything they want stored is
-//! committed to the data directory (one grouped, durable redb commit per turn, events included)
+//! committed to the data directory (one grouped durable commit per turn, events included: a journal
+//! append and one `fdatasync`, see `entente_store`)
 //! before any message of that turn leaves, then messages go out, chain calls are queued for a
 //! worker that sends them one by one from the node's account, and observers hear about it. The
 //! node makes no protocol decision of its own; see `docs/node.md`.
