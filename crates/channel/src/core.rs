@@ -33,6 +33,12 @@ const TICKET_RESEND_MS: u64 = 5_000;
 const MAX_JOIN_REVERTS: u32 = 3;
 /// Reverts of a payout for another reason than "nothing owed" before it is given up.
 const MAX_PAYOUT_REVERTS: u32 = 5;
+/// How soon after an input the periodic decisions run (and how often while something is under
+/// way): the dispute handler's and the state manager's time-driven ones (ms).
+const TICK_MS: u64 = 500;
+/// How long after its last input a channel lets its machine's EVM go (ms): an idle channel
+/// keeps only the machine's storage, and builds the EVM again on its next input.
+const SLEEP_AFTER_MS: u64 = 10_000;
 
 /// True when a payout's revert says there is nothing (more) to pay us: it was claimed, nothing
 /// is credited, or the exit is not ours. Any other revert (out of gas, a failed transfer) may
@@ -129,6 +135,14 @@ pub struct Channel<S: Signer + Clone> {
     court: bool,
     /// The peer set last given to the host.
     peers_told: Option<Vec<Address>>,
+    /// When the periodic decisions are due next (local ms): [`TICK_MS`] after an input, then
+    /// what the last tick found (see [`Self::periodic_wake`]). Part of [`Self::poll_timeout`].
+    tick_due: Option<u64>,
+    /// Set by a tick that found nothing periodic due before this time (and cleared by any
+    /// input): a tick before it must decide nothing (checked in debug builds).
+    quiet_until: Option<u64>,
+    /// Local time of the last input that was not a tick.
+    last_input_ms: u64,
 }
 
 impl<S: Signer + Clone> std::fmt::Debug for Channel<S> {
@@ -162,6 +176,9 @@ impl<S: Signer + Clone> Channel<S> {
             resend_tickets_at: None,
             court: true,
             peers_told: None,
+            tick_due: None,
+            quiet_until: None,
+            last_input_ms: 0,
         }
     }
 
@@ -299,6 +316,9 @@ impl<S: Signer + Clone> Channel<S> {
                 None => DisputeHandler::new(channel.me),
             };
             handler.resume_after_restart(&mut sm, local_ms);
+            // A node restores all its channels at once, most of them idle: their machines' EVMs
+            // are built on their first input.
+            sm.sleep_machine();
             // Approvals we co-signed still hold our signatures back (O4).
             for c in &channel.life.approvals {
                 if c.signatures.contains_key(&channel.me) {
@@ -405,8 +425,11 @@ impl<S: Signer + Clone> Channel<S> {
         self.effects.pop_front()
     }
 
-    /// When (local ms) [`Self::handle_timeout`] must be called at the latest; the host also
-    /// calls it every second or so for the dispute handler.
+    /// When (local ms) [`Self::handle_timeout`] must be called at the latest. It covers every
+    /// time-driven decision of the channel, the dispute handler's included: a host need not
+    /// call [`Self::handle_timeout`] at any other time (calling it more often is harmless). A
+    /// quiet channel (nothing under way, nothing to prove) asks for it only at its next chain
+    /// deadline, so a node holding many idle channels does not tick them all.
     pub fn poll_timeout(&self) -> Option<u64> {
         let core = self.cores.as_ref().and_then(|c| c.sm.poll_timeout());
         let duty = self
@@ -416,6 +439,7 @@ impl<S: Signer + Clone> Channel<S> {
             .map(|s| s.due_ms)
             .chain(self.resend_proposal_at)
             .chain(self.resend_tickets_at)
+            .chain(self.tick_due)
             .min();
         match (core, duty) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -695,22 +719,18 @@ impl<S: Signer + Clone> Channel<S> {
     /// Signs approval `index` if we have not and it is acceptable (docs/security.md, O4), then
     /// sign nothing above the approved height until it lands or expires.
     fn cosign(&mut self, index: usize) {
-        let Some(cores) = &mut self.cores else { return };
-        let Some(entry) = self.life.approvals.get_mut(index) else {
+        let Some(entry) = self.life.approvals.get(index) else {
             return;
         };
         if entry.signatures.contains_key(&self.me) {
             return;
         }
-        let a = &entry.approval;
-        let context = ApprovalContext {
-            chain_now: self.chain_now,
-            sponsor: entry.sponsor,
-            join_allowed: match &a.change {
-                MembershipChange::Join { participant, .. } => self.life.allowed_joins.contains(participant),
-                MembershipChange::Leave { .. } => false,
-            },
+        let context = self.approval_context(entry);
+        let Some(cores) = &mut self.cores else { return };
+        let Some(entry) = self.life.approvals.get_mut(index) else {
+            return;
         };
+        let a = &entry.approval;
         if let Err(refusal) = cores.sm.approval_refusal(a, &context) {
             debug!(target: TARGET, channel = %self.id, %refusal, "approval not signed (yet)");
             return;
@@ -732,6 +752,18 @@ impl<S: Signer + Clone> Channel<S> {
             .push_back(Effect::Broadcast(Message::Approval(Box::new(
                 ApprovalSignature { approval, signature },
             ))));
+    }
+
+    /// What deciding on an approval needs besides the channel's state.
+    fn approval_context(&self, entry: &Collecting) -> ApprovalContext {
+        ApprovalContext {
+            chain_now: self.chain_now,
+            sponsor: entry.sponsor,
+            join_allowed: match &entry.approval.change {
+                MembershipChange::Join { participant, .. } => self.life.allowed_joins.contains(participant),
+                MembershipChange::Leave { .. } => false,
+            },
+        }
     }
 
     /// With every current participant's signature: the sponsor of a join sends the ticket, a
@@ -848,6 +880,13 @@ impl<S: Signer + Clone> Channel<S> {
 
     /// An event of this channel from the manager (or a new block).
     pub fn handle_chain_event(&mut self, event: ChainEvent, local_ms: u64) {
+        // A block reaching a quiet channel before its next tick is due: if it changes nothing,
+        // the channel stays quiet (only the clock moved, so its wake is computed again).
+        let quiet_block = matches!(event, ChainEvent::Block { .. })
+            && self.quiet_until.is_some_and(|t| local_ms < t)
+            && self.effects.is_empty();
+        let last_input = self.last_input_ms;
+        let block = matches!(event, ChainEvent::Block { .. });
         match &event {
             ChainEvent::Block { timestamp } => self.on_block(*timestamp, local_ms),
             ChainEvent::ChannelOpened {
@@ -907,6 +946,16 @@ impl<S: Signer + Clone> Channel<S> {
             self.effects.push_back(Effect::Notify(ChannelEvent::Chain(event)));
         }
         self.finish(local_ms);
+        // A block that changed nothing here leaves a quiet channel quiet: only the clock moved,
+        // so its wake is computed again instead of brought forward (every block reaches every
+        // channel of a node).
+        if block {
+            // A block is not activity of this channel: it does not keep the machine's EVM awake.
+            self.last_input_ms = last_input;
+        }
+        if quiet_block && self.effects.is_empty() {
+            self.settle_wake(local_ms);
+        }
     }
 
     fn on_block(&mut self, timestamp: u64, local_ms: u64) {
@@ -1333,14 +1382,87 @@ impl<S: Signer + Clone> Channel<S> {
                 self.cosign(i);
             }
         }
+        let quiet = self.quiet_until.is_some_and(|t| local_ms < t);
         if let Some(Cores { sm, handler }) = &mut self.cores {
             sm.handle_timeout(local_ms);
             if self.court && (self.life.phase == Phase::Live || handler.running_dispute().is_some()) {
                 let actions = handler.on_tick(sm, local_ms);
+                debug_assert!(
+                    !quiet || actions.is_empty(),
+                    "a tick the last one found quiet decided {actions:?}"
+                );
                 self.court_calls(actions);
             }
         }
+        let last_input = self.last_input_ms;
         self.finish(local_ms);
+        self.last_input_ms = last_input;
+        if local_ms >= last_input.saturating_add(SLEEP_AFTER_MS)
+            && let Some(cores) = &mut self.cores
+        {
+            cores.sm.sleep_machine();
+        }
+        self.settle_wake(local_ms);
+    }
+
+    /// Takes the periodic decisions' next time as seen at the end of a tick (or of a block that
+    /// changed nothing): quiet until then if that is further than the cadence, quiet for good
+    /// if nothing is ever due.
+    fn settle_wake(&mut self, local_ms: u64) {
+        self.tick_due = self.periodic_wake(local_ms);
+        self.quiet_until = match self.tick_due {
+            None => Some(u64::MAX),
+            Some(t) if t > local_ms + TICK_MS => Some(t),
+            Some(_) => None,
+        };
+    }
+
+    /// When the periodic decisions are due next, as seen at the end of a tick at `local_ms`:
+    /// every [`TICK_MS`] while something waits on time alone (a lifecycle step, an approval to
+    /// sign, a dispute, intents, ...), else at the dispute handler's next chain deadline (never
+    /// sooner than [`TICK_MS`] from now, as when every channel was ticked that often), or never.
+    fn periodic_wake(&self, local_ms: u64) -> Option<u64> {
+        let decide = self.decisions_wake(local_ms);
+        // And once the channel has been idle long enough to let its machine's EVM go.
+        let sleep = self.cores.as_ref().filter(|c| !c.sm.machine_asleep()).map(|_| {
+            self.last_input_ms
+                .saturating_add(SLEEP_AFTER_MS)
+                .max(local_ms + TICK_MS)
+        });
+        match (decide, sleep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the periodic decisions are due next (see [`Self::periodic_wake`]).
+    fn decisions_wake(&self, local_ms: u64) -> Option<u64> {
+        let cadence = local_ms + TICK_MS;
+        if self.life.phase.is_over() {
+            return None;
+        }
+        let Some(Cores { sm, handler }) = &self.cores else {
+            return Some(cadence);
+        };
+        let running = handler.running_dispute().is_some();
+        if self.life.phase != Phase::Live && !running {
+            return Some(cadence);
+        }
+        // An approval we would sign but the signer could not yet (asked again every tick); one
+        // we refuse waits for an input that changes that (a block, a message).
+        let signable = |c: &Collecting| {
+            !c.signatures.contains_key(&self.me)
+                && sm
+                    .approval_refusal(&c.approval, &self.approval_context(c))
+                    .is_ok()
+        };
+        if sm.needs_ticks() || self.life.approvals.iter().any(signable) {
+            return Some(cadence);
+        }
+        if !self.court {
+            return None;
+        }
+        handler.wake_at(sm, local_ms).map(|t| t.max(cadence))
     }
 
     // ----- duties ------------------------------------------------------------------------
@@ -1385,6 +1507,11 @@ impl<S: Signer + Clone> Channel<S> {
                 continue;
             }
             let Some(call) = self.duty_call(duty) else {
+                // Not possible yet: looked at again at the cadence (and on every input), not
+                // left due in the past (a host would tick it without pause).
+                if let Some(s) = self.schedule.get_mut(&duty) {
+                    s.due_ms = local_ms + TICK_MS;
+                }
                 continue;
             };
             if matches!(duty, Duty::Open | Duty::Deposit) && !self.life.deposit_sent {
@@ -1478,6 +1605,11 @@ impl<S: Signer + Clone> Channel<S> {
     /// Ends an input: sends due duties, gathers the protocol core's effects, stores what changed
     /// and puts every persist record of this input before its other effects.
     fn finish(&mut self, local_ms: u64) {
+        // Any input: the periodic decisions run soon (a tick recomputes what follows).
+        let soon = local_ms + TICK_MS;
+        self.tick_due = Some(self.tick_due.map_or(soon, |t| t.min(soon)));
+        self.quiet_until = None;
+        self.last_input_ms = local_ms;
         self.drive(local_ms);
         let mut others = Vec::new();
         if let Some(Cores { sm, handler }) = &mut self.cores {

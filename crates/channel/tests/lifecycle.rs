@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use alloy_primitives::U256;
+use alloy_sol_types::SolCall;
 use entente_channel::{CallOutcome, ChainCall, Channel, Effect, JoinTerms, Phase, channel_id_of};
 use entente_contracts::{TicTacToe, artifacts};
 use entente_evm_runtime::{MachineCode, MachineInstance};
@@ -415,4 +416,158 @@ fn a_join_that_was_mined_is_never_sent_again_nor_given_up() {
     assert_eq!(channel.phase(), Phase::Joining);
     assert!(channel.life().ticket.is_some());
     assert_eq!(channel.life().join_reverts, 0);
+}
+
+/// Hands `from`'s messages to `to`; keeps its chain calls. True if any message moved.
+fn pump(
+    from: &mut Channel<LocalSigner>,
+    to: &mut Channel<LocalSigner>,
+    now: u64,
+    calls: &mut Vec<ChainCall>,
+) -> bool {
+    let sender = from.state_manager().unwrap().me();
+    let mut messages = Vec::new();
+    while let Some(effect) = from.poll_effect() {
+        match effect {
+            Effect::Broadcast(m) | Effect::Send { message: m, .. } => messages.push(m),
+            Effect::Call(c) => calls.push(c),
+            _ => {}
+        }
+    }
+    let moved = !messages.is_empty();
+    for m in messages {
+        to.handle_message(sender, m, now);
+    }
+    moved
+}
+
+/// Carries every message between two live channels until none is left; returns the chain calls.
+fn exchange(a: &mut Channel<LocalSigner>, b: &mut Channel<LocalSigner>, now: u64) -> Vec<ChainCall> {
+    let mut calls = Vec::new();
+    while pump(a, b, now, &mut calls) | pump(b, a, now, &mut calls) {}
+    calls
+}
+
+/// X and O live in a tic-tac-toe channel whose genesis is at chain time `GENESIS` (local 0),
+/// after X's first move at local 2 s, final on both sides.
+const GENESIS: u64 = 1_700_000_000;
+
+fn after_first_move() -> (
+    Channel<LocalSigner>,
+    Channel<LocalSigner>,
+    ChannelProposal,
+    LocalSigner,
+) {
+    let (x, o) = (key(1), key(2));
+    let (code, p) = proposal(&x, &o);
+    let spec = entente_types::ChannelSpec {
+        channel_id: p.channel_id,
+        domain: Domain::new(p.chain_id, p.manager),
+        participants: p.participants.clone(),
+        state_machine: p.state_machine,
+        timing: p.timing,
+        agreement_mode: p.agreement_mode,
+        genesis_state: p.genesis_state.clone(),
+        genesis_timestamp: GENESIS,
+    };
+    let config = entente_state_manager::Config::default;
+    let mut cx = Channel::live(x.clone(), spec.clone(), code.clone(), config(), true, 0).unwrap();
+    let mut co = Channel::live(o.clone(), spec, code, config(), true, 0).unwrap();
+    cx.submit(TicTacToe::playCall { cell: 4 }.abi_encode().into(), 2_000)
+        .unwrap();
+    assert!(exchange(&mut cx, &mut co, 2_000).is_empty());
+    for c in [&cx, &co] {
+        let sm = c.state_manager().unwrap();
+        assert_eq!((sm.tip(), sm.finalized_height()), (1, 1));
+        assert_eq!(sm.obliged_writer(), Some(o.address()));
+    }
+    (cx, co, p, o)
+}
+
+#[test]
+fn an_idle_channel_is_ticked_only_at_its_next_deadline_and_lets_its_evm_go() {
+    let (mut cx, _co, p, _o) = after_first_move();
+    let (genesis_timestamp, played_at) = (GENESIS, 2_000);
+    // O stays silent. X's timeout dispute is due once chain time passes O's calldata deadline
+    // (the move's timestamp + p2pTime + agreementTime + chainFallbackTime) by the one-second
+    // margin; X is the designated sender, so without grace.
+    let t = p.timing;
+    let due_secs = genesis_timestamp + 2 + t.p2p_time + t.agreement_time + t.chain_fallback_time + 1;
+    let due_ms = (due_secs + 1 - genesis_timestamp) * 1_000;
+    // Drive X only at the times it asks for.
+    let mut now = played_at;
+    let mut ticks = Vec::new();
+    let mut slept_at = None;
+    let dispute = loop {
+        let at = cx
+            .poll_timeout()
+            .expect("a channel with a deadline asks to be woken");
+        // (A time already past is due at once.)
+        now = now.max(at);
+        ticks.push(now);
+        cx.handle_timeout(now);
+        if cx.state_manager().unwrap().machine_asleep() {
+            slept_at.get_or_insert(now);
+        }
+        let calls = calls(&mut cx);
+        if !calls.is_empty() {
+            break calls;
+        }
+        assert!(ticks.len() < 10, "ticked at {ticks:?} without deciding");
+        assert!(
+            cx.poll_timeout().is_some_and(|t| t > now),
+            "after a tick it asks for a time to come"
+        );
+    };
+    assert!(
+        matches!(&dispute[..], [ChainCall::Court(a)] if a.name() == "disputeTimeout"),
+        "{dispute:?}"
+    );
+    assert_eq!(now, due_ms, "woken at the deadline itself (ticks at {ticks:?})");
+    // One tick soon after the input, one to let the EVM go, then the deadline.
+    assert!(ticks.len() <= 4, "ticks at {ticks:?}");
+    assert!(
+        slept_at.is_some_and(|t| t >= played_at + 10_000 && t < due_ms),
+        "it let its EVM go in between: slept at {slept_at:?}, ticks at {ticks:?}"
+    );
+}
+
+#[test]
+fn blocks_neither_keep_a_quiet_channel_ticking_nor_its_evm_awake() {
+    // O must move and nothing else is due for it: once quiet, a block every two seconds only
+    // moves its clock; one tick lets its EVM go ten seconds after its last input.
+    let (_cx, mut co, _p, _o) = after_first_move();
+    let mut now = 2_000;
+    let mut ticks = Vec::new();
+    while let Some(at) = co.poll_timeout().filter(|t| *t <= now + 500) {
+        now = now.max(at);
+        co.handle_timeout(now);
+        ticks.push(now);
+        assert!(ticks.len() < 5, "not quiet after ticks at {ticks:?}");
+    }
+    ticks.clear();
+    for k in 1..=30 {
+        now = 2_000 + k * 2_000;
+        co.handle_chain_event(
+            entente_dispute::ChainEvent::Block {
+                timestamp: GENESIS + now / 1_000,
+            },
+            now,
+        );
+        while co.poll_effect().is_some() {}
+        if co.poll_timeout().is_some_and(|t| t <= now + 1_999) {
+            let at = co.poll_timeout().unwrap().max(now);
+            co.handle_timeout(at);
+            ticks.push(at);
+        }
+    }
+    // The first block changes the dispute handler's stored view (it keeps the chain head's
+    // state, which the state manager no longer holds once height 1 is final): an input like
+    // any other, one tick after it. The others change nothing.
+    assert_eq!(
+        ticks,
+        vec![4_500, 12_000],
+        "one tick after the first block, one to let the EVM go"
+    );
+    assert!(co.state_manager().unwrap().machine_asleep());
 }

@@ -938,6 +938,90 @@ impl DisputeHandler {
         actions
     }
 
+    /// The local time (ms) by which [`Self::on_tick`] must run again if no input comes before
+    /// (a chain event, a call outcome, a change of the state manager): `Some(local_ms)` while it
+    /// has something to look at on every tick (a dispute, a call to retry, a head move under
+    /// way, a held intent, evidence to prove, a finished game, an exit), otherwise the first
+    /// chain deadline it acts on (a signed height left unsecured, the obliged writer's timeout),
+    /// converted to local time, or `None` when nothing would ever be due. Read-only: a host that
+    /// holds many quiet channels ticks each one only then (and after its inputs), instead of
+    /// every channel every few hundred milliseconds. Between an input and the next tick the
+    /// handler's view (who is alive, the head) may be stale: hosts tick once after any input,
+    /// and call this at the end of that tick.
+    pub fn wake_at<S: Signer>(&self, sm: &StateManager<S>, local_ms: u64) -> Option<u64> {
+        if self.closed || !sm.fork().participants.contains(&self.me) {
+            return None;
+        }
+        let fork = sm.fork().fork;
+        let busy = !self.retries.is_empty()
+            || self.running.is_some()
+            || self.pending_head.is_some()
+            || !self.held.is_empty()
+            || self.exit_wanted
+            || sm.is_game_over()
+            || sm.court_holds()
+            || sm.needs_ticks()
+            || self.posted.contains_key(&(fork, sm.tip() + 1))
+                && self.linked_tried != Some((fork, sm.tip() + 1))
+            || sm.evidence().iter().any(|e| {
+                e.fork == fork && e.second.0.is_some() && !self.proven.contains(&(e.signer, e.fork, e.height))
+            })
+            || self
+                .conflicts
+                .iter()
+                .any(|c| c.0.forkCnt == fork && !self.proven.contains(&(c.0.participant, fork, c.0.height)))
+            || sm
+                .fraud_evidence()
+                .iter()
+                .any(|f| f.transaction.forkCnt == fork && !self.frauds_proven.contains(&f.digest));
+        if busy {
+            return Some(local_ms);
+        }
+        let timing = sm.spec().timing;
+        // The chain second after which a decision is taken (`now > due`), as local time.
+        let at = |due: u64| sm.clock().local_ms_at(due.saturating_add(1));
+        let mut wake: Option<u64> = None;
+        let mut due = |t: u64| wake = Some(wake.map_or(t, |w| w.min(t)));
+        // Signed heights no N-signed state covers: brought on chain at their deadline.
+        let genesis = sm.fork().genesis_height;
+        let signed_top = (genesis + 1..=sm.tip())
+            .rev()
+            .find(|h| self.n_signed(sm, *h))
+            .unwrap_or(genesis);
+        for h in signed_top + 1..=sm.tip() {
+            if let Some(e) = sm.agreement().entry(h)
+                && e.signatures.contains_key(&self.me)
+            {
+                let grace = if e.transaction.participant == self.me {
+                    0
+                } else {
+                    timing.chain_fallback_time / 2
+                };
+                let start = if sm.written_open(h) {
+                    e.transaction.timestamp
+                } else {
+                    self.timestamp_at(sm, h - 1)
+                };
+                due(at(Deadlines::after(start, &timing)
+                    .confirm_by
+                    .saturating_add(grace)));
+            }
+        }
+        // The obliged writer's timeout.
+        let tip = sm.tip();
+        if let Some(writer) = sm.obliged_writer()
+            && writer != self.me
+            && !self.timeouts_raised.contains(&(fork, tip))
+        {
+            let grace = self.grace(sm, self.designated(sm, tip, writer));
+            due(at(Deadlines::after(self.since_at_tip(sm), &timing)
+                .calldata_by
+                .saturating_add(DEADLINE_MARGIN)
+                .saturating_add(grace)));
+        }
+        wake
+    }
+
     /// Challenge the running dispute with an N-signed state above the head.
     fn maybe_challenge<S: Signer>(&mut self, sm: &StateManager<S>, now: u64) -> Vec<ChainAction> {
         let Some(running) = &self.running else {

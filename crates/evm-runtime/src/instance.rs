@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use alloy_json_abi::JsonAbi;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, keccak256};
@@ -88,6 +88,17 @@ fn state_transition_selector() -> [u8; 4] {
 pub struct MachineCode {
     creation: Bytes,
     abi: Option<Arc<JsonAbi>>,
+    /// The machine deployed once, shared by the clones of this code: every instance starts
+    /// from a copy of its database, whose runtime code is shared rather than copied.
+    template: Arc<OnceLock<Result<Template, EvmError>>>,
+}
+
+/// The database right after the machine's deployment (the deployer's account and the machine's,
+/// with its runtime code and the storage its constructor wrote).
+#[derive(Debug, Clone)]
+struct Template {
+    db: CacheDB<EmptyDB>,
+    machine: Address,
 }
 
 impl MachineCode {
@@ -96,7 +107,16 @@ impl MachineCode {
         Self {
             creation,
             abi: abi.map(Arc::new),
+            template: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The machine deployed into an empty database, once for every clone of this code.
+    fn template(&self) -> Result<&Template, EvmError> {
+        self.template
+            .get_or_init(|| Template::deploy(self))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// From an exported artifact (`{"abi": [...], "bytecode": "0x..."}`).
@@ -134,9 +154,68 @@ pub struct ApplyOutcome {
 
 type Evm = MainnetEvm<MainnetContext<CacheDB<EmptyDB>>>;
 
-/// One channel's state machine: deployed once, one EVM reused for every call.
+/// An EVM over `db`, configured as every instance is.
+fn build_evm(db: CacheDB<EmptyDB>) -> Evm {
+    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
+    cfg.disable_nonce_check = true;
+    cfg.limit_contract_code_size = Some(usize::MAX);
+    let block = BlockEnv {
+        gas_limit: u64::MAX,
+        basefee: 0,
+        ..Default::default()
+    };
+    Context::mainnet()
+        .with_db(db)
+        .with_cfg(cfg)
+        .with_block(block)
+        .build_mainnet()
+}
+
+impl Template {
+    /// Runs the creation code in a fresh EVM.
+    fn deploy(code: &MachineCode) -> Result<Self, EvmError> {
+        let mut evm = build_evm(CacheDB::new(EmptyDB::default()));
+        let tx = TxEnv::builder()
+            .caller(CALLER)
+            .kind(TxKind::Create)
+            .data(code.creation.clone())
+            .gas_limit(30_000_000)
+            .gas_price(0)
+            .nonce(0)
+            .build()
+            .map_err(|e| EvmError::Internal(format!("{e:?}")))?;
+        let result = evm
+            .transact_commit(tx)
+            .map_err(|e| EvmError::Deploy(format!("{e:?}")))?;
+        let machine = match result {
+            ExecutionResult::Success {
+                output: Output::Create(_, Some(address)),
+                ..
+            } => address,
+            ExecutionResult::Success { .. } => return Err(EvmError::Deploy("no contract created".into())),
+            ExecutionResult::Revert { output, .. } => {
+                return Err(EvmError::Deploy(
+                    Revert::decode(&output, code.abi.as_deref()).to_string(),
+                ));
+            }
+            ExecutionResult::Halt { reason, .. } => return Err(EvmError::Deploy(format!("{reason:?}"))),
+        };
+        Ok(Self {
+            db: std::mem::take(&mut evm.ctx.journaled_state.database),
+            machine,
+        })
+    }
+}
+
+/// One channel's state machine: deployed once, one EVM reused for every call. An instance can
+/// [`sleep`](Self::sleep): it keeps only its database (the machine's storage; the code is
+/// shared) and builds its EVM again on its next call, so that a node holding many idle
+/// channels does not hold an EVM for each.
 pub struct MachineInstance {
-    evm: Evm,
+    /// The EVM, `None` while the instance sleeps.
+    evm: Option<Box<Evm>>,
+    /// The database while the instance sleeps (empty while it is awake).
+    parked: CacheDB<EmptyDB>,
     machine: Address,
     gas_limit: u64,
     abi: Option<Arc<JsonAbi>>,
@@ -170,54 +249,47 @@ impl std::fmt::Debug for MachineInstance {
 }
 
 impl MachineInstance {
-    /// Deploys `code` into a fresh in-memory EVM. `gas_limit` bounds every later call.
+    /// Deploys `code` into a fresh in-memory EVM. `gas_limit` bounds every later call. The
+    /// creation code runs once for all the instances of a [`MachineCode`] (and its clones);
+    /// each instance starts from a copy of that deployment.
     pub fn deploy(code: &MachineCode, gas_limit: u64) -> Result<Self, EvmError> {
-        let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
-        cfg.disable_nonce_check = true;
-        cfg.limit_contract_code_size = Some(usize::MAX);
-        let block = BlockEnv {
-            gas_limit: u64::MAX,
-            basefee: 0,
-            ..Default::default()
-        };
-        let mut evm = Context::mainnet()
-            .with_db(CacheDB::new(EmptyDB::default()))
-            .with_cfg(cfg)
-            .with_block(block)
-            .build_mainnet();
-        let tx = TxEnv::builder()
-            .caller(CALLER)
-            .kind(TxKind::Create)
-            .data(code.creation.clone())
-            .gas_limit(30_000_000)
-            .gas_price(0)
-            .nonce(0)
-            .build()
-            .map_err(|e| EvmError::Internal(format!("{e:?}")))?;
-        let result = evm
-            .transact_commit(tx)
-            .map_err(|e| EvmError::Deploy(format!("{e:?}")))?;
-        let machine = match result {
-            ExecutionResult::Success {
-                output: Output::Create(_, Some(address)),
-                ..
-            } => address,
-            ExecutionResult::Success { .. } => return Err(EvmError::Deploy("no contract created".into())),
-            ExecutionResult::Revert { output, .. } => {
-                return Err(EvmError::Deploy(
-                    Revert::decode(&output, code.abi.as_deref()).to_string(),
-                ));
-            }
-            ExecutionResult::Halt { reason, .. } => return Err(EvmError::Deploy(format!("{reason:?}"))),
-        };
+        let template = code.template()?;
         Ok(Self {
-            evm,
-            machine,
+            evm: Some(Box::new(build_evm(template.db.clone()))),
+            parked: CacheDB::default(),
+            machine: template.machine,
             gas_limit,
             abi: code.abi.clone(),
             selector: state_transition_selector(),
             generation: 0,
         })
+    }
+
+    /// Drops the EVM and keeps only the database; the next call builds the EVM again. Calls
+    /// give the same results either way. Between [`Self::execute`] and [`Self::commit`] the
+    /// instance may sleep too: the pending changes apply to the same database.
+    pub fn sleep(&mut self) {
+        if let Some(mut evm) = self.evm.take() {
+            self.parked = std::mem::take(&mut evm.ctx.journaled_state.database);
+        }
+    }
+
+    /// True while the instance sleeps (see [`Self::sleep`]).
+    pub fn is_asleep(&self) -> bool {
+        self.evm.is_none()
+    }
+
+    /// The EVM, built again if the instance sleeps.
+    fn evm(&mut self) -> &mut Evm {
+        self.evm
+            .get_or_insert_with(|| Box::new(build_evm(std::mem::take(&mut self.parked))))
+    }
+
+    /// The database, awake or asleep.
+    fn db(&self) -> &CacheDB<EmptyDB> {
+        self.evm
+            .as_ref()
+            .map_or(&self.parked, |evm| &evm.ctx.journaled_state.database)
     }
 
     /// The gas limit of every call.
@@ -233,10 +305,7 @@ impl MachineInstance {
     /// The machine's runtime code as its deployment left it (what `eth_getCode` returns for a
     /// deployment of the same creation code with no constructor arguments).
     pub fn runtime_code(&self) -> Bytes {
-        self.evm
-            .ctx
-            .journaled_state
-            .database
+        self.db()
             .cache
             .accounts
             .get(&self.machine)
@@ -261,7 +330,7 @@ impl MachineInstance {
     fn run(&mut self, data: Bytes) -> Result<(Bytes, u64), EvmError> {
         let tx = self.tx_env(data)?;
         let result = self
-            .evm
+            .evm()
             .transact_one(tx)
             .map_err(|e| EvmError::Internal(format!("{e:?}")))?;
         match result {
@@ -279,7 +348,7 @@ impl MachineInstance {
     /// A read-only call: its effects are discarded.
     pub fn view(&mut self, data: Bytes) -> Result<Bytes, EvmError> {
         let result = self.run(data);
-        let _discard = self.evm.finalize();
+        let _discard = self.evm().finalize();
         result.map(|(out, _)| out)
     }
 
@@ -287,13 +356,13 @@ impl MachineInstance {
     fn mutate(&mut self, data: Bytes) -> Result<Bytes, EvmError> {
         match self.run(data) {
             Ok((out, _)) => {
-                let state = self.evm.finalize();
-                self.evm.commit(state);
+                let state = self.evm().finalize();
+                self.evm().commit(state);
                 self.generation += 1;
                 Ok(out)
             }
             Err(e) => {
-                let _discard = self.evm.finalize();
+                let _discard = self.evm().finalize();
                 Err(e)
             }
         }
@@ -364,7 +433,7 @@ impl MachineInstance {
         let gas_used = match self.run(data.into()) {
             Ok((_, gas)) => gas,
             Err(e) => {
-                let _discard = self.evm.finalize();
+                let _discard = self.evm().finalize();
                 return Err(e);
             }
         };
@@ -378,7 +447,7 @@ impl MachineInstance {
             }
             Err(e) => Err(e),
         };
-        let changes = self.evm.finalize();
+        let changes = self.evm().finalize();
         let state = state?;
         let state_hash = keccak256(&state);
         if let Some(claimed) = expected
@@ -404,7 +473,7 @@ impl MachineInstance {
     /// this instance (checked in debug builds).
     pub fn commit(&mut self, pending: Pending) -> ApplyOutcome {
         debug_assert_eq!(pending.generation, self.generation, "stale pending transition");
-        self.evm.commit(pending.changes);
+        self.evm().commit(pending.changes);
         self.generation += 1;
         pending.outcome
     }

@@ -183,3 +183,56 @@ fn remove_hook_forfeits_to_the_other_player() {
         "the removed player forfeits its stake"
     );
 }
+
+#[test]
+fn an_instance_that_sleeps_answers_as_one_that_does_not() {
+    let (mut awake, genesis, x, o) = tictactoe();
+    let (mut sleepy, ..) = tictactoe();
+    let mut prev = state_hash(&genesis);
+    // X: 0, 1, 2 (top row); O: 3, 4; the second instance sleeps before every call, and once
+    // between executing a move and committing it.
+    for (h, (who, cell)) in [(x, 0), (o, 3), (x, 1), (o, 4), (x, 2)].into_iter().enumerate() {
+        sleepy.sleep();
+        assert!(sleepy.is_asleep());
+        assert_eq!(sleepy.next_to_write().unwrap(), awake.next_to_write().unwrap());
+        assert!(!sleepy.is_asleep(), "a call wakes it");
+        let tx = play(who, h as u64 + 1, prev, cell);
+        let a = awake.apply(&tx, None).unwrap();
+        sleepy.sleep();
+        let pending = sleepy.execute(&tx, None).unwrap();
+        sleepy.sleep();
+        let b = sleepy.commit(pending);
+        assert_eq!(a, b);
+        sleepy.sleep();
+        assert_eq!(sleepy.state().unwrap(), awake.state().unwrap());
+        prev = a.state_hash;
+    }
+    sleepy.sleep();
+    assert_eq!(sleepy.is_game_over().unwrap(), awake.is_game_over().unwrap());
+    assert_eq!(sleepy.exits().unwrap(), awake.exits().unwrap());
+    // A refused call leaves the state as it was, asleep or not.
+    sleepy.sleep();
+    let late = play(o, 6, prev, 5);
+    assert!(sleepy.apply(&late, None).is_err());
+    assert_eq!(sleepy.state().unwrap(), awake.state().unwrap());
+}
+
+#[test]
+fn instances_of_one_machine_share_its_deployment() {
+    let code = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
+    let a = MachineInstance::deploy(&code, GAS).unwrap();
+    let b = MachineInstance::deploy(&code.clone(), GAS).unwrap();
+    let (ca, cb) = (a.runtime_code(), b.runtime_code());
+    assert!(!ca.is_empty());
+    assert_eq!(a.address(), b.address());
+    assert_eq!(
+        ca.as_ptr(),
+        cb.as_ptr(),
+        "the runtime code is one allocation, not a copy per instance"
+    );
+    // A separately loaded copy of the same artifact deploys on its own, to the same code.
+    let other = MachineCode::from_artifact_json(artifacts::TIC_TAC_TOE).unwrap();
+    let c = MachineInstance::deploy(&other, GAS).unwrap();
+    assert_eq!(c.runtime_code(), ca);
+    assert_ne!(c.runtime_code().as_ptr(), ca.as_ptr());
+}

@@ -1,7 +1,7 @@
 //! The node's event loop: one task that owns every channel's cores and the store, fed by the
 //! application's commands, the network, the chain and its timers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,8 @@ use crate::worker::{self, Done, Job};
 use crate::{ChannelEvent, Command, Node, NodeConfig, NodeError, NodeEvent};
 
 const TARGET: &str = "entente::node";
-/// How often the dispute handlers and the cores' timers are looked at.
+/// How often expired invitations are dropped (each channel asks for its own ticks: its core's
+/// `poll_timeout`).
 const TICK: Duration = Duration::from_millis(500);
 /// Most network messages handled before one durable commit.
 const GROUP_LIMIT: usize = 64;
@@ -142,6 +143,8 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     events: loop_events,
                     started: Instant::now(),
                     channels: HashMap::new(),
+                    dirty: HashSet::new(),
+                    timers: BTreeSet::new(),
                     machines: HashMap::new(),
                     invitations: Invitations::new(ProposalPolicy::default()),
                     cursor: None,
@@ -187,6 +190,8 @@ struct Hosted {
     next_event: u64,
     /// How many events the log holds, for subscribers.
     logged: watch::Sender<u64>,
+    /// The core's `poll_timeout` as entered in [`Runtime::timers`].
+    wake: Option<u64>,
 }
 
 struct Runtime {
@@ -200,6 +205,11 @@ struct Runtime {
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
     channels: HashMap<B256, Hosted>,
+    /// Channels an input reached since the last flush: only their effects are collected and
+    /// their timers looked at again (a node may hold many quiet channels).
+    dirty: HashSet<B256>,
+    /// Every channel's next timeout (local ms), earliest first.
+    timers: BTreeSet<(u64, B256)>,
     /// Every machine loaded, by [`MachineSource::digest`].
     machines: HashMap<B256, (Arc<MachineSource>, MachineCode)>,
     /// Proposals received and not answered yet.
@@ -273,15 +283,26 @@ impl Runtime {
 
     fn host(&mut self, core: ChannelCore<NodeSigner>, machine: Arc<MachineSource>, next_event: u64) {
         let (logged, _) = watch::channel(next_event);
+        let id = core.id();
         self.channels.insert(
-            core.id(),
+            id,
             Hosted {
                 core,
                 machine,
                 next_event,
                 logged,
+                wake: None,
             },
         );
+        self.dirty.insert(id);
+    }
+
+    /// The channel an input is about to reach (its effects and timer are looked at in the
+    /// next flush).
+    fn touch(&mut self, channel_id: B256) -> Option<&mut Hosted> {
+        let hosted = self.channels.get_mut(&channel_id)?;
+        self.dirty.insert(channel_id);
+        Some(hosted)
     }
 
     async fn run(
@@ -313,8 +334,8 @@ impl Runtime {
                 }
                 Some(event) = chain_events.recv() => self.on_chain(event),
                 Some(report) = done.recv() => self.on_done(report),
-                _ = tick.tick() => self.on_tick(),
-                _ = sleep_until(wake) => self.on_tick(),
+                _ = tick.tick() => self.invitations.expire(self.last_block_timestamp),
+                _ = sleep_until(wake) => self.on_due(),
             }
             if !self.flush() {
                 break;
@@ -324,19 +345,48 @@ impl Runtime {
     }
 
     fn next_core_timeout(&self) -> Option<Instant> {
-        let due = self
-            .channels
-            .values()
-            .filter_map(|h| h.core.poll_timeout())
-            .min()?;
-        Some(self.started + Duration::from_millis(due))
+        let (due, _) = self.timers.first()?;
+        Some(self.started + Duration::from_millis(*due))
     }
 
-    fn on_tick(&mut self) {
-        self.invitations.expire(self.last_block_timestamp);
+    /// Enters the channel's next timeout in [`Self::timers`].
+    fn reschedule(&mut self, id: B256) {
+        let Some(hosted) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let wake = hosted.core.poll_timeout();
+        if wake != hosted.wake {
+            if let Some(old) = hosted.wake {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(new) = wake {
+                self.timers.insert((new, id));
+            }
+            hosted.wake = wake;
+        }
+    }
+
+    /// Ticks the channels whose timeout is due.
+    fn on_due(&mut self) {
         let now = self.now_ms();
-        for hosted in self.channels.values_mut() {
+        while let Some(&(due, id)) = self.timers.first()
+            && due <= now
+        {
+            self.timers.pop_first();
+            if let Some(hosted) = self.channels.get_mut(&id) {
+                hosted.wake = None;
+                hosted.core.handle_timeout(now);
+                self.dirty.insert(id);
+            }
+        }
+    }
+
+    /// Ticks every channel (the signer is back: what it could not sign is asked again).
+    fn tick_all(&mut self) {
+        let now = self.now_ms();
+        for (id, hosted) in &mut self.channels {
             hosted.core.handle_timeout(now);
+            self.dirty.insert(*id);
         }
     }
 
@@ -353,8 +403,7 @@ impl Runtime {
     }
 
     fn core(&mut self, channel_id: B256) -> Result<&mut ChannelCore<NodeSigner>, NodeError> {
-        self.channels
-            .get_mut(&channel_id)
+        self.touch(channel_id)
             .map(|h| &mut h.core)
             .ok_or(NodeError::UnknownChannel(channel_id))
     }
@@ -513,7 +562,7 @@ impl Runtime {
             Command::Invitations { reply } => {
                 let _ = reply.send(Ok(self.invitations.list()));
             }
-            Command::SignerReady => self.on_tick(),
+            Command::SignerReady => self.tick_all(),
             Command::Channels { reply } => {
                 let mut ids: Vec<B256> = self
                     .channels
@@ -687,7 +736,7 @@ impl Runtime {
         } = message;
         let now = self.now_ms();
         trace!(target: TARGET, channel = %channel_id, %from, "message in");
-        if let Some(hosted) = self.channels.get_mut(&channel_id) {
+        if let Some(hosted) = self.touch(channel_id) {
             hosted.core.handle_message(from, envelope.message, now);
             return;
         }
@@ -719,10 +768,11 @@ impl Runtime {
         match event {
             ListenerEvent::Block { number, timestamp } => {
                 self.last_block_timestamp = timestamp;
-                for hosted in self.channels.values_mut() {
+                for (id, hosted) in &mut self.channels {
                     hosted
                         .core
                         .handle_chain_event(ChainEvent::Block { timestamp }, now);
+                    self.dirty.insert(*id);
                 }
                 self.cursor = Some(ChainCursor {
                     block_number: number,
@@ -733,7 +783,7 @@ impl Runtime {
             ListenerEvent::Channel {
                 channel_id, event, ..
             } => {
-                if let Some(hosted) = self.channels.get_mut(&channel_id) {
+                if let Some(hosted) = self.touch(channel_id) {
                     hosted.core.handle_chain_event(event, now);
                 }
             }
@@ -750,7 +800,7 @@ impl Runtime {
 
     fn on_done(&mut self, report: Done) {
         let now = self.now_ms();
-        if let Some(hosted) = self.channels.get_mut(&report.channel_id) {
+        if let Some(hosted) = self.touch(report.channel_id) {
             hosted
                 .core
                 .handle_call_outcome(&report.call, report.outcome, report.gas_used, now);
@@ -770,7 +820,11 @@ impl Runtime {
         if let Some(cursor) = self.cursor.take() {
             batch.put_cursor(self.chain_id, self.manager, cursor);
         }
-        for (id, hosted) in &mut self.channels {
+        let dirty: Vec<B256> = self.dirty.drain().collect();
+        for id in &dirty {
+            let Some(hosted) = self.channels.get_mut(id) else {
+                continue;
+            };
             while let Some(effect) = hosted.core.poll_effect() {
                 match effect {
                     Effect::Persist(record) => {
@@ -829,7 +883,7 @@ impl Runtime {
                 };
                 warn!(target: TARGET, channel = %channel_id, "chain worker queue full: call not sent");
                 let now = self.now_ms();
-                if let Some(hosted) = self.channels.get_mut(&channel_id) {
+                if let Some(hosted) = self.touch(channel_id) {
                     hosted.core.handle_call_outcome(
                         &job.call,
                         entente_channel::CallOutcome::NotSent("the chain worker's queue is full".into()),
@@ -839,12 +893,21 @@ impl Runtime {
                 }
             }
         }
-        for hosted in self.channels.values() {
+        for id in &dirty {
+            let Some(hosted) = self.channels.get_mut(id) else {
+                continue;
+            };
             hosted.logged.send_if_modified(|logged| {
                 let changed = *logged != hosted.next_event;
                 *logged = hosted.next_event;
                 changed
             });
+        }
+        // Their next timeouts, after what this turn did to them (and to those a refused call
+        // reached above: their effects go with the next turn).
+        let again: Vec<B256> = self.dirty.iter().copied().collect();
+        for id in dirty.iter().chain(&again) {
+            self.reschedule(*id);
         }
         for (id, event) in notes {
             // A message that proves its sender misbehaves counts against its connection.

@@ -10,10 +10,13 @@
 //!   `/entente/kad/1.0.0`), AutoNAT, relay client (and optionally a relay server for others),
 //!   DCUtR. It runs in its own tokio task; the application talks to it through a
 //!   [`P2pHandle`] and reads a bounded stream of [`P2pEvent`]s.
-//! - **Discovery.** For each joined channel a node publishes a Kademlia provider record under
-//!   [`channel_key`] and a record mapping its address to its PeerId under
-//!   [`peer_record_key`]. It looks both up from the bootstrap nodes until every participant is
-//!   found. Records are checked: a PeerId counts for an address only if its key hashes to it.
+//! - **Discovery.** A node publishes a record mapping its address to its PeerId under
+//!   [`peer_record_key`]. For a joined channel with participants it does not know yet, it looks
+//!   up their peer records (one query per participant, shared by every channel that misses it)
+//!   and, if they are still missing after that first round, publishes a Kademlia provider
+//!   record under [`channel_key`] and looks up the channel's providers, in rounds that back off
+//!   until every participant is found. Records are checked: a PeerId counts for an address only
+//!   if its key hashes to it.
 //! - **Channel protocol.** One request-response exchange per message (`/entente/channel/1`):
 //!   a length-prefixed CBOR [`Envelope`](entente_types::Envelope) of at most
 //!   [`MAX_MESSAGE_BYTES`](entente_types::MAX_MESSAGE_BYTES), answered by "accepted" or

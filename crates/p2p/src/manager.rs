@@ -182,6 +182,8 @@ impl P2pManager {
             connections: HashMap::new(),
             relayed_since: HashMap::new(),
             discovery_queries: HashMap::new(),
+            peer_lookups: HashSet::new(),
+            searching: HashSet::new(),
             strikes: HashMap::new(),
             next_self_publish: Instant::now(),
         };
@@ -418,6 +420,18 @@ struct ChannelState {
     announced: HashSet<Address>,
     next_discovery: Instant,
     discovery_interval: Duration,
+    /// Discovery rounds so far: the first looks up the missing participants' peer records
+    /// only; later ones also announce the channel and look up its providers.
+    rounds: u32,
+}
+
+/// What a discovery query looks for.
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    /// The providers of a channel.
+    Channel(B256),
+    /// The peer record of a participant (one query for all the channels it is missing from).
+    Peer(Address),
 }
 
 struct RelayState {
@@ -471,7 +485,12 @@ struct Task {
     redial: HashMap<PeerId, Redial>,
     connections: HashMap<PeerId, HashMap<ConnectionId, ConnectionKind>>,
     relayed_since: HashMap<PeerId, Instant>,
-    discovery_queries: HashMap<QueryId, B256>,
+    discovery_queries: HashMap<QueryId, Lookup>,
+    /// Participants whose peer record is being looked up.
+    peer_lookups: HashSet<Address>,
+    /// Joined channels with participants not found yet: the only ones the tick looks at for
+    /// discovery (a participant once found stays known).
+    searching: HashSet<B256>,
     /// When to publish our own peer record next (so that a proposer can find us before we
     /// joined any channel).
     next_self_publish: Instant,
@@ -563,6 +582,7 @@ impl Task {
 
     /// Removes a joined channel and its participants from the index.
     fn forget_channel(&mut self, channel_id: &B256) {
+        self.searching.remove(channel_id);
         let Some(state) = self.channels.remove(channel_id) else {
             return;
         };
@@ -657,6 +677,7 @@ impl Task {
             announced: HashSet::new(),
             next_discovery: Instant::now(),
             discovery_interval: self.config.min_discovery_interval,
+            rounds: 0,
         };
         // Participants already connected or known need no lookup.
         for address in &state.participants {
@@ -677,6 +698,7 @@ impl Task {
                 .insert(channel_id);
         }
         self.channels.insert(channel_id, state);
+        self.searching.insert(channel_id);
         let connected: Vec<PeerId> = self.connections.keys().copied().collect();
         for peer in connected {
             self.register_peer(peer, "connected");
@@ -784,8 +806,10 @@ impl Task {
         self.pump(to);
     }
 
-    /// Starts a discovery round for a channel: (re)announce ourselves, look up providers and
-    /// the peer records of participants still unknown.
+    /// Starts a discovery round for a channel with missing participants: look up their peer
+    /// records (one query per participant, however many channels miss it); from the second
+    /// round on, also announce the channel and look up its providers. A node that restarts with
+    /// many channels with the same peers thus makes a few queries, not a few per channel.
     fn discover(&mut self, channel_id: B256) {
         let Some(channel) = self.channels.get_mut(&channel_id) else {
             return;
@@ -799,11 +823,12 @@ impl Task {
         let now = Instant::now();
         channel.next_discovery = now + channel.discovery_interval;
         channel.discovery_interval = (channel.discovery_interval * 2).min(self.config.max_discovery_interval);
-        let key = channel_key(&channel_id);
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if let Err(e) = kad.start_providing(key.clone()) {
-            warn!(target: TARGET, channel = %channel_id, error = %e, "cannot announce channel");
+        if missing.is_empty() {
+            self.searching.remove(&channel_id);
+            return;
         }
+        channel.rounds = channel.rounds.saturating_add(1);
+        let announce = channel.rounds >= 2;
         // Once for the many channels joined at a start, not once per channel.
         if self
             .self_published_on_join
@@ -812,20 +837,25 @@ impl Task {
             self.self_published_on_join = Some(now);
             self.publish_self();
         }
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        if missing.is_empty() {
-            return;
-        }
-        debug!(target: TARGET, channel = %channel_id, missing = missing.len(), "looking up participants");
-        let id = kad.get_providers(key);
-        self.discovery_queries.insert(id, channel_id);
+        debug!(target: TARGET, channel = %channel_id, missing = missing.len(), announce, "looking up participants");
         for address in missing {
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .get_record(peer_record_key(&address));
-            self.discovery_queries.insert(id, channel_id);
+            if self.peer_lookups.insert(address) {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(peer_record_key(&address));
+                self.discovery_queries.insert(id, Lookup::Peer(address));
+            }
+        }
+        if announce {
+            let key = channel_key(&channel_id);
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            if let Err(e) = kad.start_providing(key.clone()) {
+                warn!(target: TARGET, channel = %channel_id, error = %e, "cannot announce channel");
+            }
+            let id = kad.get_providers(key);
+            self.discovery_queries.insert(id, Lookup::Channel(channel_id));
         }
     }
 
@@ -926,17 +956,12 @@ impl Task {
                 }
             }
         }
-        // Discovery of channels with missing participants.
+        // Discovery of channels with missing participants (a round finds them found, or looks).
         let due: Vec<B256> = self
-            .channels
+            .searching
             .iter()
-            .filter(|(_, c)| {
-                c.next_discovery <= now
-                    && c.participants
-                        .iter()
-                        .any(|a| *a != self.local_address && !self.peers.contains_key(a))
-            })
-            .map(|(id, _)| *id)
+            .filter(|id| self.channels.get(*id).is_some_and(|c| c.next_discovery <= now))
+            .copied()
             .collect();
         for channel_id in due {
             self.discover(channel_id);
@@ -1150,10 +1175,19 @@ impl Task {
     fn on_kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::OutboundQueryProgressed { id, result, step, .. } => {
-                let channel_id = if step.last {
+                let lookup = if step.last {
                     self.discovery_queries.remove(&id)
                 } else {
                     self.discovery_queries.get(&id).copied()
+                };
+                if step.last
+                    && let Some(Lookup::Peer(address)) = lookup
+                {
+                    self.peer_lookups.remove(&address);
+                }
+                let channel_id = match lookup {
+                    Some(Lookup::Channel(channel_id)) => Some(channel_id),
+                    _ => None,
                 };
                 match result {
                     QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
@@ -1321,7 +1355,17 @@ impl Task {
                             )),
                         }
                     }
-                    (Some(_), None) => Err(format!("channel {channel_id} is not joined here")),
+                    // A channel not joined here (yet): the sender restarted or joined first and
+                    // we are still restoring ours (our participants may not be known yet), or
+                    // we left it. Not misbehaviour, and cheap to refuse: refused without a
+                    // strike (a node that restarts with many channels would otherwise get its
+                    // peers blocked) and without an event for the application, logged at debug
+                    // level. It costs no more than a proposal any peer may send.
+                    (Some(from), None) => {
+                        let reason = format!("channel {channel_id} is not joined here");
+                        debug!(target: TARGET, %peer, %from, "{reason}: refused");
+                        return Response::Refused(reason);
+                    }
                     (Some(from), Some(channel)) if !channel.participants.contains(&from) => {
                         Err(format!("{from} is not a participant of channel {channel_id}"))
                     }

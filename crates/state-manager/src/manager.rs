@@ -526,6 +526,27 @@ impl<S: Signer> StateManager<S> {
         });
     }
 
+    /// Lets the machine's EVM go until its next call (it keeps only the machine's storage):
+    /// what a host does with a channel that has been idle for a while.
+    pub fn sleep_machine(&mut self) {
+        self.machine.sleep();
+    }
+
+    /// True while the machine's EVM is let go (see [`Self::sleep_machine`]).
+    pub fn machine_asleep(&self) -> bool {
+        self.machine.is_asleep()
+    }
+
+    /// True while something here waits on time alone and is decided at every
+    /// [`Self::handle_timeout`] rather than by [`Self::poll_timeout`]: confirmations the signer
+    /// could not give yet, intents under way (pruned and sequenced by time; our own left out
+    /// go to the court, which needs them in the pool too), approval holds (lifted at their
+    /// deadline). A host may tick a channel for which this is false only at
+    /// [`Self::poll_timeout`] and its dispute handler's wake.
+    pub fn needs_ticks(&self) -> bool {
+        !self.unsigned.is_empty() || !self.intents.is_empty() || !self.signing_holds.is_empty()
+    }
+
     /// The lowest height a co-signed approval holds our signatures at, on the current fork.
     pub fn signing_held_at(&self) -> Option<u64> {
         let fork = self.fork.fork;

@@ -17,7 +17,9 @@
 //! frames while each one is whole (magic, length and checksum hold) and is numbered one above
 //! the previous; the first that is not ends the journal. Frames left from before a checkpoint
 //! carry lower numbers than the one expected, so they end it too, and a frame torn by a crash
-//! fails its checksum: neither was ever acknowledged.
+//! fails its checksum: neither was ever acknowledged. A whole frame numbered above the one
+//! expected cannot come from this store's own history (frames missing, or another store's
+//! journal): opening the store fails rather than replay around it.
 
 use std::io;
 
@@ -85,6 +87,17 @@ impl Journal {
             let mut at = 0usize;
             let mut expected = applied.saturating_add(1);
             while let Some((seq, payload, next)) = frame_at(&bytes, at) {
+                if seq > expected {
+                    // Frames of this store only ever carry lower numbers (older rounds) or the
+                    // next one: a higher number means frames went missing or the journal is
+                    // another store's. Nothing is replayed from it.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "journal frame {seq} where frame {expected} was expected: frames are missing or the journal belongs to another database"
+                        ),
+                    ));
+                }
                 if seq != expected {
                     break;
                 }
@@ -321,6 +334,22 @@ mod tests {
             frames.is_empty(),
             "frame 1 is not frame 4: the journal ends there"
         );
+    }
+
+    #[test]
+    fn a_frame_numbered_above_the_next_is_an_error_not_a_gap_to_skip() {
+        // Frames 7 and 8 where the database holds up to 5: frame 6 is missing (or the journal
+        // is another store's), and replaying 7 and 8 would write around it.
+        let disk = Shared::default();
+        let (mut j, _) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        assert!(j.append(7, &sample(7)).unwrap());
+        assert!(j.append(8, &sample(8)).unwrap());
+        let e = Journal::open(Box::new(disk.clone()), 64 << 10, 5).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("frame 7 where frame 6"), "{e}");
+        // The same journal with the database at 6 replays both.
+        let (_, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 6).unwrap();
+        assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![7, 8]);
     }
 
     #[test]

@@ -221,6 +221,13 @@ impl Store {
                 path: dir.to_path_buf(),
                 source,
             })?;
+            // The directory's own entry, if it was just made, is durable before anything in it.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent).map_err(|source| StoreError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
             let db = Database::builder()
                 .set_cache_size(CACHE_SIZE)
                 .create(&path)
@@ -305,7 +312,7 @@ impl Store {
         journal_capacity: u64,
         name: impl Into<PathBuf>,
     ) -> Result<Self, StoreError> {
-        let mut store = Self::with_backend(db, name)?;
+        let mut store = Self::on_backend(db, name)?;
         let path = store.path.with_extension("journal");
         store.attach_journal(Box::new(journal), journal_capacity, path)?;
         Ok(store)
@@ -371,10 +378,24 @@ impl Store {
     /// makes what was written durable. The storage must belong to this store alone and never go
     /// back to an older copy (no second store on it, no restored snapshot): the own-signature log
     /// in it is what keeps the node from signing twice at one height.
+    ///
+    /// A database that was written with a journal ([`Self::open`]'s data directories) is
+    /// refused ([`StoreError::MissingJournal`]): its latest writes may be in the journal only.
     pub fn with_backend(
         backend: impl redb::StorageBackend,
         name: impl Into<PathBuf>,
     ) -> Result<Self, StoreError> {
+        let store = Self::on_backend(backend, name)?;
+        if store.journal_seq()?.is_some() {
+            return Err(StoreError::MissingJournal {
+                path: store.path.with_extension("journal"),
+            });
+        }
+        Ok(store)
+    }
+
+    /// A store on `backend` (new if the backend is empty), without a journal yet.
+    fn on_backend(backend: impl redb::StorageBackend, name: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let path = name.into();
         let empty = backend.len().map_err(|source| StoreError::Io {
             path: path.clone(),
@@ -1103,6 +1124,10 @@ impl Store {
             let _ = txn.abort();
             return Err(e);
         }
+        // From redb's commit until the journal's sync the batch is in redb but not acknowledged:
+        // a panic in between (the lock is poisoned, not released cleanly) must stop the store
+        // as a failed write does, so the mark goes first and is lifted once the batch is durable.
+        j.failed = Some("a batch was interrupted between the database and the journal".into());
         if let Err(e) = txn.commit() {
             let e = self.err(e);
             j.failed = Some(e.to_string());
@@ -1120,6 +1145,7 @@ impl Store {
         match appended {
             Ok(()) => {
                 j.next_seq += 1;
+                j.failed = None;
                 Ok(())
             }
             Err(e) => {

@@ -564,6 +564,14 @@ fn a_store_without_its_journal_is_refused() {
     std::fs::write(&journal, b"").unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::MissingJournal { .. }), "{err:?}");
+    // Nor is its database alone, as storage of the embedder's own.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join(DB_FILE))
+        .unwrap();
+    let err = Store::with_backend(redb::backends::FileBackend::new(file).unwrap(), "db").unwrap_err();
+    assert!(matches!(err, StoreError::MissingJournal { .. }), "{err:?}");
     std::fs::write(&journal, &kept).unwrap();
     let store = Store::open(dir.path()).unwrap();
     assert!(store.channel(&B256::repeat_byte(7)).unwrap().is_some());
