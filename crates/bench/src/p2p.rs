@@ -25,7 +25,9 @@ pub(crate) struct Cluster {
 }
 
 pub(crate) async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
-    let anvil = Anvil::builder().accounts(n + 2).spawn()?;
+    // Without old states on disk: anvil writes the states it evicts from memory to
+    // ~/.foundry/anvil/tmp, and a 10,000-channel idle run left tens of gigabytes there.
+    let anvil = Anvil::builder().accounts(n + 2).arg("--prune-history").spawn()?;
     let mut deployer = ChainClient::connect(&anvil.endpoint(), anvil.signer(0)?).await?;
     let manager = deployer.deploy_manager().await?;
     let machine = deployer.deploy(RoundRobinCounter::BYTECODE.clone()).await?;

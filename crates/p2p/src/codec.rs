@@ -129,8 +129,11 @@ impl request_response::Codec for ChannelCodec {
             .ok()
             .filter(|len| *len as usize <= MAX_MESSAGE_BYTES)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame exceeds MAX_MESSAGE_BYTES"))?;
-        io.write_all(&len.to_be_bytes()).await?;
-        io.write_all(&bytes).await?;
+        // One write: the prefix and the body go in one frame of the stream.
+        let mut frame = Vec::with_capacity(4 + bytes.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(&bytes);
+        io.write_all(&frame).await?;
         io.close().await
     }
 
@@ -153,9 +156,11 @@ impl request_response::Codec for ChannelCodec {
                 let reason = &reason.as_bytes()[..end];
                 // `end <= MAX_REASON_BYTES < u16::MAX`.
                 let len = u16::try_from(reason.len()).unwrap_or(u16::MAX);
-                io.write_all(&[REFUSED]).await?;
-                io.write_all(&len.to_be_bytes()).await?;
-                io.write_all(reason).await?;
+                let mut answer = Vec::with_capacity(3 + reason.len());
+                answer.push(REFUSED);
+                answer.extend_from_slice(&len.to_be_bytes());
+                answer.extend_from_slice(reason);
+                io.write_all(&answer).await?;
             }
         }
         io.close().await

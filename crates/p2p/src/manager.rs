@@ -250,7 +250,13 @@ fn build_swarm(keypair: libp2p::identity::Keypair, config: &P2pConfig) -> Result
             }
         })
         .map_err(|e| P2pError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(config.idle_connection_timeout)
+                // Each of our outbound streams proposes one protocol: the proposal travels with
+                // the first bytes of the stream instead of costing a round trip of its own
+                // (a channel message is one stream).
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .with_connection_timeout(config.connection_timeout)
         .build();
     Ok(swarm)

@@ -5,7 +5,7 @@ use std::io;
 use std::time::Duration;
 
 use entente_p2p::{CHANNEL_PROTOCOL, P2pEvent, keypair_from_secret};
-use entente_types::{B256, Envelope, MAX_MESSAGE_BYTES};
+use entente_types::{Address, B256, Envelope, MAX_MESSAGE_BYTES};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
@@ -353,7 +353,7 @@ async fn messages_for_a_channel_not_joined_yet_are_refused_without_blocking_the_
             .unwrap();
     let mut raw = raw_peer(raw_secret);
     connect(&mut raw, address).await;
-    let channels: Vec<B256> = (0..200u8).map(|i| B256::repeat_byte(i)).collect();
+    let channels: Vec<B256> = (0..200u8).map(B256::repeat_byte).collect();
     for channel_id in &channels {
         let reason = exchange(
             &mut raw,
@@ -380,4 +380,50 @@ async fn messages_for_a_channel_not_joined_yet_are_refused_without_blocking_the_
         .unwrap();
     }
     assert_eq!(raw.connected_peers().count(), 1, "still connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_left_and_joined_again_takes_its_participants_messages_again() {
+    // The node indexes its channels by participant: leaving one channel of a participant keeps
+    // the others, and joining again (with another participant list) replaces the entry.
+    let mut node = Node::spawn(loopback_config(61, true, false));
+    let address = node.listen_addr(false).await;
+    let node_peer = node.handle.local_peer_id();
+    let raw_secret = key(62);
+    let raw_address =
+        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
+            .unwrap();
+    let (a, b) = (B256::repeat_byte(0x61), B256::repeat_byte(0x62));
+    let me = node.handle.local_address();
+    node.handle.join_channel(a, vec![me, raw_address]).await.unwrap();
+    node.handle.join_channel(b, vec![me, raw_address]).await.unwrap();
+    let mut raw = raw_peer(raw_secret);
+    connect(&mut raw, address).await;
+    let send = |channel: B256, height: u64| frame(&message(channel, height).encode().unwrap());
+    exchange(&mut raw, &node_peer, send(a, 1)).await.unwrap();
+    node.handle.leave_channel(a).await.unwrap();
+    let reason = exchange(&mut raw, &node_peer, send(a, 2)).await.unwrap_err();
+    assert!(reason.contains("not joined"), "{reason}");
+    exchange(&mut raw, &node_peer, send(b, 3)).await.unwrap();
+    // Joined again without the raw peer: it is no participant of `a` any more.
+    let other = Address::repeat_byte(0x63);
+    node.handle.join_channel(a, vec![me, other]).await.unwrap();
+    let reason = exchange(&mut raw, &node_peer, send(a, 4)).await.unwrap_err();
+    assert!(reason.contains("is not a participant"), "{reason}");
+    // And with it again.
+    node.handle.join_channel(a, vec![me, raw_address]).await.unwrap();
+    exchange(&mut raw, &node_peer, send(a, 5)).await.unwrap();
+    node.handle.leave_channel(b).await.unwrap();
+    exchange(&mut raw, &node_peer, send(a, 6)).await.unwrap();
+    // An accepted message was handed to the application before its answer left.
+    node.drain();
+    let heights: Vec<u64> = node
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            P2pEvent::Message { from, envelope, .. } if *from == raw_address => height_of(envelope),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heights, vec![1, 3, 5, 6]);
 }
