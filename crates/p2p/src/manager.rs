@@ -703,11 +703,21 @@ impl Task {
                 .or_default()
                 .insert(channel_id);
         }
+        let unknown = state
+            .participants
+            .iter()
+            .any(|a| *a != self.local_address && !self.peers.contains_key(a));
         self.channels.insert(channel_id, state);
         self.searching.insert(channel_id);
-        let connected: Vec<PeerId> = self.connections.keys().copied().collect();
-        for peer in connected {
-            self.register_peer(peer, "connected");
+        // A connected peer not known as a participant yet may be one of this channel. Known
+        // ones were handled above: registering them again would walk every channel they share
+        // with us, for each join (a node restoring 10,000 channels while connected to their
+        // peer walked 50 million).
+        if unknown {
+            let connected: Vec<PeerId> = self.connections.keys().copied().collect();
+            for peer in connected {
+                self.register_peer(peer, "connected");
+            }
         }
         self.discover(channel_id);
         Ok(())
