@@ -289,11 +289,9 @@ fn a_newcomer_without_a_ticket_may_stop_waiting() {
     );
 }
 
-#[test]
-fn a_payout_that_reverts_for_another_reason_than_nothing_owed_is_tried_again() {
-    let (x, o) = (key(1), key(2));
-    let (code, p) = proposal(&x, &o);
-    let spec = entente_types::ChannelSpec {
+/// The channel of proposal `p` as opened on chain at `genesis_timestamp`.
+fn spec_of(p: &ChannelProposal, genesis_timestamp: u64) -> entente_types::ChannelSpec {
+    entente_types::ChannelSpec {
         channel_id: p.channel_id,
         domain: Domain::new(p.chain_id, p.manager),
         participants: p.participants.clone(),
@@ -301,8 +299,15 @@ fn a_payout_that_reverts_for_another_reason_than_nothing_owed_is_tried_again() {
         timing: p.timing,
         agreement_mode: p.agreement_mode,
         genesis_state: p.genesis_state.clone(),
-        genesis_timestamp: 1_700_000_000,
-    };
+        genesis_timestamp,
+    }
+}
+
+#[test]
+fn a_payout_that_reverts_for_another_reason_than_nothing_owed_is_tried_again() {
+    let (x, o) = (key(1), key(2));
+    let (code, p) = proposal(&x, &o);
+    let spec = spec_of(&p, 1_700_000_000);
     let mut channel = Channel::live(
         x.clone(),
         spec,
@@ -460,16 +465,7 @@ fn after_first_move() -> (
 ) {
     let (x, o) = (key(1), key(2));
     let (code, p) = proposal(&x, &o);
-    let spec = entente_types::ChannelSpec {
-        channel_id: p.channel_id,
-        domain: Domain::new(p.chain_id, p.manager),
-        participants: p.participants.clone(),
-        state_machine: p.state_machine,
-        timing: p.timing,
-        agreement_mode: p.agreement_mode,
-        genesis_state: p.genesis_state.clone(),
-        genesis_timestamp: GENESIS,
-    };
+    let spec = spec_of(&p, GENESIS);
     let config = entente_state_manager::Config::default;
     let mut cx = Channel::live(x.clone(), spec.clone(), code.clone(), config(), true, 0).unwrap();
     let mut co = Channel::live(o.clone(), spec, code, config(), true, 0).unwrap();
