@@ -567,3 +567,51 @@ fn blocks_neither_keep_a_quiet_channel_ticking_nor_its_evm_awake() {
     );
     assert!(co.state_manager().unwrap().machine_asleep());
 }
+
+#[test]
+fn an_approval_we_refuse_does_not_keep_a_channel_ticking() {
+    // O asks X to approve O's leave with a deadline further than X accepts: X refuses it and
+    // waits for an input that could change that; it does not look at it again every 500 ms.
+    let (mut cx, _co, p, o) = after_first_move();
+    let sm = cx.state_manager().unwrap();
+    let approval = MembershipApproval {
+        channel_id: p.channel_id,
+        fork: 0,
+        height: 1,
+        state_hash: entente_types::state_hash(sm.state_at(1).unwrap()),
+        change: MembershipChange::Leave {
+            participant: o.address(),
+        },
+        deadline: GENESIS + 1_000_000,
+    };
+    let digest = approval.digest(&Domain::new(p.chain_id, p.manager));
+    let signature = o.sign_digest(&digest);
+    cx.handle_message(
+        o.address(),
+        Message::Approval(Box::new(entente_types::ApprovalSignature { approval, signature })),
+        3_000,
+    );
+    assert_eq!(cx.life().approvals.len(), 1, "kept, with O's signature");
+    assert!(
+        !cx.life().approvals[0]
+            .signatures
+            .contains_key(&cx.state_manager().unwrap().me()),
+        "not signed by X"
+    );
+    let mut now = 3_000;
+    let mut ticks = Vec::new();
+    while let Some(at) = cx.poll_timeout().filter(|t| *t <= now + 500) {
+        now = now.max(at);
+        cx.handle_timeout(now);
+        while cx.poll_effect().is_some() {}
+        ticks.push(now);
+        assert!(ticks.len() < 5, "still ticking at the cadence: {ticks:?}");
+    }
+    // The next wake is X's own (letting its EVM go ten seconds after the input), not the
+    // approval's.
+    assert!(
+        cx.poll_timeout().is_some_and(|t| t >= 13_000),
+        "quiet after ticks at {ticks:?}, next {:?}",
+        cx.poll_timeout()
+    );
+}
