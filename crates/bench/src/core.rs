@@ -12,7 +12,8 @@
 //!   it final. In virtual-voting mode a transaction is final only after every participant wrote
 //!   a later one, so the writers keep playing and each height's latency is measured the same way.
 //! - **Throughput**: writers play as fast as they can (each moves as soon as it applied the
-//!   previous move); finalized transitions per second of wall time.
+//!   previous move); finalized transitions per second of wall time, counted from the first
+//!   height final everywhere (in virtual voting that one needs N more transactions first).
 //! - **CPU**: process CPU time (user + system) per finalized transition, divided by N: the work
 //!   one peer does for one transition.
 
@@ -359,22 +360,31 @@ pub fn measure(
             }
         }
     }
-    // Throughput and CPU: a fresh channel, writers flat out.
+    // Throughput and CPU: a fresh channel, writers flat out, measured once the pipeline is full
+    // (in virtual voting the first height is final only after n more transactions: counting
+    // those would charge the steady state with n transactions that finalize nothing yet).
     let mut ch = Channel::new(n, mode, Some(dir), 2)?;
+    let mut submitted = 0u64;
+    let mut play = |ch: &mut Channel, until: u64| -> Result<()> {
+        let most = until + n as u64 + 1;
+        while ch.finalized_everywhere() < until {
+            if submitted < most && ch.submit_next()? {
+                submitted += 1;
+            }
+            if !ch.deliver_round()? && submitted >= most {
+                return Err(anyhow!("height {until} never became final"));
+            }
+        }
+        Ok(())
+    };
+    play(&mut ch, 1)?;
+    let first = ch.finalized_everywhere();
     let cpu0 = cpu_time();
     let t0 = Instant::now();
-    let mut submitted = 0;
-    while ch.finalized_everywhere() < flat_out as u64 {
-        if submitted < flat_out + n + 1 && ch.submit_next()? {
-            submitted += 1;
-        }
-        if !ch.deliver_round()? && submitted > flat_out + n {
-            break;
-        }
-    }
+    play(&mut ch, first + flat_out as u64)?;
     let elapsed = t0.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
-    let finalized = ch.finalized_everywhere().max(1);
+    let finalized = ch.finalized_everywhere().saturating_sub(first).max(1);
     Ok(CoreFigures {
         n,
         mode,

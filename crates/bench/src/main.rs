@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--mode explicit|vv] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--out DIR]";
 
 fn main() -> Result<()> {
     // `ENTENTE_BENCH_LOG=entente_node=trace,entente_p2p=trace` shows where a run spends its
@@ -88,6 +88,10 @@ fn core(raw: Vec<String>) -> Result<()> {
     use entente_types::AgreementMode;
     let mut ns = vec![2, 4, 8, 16, 32, 64];
     let mut samples = 200usize;
+    let mut modes = vec![
+        AgreementMode::ExplicitConfirmations,
+        AgreementMode::VirtualVotingOnly,
+    ];
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
     let mut it = raw.into_iter();
     while let Some(arg) = it.next() {
@@ -101,6 +105,13 @@ fn core(raw: Vec<String>) -> Result<()> {
                     .context("--n")?;
             }
             "--samples" => samples = value()?.parse().context("--samples")?,
+            "--mode" => {
+                modes = match value()?.as_str() {
+                    "explicit" => vec![AgreementMode::ExplicitConfirmations],
+                    "vv" | "virtual-voting" => vec![AgreementMode::VirtualVotingOnly],
+                    other => bail!("--mode takes explicit or vv, not {other}; {USAGE}"),
+                };
+            }
             "--out" => out = PathBuf::from(value()?),
             other => bail!("unknown argument {other}; {USAGE}"),
         }
@@ -115,10 +126,7 @@ fn core(raw: Vec<String>) -> Result<()> {
     )?;
     let mut figures = Vec::new();
     for &n in &ns {
-        for mode in [
-            AgreementMode::ExplicitConfirmations,
-            AgreementMode::VirtualVotingOnly,
-        ] {
+        for &mode in &modes {
             // Fewer samples where one transition costs N² signature checks.
             let k = if mode == AgreementMode::ExplicitConfirmations && n >= 32 {
                 (samples / 10).max(10)
@@ -150,10 +158,7 @@ fn core(raw: Vec<String>) -> Result<()> {
         }
     }
     let mut concurrent = Vec::new();
-    for mode in [
-        AgreementMode::ExplicitConfirmations,
-        AgreementMode::VirtualVotingOnly,
-    ] {
+    for &mode in &modes {
         let run = dir.path().join(format!("concurrent-{mode:?}"));
         std::fs::create_dir_all(&run)?;
         let tps = core::concurrent(
