@@ -30,7 +30,7 @@ const TARGET: &str = "entente::node";
 /// How often expired invitations are dropped (each channel asks for its own ticks: its core's
 /// `poll_timeout`).
 const TICK: Duration = Duration::from_millis(500);
-/// Most network messages handled before one durable commit.
+/// Most network messages, and apart from them most commands, handled before one durable commit.
 const GROUP_LIMIT: usize = 64;
 /// Buffered events per channel subscriber.
 const EVENT_CAPACITY: usize = 1024;
@@ -318,19 +318,15 @@ impl Runtime {
             let wake = self.next_core_timeout();
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => {
+                        self.on_command(command).await;
+                        self.take_ready(&mut commands, &mut inbound).await;
+                    }
                     None => break,
                 },
                 Some(message) = inbound.recv() => {
                     self.on_message(message);
-                    // Group commit: handle what else has arrived before storing and sending
-                    // once for all of it.
-                    for _ in 0..GROUP_LIMIT {
-                        match inbound.try_recv() {
-                            Ok(message) => self.on_message(message),
-                            Err(_) => break,
-                        }
-                    }
+                    self.take_ready(&mut commands, &mut inbound).await;
                 }
                 Some(event) = chain_events.recv() => self.on_chain(event),
                 Some(report) = done.recv() => self.on_done(report),
@@ -342,6 +338,37 @@ impl Runtime {
             }
         }
         info!(target: TARGET, me = %self.me, "node stopped");
+    }
+
+    /// Group commit: handles the messages and commands that are already waiting (up to
+    /// [`GROUP_LIMIT`] of each) before the turn's one durable commit, so that moves submitted
+    /// and messages received together share one sync and leave together.
+    async fn take_ready(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        inbound: &mut mpsc::Receiver<Inbound>,
+    ) {
+        let (mut messages, mut taken) = (0, 0);
+        loop {
+            let mut progressed = false;
+            if messages < GROUP_LIMIT
+                && let Ok(message) = inbound.try_recv()
+            {
+                self.on_message(message);
+                messages += 1;
+                progressed = true;
+            }
+            if taken < GROUP_LIMIT
+                && let Ok(command) = commands.try_recv()
+            {
+                self.on_command(command).await;
+                taken += 1;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
     }
 
     fn next_core_timeout(&self) -> Option<Instant> {
