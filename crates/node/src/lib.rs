@@ -197,6 +197,20 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// A command that only reads (its answer shows state, it changes none).
+    pub(crate) fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Command::View { .. }
+                | Command::Info { .. }
+                | Command::Events { .. }
+                | Command::Channels { .. }
+                | Command::Invitations { .. }
+        )
+    }
+}
+
 /// Parts an embedder replaces in a [`Node`] (see [`Node::start_with`]); `None` keeps the
 /// default.
 #[derive(Default)]

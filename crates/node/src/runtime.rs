@@ -144,6 +144,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     started: Instant::now(),
                     channels: HashMap::new(),
                     dirty: HashSet::new(),
+                    reads: Vec::new(),
                     timers: BTreeSet::new(),
                     machines: HashMap::new(),
                     invitations: Invitations::new(ProposalPolicy::default()),
@@ -208,6 +209,9 @@ struct Runtime {
     /// Channels an input reached since the last flush: only their effects are collected and
     /// their timers looked at again (a node may hold many quiet channels).
     dirty: HashSet<B256>,
+    /// Read-only commands that arrived behind other inputs of a turn: answered once the turn
+    /// is stored, so that no answer shows what a failed commit or a crash could still undo.
+    reads: Vec<Command>,
     /// Every channel's next timeout (local ms), earliest first.
     timers: BTreeSet<(u64, B256)>,
     /// Every machine loaded, by [`MachineSource::digest`].
@@ -336,13 +340,25 @@ impl Runtime {
             if !self.flush() {
                 break;
             }
+            let reads = std::mem::take(&mut self.reads);
+            if !reads.is_empty() {
+                for command in reads {
+                    self.on_command(command).await;
+                }
+                if !self.flush() {
+                    break;
+                }
+            }
         }
         info!(target: TARGET, me = %self.me, "node stopped");
     }
 
     /// Group commit: handles the messages and commands that are already waiting (up to
     /// [`GROUP_LIMIT`] of each) before the turn's one durable commit, so that moves submitted
-    /// and messages received together share one sync and leave together.
+    /// and messages received together share one sync and leave together. A read-only command
+    /// (info, view, events, ...) is put aside until the turn is stored, and ends the turn's
+    /// commands: its answer may only show what is durable, and the caller's later commands come
+    /// after it.
     async fn take_ready(
         &mut self,
         commands: &mut mpsc::Receiver<Command>,
@@ -359,9 +375,14 @@ impl Runtime {
                 progressed = true;
             }
             if taken < GROUP_LIMIT
+                && self.reads.is_empty()
                 && let Ok(command) = commands.try_recv()
             {
-                self.on_command(command).await;
+                if command.is_read() {
+                    self.reads.push(command);
+                } else {
+                    self.on_command(command).await;
+                }
                 taken += 1;
                 progressed = true;
             }
