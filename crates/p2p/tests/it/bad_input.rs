@@ -12,7 +12,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
 use tokio::time::timeout;
 
-use crate::util::{Node, WAIT, height_of, key, loopback_config, message};
+use crate::util::{Node, WAIT, address_of, height_of, key, loopback_config, message};
 
 /// Writes the request bytes verbatim; reads the whole answer.
 #[derive(Clone, Default)]
@@ -137,9 +137,7 @@ async fn bad_frames_are_refused_with_a_reason_and_the_connection_survives() {
     let address = node.listen_addr(false).await;
     let node_peer = node.handle.local_peer_id();
     let raw_secret = key(22);
-    let raw_address =
-        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
-            .unwrap();
+    let raw_address = address_of(&raw_secret);
     let channel_id = B256::repeat_byte(0x21);
     node.handle
         .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
@@ -295,9 +293,7 @@ async fn a_peer_that_keeps_sending_refused_frames_is_disconnected_and_blocked() 
     let address = node.listen_addr(false).await;
     let node_peer = node.handle.local_peer_id();
     let raw_secret = key(42);
-    let raw_address =
-        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
-            .unwrap();
+    let raw_address = address_of(&raw_secret);
     let joined = B256::repeat_byte(0x41);
     node.handle
         .join_channel(joined, vec![node.handle.local_address(), raw_address])
@@ -348,9 +344,7 @@ async fn messages_for_a_channel_not_joined_yet_are_refused_without_blocking_the_
     let address = node.listen_addr(false).await;
     let node_peer = node.handle.local_peer_id();
     let raw_secret = key(52);
-    let raw_address =
-        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
-            .unwrap();
+    let raw_address = address_of(&raw_secret);
     let mut raw = raw_peer(raw_secret);
     connect(&mut raw, address).await;
     let channels: Vec<B256> = (0..200u8).map(B256::repeat_byte).collect();
@@ -390,9 +384,7 @@ async fn a_channel_left_and_joined_again_takes_its_participants_messages_again()
     let address = node.listen_addr(false).await;
     let node_peer = node.handle.local_peer_id();
     let raw_secret = key(62);
-    let raw_address =
-        entente_p2p::eth_address_of(&keypair_from_secret(&raw_secret).unwrap().public().to_peer_id())
-            .unwrap();
+    let raw_address = address_of(&raw_secret);
     let (a, b) = (B256::repeat_byte(0x61), B256::repeat_byte(0x62));
     let me = node.handle.local_address();
     node.handle.join_channel(a, vec![me, raw_address]).await.unwrap();

@@ -15,6 +15,15 @@ pub(crate) fn key(i: u32) -> B256 {
     keccak256(format!("entente p2p test key {i}"))
 }
 
+/// The Ethereum address of the participant holding `secret`.
+pub(crate) fn address_of(secret: &B256) -> entente_types::Address {
+    let peer = entente_p2p::keypair_from_secret(secret)
+        .unwrap()
+        .public()
+        .to_peer_id();
+    entente_p2p::eth_address_of(&peer).unwrap()
+}
+
 /// A loopback node listening on TCP or QUIC (or both).
 pub(crate) fn loopback_config(i: u32, tcp: bool, quic: bool) -> P2pConfig {
     let mut config = P2pConfig::new(key(i));
