@@ -22,6 +22,7 @@ fn main() -> Result<()> {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
+            .with_thread_names(true)
             .init();
     }
     let mut args = std::env::args().skip(1);

@@ -70,6 +70,7 @@ mod config;
 mod error;
 mod parts;
 mod runtime;
+mod sync;
 mod worker;
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The node's event loop: one task that owns every channel's cores and the store, fed by the
 //! application's commands, the network, the chain and its timers.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
 use crate::parts::{Chain, Inbound, RpcChain, Transport};
+use crate::sync::{Report, Syncer};
 use crate::worker::{self, Done, Job};
 use crate::{ChannelEvent, Command, Node, NodeConfig, NodeError, NodeEvent};
 
@@ -30,7 +31,7 @@ const TARGET: &str = "entente::node";
 /// How often expired invitations are dropped (each channel asks for its own ticks: its core's
 /// `poll_timeout`).
 const TICK: Duration = Duration::from_millis(500);
-/// Most network messages, and apart from them most commands, handled before one durable commit.
+/// Most network messages, and apart from them most commands, handled in one turn (one write).
 const GROUP_LIMIT: usize = 64;
 /// Buffered events per channel subscriber.
 const EVENT_CAPACITY: usize = 1024;
@@ -111,6 +112,15 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
     let (done_tx, done) = mpsc::channel(256);
     worker::spawn(chain.clone(), jobs, done_tx);
 
+    // A store with a journal (on disk) syncs it on a thread of its own; in memory or on an
+    // embedder's backend every batch is durable when written.
+    let syncer = match store.journal_sync() {
+        Some(journal) => Some(
+            Syncer::spawn(journal, format!("entente-sync-{me}"))
+                .map_err(|e| NodeError::Config(format!("cannot start the journal's sync thread: {e}")))?,
+        ),
+        None => None,
+    };
     let event_log_keep = config.event_log_keep;
     let loop_transport = transport.clone();
     let loop_events = events.clone();
@@ -145,6 +155,11 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     channels: HashMap::new(),
                     dirty: HashSet::new(),
                     reads: Vec::new(),
+                    syncer,
+                    parked: VecDeque::new(),
+                    unwritten: None,
+                    in_flight: None,
+                    idle: false,
                     timers: BTreeSet::new(),
                     machines: HashMap::new(),
                     invitations: Invitations::new(ProposalPolicy::default()),
@@ -156,7 +171,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
-                if !runtime.flush() {
+                if !runtime.flush() || !runtime.settle().await {
                     let _ = ready_tx.send(Err(NodeError::Config(
                         "the data directory cannot be written".into(),
                     )));
@@ -209,9 +224,22 @@ struct Runtime {
     /// Channels an input reached since the last flush: only their effects are collected and
     /// their timers looked at again (a node may hold many quiet channels).
     dirty: HashSet<B256>,
-    /// Read-only commands that arrived behind other inputs of a turn: answered once the turn
-    /// is stored, so that no answer shows what a failed commit or a crash could still undo.
+    /// Read-only commands waiting for every turn so far to be durable (those that arrived
+    /// behind other inputs of a turn, or while turns were parked): no answer shows what a
+    /// failed write or a crash could still undo. No other input is taken while one waits.
     reads: Vec<Command>,
+    /// The journal's sync thread (`None`: the store makes every batch durable when written).
+    syncer: Option<Syncer>,
+    /// Turns not durable yet (written to the store, or gathered for the next write), oldest
+    /// first: what each releases.
+    parked: VecDeque<Parked>,
+    /// The writes of the turns gathered since the last write.
+    unwritten: Option<entente_store::Detached>,
+    /// The journal frame the sync thread is making durable.
+    in_flight: Option<u64>,
+    /// No command or message was waiting when the turn ended: [`Self::flush`] syncs on the
+    /// loop's thread.
+    idle: bool,
     /// Every channel's next timeout (local ms), earliest first.
     timers: BTreeSet<(u64, B256)>,
     /// Every machine loaded, by [`MachineSource::digest`].
@@ -223,6 +251,20 @@ struct Runtime {
     last_block_timestamp: u64,
     /// Events kept in each channel's log.
     event_log_keep: u64,
+}
+
+/// [`Parked::frame`] of a turn gathered for the next write.
+const UNWRITTEN: u64 = u64::MAX;
+
+/// A turn waiting for its journal frame to be durable: what it then releases, in this order.
+struct Parked {
+    /// The journal frame that holds its writes ([`UNWRITTEN`]: not written yet).
+    frame: u64,
+    outbox: Vec<Out>,
+    calls: Vec<(B256, entente_channel::ChainCall)>,
+    /// Each channel's event log length after the turn.
+    logged: Vec<(B256, u64)>,
+    notes: Vec<(B256, ChannelEvent)>,
 }
 
 /// What a turn sends, in order.
@@ -320,29 +362,44 @@ impl Runtime {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.next_core_timeout();
+            // While a read waits for the turns before it to be durable, only the sync's reports
+            // are taken (the turns after it would keep it waiting).
+            let open = self.reads.is_empty();
+            // Inputs handled in this turn.
+            let mut taken = 1;
             tokio::select! {
-                command = commands.recv() => match command {
+                command = commands.recv(), if open => match command {
+                    Some(command) if command.is_read() && !self.parked.is_empty() => self.reads.push(command),
                     Some(command) => {
                         self.on_command(command).await;
-                        self.take_ready(&mut commands, &mut inbound).await;
+                        taken += self.take_ready(&mut commands, &mut inbound).await;
                     }
                     None => break,
                 },
-                Some(message) = inbound.recv() => {
+                Some(message) = inbound.recv(), if open => {
                     self.on_message(message);
-                    self.take_ready(&mut commands, &mut inbound).await;
+                    taken += self.take_ready(&mut commands, &mut inbound).await;
                 }
-                Some(event) = chain_events.recv() => self.on_chain(event),
-                Some(report) = done.recv() => self.on_done(report),
-                _ = tick.tick() => self.invitations.expire(self.last_block_timestamp),
-                _ = sleep_until(wake) => self.on_due(),
+                Some(event) = chain_events.recv(), if open => self.on_chain(event),
+                Some(report) = done.recv(), if open => self.on_done(report),
+                _ = tick.tick(), if open => self.invitations.expire(self.last_block_timestamp),
+                _ = sleep_until(wake), if open => self.on_due(),
+                report = next_report(&mut self.syncer) => {
+                    taken = 0;
+                    if !self.on_sync(report) {
+                        break;
+                    }
+                }
             }
+            // A lone input and nothing waiting: the node is not busy, and the loop may as well
+            // wait for the sync itself (it saves the hand-over to the sync thread and back).
+            // Under load it goes on with the next inputs while the sync thread syncs.
+            self.idle = taken == 1 && commands.is_empty() && inbound.is_empty();
             if !self.flush() {
                 break;
             }
-            let reads = std::mem::take(&mut self.reads);
-            if !reads.is_empty() {
-                for command in reads {
+            if !self.reads.is_empty() && self.parked.is_empty() {
+                for command in std::mem::take(&mut self.reads) {
                     self.on_command(command).await;
                 }
                 if !self.flush() {
@@ -353,17 +410,58 @@ impl Runtime {
         info!(target: TARGET, me = %self.me, "node stopped");
     }
 
+    /// Releases the parked turns the sync thread's report covers; `false` if a sync failed
+    /// (the node stops: nothing of the turns not yet durable leaves).
+    fn on_sync(&mut self, report: Report) -> bool {
+        match report {
+            Report::Durable(durable) => {
+                self.release_durable(durable);
+                // The turns gathered meanwhile go in the next write (the sync thread's: this
+                // loop does not know here whether inputs wait).
+                self.idle = false;
+                self.write_gathered()
+            }
+            Report::Failed(reason) => {
+                tracing::error!(target: TARGET, error = %reason, dropped = self.parked.len(), "journal sync failed: the turns not yet durable do not leave and the node stops; restart it once the data directory works");
+                false
+            }
+        }
+    }
+
+    /// Releases, in order, every parked turn whose frame is durable.
+    fn release_durable(&mut self, durable: u64) {
+        if self.in_flight.is_some_and(|f| f <= durable) {
+            self.in_flight = None;
+        }
+        while self.parked.front().is_some_and(|p| p.frame <= durable) {
+            if let Some(turn) = self.parked.pop_front() {
+                self.release(turn);
+            }
+        }
+    }
+
+    /// Waits until every turn written so far is durable and released; `false` if a sync failed.
+    async fn settle(&mut self) -> bool {
+        while !self.parked.is_empty() {
+            let report = next_report(&mut self.syncer).await;
+            if !self.on_sync(report) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Group commit: handles the messages and commands that are already waiting (up to
-    /// [`GROUP_LIMIT`] of each) before the turn's one durable commit, so that moves submitted
-    /// and messages received together share one sync and leave together. A read-only command
-    /// (info, view, events, ...) is put aside until the turn is stored, and ends the turn's
-    /// commands: its answer may only show what is durable, and the caller's later commands come
-    /// after it.
+    /// [`GROUP_LIMIT`] of each) before the turn's one write, so that moves submitted and
+    /// messages received together share one journal frame and leave together. A read-only
+    /// command (info, view, events, ...) is put aside until every turn so far is durable, and
+    /// ends the turn's commands: its answer may only show what is durable, and the caller's
+    /// later commands come after it. Returns how many inputs it took.
     async fn take_ready(
         &mut self,
         commands: &mut mpsc::Receiver<Command>,
         inbound: &mut mpsc::Receiver<Inbound>,
-    ) {
+    ) -> usize {
         let (mut messages, mut taken) = (0, 0);
         loop {
             let mut progressed = false;
@@ -389,6 +487,17 @@ impl Runtime {
             if !progressed {
                 break;
             }
+            // Earlier turns whose sync completed meanwhile leave now, not after this one.
+            self.release_synced();
+        }
+        messages + taken
+    }
+
+    /// Releases the parked turns already durable (the sync thread's report may still be on
+    /// its way).
+    fn release_synced(&mut self) {
+        if let Some(durable) = self.syncer.as_ref().map(Syncer::durable) {
+            self.release_durable(durable);
         }
     }
 
@@ -857,14 +966,21 @@ impl Runtime {
 
     // ----- effects ------------------------------------------------------------------------
 
-    /// Carries out the cores' effects: one durable commit of everything to store, then the
-    /// messages, the chain calls and the observers. If the commit fails nothing of this turn
-    /// leaves.
+    /// Carries out the cores' effects: everything to store written in one batch, then, once
+    /// that batch is durable (at once without a journal; when the sync thread says so with
+    /// one), the messages, the chain calls and the observers, turn after turn in order. If the
+    /// write fails nothing of this turn leaves.
     fn flush(&mut self) -> bool {
         let mut outbox: Vec<Out> = Vec::new();
         let mut calls = Vec::new();
         let mut notes = Vec::new();
-        let mut batch = self.store.batch();
+        // Added to the writes of the turns since the last write (while a sync is in flight,
+        // turns gather into the next write).
+        let mut batch = match self.unwritten.take() {
+            Some(writes) => self.store.reattach(writes),
+            None => self.store.batch(),
+        };
+        let gathered = batch.len();
         if let Some(cursor) = self.cursor.take() {
             batch.put_cursor(self.chain_id, self.manager, cursor);
         }
@@ -912,16 +1028,110 @@ impl Runtime {
                 }
             }
         }
-        let records = batch.len();
-        if !batch.is_empty()
-            && let Err(e) = batch.commit()
-        {
-            // The cores believe these records stored: carrying on could sign or send on top of
-            // what is not durable. Stop, as a crash would; a restart carries on from the store.
-            tracing::error!(target: TARGET, error = %e, dropped = outbox.len(), "store commit failed: nothing of this turn leaves and the node stops; restart it once the data directory works");
+        let records = batch.len() - gathered;
+        trace!(target: TARGET, records, messages = outbox.len(), "turn done");
+        let logged = dirty
+            .iter()
+            .filter_map(|id| self.channels.get(id).map(|h| (*id, h.next_event)))
+            .collect();
+        let mut turn = Parked {
+            frame: UNWRITTEN,
+            outbox,
+            calls,
+            logged,
+            notes,
+        };
+        if batch.is_empty() {
+            // Nothing to store: the turn leaves with the one before it (or now).
+            match self.parked.back() {
+                Some(last) => {
+                    turn.frame = last.frame;
+                    self.parked.push_back(turn);
+                }
+                None => self.release(turn),
+            }
+        } else {
+            self.unwritten = Some(batch.detach());
+            self.parked.push_back(turn);
+        }
+        if !self.write_gathered() {
             return false;
         }
-        trace!(target: TARGET, records, messages = outbox.len(), "turn stored");
+        // Their next timeouts, after what this turn did to them (and to those a refused call
+        // reached: their effects go with the next turn).
+        let again: Vec<B256> = self.dirty.iter().copied().collect();
+        for id in dirty.iter().chain(&again) {
+            self.reschedule(*id);
+        }
+        true
+    }
+
+    /// Writes the turns gathered since the last write, in one batch, unless a sync is still in
+    /// flight (they wait for it: one write and one sync then cover them all); releases what is
+    /// durable. With nothing else waiting and no turn in flight the loop syncs itself (saving
+    /// the hand-over to the sync thread and back); otherwise the sync thread does. `false` if
+    /// the write or the sync failed: the cores believe these records stored, and carrying on
+    /// could sign or send on top of what is not durable, so the node stops, as a crash would (a
+    /// restart carries on from the store).
+    fn write_gathered(&mut self) -> bool {
+        if self.in_flight.is_some() {
+            return true;
+        }
+        let Some(writes) = self.unwritten.take() else {
+            return true;
+        };
+        let frame = match self.store.reattach(writes).write() {
+            Ok(written) => written.frame(),
+            Err(e) => {
+                tracing::error!(target: TARGET, error = %e, dropped = self.parked.len(), "store write failed: nothing of the turns not yet durable leaves and the node stops; restart it once the data directory works");
+                return false;
+            }
+        };
+        let Some(frame) = frame else {
+            // No journal: durable as written.
+            for turn in &mut self.parked {
+                turn.frame = 0;
+            }
+            self.release_durable(0);
+            return true;
+        };
+        for turn in self.parked.iter_mut().rev().take_while(|t| t.frame == UNWRITTEN) {
+            turn.frame = frame;
+        }
+        trace!(target: TARGET, frame, turns = self.parked.len(), "turns written");
+        let Some(syncer) = &self.syncer else {
+            return true;
+        };
+        // A checkpoint (the journal was full) makes its frame durable at once.
+        let mut durable = syncer.durable();
+        if frame > durable {
+            // No sync is in flight here: every earlier frame is durable.
+            if self.idle {
+                match syncer.sync_here() {
+                    Ok(d) => durable = d,
+                    Err(e) => {
+                        tracing::error!(target: TARGET, error = %e, dropped = self.parked.len(), "journal sync failed: the turns not yet durable do not leave and the node stops; restart it once the data directory works");
+                        return false;
+                    }
+                }
+            } else {
+                syncer.request();
+                self.in_flight = Some(frame);
+            }
+        }
+        self.release_durable(durable);
+        true
+    }
+
+    /// Carries out a durable turn: its messages, chain calls, event log and events.
+    fn release(&mut self, turn: Parked) {
+        let Parked {
+            outbox,
+            calls,
+            logged,
+            notes,
+            ..
+        } = turn;
         self.send_all(outbox);
         for (channel_id, call) in calls {
             if let Err(e) = self.jobs.try_send(Job { channel_id, call }) {
@@ -941,21 +1151,15 @@ impl Runtime {
                 }
             }
         }
-        for id in &dirty {
-            let Some(hosted) = self.channels.get_mut(id) else {
+        for (id, next_event) in logged {
+            let Some(hosted) = self.channels.get_mut(&id) else {
                 continue;
             };
             hosted.logged.send_if_modified(|logged| {
-                let changed = *logged != hosted.next_event;
-                *logged = hosted.next_event;
+                let changed = *logged < next_event;
+                *logged = (*logged).max(next_event);
                 changed
             });
-        }
-        // Their next timeouts, after what this turn did to them (and to those a refused call
-        // reached above: their effects go with the next turn).
-        let again: Vec<B256> = self.dirty.iter().copied().collect();
-        for id in dirty.iter().chain(&again) {
-            self.reschedule(*id);
         }
         for (id, event) in notes {
             // A message that proves its sender misbehaves counts against its connection.
@@ -970,7 +1174,14 @@ impl Runtime {
                 event: Box::new(event),
             });
         }
-        true
+    }
+}
+
+/// The sync thread's next report (never, without one).
+async fn next_report(syncer: &mut Option<Syncer>) -> Report {
+    match syncer {
+        Some(syncer) => syncer.next().await,
+        None => std::future::pending().await,
     }
 }
 

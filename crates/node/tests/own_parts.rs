@@ -3,6 +3,10 @@
 //! bytecode in revm, `entente-devchain`; no anvil) play a whole game from proposal to payout
 //! with in-memory stores. Every message goes through the hub and every chain call and event
 //! through the embedder's [`Chain`]: the node has no other way out.
+//!
+//! The same game with one node's store on a journaled disk whose syncs take a while (the node
+//! writes each turn and syncs it off its event loop): every message that carries that node's
+//! signature leaves only once the signature's record would survive a power cut.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -28,6 +32,9 @@ fn ether(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18u64))
 }
 
+/// Looks at a message as it leaves its sender: `Err` says what is wrong with it.
+type Check = Box<dyn Fn(Address, &Envelope) -> Result<(), String> + Send + Sync>;
+
 /// Delivers channel messages between the nodes of one process.
 #[derive(Default)]
 struct Hub {
@@ -35,6 +42,10 @@ struct Hub {
     /// (node, channel) -> the channel's participants as that node set them.
     peers: Mutex<HashMap<(Address, B256), Vec<Address>>>,
     delivered: AtomicU64,
+    /// Run on every message sent (each copy of a broadcast).
+    check: Option<Check>,
+    /// What the check found wrong.
+    violations: Mutex<Vec<String>>,
 }
 
 impl Hub {
@@ -57,6 +68,11 @@ impl Hub {
         channel_id: B256,
         envelope: Envelope,
     ) -> Result<(), TransportError> {
+        if let Some(check) = &self.check
+            && let Err(e) = check(from, &envelope)
+        {
+            self.violations.lock().unwrap().push(e);
+        }
         let inbox = self.inboxes.lock().unwrap().get(&to).cloned();
         let inbox = inbox.ok_or_else(|| TransportError(format!("{to} is not on the hub")))?;
         inbox
@@ -319,9 +335,187 @@ async fn next_proposal(
     .expect("a proposal")
 }
 
+const KEYS: [B256; 2] = [B256::repeat_byte(0x11), B256::repeat_byte(0x22)];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_its_own_transport_and_chain_plays_to_payout() {
-    let keys = [B256::repeat_byte(0x11), B256::repeat_byte(0x22)];
+    let hub = Arc::new(Hub::default());
+    play_through_the_hub(hub, entente_store::Store::in_memory().unwrap()).await;
+}
+
+/// A disk that keeps what was synced apart from what was only written; a sync takes a while.
+#[derive(Debug, Clone, Default)]
+struct SlowDisk {
+    /// (durable, current)
+    bytes: Arc<Mutex<(Vec<u8>, Vec<u8>)>>,
+    /// Syncs made by the node's sync thread (the others are the event loop's own).
+    by_sync_thread: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl SlowDisk {
+    /// What a power cut would leave: the bytes as of the last sync.
+    fn after_power_cut(&self) -> SlowDisk {
+        let durable = self.bytes.lock().unwrap().0.clone();
+        SlowDisk {
+            bytes: Arc::new(Mutex::new((durable.clone(), durable))),
+            by_sync_thread: Arc::default(),
+            syncs: Arc::default(),
+        }
+    }
+}
+
+impl entente_store::StorageBackend for SlowDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.bytes.lock().unwrap().1.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let bytes = self.bytes.lock().unwrap();
+        let src = bytes
+            .1
+            .get(offset as usize..offset as usize + out.len())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.bytes.lock().unwrap().1.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("entente-sync"))
+        {
+            self.by_sync_thread.fetch_add(1, Ordering::Relaxed);
+        }
+        // Taken before the wait: only what was written before the sync starts is covered.
+        let current = self.bytes.lock().unwrap().1.clone();
+        std::thread::sleep(Duration::from_millis(3));
+        let mut bytes = self.bytes.lock().unwrap();
+        bytes.0 = current;
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut bytes = self.bytes.lock().unwrap();
+        let end = offset as usize + data.len();
+        if bytes.1.len() < end {
+            bytes.1.resize(end, 0);
+        }
+        bytes.1[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Small, so that the game also goes through the journal's checkpoints.
+const JOURNAL_CAPACITY: u64 = 32 << 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_leaves_only_once_its_record_survives_a_power_cut() {
+    // A quiet node syncs on its event loop's thread; a busy one on its sync thread.
+    let quiet = checked_game(false).await;
+    assert!(
+        quiet.1 < quiet.2,
+        "the quiet node synced on its own thread too: {quiet:?}"
+    );
+    let busy = checked_game(true).await;
+    assert!(
+        busy.1 > 0,
+        "the busy node's sync thread made some of the syncs: {busy:?}"
+    );
+}
+
+/// A game in which every message of alice's that carries her signature is checked against the
+/// store a power cut would leave; alice's node is busy (messages keep arriving) or not.
+/// Returns (messages checked, syncs by the sync thread, syncs in all).
+#[allow(clippy::print_stdout)] // what the run saw, in the test's output
+async fn checked_game(busy: bool) -> (u64, u64, u64) {
+    let alice = LocalSigner::from_bytes(&KEYS[0]).unwrap().address();
+    let (db, journal) = (SlowDisk::default(), SlowDisk::default());
+    let store =
+        entente_store::Store::with_journal(db.clone(), journal.clone(), JOURNAL_CAPACITY, "alice").unwrap();
+    let (threaded, syncs) = (journal.by_sync_thread.clone(), journal.syncs.clone());
+    let checked = Arc::new(AtomicU64::new(0));
+    let counted = checked.clone();
+    // Every message of alice's that carries her signature on a transaction: the record of that
+    // signature is in the store a power cut would leave at that moment.
+    let check: Check = Box::new(move |from, envelope| {
+        use entente_types::Message;
+        if from != alice {
+            return Ok(());
+        }
+        let (channel, fork, height, digest) = match &envelope.message {
+            Message::Transaction(t) if t.transaction.participant == alice => (
+                t.transaction.channelId,
+                t.transaction.forkCnt,
+                t.transaction.height,
+                None,
+            ),
+            Message::Confirmation(c) => (c.channel_id, c.fork, c.height, Some(c.digest)),
+            _ => return Ok(()),
+        };
+        counted.fetch_add(1, Ordering::Relaxed);
+        let after = entente_store::Store::with_journal(
+            db.after_power_cut(),
+            journal.after_power_cut(),
+            JOURNAL_CAPACITY,
+            "alice after a power cut",
+        )
+        .map_err(|e| format!("the store does not open after a power cut: {e}"))?;
+        match after.own_signature(&channel, fork, height).unwrap() {
+            Some(d) if digest.is_none_or(|digest| d == digest) => Ok(()),
+            other => Err(format!(
+                "alice's signature at fork {fork} height {height} left while a power cut would leave {other:?} recorded"
+            )),
+        }
+    });
+    let hub = Arc::new(Hub {
+        check: Some(check),
+        ..Hub::default()
+    });
+    // A busy node: messages for a channel alice does not know keep arriving, so that her turns
+    // take several inputs and her journal is synced by her sync thread (a quiet node's loop
+    // syncs itself).
+    let busy = Arc::new(std::sync::atomic::AtomicBool::new(busy));
+    let noise = {
+        let (hub, busy) = (hub.clone(), busy.clone());
+        let bob = LocalSigner::from_bytes(&KEYS[1]).unwrap().address();
+        std::thread::spawn(move || {
+            let unknown = B256::repeat_byte(0xee);
+            let message = entente_types::Message::SyncRequest(entente_types::SyncRequest {
+                channel_id: unknown,
+                fork: 0,
+                from_height: 0,
+            });
+            while busy.load(Ordering::Relaxed) {
+                // The inbox may be full or not attached yet: noise, either way.
+                let _ = hub.deliver(bob, alice, unknown, Envelope::new(message.clone()));
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        })
+    };
+    play_through_the_hub(hub.clone(), store).await;
+    busy.store(false, Ordering::Relaxed);
+    noise.join().unwrap();
+    let violations = hub.violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "{violations:#?}");
+    let checked = checked.load(Ordering::Relaxed);
+    assert!(checked >= 5, "alice's signed messages were checked ({checked})");
+    let (threaded, syncs) = (threaded.load(Ordering::Relaxed), syncs.load(Ordering::Relaxed));
+    println!("{checked} signed messages checked; {threaded} of {syncs} journal syncs by the sync thread");
+    (checked, threaded, syncs)
+}
+
+/// Alice (storing in `alice_store`) and bob play a game through `hub` on the in-process chain,
+/// and are paid.
+#[allow(clippy::print_stdout)] // what the run saw, in the test's output
+async fn play_through_the_hub(hub: Arc<Hub>, alice_store: entente_store::Store) {
+    let keys = KEYS;
     let [a, b] = keys.map(|k| LocalSigner::from_bytes(&k).unwrap().address());
     let (
         world,
@@ -331,10 +525,10 @@ async fn a_node_on_its_own_transport_and_chain_plays_to_payout() {
             machine,
         },
     ) = DevWorld::start(vec![a, b]);
-    let hub = Arc::new(Hub::default());
     let dir = tempfile::tempdir().unwrap();
 
     let mut nodes = Vec::new();
+    let mut alice_store = Some(alice_store);
     for (key, who) in keys.iter().zip([a, b]) {
         // The config's chain and network settings point nowhere: nothing but the parts is used.
         let mut config = NodeConfig::new(
@@ -344,8 +538,12 @@ async fn a_node_on_its_own_transport_and_chain_plays_to_payout() {
             dir.path().join("unused"),
         );
         config.listen = Vec::new();
+        let store = match alice_store.take() {
+            Some(store) => store,
+            None => entente_store::Store::in_memory().unwrap(),
+        };
         let parts = NodeParts {
-            store: Some(entente_store::Store::in_memory().unwrap()),
+            store: Some(store),
             transport: Some(hub.attach(who)),
             chain: Some(Arc::new(DevAccount {
                 world: world.clone(),

@@ -2,8 +2,10 @@
 //! remove, remove a range), in numbered frames made durable with one `fdatasync` each.
 //!
 //! A batch is applied to redb without durability (no fsync: visible to readers, gone after a
-//! crash) and then appended here and synced; that sync is what [`Batch::commit`](crate::Batch)
-//! waits for. Every batch also records its frame number in redb's `meta` table, so whatever
+//! crash) and then appended here; the `fdatasync` that follows is what
+//! [`Batch::commit`](crate::Batch) waits for, and one sync covers every frame written before it
+//! (so a host may write several batches and sync once, off its own thread: [`Batch::write`]
+//! and [`JournalSync`](crate::JournalSync)). Every batch also records its frame number in redb's `meta` table, so whatever
 //! state redb holds after a crash names the last frame it contains. Once the journal is full,
 //! one redb durable commit (a checkpoint) makes everything so far durable there and the journal
 //! starts again at its beginning. Opening the store replays, in one durable commit, the frames
@@ -22,6 +24,7 @@
 //! journal): opening the store fails rather than replay around it.
 
 use std::io;
+use std::sync::Arc;
 
 use redb::StorageBackend;
 
@@ -65,7 +68,7 @@ pub(crate) type Frame = (u64, Vec<Redo>);
 /// The journal on its storage: where the next frame goes.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    storage: Box<dyn StorageBackend>,
+    storage: Arc<dyn StorageBackend>,
     capacity: u64,
     offset: u64,
     frame: Vec<u8>,
@@ -75,7 +78,7 @@ impl Journal {
     /// Opens the journal on `storage`, preallocating it to `capacity` bytes, and returns it with
     /// the frames numbered from `applied + 1` on, in order (see the module docs).
     pub(crate) fn open(
-        storage: Box<dyn StorageBackend>,
+        storage: Arc<dyn StorageBackend>,
         capacity: u64,
         applied: u64,
     ) -> io::Result<(Self, Vec<Frame>)> {
@@ -129,8 +132,10 @@ impl Journal {
         Ok((journal, frames))
     }
 
-    /// Appends frame `seq` with `redo` and syncs it: `Ok(true)` once it is durable, `Ok(false)`
-    /// if it does not fit in what is left (the caller checkpoints and calls [`Self::restart`]).
+    /// Writes frame `seq` with `redo` after the frames written so far, without syncing it:
+    /// `Ok(true)` once it is written (durable after the next [`StorageBackend::sync_data`] of
+    /// [`Self::storage`]), `Ok(false)` if it does not fit in what is left (the caller
+    /// checkpoints and calls [`Self::restart`]).
     pub(crate) fn append(&mut self, seq: u64, redo: &[Redo]) -> io::Result<bool> {
         self.frame.clear();
         self.frame.resize(HEADER, 0);
@@ -147,9 +152,14 @@ impl Journal {
         let crc = checksum(&self.frame[4..16], &self.frame[HEADER..]);
         self.frame[16..20].copy_from_slice(&crc.to_le_bytes());
         self.storage.write(self.offset, &self.frame)?;
-        self.storage.sync_data()?;
         self.offset += self.frame.len() as u64;
         Ok(true)
+    }
+
+    /// The journal's storage, to sync from another thread (a sync covers every frame written
+    /// before it starts).
+    pub(crate) fn storage(&self) -> Arc<dyn StorageBackend> {
+        self.storage.clone()
     }
 
     /// Starts writing at the beginning again (everything journaled so far is durable in redb).
@@ -296,7 +306,7 @@ mod tests {
     }
 
     #[derive(Debug, Clone, Default)]
-    struct Shared(std::sync::Arc<InMemoryBackend>);
+    struct Shared(Arc<InMemoryBackend>);
 
     impl StorageBackend for Shared {
         fn len(&self) -> io::Result<u64> {
@@ -319,17 +329,17 @@ mod tests {
     #[test]
     fn frames_replay_in_order_from_the_applied_number() {
         let disk = Shared::default();
-        let (mut j, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
         assert!(frames.is_empty());
         for seq in 1..=5 {
             assert!(j.append(seq, &sample(seq as u8)).unwrap());
         }
-        let (_, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
         assert_eq!(frames[2].1, sample(3));
         // Frames redb already holds are not replayed, and a gap ends the journal.
-        let (_, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 3).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 3).unwrap();
         assert!(
             frames.is_empty(),
             "frame 1 is not frame 4: the journal ends there"
@@ -341,21 +351,21 @@ mod tests {
         // Frames 7 and 8 where the database holds up to 5: frame 6 is missing (or the journal
         // is another store's), and replaying 7 and 8 would write around it.
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
         assert!(j.append(7, &sample(7)).unwrap());
         assert!(j.append(8, &sample(8)).unwrap());
-        let e = Journal::open(Box::new(disk.clone()), 64 << 10, 5).unwrap_err();
+        let e = Journal::open(Arc::new(disk.clone()), 64 << 10, 5).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("frame 7 where frame 6"), "{e}");
         // The same journal with the database at 6 replays both.
-        let (_, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 6).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 6).unwrap();
         assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![7, 8]);
     }
 
     #[test]
     fn a_restart_leaves_stale_frames_that_end_the_journal() {
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
         for seq in 1..=5 {
             assert!(j.append(seq, &sample(seq as u8)).unwrap());
         }
@@ -363,7 +373,7 @@ mod tests {
         j.restart();
         assert!(j.append(6, &[]).unwrap());
         assert!(j.append(7, &sample(7)).unwrap());
-        let (_, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 5).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 5).unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![6, 7]);
     }
@@ -371,14 +381,14 @@ mod tests {
     #[test]
     fn a_torn_frame_ends_the_journal() {
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
         for seq in 1..=3 {
             assert!(j.append(seq, &sample(seq as u8)).unwrap());
         }
         let second = (HEADER + sample(1).iter().map(|r| r.encoded_len()).sum::<usize>()) as u64;
         // One byte of frame 2's payload lost.
         disk.write(second + HEADER as u64 + 7, &[0xee]).unwrap();
-        let (_, frames) = Journal::open(Box::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![1]);
     }
@@ -386,14 +396,14 @@ mod tests {
     #[test]
     fn a_frame_that_does_not_fit_is_refused_without_writing() {
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Box::new(disk.clone()), 800, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 800, 0).unwrap();
         assert!(j.append(1, &sample(1)).unwrap());
         assert!(!j.append(2, &sample(2)).unwrap());
         assert_eq!(
             j.used() as usize,
             HEADER + sample(1).iter().map(|r| r.encoded_len()).sum::<usize>()
         );
-        let (_, frames) = Journal::open(Box::new(disk), 800, 0).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk), 800, 0).unwrap();
         assert_eq!(frames.len(), 1);
     }
 

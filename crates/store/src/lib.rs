@@ -19,6 +19,14 @@
 //! memory or on the embedder's own storage ([`Store::with_backend`]) makes every batch one
 //! durable redb commit instead.
 //!
+//! A host can also take the sync off its event loop: [`Batch::write`] applies and appends a
+//! batch without syncing and returns its journal frame ([`Written`]); a [`JournalSync`] (from
+//! [`Store::journal_sync`]), on another thread, makes every frame written so far durable with
+//! one `fdatasync` and reports the last one. The host keeps each turn's messages until the
+//! report covers that turn's frame, and meanwhile goes on with the next turns (one sync then
+//! covers them all). A crash keeps a prefix of the frames written: nothing of a turn whose
+//! messages have not left can be missing while a later one is there.
+//!
 //! Two rules follow, and are what makes a restart safe:
 //!
 //! - a transaction is stored before the node signs anything that builds on it (the manager emits
@@ -63,4 +71,4 @@ pub use codec::{ChainCursor, ChannelRecord, ChannelStatus, MachineSource};
 pub use error::StoreError;
 pub use journal::{JOURNAL_CAPACITY, JOURNAL_FILE};
 pub use redb::StorageBackend;
-pub use store::{Batch, DB_FILE, OpenMode, SCHEMA_VERSION, Store};
+pub use store::{Batch, DB_FILE, Detached, JournalSync, OpenMode, SCHEMA_VERSION, Store, Written};

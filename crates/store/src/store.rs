@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use entente_state_manager::{ChannelSnapshot, ForkInfo, PersistRecord, StoredTransaction};
@@ -155,8 +156,108 @@ struct Journaled {
     journal: Journal,
     path: PathBuf,
     next_seq: u64,
-    /// Why the store stopped writing, after a write that failed half-way.
-    failed: Option<String>,
+    /// Set while a batch is in redb but not yet in the journal: a panic in between leaves it
+    /// set, and the store refuses to write on.
+    interrupted: bool,
+    progress: Arc<Progress>,
+}
+
+/// How far the journal is written and synced, shared by the writer and its [`JournalSync`]s.
+#[derive(Debug)]
+struct Progress {
+    /// Number of the last frame written to the journal (or made durable by a checkpoint).
+    written: AtomicU64,
+    /// Number of the last frame known durable: every frame up to it survives a crash.
+    durable: AtomicU64,
+    /// Why the store stopped writing, after a write or a sync that failed.
+    failed: Mutex<Option<String>>,
+}
+
+impl Progress {
+    fn failed(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn fail(&self, reason: String) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+    }
+}
+
+/// A batch's writes, held apart from its store between turns ([`Batch::detach`]).
+#[must_use = "detached writes do nothing until reattached and written"]
+#[derive(Debug, Default)]
+pub struct Detached {
+    ops: Vec<Op>,
+}
+
+/// Where a batch given to [`Batch::write`] stands.
+#[must_use = "a written batch is durable only once a sync covers its frame"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written(Option<u64>);
+
+impl Written {
+    /// The journal frame that holds the batch (durable once [`JournalSync::durable`] reaches
+    /// it), or `None` if the batch is durable already (a store without a journal).
+    pub fn frame(self) -> Option<u64> {
+        self.0
+    }
+}
+
+/// Makes a store's journal durable from any thread: one `fdatasync` covers every batch
+/// written before it starts. A host that writes its batches with [`Batch::write`] runs this
+/// off its event loop and releases each batch's messages once [`Self::durable`] covers its
+/// frame. See [`Store::journal_sync`].
+#[derive(Clone)]
+pub struct JournalSync {
+    storage: Arc<dyn redb::StorageBackend>,
+    progress: Arc<Progress>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for JournalSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalSync")
+            .field("path", &self.path)
+            .field("durable", &self.durable())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JournalSync {
+    /// The number of the last frame known durable.
+    pub fn durable(&self) -> u64 {
+        self.progress.durable.load(Ordering::Acquire)
+    }
+
+    /// Makes every frame written so far durable and returns the number of the last one durable.
+    /// A failed sync stops the store (every later write is refused with
+    /// [`StoreError::Failed`]): what it covered may or may not be on disk.
+    pub fn sync(&self) -> Result<u64, StoreError> {
+        if let Some(reason) = self.progress.failed() {
+            return Err(StoreError::Failed {
+                path: self.path.clone(),
+                reason,
+            });
+        }
+        // Read before the sync starts: every frame up to it is written, so the sync covers it.
+        let upto = self.progress.written.load(Ordering::Acquire);
+        if upto <= self.durable() {
+            return Ok(self.durable());
+        }
+        if let Err(source) = self.storage.sync_data() {
+            let e = StoreError::Io {
+                path: self.path.clone(),
+                source,
+            };
+            self.progress.fail(e.to_string());
+            return Err(e);
+        }
+        self.progress.durable.fetch_max(upto, Ordering::AcqRel);
+        Ok(self.durable())
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -290,7 +391,7 @@ impl Store {
         } else if file.metadata().map_err(io)?.len() == 0 {
             return Err(StoreError::MissingJournal { path });
         }
-        self.attach_journal(Box::new(JournalFile(file)), JOURNAL_CAPACITY, path)
+        self.attach_journal(Arc::new(JournalFile(file)), JOURNAL_CAPACITY, path)
     }
 
     /// The number of the last journal frame the database holds, if it ever had a journal.
@@ -314,7 +415,7 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let mut store = Self::on_backend(db, name)?;
         let path = store.path.with_extension("journal");
-        store.attach_journal(Box::new(journal), journal_capacity, path)?;
+        store.attach_journal(Arc::new(journal), journal_capacity, path)?;
         Ok(store)
     }
 
@@ -322,7 +423,7 @@ impl Store {
     /// frames it holds beyond the database's own, and from now on commits through it.
     fn attach_journal(
         &mut self,
-        storage: Box<dyn redb::StorageBackend>,
+        storage: Arc<dyn redb::StorageBackend>,
         capacity: u64,
         path: PathBuf,
     ) -> Result<(), StoreError> {
@@ -350,7 +451,12 @@ impl Store {
             journal,
             path,
             next_seq: last + 1,
-            failed: None,
+            interrupted: false,
+            progress: Arc::new(Progress {
+                written: AtomicU64::new(last),
+                durable: AtomicU64::new(last),
+                failed: Mutex::new(None),
+            }),
         }));
         Ok(())
     }
@@ -480,6 +586,14 @@ impl Store {
         Batch {
             store: self,
             ops: Vec::new(),
+        }
+    }
+
+    /// A batch that goes on from writes collected earlier ([`Batch::detach`]).
+    pub fn reattach(&self, writes: Detached) -> Batch<'_> {
+        Batch {
+            store: self,
+            ops: writes.ops,
         }
     }
 
@@ -1001,6 +1115,12 @@ impl Batch<'_> {
         self
     }
 
+    /// The writes collected so far, apart from the store: a host that groups several turns
+    /// into one write keeps them here between turns ([`Store::reattach`]).
+    pub fn detach(self) -> Detached {
+        Detached { ops: self.ops }
+    }
+
     /// Number of writes collected.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -1052,15 +1172,37 @@ impl Batch<'_> {
             return Ok(());
         }
         let store = self.store;
+        match self.write()?.frame() {
+            Some(frame) => match store.journal_sync() {
+                Some(sync) if sync.sync()? >= frame => Ok(()),
+                _ => Err(StoreError::Failed {
+                    path: store.path.clone(),
+                    reason: format!("journal frame {frame} was written but not synced"),
+                }),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the batch without waiting for it to be durable (the checks and the errors are
+    /// [`Self::commit`]'s): on disk, applied to the database and appended to the journal; the
+    /// batch is acknowledged once a [`JournalSync`] reports its frame durable
+    /// ([`Written::frame`]), and a crash before that keeps it whole or not at all, with every
+    /// batch written before it kept if it is. Readers see it at once. In memory or on an
+    /// embedder's backend it is one durable commit, as [`Self::commit`]. An empty batch writes
+    /// nothing and stands with the last batch written.
+    pub fn write(self) -> Result<Written, StoreError> {
+        let store = self.store;
         match &store.journal {
-            Some(journaled) => store.commit_journaled(lock(journaled), self.ops),
-            None => store.commit_durable(self.ops),
+            Some(journaled) => store.write_journaled(lock(journaled), self.ops),
+            None if self.ops.is_empty() => Ok(Written(None)),
+            None => store.commit_durable(self.ops).map(|()| Written(None)),
         }
     }
 }
 
 fn lock(journaled: &Mutex<Journaled>) -> MutexGuard<'_, Journaled> {
-    // A panic while holding it left `failed` set if it matters; the state itself is plain data.
+    // A panic while holding it left `interrupted` set if it matters; the rest is plain data.
     journaled.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -1087,15 +1229,22 @@ impl Store {
     }
 
     /// The batch applied to redb without durability (its checks run there, against everything
-    /// committed so far), then its writes appended to the journal and synced. A write that fails
-    /// after redb took the batch stops the store: redb may still make it durable later, but it
-    /// was never acknowledged.
-    fn commit_journaled(&self, mut j: MutexGuard<'_, Journaled>, ops: Vec<Op>) -> Result<(), StoreError> {
-        if let Some(reason) = &j.failed {
+    /// committed so far), then its writes appended to the journal (not synced). A write that
+    /// fails after redb took the batch stops the store: redb may still make it durable later,
+    /// but it was never acknowledged.
+    fn write_journaled(&self, mut j: MutexGuard<'_, Journaled>, ops: Vec<Op>) -> Result<Written, StoreError> {
+        let failed = match j.interrupted {
+            true => Some("a batch was interrupted between the database and the journal".to_string()),
+            false => j.progress.failed(),
+        };
+        if let Some(reason) = failed {
             return Err(StoreError::Failed {
                 path: self.path.clone(),
-                reason: reason.clone(),
+                reason,
             });
+        }
+        if ops.is_empty() {
+            return Ok(Written(Some(j.progress.written.load(Ordering::Acquire))));
         }
         let seq = j.next_seq;
         let mut txn = self.write()?;
@@ -1124,35 +1273,53 @@ impl Store {
             let _ = txn.abort();
             return Err(e);
         }
-        // From redb's commit until the journal's sync the batch is in redb but not acknowledged:
-        // a panic in between (the lock is poisoned, not released cleanly) must stop the store
-        // as a failed write does, so the mark goes first and is lifted once the batch is durable.
-        j.failed = Some("a batch was interrupted between the database and the journal".into());
+        // From redb's commit until the journal's write the batch is in redb but not in the
+        // journal: a panic in between (the lock is poisoned, not released cleanly) must stop the
+        // store as a failed write does, so the mark goes first and is lifted once it is written.
+        j.interrupted = true;
         if let Err(e) = txn.commit() {
             let e = self.err(e);
-            j.failed = Some(e.to_string());
+            j.progress.fail(e.to_string());
             return Err(e);
         }
         let appended = match j.journal.append(seq, &redo) {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(false),
             // The journal is full: make everything durable in redb and start it again.
-            Ok(false) => self.checkpoint().map(|()| j.journal.restart()),
+            Ok(false) => self.checkpoint().map(|()| {
+                j.journal.restart();
+                true
+            }),
             Err(source) => Err(StoreError::Io {
                 path: j.path.clone(),
                 source,
             }),
         };
         match appended {
-            Ok(()) => {
+            Ok(checkpointed) => {
                 j.next_seq += 1;
-                j.failed = None;
-                Ok(())
+                j.interrupted = false;
+                j.progress.written.store(seq, Ordering::Release);
+                if checkpointed {
+                    j.progress.durable.fetch_max(seq, Ordering::AcqRel);
+                }
+                Ok(Written(Some(seq)))
             }
             Err(e) => {
-                j.failed = Some(e.to_string());
+                j.progress.fail(e.to_string());
                 Err(e)
             }
         }
+    }
+
+    /// The store's journal sync, for a store on disk (`None`: every batch is durable when
+    /// written). See [`Batch::write`].
+    pub fn journal_sync(&self) -> Option<JournalSync> {
+        let j = lock(self.journal.as_ref()?);
+        Some(JournalSync {
+            storage: j.journal.storage(),
+            progress: j.progress.clone(),
+            path: j.path.clone(),
+        })
     }
 
     /// One durable redb commit: everything committed so far is on disk in the database.

@@ -1,9 +1,11 @@
 //! Power loss, simulated: the database and its journal sit on disks that keep what was synced
 //! and lose any part of what was not. The machine dies at a chosen write (every later write and
 //! sync fails), the power is cut (each unsynced write survives or not, at random), and the store
-//! is opened again, sometimes dying again during that recovery. Every batch that was
-//! acknowledged is there; every other batch is there whole or not at all; and the own-signature
-//! log refuses a second digest at every height recorded.
+//! is opened again, sometimes dying again during that recovery. Batches are committed one by
+//! one, or written and synced later in groups (as the node does off its event loop), or both.
+//! Every batch that was acknowledged is there; every other batch is there whole or not at all;
+//! what is there is a prefix of what was written; and the own-signature log refuses a second
+//! digest at every height recorded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -174,6 +176,10 @@ fn digest(height: u64, variant: u8) -> B256 {
 
 /// Batch `i`: our signature at height `i` and event `i` (its size varies, so frames do).
 fn commit(store: &Store, i: u64, rng: &mut Rng) -> Result<(), StoreError> {
+    batch(store, i, rng).commit()
+}
+
+fn batch<'s>(store: &'s Store, i: u64, rng: &mut Rng) -> entente_store::Batch<'s> {
     let mut batch = store.batch();
     batch.persist(
         CHANNEL,
@@ -185,7 +191,7 @@ fn commit(store: &Store, i: u64, rng: &mut Rng) -> Result<(), StoreError> {
     );
     let len = 16 + rng.below(3000) as usize;
     batch.put_event(CHANNEL, i, Bytes::from(vec![i as u8; len]));
-    batch.commit()
+    batch
 }
 
 /// Which batches the store holds, checking each is whole (its signature and its event).
@@ -225,13 +231,40 @@ fn run(seed: u64) {
         let mut m = first.lock().unwrap();
         m.dies_at = m.ops + 1 + rng.below(400);
     }
+    // 0: every batch committed; 1: written, synced every few batches; 2: a mix.
+    let mode = seed % 3;
+    let sync = store.journal_sync().unwrap();
     let mut acknowledged = Vec::new();
+    // Written, not acknowledged yet: (batch, frame).
+    let mut written: Vec<(u64, u64)> = Vec::new();
     let mut attempted = 0;
     for i in 0..200u64 {
         attempted = i + 1;
-        match commit(&store, i, &mut rng) {
-            Ok(()) => acknowledged.push(i),
+        let deferred = mode == 1 || (mode == 2 && rng.below(2) == 0);
+        if !deferred {
+            match commit(&store, i, &mut rng) {
+                Ok(()) => {
+                    // A commit's sync covers every batch written before it.
+                    acknowledged.extend(written.drain(..).map(|(b, _)| b));
+                    acknowledged.push(i);
+                }
+                Err(_) => break,
+            }
+            continue;
+        }
+        match batch(&store, i, &mut rng).write() {
+            Ok(w) => written.push((i, w.frame().unwrap())),
             Err(_) => break,
+        }
+        if rng.below(4) == 0 {
+            match sync.sync() {
+                Ok(durable) => {
+                    let (done, rest): (Vec<_>, Vec<_>) = written.iter().partition(|(_, f)| *f <= durable);
+                    acknowledged.extend(done.into_iter().map(|(b, _)| b));
+                    written = rest;
+                }
+                Err(_) => break,
+            }
         }
     }
     drop(store);
@@ -258,6 +291,10 @@ fn run(seed: u64) {
     }
     let store = recovered.unwrap_or_else(|| panic!("seed {seed}: the store did not open again"));
     let held = held(&store, attempted);
+    assert!(
+        held.iter().enumerate().all(|(k, i)| k as u64 == *i),
+        "seed {seed}: the batches held are not a prefix of those written: {held:?}"
+    );
     for i in &acknowledged {
         assert!(
             held.contains(i),
