@@ -72,6 +72,9 @@ pub(crate) struct Journal {
     capacity: u64,
     offset: u64,
     frame: Vec<u8>,
+    /// End of what the file held when opened (up to its last byte that is not zero): cleared by
+    /// [`Self::clear`] before any new frame is written.
+    stale: u64,
 }
 
 impl Journal {
@@ -84,9 +87,11 @@ impl Journal {
     ) -> io::Result<(Self, Vec<Frame>)> {
         let len = storage.len()?;
         let mut frames = Vec::new();
+        let mut stale = 0;
         if len > 0 {
             let mut bytes = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
             storage.read(0, &mut bytes)?;
+            stale = bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p as u64 + 1);
             let mut at = 0usize;
             let mut expected = applied.saturating_add(1);
             while let Some((seq, payload, next)) = frame_at(&bytes, at) {
@@ -128,8 +133,31 @@ impl Journal {
             capacity: capacity.max(len),
             offset: 0,
             frame: Vec::new(),
+            stale,
         };
         Ok((journal, frames))
+    }
+
+    /// Zeroes what the file held when opened, and syncs: the caller has made every frame
+    /// replayed durable elsewhere. Without this a frame of an earlier life could come back: with
+    /// several frames written before one sync, a power cut can keep a later frame and lose an
+    /// earlier one; replay stops at the lost one, new frames are written from the beginning,
+    /// and once they reach the kept frame's offset with the numbers running on, the kept frame
+    /// would read as the next one.
+    pub(crate) fn clear(&mut self) -> io::Result<()> {
+        if self.stale == 0 {
+            return Ok(());
+        }
+        let chunk = vec![0u8; 64 << 10];
+        let mut at = 0;
+        while at < self.stale {
+            let n = (self.stale - at).min(chunk.len() as u64);
+            self.storage.write(at, &chunk[..n as usize])?;
+            at += n;
+        }
+        self.storage.sync_data()?;
+        self.stale = 0;
+        Ok(())
     }
 
     /// Writes frame `seq` with `redo` after the frames written so far, without syncing it:

@@ -428,7 +428,7 @@ impl Store {
         path: PathBuf,
     ) -> Result<(), StoreError> {
         let applied = self.journal_seq()?.unwrap_or(0);
-        let (journal, frames) =
+        let (mut journal, frames) =
             Journal::open(storage, capacity, applied).map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -447,6 +447,11 @@ impl Store {
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
+        // Everything replayed is durable in the database now: the journal starts empty.
+        journal.clear().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
         self.journal = Some(Mutex::new(Journaled {
             journal,
             path,

@@ -1,11 +1,13 @@
 //! Power loss, simulated: the database and its journal sit on disks that keep what was synced
 //! and lose any part of what was not. The machine dies at a chosen write (every later write and
 //! sync fails), the power is cut (each unsynced write survives or not, at random), and the store
-//! is opened again, sometimes dying again during that recovery. Batches are committed one by
-//! one, or written and synced later in groups (as the node does off its event loop), or both.
-//! Every batch that was acknowledged is there; every other batch is there whole or not at all;
-//! what is there is a prefix of what was written; and the own-signature log refuses a second
-//! digest at every height recorded.
+//! is opened again, sometimes dying again during that recovery; three such lives in a row, each
+//! writing after what the last recovery kept. Batches are committed one by one, or written and
+//! synced later in groups (as the node does off its event loop), or both. Every batch that was
+//! acknowledged is there; every other batch is there whole or not at all; what is there is a
+//! prefix of what was written, each batch the one its own lineage wrote (nothing an earlier life
+//! wrote and a recovery dropped comes back); and the own-signature log refuses a second digest
+//! at every height recorded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -105,6 +107,27 @@ impl Disk {
     }
 }
 
+impl Disk {
+    /// The disk after a power cut that keeps the unsynced writes `keep` picks (by their order).
+    fn cut_keeping(&self, keep: impl Fn(usize, &Pending) -> bool, machine: &Arc<Mutex<Machine>>) -> Disk {
+        let state = self.state.lock().unwrap();
+        let mut bytes = state.durable.clone();
+        for (n, op) in state.pending.iter().enumerate() {
+            if keep(n, op) {
+                apply(&mut bytes, op);
+            }
+        }
+        Disk {
+            state: Arc::new(Mutex::new(DiskState {
+                durable: bytes.clone(),
+                current: bytes,
+                pending: Vec::new(),
+            })),
+            machine: machine.clone(),
+        }
+    }
+}
+
 impl redb::StorageBackend for Disk {
     fn len(&self) -> io::Result<u64> {
         Ok(self.state.lock().unwrap().current.len() as u64)
@@ -174,44 +197,58 @@ fn digest(height: u64, variant: u8) -> B256 {
     d
 }
 
-/// Batch `i`: our signature at height `i` and event `i` (its size varies, so frames do).
-fn commit(store: &Store, i: u64, rng: &mut Rng) -> Result<(), StoreError> {
-    batch(store, i, rng).commit()
-}
-
-fn batch<'s>(store: &'s Store, i: u64, rng: &mut Rng) -> entente_store::Batch<'s> {
+/// Batch `i` as life `life` writes it: our signature at height `i` and event `i` (its size
+/// varies, so frames do; both differ from one life to the next).
+fn batch<'s>(store: &'s Store, i: u64, life: u8, rng: &mut Rng) -> entente_store::Batch<'s> {
     let mut batch = store.batch();
     batch.persist(
         CHANNEL,
         PersistRecord::OwnSignature {
             fork: 0,
             height: i,
-            digest: digest(i, 1),
+            digest: digest(i, life),
         },
     );
-    let len = 16 + rng.below(3000) as usize;
-    batch.put_event(CHANNEL, i, Bytes::from(vec![i as u8; len]));
+    // Frames of a few sizes: a later life's frames often end exactly where an earlier life's
+    // began (as a node's do, whose records have much the same size).
+    let len = [16, 700, 2900][rng.below(3) as usize];
+    batch.put_event(CHANNEL, i, Bytes::from(vec![tag(i, life); len]));
     batch
 }
 
-/// Which batches the store holds, checking each is whole (its signature and its event).
-fn held(store: &Store, upto: u64) -> Vec<u64> {
+fn tag(i: u64, life: u8) -> u8 {
+    (i as u8).wrapping_add(life.wrapping_mul(97))
+}
+
+/// Which batches the store holds, checking each is whole (its signature and its event) and the
+/// one its lineage wrote (`lineage[i]`: the life whose batch `i` the store may hold; a batch
+/// of an earlier life that a later one wrote over, or that was lost before it, must not come
+/// back).
+fn held(store: &Store, lineage: &[u8], seed: u64) -> Vec<u64> {
     let events = store.events(&CHANNEL, 0, usize::MAX).unwrap();
     let mut out = Vec::new();
-    for i in 0..upto {
+    for i in 0..lineage.len() as u64 + 400 {
         let signed = store.own_signature(&CHANNEL, 0, i).unwrap();
         let event = events.iter().find(|(seq, _)| *seq == i);
         match (signed, event) {
             (Some(d), Some((_, bytes))) => {
-                assert_eq!(d, digest(i, 1), "batch {i}: the signature recorded is another");
+                let life = lineage.get(i as usize).copied();
                 assert!(
-                    bytes.iter().all(|b| *b == i as u8),
-                    "batch {i}: its event is damaged"
+                    life.is_some_and(|life| d == digest(i, life)),
+                    "seed {seed}: batch {i} is not its lineage's (life {life:?}): {d}"
+                );
+                let life = life.unwrap_or_default();
+                assert!(
+                    bytes.iter().all(|b| *b == tag(i, life)),
+                    "seed {seed}: batch {i}: its event is damaged or from another life"
                 );
                 out.push(i);
             }
             (None, None) => {}
-            (s, e) => panic!("batch {i} is half there: signature {s:?}, event {}", e.is_some()),
+            (s, e) => panic!(
+                "seed {seed}: batch {i} is half there: signature {s:?}, event {}",
+                e.is_some()
+            ),
         }
     }
     out
@@ -221,87 +258,98 @@ fn machine(dies_at: u64) -> Arc<Mutex<Machine>> {
     Arc::new(Mutex::new(Machine { ops: 0, dies_at }))
 }
 
+/// Lives of one store: each writes batches after what the last recovery kept (committed one by
+/// one, or written and synced later in groups, or both), dies at a chosen write, loses power,
+/// and is opened again (sometimes dying during that recovery too).
 fn run(seed: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let first = machine(u64::MAX);
-    let (db, journal) = (Disk::new(&first), Disk::new(&first));
-    let store = Store::with_journal(db.clone(), journal.clone(), CAPACITY, "power-loss").unwrap();
-    // Dies somewhere in the next few hundred operations of either disk.
-    {
-        let mut m = first.lock().unwrap();
-        m.dies_at = m.ops + 1 + rng.below(400);
-    }
-    // 0: every batch committed; 1: written, synced every few batches; 2: a mix.
-    let mode = seed % 3;
-    let sync = store.journal_sync().unwrap();
-    let mut acknowledged = Vec::new();
-    // Written, not acknowledged yet: (batch, frame).
-    let mut written: Vec<(u64, u64)> = Vec::new();
-    let mut attempted = 0;
-    for i in 0..200u64 {
-        attempted = i + 1;
-        let deferred = mode == 1 || (mode == 2 && rng.below(2) == 0);
-        if !deferred {
-            match commit(&store, i, &mut rng) {
-                Ok(()) => {
-                    // A commit's sync covers every batch written before it.
-                    acknowledged.extend(written.drain(..).map(|(b, _)| b));
-                    acknowledged.push(i);
+    let mut current = machine(u64::MAX);
+    let mut disks = (Disk::new(&current), Disk::new(&current));
+    let mut store = Store::with_journal(disks.0.clone(), disks.1.clone(), CAPACITY, "power-loss").unwrap();
+    let mut lineage: Vec<u8> = Vec::new();
+    let mut acknowledged: Vec<u64> = Vec::new();
+    for life in 1..=3u8 {
+        // Dies somewhere in the next few hundred operations of either disk.
+        {
+            let mut m = current.lock().unwrap();
+            m.dies_at = m.ops + 1 + rng.below(400);
+        }
+        // 0: every batch committed; 1: written, synced every few batches; 2: a mix.
+        let mode = (seed + u64::from(life)) % 3;
+        let sync = store.journal_sync().unwrap();
+        // Written, not acknowledged yet: (batch, frame).
+        let mut written: Vec<(u64, u64)> = Vec::new();
+        let first = lineage.len() as u64;
+        for i in first..first + 150 {
+            lineage.push(life);
+            let deferred = mode == 1 || (mode == 2 && rng.below(2) == 0);
+            if !deferred {
+                match batch(&store, i, life, &mut rng).commit() {
+                    Ok(()) => {
+                        // A commit's sync covers every batch written before it.
+                        acknowledged.extend(written.drain(..).map(|(b, _)| b));
+                        acknowledged.push(i);
+                    }
+                    Err(_) => break,
                 }
+                continue;
+            }
+            match batch(&store, i, life, &mut rng).write() {
+                Ok(w) => written.push((i, w.frame().unwrap())),
                 Err(_) => break,
             }
-            continue;
-        }
-        match batch(&store, i, &mut rng).write() {
-            Ok(w) => written.push((i, w.frame().unwrap())),
-            Err(_) => break,
-        }
-        if rng.below(4) == 0 {
-            match sync.sync() {
-                Ok(durable) => {
-                    let (done, rest): (Vec<_>, Vec<_>) = written.iter().partition(|(_, f)| *f <= durable);
-                    acknowledged.extend(done.into_iter().map(|(b, _)| b));
-                    written = rest;
+            if rng.below(4) == 0 {
+                match sync.sync() {
+                    Ok(durable) => {
+                        let (done, rest): (Vec<_>, Vec<_>) = written.iter().partition(|(_, f)| *f <= durable);
+                        acknowledged.extend(done.into_iter().map(|(b, _)| b));
+                        written = rest;
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
         }
-    }
-    drop(store);
+        drop(sync);
+        drop(store);
 
-    // Power cut; the recovery itself may die (and be cut) once more.
-    let mut disks = (db, journal);
-    let mut recovered = None;
-    for attempt in 0..3 {
-        let next = machine(if attempt < 2 && rng.below(2) == 0 {
-            rng.below(40)
-        } else {
-            u64::MAX
-        });
-        let (db, journal) = (disks.0.cut(&mut rng, &next), disks.1.cut(&mut rng, &next));
-        match Store::with_journal(db.clone(), journal.clone(), CAPACITY, "power-loss") {
-            Ok(store) if next.lock().unwrap().dies_at == u64::MAX => {
-                recovered = Some(store);
-                break;
+        // Power cut; the recovery itself may die (and be cut) once more.
+        let mut recovered = None;
+        for attempt in 0..3 {
+            let next = machine(if attempt < 2 && rng.below(2) == 0 {
+                rng.below(40)
+            } else {
+                u64::MAX
+            });
+            let (db, journal) = (disks.0.cut(&mut rng, &next), disks.1.cut(&mut rng, &next));
+            disks = (db.clone(), journal.clone());
+            current = next.clone();
+            match Store::with_journal(db, journal, CAPACITY, "power-loss") {
+                Ok(store) if next.lock().unwrap().dies_at == u64::MAX => {
+                    recovered = Some(store);
+                    break;
+                }
+                Ok(store) => drop(store),
+                Err(_) => {}
             }
-            Ok(store) => drop(store),
-            Err(_) => {}
         }
-        disks = (db, journal);
-    }
-    let store = recovered.unwrap_or_else(|| panic!("seed {seed}: the store did not open again"));
-    let held = held(&store, attempted);
-    assert!(
-        held.iter().enumerate().all(|(k, i)| k as u64 == *i),
-        "seed {seed}: the batches held are not a prefix of those written: {held:?}"
-    );
-    for i in &acknowledged {
+        store = recovered
+            .unwrap_or_else(|| panic!("seed {seed}: the store did not open again after life {life}"));
+        let held = held(&store, &lineage, seed);
         assert!(
-            held.contains(i),
-            "seed {seed}: acknowledged batch {i} is lost (held: {held:?})"
+            held.iter().enumerate().all(|(k, i)| k as u64 == *i),
+            "seed {seed}: after life {life} the batches held are not a prefix of those written: {held:?}"
         );
+        for i in &acknowledged {
+            assert!(
+                held.contains(i),
+                "seed {seed}: acknowledged batch {i} is lost after life {life} (held: {held:?})"
+            );
+        }
+        // The next life writes after what is held.
+        lineage.truncate(held.len());
     }
     // Nothing signs twice: a second digest at every held height is refused, whole.
+    let held: Vec<u64> = (0..lineage.len() as u64).collect();
     for i in &held {
         let mut batch = store.batch();
         batch.persist(
@@ -309,7 +357,7 @@ fn run(seed: u64) {
             PersistRecord::OwnSignature {
                 fork: 0,
                 height: *i,
-                digest: digest(*i, 2),
+                digest: digest(*i, 0xff),
             },
         );
         assert!(
@@ -318,9 +366,64 @@ fn run(seed: u64) {
         );
     }
     // And the store carries on where it stopped.
-    let next = held.last().map_or(0, |h| h + 1);
-    commit(&store, next, &mut rng).unwrap();
+    let next = lineage.len() as u64;
+    batch(&store, next, 9, &mut rng).commit().unwrap();
     assert!(store.own_signature(&CHANNEL, 0, next).unwrap().is_some());
+}
+
+#[test]
+fn a_frame_left_behind_a_lost_one_does_not_come_back_in_a_later_life() {
+    // Life 1 writes batches 0, 1, 2 without syncing them; the power cut keeps the writes of 1
+    // and 2 and loses 0. Life 2 holds nothing of them, writes batches 0 and 1 again (other
+    // digests, frames of the same sizes) and syncs them, and dies. Life 3 must hold life 2's
+    // batches 0 and 1 and nothing of life 1's: not its batch 2, whose frame sits right after.
+    let m1 = machine(u64::MAX);
+    let (db, journal) = (Disk::new(&m1), Disk::new(&m1));
+    let store = Store::with_journal(db.clone(), journal.clone(), CAPACITY, "holes").unwrap();
+    fn fixed(store: &Store, i: u64, life: u8) -> entente_store::Batch<'_> {
+        let mut batch = store.batch();
+        batch.persist(
+            CHANNEL,
+            PersistRecord::OwnSignature {
+                fork: 0,
+                height: i,
+                digest: digest(i, life),
+            },
+        );
+        batch.put_event(CHANNEL, i, Bytes::from(vec![tag(i, life); 600]));
+        batch
+    }
+    let journal_writes_before = journal.state.lock().unwrap().pending.len();
+    for i in 0..3 {
+        let _ = fixed(&store, i, 1).write().unwrap();
+    }
+    // The machine dies: nothing more reaches either disk (not the database's close either).
+    m1.lock().unwrap().dies_at = 0;
+    drop(store);
+    let m2 = machine(u64::MAX);
+    // The database keeps nothing unsynced; the journal loses the first frame, keeps the others.
+    let db2 = db.cut_keeping(|_, _| false, &m2);
+    let journal2 = journal.cut_keeping(|n, _| n > journal_writes_before, &m2);
+    let store = Store::with_journal(db2.clone(), journal2.clone(), CAPACITY, "holes").unwrap();
+    assert_eq!(
+        held(&store, &[], 0),
+        Vec::<u64>::new(),
+        "life 1 left nothing acknowledged"
+    );
+    for i in 0..2 {
+        fixed(&store, i, 2).commit().unwrap();
+    }
+    m2.lock().unwrap().dies_at = 0;
+    drop(store);
+    let m3 = machine(u64::MAX);
+    let store = Store::with_journal(
+        db2.cut_keeping(|_, _| false, &m3),
+        journal2.cut_keeping(|_, _| false, &m3),
+        CAPACITY,
+        "holes",
+    )
+    .unwrap();
+    assert_eq!(held(&store, &[2, 2], 0), vec![0, 1]);
 }
 
 #[test]
