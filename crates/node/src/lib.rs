@@ -153,6 +153,11 @@ pub(crate) enum Command {
         channel_id: B256,
         reply: Reply<ChannelInfo>,
     },
+    /// The channel's info as of its last durable turn, kept up to date.
+    WatchInfo {
+        channel_id: B256,
+        reply: Reply<tokio::sync::watch::Receiver<ChannelInfo>>,
+    },
     Events {
         channel_id: B256,
         from: u64,
@@ -205,6 +210,7 @@ impl Command {
             self,
             Command::View { .. }
                 | Command::Info { .. }
+                | Command::WatchInfo { .. }
                 | Command::Events { .. }
                 | Command::Channels { .. }
                 | Command::Invitations { .. }
@@ -632,16 +638,24 @@ impl Channel {
         mut done: impl FnMut(&ChannelInfo) -> bool,
     ) -> Result<ChannelInfo, NodeError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut events = self.events().await?;
+        let channel_id = self.channel_id;
+        // The node publishes the info of each turn once it is durable: waiting costs the event
+        // loop nothing.
+        let mut info = self
+            .node
+            .ask(|reply| Command::WatchInfo { channel_id, reply })
+            .await?;
         loop {
-            let info = self.info().await?;
-            if done(&info) {
-                return Ok(info);
+            {
+                let current = info.borrow_and_update();
+                if done(&current) {
+                    return Ok(current.clone());
+                }
             }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
+            match tokio::time::timeout_at(deadline, info.changed()).await {
                 Err(_) => return Err(NodeError::Timeout(what.to_string())),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(NodeError::Stopped),
+                Ok(Ok(())) => {}
             }
         }
     }

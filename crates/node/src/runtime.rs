@@ -206,6 +206,9 @@ struct Hosted {
     next_event: u64,
     /// How many events the log holds, for subscribers.
     logged: watch::Sender<u64>,
+    /// The channel's info as of its last durable turn, for those who wait on it (computed only
+    /// while someone does).
+    info: watch::Sender<entente_channel::ChannelInfo>,
     /// The core's `poll_timeout` as entered in [`Runtime::timers`].
     wake: Option<u64>,
 }
@@ -262,8 +265,8 @@ struct Parked {
     frame: u64,
     outbox: Vec<Out>,
     calls: Vec<(B256, entente_channel::ChainCall)>,
-    /// Each channel's event log length after the turn.
-    logged: Vec<(B256, u64)>,
+    /// Each channel's event log length after the turn, and its info if someone waits on it.
+    logged: Vec<(B256, u64, Option<entente_channel::ChannelInfo>)>,
     notes: Vec<(B256, ChannelEvent)>,
 }
 
@@ -329,6 +332,7 @@ impl Runtime {
 
     fn host(&mut self, core: ChannelCore<NodeSigner>, machine: Arc<MachineSource>, next_event: u64) {
         let (logged, _) = watch::channel(next_event);
+        let (info, _) = watch::channel(core.info());
         let id = core.id();
         self.channels.insert(
             id,
@@ -337,6 +341,7 @@ impl Runtime {
                 machine,
                 next_event,
                 logged,
+                info,
                 wake: None,
             },
         );
@@ -394,8 +399,20 @@ impl Runtime {
             // A lone input and nothing waiting: the node is not busy, and the loop may as well
             // wait for the sync itself (it saves the hand-over to the sync thread and back).
             // Under load it goes on with the next inputs while the sync thread syncs.
-            self.idle = taken == 1 && commands.is_empty() && inbound.is_empty();
-            if !self.flush() {
+            self.idle = taken == 1
+                && commands.is_empty()
+                && inbound.is_empty()
+                && chain_events.is_empty()
+                && done.is_empty();
+            // A turn released in the flush may have touched channels (a chain call the
+            // worker's queue refused): their effects are stored too before a read is answered.
+            let mut stored = self.flush();
+            let mut again = 0;
+            while stored && !self.dirty.is_empty() && again < 3 {
+                stored = self.flush();
+                again += 1;
+            }
+            if !stored {
                 break;
             }
             if !self.reads.is_empty() && self.parked.is_empty() {
@@ -433,10 +450,12 @@ impl Runtime {
         if self.in_flight.is_some_and(|f| f <= durable) {
             self.in_flight = None;
         }
+        let mut turns = Vec::new();
         while self.parked.front().is_some_and(|p| p.frame <= durable) {
-            if let Some(turn) = self.parked.pop_front() {
-                self.release(turn);
-            }
+            turns.extend(self.parked.pop_front());
+        }
+        if !turns.is_empty() {
+            self.release(turns);
         }
     }
 
@@ -625,6 +644,17 @@ impl Runtime {
             Command::Info { channel_id, reply } => {
                 let result = match self.channels.get(&channel_id) {
                     Some(h) => Ok(h.core.info()),
+                    None => Err(NodeError::UnknownChannel(channel_id)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::WatchInfo { channel_id, reply } => {
+                // A read: answered once every turn so far is durable, so the core's info is.
+                let result = match self.channels.get(&channel_id) {
+                    Some(h) => {
+                        h.info.send_replace(h.core.info());
+                        Ok(h.info.subscribe())
+                    }
                     None => Err(NodeError::UnknownChannel(channel_id)),
                 };
                 let _ = reply.send(result);
@@ -1032,7 +1062,11 @@ impl Runtime {
         trace!(target: TARGET, records, messages = outbox.len(), "turn done");
         let logged = dirty
             .iter()
-            .filter_map(|id| self.channels.get(id).map(|h| (*id, h.next_event)))
+            .filter_map(|id| {
+                let h = self.channels.get(id)?;
+                let info = (h.info.receiver_count() > 0).then(|| h.core.info());
+                Some((*id, h.next_event, info))
+            })
             .collect();
         let mut turn = Parked {
             frame: UNWRITTEN,
@@ -1048,7 +1082,7 @@ impl Runtime {
                     turn.frame = last.frame;
                     self.parked.push_back(turn);
                 }
-                None => self.release(turn),
+                None => self.release(vec![turn]),
             }
         } else {
             self.unwritten = Some(batch.detach());
@@ -1123,16 +1157,25 @@ impl Runtime {
         true
     }
 
-    /// Carries out a durable turn: its messages, chain calls, event log and events.
-    fn release(&mut self, turn: Parked) {
-        let Parked {
-            outbox,
-            calls,
-            logged,
-            notes,
-            ..
-        } = turn;
+    /// Carries out durable turns, in order: their messages, chain calls, event log and events.
+    fn release(&mut self, mut turns: Vec<Parked>) {
+        // One hand-over for all their messages: a later turn's message cannot overtake an
+        // earlier turn's change of peers.
+        let mut outbox = Vec::new();
+        for turn in &mut turns {
+            outbox.append(&mut turn.outbox);
+        }
         self.send_all(outbox);
+        for turn in turns {
+            self.release_rest(turn);
+        }
+    }
+
+    /// A durable turn's chain calls, event log and events (its messages went already).
+    fn release_rest(&mut self, turn: Parked) {
+        let Parked {
+            calls, logged, notes, ..
+        } = turn;
         for (channel_id, call) in calls {
             if let Err(e) = self.jobs.try_send(Job { channel_id, call }) {
                 // The core hears that the call was not sent and decides again.
@@ -1151,7 +1194,7 @@ impl Runtime {
                 }
             }
         }
-        for (id, next_event) in logged {
+        for (id, next_event, info) in logged {
             let Some(hosted) = self.channels.get_mut(&id) else {
                 continue;
             };
@@ -1160,6 +1203,13 @@ impl Runtime {
                 *logged = (*logged).max(next_event);
                 changed
             });
+            if let Some(info) = info {
+                hosted.info.send_if_modified(|current| {
+                    let changed = *current != info;
+                    *current = info;
+                    changed
+                });
+            }
         }
         for (id, event) in notes {
             // A message that proves its sender misbehaves counts against its connection.
