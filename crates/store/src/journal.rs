@@ -9,7 +9,9 @@
 //! state redb holds after a crash names the last frame it contains. Once the journal is full,
 //! one redb durable commit (a checkpoint) makes everything so far durable there and the journal
 //! starts again at its beginning. Opening the store replays, in one durable commit, the frames
-//! that follow the number redb holds.
+//! that follow the number redb holds, then zeroes the journal (and syncs it) before writing a
+//! new frame: after a crash with several frames unsynced, the disk may have kept a later frame
+//! and lost an earlier one, and that later frame must never read as one of the new ones.
 //!
 //! # Format
 //!
