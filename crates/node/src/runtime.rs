@@ -370,11 +370,13 @@ impl Runtime {
             // While a read waits for the turns before it to be durable, only the sync's reports
             // are taken (the turns after it would keep it waiting).
             let open = self.reads.is_empty();
+            // Everything the cores did so far is stored and durable: a read may be answered.
+            let settled = self.parked.is_empty() && self.dirty.is_empty();
             // Inputs handled in this turn.
             let mut taken = 1;
             tokio::select! {
                 command = commands.recv(), if open => match command {
-                    Some(command) if command.is_read() && !self.parked.is_empty() => self.reads.push(command),
+                    Some(command) if command.is_read() && !settled => self.reads.push(command),
                     Some(command) => {
                         self.on_command(command).await;
                         taken += self.take_ready(&mut commands, &mut inbound).await;
@@ -395,6 +397,9 @@ impl Runtime {
                         break;
                     }
                 }
+                // Reads wait, nothing is parked, but channels still have effects to store
+                // (touched while turns were released): store them now.
+                () = std::future::ready(()), if !open && self.parked.is_empty() => taken = 0,
             }
             // A lone input and nothing waiting: the node is not busy, and the loop may as well
             // wait for the sync itself (it saves the hand-over to the sync thread and back).
@@ -415,7 +420,7 @@ impl Runtime {
             if !stored {
                 break;
             }
-            if !self.reads.is_empty() && self.parked.is_empty() {
+            if !self.reads.is_empty() && self.parked.is_empty() && self.dirty.is_empty() {
                 for command in std::mem::take(&mut self.reads) {
                     self.on_command(command).await;
                 }
@@ -652,7 +657,12 @@ impl Runtime {
                 // A read: answered once every turn so far is durable, so the core's info is.
                 let result = match self.channels.get(&channel_id) {
                     Some(h) => {
-                        h.info.send_replace(h.core.info());
+                        let info = h.core.info();
+                        h.info.send_if_modified(|current| {
+                            let changed = *current != info;
+                            *current = info;
+                            changed
+                        });
                         Ok(h.info.subscribe())
                     }
                     None => Err(NodeError::UnknownChannel(channel_id)),
@@ -828,6 +838,10 @@ impl Runtime {
         machine: MachineSource,
         deployed: &[u8],
     ) -> Result<(), NodeError> {
+        // A channel hosted already (one this node expects to join, say) keeps its core.
+        if self.channels.contains_key(&channel_id) {
+            return Err(NodeError::BadProposal(format!("already in channel {channel_id}")));
+        }
         let (machine, code) = self.load(machine)?;
         let (from, proposal) =
             self.invitations

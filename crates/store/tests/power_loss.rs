@@ -329,7 +329,11 @@ fn run(seed: u64) {
                     break;
                 }
                 Ok(store) => drop(store),
-                Err(_) => {}
+                // Only a machine that dies may fail to open the store.
+                Err(e) => assert!(
+                    next.lock().unwrap().dies_at != u64::MAX,
+                    "seed {seed}: the store does not open after life {life}: {e}"
+                ),
             }
         }
         store = recovered
