@@ -80,41 +80,41 @@ impl Disk {
     /// The disk after a power cut, on a new machine: what was synced, and each unsynced write
     /// or resize kept or lost as `rng` says (a kept write may also be torn to its first sectors).
     fn cut(&self, rng: &mut Rng, machine: &Arc<Mutex<Machine>>) -> Disk {
-        let state = self.state.lock().unwrap();
-        let mut bytes = state.durable.clone();
-        for op in &state.pending {
-            match rng.below(3) {
-                0 => {}
-                1 => apply(&mut bytes, op),
+        self.cut_with(
+            |_, op| match rng.below(3) {
+                0 => None,
+                1 => Some(op.clone()),
                 _ => match op {
                     Pending::Write(offset, data) if data.len() > 512 => {
                         let sectors = data.len().div_ceil(512);
                         let kept = 512 * rng.below(sectors as u64) as usize;
-                        apply(&mut bytes, &Pending::Write(*offset, data[..kept].to_vec()));
+                        Some(Pending::Write(*offset, data[..kept].to_vec()))
                     }
-                    other => apply(&mut bytes, other),
+                    other => Some(other.clone()),
                 },
-            }
-        }
-        Disk {
-            state: Arc::new(Mutex::new(DiskState {
-                durable: bytes.clone(),
-                current: bytes,
-                pending: Vec::new(),
-            })),
-            machine: machine.clone(),
-        }
+            },
+            machine,
+        )
     }
-}
 
-impl Disk {
-    /// The disk after a power cut that keeps the unsynced writes `keep` picks (by their order).
+    /// The disk after a power cut that keeps, whole, the unsynced writes `keep` picks (by their
+    /// order).
     fn cut_keeping(&self, keep: impl Fn(usize, &Pending) -> bool, machine: &Arc<Mutex<Machine>>) -> Disk {
+        self.cut_with(|n, op| keep(n, op).then(|| op.clone()), machine)
+    }
+
+    /// The disk after a power cut: what was synced, then what `survives` makes of each unsynced
+    /// write or resize, in order (`None`: lost).
+    fn cut_with(
+        &self,
+        mut survives: impl FnMut(usize, &Pending) -> Option<Pending>,
+        machine: &Arc<Mutex<Machine>>,
+    ) -> Disk {
         let state = self.state.lock().unwrap();
         let mut bytes = state.durable.clone();
         for (n, op) in state.pending.iter().enumerate() {
-            if keep(n, op) {
-                apply(&mut bytes, op);
+            if let Some(kept) = survives(n, op) {
+                apply(&mut bytes, &kept);
             }
         }
         Disk {
