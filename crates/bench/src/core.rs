@@ -16,11 +16,17 @@
 //!   height final everywhere (in virtual voting that one needs N more transactions first).
 //! - **CPU**: process CPU time (user + system) per finalized transition, divided by N: the work
 //!   one peer does for one transition.
+//!
+//! The peers of a channel are independent parties, so they use the machine's cores as separate
+//! nodes would: with `threads` above 1 each worker thread owns some of the peers (peer `i` on
+//! worker `i % threads`; a peer's EVM stays on the thread that built it) and the peers a round
+//! reaches work at once, while the frames they send are queued in peer order as on one thread.
 
 #![allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -52,21 +58,223 @@ struct Peer {
     finalized: u64,
 }
 
+/// What one peer's turn sends: encoded frames, to one participant or (`None`) to every other.
+type Sends = Vec<(Option<Address>, Vec<u8>)>;
+
 impl Peer {
     /// The protocol core (a live channel always has one).
     #[allow(clippy::expect_used)]
     fn sm(&self) -> &StateManager<LocalSigner> {
         self.channel.state_manager().expect("a benchmark channel is live")
     }
+
+    /// Hands the frames that reached this peer to its core, in order (decoded as the node
+    /// decodes a frame).
+    fn receive(&mut self, frames: Vec<(Address, Vec<u8>)>, now: u64) {
+        for (from, frame) in frames {
+            if let Ok(envelope) = Envelope::decode(&frame) {
+                self.channel.handle_message(from, envelope.message, now);
+            }
+        }
+    }
+
+    /// Carries out the peer's effects: store (one durable commit), then encode what it sends.
+    /// Returns whether it committed and the frames to deliver.
+    fn turn(&mut self, channel_id: B256, machine: &MachineSource) -> Result<(bool, Sends)> {
+        let mut sends = Vec::new();
+        let me = self.sm().me();
+        let mut batch = match &self.storage {
+            Storage::Own(store) => Some(store.batch()),
+            Storage::None | Storage::Node => None,
+        };
+        while let Some(effect) = self.channel.poll_effect() {
+            match effect {
+                Effect::Persist(record) => {
+                    if let Some(batch) = batch.as_mut() {
+                        batch.record(channel_id, me, machine, record);
+                    } else if matches!(self.storage, Storage::Node) {
+                        self.pending.push(record);
+                    }
+                }
+                Effect::Broadcast(message) => sends.push((None, message)),
+                Effect::Send { to, message } => sends.push((Some(to), message)),
+                Effect::Notify(ChannelEvent::Protocol(Event::Finalized { height, .. })) => {
+                    self.finalized = self.finalized.max(height)
+                }
+                Effect::Notify(_) | Effect::Call(_) | Effect::Peers(_) => {}
+            }
+        }
+        let mut committed = false;
+        if let Some(batch) = batch
+            && !batch.is_empty()
+        {
+            batch.commit().context("durable commit")?;
+            committed = true;
+        }
+        let frames = sends
+            .into_iter()
+            .map(|(to, message)| Ok((to, Envelope::new(message).encode()?)))
+            .collect::<Result<Sends>>()?;
+        Ok((committed, frames))
+    }
+}
+
+/// What the driver reads of a peer between rounds (kept up to date after each of its turns).
+#[derive(Debug, Clone, Copy)]
+struct Status {
+    me: Address,
+    tip: u64,
+    finalized: u64,
+    my_turn: bool,
+}
+
+impl Peer {
+    fn status(&self) -> Status {
+        let sm = self.sm();
+        Status {
+            me: sm.me(),
+            tip: sm.tip(),
+            finalized: self.finalized,
+            my_turn: sm.is_my_turn(),
+        }
+    }
+}
+
+/// What one peer's turn produced: whether it committed, what it sends, its status after.
+type Out = (usize, Result<(bool, Sends)>, Status);
+
+/// Frames for some peers: each peer's index with what reached it (sender, frame), in order.
+type Inbox = Vec<(usize, Vec<(Address, Vec<u8>)>)>;
+
+/// Some of a channel's peers (by index), on one thread.
+struct Shard {
+    peers: Vec<(usize, Peer)>,
+    channel_id: B256,
+    machine: MachineSource,
+}
+
+impl Shard {
+    /// Each peer of `inbox` takes its frames, in order, and carries out its turn.
+    fn round(&mut self, now: u64, mut inbox: Inbox) -> Vec<Out> {
+        inbox.sort_by_key(|(i, _)| *i);
+        let mut outs = Vec::with_capacity(inbox.len());
+        for (i, frames) in inbox {
+            let Some((_, peer)) = self.peers.iter_mut().find(|(j, _)| *j == i) else {
+                continue;
+            };
+            peer.receive(frames, now);
+            let out = peer.turn(self.channel_id, &self.machine);
+            outs.push((i, out, peer.status()));
+        }
+        outs
+    }
+
+    /// Peer `i` submits `data`; `None` if it is not here or could not.
+    fn submit(&mut self, i: usize, data: Bytes, now: u64) -> Option<Out> {
+        let (_, peer) = self.peers.iter_mut().find(|(j, _)| *j == i)?;
+        peer.channel.submit(data, now).ok()?;
+        let out = peer.turn(self.channel_id, &self.machine);
+        Some((i, out, peer.status()))
+    }
+}
+
+/// What a worker thread is asked to do with its shard.
+enum Job {
+    Round(u64, Inbox),
+    Submit(usize, Bytes, u64),
+}
+
+/// A thread that owns a shard (an EVM instance stays on the thread that built it).
+struct Worker {
+    jobs: Option<SyncSender<Job>>,
+    outs: Receiver<Vec<Out>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Builds the shard on a new thread from `seeds` and runs its first turns (what each core
+    /// stores at its start); the statuses come back through `ask`'s first answer.
+    fn spawn(build: impl FnOnce() -> Result<Shard> + Send + 'static) -> Result<(Self, Vec<Out>)> {
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (out_tx, outs) = sync_channel::<Vec<Out>>(1);
+        let handle = std::thread::Builder::new()
+            .name("bench-peers".into())
+            .spawn(move || {
+                let mut shard = match build() {
+                    Ok(shard) => shard,
+                    Err(e) => {
+                        let _ = out_tx.send(vec![(usize::MAX, Err(e), NO_STATUS)]);
+                        return;
+                    }
+                };
+                let all = shard.peers.iter().map(|(i, _)| (*i, Vec::new())).collect();
+                if out_tx.send(shard.round(0, all)).is_err() {
+                    return;
+                }
+                while let Ok(job) = job_rx.recv() {
+                    let outs = match job {
+                        Job::Round(now, inbox) => shard.round(now, inbox),
+                        Job::Submit(i, data, now) => shard.submit(i, data, now).into_iter().collect(),
+                    };
+                    if out_tx.send(outs).is_err() {
+                        return;
+                    }
+                }
+            })
+            .context("spawn a benchmark thread")?;
+        let mut worker = Self {
+            jobs: Some(jobs),
+            outs,
+            handle: Some(handle),
+        };
+        let first = worker.answer()?;
+        Ok((worker, first))
+    }
+
+    fn ask(&self, job: Job) -> Result<()> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(|| anyhow!("a benchmark thread stopped"))
+    }
+
+    fn answer(&mut self) -> Result<Vec<Out>> {
+        self.outs
+            .recv()
+            .map_err(|_| anyhow!("a benchmark thread stopped"))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+const NO_STATUS: Status = Status {
+    me: Address::ZERO,
+    tip: 0,
+    finalized: 0,
+    my_turn: false,
+};
+
+/// Where a channel's peers run.
+enum Peers {
+    /// On the caller's thread.
+    Here(Shard),
+    /// Spread over worker threads, peer `i` on worker `i % workers`.
+    Workers(Vec<Worker>),
 }
 
 /// N peers of one channel and the frames in flight between them.
 pub struct Channel {
-    peers: Vec<Peer>,
+    peers: Peers,
+    status: Vec<Status>,
     queue: VecDeque<(usize, Address, Vec<u8>)>,
     index: std::collections::HashMap<Address, usize>,
-    channel_id: B256,
-    machine: MachineSource,
     started: Instant,
     /// Durable commits made (one per peer turn that had something to store).
     pub commits: u64,
@@ -79,20 +287,29 @@ fn ms(started: Instant) -> u64 {
 
 impl Channel {
     /// A running RoundRobinCounter channel of `n` peers in `mode`, each with a redb store under
-    /// `dir` (`None`: no storage).
-    pub fn new(n: usize, mode: AgreementMode, dir: Option<&Path>, salt: u64) -> Result<Self> {
-        Self::build(n, mode, dir.map(Some), salt)
+    /// `dir` (`None`: no storage), its peers spread over `threads` threads (1: all on the
+    /// caller's). The peers of a channel are independent parties: on one machine they share its
+    /// cores as separate nodes would.
+    pub fn new(n: usize, mode: AgreementMode, dir: Option<&Path>, salt: u64, threads: usize) -> Result<Self> {
+        Self::build(n, mode, dir.map(Some), salt, threads)
     }
 
     /// A channel whose peer `i` is a party of node `i`: its records wait until the node commits
-    /// them with those of its other channels ([`Channel::commit_node`]).
+    /// them with those of its other channels ([`Channel::commit_node`]). All on the caller's
+    /// thread.
     pub fn on_nodes(n: usize, mode: AgreementMode, salt: u64) -> Result<Self> {
-        Self::build(n, mode, Some(None), salt)
+        Self::build(n, mode, Some(None), salt, 1)
     }
 
     /// `dir`: `None` for no storage, `Some(None)` for the nodes' stores, `Some(Some(dir))` for a
     /// store per peer under `dir`.
-    fn build(n: usize, mode: AgreementMode, dir: Option<Option<&Path>>, salt: u64) -> Result<Self> {
+    fn build(
+        n: usize,
+        mode: AgreementMode,
+        dir: Option<Option<&Path>>,
+        salt: u64,
+        threads: usize,
+    ) -> Result<Self> {
         let code = MachineCode::from_artifact_json(artifacts::ROUND_ROBIN_COUNTER)?;
         let keys: Vec<LocalSigner> = (0..n)
             .map(|i| LocalSigner::from_bytes(&keccak256(format!("bench key {salt} {i}"))))
@@ -123,36 +340,82 @@ impl Channel {
             genesis_timestamp: 1_700_000_000,
         };
         let started = Instant::now();
-        let mut peers = Vec::with_capacity(n);
         let machine = MachineSource::ArtifactJson(artifacts::ROUND_ROBIN_COUNTER.to_string());
-        for (i, key) in keys.into_iter().enumerate() {
-            let channel =
-                entente_channel::Channel::live(key, spec.clone(), code.clone(), Config::default(), false, 0)?;
-            let storage = match dir {
-                Some(Some(dir)) => Storage::Own(Store::create(dir.join(format!("c{salt}-p{i}")))?),
-                Some(None) => Storage::Node,
-                None => Storage::None,
-            };
-            peers.push(Peer {
-                channel,
-                storage,
-                pending: Vec::new(),
-                finalized: 0,
-            });
-        }
+        let store_dir = dir.map(|d| d.map(Path::to_path_buf));
+        // The peers a shard holds, built where the shard runs.
+        let shard = move |mine: Vec<(usize, LocalSigner)>| -> Result<Shard> {
+            let mut peers = Vec::with_capacity(mine.len());
+            for (i, key) in mine {
+                let channel = entente_channel::Channel::live(
+                    key,
+                    spec.clone(),
+                    code.clone(),
+                    Config::default(),
+                    false,
+                    0,
+                )?;
+                let storage = match &store_dir {
+                    Some(Some(dir)) => Storage::Own(Store::create(dir.join(format!("c{salt}-p{i}")))?),
+                    Some(None) => Storage::Node,
+                    None => Storage::None,
+                };
+                peers.push((
+                    i,
+                    Peer {
+                        channel,
+                        storage,
+                        pending: Vec::new(),
+                        finalized: 0,
+                    },
+                ));
+            }
+            Ok(Shard {
+                peers,
+                channel_id,
+                machine: machine.clone(),
+            })
+        };
+        let threads = threads.clamp(1, n.max(1));
+        let mut status = vec![NO_STATUS; n];
+        let mut firsts = Vec::new();
+        let peers = if threads == 1 {
+            let mut here = shard(keys.into_iter().enumerate().collect())?;
+            let all = (0..n).map(|i| (i, Vec::new())).collect();
+            firsts.extend(here.round(0, all));
+            Peers::Here(here)
+        } else {
+            let mut shares: Vec<Vec<(usize, LocalSigner)>> = (0..threads).map(|_| Vec::new()).collect();
+            for (i, key) in keys.into_iter().enumerate() {
+                shares[i % threads].push((i, key));
+            }
+            let mut workers = Vec::with_capacity(threads);
+            for mine in shares {
+                let build = shard.clone();
+                let (worker, first) = Worker::spawn(move || build(mine))?;
+                firsts.extend(first);
+                workers.push(worker);
+            }
+            Peers::Workers(workers)
+        };
         let index = participants.iter().enumerate().map(|(i, a)| (*a, i)).collect();
         let mut channel = Self {
             peers,
+            status: Vec::new(),
             queue: VecDeque::new(),
             index,
-            channel_id,
-            machine,
             started,
             commits: 0,
         };
         // What each core stored at its start (its spec).
-        for i in 0..n {
-            channel.turn(i)?;
+        firsts.sort_by_key(|(i, _, _)| *i);
+        for (i, _, s) in &firsts {
+            if let Some(slot) = status.get_mut(*i) {
+                *slot = *s;
+            }
+        }
+        channel.status = status;
+        for out in firsts {
+            channel.route(out)?;
         }
         channel.commits = 0;
         Ok(channel)
@@ -160,54 +423,28 @@ impl Channel {
 
     /// Number of peers.
     pub fn n(&self) -> usize {
-        self.peers.len()
+        self.status.len()
     }
 
     /// Lowest finalized height over every peer.
     pub fn finalized_everywhere(&self) -> u64 {
-        self.peers.iter().map(|p| p.finalized).min().unwrap_or(0)
+        self.status.iter().map(|s| s.finalized).min().unwrap_or(0)
     }
 
     /// Height of the latest transaction (the writer's view).
     pub fn tip(&self) -> u64 {
-        self.peers.iter().map(|p| p.sm().tip()).max().unwrap_or(0)
+        self.status.iter().map(|s| s.tip).max().unwrap_or(0)
     }
 
-    /// Carries out peer `i`'s effects: store (one durable commit), then send.
-    fn turn(&mut self, i: usize) -> Result<()> {
-        let mut sends = Vec::new();
-        let peer = &mut self.peers[i];
-        let me = peer.sm().me();
-        let mut batch = match &peer.storage {
-            Storage::Own(store) => Some(store.batch()),
-            Storage::None | Storage::Node => None,
-        };
-        while let Some(effect) = peer.channel.poll_effect() {
-            match effect {
-                Effect::Persist(record) => {
-                    if let Some(batch) = batch.as_mut() {
-                        batch.record(self.channel_id, me, &self.machine, record);
-                    } else if matches!(peer.storage, Storage::Node) {
-                        peer.pending.push(record);
-                    }
-                }
-                Effect::Broadcast(message) => sends.push((None, message)),
-                Effect::Send { to, message } => sends.push((Some(to), message)),
-                Effect::Notify(ChannelEvent::Protocol(Event::Finalized { height, .. })) => {
-                    peer.finalized = peer.finalized.max(height)
-                }
-                Effect::Notify(_) | Effect::Call(_) | Effect::Peers(_) => {}
-            }
+    /// Records peer `i`'s status and queues what its turn sends, in order.
+    fn route(&mut self, (i, out, status): Out) -> Result<()> {
+        let (committed, sends) = out?;
+        self.commits += u64::from(committed);
+        if let Some(slot) = self.status.get_mut(i) {
+            *slot = status;
         }
-        if let Some(batch) = batch
-            && !batch.is_empty()
-        {
-            batch.commit().context("durable commit")?;
-            self.commits += 1;
-        }
-        let from = self.peers[i].sm().me();
-        for (to, message) in sends {
-            let frame = Envelope::new(message).encode()?;
+        let from = status.me;
+        for (to, frame) in sends {
             match to {
                 Some(to) => {
                     if let Some(&j) = self.index.get(&to) {
@@ -215,7 +452,7 @@ impl Channel {
                     }
                 }
                 None => {
-                    for j in (0..self.peers.len()).filter(|&j| j != i) {
+                    for j in (0..self.status.len()).filter(|&j| j != i) {
                         self.queue.push_back((j, from, frame.clone()));
                     }
                 }
@@ -226,49 +463,85 @@ impl Channel {
 
     /// Adds peer `i`'s records waiting for its node's commit to `batch` (the node commits it
     /// before any message this channel queued since is delivered: [`Channel::deliver_round`]
-    /// runs after the commit).
-    pub fn commit_node(&mut self, i: usize, batch: &mut entente_store::Batch<'_>) {
-        let me = self.peers[i].sm().me();
-        for record in self.peers[i].pending.drain(..) {
-            batch.record(self.channel_id, me, &self.machine, record);
+    /// runs after the commit). Only for a channel [`Channel::on_nodes`].
+    pub fn commit_node(&mut self, i: usize, batch: &mut entente_store::Batch<'_>) -> Result<()> {
+        let Peers::Here(shard) = &mut self.peers else {
+            return Err(anyhow!("a channel on worker threads has no node store"));
+        };
+        let (channel_id, machine) = (shard.channel_id, &shard.machine);
+        if let Some((_, peer)) = shard.peers.iter_mut().find(|(j, _)| *j == i) {
+            let me = peer.sm().me();
+            for record in peer.pending.drain(..) {
+                batch.record(channel_id, me, machine, record);
+            }
         }
+        Ok(())
     }
 
     /// The next writer submits `add(1)`; returns false if it could not.
     pub fn submit_next(&mut self) -> Result<bool> {
-        let Some(w) = self.peers.iter().position(|p| p.sm().is_my_turn()) else {
+        let Some(w) = self.status.iter().position(|s| s.my_turn) else {
             return Ok(false);
         };
         let now = ms(self.started);
         let data: Bytes =
             alloy_sol_types::SolCall::abi_encode(&RoundRobinCounter::addCall { step: 1 }).into();
-        if self.peers[w].channel.submit(data, now).is_err() {
-            return Ok(false);
+        let out = match &mut self.peers {
+            Peers::Here(shard) => shard.submit(w, data, now),
+            Peers::Workers(workers) => {
+                let k = workers.len();
+                let worker = &mut workers[w % k];
+                worker.ask(Job::Submit(w, data, now))?;
+                worker.answer()?.pop()
+            }
+        };
+        match out {
+            Some(out) => self.route(out).map(|()| true),
+            None => Ok(false),
         }
-        self.turn(w)?;
-        Ok(true)
     }
 
     /// Delivers every frame in flight, then lets each peer that received one carry out its
     /// effects once (one durable commit per peer per round, as the node groups the messages
-    /// that are ready); false when nothing was in flight.
+    /// that are ready); false when nothing was in flight. On worker threads the workers run
+    /// their peers at the same time; what the peers send is queued in peer order either way.
     pub fn deliver_round(&mut self) -> Result<bool> {
         if self.queue.is_empty() {
             return Ok(false);
         }
         let now = ms(self.started);
-        let mut touched = vec![false; self.peers.len()];
+        let mut inbox: Vec<Vec<(Address, Vec<u8>)>> = vec![Vec::new(); self.status.len()];
         for (to, from, frame) in std::mem::take(&mut self.queue) {
-            // Decoded as the node decodes a frame, then handed to the channel core.
-            if let Ok(envelope) = Envelope::decode(&frame) {
-                self.peers[to].channel.handle_message(from, envelope.message, now);
-            }
-            touched[to] = true;
+            inbox[to].push((from, frame));
         }
-        for (i, t) in touched.into_iter().enumerate() {
-            if t {
-                self.turn(i)?;
+        let reached = inbox
+            .into_iter()
+            .enumerate()
+            .filter(|(_, frames)| !frames.is_empty());
+        let mut outs = match &mut self.peers {
+            Peers::Here(shard) => shard.round(now, reached.collect()),
+            Peers::Workers(workers) => {
+                let mut shares: Vec<Vec<_>> = (0..workers.len()).map(|_| Vec::new()).collect();
+                for (i, frames) in reached {
+                    shares[i % workers.len()].push((i, frames));
+                }
+                let mut asked = Vec::new();
+                for (w, share) in shares.into_iter().enumerate() {
+                    if !share.is_empty() {
+                        workers[w].ask(Job::Round(now, share))?;
+                        asked.push(w);
+                    }
+                }
+                let mut outs = Vec::new();
+                for w in asked {
+                    outs.extend(workers[w].answer()?);
+                }
+                outs
             }
+        };
+        outs.sort_by_key(|(i, _, _)| *i);
+        for out in outs {
+            self.route(out)?;
         }
         Ok(true)
     }
@@ -287,6 +560,8 @@ pub struct CoreFigures {
     pub throughput: f64,
     /// CPU time per finalized transition and per peer.
     pub cpu_per_peer: Duration,
+    /// Threads the peers were spread over.
+    pub threads: usize,
 }
 
 /// Process CPU time (user + system).
@@ -309,16 +584,18 @@ pub fn cpu_time() -> Duration {
 }
 
 /// Measures latency (`samples` transactions one at a time, or played continuously in
-/// virtual-voting mode) and throughput (`flat_out` transactions played flat out).
+/// virtual-voting mode) and throughput (`flat_out` transactions played flat out), the peers of
+/// each round spread over `threads` threads.
 pub fn measure(
     n: usize,
     mode: AgreementMode,
     samples: usize,
     flat_out: usize,
+    threads: usize,
     dir: &Path,
 ) -> Result<CoreFigures> {
     // Latency.
-    let mut ch = Channel::new(n, mode, Some(dir), 1)?;
+    let mut ch = Channel::new(n, mode, Some(dir), 1, threads)?;
     let mut latencies = Vec::with_capacity(samples);
     match mode {
         AgreementMode::ExplicitConfirmations => {
@@ -363,7 +640,7 @@ pub fn measure(
     // Throughput and CPU: a fresh channel, writers flat out, measured once the pipeline is full
     // (in virtual voting the first height is final only after n more transactions: counting
     // those would charge the steady state with n transactions that finalize nothing yet).
-    let mut ch = Channel::new(n, mode, Some(dir), 2)?;
+    let mut ch = Channel::new(n, mode, Some(dir), 2, threads)?;
     let mut submitted = 0u64;
     let mut play = |ch: &mut Channel, until: u64| -> Result<()> {
         let most = until + n as u64 + 1;
@@ -391,6 +668,7 @@ pub fn measure(
         latencies,
         throughput: finalized as f64 / elapsed.as_secs_f64(),
         cpu_per_peer: cpu / u32::try_from(finalized).unwrap_or(u32::MAX) / u32::try_from(n).unwrap_or(1),
+        threads,
     })
 }
 
@@ -425,7 +703,7 @@ pub fn concurrent(
                         for (i, store) in nodes.iter().enumerate() {
                             let mut batch = store.batch();
                             for ch in chans.iter_mut() {
-                                ch.commit_node(i, &mut batch);
+                                ch.commit_node(i, &mut batch)?;
                             }
                             if !batch.is_empty() {
                                 batch.commit().context("durable commit")?;
@@ -506,19 +784,21 @@ pub fn markdown(
     let mut out = String::from(
         "Each figure beside its limit, computed in the same run from the measured primitives (below; \
          formulas in `crates/bench/src/limits.rs`): latency as measured / floor (1.0 = at the floor), \
-         throughput and CPU as measured / limit.\n\n\
-         | N | mode | latency p50 (ms) | floor (ms) | p50 / floor | latency p99 (ms) | finalized/s (one channel) | limit | of limit | CPU per transition per peer (µs) | limit (µs) | measured / limit |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         throughput and CPU as measured / limit. The peers a round reaches are spread over the threads \
+         of the `threads` column (the limits count the same threads).\n\n\
+         | N | mode | threads | latency p50 (ms) | floor (ms) | p50 / floor | latency p99 (ms) | finalized/s (one channel) | limit | of limit | CPU per transition per peer (µs) | limit (µs) | measured / limit |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in figures {
         let p50 = percentile(&f.latencies, 50.0);
-        let floor = limits.core_latency(f.n, f.mode);
-        let tps_limit = limits.core_throughput(f.n, f.mode);
+        let floor = limits.core_latency(f.n, f.mode, f.threads);
+        let tps_limit = limits.core_throughput(f.n, f.mode, f.threads);
         let cpu_limit = limits.cpu_per_peer(f.n, f.mode);
         out.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.2} |\n",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.2} |\n",
             f.n,
             mode_name(f.mode),
+            f.threads,
             ms_f(p50),
             ms_f(floor),
             ratio(p50.as_secs_f64(), floor.as_secs_f64()),
@@ -568,9 +848,10 @@ pub fn json(
             "samples": f.latencies.len(),
             "latency_p50_ms": ms_f(percentile(&f.latencies, 50.0)),
             "latency_p99_ms": ms_f(percentile(&f.latencies, 99.0)),
-            "limit_latency_ms": ms_f(limits.core_latency(f.n, f.mode)),
+            "threads": f.threads,
+            "limit_latency_ms": ms_f(limits.core_latency(f.n, f.mode, f.threads)),
             "finalized_per_s": f.throughput,
-            "limit_finalized_per_s": limits.core_throughput(f.n, f.mode),
+            "limit_finalized_per_s": limits.core_throughput(f.n, f.mode, f.threads),
             "cpu_per_transition_per_peer_us": f.cpu_per_peer.as_secs_f64() * 1e6,
             "limit_cpu_per_transition_per_peer_us": limits.cpu_per_peer(f.n, f.mode).as_secs_f64() * 1e6,
         })).collect::<Vec<_>>(),
@@ -701,4 +982,38 @@ pub fn svg(figures: &[CoreFigures], title: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Plays until height 12 is final everywhere; returns that height, the commits made, and
+    /// the frames in flight (recipient, sender) after each submission.
+    #[allow(clippy::type_complexity)]
+    fn play(threads: usize, mode: AgreementMode, dir: &Path) -> (u64, u64, Vec<Vec<(usize, Address)>>) {
+        let mut ch = Channel::new(4, mode, Some(dir), 7, threads).unwrap();
+        let mut queued = Vec::new();
+        while ch.finalized_everywhere() < 12 {
+            ch.submit_next().unwrap();
+            queued.push(ch.queue.iter().map(|(to, from, _)| (*to, *from)).collect());
+            assert!(ch.deliver_round().unwrap() || ch.finalized_everywhere() >= 12);
+        }
+        (ch.finalized_everywhere(), ch.commits, queued)
+    }
+
+    #[test]
+    fn peers_on_worker_threads_play_as_on_one_thread() {
+        for mode in [
+            AgreementMode::ExplicitConfirmations,
+            AgreementMode::VirtualVotingOnly,
+        ] {
+            let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let single = play(1, mode, one.path());
+            let spread = play(2, mode, two.path());
+            assert_eq!(single, spread, "{mode:?}");
+            assert!(single.1 > 0, "the peers stored nothing");
+        }
+    }
 }

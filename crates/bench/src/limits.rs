@@ -261,32 +261,36 @@ impl Primitives {
         self.cpu_per_peer(n, mode) * u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// Finality latency, every peer on one thread (the core benchmark): everything on the
-    /// critical path adds up.
-    /// - explicit: the writer's transition, signature and `fdatasync`; then each of the `n - 1`
-    ///   confirmers decodes, recovers, runs the transition, signs and syncs; then the
-    ///   confirmations are recovered and decoded where they are missing ((n - 1)² of each);
+    /// Finality latency of the core benchmark, the peers of a round spread over `threads`
+    /// threads (at most the cores; 1: everything on the critical path adds up).
+    /// - explicit: the writer's transition, signature and `fdatasync`; then the `n - 1`
+    ///   confirmers, `⌈(n - 1) / threads⌉` after one another on each thread, each decoding,
+    ///   recovering, running the transition, signing and syncing; then the confirmations
+    ///   recovered and decoded where they are missing ((n - 1)² of each, over the threads);
     /// - virtual voting: a height is final once all `n` participants wrote after it: `n`
-    ///   transitions, each its whole CPU over the `n` peers and the writer's one `fdatasync`.
-    pub fn core_latency(&self, n: usize, mode: AgreementMode) -> Duration {
+    ///   transitions, each its whole CPU over the `n` peers (over the threads) and the writer's
+    ///   one `fdatasync`.
+    pub fn core_latency(&self, n: usize, mode: AgreementMode, threads: usize) -> Duration {
         let n32 = u32::try_from(n).unwrap_or(u32::MAX);
         let others = n32.saturating_sub(1);
+        let t = u32::try_from(threads.min(self.cores).max(1)).unwrap_or(1);
         match mode {
             AgreementMode::ExplicitConfirmations => {
                 let writer = self.evm(n) + self.digest + self.sign + self.fdatasync;
                 let confirmer =
                     self.codec + self.digest + self.recover + self.evm(n) + self.sign + self.fdatasync;
-                writer + confirmer * others + (self.recover + self.codec) * (others * others)
+                writer + confirmer * others.div_ceil(t) + (self.recover + self.codec) * (others * others) / t
             }
-            AgreementMode::VirtualVotingOnly => (self.cpu_per_transition(n, mode) + self.fdatasync) * n32,
+            AgreementMode::VirtualVotingOnly => (self.cpu_per_transition(n, mode) / t + self.fdatasync) * n32,
         }
     }
 
-    /// Finalized transitions per second of one channel with its writers playing flat out, every
-    /// peer on one thread: the CPU of a transition over all peers (the `fdatasync`s are grouped,
-    /// several signatures per sync, when the writers do not wait).
-    pub fn core_throughput(&self, n: usize, mode: AgreementMode) -> f64 {
-        1.0 / self.cpu_per_transition(n, mode).as_secs_f64().max(1e-9)
+    /// Finalized transitions per second of one channel with its writers playing flat out, its
+    /// peers on `threads` threads (at most the cores): the threads over the CPU of a transition
+    /// over all peers (the `fdatasync`s are grouped, several signatures per sync, when the
+    /// writers do not wait).
+    pub fn core_throughput(&self, n: usize, mode: AgreementMode, threads: usize) -> f64 {
+        self.concurrent_throughput(n, mode, threads)
     }
 
     /// Finalized transitions per second of many channels of `n` at once on `threads` threads
@@ -392,11 +396,26 @@ mod tests {
         assert_eq!(p.p2p_latency(2), Duration::from_micros(252 + 40 + 280 + 28));
         // core, explicit, N = 2: writer 252 + confirmer 280 + 28
         assert_eq!(
-            p.core_latency(2, AgreementMode::ExplicitConfirmations),
+            p.core_latency(2, AgreementMode::ExplicitConfirmations, 1),
             Duration::from_micros(560)
         );
-        let tps = p.core_throughput(2, AgreementMode::ExplicitConfirmations);
+        let tps = p.core_throughput(2, AgreementMode::ExplicitConfirmations, 1);
         assert!((tps - 1e6 / 160.0).abs() < 1e-6, "{tps}");
+        // core, explicit, N = 16 on two threads: writer 40 + 2 + 30 + 200 = 272, then 8
+        // confirmers on each thread (3 + 2 + 25 + 40 + 30 + 200 = 300 each), then 15² = 225
+        // recoveries and decodes (28 each) over two threads
+        assert_eq!(
+            p.core_latency(16, AgreementMode::ExplicitConfirmations, 2),
+            Duration::from_micros(272 + 8 * 300 + 225 * 28 / 2)
+        );
+        // virtual voting, N = 16 on two threads: 16 transitions of (16 peers' CPU / 2 + 200)
+        assert_eq!(
+            p.core_latency(16, AgreementMode::VirtualVotingOnly, 2),
+            (p.cpu_per_transition(16, AgreementMode::VirtualVotingOnly) / 2 + Duration::from_micros(200))
+                * 16
+        );
+        let two_threads = p.core_throughput(2, AgreementMode::ExplicitConfirmations, 2);
+        assert!((two_threads - 2e6 / 160.0).abs() < 1e-6, "{two_threads}");
         // two threads on two cores: twice one thread; more threads than cores: no more
         let two = p.concurrent_throughput(2, AgreementMode::ExplicitConfirmations, 2);
         assert!((two - 2e6 / 160.0).abs() < 1e-6, "{two}");

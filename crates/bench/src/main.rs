@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--mode explicit|vv] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--mode explicit|vv] [--threads T (default: the cores)] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--out DIR]";
 
 fn main() -> Result<()> {
     // `ENTENTE_BENCH_LOG=entente_node=trace,entente_p2p=trace` shows where a run spends its
@@ -89,6 +89,7 @@ fn core(raw: Vec<String>) -> Result<()> {
     use entente_types::AgreementMode;
     let mut ns = vec![2, 4, 8, 16, 32, 64];
     let mut samples = 200usize;
+    let mut threads: Option<usize> = None;
     let mut modes = vec![
         AgreementMode::ExplicitConfirmations,
         AgreementMode::VirtualVotingOnly,
@@ -106,6 +107,7 @@ fn core(raw: Vec<String>) -> Result<()> {
                     .context("--n")?;
             }
             "--samples" => samples = value()?.parse().context("--samples")?,
+            "--threads" => threads = Some(value()?.parse().context("--threads")?),
             "--mode" => {
                 modes = match value()?.as_str() {
                     "explicit" => vec![AgreementMode::ExplicitConfirmations],
@@ -125,6 +127,8 @@ fn core(raw: Vec<String>) -> Result<()> {
         "primitives (limits are computed from these):\n{}",
         limits.markdown()
     )?;
+    // A channel's peers are independent parties: by default they share all the machine's cores.
+    let threads = threads.unwrap_or(limits.cores).max(1);
     let mut figures = Vec::new();
     for &n in &ns {
         for &mode in &modes {
@@ -136,14 +140,14 @@ fn core(raw: Vec<String>) -> Result<()> {
             };
             let run = dir.path().join(format!("n{n}-{mode:?}"));
             std::fs::create_dir_all(&run)?;
-            let f = core::measure(n, mode, k, k, &run)?;
+            let f = core::measure(n, mode, k, k, threads, &run)?;
             let p50 = core::percentile(&f.latencies, 50.0);
-            let floor = limits.core_latency(n, mode);
-            let tps_limit = limits.core_throughput(n, mode);
+            let floor = limits.core_latency(n, mode, threads);
+            let tps_limit = limits.core_throughput(n, mode, threads);
             let cpu_limit = limits.cpu_per_peer(n, mode);
             writeln!(
                 stdout,
-                "N={n:>2} {mode:?}: p50 {:.2} ms (floor {:.2}: x{:.2}), p99 {:.2} ms, {:.0} finalized/s (limit {:.0}: {:.0}%), {:.0} us CPU per transition per peer (limit {:.0}: x{:.2})",
+                "N={n:>2} {mode:?} ({threads} threads): p50 {:.2} ms (floor {:.2}: x{:.2}), p99 {:.2} ms, {:.0} finalized/s (limit {:.0}: {:.0}%), {:.0} us CPU per transition per peer (limit {:.0}: x{:.2})",
                 p50.as_secs_f64() * 1e3,
                 floor.as_secs_f64() * 1e3,
                 core::ratio(p50.as_secs_f64(), floor.as_secs_f64()),
@@ -252,6 +256,8 @@ fn p2p(raw: Vec<String>) -> Result<()> {
             latencies: lat.clone(),
             throughput: 0.0,
             cpu_per_peer: std::time::Duration::ZERO,
+            // Each node on the runtime's threads; only the plot reads these figures.
+            threads: limits.cores,
         });
         let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
         let floor = limits.p2p_latency(n);
