@@ -18,9 +18,10 @@
 //!   one peer does for one transition.
 //!
 //! The peers of a channel are independent parties, so they use the machine's cores as separate
-//! nodes would: with `threads` above 1 each worker thread owns some of the peers (peer `i` on
-//! worker `i % threads`; a peer's EVM stays on the thread that built it) and the peers a round
-//! reaches work at once, while the frames they send are queued in peer order as on one thread.
+//! nodes would: with `threads` above 1 the peers are shared out (peer `i` on shard
+//! `i % threads`; shard 0 on the calling thread, each other one on a worker thread that owns its
+//! peers, as a peer's EVM stays on the thread that built it) and the peers a round reaches work
+//! at once, while the frames they send are queued in peer order as on one thread.
 
 #![allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 
@@ -261,12 +262,17 @@ const NO_STATUS: Status = Status {
     my_turn: false,
 };
 
-/// Where a channel's peers run.
-enum Peers {
-    /// On the caller's thread.
-    Here(Shard),
-    /// Spread over worker threads, peer `i` on worker `i % workers`.
-    Workers(Vec<Worker>),
+/// Where a channel's peers run: peer `i` on shard `i % threads`, shard 0 on the caller's thread
+/// and each other shard on a worker thread of its own.
+struct Peers {
+    here: Shard,
+    workers: Vec<Worker>,
+}
+
+impl Peers {
+    fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
 }
 
 /// N peers of one channel and the frames in flight between them.
@@ -378,25 +384,23 @@ impl Channel {
         let threads = threads.clamp(1, n.max(1));
         let mut status = vec![NO_STATUS; n];
         let mut firsts = Vec::new();
-        let peers = if threads == 1 {
-            let mut here = shard(keys.into_iter().enumerate().collect())?;
-            let all = (0..n).map(|i| (i, Vec::new())).collect();
-            firsts.extend(here.round(0, all));
-            Peers::Here(here)
-        } else {
-            let mut shares: Vec<Vec<(usize, LocalSigner)>> = (0..threads).map(|_| Vec::new()).collect();
-            for (i, key) in keys.into_iter().enumerate() {
-                shares[i % threads].push((i, key));
-            }
-            let mut workers = Vec::with_capacity(threads);
-            for mine in shares {
-                let build = shard.clone();
-                let (worker, first) = Worker::spawn(move || build(mine))?;
-                firsts.extend(first);
-                workers.push(worker);
-            }
-            Peers::Workers(workers)
-        };
+        let mut shares: Vec<Vec<(usize, LocalSigner)>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, key) in keys.into_iter().enumerate() {
+            shares[i % threads].push((i, key));
+        }
+        let mut shares = shares.into_iter();
+        let mine = shares.next().unwrap_or_default();
+        let mut workers = Vec::with_capacity(threads - 1);
+        for theirs in shares {
+            let build = shard.clone();
+            let (worker, first) = Worker::spawn(move || build(theirs))?;
+            firsts.extend(first);
+            workers.push(worker);
+        }
+        let mut here = shard(mine)?;
+        let all = here.peers.iter().map(|(i, _)| (*i, Vec::new())).collect();
+        firsts.extend(here.round(0, all));
+        let peers = Peers { here, workers };
         let index = participants.iter().enumerate().map(|(i, a)| (*a, i)).collect();
         let mut channel = Self {
             peers,
@@ -465,9 +469,10 @@ impl Channel {
     /// before any message this channel queued since is delivered: [`Channel::deliver_round`]
     /// runs after the commit). Only for a channel [`Channel::on_nodes`].
     pub fn commit_node(&mut self, i: usize, batch: &mut entente_store::Batch<'_>) -> Result<()> {
-        let Peers::Here(shard) = &mut self.peers else {
+        if !self.peers.workers.is_empty() {
             return Err(anyhow!("a channel on worker threads has no node store"));
-        };
+        }
+        let shard = &mut self.peers.here;
         let (channel_id, machine) = (shard.channel_id, &shard.machine);
         if let Some((_, peer)) = shard.peers.iter_mut().find(|(j, _)| *j == i) {
             let me = peer.sm().me();
@@ -486,11 +491,10 @@ impl Channel {
         let now = ms(self.started);
         let data: Bytes =
             alloy_sol_types::SolCall::abi_encode(&RoundRobinCounter::addCall { step: 1 }).into();
-        let out = match &mut self.peers {
-            Peers::Here(shard) => shard.submit(w, data, now),
-            Peers::Workers(workers) => {
-                let k = workers.len();
-                let worker = &mut workers[w % k];
+        let out = match w % self.peers.threads() {
+            0 => self.peers.here.submit(w, data, now),
+            k => {
+                let worker = &mut self.peers.workers[k - 1];
                 worker.ask(Job::Submit(w, data, now))?;
                 worker.answer()?.pop()
             }
@@ -503,8 +507,8 @@ impl Channel {
 
     /// Delivers every frame in flight, then lets each peer that received one carry out its
     /// effects once (one durable commit per peer per round, as the node groups the messages
-    /// that are ready); false when nothing was in flight. On worker threads the workers run
-    /// their peers at the same time; what the peers send is queued in peer order either way.
+    /// that are ready); false when nothing was in flight. The shards run their peers at the
+    /// same time; what the peers send is queued in peer order, as on one thread.
     pub fn deliver_round(&mut self) -> Result<bool> {
         if self.queue.is_empty() {
             return Ok(false);
@@ -518,27 +522,29 @@ impl Channel {
             .into_iter()
             .enumerate()
             .filter(|(_, frames)| !frames.is_empty());
-        let mut outs = match &mut self.peers {
-            Peers::Here(shard) => shard.round(now, reached.collect()),
-            Peers::Workers(workers) => {
-                let mut shares: Vec<Vec<_>> = (0..workers.len()).map(|_| Vec::new()).collect();
-                for (i, frames) in reached {
-                    shares[i % workers.len()].push((i, frames));
-                }
-                let mut asked = Vec::new();
-                for (w, share) in shares.into_iter().enumerate() {
-                    if !share.is_empty() {
-                        workers[w].ask(Job::Round(now, share))?;
-                        asked.push(w);
-                    }
-                }
-                let mut outs = Vec::new();
-                for w in asked {
-                    outs.extend(workers[w].answer()?);
-                }
-                outs
+        let threads = self.peers.threads();
+        let mut shares: Vec<Inbox> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, frames) in reached {
+            shares[i % threads].push((i, frames));
+        }
+        let mut shares = shares.into_iter();
+        let mine = shares.next().unwrap_or_default();
+        // The workers start first, then this thread runs its own share meanwhile.
+        let mut asked = Vec::new();
+        for (w, share) in shares.enumerate() {
+            if !share.is_empty() {
+                self.peers.workers[w].ask(Job::Round(now, share))?;
+                asked.push(w);
             }
+        }
+        let mut outs = if mine.is_empty() {
+            Vec::new()
+        } else {
+            self.peers.here.round(now, mine)
         };
+        for w in asked {
+            outs.extend(self.peers.workers[w].answer()?);
+        }
         outs.sort_by_key(|(i, _, _)| *i);
         for out in outs {
             self.route(out)?;
