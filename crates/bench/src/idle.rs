@@ -24,6 +24,9 @@ pub struct IdleNode {
     pub rss: u64,
     /// CPU used over the window, as a fraction of one core.
     pub idle_cpu: f64,
+    /// CPU used over a second window in which the chain makes a block every `block_every`, as a
+    /// fraction of one core (`None`: not measured).
+    pub blocks_cpu: Option<f64>,
     /// Channels it restored.
     pub channels: usize,
 }
@@ -37,14 +40,24 @@ pub struct IdleReport {
     pub open: Duration,
     /// Length of the idle window.
     pub window: Duration,
+    /// The chain's block interval in the second window (`None`: no second window).
+    pub block_every: Option<Duration>,
     /// The two nodes.
     pub nodes: Vec<IdleNode>,
 }
 
 /// Opens `channels` channels between two nodes, stops them, starts each again as a child process
-/// (`exe idle-node ...`) and measures it over `window`.
+/// (`exe idle-node ...`) and measures it over `window`; then, with `block_every`, over a second
+/// `window` in which the chain makes a block at that interval (anvil makes blocks only for
+/// transactions, so the first window has none; a real chain makes them all the time).
 #[allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
-pub async fn run(channels: usize, window: Duration, data: &Path, exe: &Path) -> Result<IdleReport> {
+pub async fn run(
+    channels: usize,
+    window: Duration,
+    block_every: Option<Duration>,
+    data: &Path,
+    exe: &Path,
+) -> Result<IdleReport> {
     let crate::p2p::Cluster {
         nodes,
         machine,
@@ -85,14 +98,40 @@ pub async fn run(channels: usize, window: Duration, data: &Path, exe: &Path) -> 
     let elapsed = w0.elapsed();
     let ticks = clock_ticks();
     let mut out = Vec::new();
+    let mut after = Vec::new();
     for (child, before) in children.iter_mut().zip(before) {
-        let used = cpu_ticks(child.child.id())?.saturating_sub(before) as f64 / ticks;
+        let now = cpu_ticks(child.child.id())?;
+        after.push(now);
+        let used = now.saturating_sub(before) as f64 / ticks;
         out.push(IdleNode {
             restart: child.restart,
             rss: rss(child.child.id())?,
             idle_cpu: used / elapsed.as_secs_f64(),
+            blocks_cpu: None,
             channels: child.channels,
         });
+    }
+    if let Some(every) = block_every {
+        // A block every `every` from anvil's first account, measured over a second window.
+        let client = entente_chain::ChainClient::connect(&anvil.endpoint(), anvil.signer(0)?).await?;
+        let w1 = std::time::Instant::now();
+        let mut blocks = 0u64;
+        while w1.elapsed() < window {
+            client.dev_mine().await?;
+            blocks += 1;
+            tokio::time::sleep(every).await;
+        }
+        let elapsed = w1.elapsed();
+        for ((child, before), node) in children.iter_mut().zip(after).zip(&mut out) {
+            let used = cpu_ticks(child.child.id())?.saturating_sub(before) as f64 / ticks;
+            node.blocks_cpu = Some(used / elapsed.as_secs_f64());
+            node.rss = node.rss.max(rss(child.child.id())?);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "{blocks} blocks in {:.0} s",
+            elapsed.as_secs_f64()
+        );
     }
     drop(children);
     drop(anvil);
@@ -100,6 +139,7 @@ pub async fn run(channels: usize, window: Duration, data: &Path, exe: &Path) -> 
         channels,
         open,
         window: elapsed,
+        block_every,
         nodes: out,
     })
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--mode explicit|vv] [--threads T (default: the cores)] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--out DIR]";
+const USAGE: &str = "usage: entente-bench gas [--n 2,8] [--out DIR] [--baseline FILE]\n       entente-bench core [--n 2,4,8,16,32,64] [--samples 200] [--mode explicit|vv] [--threads T (default: the cores)] [--out DIR]\n       entente-bench p2p [--n 2,4,8,16] [--samples 100] [--channels 100] [--per-channel 50] [--out DIR]\n       entente-bench idle [--channels 1000,10000] [--window 60] [--block-every 2 (seconds; 0: no second window)] [--out DIR]";
 
 fn main() -> Result<()> {
     // `ENTENTE_BENCH_LOG=entente_node=trace,entente_p2p=trace` shows where a run spends its
@@ -359,6 +359,7 @@ const IDLE_RESTART_LIMIT: f64 = 10.0;
 fn idle(raw: Vec<String>) -> Result<()> {
     let mut counts = vec![1_000usize, 10_000];
     let mut window = 60u64;
+    let mut block_every = 2u64;
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
     let mut it = raw.into_iter();
     while let Some(arg) = it.next() {
@@ -372,6 +373,7 @@ fn idle(raw: Vec<String>) -> Result<()> {
                     .context("--channels")?;
             }
             "--window" => window = value()?.parse().context("--window")?,
+            "--block-every" => block_every = value()?.parse().context("--block-every")?,
             "--out" => out = PathBuf::from(value()?),
             other => bail!("unknown argument {other}; {USAGE}"),
         }
@@ -383,9 +385,9 @@ fn idle(raw: Vec<String>) -> Result<()> {
         .build()?;
     let mut stdout = std::io::stdout().lock();
     let mut md = format!(
-        "One node holding many open, idle channels: two nodes open the channels between them on anvil (each a party to all), stop, and each starts again in a process of its own from its data directory; measured per node over a {window} s window after 5 s of settling. Limits: the targets of issue 18 (resident memory 1 GiB, idle CPU 1% of a core, restart 10 s).\n\n\
-         | channels | node | restart (s) | limit | resident memory (MiB) | limit | idle CPU (% of a core) | limit | channels restored | opening all took (s) |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "One node holding many open, idle channels: two nodes open the channels between them on anvil (each a party to all), stop, and each starts again in a process of its own from its data directory; measured per node over a {window} s window after 5 s of settling, then (unless `--block-every 0`) over a second {window} s window in which the chain makes a block every {block_every} s (anvil makes blocks only for transactions: in the first window there are none; a real chain makes them all the time). Resident memory is the larger of the two windows'. Limits: the targets of issue 18 (resident memory 1 GiB, idle CPU 1% of a core, restart 10 s).\n\n\
+         | channels | node | restart (s) | limit | resident memory (MiB) | limit | idle CPU, no blocks (% of a core) | idle CPU, a block every {block_every} s | limit | channels restored | opening all took (s) |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     let mut rows = Vec::new();
     for &channels in &counts {
@@ -393,6 +395,7 @@ fn idle(raw: Vec<String>) -> Result<()> {
         let report = runtime.block_on(entente_bench::idle::run(
             channels,
             std::time::Duration::from_secs(window),
+            (block_every > 0).then(|| std::time::Duration::from_secs(block_every)),
             dir.path(),
             &exe,
         ))?;
@@ -402,16 +405,19 @@ fn idle(raw: Vec<String>) -> Result<()> {
                 node.rss as f64 / (1u64 << 20) as f64,
                 node.idle_cpu * 100.0,
             );
+            let blocks = node
+                .blocks_cpu
+                .map_or_else(|| "-".to_string(), |c| format!("{:.2}", c * 100.0));
             writeln!(
                 stdout,
-                "{channels} channels, node {i}: restart {restart:.2} s (limit {IDLE_RESTART_LIMIT}), RSS {rss:.0} MiB (limit {}), idle CPU {cpu:.2}% (limit {:.0}%), {} restored; opening took {:.0} s",
+                "{channels} channels, node {i}: restart {restart:.2} s (limit {IDLE_RESTART_LIMIT}), RSS {rss:.0} MiB (limit {}), idle CPU {cpu:.2}% without blocks, {blocks}% with a block every {block_every} s (limit {:.0}%), {} restored; opening took {:.0} s",
                 IDLE_RSS_LIMIT >> 20,
                 IDLE_CPU_LIMIT * 100.0,
                 node.channels,
                 report.open.as_secs_f64(),
             )?;
             md.push_str(&format!(
-                "| {channels} | {i} | {restart:.2} | {IDLE_RESTART_LIMIT:.0} | {rss:.0} | {} | {cpu:.2} | {:.0} | {} | {:.0} |\n",
+                "| {channels} | {i} | {restart:.2} | {IDLE_RESTART_LIMIT:.0} | {rss:.0} | {} | {cpu:.2} | {blocks} | {:.0} | {} | {:.0} |\n",
                 IDLE_RSS_LIMIT >> 20,
                 IDLE_CPU_LIMIT * 100.0,
                 node.channels,
@@ -420,6 +426,7 @@ fn idle(raw: Vec<String>) -> Result<()> {
             rows.push(serde_json::json!({
                 "channels": channels, "node": i, "restart_s": restart, "limit_restart_s": IDLE_RESTART_LIMIT,
                 "rss_bytes": node.rss, "limit_rss_bytes": IDLE_RSS_LIMIT, "idle_cpu_fraction": node.idle_cpu,
+                "block_every_s": report.block_every.map(|d| d.as_secs()), "idle_cpu_with_blocks_fraction": node.blocks_cpu,
                 "limit_idle_cpu_fraction": IDLE_CPU_LIMIT, "restored": node.channels,
                 "open_s": report.open.as_secs_f64(), "window_s": report.window.as_secs_f64(),
             }));

@@ -878,6 +878,44 @@ impl<S: Signer + Clone> Channel<S> {
 
     // ----- chain -------------------------------------------------------------------------
 
+    /// Whether a block stamped `timestamp` reaching the channel at `local_ms` would change
+    /// nothing here but the chain time it knows: the channel is quiet (no tick, timer or duty
+    /// due by `local_ms`, no effect waiting), live or over, nothing in it waits on time alone (no
+    /// confirmation the signer could not give, no intent, no approval hold), no approval it
+    /// keeps expires by then, and the block does not move its clock (so every deadline it
+    /// wakes for stays where it is). Blocks only ever decide through these: the court's
+    /// deadlines are decided at ticks, at the local time the clock maps them to.
+    pub fn block_changes_nothing(&self, timestamp: u64, local_ms: u64) -> bool {
+        self.quiet_until.is_some_and(|t| local_ms < t)
+            && self.poll_timeout().is_none_or(|t| local_ms < t)
+            && self.effects.is_empty()
+            && self.persists.is_empty()
+            && !self.life_dirty
+            && (self.life.phase == Phase::Live || self.life.phase.is_over())
+            && self
+                .life
+                .approvals
+                .iter()
+                .all(|c| c.approval.deadline >= timestamp.max(self.chain_now))
+            && self
+                .cores
+                .as_ref()
+                .is_none_or(|c| !c.sm.needs_ticks() && !c.sm.clock().moved_by(timestamp, local_ms))
+    }
+
+    /// A new block: what a host hands every channel. Returns false when it changed nothing
+    /// here but the chain time the channel knows ([`Self::block_changes_nothing`]): no effect
+    /// to collect, the wake unchanged. A node with thousands of quiet channels pays a few
+    /// comparisons per channel and block instead of an input each.
+    pub fn handle_block(&mut self, timestamp: u64, local_ms: u64) -> bool {
+        if self.block_changes_nothing(timestamp, local_ms) {
+            self.chain_now = self.chain_now.max(timestamp);
+            return false;
+        }
+        self.handle_chain_event(ChainEvent::Block { timestamp }, local_ms);
+        true
+    }
+
     /// An event of this channel from the manager (or a new block).
     pub fn handle_chain_event(&mut self, event: ChainEvent, local_ms: u64) {
         // A block reaching a quiet channel before its next tick is due: if it changes nothing,
@@ -885,6 +923,15 @@ impl<S: Signer + Clone> Channel<S> {
         let quiet_block = matches!(event, ChainEvent::Block { .. })
             && self.quiet_until.is_some_and(|t| local_ms < t)
             && self.effects.is_empty();
+        // Checked on every block of every test and simulation: a block `handle_block` would
+        // skip must indeed change nothing.
+        #[cfg(debug_assertions)]
+        let skippable = match &event {
+            ChainEvent::Block { timestamp } => self.block_changes_nothing(*timestamp, local_ms),
+            _ => false,
+        };
+        #[cfg(debug_assertions)]
+        let wake_before = self.tick_due.unwrap_or(u64::MAX);
         let last_input = self.last_input_ms;
         let block = matches!(event, ChainEvent::Block { .. });
         match &event {
@@ -953,9 +1000,22 @@ impl<S: Signer + Clone> Channel<S> {
             // A block is not activity of this channel: it does not keep the machine's EVM awake.
             self.last_input_ms = last_input;
         }
+        #[cfg(debug_assertions)]
+        debug_assert!(
+            !skippable || self.effects.is_empty(),
+            "a block handle_block would skip had effects: {:?}",
+            self.effects
+        );
         if quiet_block && self.effects.is_empty() {
             self.settle_wake(local_ms);
         }
+        // Nor may it bring the next wake forward (skipped, the wake stays where it was).
+        #[cfg(debug_assertions)]
+        debug_assert!(
+            !skippable || self.tick_due.unwrap_or(u64::MAX) >= wake_before,
+            "a block handle_block would skip brought the wake forward from {wake_before} to {:?}",
+            self.tick_due
+        );
     }
 
     fn on_block(&mut self, timestamp: u64, local_ms: u64) {

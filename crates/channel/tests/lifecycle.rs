@@ -569,6 +569,63 @@ fn blocks_neither_keep_a_quiet_channel_ticking_nor_its_evm_awake() {
 }
 
 #[test]
+fn a_block_that_changes_nothing_is_skipped_and_one_that_moves_the_clock_is_not() {
+    // X moved and waits for O, with a timeout dispute due at O's calldata deadline. Once quiet,
+    // blocks stamped as its clock reads are skipped (`handle_block` is false, no effect, the
+    // same wake); a block stamped ahead of its clock (a chain warped forward) brings that
+    // deadline closer and is handled.
+    let (mut cx, _co, _p, _o) = after_first_move();
+    let mut now = 2_000;
+    let settle = |c: &mut Channel<LocalSigner>, now: &mut u64| {
+        let mut ticks = 0;
+        while let Some(at) = c.poll_timeout().filter(|t| *t <= *now + 500) {
+            *now = (*now).max(at);
+            c.handle_timeout(*now);
+            while c.poll_effect().is_some() {}
+            ticks += 1;
+            assert!(ticks < 5, "not quiet");
+        }
+    };
+    settle(&mut cx, &mut now);
+    // A first block through the full path (which checks, in debug builds, that a block
+    // `handle_block` would skip changes nothing), then quiet again.
+    now += 2_000;
+    cx.handle_chain_event(
+        entente_dispute::ChainEvent::Block {
+            timestamp: GENESIS + now / 1_000,
+        },
+        now,
+    );
+    while cx.poll_effect().is_some() {}
+    settle(&mut cx, &mut now);
+    let mut skipped = 0;
+    for _ in 0..3 {
+        now += 2_000;
+        let wake = cx.poll_timeout();
+        if wake.is_some_and(|t| t <= now) {
+            break;
+        }
+        assert!(
+            !cx.handle_block(GENESIS + now / 1_000, now),
+            "a block stamped as the clock reads changes nothing here"
+        );
+        assert!(cx.poll_effect().is_none());
+        assert_eq!(cx.poll_timeout(), wake, "the wake stays where it was");
+        skipped += 1;
+    }
+    assert!(skipped > 0, "no block was skipped");
+    // The chain jumps an hour ahead of X's clock: O's deadline comes an hour sooner.
+    let wake = cx.poll_timeout().expect("X waits for O's deadline");
+    assert!(
+        cx.handle_block(GENESIS + now / 1_000 + 3_600, now),
+        "a block that moves the clock is handled"
+    );
+    while cx.poll_effect().is_some() {}
+    let after = cx.poll_timeout().expect("X still waits for O's deadline");
+    assert!(after < wake, "the wake came sooner: {wake} -> {after}");
+}
+
+#[test]
 fn an_approval_we_refuse_does_not_keep_a_channel_ticking() {
     // O asks X to approve O's leave with a deadline further than X accepts: X refuses it and
     // waits for an input that could change that; it does not look at it again every 500 ms.

@@ -65,6 +65,14 @@ impl LogicalClock {
         });
     }
 
+    /// Whether [`Self::observe_block`] with these arguments would move the clock: true for the
+    /// first block, and for one stamped later than the clock reads at `local_ms` (the chain is
+    /// ahead of it). A block that does not move the clock tells it nothing.
+    pub fn moved_by(&self, timestamp: u64, local_ms: u64) -> bool {
+        let bound = timestamp as i128 * 1000 - local_ms as i128;
+        self.offset_ms.is_none_or(|current| bound > current)
+    }
+
     /// Logical chain time in milliseconds at local time `local_ms` (monotonic).
     pub fn now_ms(&mut self, local_ms: u64) -> u64 {
         let t = self.peek_ms(local_ms);
@@ -221,6 +229,29 @@ mod tests {
         // The chain jumped forward: follow it.
         c.observe_block(2000, 21_000);
         assert_eq!(c.now_secs(21_000), 2000);
+    }
+
+    #[test]
+    fn a_block_moves_the_clock_only_when_it_is_ahead_of_it() {
+        let mut c = LogicalClock::new();
+        assert!(c.moved_by(1000, 0), "the first block syncs the clock");
+        c.observe_block(1000, 0);
+        // Stamped as the clock reads, or behind it: nothing to learn.
+        assert!(!c.moved_by(1010, 10_000));
+        assert!(!c.moved_by(1005, 20_000));
+        // Ahead of it by a second: the clock follows.
+        assert!(c.moved_by(1011, 10_000));
+        let before = c.peek_ms(10_000);
+        c.observe_block(1011, 10_000);
+        assert!(c.peek_ms(10_000) > before);
+        // What `moved_by` says is what `observe_block` does.
+        for (ts, at) in [(1020, 19_000), (1020, 20_000), (1021, 20_000), (900, 50_000)] {
+            let mut probe = c.clone();
+            let said = probe.moved_by(ts, at);
+            let read = probe.peek_ms(at);
+            probe.observe_block(ts, at);
+            assert_eq!(said, probe.peek_ms(at) != read, "block {ts} at {at}");
+        }
     }
 
     #[test]

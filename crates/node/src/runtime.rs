@@ -10,7 +10,6 @@ use entente_chain::{ChainClient, ListenerConfig, ListenerEvent};
 use entente_channel::{
     Channel as ChannelCore, ChannelError, Effect, Invitations, Phase, ProposalPolicy, decline_message,
 };
-use entente_dispute::ChainEvent;
 use entente_evm_runtime::MachineCode;
 use entente_p2p::{P2pConfig, P2pManager};
 use entente_state_manager::PersistRecord;
@@ -969,11 +968,12 @@ impl Runtime {
         match event {
             ListenerEvent::Block { number, timestamp } => {
                 self.last_block_timestamp = timestamp;
+                // Most channels of a busy node are quiet: for them a block changes nothing
+                // but their chain time, and they are not looked at again.
                 for (id, hosted) in &mut self.channels {
-                    hosted
-                        .core
-                        .handle_chain_event(ChainEvent::Block { timestamp }, now);
-                    self.dirty.insert(*id);
+                    if hosted.core.handle_block(timestamp, now) {
+                        self.dirty.insert(*id);
+                    }
                 }
                 self.cursor = Some(ChainCursor {
                     block_number: number,
