@@ -881,10 +881,12 @@ impl<S: Signer + Clone> Channel<S> {
     /// Whether a block stamped `timestamp` reaching the channel at `local_ms` would change
     /// nothing here but the chain time it knows: the channel is quiet (no tick, timer or duty
     /// due by `local_ms`, no effect waiting), live or over, nothing in it waits on time alone (no
-    /// confirmation the signer could not give, no intent, no approval hold), no approval it
-    /// keeps expires by then, and the block does not move its clock (so every deadline it
-    /// wakes for stays where it is). Blocks only ever decide through these: the court's
-    /// deadlines are decided at ticks, at the local time the clock maps them to.
+    /// confirmation the signer could not give, no intent, no approval hold), it keeps no
+    /// approval (one it refused may become signable as chain time moves on, and one it keeps
+    /// expires by chain time), its machine's EVM is let go or its wake already comes by the time
+    /// a tick would let it go (a `view` builds it again without an input), and the block does not
+    /// move its clock (so every deadline it wakes for stays where it is). The court's deadlines
+    /// are decided at ticks, at the local time the clock maps them to.
     pub fn block_changes_nothing(&self, timestamp: u64, local_ms: u64) -> bool {
         self.quiet_until.is_some_and(|t| local_ms < t)
             && self.poll_timeout().is_none_or(|t| local_ms < t)
@@ -892,15 +894,18 @@ impl<S: Signer + Clone> Channel<S> {
             && self.persists.is_empty()
             && !self.life_dirty
             && (self.life.phase == Phase::Live || self.life.phase.is_over())
-            && self
-                .life
-                .approvals
-                .iter()
-                .all(|c| c.approval.deadline >= timestamp.max(self.chain_now))
-            && self
-                .cores
-                .as_ref()
-                .is_none_or(|c| !c.sm.needs_ticks() && !c.sm.clock().moved_by(timestamp, local_ms))
+            && self.life.approvals.is_empty()
+            && self.cores.as_ref().is_none_or(|c| {
+                !c.sm.needs_ticks()
+                    && !c.sm.clock().moved_by(timestamp, local_ms)
+                    && (c.sm.machine_asleep()
+                        || self.tick_due.is_some_and(|t| {
+                            t <= self
+                                .last_input_ms
+                                .saturating_add(SLEEP_AFTER_MS)
+                                .max(local_ms + TICK_MS)
+                        }))
+            })
     }
 
     /// A new block: what a host hands every channel. Returns false when it changed nothing

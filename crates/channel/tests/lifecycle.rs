@@ -626,6 +626,92 @@ fn a_block_that_changes_nothing_is_skipped_and_one_that_moves_the_clock_is_not()
 }
 
 #[test]
+fn a_refused_approval_that_chain_time_makes_signable_is_signed_after_a_block() {
+    // O asks X to approve O's leave with a deadline 250 s after genesis: too far for X while
+    // the chain time it knows is near genesis (at most twice the approval window, 200 s, ahead).
+    // X hears no block for a while (its chain endpoint was down); then a block stamped as its
+    // clock reads arrives: it does not move the clock, but it brings X's chain time to 60 s
+    // after genesis, and the approval becomes signable. That block is no block to skip.
+    let (mut cx, _co, p, o) = after_first_move();
+    let sm = cx.state_manager().unwrap();
+    let approval = MembershipApproval {
+        channel_id: p.channel_id,
+        fork: 0,
+        height: 1,
+        state_hash: entente_types::state_hash(sm.state_at(1).unwrap()),
+        change: MembershipChange::Leave {
+            participant: o.address(),
+        },
+        deadline: GENESIS + 250,
+    };
+    let digest = approval.digest(&Domain::new(p.chain_id, p.manager));
+    let signature = o.sign_digest(&digest);
+    cx.handle_message(
+        o.address(),
+        Message::Approval(Box::new(entente_types::ApprovalSignature { approval, signature })),
+        3_000,
+    );
+    let me = cx.state_manager().unwrap().me();
+    let signed = |c: &Channel<LocalSigner>| c.life().approvals.iter().any(|a| a.signatures.contains_key(&me));
+    assert!(!signed(&cx), "refused at first");
+    // Quiet until O's timeout deadline, its EVM let go.
+    let mut now = 3_000;
+    while let Some(at) = cx.poll_timeout().filter(|t| *t <= 55_000) {
+        now = now.max(at);
+        cx.handle_timeout(now);
+        while cx.poll_effect().is_some() {}
+    }
+    assert!(!signed(&cx), "still refused");
+    assert!(cx.poll_timeout().is_some_and(|t| t > 60_000), "quiet past 60 s");
+    now = 60_000;
+    assert!(
+        cx.handle_block(GENESIS + now / 1_000, now),
+        "a block that makes a kept approval signable is handled"
+    );
+    while cx.poll_effect().is_some() {}
+    for _ in 0..4 {
+        let Some(at) = cx.poll_timeout().filter(|t| *t <= now + 500) else {
+            break;
+        };
+        now = now.max(at);
+        cx.handle_timeout(now);
+        while cx.poll_effect().is_some() {}
+    }
+    assert!(signed(&cx), "X signs the approval once chain time allows it");
+}
+
+#[test]
+fn a_view_that_builds_a_quiet_channels_evm_again_is_let_go_after_a_block() {
+    // A quiet channel whose EVM was let go: the application's `view` builds it again without
+    // an input. The next block is not skipped, so a tick lets the EVM go again.
+    let (_cx, mut co, _p, _o) = after_first_move();
+    let mut now = 2_000;
+    while let Some(at) = co.poll_timeout().filter(|t| *t <= now + 20_000) {
+        now = now.max(at);
+        co.handle_timeout(now);
+        while co.poll_effect().is_some() {}
+    }
+    assert!(co.state_manager().unwrap().machine_asleep(), "let go while quiet");
+    co.view(TicTacToe::getGameCall {}.abi_encode().into()).unwrap();
+    assert!(
+        !co.state_manager().unwrap().machine_asleep(),
+        "built again by the view"
+    );
+    now += 2_000;
+    assert!(
+        co.handle_block(GENESIS + now / 1_000, now),
+        "a block reaching an awake EVM that nothing will let go is handled"
+    );
+    while co.poll_effect().is_some() {}
+    while let Some(at) = co.poll_timeout().filter(|t| *t <= now + 20_000) {
+        now = now.max(at);
+        co.handle_timeout(now);
+        while co.poll_effect().is_some() {}
+    }
+    assert!(co.state_manager().unwrap().machine_asleep(), "let go again");
+}
+
+#[test]
 fn an_approval_we_refuse_does_not_keep_a_channel_ticking() {
     // O asks X to approve O's leave with a deadline further than X accepts: X refuses it and
     // waits for an input that could change that; it does not look at it again every 500 ms.
