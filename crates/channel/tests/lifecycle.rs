@@ -625,14 +625,14 @@ fn a_block_that_changes_nothing_is_skipped_and_one_that_moves_the_clock_is_not()
     assert!(after < wake, "the wake came sooner: {wake} -> {after}");
 }
 
-#[test]
-fn a_refused_approval_that_chain_time_makes_signable_is_signed_after_a_block() {
-    // O asks X to approve O's leave with a deadline 250 s after genesis: too far for X while
-    // the chain time it knows is near genesis (at most twice the approval window, 200 s, ahead).
-    // X hears no block for a while (its chain endpoint was down); then a block stamped as its
-    // clock reads arrives: it does not move the clock, but it brings X's chain time to 60 s
-    // after genesis, and the approval becomes signable. That block is no block to skip.
-    let (mut cx, _co, p, o) = after_first_move();
+/// O asks `cx` to approve O's leave at height 1 with `deadline`, signed by O, at `at_ms`.
+fn o_asks_to_leave(
+    cx: &mut Channel<LocalSigner>,
+    p: &ChannelProposal,
+    o: &LocalSigner,
+    deadline: u64,
+    at_ms: u64,
+) {
     let sm = cx.state_manager().unwrap();
     let approval = MembershipApproval {
         channel_id: p.channel_id,
@@ -642,15 +642,26 @@ fn a_refused_approval_that_chain_time_makes_signable_is_signed_after_a_block() {
         change: MembershipChange::Leave {
             participant: o.address(),
         },
-        deadline: GENESIS + 250,
+        deadline,
     };
     let digest = approval.digest(&Domain::new(p.chain_id, p.manager));
     let signature = o.sign_digest(&digest);
     cx.handle_message(
         o.address(),
         Message::Approval(Box::new(entente_types::ApprovalSignature { approval, signature })),
-        3_000,
+        at_ms,
     );
+}
+
+#[test]
+fn a_refused_approval_that_chain_time_makes_signable_is_signed_after_a_block() {
+    // O asks X to approve O's leave with a deadline 250 s after genesis: too far for X while
+    // the chain time it knows is near genesis (at most twice the approval window, 200 s, ahead).
+    // X hears no block for a while (its chain endpoint was down); then a block stamped as its
+    // clock reads arrives: it does not move the clock, but it brings X's chain time to 60 s
+    // after genesis, and the approval becomes signable. That block is no block to skip.
+    let (mut cx, _co, p, o) = after_first_move();
+    o_asks_to_leave(&mut cx, &p, &o, GENESIS + 250, 3_000);
     let me = cx.state_manager().unwrap().me();
     let signed = |c: &Channel<LocalSigner>| c.life().approvals.iter().any(|a| a.signatures.contains_key(&me));
     assert!(!signed(&cx), "refused at first");
@@ -716,24 +727,7 @@ fn an_approval_we_refuse_does_not_keep_a_channel_ticking() {
     // O asks X to approve O's leave with a deadline further than X accepts: X refuses it and
     // waits for an input that could change that; it does not look at it again every 500 ms.
     let (mut cx, _co, p, o) = after_first_move();
-    let sm = cx.state_manager().unwrap();
-    let approval = MembershipApproval {
-        channel_id: p.channel_id,
-        fork: 0,
-        height: 1,
-        state_hash: entente_types::state_hash(sm.state_at(1).unwrap()),
-        change: MembershipChange::Leave {
-            participant: o.address(),
-        },
-        deadline: GENESIS + 1_000_000,
-    };
-    let digest = approval.digest(&Domain::new(p.chain_id, p.manager));
-    let signature = o.sign_digest(&digest);
-    cx.handle_message(
-        o.address(),
-        Message::Approval(Box::new(entente_types::ApprovalSignature { approval, signature })),
-        3_000,
-    );
+    o_asks_to_leave(&mut cx, &p, &o, GENESIS + 1_000_000, 3_000);
     assert_eq!(cx.life().approvals.len(), 1, "kept, with O's signature");
     assert!(
         !cx.life().approvals[0]
