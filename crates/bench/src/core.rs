@@ -193,8 +193,9 @@ struct Worker {
 }
 
 impl Worker {
-    /// Builds the shard on a new thread from `seeds` and runs its first turns (what each core
-    /// stores at its start); the statuses come back through `ask`'s first answer.
+    /// Builds the shard with `build` on a new thread and runs its peers' first turns (what each
+    /// core stores at its start); returns the worker and those turns' outputs (a failed build
+    /// comes back as one error).
     fn spawn(build: impl FnOnce() -> Result<Shard> + Send + 'static) -> Result<(Self, Vec<Out>)> {
         let (jobs, job_rx) = sync_channel::<Job>(1);
         let (out_tx, outs) = sync_channel::<Vec<Out>>(1);
