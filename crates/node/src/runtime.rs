@@ -427,6 +427,19 @@ impl Runtime {
                     break;
                 }
             }
+            // Nothing waits and every turn is out: the database takes the journal's writes now
+            // rather than in a later turn (a busy node's writes apply them in groups).
+            let waiting = !commands.is_empty() || !inbound.is_empty() || !chain_events.is_empty();
+            if self.idle
+                && !waiting
+                && self.parked.is_empty()
+                && self.unwritten.is_none()
+                && self.in_flight.is_none()
+                && let Err(e) = self.store.apply_journaled()
+            {
+                tracing::error!(target: TARGET, error = %e, "store failed to apply its journal: the node stops; restart it once the data directory works");
+                break;
+            }
         }
         info!(target: TARGET, me = %self.me, "node stopped");
     }

@@ -1,15 +1,17 @@
 //! The store's journal (`entente.journal`): what each batch wrote, as physical writes (put,
 //! remove, remove a range), in numbered frames made durable with one `fdatasync` each.
 //!
-//! A batch is applied to redb without durability (no fsync: visible to readers, gone after a
-//! crash) and then appended here; the `fdatasync` that follows is what
-//! [`Batch::commit`](crate::Batch) waits for, and one sync covers every frame written before it
-//! (so a host may write several batches and sync once, off its own thread: [`Batch::write`]
-//! and [`JournalSync`](crate::JournalSync)). Every batch also records its frame number in redb's `meta` table, so whatever
-//! state redb holds after a crash names the last frame it contains. Once the journal is full,
+//! A batch is appended here and its writes reach redb later, in groups, without durability (no
+//! fsync: gone after a crash; the `pending` module); the `fdatasync` that follows the append is
+//! what [`Batch::commit`](crate::Batch) waits for, and one sync covers every frame written
+//! before it (so a host may write several batches and sync once, off its own thread:
+//! [`Batch::write`] and [`JournalSync`](crate::JournalSync)). Each group also records the
+//! number of its last frame in redb's `meta` table, so whatever state redb holds after a crash
+//! or a clean close names the last frame it contains. Once the journal is full,
 //! one redb durable commit (a checkpoint) makes everything so far durable there and the journal
 //! starts again at its beginning. Opening the store replays, in one durable commit, the frames
-//! that follow the number redb holds, then zeroes the journal (and syncs it) before writing a
+//! that follow the number redb holds (the run of frames from the beginning may start with some
+//! redb holds already, after a clean close), then zeroes the journal (and syncs it) before writing a
 //! new frame: after a crash with several frames unsynced, the disk may have kept a later frame
 //! and lost an earlier one, and that later frame must never read as one of the new ones.
 //!
@@ -81,12 +83,24 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// Opens the journal on `storage`, preallocating it to `capacity` bytes, and returns it with
-    /// the frames numbered from `applied + 1` on, in order (see the module docs).
+    /// the frames numbered from `applied + 1` on, in order (see the module docs): the run of
+    /// consecutive frames from the file's beginning, which must start with frame `first` (the
+    /// first of the journal's current round, at most `applied + 1`: the database may hold some
+    /// frames of the round already), those up to `applied` skipped.
     pub(crate) fn open(
         storage: Arc<dyn StorageBackend>,
         capacity: u64,
+        first: u64,
         applied: u64,
     ) -> io::Result<(Self, Vec<Frame>)> {
+        if first > applied.saturating_add(1) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the journal's round starts at frame {first} but the database holds frames up to {applied} only"
+                ),
+            ));
+        }
         let len = storage.len()?;
         let mut frames = Vec::new();
         let mut stale = 0;
@@ -95,7 +109,7 @@ impl Journal {
             storage.read(0, &mut bytes)?;
             stale = bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p as u64 + 1);
             let mut at = 0usize;
-            let mut expected = applied.saturating_add(1);
+            let mut expected = first;
             while let Some((seq, payload, next)) = frame_at(&bytes, at) {
                 if seq > expected {
                     // Frames of this store only ever carry lower numbers (older rounds) or the
@@ -112,7 +126,9 @@ impl Journal {
                     break;
                 }
                 let Some(redo) = decode(payload) else { break };
-                frames.push((seq, redo));
+                if seq > applied {
+                    frames.push((seq, redo));
+                }
                 expected += 1;
                 at = next;
             }
@@ -359,21 +375,32 @@ mod tests {
     #[test]
     fn frames_replay_in_order_from_the_applied_number() {
         let disk = Shared::default();
-        let (mut j, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 0).unwrap();
         assert!(frames.is_empty());
         for seq in 1..=5 {
             assert!(j.append(seq, &sample(seq as u8)).unwrap());
         }
-        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 0).unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
         assert_eq!(frames[2].1, sample(3));
-        // Frames redb already holds are not replayed, and a gap ends the journal.
-        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 3).unwrap();
+        // A round that starts with frames redb holds already (a clean close after a group
+        // was applied): those are skipped, the ones after them replayed.
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 3).unwrap();
+        let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
+        assert_eq!(seqs, vec![4, 5]);
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 5).unwrap();
+        assert!(frames.is_empty());
+        // A round that starts at 4: frame 1 there is an older round's, which ends the journal.
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 4, 3).unwrap();
         assert!(
             frames.is_empty(),
             "frame 1 is not frame 4: the journal ends there"
         );
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 10, 9).unwrap();
+        assert!(frames.is_empty(), "an older round, all held by the database");
+        let e = Journal::open(Arc::new(disk.clone()), 64 << 10, 5, 3).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
@@ -381,21 +408,21 @@ mod tests {
         // Frames 7 and 8 where the database holds up to 5: frame 6 is missing (or the journal
         // is another store's), and replaying 7 and 8 would write around it.
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 0).unwrap();
         assert!(j.append(7, &sample(7)).unwrap());
         assert!(j.append(8, &sample(8)).unwrap());
-        let e = Journal::open(Arc::new(disk.clone()), 64 << 10, 5).unwrap_err();
+        let e = Journal::open(Arc::new(disk.clone()), 64 << 10, 6, 5).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("frame 7 where frame 6"), "{e}");
         // The same journal with the database at 6 replays both.
-        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 6).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 7, 6).unwrap();
         assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), vec![7, 8]);
     }
 
     #[test]
     fn a_restart_leaves_stale_frames_that_end_the_journal() {
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 0).unwrap();
         for seq in 1..=5 {
             assert!(j.append(seq, &sample(seq as u8)).unwrap());
         }
@@ -403,7 +430,7 @@ mod tests {
         j.restart();
         assert!(j.append(6, &[]).unwrap());
         assert!(j.append(7, &sample(7)).unwrap());
-        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 5).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 6, 5).unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![6, 7]);
     }
@@ -411,14 +438,14 @@ mod tests {
     #[test]
     fn a_torn_frame_ends_the_journal() {
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 0).unwrap();
         for seq in 1..=3 {
             assert!(j.append(seq, &sample(seq as u8)).unwrap());
         }
         let second = (HEADER + sample(1).iter().map(|r| r.encoded_len()).sum::<usize>()) as u64;
         // One byte of frame 2's payload lost.
         disk.write(second + HEADER as u64 + 7, &[0xee]).unwrap();
-        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 0).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk.clone()), 64 << 10, 1, 0).unwrap();
         let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
         assert_eq!(seqs, vec![1]);
     }
@@ -426,14 +453,14 @@ mod tests {
     #[test]
     fn a_frame_that_does_not_fit_is_refused_without_writing() {
         let disk = Shared::default();
-        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 800, 0).unwrap();
+        let (mut j, _) = Journal::open(Arc::new(disk.clone()), 800, 1, 0).unwrap();
         assert!(j.append(1, &sample(1)).unwrap());
         assert!(!j.append(2, &sample(2)).unwrap());
         assert_eq!(
             j.used() as usize,
             HEADER + sample(1).iter().map(|r| r.encoded_len()).sum::<usize>()
         );
-        let (_, frames) = Journal::open(Arc::new(disk), 800, 0).unwrap();
+        let (_, frames) = Journal::open(Arc::new(disk), 800, 1, 0).unwrap();
         assert_eq!(frames.len(), 1);
     }
 

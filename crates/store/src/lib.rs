@@ -10,12 +10,16 @@
 //! [`Batch::commit`] once per event-loop turn, *before* releasing that turn's messages. All of
 //! the batch is durable when `commit` returns `Ok`, none of it after an `Err` or a crash.
 //!
-//! On disk a commit costs one small synced write: the batch is applied to redb without
-//! durability (its checks run there, and readers see it at once) and its writes are appended
-//! to the journal (`entente.journal`, preallocated) followed by one `fdatasync`. When the journal
-//! is full, one durable redb commit (a checkpoint) makes everything so far durable in the
-//! database and the journal starts again; opening the store replays the frames the database
-//! does not hold yet. Grouping a turn's records pays one sync for many records. A store in
+//! On disk a commit costs one small synced write: the batch's checks run against the database
+//! and the writes not yet in it, its physical writes are appended to the journal
+//! (`entente.journal`, preallocated) followed by one `fdatasync`, and they reach redb later, in
+//! groups, in one write transaction without durability per group: when they pile up, before
+//! any read (readers see every batch written), and when the host calls
+//! [`Store::apply_journaled`] because it has nothing else to do. A redb write transaction costs
+//! far more CPU than the append, so it stays off the turn's critical path. When the journal is
+//! full, one durable redb commit (a checkpoint) makes everything so far durable in the database
+//! and the journal starts again; opening the store replays the frames the database does not
+//! hold yet. Grouping a turn's records pays one sync for many records. A store in
 //! memory or on the embedder's own storage ([`Store::with_backend`]) makes every batch one
 //! durable redb commit instead.
 //!
@@ -43,9 +47,9 @@
 //! # Layout
 //!
 //! The journal's frames hold each batch's physical writes, numbered; the database records the
-//! number of the last frame it holds in the same write transaction as the frame's writes, so
-//! whatever state it is in after a crash says where replay starts (format: the `journal`
-//! module).
+//! number of the last frame it holds in the same write transaction as the frames' writes, so
+//! whatever state it is in after a crash or a clean close says where replay starts (format:
+//! the `journal` module).
 //!
 //! Keys are fixed-width big-endian (channel 32 B, fork 8 B, height 8 B, signer 20 B), so one
 //! channel or one fork is a contiguous range in height order. Values are a version byte plus
@@ -64,6 +68,7 @@ mod channels;
 mod codec;
 mod error;
 mod journal;
+mod pending;
 mod store;
 
 pub use channels::StoredChannel;

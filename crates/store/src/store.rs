@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use entente_state_manager::{ChannelSnapshot, ForkInfo, PersistRecord, StoredTransaction};
 use entente_types::{Address, B256, Bytes, Signature, SignedIntent};
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, Table,
+    TableDefinition, WriteTransaction,
 };
 
 use crate::StoreError;
@@ -17,6 +17,7 @@ use crate::codec::{
     key_u64, prefix_end, signature_key,
 };
 use crate::journal::{JOURNAL_CAPACITY, JOURNAL_FILE, Journal, JournalFile, Redo};
+use crate::pending::{Pending, TABLES, UnknownTable, Write};
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "entente.redb";
@@ -24,6 +25,14 @@ pub const DB_FILE: &str = "entente.redb";
 /// redb's page cache for a store on disk (redb's default is 1 GiB): reads are few (a restart,
 /// event logs), writes reach the file through the journal's checkpoints.
 const CACHE_SIZE: usize = 64 << 20;
+
+/// Writes in the journal but not yet in the database that make a write apply them at once
+/// (a host that is never idle; one that is applies them sooner, [`Store::apply_journaled`]).
+const PENDING_WRITES: usize = 1_024;
+
+/// Bytes of keys and values in the journal but not yet in the database that make a write
+/// apply them at once.
+const PENDING_BYTES: usize = 1 << 20;
 
 /// Schema version this build writes and reads. Version 2 adds the journal beside the
 /// database: a version-1 store is upgraded on open (an older build then refuses it, as it would
@@ -78,6 +87,11 @@ fn life_key(channel: &B256, kind: u8) -> [u8; 33] {
 const SCHEMA_KEY: &str = "schema_version";
 /// Number of the last journal frame whose writes the database holds (see `journal`).
 const JOURNAL_SEQ_KEY: &str = "journal_seq";
+/// Number of the first frame of the journal's current round (the frames from the file's
+/// beginning), written with every durable commit that starts a round (a checkpoint, an open).
+/// The database may hold some frames of the round already (groups applied, then a clean close
+/// made them durable); without the key (older stores) the round starts after `journal_seq`.
+const JOURNAL_ROUND_KEY: &str = "journal_round";
 
 /// A channel core's stored records for one channel (see [`Store::lives`]).
 #[derive(Debug, Clone)]
@@ -156,10 +170,17 @@ struct Journaled {
     journal: Journal,
     path: PathBuf,
     next_seq: u64,
-    /// Set while a batch is in redb but not yet in the journal: a panic in between leaves it
-    /// set, and the store refuses to write on.
+    /// Set while a batch is in the journal but not yet among the pending writes: a panic in
+    /// between leaves it set, and the store refuses to write on.
     interrupted: bool,
     progress: Arc<Progress>,
+    /// Writes in the journal that the database does not hold yet.
+    pending: Pending,
+    /// Number of the last frame the database holds.
+    applied: u64,
+    /// The database as the pending writes found it (read by a batch's checks), opened once
+    /// for every batch until the pending writes are applied.
+    reader: Option<Reader>,
 }
 
 /// How far the journal is written and synced, shared by the writer and its [`JournalSync`]s.
@@ -396,12 +417,13 @@ impl Store {
 
     /// The number of the last journal frame the database holds, if it ever had a journal.
     fn journal_seq(&self) -> Result<Option<u64>, StoreError> {
+        self.meta(JOURNAL_SEQ_KEY)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let txn = self.read()?;
         let meta = txn.open_table(META).map_err(|e| self.err(e))?;
-        Ok(meta
-            .get(JOURNAL_SEQ_KEY)
-            .map_err(|e| self.err(e))?
-            .map(|v| v.value()))
+        Ok(meta.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
     }
 
     /// A store on two storages of the embedder's own (tests of power loss): the database on
@@ -428,22 +450,26 @@ impl Store {
         path: PathBuf,
     ) -> Result<(), StoreError> {
         let applied = self.journal_seq()?.unwrap_or(0);
+        let first = self.meta(JOURNAL_ROUND_KEY)?.unwrap_or(applied.saturating_add(1));
         let (mut journal, frames) =
-            Journal::open(storage, capacity, applied).map_err(|source| StoreError::Io {
+            Journal::open(storage, capacity, first, applied).map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
             })?;
         let last = frames.last().map_or(applied, |f| f.0);
         let txn = self.write()?;
         {
-            let mut t = Tables::open(self, &txn, false)?;
+            let mut t = Tables::open(self, &txn)?;
             for (_, redo) in frames {
                 for r in redo {
-                    t.apply(r).map_err(|e| self.apply_err(e))?;
+                    t.apply(&r).map_err(|e| self.apply_err(e))?;
                 }
             }
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert(JOURNAL_SEQ_KEY, last).map_err(|e| self.err(e))?;
+            // The journal is cleared below: its next round starts after the last frame.
+            meta.insert(JOURNAL_ROUND_KEY, last + 1)
+                .map_err(|e| self.err(e))?;
             meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
@@ -457,6 +483,9 @@ impl Store {
             path,
             next_seq: last + 1,
             interrupted: false,
+            pending: Pending::default(),
+            applied: last,
+            reader: None,
             progress: Arc::new(Progress {
                 written: AtomicU64::new(last),
                 durable: AtomicU64::new(last),
@@ -974,7 +1003,11 @@ impl Store {
 
     // ----- internals -------------------------------------------------------------------------
 
+    /// A read transaction on the database, once it holds every write the journal holds.
     fn read(&self) -> Result<ReadTransaction, StoreError> {
+        if let Some(journaled) = &self.journal {
+            self.apply_pending(&mut lock(journaled))?;
+        }
         self.db.begin_read().map_err(|e| self.err(e))
     }
 
@@ -1190,7 +1223,7 @@ impl Batch<'_> {
     }
 
     /// Writes the batch without waiting for it to be durable (the checks and the errors are
-    /// [`Self::commit`]'s): on disk, applied to the database and appended to the journal; the
+    /// [`Self::commit`]'s): on disk, appended to the journal (the database takes it later); the
     /// batch is acknowledged once a [`JournalSync`] reports its frame durable
     /// ([`Written::frame`]), and a crash before that keeps it whole or not at all, with every
     /// batch written before it kept if it is. Readers see it at once. In memory or on an
@@ -1222,7 +1255,7 @@ impl Store {
         let mut txn = self.write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| self.database(e))?;
-        let written = Tables::open(self, &txn, false).and_then(|mut t| write_ops(self, &mut t, ops));
+        let written = Tables::open(self, &txn).and_then(|mut t| write_ops(self, &mut t, ops));
         match written {
             // Dropping an uncommitted write transaction aborts it: nothing of the batch stays.
             Ok(()) => txn.commit().map_err(|e| self.err(e)),
@@ -1233,13 +1266,19 @@ impl Store {
         }
     }
 
-    /// The batch applied to redb without durability (its checks run there, against everything
-    /// committed so far), then its writes appended to the journal (not synced). A write that
-    /// fails after redb took the batch stops the store: redb may still make it durable later,
-    /// but it was never acknowledged.
-    fn write_journaled(&self, mut j: MutexGuard<'_, Journaled>, ops: Vec<Op>) -> Result<Written, StoreError> {
+    /// The batch's checks run against the database and the writes pending for it, its
+    /// physical writes are appended to the journal (not synced) and join the pending writes,
+    /// which go to the database in groups ([`Self::apply_pending`]). A write that fails once
+    /// the journal may hold the batch stops the store: it was never acknowledged, but a crash
+    /// may keep it.
+    fn write_journaled(
+        &self,
+        mut guard: MutexGuard<'_, Journaled>,
+        ops: Vec<Op>,
+    ) -> Result<Written, StoreError> {
+        let j = &mut *guard;
         let failed = match j.interrupted {
-            true => Some("a batch was interrupted between the database and the journal".to_string()),
+            true => Some("a batch was interrupted between the journal and the pending writes".to_string()),
             false => j.progress.failed(),
         };
         if let Some(reason) = failed {
@@ -1252,48 +1291,40 @@ impl Store {
             return Ok(Written(Some(j.progress.written.load(Ordering::Acquire))));
         }
         let seq = j.next_seq;
-        let mut txn = self.write()?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| self.database(e))?;
-        let written = Tables::open(self, &txn, true).and_then(|mut t| {
-            write_ops(self, &mut t, ops)?;
-            Ok(t.redo.take().unwrap_or_default())
-        });
-        let redo = match written {
-            Ok(redo) => redo,
-            Err(e) => {
-                let _ = txn.abort();
-                return Err(e);
-            }
+        let reader = match &mut j.reader {
+            Some(reader) => reader,
+            None => j
+                .reader
+                .insert(Reader::new(self.db.begin_read().map_err(|e| self.err(e))?)),
         };
-        let marked = txn
-            .open_table(META)
-            .map_err(|e| self.err(e))
-            .and_then(|mut meta| {
-                meta.insert(JOURNAL_SEQ_KEY, seq)
-                    .map(|_| ())
-                    .map_err(|e| self.err(e))
-            });
-        if let Err(e) = marked {
-            let _ = txn.abort();
-            return Err(e);
-        }
-        // From redb's commit until the journal's write the batch is in redb but not in the
-        // journal: a panic in between (the lock is poisoned, not released cleanly) must stop the
-        // store as a failed write does, so the mark goes first and is lifted once it is written.
+        let mut staged = Staged {
+            pending: &j.pending,
+            reader,
+            writes: Pending::default(),
+            redo: Vec::new(),
+        };
+        // A refused batch (its checks, a corrupt record) leaves nothing anywhere.
+        write_ops(self, &mut staged, ops)?;
+        let Staged { writes, redo, .. } = staged;
+        // From the journal's append until the writes join the pending ones, the journal holds
+        // a batch the next batches' checks would not see: a panic in between must stop the
+        // store, so the mark goes first and is lifted once the writes are in.
         j.interrupted = true;
-        if let Err(e) = txn.commit() {
-            let e = self.err(e);
-            j.progress.fail(e.to_string());
-            return Err(e);
-        }
         let appended = match j.journal.append(seq, &redo) {
-            Ok(true) => Ok(false),
+            Ok(true) => {
+                j.pending.merge(writes, seq);
+                Ok(false)
+            }
             // The journal is full: make everything durable in redb and start it again.
-            Ok(false) => self.checkpoint().map(|()| {
-                j.journal.restart();
-                true
-            }),
+            Ok(false) => {
+                j.pending.merge(writes, seq);
+                self.apply_pending(j)
+                    .and_then(|()| self.checkpoint(seq + 1))
+                    .map(|()| {
+                        j.journal.restart();
+                        true
+                    })
+            }
             Err(source) => Err(StoreError::Io {
                 path: j.path.clone(),
                 source,
@@ -1307,12 +1338,74 @@ impl Store {
                 if checkpointed {
                     j.progress.durable.fetch_max(seq, Ordering::AcqRel);
                 }
+                if j.pending.writes() >= PENDING_WRITES || j.pending.bytes() >= PENDING_BYTES {
+                    self.apply_pending(j)?;
+                }
                 Ok(Written(Some(seq)))
             }
             Err(e) => {
                 j.progress.fail(e.to_string());
                 Err(e)
             }
+        }
+    }
+
+    /// Applies the pending writes to the database in one write transaction without
+    /// durability (the journal holds them), with the number of the last frame they come from.
+    /// A failure stops the store (the writes stay pending, and in the journal).
+    fn apply_pending(&self, j: &mut Journaled) -> Result<(), StoreError> {
+        // Frames that wrote nothing (a batch already stored) still move the number on: a
+        // checkpoint must leave the database naming the frame before the journal's new start.
+        if j.pending.is_empty() && j.pending.seq() <= j.applied {
+            return Ok(());
+        }
+        // The reader's view is about to be out of date.
+        j.reader = None;
+        let applied = self.write().and_then(|mut txn| {
+            txn.set_durability(Durability::None)
+                .map_err(|e| self.database(e))?;
+            let written = Tables::open(self, &txn).and_then(|mut t| {
+                j.pending
+                    .for_each(|table, write| match write {
+                        Write::Put(key, value) => t.insert(table, key, value),
+                        Write::Remove(key) => t.remove(table, key),
+                        Write::RemoveRange(start, end) => t.remove_range(table, start, end),
+                    })
+                    .map_err(|e| self.apply_err(e))?;
+                let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+                meta.insert(JOURNAL_SEQ_KEY, j.pending.seq())
+                    .map_err(|e| self.err(e))?;
+                Ok(())
+            });
+            match written {
+                Ok(()) => txn.commit().map_err(|e| self.err(e)),
+                Err(e) => {
+                    let _ = txn.abort();
+                    Err(e)
+                }
+            }
+        });
+        match applied {
+            Ok(()) => {
+                j.applied = j.pending.seq();
+                j.pending = Pending::default();
+                Ok(())
+            }
+            Err(e) => {
+                j.progress.fail(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies to the database every write the journal holds that it does not hold yet
+    /// (nothing to do for a store without a journal). Writes apply them on their own once they
+    /// pile up, and reads first; a host calls this when it has nothing else to do, so that
+    /// the work is off its next turn. A failure stops the store, as a failed write does.
+    pub fn apply_journaled(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(journaled) => self.apply_pending(&mut lock(journaled)),
+            None => Ok(()),
         }
     }
 
@@ -1327,11 +1420,25 @@ impl Store {
         })
     }
 
-    /// One durable redb commit: everything committed so far is on disk in the database.
-    fn checkpoint(&self) -> Result<(), StoreError> {
+    /// One durable redb commit: everything committed so far is on disk in the database (the
+    /// caller applies the pending writes first), and the journal's next round starts at frame
+    /// `next_round`.
+    fn checkpoint(&self, next_round: u64) -> Result<(), StoreError> {
         let mut txn = self.write()?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| self.database(e))?;
+        let marked = txn
+            .open_table(META)
+            .map_err(|e| self.err(e))
+            .and_then(|mut meta| {
+                meta.insert(JOURNAL_ROUND_KEY, next_round)
+                    .map(|_| ())
+                    .map_err(|e| self.err(e))
+            });
+        if let Err(e) = marked {
+            let _ = txn.abort();
+            return Err(e);
+        }
         txn.commit().map_err(|e| self.err(e))
     }
 
@@ -1355,8 +1462,6 @@ struct Tables<'t> {
     lives: Table<'t, &'static [u8], &'static [u8]>,
     events: Table<'t, &'static [u8], &'static [u8]>,
     machines: Table<'t, &'static [u8], &'static [u8]>,
-    /// The physical writes made, for the journal (`None`: not journaled).
-    redo: Option<Vec<Redo>>,
 }
 
 /// Numbers of the tables in the journal's writes.
@@ -1375,7 +1480,7 @@ mod table_id {
 }
 
 impl<'t> Tables<'t> {
-    fn open(store: &Store, txn: &'t WriteTransaction, journaled: bool) -> Result<Self, StoreError> {
+    fn open(store: &Store, txn: &'t WriteTransaction) -> Result<Self, StoreError> {
         let e = |e: redb::TableError| db_error(&store.path, e);
         Ok(Tables {
             channels: txn.open_table(CHANNELS).map_err(e)?,
@@ -1389,7 +1494,6 @@ impl<'t> Tables<'t> {
             lives: txn.open_table(LIVES).map_err(e)?,
             events: txn.open_table(EVENTS).map_err(e)?,
             machines: txn.open_table(MACHINES).map_err(e)?,
-            redo: journaled.then(Vec::new),
         })
     }
 
@@ -1409,45 +1513,61 @@ impl<'t> Tables<'t> {
         })
     }
 
+    fn bin_of(&mut self, table: u8) -> Result<&mut Table<'t, &'static [u8], &'static [u8]>, ApplyError> {
+        self.bin(table).ok_or_else(|| unknown_table(table))
+    }
+
     /// Applies one physical write (also what replaying the journal does).
-    fn apply(&mut self, redo: Redo) -> Result<(), ApplyError> {
-        match &redo {
-            Redo::Put { table, key, value } if *table == table_id::FINALIZED => {
-                let height = value
-                    .as_slice()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| ApplyError::Corrupt("a finalized height is not 8 bytes".into()))?;
-                self.finalized.insert(key.as_slice(), height)?;
-            }
-            Redo::Remove { table, key } if *table == table_id::FINALIZED => {
-                self.finalized.remove(key.as_slice())?;
-            }
-            Redo::RemoveRange { table, start, end } if *table == table_id::FINALIZED => {
-                self.finalized
-                    .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)?;
-            }
-            Redo::Put { table, key, value } => {
-                self.bin(*table)
-                    .ok_or(ApplyError::Corrupt(format!("unknown table {table}")))?
-                    .insert(key.as_slice(), value.as_slice())?;
-            }
-            Redo::Remove { table, key } => {
-                self.bin(*table)
-                    .ok_or(ApplyError::Corrupt(format!("unknown table {table}")))?
-                    .remove(key.as_slice())?;
-            }
-            Redo::RemoveRange { table, start, end } => {
-                self.bin(*table)
-                    .ok_or(ApplyError::Corrupt(format!("unknown table {table}")))?
-                    .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)?;
-            }
+    fn apply(&mut self, redo: &Redo) -> Result<(), ApplyError> {
+        match redo {
+            Redo::Put { table, key, value } => self.insert(*table, key, value),
+            Redo::Remove { table, key } => self.remove(*table, key),
+            Redo::RemoveRange { table, start, end } => self.remove_range(*table, start, end),
         }
-        if let Some(log) = &mut self.redo {
-            log.push(redo);
+    }
+
+    fn insert(&mut self, table: u8, key: &[u8], value: &[u8]) -> Result<(), ApplyError> {
+        if table == table_id::FINALIZED {
+            let height = value
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| ApplyError::Corrupt("a finalized height is not 8 bytes".into()))?;
+            self.finalized.insert(key, height)?;
+        } else {
+            self.bin_of(table)?.insert(key, value)?;
         }
         Ok(())
     }
+
+    fn remove(&mut self, table: u8, key: &[u8]) -> Result<(), ApplyError> {
+        if table == table_id::FINALIZED {
+            self.finalized.remove(key)?;
+        } else {
+            self.bin_of(table)?.remove(key)?;
+        }
+        Ok(())
+    }
+
+    fn remove_range(&mut self, table: u8, start: &[u8], end: &[u8]) -> Result<(), ApplyError> {
+        if table == table_id::FINALIZED {
+            self.finalized.retain_in::<&[u8], _>(start..end, |_, _| false)?;
+        } else {
+            self.bin_of(table)?
+                .retain_in::<&[u8], _>(start..end, |_, _| false)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a batch's writes go: straight into a redb write transaction ([`Tables`]: a store
+/// without a journal) or into the journal and the pending writes ([`Staged`]). Its checks read
+/// through [`Self::get`], which sees the batch's own earlier writes.
+trait Writes {
+    /// The value of `key` in `table` (a finalized height as 8 big-endian bytes).
+    fn get(&mut self, table: u8, key: &[u8]) -> Result<Option<Vec<u8>>, ApplyError>;
+
+    /// One physical write.
+    fn apply(&mut self, redo: Redo) -> Result<(), ApplyError>;
 
     fn put(&mut self, table: u8, key: &[u8], value: &[u8]) -> Result<(), ApplyError> {
         self.apply(Redo::Put {
@@ -1458,8 +1578,116 @@ impl<'t> Tables<'t> {
     }
 }
 
+impl Writes for Tables<'_> {
+    fn get(&mut self, table: u8, key: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
+        if table == table_id::FINALIZED {
+            return Ok(self.finalized.get(key)?.map(|v| v.value().to_be_bytes().to_vec()));
+        }
+        Ok(self.bin_of(table)?.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn apply(&mut self, redo: Redo) -> Result<(), ApplyError> {
+        Tables::apply(self, &redo)
+    }
+}
+
+/// The database's tables as a read transaction saw them, each opened on first use.
+#[derive(Debug)]
+struct Reader {
+    txn: ReadTransaction,
+    bins: [Option<ReadOnlyTable<&'static [u8], &'static [u8]>>; TABLES],
+    finalized: Option<ReadOnlyTable<&'static [u8], u64>>,
+}
+
+impl Reader {
+    fn new(txn: ReadTransaction) -> Self {
+        Self {
+            txn,
+            bins: Default::default(),
+            finalized: None,
+        }
+    }
+
+    fn get(&mut self, table: u8, key: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
+        let storage = |e: redb::TableError| match e {
+            redb::TableError::Storage(e) => ApplyError::Storage(e),
+            other => ApplyError::Corrupt(other.to_string()),
+        };
+        if table == table_id::FINALIZED {
+            let t = match &mut self.finalized {
+                Some(t) => t,
+                None => self
+                    .finalized
+                    .insert(self.txn.open_table(FINALIZED).map_err(storage)?),
+            };
+            return Ok(t.get(key)?.map(|v| v.value().to_be_bytes().to_vec()));
+        }
+        let def = definition(table).ok_or_else(|| unknown_table(table))?;
+        let slot = self
+            .bins
+            .get_mut(usize::from(table))
+            .ok_or_else(|| unknown_table(table))?;
+        let t = match slot {
+            Some(t) => t,
+            None => slot.insert(self.txn.open_table(def).map_err(storage)?),
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+}
+
+/// The table a physical write names (all but the finalized heights, whose values are `u64`).
+fn definition(table: u8) -> Option<Bin> {
+    Some(match table {
+        table_id::CHANNELS => CHANNELS,
+        table_id::FORKS => FORKS,
+        table_id::TRANSACTIONS => TRANSACTIONS,
+        table_id::SIGNATURES => SIGNATURES,
+        table_id::OWN_SIGNATURES => OWN_SIGNATURES,
+        table_id::OWN_INTENTS => OWN_INTENTS,
+        table_id::CURSORS => CURSORS,
+        table_id::LIVES => LIVES,
+        table_id::EVENTS => EVENTS,
+        table_id::MACHINES => MACHINES,
+        _ => return None,
+    })
+}
+
+/// A batch on its way to the journal: its writes, and what its checks read (its own writes,
+/// then the pending writes, then the database).
+struct Staged<'a> {
+    pending: &'a Pending,
+    reader: &'a mut Reader,
+    writes: Pending,
+    redo: Vec<Redo>,
+}
+
+impl Writes for Staged<'_> {
+    fn get(&mut self, table: u8, key: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
+        if let Some(value) = self
+            .writes
+            .lookup(table, key)
+            .or_else(|| self.pending.lookup(table, key))
+        {
+            return Ok(value.map(<[u8]>::to_vec));
+        }
+        self.reader.get(table, key)
+    }
+
+    fn apply(&mut self, redo: Redo) -> Result<(), ApplyError> {
+        self.writes
+            .add(&redo)
+            .map_err(|UnknownTable(t)| unknown_table(t))?;
+        self.redo.push(redo);
+        Ok(())
+    }
+}
+
+fn unknown_table(table: u8) -> ApplyError {
+    ApplyError::Corrupt(format!("unknown table {table}"))
+}
+
 /// Why a physical write failed.
-enum ApplyError {
+pub(crate) enum ApplyError {
     Storage(redb::StorageError),
     Corrupt(String),
 }
@@ -1479,15 +1707,14 @@ impl Store {
     }
 }
 
-fn write_ops(store: &Store, t: &mut Tables<'_>, ops: Vec<Op>) -> Result<(), StoreError> {
+fn write_ops(store: &Store, t: &mut impl Writes, ops: Vec<Op>) -> Result<(), StoreError> {
     for op in ops {
         write_op(store, t, op)?;
     }
     Ok(())
 }
 
-fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError> {
-    let e = |e: redb::StorageError| db_error(&store.path, e);
+fn write_op(store: &Store, t: &mut impl Writes, op: Op) -> Result<(), StoreError> {
     let a = |e: ApplyError| store.apply_err(e);
     match op {
         Op::Channel(record) => {
@@ -1497,7 +1724,7 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
             t.put(table_id::CHANNELS, channel_key(&id).as_slice(), value.as_slice())
                 .map_err(a)?;
             let key = fork_key(&id, 0);
-            if t.forks.get(key.as_slice()).map_err(e)?.is_none() {
+            if t.get(table_id::FORKS, key.as_slice()).map_err(a)?.is_none() {
                 let fork0 = ForkV1 {
                     genesis_height: 0,
                     genesis_timestamp: record.spec.genesis_timestamp,
@@ -1514,11 +1741,7 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
         }
         Op::Status(channel, status) => {
             let key = channel_key(&channel);
-            let current = t
-                .channels
-                .get(key.as_slice())
-                .map_err(e)?
-                .map(|v| v.value().to_vec());
+            let current = t.get(table_id::CHANNELS, key.as_slice()).map_err(a)?;
             let Some(bytes) = current else {
                 return Err(StoreError::UnknownChannel(channel));
             };
@@ -1589,14 +1812,13 @@ fn write_op(store: &Store, t: &mut Tables<'_>, op: Op) -> Result<(), StoreError>
 /// Puts `machine` in the machines table unless it is there; returns its digest.
 fn store_machine(
     store: &Store,
-    t: &mut Tables<'_>,
+    t: &mut impl Writes,
     machine: &crate::MachineSource,
 ) -> Result<B256, StoreError> {
     let digest = machine.digest();
     let stored = t
-        .machines
-        .get(digest.as_slice())
-        .map_err(|e| store.err(e))?
+        .get(table_id::MACHINES, digest.as_slice())
+        .map_err(|e| store.apply_err(e))?
         .is_some();
     if !stored {
         t.put(
@@ -1611,11 +1833,10 @@ fn store_machine(
 
 fn persist(
     store: &Store,
-    t: &mut Tables<'_>,
+    t: &mut impl Writes,
     channel: B256,
     record: PersistRecord,
 ) -> Result<(), StoreError> {
-    let e = |e: redb::StorageError| db_error(&store.path, e);
     let a = |e: ApplyError| store.apply_err(e);
     match record {
         PersistRecord::Transaction {
@@ -1632,9 +1853,9 @@ fn persist(
             }
             let (fork, height) = (transaction.forkCnt, transaction.height);
             let key = height_key(&channel, fork, height);
-            if let Some(existing) = t.transactions.get(key.as_slice()).map_err(e)? {
+            if let Some(existing) = t.get(table_id::TRANSACTIONS, key.as_slice()).map_err(a)? {
                 let stored: TransactionV1 =
-                    decode("transaction", existing.value()).map_err(|reason| store.corrupt(reason))?;
+                    decode("transaction", &existing).map_err(|reason| store.corrupt(reason))?;
                 if stored.digest == digest {
                     return Ok(());
                 }
@@ -1686,10 +1907,9 @@ fn persist(
         PersistRecord::OwnSignature { fork, height, digest } => {
             let key = height_key(&channel, fork, height);
             let recorded = t
-                .own
-                .get(key.as_slice())
-                .map_err(e)?
-                .map(|v| decode_digest(v.value()))
+                .get(table_id::OWN_SIGNATURES, key.as_slice())
+                .map_err(a)?
+                .map(|v| decode_digest(&v))
                 .transpose()
                 .map_err(|reason| store.corrupt(reason))?;
             match recorded {
@@ -1734,7 +1954,16 @@ fn persist(
         }
         PersistRecord::Finalized { fork, height } => {
             let key = fork_key(&channel, fork);
-            let current = t.finalized.get(key.as_slice()).map_err(e)?.map(|v| v.value());
+            let current = t
+                .get(table_id::FINALIZED, key.as_slice())
+                .map_err(a)?
+                .map(|v| {
+                    v.as_slice()
+                        .try_into()
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| store.corrupt("a finalized height is not 8 bytes".into()))
+                })
+                .transpose()?;
             if current.is_none_or(|c| c < height) {
                 t.put(table_id::FINALIZED, key.as_slice(), &height.to_be_bytes())
                     .map_err(a)?;

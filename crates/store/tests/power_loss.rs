@@ -3,7 +3,8 @@
 //! sync fails), the power is cut (each unsynced write survives or not, at random), and the store
 //! is opened again, sometimes dying again during that recovery; three such lives in a row, each
 //! writing after what the last recovery kept. Batches are committed one by one, or written and
-//! synced later in groups (as the node does off its event loop), or both. Every batch that was
+//! synced later in groups (as the node does off its event loop), or both, and the database
+//! takes the journal's writes at random points between them. Every batch that was
 //! acknowledged is there; every other batch is there whole or not at all; what is there is a
 //! prefix of what was written, each batch the one its own lineage wrote (nothing an earlier life
 //! wrote and a recovery dropped comes back); and the own-signature log refuses a second digest
@@ -282,6 +283,11 @@ fn run(seed: u64) {
         let first = lineage.len() as u64;
         for i in first..first + 150 {
             lineage.push(life);
+            // Now and then the database takes the writes the journal holds (as a node does
+            // when it has nothing else to do): a crash then finds it partway through a round.
+            if rng.below(5) == 0 && store.apply_journaled().is_err() {
+                break;
+            }
             let deferred = mode == 1 || (mode == 2 && rng.below(2) == 0);
             if !deferred {
                 match batch(&store, i, life, &mut rng).commit() {

@@ -526,6 +526,8 @@ fn a_record_that_does_not_decode_is_corrupt() {
     {
         let store = Store::create(dir.path()).unwrap();
         commit(|b| _ = b.put_channel(channel(7)), &store).unwrap();
+        // In the database, not only in the journal (whose replay would write it again).
+        store.apply_journaled().unwrap();
     }
     // Damage the channel record behind the store's back (a valid database, a bad value).
     {
@@ -575,4 +577,56 @@ fn a_store_without_its_journal_is_refused() {
     std::fs::write(&journal, &kept).unwrap();
     let store = Store::open(dir.path()).unwrap();
     assert!(store.channel(&B256::repeat_byte(7)).unwrap().is_some());
+}
+
+/// The database takes the journal's writes later, in groups: every check of a batch sees the
+/// writes still waiting (a channel's status, a transaction at its height, an own signature, a
+/// finalized height that only rises), and a clean close with part of the journal's round in
+/// the database and the rest in the journal only loses nothing.
+#[test]
+fn checks_see_the_writes_the_database_has_not_taken_and_a_close_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = B256::repeat_byte(7);
+    let (tx, d1) = tx_record(7, 0, 1, 1, 1);
+    let (other_tx, other) = tx_record(7, 0, 1, 1, 9);
+    let own = |digest| PersistRecord::OwnSignature {
+        fork: 0,
+        height: 1,
+        digest,
+    };
+    let finalized = |height| PersistRecord::Finalized { fork: 0, height };
+    let refused = |store: &Store| {
+        let e = commit(|b| _ = b.persist(ch, other_tx.clone()), store).unwrap_err();
+        assert!(matches!(e, StoreError::TransactionConflict { .. }), "{e}");
+        let e = commit(|b| _ = b.persist(ch, own(other)), store).unwrap_err();
+        assert!(matches!(e, StoreError::DoubleSign { .. }), "{e}");
+    };
+    {
+        let store = Store::create(dir.path()).unwrap();
+        commit(|b| _ = b.put_channel(channel(7)), &store).unwrap();
+        // The channel is in the journal only: setting its status finds it there.
+        commit(|b| _ = b.set_status(ch, ChannelStatus::Closing), &store).unwrap();
+        store.apply_journaled().unwrap();
+        commit(
+            |b| {
+                b.persist(ch, tx.clone())
+                    .persist(ch, own(d1))
+                    .persist(ch, finalized(1));
+            },
+            &store,
+        )
+        .unwrap();
+        refused(&store);
+        commit(|b| _ = b.persist(ch, finalized(0)), &store).unwrap();
+        // Closed with frames 1 and 2 in the database, 3 and 4 in the journal only.
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.channel(&ch).unwrap().unwrap().status,
+        ChannelStatus::Closing
+    );
+    assert_eq!(store.own_signature(&ch, 0, 1).unwrap(), Some(d1));
+    assert_eq!(store.transactions(&ch, 0).unwrap().len(), 1);
+    assert_eq!(store.finalized_height(&ch, 0).unwrap(), Some(1));
+    refused(&store);
 }
