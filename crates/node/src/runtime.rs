@@ -32,6 +32,9 @@ const TARGET: &str = "entente::node";
 const TICK: Duration = Duration::from_millis(500);
 /// Most network messages, and apart from them most commands, handled in one turn (one write).
 const GROUP_LIMIT: usize = 64;
+/// How long after its last write the node lets the database take the journal's writes (a
+/// redb write transaction: far more CPU than the journal's append, so not in a turn).
+const APPLY_AFTER: Duration = Duration::from_millis(20);
 /// Buffered events per channel subscriber.
 const EVENT_CAPACITY: usize = 1024;
 
@@ -158,6 +161,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     parked: VecDeque::new(),
                     unwritten: None,
                     in_flight: None,
+                    apply_at: None,
                     idle: false,
                     timers: BTreeSet::new(),
                     machines: HashMap::new(),
@@ -239,6 +243,8 @@ struct Runtime {
     unwritten: Option<entente_store::Detached>,
     /// The journal frame the sync thread is making durable.
     in_flight: Option<u64>,
+    /// When the database takes the journal's writes, [`APPLY_AFTER`] after the last write.
+    apply_at: Option<Instant>,
     /// No command or message was waiting when the turn ended: [`Self::flush`] syncs on the
     /// loop's thread.
     idle: bool,
@@ -390,6 +396,17 @@ impl Runtime {
                 Some(report) = done.recv(), if open => self.on_done(report),
                 _ = tick.tick(), if open => self.invitations.expire(self.last_block_timestamp),
                 _ = sleep_until(wake), if open => self.on_due(),
+                // Nothing was written for a while: the database takes the journal's writes now,
+                // not in a later turn (a node that never pauses applies them in groups as it
+                // writes).
+                _ = sleep_until(self.apply_at), if open => {
+                    taken = 0;
+                    self.apply_at = None;
+                    if let Err(e) = self.store.apply_journaled() {
+                        tracing::error!(target: TARGET, error = %e, "store failed to apply its journal: the node stops; restart it once the data directory works");
+                        break;
+                    }
+                }
                 report = next_report(&mut self.syncer) => {
                     taken = 0;
                     if !self.on_sync(report) {
@@ -426,19 +443,6 @@ impl Runtime {
                 if !self.flush() {
                     break;
                 }
-            }
-            // Nothing waits and every turn is out: the database takes the journal's writes now
-            // rather than in a later turn (a busy node's writes apply them in groups).
-            let waiting = !commands.is_empty() || !inbound.is_empty() || !chain_events.is_empty();
-            if self.idle
-                && !waiting
-                && self.parked.is_empty()
-                && self.unwritten.is_none()
-                && self.in_flight.is_none()
-                && let Err(e) = self.store.apply_journaled()
-            {
-                tracing::error!(target: TARGET, error = %e, "store failed to apply its journal: the node stops; restart it once the data directory works");
-                break;
             }
         }
         info!(target: TARGET, me = %self.me, "node stopped");
@@ -1159,6 +1163,7 @@ impl Runtime {
         for turn in self.parked.iter_mut().rev().take_while(|t| t.frame == UNWRITTEN) {
             turn.frame = frame;
         }
+        self.apply_at = Some(Instant::now() + APPLY_AFTER);
         trace!(target: TARGET, frame, turns = self.parked.len(), "turns written");
         let Some(syncer) = &self.syncer else {
             return true;
