@@ -36,8 +36,10 @@ const PENDING_BYTES: usize = 1 << 20;
 
 /// Schema version this build writes and reads. Version 2 adds the journal beside the
 /// database: a version-1 store is upgraded on open (an older build then refuses it, as it would
-/// not replay the journal).
-pub const SCHEMA_VERSION: u64 = 2;
+/// not replay the journal). Version 3 applies the journal's writes to the database in groups
+/// and records where the journal's round starts: a version-2 build would take a database that
+/// holds part of a round for one that holds all of it, and drop the rest.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The oldest schema version this build opens (and upgrades).
 const OLDEST_SCHEMA_VERSION: u64 = 1;
