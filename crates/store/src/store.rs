@@ -163,7 +163,7 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     /// The journal, for a store on disk (`None`: every batch is a durable redb commit).
-    journal: Option<Mutex<Journaled>>,
+    journal: Option<Box<Mutex<Journaled>>>,
 }
 
 /// The journal and the number of its next frame.
@@ -480,7 +480,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        self.journal = Some(Mutex::new(Journaled {
+        self.journal = Some(Box::new(Mutex::new(Journaled {
             journal,
             path,
             next_seq: last + 1,
@@ -493,7 +493,7 @@ impl Store {
                 durable: AtomicU64::new(last),
                 failed: Mutex::new(None),
             }),
-        }));
+        })));
         Ok(())
     }
 
