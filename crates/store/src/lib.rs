@@ -23,7 +23,7 @@
 //! memory or on the embedder's own storage ([`Store::with_backend`]) makes every batch one
 //! durable redb commit instead.
 //!
-//! A host can also take the sync off its event loop: [`Batch::write`] applies and appends a
+//! A host can also take the sync off its event loop: [`Batch::write`] checks and appends a
 //! batch without syncing and returns its journal frame ([`Written`]); a [`JournalSync`] (from
 //! [`Store::journal_sync`]), on another thread, makes every frame written so far durable with
 //! one `fdatasync` and reports the last one. The host keeps each turn's messages until the
