@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p entente-p2p --bench roundtrip` (add `-- --quick` for a short run).
 //!
-//! Latency: one message at a time, `send` until the peer's acknowledgment (a request-response
-//! round trip plus the node's queueing and event delivery). Throughput: many senders at once,
+//! Latency: one message at a time, `send` until the peer's acknowledgment (a request and its
+//! answer on the peer's stream, plus the node's queueing and event delivery). Throughput: many senders at once,
 //! the receiver draining its event stream.
 
 use std::io::Write;

@@ -33,8 +33,8 @@ pub struct P2pConfig {
     /// Messages waiting per peer (queued and in flight); beyond that `send` fails with
     /// [`P2pError::QueueFull`](crate::P2pError::QueueFull).
     pub peer_queue_size: usize,
-    /// Messages on the wire at once per peer. With more than one, two messages to the same
-    /// peer may arrive in either order; `1` gives strict FIFO delivery.
+    /// Messages on the wire at once per peer (written one after the other on one stream
+    /// without waiting for answers; they arrive in the order they were sent).
     pub max_in_flight_per_peer: usize,
     /// Capacity of the event stream returned by [`P2pManager::spawn`](crate::P2pManager::spawn).
     /// When the application does not keep up, incoming messages are refused with a "busy"

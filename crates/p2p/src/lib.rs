@@ -17,12 +17,15 @@
 //!   record under [`channel_key`] and looks up the channel's providers, in rounds that back off
 //!   until every participant is found. Records are checked: a PeerId counts for an address only
 //!   if its key hashes to it.
-//! - **Channel protocol.** One request-response exchange per message (`/entente/channel/1`):
-//!   a length-prefixed CBOR [`Envelope`](entente_types::Envelope) of at most
-//!   [`MAX_MESSAGE_BYTES`](entente_types::MAX_MESSAGE_BYTES), answered by "accepted" or
-//!   "refused: reason". Messages from peers that are not participants of the message's
-//!   channel, and frames that are too large, truncated, garbage or of another version, are
-//!   refused with a logged reason; the connection stays up.
+//! - **Channel protocol.** One long-lived stream per connection and direction
+//!   (`/entente/channel/2`), opened with the first message and kept: each message is a
+//!   numbered frame carrying a length-prefixed CBOR [`Envelope`](entente_types::Envelope) of at
+//!   most [`MAX_MESSAGE_BYTES`](entente_types::MAX_MESSAGE_BYTES), answered on the same stream
+//!   by "accepted" or "refused: reason"; many may be on the wire at once and they arrive in
+//!   order. Messages from peers that are not participants of the message's channel, and
+//!   frames that are garbage or of another version, are refused with a logged reason; a frame
+//!   announced above the limit is refused and ends its stream, as does one that cannot be
+//!   framed. The connection stays up.
 //! - **Delivery.** Each peer has a bounded queue with a bounded number of messages in flight;
 //!   a message waits there while the peer is found or (re)dialed with exponential backoff,
 //!   up to [`P2pConfig::send_timeout`]. [`P2pHandle::send`] resolves when the peer
@@ -82,6 +85,7 @@ mod error;
 mod event;
 mod identity;
 mod manager;
+mod protocol;
 
 pub use codec::{CHANNEL_PROTOCOL, MAX_REASON_BYTES};
 pub use config::P2pConfig;

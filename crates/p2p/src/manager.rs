@@ -10,7 +10,6 @@ use libp2p::core::ConnectedPoint;
 use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, Record};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
@@ -22,9 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
-use crate::codec::{CHANNEL_PROTOCOL, ChannelCodec, Request, Response};
+use crate::codec::{Request, Response};
 use crate::discovery::{channel_key, peer_record_key, verify_peer_record, verify_provider_record};
 use crate::identity::{eth_address_of, eth_address_of_key, keypair_from_secret};
+use crate::protocol::{self, Failure, RequestId};
 use crate::{ConnectionKind, P2pConfig, P2pError, P2pEvent};
 
 /// The Kademlia protocol of entente's private DHT.
@@ -51,7 +51,7 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     autonat: autonat::Behaviour,
     dcutr: dcutr::Behaviour,
-    channel: request_response::Behaviour<ChannelCodec>,
+    channel: protocol::Behaviour,
 }
 
 type Reply = oneshot::Sender<Result<(), P2pError>>;
@@ -202,7 +202,6 @@ impl P2pManager {
 fn build_swarm(keypair: libp2p::identity::Keypair, config: &P2pConfig) -> Result<Swarm<Behaviour>, P2pError> {
     let relay_server = config.relay_server;
     let request_timeout = config.request_timeout;
-    let max_streams = config.max_in_flight_per_peer.max(1) * 4;
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -241,20 +240,14 @@ fn build_swarm(keypair: libp2p::identity::Keypair, config: &P2pConfig) -> Result
                 kad,
                 autonat,
                 dcutr: dcutr::Behaviour::new(peer_id),
-                channel: request_response::Behaviour::new(
-                    [(CHANNEL_PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(request_timeout)
-                        .with_max_concurrent_streams(max_streams),
-                ),
+                channel: protocol::Behaviour::new(request_timeout),
             }
         })
         .map_err(|e| P2pError::Transport(e.to_string()))?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(config.idle_connection_timeout)
                 // Each of our outbound streams proposes one protocol: the proposal travels with
-                // the first bytes of the stream instead of costing a round trip of its own
-                // (a channel message is one stream).
+                // the first bytes of the stream instead of costing a round trip of its own.
                 .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
         })
         .with_connection_timeout(config.connection_timeout)
@@ -487,7 +480,7 @@ struct Task {
     /// Direct addresses peers told us about (identify) or the DHT gave.
     addr_book: HashMap<PeerId, Vec<Multiaddr>>,
     queues: HashMap<Address, PeerQueue>,
-    in_flight: HashMap<OutboundRequestId, InFlight>,
+    in_flight: HashMap<RequestId, InFlight>,
     redial: HashMap<PeerId, Redial>,
     connections: HashMap<PeerId, HashMap<ConnectionId, ConnectionKind>>,
     relayed_since: HashMap<PeerId, Instant>,
@@ -798,7 +791,7 @@ impl Task {
                 .swarm
                 .behaviour_mut()
                 .channel
-                .send_request(&peer, Request::Encoded(outgoing.frame));
+                .send_request(&peer, outgoing.frame);
             trace!(target: TARGET, %peer, "request sent");
             queue.in_flight += 1;
             self.in_flight.insert(
@@ -811,7 +804,7 @@ impl Task {
         }
     }
 
-    fn settle(&mut self, id: OutboundRequestId, result: Result<(), P2pError>) {
+    fn settle(&mut self, id: RequestId, result: Result<(), P2pError>) {
         let Some(InFlight { to, reply }) = self.in_flight.remove(&id) else {
             return;
         };
@@ -1275,63 +1268,51 @@ impl Task {
         }
     }
 
-    fn on_channel_event(&mut self, event: request_response::Event<Request, Response>) {
+    fn on_channel_event(&mut self, event: protocol::Event) {
         match event {
-            request_response::Event::Message {
+            protocol::Event::Request {
                 peer,
-                connection_id,
-                message,
-            } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let via = self
-                        .connections
-                        .get(&peer)
-                        .and_then(|c| c.get(&connection_id))
-                        .copied()
-                        .unwrap_or(ConnectionKind::Direct);
-                    let response = self.on_inbound(peer, request, via);
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .channel
-                        .send_response(channel, response)
-                        .is_err()
-                    {
-                        debug!(target: TARGET, %peer, "response not sent: stream closed");
-                    }
-                }
-                request_response::Message::Response { request_id, response } => {
-                    let result = match response {
-                        Response::Accepted => Ok(()),
-                        Response::Refused(reason) => Err(P2pError::Refused {
-                            peer: eth_address_of(&peer).unwrap_or_default(),
-                            reason,
-                        }),
-                    };
-                    self.settle(request_id, result);
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
+                connection,
+                inbound,
+                request,
             } => {
+                let via = self
+                    .connections
+                    .get(&peer)
+                    .and_then(|c| c.get(&connection))
+                    .copied()
+                    .unwrap_or(ConnectionKind::Direct);
+                let response = self.on_inbound(peer, request, via);
+                self.swarm
+                    .behaviour_mut()
+                    .channel
+                    .send_response(peer, inbound, response);
+            }
+            protocol::Event::Response { id, response } => {
+                let result = match response {
+                    Response::Accepted => Ok(()),
+                    Response::Refused(reason) => Err(P2pError::Refused {
+                        peer: self.in_flight.get(&id).map(|f| f.to).unwrap_or_default(),
+                        reason,
+                    }),
+                };
+                self.settle(id, result);
+            }
+            protocol::Event::OutboundFailure { peer, id, failure } => {
                 let address = eth_address_of(&peer).unwrap_or_default();
-                warn!(target: TARGET, %peer, %address, error = %error, "message delivery failed");
-                let error = match error {
-                    request_response::OutboundFailure::Timeout => P2pError::Timeout(address),
-                    other => P2pError::Delivery {
+                let error = match failure {
+                    Failure::Timeout => P2pError::Timeout(address),
+                    Failure::Closed(reason) => P2pError::Delivery {
                         peer: address,
-                        reason: other.to_string(),
+                        reason,
                     },
                 };
-                self.settle(request_id, Err(error));
+                warn!(target: TARGET, %peer, %address, %error, "message delivery failed");
+                self.settle(id, Err(error));
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                warn!(target: TARGET, %peer, error = %error, "inbound message failed");
+            protocol::Event::InboundFailure { peer, reason } => {
+                warn!(target: TARGET, %peer, %reason, "inbound channel stream failed");
             }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 
@@ -1389,7 +1370,6 @@ impl Task {
                 }
             }
             Request::Received(Err(e)) => Err(format!("bad frame: {e}")),
-            Request::Encoded(_) => Err("unexpected request".to_owned()),
         };
         let reason = match verdict {
             Ok((from, channel_id, envelope)) => {

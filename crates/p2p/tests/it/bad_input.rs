@@ -1,134 +1,291 @@
-//! Bad frames sent by a raw libp2p peer to a real node: each is refused with a reason, the
-//! connection survives, and a good message still gets through afterwards.
+//! Bad frames sent by a raw libp2p peer to a real node: each is refused with a reason (or
+//! ends the stream it came on when it cannot be framed), the connection survives, and a good
+//! message still gets through afterwards. The raw peer speaks the documented wire format
+//! (`entente_p2p::CHANNEL_PROTOCOL`) on streams it opens itself.
 
-use std::io;
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use entente_p2p::{CHANNEL_PROTOCOL, P2pEvent, keypair_from_secret};
 use entente_types::{Address, B256, Envelope, MAX_MESSAGE_BYTES};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
+use libp2p::swarm::handler::{
+    ConnectionEvent, ConnectionHandlerEvent, DialUpgradeError, FullyNegotiatedOutbound,
+};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionHandler, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler,
+    SubstreamProtocol, SwarmEvent, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder, noise, tcp, yamux};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 
 use crate::util::{Node, WAIT, address_of, height_of, key, loopback_config, message};
 
-/// Writes the request bytes verbatim; reads the whole answer.
-#[derive(Clone, Default)]
-struct RawCodec;
+type Opened = oneshot::Sender<Result<Stream, String>>;
 
-impl request_response::Codec for RawCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
+/// A behaviour that opens channel-protocol streams on request and hands them out raw.
+#[derive(Default)]
+struct Opener {
+    connections: Vec<(PeerId, ConnectionId)>,
+    waiting: VecDeque<(PeerId, Opened)>,
+    out: VecDeque<ToSwarm<(), Opened>>,
+}
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(
+impl NetworkBehaviour for Opener {
+    type ConnectionHandler = OpenerHandler;
+    type ToSwarm = ();
+
+    fn handle_established_inbound_connection(
         &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        Err(io::Error::other("the raw peer serves nothing"))
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(OpenerHandler::default())
     }
 
-    async fn read_response<T: AsyncRead + Unpin + Send>(
+    fn handle_established_outbound_connection(
         &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        let mut answer = Vec::new();
-        io.take(4096).read_to_end(&mut answer).await?;
-        Ok(answer)
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(OpenerHandler::default())
     }
 
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        request: Vec<u8>,
-    ) -> io::Result<()> {
-        io.write_all(&request).await?;
-        io.close().await
+    fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
+        match event {
+            FromSwarm::ConnectionEstablished(e) => self.connections.push((e.peer_id, e.connection_id)),
+            FromSwarm::ConnectionClosed(e) => self.connections.retain(|c| c.1 != e.connection_id),
+            _ => {}
+        }
     }
 
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-        _: Vec<u8>,
-    ) -> io::Result<()> {
-        Ok(())
+    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, _: THandlerOutEvent<Self>) {}
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<(), THandlerInEvent<Self>>> {
+        while let Some((peer, opened)) = self.waiting.pop_front() {
+            match self.connections.iter().rev().find(|c| c.0 == peer) {
+                Some((_, connection)) => self.out.push_back(ToSwarm::NotifyHandler {
+                    peer_id: peer,
+                    handler: NotifyHandler::One(*connection),
+                    event: opened,
+                }),
+                None => {
+                    let _ = opened.send(Err("not connected".to_owned()));
+                }
+            }
+        }
+        self.out.pop_front().map_or(Poll::Pending, Poll::Ready)
     }
 }
 
-type Raw = Swarm<request_response::Behaviour<RawCodec>>;
+#[derive(Default)]
+struct OpenerHandler {
+    requests: VecDeque<Opened>,
+}
+
+impl ConnectionHandler for OpenerHandler {
+    type FromBehaviour = Opened;
+    type ToBehaviour = ();
+    type InboundProtocol = DeniedUpgrade;
+    type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = Opened;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<DeniedUpgrade> {
+        SubstreamProtocol::new(DeniedUpgrade, ())
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        true
+    }
+
+    fn on_behaviour_event(&mut self, opened: Opened) {
+        self.requests.push_back(opened);
+    }
+
+    fn poll(
+        &mut self,
+        _: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, Opened, ()>> {
+        match self.requests.pop_front() {
+            Some(opened) => Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(ReadyUpgrade::new(CHANNEL_PROTOCOL), opened),
+            }),
+            None => Poll::Pending,
+        }
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<'_, DeniedUpgrade, Self::OutboundProtocol, (), Opened>,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol, info }) => {
+                let _ = info.send(Ok(protocol));
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { info, error }) => {
+                let _ = info.send(Err(error.to_string()));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A raw libp2p peer: its swarm runs in a task; the test opens streams and reads and writes
+/// their bytes itself.
+struct Raw {
+    dial: mpsc::UnboundedSender<Multiaddr>,
+    open: mpsc::UnboundedSender<(PeerId, Opened)>,
+    connected: watch::Receiver<usize>,
+}
 
 fn raw_peer(secret: B256) -> Raw {
-    SwarmBuilder::with_existing_identity(keypair_from_secret(&secret).unwrap())
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair_from_secret(&secret).unwrap())
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                RawCodec,
-                [(CHANNEL_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-            )
-        })
+        .with_behaviour(|_| Opener::default())
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-/// What the node answered: `Ok(())` for accepted, `Err(reason)` for refused; panics when the
-/// connection closed or the exchange failed.
-async fn exchange(raw: &mut Raw, node: &entente_p2p::PeerId, frame: Vec<u8>) -> Result<(), String> {
-    let id = raw.behaviour_mut().send_request(node, frame);
-    let answer = timeout(WAIT, async {
+        .build();
+    let (dial, mut dials) = mpsc::unbounded_channel::<Multiaddr>();
+    let (open, mut opens) = mpsc::unbounded_channel::<(PeerId, Opened)>();
+    let (count, connected) = watch::channel(0usize);
+    tokio::spawn(async move {
         loop {
-            match raw.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, response },
-                    ..
-                }) if request_id == id => return response,
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                    request_id, error, ..
-                }) if request_id == id => {
-                    panic!("exchange failed: {error}")
+            tokio::select! {
+                Some(address) = dials.recv() => { let _ = swarm.dial(address); }
+                Some((peer, opened)) = opens.recv() => swarm.behaviour_mut().waiting.push_back((peer, opened)),
+                event = swarm.select_next_some() => {
+                    if matches!(event, SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. }) {
+                        let _ = count.send(swarm.connected_peers().count());
+                    }
                 }
-                SwarmEvent::ConnectionClosed { cause, .. } => {
-                    panic!("the node closed the connection: {cause:?}")
-                }
-                _ => {}
+                else => break,
             }
         }
-    })
-    .await
-    .expect("no answer in time");
-    match answer.split_first() {
-        Some((0, [])) => Ok(()),
-        Some((1, rest)) if rest.len() >= 2 => Err(String::from_utf8_lossy(&rest[2..]).into_owned()),
-        _ => panic!("unexpected answer {answer:?}"),
+    });
+    Raw {
+        dial,
+        open,
+        connected,
     }
 }
 
+impl Raw {
+    async fn connect(&mut self, address: Multiaddr) {
+        self.dial.send(address).unwrap();
+        timeout(WAIT, self.connected.wait_for(|n| *n > 0))
+            .await
+            .expect("raw peer could not connect")
+            .unwrap();
+    }
+
+    fn connected(&self) -> usize {
+        *self.connected.borrow()
+    }
+
+    async fn stream(&self, node: &PeerId) -> Result<Stream, String> {
+        let (opened, rx) = oneshot::channel();
+        self.open.send((*node, opened)).unwrap();
+        // The sender is dropped when the connection closes before the stream opened.
+        timeout(WAIT, rx)
+            .await
+            .expect("no stream in time")
+            .unwrap_or_else(|_| Err("connection closed".to_owned()))
+    }
+}
+
+/// A request frame: tag 0, the id, then `rest` verbatim (normally a length and a body).
+fn raw_request(id: u64, rest: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(rest);
+    out
+}
+
+/// A length-prefixed body.
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(body);
     out
 }
 
-async fn connect(raw: &mut Raw, address: Multiaddr) {
-    raw.dial(address).unwrap();
+/// How one request ended.
+#[derive(Debug)]
+enum Ended {
+    Accepted,
+    Refused(String),
+    Closed,
+}
+
+/// Reads the answer to request `id`; `Closed` if the stream ends first.
+async fn answer(stream: &mut Stream, id: u64) -> Ended {
     timeout(WAIT, async {
-        loop {
-            if let SwarmEvent::ConnectionEstablished { .. } = raw.select_next_some().await {
-                return;
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            return Ended::Closed;
+        }
+        assert_eq!(
+            u64::from_be_bytes(head[1..].try_into().unwrap()),
+            id,
+            "answers come in order"
+        );
+        match head[0] {
+            1 => Ended::Accepted,
+            2 => {
+                // The node may close the connection right after a refusal (a blocked peer).
+                let mut len = [0u8; 2];
+                if stream.read_exact(&mut len).await.is_err() {
+                    return Ended::Closed;
+                }
+                let mut reason = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if stream.read_exact(&mut reason).await.is_err() {
+                    return Ended::Closed;
+                }
+                Ended::Refused(String::from_utf8(reason).unwrap())
             }
+            tag => panic!("unknown answer tag {tag}"),
         }
     })
     .await
-    .expect("raw peer could not connect");
+    .expect("no answer in time")
+}
+
+/// Writes request `id` (`rest` after the id) and reads its answer.
+async fn try_exchange(stream: &mut Stream, id: u64, rest: &[u8]) -> Ended {
+    if stream.write_all(&raw_request(id, rest)).await.is_err() || stream.flush().await.is_err() {
+        return Ended::Closed;
+    }
+    answer(stream, id).await
+}
+
+/// Like [`try_exchange`], for an answer that must come: `Ok` accepted, `Err(reason)` refused.
+async fn exchange(stream: &mut Stream, id: u64, rest: &[u8]) -> Result<(), String> {
+    match try_exchange(stream, id, rest).await {
+        Ended::Accepted => Ok(()),
+        Ended::Refused(reason) => Err(reason),
+        Ended::Closed => panic!("the node closed the stream"),
+    }
+}
+
+/// Reads until the node closes the stream (bounded by [`WAIT`]).
+async fn until_closed(stream: &mut Stream) {
+    let mut rest = Vec::new();
+    let read = timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the stream stayed open");
+    assert!(rest.is_empty() || read.is_err(), "unexpected bytes {rest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,79 +302,83 @@ async fn bad_frames_are_refused_with_a_reason_and_the_connection_survives() {
         .unwrap();
 
     let mut raw = raw_peer(raw_secret);
-    connect(&mut raw, address.clone()).await;
+    raw.connect(address.clone()).await;
     let good = message(channel_id, 7).encode().unwrap();
 
-    // Announced size above the limit: refused without reading the body.
+    // Announced size above the limit: refused without reading the body, and the stream ends
+    // (what follows the header cannot be framed).
+    let mut stream = raw.stream(&node_peer).await.unwrap();
     let mut oversized = (MAX_MESSAGE_BYTES as u32 + 1).to_be_bytes().to_vec();
     oversized.extend_from_slice(&[0u8; 64]);
-    let reason = exchange(&mut raw, &node_peer, oversized).await.unwrap_err();
+    let reason = exchange(&mut stream, 1, &oversized).await.unwrap_err();
     assert!(reason.contains("exceeds the limit"), "{reason}");
+    until_closed(&mut stream).await;
 
     // A lying prefix of 4 GiB.
-    let reason = exchange(&mut raw, &node_peer, vec![0xff; 16]).await.unwrap_err();
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let reason = exchange(&mut stream, 2, &[0xff; 16]).await.unwrap_err();
     assert!(reason.contains("exceeds the limit"), "{reason}");
+    until_closed(&mut stream).await;
 
-    // Truncated: the prefix announces more than the stream carries.
-    let mut truncated = frame(&good);
-    truncated.truncate(truncated.len() - 5);
-    let reason = exchange(&mut raw, &node_peer, truncated).await.unwrap_err();
-    assert!(reason.contains("truncated"), "{reason}");
-
-    // Garbage that is not CBOR of an envelope.
-    let reason = exchange(&mut raw, &node_peer, frame(b"\xde\xad\xbe\xef garbage \x00\xff"))
+    // On a stream that goes on: garbage that is not CBOR of an envelope, a well-formed
+    // envelope of another protocol version, a message about a channel the node did not join;
+    // each refused with its reason, and the stream still carries the next request.
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let reason = exchange(&mut stream, 3, &frame(b"\xde\xad\xbe\xef garbage \x00\xff"))
         .await
         .unwrap_err();
     assert!(reason.contains("malformed"), "{reason}");
-
-    // A well-formed envelope of another protocol version.
     let mut future = message(channel_id, 8);
     future.version = 99;
-    let reason = exchange(&mut raw, &node_peer, frame(&future.encode().unwrap()))
+    let reason = exchange(&mut stream, 4, &frame(&future.encode().unwrap()))
         .await
         .unwrap_err();
     assert!(reason.contains("unsupported protocol version 99"), "{reason}");
-
-    // A message about a channel the node did not join.
     let other = message(B256::repeat_byte(0x99), 1).encode().unwrap();
-    let reason = exchange(&mut raw, &node_peer, frame(&other)).await.unwrap_err();
+    let reason = exchange(&mut stream, 5, &frame(&other)).await.unwrap_err();
     assert!(reason.contains("not joined"), "{reason}");
 
-    // A stream closed before the length prefix: the node logs an inbound failure and resets
-    // the stream (no answer), the connection stays.
-    let id = raw.behaviour_mut().send_request(&node_peer, vec![0x00, 0x01]);
-    timeout(WAIT, async {
-        loop {
-            match raw.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, .. })
-                | SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, .. },
-                    ..
-                }) if request_id == id => return,
-                SwarmEvent::ConnectionClosed { cause, .. } => panic!("connection closed: {cause:?}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
+    // An unknown frame tag: the stream ends without an answer.
+    stream.write_all(&[7, 0, 0]).await.unwrap();
+    stream.flush().await.unwrap();
+    until_closed(&mut stream).await;
 
-    // The same connection still carries a good message to the application.
-    exchange(&mut raw, &node_peer, frame(&good)).await.unwrap();
+    // Truncated: the stream is closed before the body it announced is complete. Nothing to
+    // answer; the node logs it and drops the stream.
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let mut truncated = raw_request(6, &frame(&good));
+    truncated.truncate(truncated.len() - 5);
+    stream.write_all(&truncated).await.unwrap();
+    stream.close().await.unwrap();
+    until_closed(&mut stream).await;
+
+    // The same connection still carries a good message to the application, and requests
+    // written without waiting for answers are answered in order.
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let mut pipelined = raw_request(10, &frame(&good));
+    pipelined.extend(raw_request(11, &frame(&other)));
+    pipelined.extend(raw_request(12, &frame(&message(channel_id, 9).encode().unwrap())));
+    stream.write_all(&pipelined).await.unwrap();
+    stream.flush().await.unwrap();
+    assert!(matches!(answer(&mut stream, 10).await, Ended::Accepted));
+    assert!(matches!(answer(&mut stream, 11).await, Ended::Refused(r) if r.contains("not joined")));
+    assert!(matches!(answer(&mut stream, 12).await, Ended::Accepted));
     node.wait("the good message", |e| match e {
-        P2pEvent::Message { from, envelope, .. } if *from == raw_address => Some(height_of(envelope)),
+        P2pEvent::Message { from, envelope, .. } if *from == raw_address => {
+            height_of(envelope).filter(|h| *h == 9)
+        }
         _ => None,
     })
     .await;
-    assert_eq!(raw.connected_peers().count(), 1);
+    assert_eq!(raw.connected(), 1);
     let refused = node
         .seen
         .iter()
         .filter(|e| matches!(e, P2pEvent::Refused { .. }))
         .count();
-    // Five refusals reach the application; the message for a channel not joined does not
-    // (a restarting peer sends many of those).
-    assert_eq!(refused, 5, "{:#?}", node.seen);
+    // Four refusals reach the application; the messages for a channel not joined do not (a
+    // restarting peer sends many of those), nor do the streams that ended without a request.
+    assert_eq!(refused, 4, "{:#?}", node.seen);
     let decoded = Envelope::decode(&good).unwrap();
     assert_eq!(height_of(&decoded), Some(7));
 }
@@ -235,56 +396,14 @@ async fn a_peer_outside_the_channel_is_refused() {
         .await
         .unwrap();
     let mut raw = raw_peer(key(33));
-    connect(&mut raw, address).await;
-    let reason = exchange(
-        &mut raw,
-        &node_peer,
-        frame(&message(channel_id, 1).encode().unwrap()),
-    )
-    .await
-    .unwrap_err();
+    raw.connect(address).await;
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let reason = exchange(&mut stream, 1, &frame(&message(channel_id, 1).encode().unwrap()))
+        .await
+        .unwrap_err();
     assert!(reason.contains("is not a participant of channel"), "{reason}");
     node.drain();
     assert!(!node.seen.iter().any(|e| matches!(e, P2pEvent::Message { .. })));
-}
-
-/// How one request ended.
-enum Ended {
-    Accepted,
-    Refused(String),
-    Closed,
-}
-
-/// Sends `frame` and waits for the answer or the end of the connection.
-async fn try_exchange(raw: &mut Raw, node: &entente_p2p::PeerId, frame: Vec<u8>) -> Ended {
-    let id = raw.behaviour_mut().send_request(node, frame);
-    timeout(WAIT, async {
-        loop {
-            match raw.select_next_some().await {
-                SwarmEvent::Behaviour(request_response::Event::Message {
-                    message: request_response::Message::Response { request_id, response },
-                    ..
-                }) if request_id == id => {
-                    return match response.split_first() {
-                        Some((0, [])) => Ended::Accepted,
-                        Some((1, rest)) if rest.len() >= 2 => {
-                            Ended::Refused(String::from_utf8_lossy(&rest[2..]).into_owned())
-                        }
-                        _ => panic!("unexpected answer {response:?}"),
-                    };
-                }
-                SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, .. })
-                    if request_id == id =>
-                {
-                    return Ended::Closed;
-                }
-                SwarmEvent::ConnectionClosed { .. } => return Ended::Closed,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("no answer in time")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,13 +419,14 @@ async fn a_peer_that_keeps_sending_refused_frames_is_disconnected_and_blocked() 
         .await
         .unwrap();
     let mut raw = raw_peer(raw_secret);
-    connect(&mut raw, address.clone()).await;
+    raw.connect(address.clone()).await;
     // A flood of frames that are not envelopes.
     let junk = frame(b"\xde\xad\xbe\xef garbage \x00\xff");
+    let mut stream = raw.stream(&node_peer).await.unwrap();
     let mut refused = 0;
     let mut closed = false;
-    for _ in 0..1_000 {
-        match try_exchange(&mut raw, &node_peer, junk.clone()).await {
+    for id in 0..1_000 {
+        match try_exchange(&mut stream, id, &junk).await {
             Ended::Refused(_) => refused += 1,
             Ended::Closed => {
                 closed = true;
@@ -324,12 +444,19 @@ async fn a_peer_that_keeps_sending_refused_frames_is_disconnected_and_blocked() 
         "disconnected after {refused} refusals"
     );
     // Back at once: still blocked, even for a message it would otherwise take.
+    timeout(WAIT, raw.connected.wait_for(|n| *n == 0))
+        .await
+        .unwrap()
+        .unwrap();
     let good = frame(&message(joined, 7).encode().unwrap());
-    raw.dial(address).unwrap();
-    match try_exchange(&mut raw, &node_peer, good).await {
-        Ended::Accepted => panic!("a blocked peer's message was taken"),
-        Ended::Refused(reason) => assert!(reason.contains("blocked"), "{reason}"),
-        Ended::Closed => {}
+    raw.dial.send(address).unwrap();
+    let _ = timeout(Duration::from_secs(5), raw.connected.wait_for(|n| *n > 0)).await;
+    if let Ok(mut stream) = raw.stream(&node_peer).await {
+        match try_exchange(&mut stream, 1, &good).await {
+            Ended::Accepted => panic!("a blocked peer's message was taken"),
+            Ended::Refused(reason) => assert!(reason.contains("blocked"), "{reason}"),
+            Ended::Closed => {}
+        }
     }
     node.drain();
     assert!(!node.seen.iter().any(|e| matches!(e, P2pEvent::Message { .. })));
@@ -346,13 +473,14 @@ async fn messages_for_a_channel_not_joined_yet_are_refused_without_blocking_the_
     let raw_secret = key(52);
     let raw_address = address_of(&raw_secret);
     let mut raw = raw_peer(raw_secret);
-    connect(&mut raw, address).await;
+    raw.connect(address).await;
+    let mut stream = raw.stream(&node_peer).await.unwrap();
     let channels: Vec<B256> = (0..200u8).map(B256::repeat_byte).collect();
-    for channel_id in &channels {
+    for (id, channel_id) in channels.iter().enumerate() {
         let reason = exchange(
-            &mut raw,
-            &node_peer,
-            frame(&message(*channel_id, 1).encode().unwrap()),
+            &mut stream,
+            id as u64,
+            &frame(&message(*channel_id, 1).encode().unwrap()),
         )
         .await
         .unwrap_err();
@@ -364,16 +492,16 @@ async fn messages_for_a_channel_not_joined_yet_are_refused_without_blocking_the_
             .await
             .unwrap();
     }
-    for channel_id in &channels {
+    for (id, channel_id) in channels.iter().enumerate() {
         exchange(
-            &mut raw,
-            &node_peer,
-            frame(&message(*channel_id, 2).encode().unwrap()),
+            &mut stream,
+            1_000 + id as u64,
+            &frame(&message(*channel_id, 2).encode().unwrap()),
         )
         .await
         .unwrap();
     }
-    assert_eq!(raw.connected_peers().count(), 1, "still connected");
+    assert_eq!(raw.connected(), 1, "still connected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,23 +518,24 @@ async fn a_channel_left_and_joined_again_takes_its_participants_messages_again()
     node.handle.join_channel(a, vec![me, raw_address]).await.unwrap();
     node.handle.join_channel(b, vec![me, raw_address]).await.unwrap();
     let mut raw = raw_peer(raw_secret);
-    connect(&mut raw, address).await;
+    raw.connect(address).await;
+    let mut s = raw.stream(&node_peer).await.unwrap();
     let send = |channel: B256, height: u64| frame(&message(channel, height).encode().unwrap());
-    exchange(&mut raw, &node_peer, send(a, 1)).await.unwrap();
+    exchange(&mut s, 1, &send(a, 1)).await.unwrap();
     node.handle.leave_channel(a).await.unwrap();
-    let reason = exchange(&mut raw, &node_peer, send(a, 2)).await.unwrap_err();
+    let reason = exchange(&mut s, 2, &send(a, 2)).await.unwrap_err();
     assert!(reason.contains("not joined"), "{reason}");
-    exchange(&mut raw, &node_peer, send(b, 3)).await.unwrap();
+    exchange(&mut s, 3, &send(b, 3)).await.unwrap();
     // Joined again without the raw peer: it is no participant of `a` any more.
     let other = Address::repeat_byte(0x63);
     node.handle.join_channel(a, vec![me, other]).await.unwrap();
-    let reason = exchange(&mut raw, &node_peer, send(a, 4)).await.unwrap_err();
+    let reason = exchange(&mut s, 4, &send(a, 4)).await.unwrap_err();
     assert!(reason.contains("is not a participant"), "{reason}");
     // And with it again.
     node.handle.join_channel(a, vec![me, raw_address]).await.unwrap();
-    exchange(&mut raw, &node_peer, send(a, 5)).await.unwrap();
+    exchange(&mut s, 5, &send(a, 5)).await.unwrap();
     node.handle.leave_channel(b).await.unwrap();
-    exchange(&mut raw, &node_peer, send(a, 6)).await.unwrap();
+    exchange(&mut s, 6, &send(a, 6)).await.unwrap();
     // An accepted message was handed to the application before its answer left.
     node.drain();
     let heights: Vec<u64> = node
