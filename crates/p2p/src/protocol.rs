@@ -41,6 +41,14 @@ const MAX_INBOUND_STREAMS: usize = 4;
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Frames taken from one stream per poll; the handler yields to the connection's other work
+/// after that and comes back at once.
+const FRAMES_PER_POLL: usize = 256;
+
+/// Answers not yet written to a peer's stream beyond which its requests are not read: a peer
+/// that sends without reading its answers is slowed down, not buffered for.
+const MAX_UNSENT_ANSWERS: usize = 64 * 1024;
+
 /// Where an inbound request came from, to answer it there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InboundId {
@@ -315,6 +323,11 @@ impl Link {
             // Take the whole frames already buffered.
             let mut start = 0;
             loop {
+                if frames.len() >= FRAMES_PER_POLL {
+                    self.read.drain(..start);
+                    cx.waker().wake_by_ref();
+                    return ReadEnd::Pending;
+                }
                 match parse(&self.read[start..]) {
                     Ok(Some((frame, used))) => {
                         start += used;
@@ -523,7 +536,10 @@ impl Handler {
                 }
                 _ => None,
             };
-            if end.is_none() && !link.closing {
+            // A peer that does not read its answers gets no more of its requests read (the
+            // pending write woke us when the stream can take more).
+            let unsent = link.write.len() - link.written;
+            if end.is_none() && !link.closing && unsent <= MAX_UNSENT_ANSWERS {
                 match link.read_frames(cx, &mut frames) {
                     ReadEnd::Pending => {}
                     ReadEnd::Closed => end = Some(Ok(())),

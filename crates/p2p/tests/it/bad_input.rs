@@ -548,3 +548,43 @@ async fn a_channel_left_and_joined_again_takes_its_participants_messages_again()
         .collect();
     assert_eq!(heights, vec![1, 3, 5, 6]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_its_answers_is_slowed_down_not_buffered_for() {
+    // Requests for a channel not joined are answered with a reason longer than the request,
+    // without a strike: a peer that writes them and never reads the answers would make the node
+    // hold ever more unsent answers. The node stops reading its requests instead, so its writes
+    // stall once the buffers on the way are full.
+    let mut node = Node::spawn(loopback_config(71, true, false));
+    let address = node.listen_addr(false).await;
+    let node_peer = node.handle.local_peer_id();
+    let mut raw = raw_peer(key(72));
+    raw.connect(address).await;
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let body = frame(&message(B256::repeat_byte(0x71), 1).encode().unwrap());
+    let mut chunk = Vec::new();
+    for id in 0..1_000u64 {
+        chunk.extend(raw_request(id, &body));
+    }
+    const BUDGET: usize = 256 * 1024 * 1024;
+    let mut written = 0;
+    let stalled = loop {
+        match timeout(Duration::from_secs(3), stream.write_all(&chunk)).await {
+            Ok(result) => result.unwrap(),
+            Err(_) => break true,
+        }
+        written += chunk.len();
+        if written >= BUDGET {
+            break false;
+        }
+    };
+    assert!(
+        stalled,
+        "the node read {written} bytes of requests whose answers nobody read"
+    );
+    // The peer is slowed down, not cut off: another stream on the same connection is served.
+    let mut other = raw.stream(&node_peer).await.unwrap();
+    let reason = exchange(&mut other, 1, &body).await.unwrap_err();
+    assert!(reason.contains("not joined"), "{reason}");
+    assert_eq!(raw.connected(), 1);
+}
