@@ -68,6 +68,7 @@ enum Command {
     },
     Leave {
         channel_id: B256,
+        done: oneshot::Sender<()>,
     },
     Send {
         channel_id: B256,
@@ -321,9 +322,11 @@ impl P2pHandle {
         rx.await.map_err(|_| P2pError::Stopped)?
     }
 
-    /// Leaves a channel: its messages are refused from now on.
+    /// Leaves a channel: its messages are refused once this returns.
     pub async fn leave_channel(&self, channel_id: B256) -> Result<(), P2pError> {
-        self.command(Command::Leave { channel_id }).await
+        let (done, rx) = oneshot::channel();
+        self.command(Command::Leave { channel_id, done }).await?;
+        rx.await.map_err(|_| P2pError::Stopped)
     }
 
     /// Reports that the peer of `address` sent a message that proves it misbehaves (a bad
@@ -605,13 +608,14 @@ impl Task {
                 let result = self.join(channel_id, participants);
                 let _ = reply.send(result);
             }
-            Command::Leave { channel_id } => {
+            Command::Leave { channel_id, done } => {
                 self.forget_channel(&channel_id);
                 self.swarm
                     .behaviour_mut()
                     .kad
                     .stop_providing(&channel_key(&channel_id));
                 info!(target: TARGET, channel = %channel_id, "left channel");
+                let _ = done.send(());
             }
             Command::Send {
                 channel_id,
