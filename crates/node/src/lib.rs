@@ -630,6 +630,15 @@ impl Channel {
             .await
     }
 
+    /// The channel's [`ChannelInfo`] as of its last durable turn, kept up to date: the node
+    /// publishes each turn's info once it is durable, so watching costs its event loop nothing.
+    pub async fn watch_info(&self) -> Result<tokio::sync::watch::Receiver<ChannelInfo>, NodeError> {
+        let channel_id = self.channel_id;
+        self.node
+            .ask(|reply| Command::WatchInfo { channel_id, reply })
+            .await
+    }
+
     /// Waits until `done` holds for the channel's [`ChannelInfo`], for at most `timeout`.
     pub async fn wait_until(
         &self,
@@ -638,13 +647,7 @@ impl Channel {
         mut done: impl FnMut(&ChannelInfo) -> bool,
     ) -> Result<ChannelInfo, NodeError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let channel_id = self.channel_id;
-        // The node publishes the info of each turn once it is durable: waiting costs the event
-        // loop nothing.
-        let mut info = self
-            .node
-            .ask(|reply| Command::WatchInfo { channel_id, reply })
-            .await?;
+        let mut info = self.watch_info().await?;
         loop {
             {
                 let current = info.borrow_and_update();

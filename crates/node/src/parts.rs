@@ -14,7 +14,7 @@ use std::sync::Arc;
 use entente_chain::{ChainClient, ChainError, ListenerConfig, ListenerEvent};
 use entente_channel::{CallOutcome, ChainCall};
 use entente_contracts::IStateChannelManager;
-use entente_p2p::{Multiaddr, P2pEvent, P2pHandle, PeerId, PeerInfo};
+use entente_p2p::{Multiaddr, P2pEvent, P2pHandle, PeerId, PeerInfo, PostError};
 use entente_types::{Address, B256, Bytes, Envelope, U256};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -72,6 +72,15 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Sends a message of channel `channel_id` to every other participant.
     fn broadcast(&self, channel_id: B256, envelope: Envelope) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// Hands a message of channel `channel_id` over without waiting for its outcome (to `to`, or
+    /// to every other participant when `None`), in the order of the calls. Gives the envelope
+    /// back when the transport cannot take it at once; the node then sends it with
+    /// [`Transport::send`] or [`Transport::broadcast`] from a task of its own (the default).
+    fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Option<Envelope> {
+        let _ = (channel_id, to);
+        Some(envelope)
+    }
 
     /// `peer` sent a message that proves it misbehaves (a bad signature, a false state); a
     /// transport may disconnect or throttle it.
@@ -142,6 +151,17 @@ impl Transport for P2pHandle {
         })
     }
 
+    fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Option<Envelope> {
+        match P2pHandle::post(self, channel_id, to, envelope) {
+            Ok(()) => None,
+            Err(PostError::Busy(envelope)) => Some(*envelope),
+            Err(PostError::Failed(e)) => {
+                debug!(target: TARGET, channel = %channel_id, error = %e, "not sent");
+                None
+            }
+        }
+    }
+
     fn report_misbehaviour(&self, peer: Address) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let _ = P2pHandle::report_misbehaviour(self, peer).await;
@@ -161,32 +181,66 @@ impl Transport for P2pHandle {
     }
 }
 
-/// The libp2p transport's messages as [`Inbound`] (its other events are logged).
-pub(crate) fn p2p_inbound(mut events: mpsc::Receiver<P2pEvent>) -> mpsc::Receiver<Inbound> {
-    let (tx, rx) = mpsc::channel(1024);
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            let P2pEvent::Message {
-                from,
-                channel_id,
-                envelope,
-                ..
-            } = event
-            else {
-                debug!(target: TARGET, ?event, "p2p");
-                continue;
-            };
-            let inbound = Inbound {
-                from,
-                channel_id,
-                envelope,
-            };
-            if tx.send(inbound).await.is_err() {
-                break;
-            }
+/// Where the node reads its peers' messages.
+pub(crate) enum InboundQueue {
+    /// A transport's own queue of messages.
+    Plain(mpsc::Receiver<Inbound>),
+    /// The libp2p task's events, read directly (its other events are logged).
+    P2p(mpsc::Receiver<P2pEvent>),
+}
+
+impl InboundQueue {
+    /// The next message; `None` once the transport is gone. Cancel-safe.
+    pub(crate) async fn recv(&mut self) -> Option<Inbound> {
+        match self {
+            Self::Plain(rx) => rx.recv().await,
+            Self::P2p(rx) => loop {
+                if let Some(inbound) = as_inbound(rx.recv().await?) {
+                    return Some(inbound);
+                }
+            },
         }
-    });
-    rx
+    }
+
+    /// A message that is ready now.
+    pub(crate) fn try_recv(&mut self) -> Option<Inbound> {
+        match self {
+            Self::Plain(rx) => rx.try_recv().ok(),
+            Self::P2p(rx) => loop {
+                if let Some(inbound) = as_inbound(rx.try_recv().ok()?) {
+                    return Some(inbound);
+                }
+            },
+        }
+    }
+
+    /// Nothing is waiting (for libp2p: no event of any kind).
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            Self::Plain(rx) => rx.is_empty(),
+            Self::P2p(rx) => rx.is_empty(),
+        }
+    }
+}
+
+/// A libp2p event as a message, if it is one; the others are logged.
+fn as_inbound(event: P2pEvent) -> Option<Inbound> {
+    match event {
+        P2pEvent::Message {
+            from,
+            channel_id,
+            envelope,
+            ..
+        } => Some(Inbound {
+            from,
+            channel_id,
+            envelope,
+        }),
+        event => {
+            debug!(target: TARGET, ?event, "p2p");
+            None
+        }
+    }
 }
 
 /// How one chain call went.

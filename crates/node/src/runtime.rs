@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
-use crate::parts::{Chain, Inbound, RpcChain, Transport};
+use crate::parts::{Chain, Inbound, InboundQueue, RpcChain, Transport};
 use crate::sync::{Report, Syncer};
 use crate::worker::{self, Done, Job};
 use crate::{ChannelEvent, Command, Node, NodeConfig, NodeError, NodeEvent};
@@ -88,7 +88,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
 
     let peer_id = entente_p2p::peer_id_of_secret(&config.secret_key)?;
     let (transport, inbound) = match parts.transport {
-        Some(parts) => (parts.transport, parts.inbound),
+        Some(parts) => (parts.transport, InboundQueue::Plain(parts.inbound)),
         None => {
             let mut p2p_config = P2pConfig::new(config.secret_key);
             p2p_config.listen_addrs = config.listen.clone();
@@ -97,7 +97,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
             p2p_config.public = config.public;
             let (p2p, p2p_events) = P2pManager::spawn(p2p_config)?;
             let transport: Arc<dyn Transport> = Arc::new(p2p);
-            (transport, crate::parts::p2p_inbound(p2p_events))
+            (transport, InboundQueue::P2p(p2p_events))
         }
     };
 
@@ -364,7 +364,7 @@ impl Runtime {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut inbound: mpsc::Receiver<Inbound>,
+        mut inbound: InboundQueue,
         mut chain_events: mpsc::Receiver<ListenerEvent>,
         mut done: mpsc::Receiver<Done>,
     ) {
@@ -500,13 +500,13 @@ impl Runtime {
     async fn take_ready(
         &mut self,
         commands: &mut mpsc::Receiver<Command>,
-        inbound: &mut mpsc::Receiver<Inbound>,
+        inbound: &mut InboundQueue,
     ) -> usize {
         let (mut messages, mut taken) = (0, 0);
         loop {
             let mut progressed = false;
             if messages < GROUP_LIMIT
-                && let Ok(message) = inbound.try_recv()
+                && let Some(message) = inbound.try_recv()
             {
                 self.on_message(message);
                 messages += 1;
@@ -895,7 +895,10 @@ impl Runtime {
     // ----- network ------------------------------------------------------------------------
 
     fn send(&self, channel_id: B256, to: Option<Address>, message: Message) {
-        tokio::spawn(send_message(self.transport.clone(), channel_id, to, message));
+        // Straight into the transport's queue when it takes it (no task in between).
+        if let Some(envelope) = self.transport.post(channel_id, to, Envelope::new(message)) {
+            tokio::spawn(send_message(self.transport.clone(), channel_id, to, envelope));
+        }
     }
 
     /// Carries out a turn's messages in order. When a channel's peers change in the turn, the
@@ -914,7 +917,7 @@ impl Runtime {
             for out in outbox {
                 match out {
                     Out::Message(id, to, message) => {
-                        tokio::spawn(send_message(transport.clone(), id, to, *message));
+                        tokio::spawn(send_message(transport.clone(), id, to, Envelope::new(*message)));
                     }
                     Out::Peers(id, peers) => {
                         if let Err(e) = transport.set_peers(id, peers).await {
@@ -932,9 +935,8 @@ async fn send_message(
     transport: Arc<dyn Transport>,
     channel_id: B256,
     to: Option<Address>,
-    message: Message,
+    envelope: Envelope,
 ) {
-    let envelope = Envelope::new(message);
     let result = match to {
         Some(to) => transport.send(channel_id, to, envelope).await,
         None => transport.broadcast(channel_id, envelope).await,

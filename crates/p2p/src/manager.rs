@@ -386,6 +386,27 @@ impl P2pHandle {
         rx.await.map_err(|_| P2pError::Stopped)?
     }
 
+    /// Queues a channel message without waiting for its outcome: to `to`, or to every other
+    /// participant when `None`. Messages posted one after another are queued in that order;
+    /// delivery failures are logged by the swarm task. When the command queue is full the
+    /// envelope comes back ([`PostError::Busy`]): send it with [`P2pHandle::send`] instead.
+    pub fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Result<(), PostError> {
+        let frame = Self::encode(channel_id, &envelope).map_err(PostError::Failed)?;
+        // Nobody waits for the outcomes: the swarm task's replies go nowhere.
+        let (reply, _) = oneshot::channel();
+        let command = Command::Send {
+            channel_id,
+            to: to.into_iter().collect(),
+            frame,
+            reply,
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(PostError::Busy(Box::new(envelope))),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PostError::Failed(P2pError::Stopped)),
+        }
+    }
+
     /// Sends a channel message to one participant and waits until it acknowledged it (or the
     /// message was refused, timed out, or could not be queued).
     ///
@@ -415,6 +436,15 @@ impl P2pHandle {
         }
         Ok(outcomes)
     }
+}
+
+/// Why [`P2pHandle::post`] did not queue a message.
+#[derive(Debug)]
+pub enum PostError {
+    /// The command queue is full: the envelope, to send another way.
+    Busy(Box<Envelope>),
+    /// The message cannot be sent (not encodable, about another channel, the task stopped).
+    Failed(P2pError),
 }
 
 struct ChannelState {

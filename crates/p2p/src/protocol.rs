@@ -9,7 +9,7 @@
 //! stream it came from. A request with no answer within the timeout fails, and so does every
 //! request written on a stream or connection that closed before its answer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -94,6 +94,9 @@ pub(crate) struct Behaviour {
     next_id: RequestId,
     /// Each peer's connections, oldest first; requests go on the newest.
     connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Requests handed to each connection without an outcome yet: they fail when it closes
+    /// (its handler, and what it held, is gone).
+    outstanding: HashMap<ConnectionId, HashSet<RequestId>>,
     events: VecDeque<ToSwarm<Event, Command>>,
 }
 
@@ -103,6 +106,7 @@ impl Behaviour {
             request_timeout,
             next_id: 0,
             connections: HashMap::new(),
+            outstanding: HashMap::new(),
             events: VecDeque::new(),
         }
     }
@@ -113,11 +117,14 @@ impl Behaviour {
         self.next_id += 1;
         let id = self.next_id;
         match self.connections.get(peer).and_then(|c| c.last()) {
-            Some(connection) => self.events.push_back(ToSwarm::NotifyHandler {
-                peer_id: *peer,
-                handler: NotifyHandler::One(*connection),
-                event: Command::Send { id, frame },
-            }),
+            Some(connection) => {
+                self.outstanding.entry(*connection).or_default().insert(id);
+                self.events.push_back(ToSwarm::NotifyHandler {
+                    peer_id: *peer,
+                    handler: NotifyHandler::One(*connection),
+                    event: Command::Send { id, frame },
+                });
+            }
             None => self
                 .events
                 .push_back(ToSwarm::GenerateEvent(Event::OutboundFailure {
@@ -140,6 +147,15 @@ impl Behaviour {
                 response,
             },
         });
+    }
+
+    fn settled(&mut self, connection: ConnectionId, id: RequestId) {
+        if let Some(ids) = self.outstanding.get_mut(&connection) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.outstanding.remove(&connection);
+            }
+        }
     }
 
     fn handler(&self, connection: ConnectionId) -> Handler {
@@ -187,6 +203,21 @@ impl NetworkBehaviour for Behaviour {
                         self.connections.remove(&e.peer_id);
                     }
                 }
+                let mut lost: Vec<RequestId> = self
+                    .outstanding
+                    .remove(&e.connection_id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                lost.sort_unstable();
+                for id in lost {
+                    self.events
+                        .push_back(ToSwarm::GenerateEvent(Event::OutboundFailure {
+                            peer: e.peer_id,
+                            id,
+                            failure: Failure::Closed("the connection closed".to_owned()),
+                        }));
+                }
             }
             _ => {}
         }
@@ -209,8 +240,14 @@ impl NetworkBehaviour for Behaviour {
                 },
                 request,
             },
-            Report::Response { id, response } => Event::Response { id, response },
-            Report::Failed { id, failure } => Event::OutboundFailure { peer, id, failure },
+            Report::Response { id, response } => {
+                self.settled(connection, id);
+                Event::Response { id, response }
+            }
+            Report::Failed { id, failure } => {
+                self.settled(connection, id);
+                Event::OutboundFailure { peer, id, failure }
+            }
             Report::InboundFailed(reason) => Event::InboundFailure { peer, reason },
         };
         self.events.push_back(ToSwarm::GenerateEvent(event));
@@ -542,7 +579,11 @@ impl Handler {
             if end.is_none() && !link.closing && unsent <= MAX_UNSENT_ANSWERS {
                 match link.read_frames(cx, &mut frames) {
                     ReadEnd::Pending => {}
-                    ReadEnd::Closed => end = Some(Ok(())),
+                    // The peer is done sending: answer what it sent, then close.
+                    ReadEnd::Closed => {
+                        link.closing = true;
+                        cx.waker().wake_by_ref();
+                    }
                     ReadEnd::Failed(reason) => end = Some(Err(reason)),
                 }
             }

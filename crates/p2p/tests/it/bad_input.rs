@@ -4,6 +4,8 @@
 //! (`entente_p2p::CHANNEL_PROTOCOL`) on streams it opens itself.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,9 +14,10 @@ use entente_types::{Address, B256, Envelope, MAX_MESSAGE_BYTES};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::core::Endpoint;
 use libp2p::core::transport::PortUse;
-use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
+use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::swarm::handler::{
-    ConnectionEvent, ConnectionHandlerEvent, DialUpgradeError, FullyNegotiatedOutbound,
+    ConnectionEvent, ConnectionHandlerEvent, DialUpgradeError, FullyNegotiatedInbound,
+    FullyNegotiatedOutbound,
 };
 use libp2p::swarm::{
     ConnectionDenied, ConnectionHandler, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler,
@@ -28,9 +31,12 @@ use crate::util::{Node, WAIT, address_of, height_of, key, loopback_config, messa
 
 type Opened = oneshot::Sender<Result<Stream, String>>;
 
-/// A behaviour that opens channel-protocol streams on request and hands them out raw.
+/// A behaviour that opens channel-protocol streams on request and hands them out raw, and
+/// takes the streams the node opens and holds them without ever answering.
 #[derive(Default)]
 struct Opener {
+    /// How many of the node's streams the handlers hold.
+    held: Arc<AtomicUsize>,
     connections: Vec<(PeerId, ConnectionId)>,
     waiting: VecDeque<(PeerId, Opened)>,
     out: VecDeque<ToSwarm<(), Opened>>,
@@ -47,7 +53,7 @@ impl NetworkBehaviour for Opener {
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(OpenerHandler::default())
+        Ok(OpenerHandler::new(&self.held))
     }
 
     fn handle_established_outbound_connection(
@@ -58,7 +64,7 @@ impl NetworkBehaviour for Opener {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(OpenerHandler::default())
+        Ok(OpenerHandler::new(&self.held))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -88,21 +94,32 @@ impl NetworkBehaviour for Opener {
     }
 }
 
-#[derive(Default)]
 struct OpenerHandler {
     requests: VecDeque<Opened>,
+    held: Vec<Stream>,
+    count: Arc<AtomicUsize>,
+}
+
+impl OpenerHandler {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        Self {
+            requests: VecDeque::new(),
+            held: Vec::new(),
+            count: count.clone(),
+        }
+    }
 }
 
 impl ConnectionHandler for OpenerHandler {
     type FromBehaviour = Opened;
     type ToBehaviour = ();
-    type InboundProtocol = DeniedUpgrade;
+    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
     type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
     type InboundOpenInfo = ();
     type OutboundOpenInfo = Opened;
 
-    fn listen_protocol(&self) -> SubstreamProtocol<DeniedUpgrade> {
-        SubstreamProtocol::new(DeniedUpgrade, ())
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
+        SubstreamProtocol::new(ReadyUpgrade::new(CHANNEL_PROTOCOL), ())
     }
 
     fn connection_keep_alive(&self) -> bool {
@@ -127,9 +144,13 @@ impl ConnectionHandler for OpenerHandler {
 
     fn on_connection_event(
         &mut self,
-        event: ConnectionEvent<'_, DeniedUpgrade, Self::OutboundProtocol, (), Opened>,
+        event: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol, (), Opened>,
     ) {
         match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, .. }) => {
+                self.held.push(protocol);
+                self.count.fetch_add(1, Ordering::SeqCst);
+            }
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound { protocol, info }) => {
                 let _ = info.send(Ok(protocol));
             }
@@ -144,6 +165,8 @@ impl ConnectionHandler for OpenerHandler {
 /// A raw libp2p peer: its swarm runs in a task; the test opens streams and reads and writes
 /// their bytes itself.
 struct Raw {
+    task: tokio::task::JoinHandle<()>,
+    held: Arc<AtomicUsize>,
     dial: mpsc::UnboundedSender<Multiaddr>,
     open: mpsc::UnboundedSender<(PeerId, Opened)>,
     connected: watch::Receiver<usize>,
@@ -161,7 +184,8 @@ fn raw_peer(secret: B256) -> Raw {
     let (dial, mut dials) = mpsc::unbounded_channel::<Multiaddr>();
     let (open, mut opens) = mpsc::unbounded_channel::<(PeerId, Opened)>();
     let (count, connected) = watch::channel(0usize);
-    tokio::spawn(async move {
+    let held = swarm.behaviour().held.clone();
+    let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 Some(address) = dials.recv() => { let _ = swarm.dial(address); }
@@ -176,6 +200,8 @@ fn raw_peer(secret: B256) -> Raw {
         }
     });
     Raw {
+        task,
+        held,
         dial,
         open,
         connected,
@@ -587,4 +613,72 @@ async fn a_peer_that_does_not_read_its_answers_is_slowed_down_not_buffered_for()
     let reason = exchange(&mut other, 1, &body).await.unwrap_err();
     assert!(reason.contains("not joined"), "{reason}");
     assert_eq!(raw.connected(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_closes_its_side_of_a_stream_still_gets_the_answers() {
+    let mut node = Node::spawn(loopback_config(81, true, false));
+    let address = node.listen_addr(false).await;
+    let node_peer = node.handle.local_peer_id();
+    let raw_secret = key(82);
+    let channel_id = B256::repeat_byte(0x81);
+    node.handle
+        .join_channel(
+            channel_id,
+            vec![node.handle.local_address(), address_of(&raw_secret)],
+        )
+        .await
+        .unwrap();
+    let mut raw = raw_peer(raw_secret);
+    raw.connect(address).await;
+    let mut stream = raw.stream(&node_peer).await.unwrap();
+    let mut requests = raw_request(1, &frame(&message(channel_id, 1).encode().unwrap()));
+    requests.extend(raw_request(
+        2,
+        &frame(&message(B256::repeat_byte(0x82), 2).encode().unwrap()),
+    ));
+    stream.write_all(&requests).await.unwrap();
+    stream.close().await.unwrap();
+    assert!(matches!(answer(&mut stream, 1).await, Ended::Accepted));
+    assert!(matches!(answer(&mut stream, 2).await, Ended::Refused(r) if r.contains("not joined")));
+    until_closed(&mut stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_flight_when_its_connection_closes_fails_instead_of_waiting_for_ever() {
+    // Only the end of the connection can settle the message: the peer takes the node's stream
+    // and never answers, and the timeouts are far away.
+    let mut config = loopback_config(91, true, false);
+    config.request_timeout = Duration::from_secs(3_600);
+    config.send_timeout = Duration::from_secs(3_600);
+    let mut node = Node::spawn(config);
+    let address = node.listen_addr(false).await;
+    let raw_secret = key(92);
+    let raw_address = address_of(&raw_secret);
+    let channel_id = B256::repeat_byte(0x91);
+    node.handle
+        .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
+        .await
+        .unwrap();
+    let mut raw = raw_peer(raw_secret);
+    raw.connect(address).await;
+    let handle = node.handle.clone();
+    let send =
+        tokio::spawn(async move { handle.send(channel_id, raw_address, message(channel_id, 1)).await });
+    timeout(WAIT, async {
+        while raw.held.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node never opened its stream");
+    raw.task.abort();
+    let outcome = timeout(WAIT, send)
+        .await
+        .expect("the send never settled")
+        .unwrap();
+    match outcome {
+        Err(entente_p2p::P2pError::Delivery { peer, .. }) => assert_eq!(peer, raw_address),
+        other => panic!("{other:?}"),
+    }
 }
