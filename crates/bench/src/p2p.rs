@@ -133,11 +133,6 @@ pub async fn latency(n: usize, samples: usize, data: &std::path::Path) -> Result
             .await?;
         let t0 = std::time::Instant::now();
         channels[w].call(&RoundRobinCounter::addCall { step: 1 }).await?;
-        if std::env::var_os("TEMP_OLD_WAIT").is_some() {
-            for ch in &channels {
-                ch.wait_final(info.tip + 1, wait).await?;
-            }
-        }
         for watch in &mut watches {
             tokio::time::timeout(wait, watch.wait_for(|i| i.finalized > info.tip))
                 .await

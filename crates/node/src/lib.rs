@@ -68,6 +68,7 @@
 
 mod config;
 mod error;
+mod outbound;
 mod parts;
 mod runtime;
 mod sync;

@@ -73,6 +73,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends a message of channel `channel_id` to every other participant.
     fn broadcast(&self, channel_id: B256, envelope: Envelope) -> BoxFuture<'_, Result<(), TransportError>>;
 
+    /// Sets a channel's peers (as [`Transport::set_peers`]) without waiting, in order with the
+    /// messages posted before and after it. Gives the peers back when the transport cannot take
+    /// them at once; the node then calls [`Transport::set_peers`] from a task of its own and
+    /// hands it everything after that in order (the default).
+    fn post_peers(&self, channel_id: B256, peers: Vec<Address>) -> Option<Vec<Address>> {
+        let _ = channel_id;
+        Some(peers)
+    }
+
     /// Hands a message of channel `channel_id` over without waiting for its outcome (to `to`, or
     /// to every other participant when `None`), in the order of the calls. Gives the envelope
     /// back when the transport cannot take it at once; the node then sends it with
@@ -149,6 +158,10 @@ impl Transport for P2pHandle {
             }
             Ok(())
         })
+    }
+
+    fn post_peers(&self, channel_id: B256, peers: Vec<Address>) -> Option<Vec<Address>> {
+        P2pHandle::post_peers(self, channel_id, peers).err()
     }
 
     fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Option<Envelope> {

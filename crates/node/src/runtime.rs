@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
+use crate::outbound::{Out, Outbound};
 use crate::parts::{Chain, Inbound, InboundQueue, RpcChain, Transport};
 use crate::sync::{Report, Syncer};
 use crate::worker::{self, Done, Job};
@@ -150,6 +151,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     chain_id,
                     manager,
                     store,
+                    outbound: Outbound::new(loop_transport.clone()),
                     transport: loop_transport,
                     jobs: jobs_tx,
                     events: loop_events,
@@ -223,6 +225,8 @@ struct Runtime {
     manager: Address,
     store: Store,
     transport: Arc<dyn Transport>,
+    /// The turns' messages and changes of peers, in order.
+    outbound: Outbound,
     jobs: mpsc::Sender<Job>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
@@ -273,14 +277,6 @@ struct Parked {
     /// Each channel's event log length after the turn, and its info if someone waits on it.
     logged: Vec<(B256, u64, Option<entente_channel::ChannelInfo>)>,
     notes: Vec<(B256, ChannelEvent)>,
-}
-
-/// What a turn sends, in order.
-enum Out {
-    /// A message of a channel, to one peer or to all.
-    Message(B256, Option<Address>, Box<Message>),
-    /// A channel's peers from now on.
-    Peers(B256, Vec<Address>),
 }
 
 impl Runtime {
@@ -894,55 +890,11 @@ impl Runtime {
 
     // ----- network ------------------------------------------------------------------------
 
-    fn send(&self, channel_id: B256, to: Option<Address>, message: Message) {
-        // Straight into the transport's queue when it takes it (no task in between).
-        if let Some(envelope) = self.transport.post(channel_id, to, Envelope::new(message)) {
-            tokio::spawn(send_message(self.transport.clone(), channel_id, to, envelope));
-        }
-    }
-
-    /// Carries out a turn's messages in order. When a channel's peers change in the turn, the
-    /// transport has them before any later message is handed to it.
+    /// Carries out a turn's messages and changes of peers, in order.
     fn send_all(&self, outbox: Vec<Out>) {
-        if !outbox.iter().any(|o| matches!(o, Out::Peers(..))) {
-            for out in outbox {
-                if let Out::Message(id, to, message) = out {
-                    self.send(id, to, *message);
-                }
-            }
-            return;
+        for out in outbox {
+            self.outbound.hand(out);
         }
-        let transport = self.transport.clone();
-        tokio::spawn(async move {
-            for out in outbox {
-                match out {
-                    Out::Message(id, to, message) => {
-                        tokio::spawn(send_message(transport.clone(), id, to, Envelope::new(*message)));
-                    }
-                    Out::Peers(id, peers) => {
-                        if let Err(e) = transport.set_peers(id, peers).await {
-                            warn!(target: TARGET, channel = %id, error = %e, "cannot update the channel's peers");
-                        }
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Sends one message of `channel_id` (to one peer, or to every other participant).
-async fn send_message(
-    transport: Arc<dyn Transport>,
-    channel_id: B256,
-    to: Option<Address>,
-    envelope: Envelope,
-) {
-    let result = match to {
-        Some(to) => transport.send(channel_id, to, envelope).await,
-        None => transport.broadcast(channel_id, envelope).await,
-    };
-    if let Err(e) = result {
-        debug!(target: TARGET, channel = %channel_id, error = %e, "not sent");
     }
 }
 
@@ -1065,9 +1017,11 @@ impl Runtime {
                         }
                         batch.record(*id, self.me, &hosted.machine, record);
                     }
-                    Effect::Broadcast(message) => outbox.push(Out::Message(*id, None, Box::new(message))),
+                    Effect::Broadcast(message) => {
+                        outbox.push(Out::Message(*id, None, Box::new(Envelope::new(message))))
+                    }
                     Effect::Send { to, message } => {
-                        outbox.push(Out::Message(*id, Some(to), Box::new(message)))
+                        outbox.push(Out::Message(*id, Some(to), Box::new(Envelope::new(message))))
                     }
                     Effect::Peers(peers) => outbox.push(Out::Peers(*id, peers)),
                     Effect::Call(call) => calls.push((*id, call)),

@@ -386,6 +386,34 @@ impl P2pHandle {
         rx.await.map_err(|_| P2pError::Stopped)?
     }
 
+    /// Joins a channel with these participants, or leaves it when `participants` is empty,
+    /// without waiting: it takes effect before any message posted or sent after it. Failures are
+    /// logged by the swarm task. When the command queue is full (or the task stopped) the
+    /// participants come back: use [`P2pHandle::join_channel`] or
+    /// [`P2pHandle::leave_channel`] then.
+    pub fn post_peers(&self, channel_id: B256, participants: Vec<Address>) -> Result<(), Vec<Address>> {
+        let command = if participants.is_empty() {
+            let (done, _) = oneshot::channel();
+            Command::Leave { channel_id, done }
+        } else {
+            let (reply, _) = oneshot::channel();
+            Command::Join {
+                channel_id,
+                participants,
+                reply,
+            }
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command)) => {
+                Err(match command {
+                    Command::Join { participants, .. } => participants,
+                    _ => Vec::new(),
+                })
+            }
+        }
+    }
+
     /// Queues a channel message without waiting for its outcome: to `to`, or to every other
     /// participant when `None`. Messages posted one after another are queued in that order;
     /// delivery failures are logged by the swarm task. When the command queue is full the
@@ -636,6 +664,9 @@ impl Task {
                 reply,
             } => {
                 let result = self.join(channel_id, participants);
+                if let Err(e) = &result {
+                    warn!(target: TARGET, channel = %channel_id, error = %e, "cannot join the channel");
+                }
                 let _ = reply.send(result);
             }
             Command::Leave { channel_id, done } => {

@@ -1,0 +1,224 @@
+//! A turn's messages and changes of peers, handed to the transport in order.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use entente_types::{Address, B256, Envelope};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use crate::parts::Transport;
+
+const TARGET: &str = "entente::node";
+
+/// What a turn hands to the transport.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A message of a channel, to one peer or to all.
+    Message(B256, Option<Address>, Box<Envelope>),
+    /// A channel's peers from now on.
+    Peers(B256, Vec<Address>),
+}
+
+/// Outs waiting for the task at most; beyond that messages are dropped (a transport may drop
+/// messages: the cores ask again for what they miss), changes of peers are always kept.
+const MAX_BEHIND: usize = 16 * 1024;
+
+/// Hands each [`Out`] to the transport in the order given: straight into the transport's queue
+/// when it takes it at once ([`Transport::post`], [`Transport::post_peers`]: no task in between),
+/// else through one task that awaits each change of peers before what follows it. Once
+/// anything waits for that task, everything after it goes there too, so a change of peers
+/// always takes effect before the messages handed over after it.
+pub(crate) struct Outbound {
+    transport: Arc<dyn Transport>,
+    behind: Arc<Behind>,
+}
+
+/// The outs waiting for the task, oldest first.
+#[derive(Default)]
+struct Behind {
+    outs: Mutex<VecDeque<Out>>,
+    wake: Notify,
+}
+
+impl Behind {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Out>> {
+        // A panic while holding the lock cannot leave the queue half-changed.
+        self.outs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Outbound {
+    /// Starts the task (on the current tokio runtime).
+    pub(crate) fn new(transport: Arc<dyn Transport>) -> Self {
+        let behind = Arc::new(Behind::default());
+        let (carrier, queue) = (transport.clone(), behind.clone());
+        tokio::spawn(async move {
+            loop {
+                // Peeked, not taken: while it is carried out, later outs still queue behind it.
+                let next = queue.lock().front().map(|out| match out {
+                    Out::Message(channel_id, to, envelope) => {
+                        Out::Message(*channel_id, *to, envelope.clone())
+                    }
+                    Out::Peers(channel_id, peers) => Out::Peers(*channel_id, peers.clone()),
+                });
+                let Some(out) = next else {
+                    queue.wake.notified().await;
+                    continue;
+                };
+                match out {
+                    Out::Message(channel_id, to, envelope) => {
+                        tokio::spawn(send(carrier.clone(), channel_id, to, *envelope));
+                    }
+                    Out::Peers(channel_id, peers) => {
+                        if let Err(e) = carrier.set_peers(channel_id, peers).await {
+                            warn!(target: TARGET, channel = %channel_id, error = %e, "cannot update the channel's peers");
+                        }
+                    }
+                }
+                queue.lock().pop_front();
+            }
+        });
+        Self { transport, behind }
+    }
+
+    /// Hands `out` over after everything handed over before it.
+    pub(crate) fn hand(&self, out: Out) {
+        let mut queue = self.behind.lock();
+        let out = if !queue.is_empty() {
+            out
+        } else {
+            match out {
+                Out::Message(channel_id, to, envelope) => {
+                    match self.transport.post(channel_id, to, *envelope) {
+                        None => return,
+                        Some(envelope) => Out::Message(channel_id, to, Box::new(envelope)),
+                    }
+                }
+                Out::Peers(channel_id, peers) => match self.transport.post_peers(channel_id, peers) {
+                    None => return,
+                    Some(peers) => Out::Peers(channel_id, peers),
+                },
+            }
+        };
+        if queue.len() >= MAX_BEHIND && matches!(out, Out::Message(..)) {
+            warn!(target: TARGET, "{} messages wait for the transport: one dropped", queue.len());
+            return;
+        }
+        queue.push_back(out);
+        drop(queue);
+        self.behind.wake.notify_one();
+    }
+}
+
+/// Sends one message of `channel_id` (to one peer, or to every other participant).
+async fn send(transport: Arc<dyn Transport>, channel_id: B256, to: Option<Address>, envelope: Envelope) {
+    let result = match to {
+        Some(to) => transport.send(channel_id, to, envelope).await,
+        None => transport.broadcast(channel_id, envelope).await,
+    };
+    if let Err(e) = result {
+        debug!(target: TARGET, channel = %channel_id, error = %e, "not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::parts::BoxFuture;
+    use crate::parts::TransportError;
+    use entente_types::{Message, SyncRequest};
+
+    /// Records what it is asked, takes posts of messages at once, never takes a change of peers
+    /// at once, and holds each `set_peers` until the test lets it go.
+    #[derive(Default)]
+    struct Recorder {
+        log: Mutex<Vec<String>>,
+        gate: Notify,
+    }
+
+    impl Recorder {
+        fn note(&self, what: String) {
+            self.log.lock().unwrap().push(what);
+        }
+    }
+
+    fn height(envelope: &Envelope) -> u64 {
+        match &envelope.message {
+            Message::SyncRequest(r) => r.from_height,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    impl Transport for Recorder {
+        fn set_peers(&self, _: B256, peers: Vec<Address>) -> BoxFuture<'_, Result<(), TransportError>> {
+            Box::pin(async move {
+                self.gate.notified().await;
+                self.note(format!("peers {}", peers.len()));
+                Ok(())
+            })
+        }
+
+        fn send(&self, _: B256, _: Address, envelope: Envelope) -> BoxFuture<'_, Result<(), TransportError>> {
+            Box::pin(async move {
+                self.note(format!("send {}", height(&envelope)));
+                Ok(())
+            })
+        }
+
+        fn broadcast(&self, _: B256, envelope: Envelope) -> BoxFuture<'_, Result<(), TransportError>> {
+            Box::pin(async move {
+                self.note(format!("send {}", height(&envelope)));
+                Ok(())
+            })
+        }
+
+        fn post(&self, _: B256, _: Option<Address>, envelope: Envelope) -> Option<Envelope> {
+            self.note(format!("post {}", height(&envelope)));
+            None
+        }
+    }
+
+    fn message(height: u64) -> Out {
+        let channel_id = B256::repeat_byte(1);
+        let message = Message::SyncRequest(SyncRequest {
+            channel_id,
+            fork: 0,
+            from_height: height,
+        });
+        Out::Message(channel_id, None, Box::new(Envelope::new(message)))
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn messages_handed_after_a_change_of_peers_wait_for_it() {
+        let recorder = Arc::new(Recorder::default());
+        let outbound = Outbound::new(recorder.clone());
+        outbound.hand(message(1));
+        outbound.hand(Out::Peers(B256::repeat_byte(1), vec![Address::repeat_byte(2)]));
+        outbound.hand(message(2));
+        settle().await;
+        // The change of peers is under way: what follows still waits behind it.
+        outbound.hand(message(3));
+        settle().await;
+        assert_eq!(*recorder.log.lock().unwrap(), ["post 1"]);
+        recorder.gate.notify_one();
+        settle().await;
+        assert_eq!(
+            *recorder.log.lock().unwrap(),
+            ["post 1", "peers 1", "send 2", "send 3"]
+        );
+        // Nothing waits any more: straight to the transport again.
+        outbound.hand(message(4));
+        assert_eq!(recorder.log.lock().unwrap().last().unwrap(), "post 4");
+    }
+}
