@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use entente_types::{Address, B256, Envelope};
 use tokio::sync::Notify;
@@ -26,9 +27,10 @@ const MAX_BEHIND: usize = 16 * 1024;
 
 /// Hands each [`Out`] to the transport in the order given: straight into the transport's queue
 /// when it takes it at once ([`Transport::post`], [`Transport::post_peers`]: no task in between),
-/// else through one task that awaits each change of peers before what follows it. Once
-/// anything waits for that task, everything after it goes there too, so a change of peers
-/// always takes effect before the messages handed over after it.
+/// else through one task that offers them again, one after the other, until the transport takes
+/// each (a transport that does not take posts: awaiting each change of peers, a task per
+/// message). Once anything waits for that task, everything after it goes there too, so what is
+/// handed over reaches a posting transport's queue in order.
 pub(crate) struct Outbound {
     transport: Arc<dyn Transport>,
     behind: Arc<Behind>,
@@ -68,16 +70,9 @@ impl Outbound {
                     queue.wake.notified().await;
                     continue;
                 };
-                match out {
-                    Out::Message(channel_id, to, envelope) => {
-                        tokio::spawn(send(carrier.clone(), channel_id, to, *envelope));
-                    }
-                    Out::Peers(channel_id, peers) => {
-                        if let Err(e) = carrier.set_peers(channel_id, peers).await {
-                            warn!(target: TARGET, channel = %channel_id, error = %e, "cannot update the channel's peers");
-                        }
-                    }
-                }
+                carry(&carrier, out).await;
+                // Only now is it in the transport's queue (or done): what follows may go
+                // straight in.
                 queue.lock().pop_front();
             }
         });
@@ -113,6 +108,45 @@ impl Outbound {
     }
 }
 
+/// How long the task offers an out to a transport whose queue is full before it sends it the
+/// slow way (awaiting a change of peers, a task per message).
+const OFFER_FOR: Duration = Duration::from_secs(1);
+
+/// Carries out one out that waited: offered to the transport's queue again until it takes it
+/// (so that it keeps its place before the outs after it), else the slow way.
+async fn carry(transport: &Arc<dyn Transport>, out: Out) {
+    let until = tokio::time::Instant::now() + OFFER_FOR;
+    let mut out = out;
+    if transport.posts() {
+        loop {
+            out = match out {
+                Out::Message(channel_id, to, envelope) => match transport.post(channel_id, to, *envelope) {
+                    None => return,
+                    Some(envelope) => Out::Message(channel_id, to, Box::new(envelope)),
+                },
+                Out::Peers(channel_id, peers) => match transport.post_peers(channel_id, peers) {
+                    None => return,
+                    Some(peers) => Out::Peers(channel_id, peers),
+                },
+            };
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    match out {
+        Out::Message(channel_id, to, envelope) => {
+            tokio::spawn(send(transport.clone(), channel_id, to, *envelope));
+        }
+        Out::Peers(channel_id, peers) => {
+            if let Err(e) = transport.set_peers(channel_id, peers).await {
+                warn!(target: TARGET, channel = %channel_id, error = %e, "cannot update the channel's peers");
+            }
+        }
+    }
+}
+
 /// Sends one message of `channel_id` (to one peer, or to every other participant).
 async fn send(transport: Arc<dyn Transport>, channel_id: B256, to: Option<Address>, envelope: Envelope) {
     let result = match to {
@@ -139,6 +173,9 @@ mod tests {
     struct Recorder {
         log: Mutex<Vec<String>>,
         gate: Notify,
+        /// Takes posts of changes of peers too, and refuses every post while `full`.
+        posting: bool,
+        full: std::sync::atomic::AtomicBool,
     }
 
     impl Recorder {
@@ -177,8 +214,23 @@ mod tests {
             })
         }
 
+        fn posts(&self) -> bool {
+            self.posting
+        }
+
         fn post(&self, _: B256, _: Option<Address>, envelope: Envelope) -> Option<Envelope> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Some(envelope);
+            }
             self.note(format!("post {}", height(&envelope)));
+            None
+        }
+
+        fn post_peers(&self, _: B256, peers: Vec<Address>) -> Option<Vec<Address>> {
+            if !self.posting || self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Some(peers);
+            }
+            self.note(format!("post peers {}", peers.len()));
             None
         }
     }
@@ -220,5 +272,35 @@ mod tests {
         // Nothing waits any more: straight to the transport again.
         outbound.hand(message(4));
         assert_eq!(recorder.log.lock().unwrap().last().unwrap(), "post 4");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn what_a_full_queue_refused_is_offered_again_in_order() {
+        let recorder = Arc::new(Recorder {
+            posting: true,
+            ..Recorder::default()
+        });
+        let outbound = Outbound::new(recorder.clone());
+        outbound.hand(message(1));
+        recorder.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        outbound.hand(message(2));
+        outbound.hand(Out::Peers(B256::repeat_byte(1), vec![Address::repeat_byte(2)]));
+        settle().await;
+        // The queue has room again: the task offers 2, then the peers; a message handed now
+        // comes after them, not before.
+        recorder.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        outbound.hand(message(3));
+        // The task offers again every millisecond: wait for all four, bounded.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while recorder.log.lock().unwrap().len() < 4 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the task never offered what waited");
+        assert_eq!(
+            *recorder.log.lock().unwrap(),
+            ["post 1", "post 2", "post peers 1", "post 3"]
+        );
     }
 }

@@ -73,6 +73,12 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends a message of channel `channel_id` to every other participant.
     fn broadcast(&self, channel_id: B256, envelope: Envelope) -> BoxFuture<'_, Result<(), TransportError>>;
 
+    /// Whether [`Transport::post`] and [`Transport::post_peers`] take outputs: if so, one that
+    /// comes back means the transport's queue is full for now (the node offers it again).
+    fn posts(&self) -> bool {
+        false
+    }
+
     /// Sets a channel's peers (as [`Transport::set_peers`]) without waiting, in order with the
     /// messages posted before and after it. Gives the peers back when the transport cannot take
     /// them at once; the node then calls [`Transport::set_peers`] from a task of its own and
@@ -158,6 +164,10 @@ impl Transport for P2pHandle {
             }
             Ok(())
         })
+    }
+
+    fn posts(&self) -> bool {
+        true
     }
 
     fn post_peers(&self, channel_id: B256, peers: Vec<Address>) -> Option<Vec<Address>> {

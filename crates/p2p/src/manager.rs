@@ -387,8 +387,8 @@ impl P2pHandle {
     }
 
     /// Joins a channel with these participants, or leaves it when `participants` is empty,
-    /// without waiting: it takes effect before any message posted or sent after it. Failures are
-    /// logged by the swarm task. When the command queue is full (or the task stopped) the
+    /// without waiting: it takes effect before any message posted or sent after it. The swarm
+    /// task logs a failure. When the command queue is full (or the task stopped) the
     /// participants come back: use [`P2pHandle::join_channel`] or
     /// [`P2pHandle::leave_channel`] then.
     pub fn post_peers(&self, channel_id: B256, participants: Vec<Address>) -> Result<(), Vec<Address>> {
@@ -416,7 +416,7 @@ impl P2pHandle {
 
     /// Queues a channel message without waiting for its outcome: to `to`, or to every other
     /// participant when `None`. Messages posted one after another are queued in that order;
-    /// delivery failures are logged by the swarm task. When the command queue is full the
+    /// the swarm task logs (at debug level) a message it could not queue or deliver. When the command queue is full the
     /// envelope comes back ([`PostError::Busy`]): send it with [`P2pHandle::send`] instead.
     pub fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Result<(), PostError> {
         let frame = Self::encode(channel_id, &envelope).map_err(PostError::Failed)?;
@@ -630,7 +630,14 @@ impl Task {
         }
     }
 
+    /// Reports an event other than a message. Messages keep at least half of the event queue:
+    /// once it is half full, the other events are dropped (a flood of refusals must not make
+    /// the node refuse its participants' messages as "busy").
     fn emit(&self, event: P2pEvent) {
+        if self.events.capacity() < self.events.max_capacity() / 2 {
+            debug!(target: TARGET, ?event, "event dropped: the queue is kept for messages");
+            return;
+        }
         if let Err(e) = self.events.try_send(event) {
             debug!(target: TARGET, error = %e, "event dropped: the application does not keep up");
         }
@@ -686,6 +693,9 @@ impl Task {
             } => {
                 trace!(target: TARGET, channel = %channel_id, "send queued");
                 let result = self.enqueue(channel_id, to, frame);
+                if let Err(e) = &result {
+                    debug!(target: TARGET, channel = %channel_id, error = %e, "message not queued");
+                }
                 let _ = reply.send(result);
             }
             Command::ListenAddrs { reply } => {
@@ -818,6 +828,7 @@ impl Task {
             let (reply, rx) = oneshot::channel();
             let queue = self.queues.entry(address).or_default();
             if queue.waiting.len() + queue.in_flight >= self.config.peer_queue_size {
+                debug!(target: TARGET, %address, "message not queued: the peer's queue is full");
                 let _ = reply.send(Err(P2pError::QueueFull(address)));
             } else {
                 queue.waiting.push_back(Outgoing {
@@ -875,6 +886,9 @@ impl Task {
         };
         if let Some(queue) = self.queues.get_mut(&to) {
             queue.in_flight = queue.in_flight.saturating_sub(1);
+        }
+        if let Err(e) = &result {
+            debug!(target: TARGET, %to, error = %e, "message not delivered");
         }
         let _ = reply.send(result);
         self.pump(to);
@@ -1375,8 +1389,13 @@ impl Task {
                 warn!(target: TARGET, %peer, %address, %error, "message delivery failed");
                 self.settle(id, Err(error));
             }
+            // A stream that could not be framed counts like a refused frame (a peer must not
+            // send them for ever).
             protocol::Event::InboundFailure { peer, reason } => {
-                warn!(target: TARGET, %peer, %reason, "inbound channel stream failed");
+                self.strike(peer);
+                if self.strikes.get(&peer).map_or(0, |s| s.count) <= STRIKES_LOGGED {
+                    warn!(target: TARGET, %peer, %reason, "inbound channel stream failed");
+                }
             }
         }
     }

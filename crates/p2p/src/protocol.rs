@@ -41,9 +41,10 @@ const MAX_INBOUND_STREAMS: usize = 4;
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Frames taken from one stream per poll; the handler yields to the connection's other work
-/// after that and comes back at once.
+/// Frames, and bytes of frames, taken from one stream per poll; the handler yields to the
+/// connection's other work after that and comes back at once.
 const FRAMES_PER_POLL: usize = 256;
+const BYTES_PER_POLL: usize = 1024 * 1024;
 
 /// Answers not yet written to a peer's stream beyond which its requests are not read: a peer
 /// that sends without reading its answers is slowed down, not buffered for.
@@ -340,7 +341,13 @@ impl Link {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => self.written += n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Keep only what is not written yet: a slow reader must not make the
+                    // buffer hold what it already took.
+                    self.write.drain(..self.written);
+                    self.written = 0;
+                    return Poll::Pending;
+                }
             }
         }
         match Pin::new(&mut self.stream).poll_flush(cx) {
@@ -356,11 +363,12 @@ impl Link {
     /// Reads every whole frame available now into `frames`.
     fn read_frames(&mut self, cx: &mut Context<'_>, frames: &mut Vec<Frame>) -> ReadEnd {
         let mut chunk = [0u8; READ_CHUNK];
+        let mut taken = 0;
         loop {
             // Take the whole frames already buffered.
             let mut start = 0;
             loop {
-                if frames.len() >= FRAMES_PER_POLL {
+                if frames.len() >= FRAMES_PER_POLL || taken + start >= BYTES_PER_POLL {
                     self.read.drain(..start);
                     cx.waker().wake_by_ref();
                     return ReadEnd::Pending;
@@ -382,6 +390,7 @@ impl Link {
                 }
             }
             self.read.drain(..start);
+            taken += start;
             match Pin::new(&mut self.stream).poll_read(cx, &mut chunk) {
                 Poll::Ready(Ok(0)) if self.read.is_empty() => return ReadEnd::Closed,
                 Poll::Ready(Ok(0)) => {
@@ -498,13 +507,23 @@ impl Handler {
             }
             self.timer = None;
             let now = Instant::now();
+            let mut stalled = false;
             while self.sent.front().is_some_and(|s| s.deadline <= now) {
                 if let Some(sent) = self.sent.pop_front() {
+                    stalled = true;
                     self.reports.push_back(Report::Failed {
                         id: sent.id,
                         failure: Failure::Timeout,
                     });
                 }
+            }
+            if stalled {
+                // A stream that left a request unanswered that long is dropped with what it
+                // still carries (nothing piles up behind it); the next request opens another.
+                self.outbound = None;
+                self.fail_sent(&Failure::Closed(
+                    "the stream was dropped after a request on it timed out".to_owned(),
+                ));
             }
             while self.queued.front().is_some_and(|q| q.2 <= now) {
                 if let Some((id, _, _)) = self.queued.pop_front() {
@@ -636,7 +655,15 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.opening || !self.queued.is_empty() || !self.sent.is_empty()
+        // Streams do not count for keep-alive (an idle one must not hold the connection):
+        // requests in either direction do.
+        self.opening
+            || !self.queued.is_empty()
+            || !self.sent.is_empty()
+            || self
+                .inbound
+                .iter()
+                .any(|(_, link)| link.owed > 0 || link.write.len() > link.written)
     }
 
     fn on_behaviour_event(&mut self, command: Command) {
