@@ -108,14 +108,10 @@ impl Outbound {
     }
 }
 
-/// How long the task offers an out to a transport whose queue is full before it sends it the
-/// slow way (awaiting a change of peers, a task per message).
-const OFFER_FOR: Duration = Duration::from_secs(1);
-
-/// Carries out one out that waited: offered to the transport's queue again until it takes it
-/// (so that it keeps its place before the outs after it), else the slow way.
+/// Carries out one out that waited: offered to a posting transport's queue again until it takes
+/// it (so that it keeps its place before the outs after it); a transport that does not take
+/// posts gets it the slow way (awaiting a change of peers, a task per message).
 async fn carry(transport: &Arc<dyn Transport>, out: Out) {
-    let until = tokio::time::Instant::now() + OFFER_FOR;
     let mut out = out;
     if transport.posts() {
         loop {
@@ -129,9 +125,6 @@ async fn carry(transport: &Arc<dyn Transport>, out: Out) {
                     Some(peers) => Out::Peers(channel_id, peers),
                 },
             };
-            if tokio::time::Instant::now() >= until {
-                break;
-            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use entente_chain::{ChainClient, ChainError, ListenerConfig, ListenerEvent};
 use entente_channel::{CallOutcome, ChainCall};
 use entente_contracts::IStateChannelManager;
-use entente_p2p::{Multiaddr, P2pEvent, P2pHandle, PeerId, PeerInfo, PostError};
+use entente_p2p::{Multiaddr, P2pEvent, P2pHandle, PeerId, PeerInfo, PostError, PostPeersError};
 use entente_types::{Address, B256, Bytes, Envelope, U256};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -74,7 +74,8 @@ pub trait Transport: Send + Sync + 'static {
     fn broadcast(&self, channel_id: B256, envelope: Envelope) -> BoxFuture<'_, Result<(), TransportError>>;
 
     /// Whether [`Transport::post`] and [`Transport::post_peers`] take outputs: if so, one that
-    /// comes back means the transport's queue is full for now (the node offers it again).
+    /// comes back means the transport's queue is full for now (the node offers it again until
+    /// it is taken), and a transport that stopped takes (drops) everything.
     fn posts(&self) -> bool {
         false
     }
@@ -171,7 +172,14 @@ impl Transport for P2pHandle {
     }
 
     fn post_peers(&self, channel_id: B256, peers: Vec<Address>) -> Option<Vec<Address>> {
-        P2pHandle::post_peers(self, channel_id, peers).err()
+        match P2pHandle::post_peers(self, channel_id, peers) {
+            Ok(()) => None,
+            Err(PostPeersError::Busy(peers)) => Some(peers),
+            Err(PostPeersError::Stopped) => {
+                debug!(target: TARGET, channel = %channel_id, "peers not set: the p2p task stopped");
+                None
+            }
+        }
     }
 
     fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Option<Envelope> {

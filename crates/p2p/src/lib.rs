@@ -93,7 +93,7 @@ pub use discovery::{channel_key, peer_record_key};
 pub use error::P2pError;
 pub use event::{ConnectionKind, P2pEvent};
 pub use identity::{eth_address_of, eth_address_of_key, keypair_from_secret, peer_id_of_secret};
-pub use manager::{P2pHandle, P2pManager, PeerInfo, PostError};
+pub use manager::{P2pHandle, P2pManager, PeerInfo, PostError, PostPeersError};
 
 /// Re-exported libp2p types of the public API.
 pub use libp2p::{Multiaddr, PeerId};

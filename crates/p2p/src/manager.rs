@@ -388,10 +388,10 @@ impl P2pHandle {
 
     /// Joins a channel with these participants, or leaves it when `participants` is empty,
     /// without waiting: it takes effect before any message posted or sent after it. The swarm
-    /// task logs a failure. When the command queue is full (or the task stopped) the
-    /// participants come back: use [`P2pHandle::join_channel`] or
-    /// [`P2pHandle::leave_channel`] then.
-    pub fn post_peers(&self, channel_id: B256, participants: Vec<Address>) -> Result<(), Vec<Address>> {
+    /// task logs a failure. When the command queue is full the participants come back
+    /// ([`PostPeersError::Busy`]): post them again, or use [`P2pHandle::join_channel`] or
+    /// [`P2pHandle::leave_channel`].
+    pub fn post_peers(&self, channel_id: B256, participants: Vec<Address>) -> Result<(), PostPeersError> {
         let command = if participants.is_empty() {
             let (done, _) = oneshot::channel();
             Command::Leave { channel_id, done }
@@ -405,18 +405,17 @@ impl P2pHandle {
         };
         match self.commands.try_send(command) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command)) => {
-                Err(match command {
-                    Command::Join { participants, .. } => participants,
-                    _ => Vec::new(),
-                })
-            }
+            Err(mpsc::error::TrySendError::Full(command)) => Err(PostPeersError::Busy(match command {
+                Command::Join { participants, .. } => participants,
+                _ => Vec::new(),
+            })),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PostPeersError::Stopped),
         }
     }
 
     /// Queues a channel message without waiting for its outcome: to `to`, or to every other
     /// participant when `None`. Messages posted one after another are queued in that order;
-    /// the swarm task logs (at debug level) a message it could not queue or deliver. When the command queue is full the
+    /// the swarm task logs a message it could not queue or deliver. When the command queue is full the
     /// envelope comes back ([`PostError::Busy`]): send it with [`P2pHandle::send`] instead.
     pub fn post(&self, channel_id: B256, to: Option<Address>, envelope: Envelope) -> Result<(), PostError> {
         let frame = Self::encode(channel_id, &envelope).map_err(PostError::Failed)?;
@@ -473,6 +472,15 @@ pub enum PostError {
     Busy(Box<Envelope>),
     /// The message cannot be sent (not encodable, about another channel, the task stopped).
     Failed(P2pError),
+}
+
+/// Why [`P2pHandle::post_peers`] did not queue a change of peers.
+#[derive(Debug)]
+pub enum PostPeersError {
+    /// The command queue is full: the participants (empty for a leave), to post again.
+    Busy(Vec<Address>),
+    /// The p2p task has stopped.
+    Stopped,
 }
 
 struct ChannelState {
@@ -1391,7 +1399,15 @@ impl Task {
             }
             // A stream that could not be framed counts like a refused frame (a peer must not
             // send them for ever).
-            protocol::Event::InboundFailure { peer, reason } => {
+            protocol::Event::InboundFailure {
+                peer,
+                reason,
+                framing,
+            } => {
+                if !framing {
+                    debug!(target: TARGET, %peer, %reason, "inbound channel stream broke");
+                    return;
+                }
                 self.strike(peer);
                 if self.strikes.get(&peer).map_or(0, |s| s.count) <= STRIKES_LOGGED {
                     warn!(target: TARGET, %peer, %reason, "inbound channel stream failed");

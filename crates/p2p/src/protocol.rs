@@ -85,8 +85,13 @@ pub(crate) enum Event {
         id: RequestId,
         failure: Failure,
     },
-    /// A peer's stream ended in a way that loses what it was sending (logged).
-    InboundFailure { peer: PeerId, reason: String },
+    /// A peer's stream ended in a way that loses what it was sending: `framing` when what it
+    /// carried could not be framed (the peer's fault), not when the stream broke.
+    InboundFailure {
+        peer: PeerId,
+        reason: String,
+        framing: bool,
+    },
 }
 
 /// The channel protocol's behaviour.
@@ -249,7 +254,11 @@ impl NetworkBehaviour for Behaviour {
                 self.settled(connection, id);
                 Event::OutboundFailure { peer, id, failure }
             }
-            Report::InboundFailed(reason) => Event::InboundFailure { peer, reason },
+            Report::InboundFailed { reason, framing } => Event::InboundFailure {
+                peer,
+                reason,
+                framing,
+            },
         };
         self.events.push_back(ToSwarm::GenerateEvent(event));
     }
@@ -292,7 +301,10 @@ pub(crate) enum Report {
         id: RequestId,
         failure: Failure,
     },
-    InboundFailed(String),
+    InboundFailed {
+        reason: String,
+        framing: bool,
+    },
 }
 
 /// One stream with its read and write buffers.
@@ -313,8 +325,10 @@ enum ReadEnd {
     Pending,
     /// The peer closed the stream cleanly (between frames).
     Closed,
-    /// The stream broke, or what it carried cannot be framed.
+    /// What the stream carried cannot be framed (the peer's fault).
     Failed(String),
+    /// The stream broke (an I/O error: a reset, the connection going away).
+    Broken(String),
 }
 
 impl Link {
@@ -343,9 +357,12 @@ impl Link {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     // Keep only what is not written yet: a slow reader must not make the
-                    // buffer hold what it already took.
-                    self.write.drain(..self.written);
-                    self.written = 0;
+                    // buffer hold what it already took (moved once half of it is written, so
+                    // each byte is moved a bounded number of times).
+                    if self.written * 2 >= self.write.len() {
+                        self.write.drain(..self.written);
+                        self.written = 0;
+                    }
                     return Poll::Pending;
                 }
             }
@@ -400,7 +417,7 @@ impl Link {
                     ));
                 }
                 Poll::Ready(Ok(n)) => self.read.extend_from_slice(&chunk[..n]),
-                Poll::Ready(Err(e)) => return ReadEnd::Failed(e.to_string()),
+                Poll::Ready(Err(e)) => return ReadEnd::Broken(e.to_string()),
                 Poll::Pending => return ReadEnd::Pending,
             }
         }
@@ -550,7 +567,7 @@ impl Handler {
             match link.read_frames(cx, &mut frames) {
                 ReadEnd::Pending => {}
                 ReadEnd::Closed => broken = Some("the peer closed the stream".to_owned()),
-                ReadEnd::Failed(reason) => broken = Some(reason),
+                ReadEnd::Failed(reason) | ReadEnd::Broken(reason) => broken = Some(reason),
             }
         }
         for frame in frames {
@@ -581,8 +598,10 @@ impl Handler {
             let (stream, link) = &mut self.inbound[index];
             let stream = *stream;
             let mut frames = Vec::new();
+            // How the stream ends: cleanly, or with why and whether the peer's framing was at
+            // fault (only that counts against it).
             let mut end = match link.poll_write(cx) {
-                Poll::Ready(Err(e)) => Some(Err(e.to_string())),
+                Poll::Ready(Err(e)) => Some(Err((e.to_string(), false))),
                 // Closing: once the answers it is owed are out, close it and let it go.
                 Poll::Ready(Ok(())) if link.closing && link.owed == 0 => {
                     match Pin::new(&mut link.stream).poll_close(cx) {
@@ -603,7 +622,8 @@ impl Handler {
                         link.closing = true;
                         cx.waker().wake_by_ref();
                     }
-                    ReadEnd::Failed(reason) => end = Some(Err(reason)),
+                    ReadEnd::Failed(reason) => end = Some(Err((reason, true))),
+                    ReadEnd::Broken(reason) => end = Some(Err((reason, false))),
                 }
             }
             link.owed += frames.len();
@@ -624,15 +644,18 @@ impl Handler {
                         });
                     }
                     Frame::Response { .. } => {
-                        end = Some(Err("an answer on the requesting side of a stream".to_owned()));
+                        end = Some(Err((
+                            "an answer on the requesting side of a stream".to_owned(),
+                            true,
+                        )));
                         break;
                     }
                 }
             }
             match end {
                 Some(end) => {
-                    if let Err(reason) = end {
-                        self.reports.push_back(Report::InboundFailed(reason));
+                    if let Err((reason, framing)) = end {
+                        self.reports.push_back(Report::InboundFailed { reason, framing });
                     }
                     self.inbound.remove(index);
                 }
