@@ -682,3 +682,45 @@ async fn a_message_in_flight_when_its_connection_closes_fails_instead_of_waiting
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_leaves_a_message_unanswered_is_dropped_and_the_next_message_opens_another() {
+    // The peer takes the node's stream and never answers: the message times out, and nothing
+    // is written behind it on that stream any more.
+    let mut config = loopback_config(101, true, false);
+    config.request_timeout = Duration::from_secs(1);
+    let mut node = Node::spawn(config);
+    let address = node.listen_addr(false).await;
+    let raw_secret = key(102);
+    let raw_address = address_of(&raw_secret);
+    let channel_id = B256::repeat_byte(0xa1);
+    node.handle
+        .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
+        .await
+        .unwrap();
+    let mut raw = raw_peer(raw_secret);
+    raw.connect(address).await;
+    let outcome = node
+        .handle
+        .send(channel_id, raw_address, message(channel_id, 1))
+        .await;
+    assert!(
+        matches!(outcome, Err(entente_p2p::P2pError::Timeout(a)) if a == raw_address),
+        "{outcome:?}"
+    );
+    assert_eq!(raw.held.load(Ordering::SeqCst), 1);
+    let outcome = node
+        .handle
+        .send(channel_id, raw_address, message(channel_id, 2))
+        .await;
+    assert!(
+        matches!(outcome, Err(entente_p2p::P2pError::Timeout(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        raw.held.load(Ordering::SeqCst),
+        2,
+        "the second message went on a new stream"
+    );
+    assert_eq!(raw.connected(), 1);
+}
