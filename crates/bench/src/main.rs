@@ -56,6 +56,10 @@ fn main() -> Result<()> {
             }
             "--out" => out = PathBuf::from(value()?),
             "--baseline" => baseline = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => {
+                writeln!(std::io::stdout(), "{USAGE}")?;
+                return Ok(());
+            }
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
@@ -116,6 +120,10 @@ fn core(raw: Vec<String>) -> Result<()> {
                 };
             }
             "--out" => out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                writeln!(std::io::stdout(), "{USAGE}")?;
+                return Ok(());
+            }
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
@@ -228,6 +236,10 @@ fn p2p(raw: Vec<String>) -> Result<()> {
             "--channels" => channels = value()?.parse().context("--channels")?,
             "--per-channel" => per_channel = value()?.parse().context("--per-channel")?,
             "--out" => out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                writeln!(std::io::stdout(), "{USAGE}")?;
+                return Ok(());
+            }
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
@@ -375,6 +387,10 @@ fn idle(raw: Vec<String>) -> Result<()> {
             "--window" => window = value()?.parse().context("--window")?,
             "--block-every" => block_every = value()?.parse().context("--block-every")?,
             "--out" => out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                writeln!(std::io::stdout(), "{USAGE}")?;
+                return Ok(());
+            }
             other => bail!("unknown argument {other}; {USAGE}"),
         }
     }

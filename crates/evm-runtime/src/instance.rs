@@ -28,6 +28,8 @@ alloy_sol_types::sol! {
         function getParticipants() external view returns (address[]);
         function getNextToWrite() external view returns (address);
         function isGameOver() external view returns (bool);
+        function nextToWriteOf(bytes state) external view returns (address);
+        function isGameOverOf(bytes state) external view returns (bool);
         function getExits() external view returns (Exit[]);
         function joinParticipant(address participant, uint256 amount, bytes data) external returns (Exit[]);
         function removeParticipant(address participant) external returns (Exit[]);
@@ -409,6 +411,19 @@ impl MachineInstance {
     /// True when no further transition is possible.
     pub fn is_game_over(&mut self) -> Result<bool, EvmError> {
         self.view_decode(&IStateMachine::isGameOverCall {})
+    }
+
+    /// Who writes next after `state` (`Address::ZERO` if nobody), asked as the court asks it
+    /// (`nextToWriteOf(state)`): what the chain will hold a participant to, even if the machine's
+    /// `getNextToWrite()` said otherwise.
+    pub fn next_to_write_of(&mut self, state: &Bytes) -> Result<Address, EvmError> {
+        self.view_decode(&IStateMachine::nextToWriteOfCall { state: state.clone() })
+    }
+
+    /// True when no further transition is possible after `state`, asked as the court asks it
+    /// (`isGameOverOf(state)`).
+    pub fn is_game_over_of(&mut self, state: &Bytes) -> Result<bool, EvmError> {
+        self.view_decode(&IStateMachine::isGameOverOfCall { state: state.clone() })
     }
 
     /// Payouts if the channel settled now.

@@ -236,3 +236,35 @@ fn instances_of_one_machine_share_its_deployment() {
     assert_eq!(c.runtime_code(), ca);
     assert_ne!(c.runtime_code().as_ptr(), ca.as_ptr());
 }
+
+#[test]
+fn the_turn_of_a_given_state_is_read_from_that_state_not_from_the_machine_s_own() {
+    // The court asks `nextToWriteOf(state)` / `isGameOverOf(state)`; the node asks the same, for
+    // the tip's state it holds, whatever state the instance itself holds at that moment.
+    let (mut m, genesis, x, o) = tictactoe();
+    let mut prev = state_hash(&genesis);
+    let mut states = vec![genesis.clone()];
+    for (h, (who, cell)) in [(x, 0), (o, 3), (x, 1), (o, 4), (x, 2)].into_iter().enumerate() {
+        let out = m.apply(&play(who, h as u64 + 1, prev, cell), None).unwrap();
+        prev = out.state_hash;
+        states.push(out.state);
+    }
+    // The instance holds the won game; each earlier state still answers for itself.
+    assert!(m.is_game_over().unwrap());
+    for (i, state) in states.iter().enumerate() {
+        let over = i == states.len() - 1;
+        let next = if over {
+            Address::ZERO
+        } else if i % 2 == 0 {
+            x
+        } else {
+            o
+        };
+        assert_eq!(m.next_to_write_of(state).unwrap(), next, "state {i}");
+        assert_eq!(m.is_game_over_of(state).unwrap(), over, "state {i}");
+    }
+    // Asking changed nothing.
+    assert_eq!(m.state().unwrap(), states[5]);
+    // A state the machine cannot decode is an error, not an answer.
+    assert!(m.next_to_write_of(&Bytes::from_static(&[1, 2, 3])).is_err());
+}

@@ -36,17 +36,24 @@ pub(crate) struct Outbound {
     behind: Arc<Behind>,
 }
 
-/// The outs waiting for the task, oldest first.
+/// The outs waiting for the task, oldest first, and whether the task is carrying one out (taken
+/// from the queue, not yet in the transport's queue: what comes after it must wait too).
 #[derive(Default)]
 struct Behind {
-    outs: Mutex<VecDeque<Out>>,
+    state: Mutex<Waiting>,
     wake: Notify,
 }
 
+#[derive(Default)]
+struct Waiting {
+    outs: VecDeque<Out>,
+    carrying: bool,
+}
+
 impl Behind {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Out>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         // A panic while holding the lock cannot leave the queue half-changed.
-        self.outs
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -59,21 +66,20 @@ impl Outbound {
         let (carrier, queue) = (transport.clone(), behind.clone());
         tokio::spawn(async move {
             loop {
-                // Peeked, not taken: while it is carried out, later outs still queue behind it.
-                let next = queue.lock().front().map(|out| match out {
-                    Out::Message(channel_id, to, envelope) => {
-                        Out::Message(*channel_id, *to, envelope.clone())
-                    }
-                    Out::Peers(channel_id, peers) => Out::Peers(*channel_id, peers.clone()),
-                });
+                let next = {
+                    let mut waiting = queue.lock();
+                    let next = waiting.outs.pop_front();
+                    waiting.carrying = next.is_some();
+                    next
+                };
                 let Some(out) = next else {
                     queue.wake.notified().await;
                     continue;
                 };
                 carry(&carrier, out).await;
                 // Only now is it in the transport's queue (or done): what follows may go
-                // straight in.
-                queue.lock().pop_front();
+                // straight in once nothing else waits.
+                queue.lock().carrying = false;
             }
         });
         Self { transport, behind }
@@ -81,30 +87,35 @@ impl Outbound {
 
     /// Hands `out` over after everything handed over before it.
     pub(crate) fn hand(&self, out: Out) {
-        let mut queue = self.behind.lock();
-        let out = if !queue.is_empty() {
+        let mut waiting = self.behind.lock();
+        let out = if waiting.carrying || !waiting.outs.is_empty() {
             out
         } else {
-            match out {
-                Out::Message(channel_id, to, envelope) => {
-                    match self.transport.post(channel_id, to, *envelope) {
-                        None => return,
-                        Some(envelope) => Out::Message(channel_id, to, Box::new(envelope)),
-                    }
-                }
-                Out::Peers(channel_id, peers) => match self.transport.post_peers(channel_id, peers) {
-                    None => return,
-                    Some(peers) => Out::Peers(channel_id, peers),
-                },
+            match offer(self.transport.as_ref(), out) {
+                None => return,
+                Some(out) => out,
             }
         };
-        if queue.len() >= MAX_BEHIND && matches!(out, Out::Message(..)) {
-            warn!(target: TARGET, "{} messages wait for the transport: one dropped", queue.len());
+        if waiting.outs.len() >= MAX_BEHIND && matches!(out, Out::Message(..)) {
+            warn!(target: TARGET, "{} messages wait for the transport: one dropped", waiting.outs.len());
             return;
         }
-        queue.push_back(out);
-        drop(queue);
+        waiting.outs.push_back(out);
+        drop(waiting);
         self.behind.wake.notify_one();
+    }
+}
+
+/// Posts `out` into the transport's queue; gives it back if the queue did not take it (full, or
+/// a transport that does not take posts).
+fn offer(transport: &dyn Transport, out: Out) -> Option<Out> {
+    match out {
+        Out::Message(channel_id, to, envelope) => transport
+            .post(channel_id, to, *envelope)
+            .map(|envelope| Out::Message(channel_id, to, Box::new(envelope))),
+        Out::Peers(channel_id, peers) => transport
+            .post_peers(channel_id, peers)
+            .map(|peers| Out::Peers(channel_id, peers)),
     }
 }
 
@@ -115,15 +126,9 @@ async fn carry(transport: &Arc<dyn Transport>, out: Out) {
     let mut out = out;
     if transport.posts() {
         loop {
-            out = match out {
-                Out::Message(channel_id, to, envelope) => match transport.post(channel_id, to, *envelope) {
-                    None => return,
-                    Some(envelope) => Out::Message(channel_id, to, Box::new(envelope)),
-                },
-                Out::Peers(channel_id, peers) => match transport.post_peers(channel_id, peers) {
-                    None => return,
-                    Some(peers) => Out::Peers(channel_id, peers),
-                },
+            out = match offer(transport.as_ref(), out) {
+                None => return,
+                Some(out) => out,
             };
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -295,5 +300,29 @@ mod tests {
             *recorder.log.lock().unwrap(),
             ["post 1", "post 2", "post peers 1", "post 3"]
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_message_handed_while_the_task_carries_the_last_one_waits_for_it() {
+        let recorder = Arc::new(Recorder {
+            posting: true,
+            ..Recorder::default()
+        });
+        let outbound = Outbound::new(recorder.clone());
+        recorder.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        outbound.hand(message(1));
+        settle().await;
+        // The task took 1 (nothing else waits) and offers it again in a millisecond; the queue
+        // has room now, but 2 may not go straight in ahead of it.
+        recorder.full.store(false, std::sync::atomic::Ordering::SeqCst);
+        outbound.hand(message(2));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while recorder.log.lock().unwrap().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the task never offered what waited");
+        assert_eq!(*recorder.log.lock().unwrap(), ["post 1", "post 2"]);
     }
 }

@@ -193,6 +193,9 @@ pub struct StateManager<S: Signer> {
     /// state; it signs nothing above it until the approval lands or expires (docs/security.md, O4).
     /// Co-signed membership approvals that hold our signatures: (fork, approved height, deadline).
     signing_holds: Vec<(u64, u64, u64)>,
+    /// (tip height, tip state hash) the turn fields (`next_writer`, `open`, `game_over`) were
+    /// last read for: the machine is asked again only when the tip moved (`None`: read again).
+    turn_read: Option<(u64, B256)>,
     effects: VecDeque<Effect>,
 }
 
@@ -273,6 +276,7 @@ impl<S: Signer> StateManager<S> {
             last_progress_ms: local_ms,
             signing_stopped: None,
             signing_holds: Vec::new(),
+            turn_read: None,
             effects: VecDeque::new(),
         };
         manager.refresh_turn()?;
@@ -441,6 +445,8 @@ impl<S: Signer> StateManager<S> {
             genesis_state_hash: self.tip_state_hash,
             ..fork
         };
+        // Another fork may name other participants for the same height and state.
+        self.turn_read = None;
         self.refresh_turn()?;
         if self.game_over {
             self.effects.push_back(Effect::Notify(Event::GameOver {
@@ -1433,15 +1439,28 @@ impl<S: Signer> StateManager<S> {
         }
     }
 
+    /// Reads whose turn it is after the tip, as the court reads it: `nextToWriteOf(state)` and
+    /// `isGameOverOf(state)` on the tip's state (a machine's `getNextToWrite()` may answer
+    /// otherwise; the chain holds participants to the `...Of` answers). Asked once per tip.
     fn refresh_turn(&mut self) -> Result<(), EvmError> {
-        let named = self.machine.next_to_write()?;
-        self.game_over = self.machine.is_game_over()?;
+        let tip = self.agreement.tip();
+        let read_for = (tip, self.tip_state_hash);
+        if self.turn_read == Some(read_for) {
+            return Ok(());
+        }
+        let state = match self.states.get(&tip) {
+            Some(state) => state.clone(),
+            None => self.machine.state()?,
+        };
+        let named = self.machine.next_to_write_of(&state)?;
+        self.game_over = self.machine.is_game_over_of(&state)?;
         self.open = named == Address::ZERO && !self.game_over;
         self.next_writer = if self.open {
-            self.sequencer_at(self.agreement.tip() + 1)
+            self.sequencer_at(tip + 1)
         } else {
             named
         };
+        self.turn_read = Some(read_for);
         Ok(())
     }
 

@@ -291,6 +291,7 @@ impl<S: Signer> StateManager<S> {
             last_progress_ms: local_ms,
             signing_stopped: None,
             signing_holds: Vec::new(),
+            turn_read: None,
             effects: VecDeque::new(),
             fork,
             spec,

@@ -305,6 +305,26 @@ async fn exchange(stream: &mut Stream, id: u64, rest: &[u8]) -> Result<(), Strin
     }
 }
 
+/// A node (from `config`) that joined `channel_id` with the raw peer of `raw_secret`, and that
+/// raw peer, connected to it; with the node's peer id and the raw peer's address.
+async fn joined_with_raw(
+    config: entente_p2p::P2pConfig,
+    raw_secret: B256,
+    channel_id: B256,
+) -> (Node, Raw, PeerId, Address) {
+    let mut node = Node::spawn(config);
+    let address = node.listen_addr(false).await;
+    let node_peer = node.handle.local_peer_id();
+    let raw_address = address_of(&raw_secret);
+    node.handle
+        .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
+        .await
+        .unwrap();
+    let mut raw = raw_peer(raw_secret);
+    raw.connect(address).await;
+    (node, raw, node_peer, raw_address)
+}
+
 /// Reads until the node closes the stream (bounded by [`WAIT`]).
 async fn until_closed(stream: &mut Stream) {
     let mut rest = Vec::new();
@@ -316,19 +336,9 @@ async fn until_closed(stream: &mut Stream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_are_refused_with_a_reason_and_the_connection_survives() {
-    let mut node = Node::spawn(loopback_config(21, true, false));
-    let address = node.listen_addr(false).await;
-    let node_peer = node.handle.local_peer_id();
-    let raw_secret = key(22);
-    let raw_address = address_of(&raw_secret);
     let channel_id = B256::repeat_byte(0x21);
-    node.handle
-        .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
-        .await
-        .unwrap();
-
-    let mut raw = raw_peer(raw_secret);
-    raw.connect(address.clone()).await;
+    let (mut node, raw, node_peer, raw_address) =
+        joined_with_raw(loopback_config(21, true, false), key(22), channel_id).await;
     let good = message(channel_id, 7).encode().unwrap();
 
     // Announced size above the limit: refused without reading the body, and the stream ends
@@ -617,20 +627,9 @@ async fn a_peer_that_does_not_read_its_answers_is_slowed_down_not_buffered_for()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_closes_its_side_of_a_stream_still_gets_the_answers() {
-    let mut node = Node::spawn(loopback_config(81, true, false));
-    let address = node.listen_addr(false).await;
-    let node_peer = node.handle.local_peer_id();
-    let raw_secret = key(82);
     let channel_id = B256::repeat_byte(0x81);
-    node.handle
-        .join_channel(
-            channel_id,
-            vec![node.handle.local_address(), address_of(&raw_secret)],
-        )
-        .await
-        .unwrap();
-    let mut raw = raw_peer(raw_secret);
-    raw.connect(address).await;
+    let (_node, raw, node_peer, _) =
+        joined_with_raw(loopback_config(81, true, false), key(82), channel_id).await;
     let mut stream = raw.stream(&node_peer).await.unwrap();
     let mut requests = raw_request(1, &frame(&message(channel_id, 1).encode().unwrap()));
     requests.extend(raw_request(
@@ -651,17 +650,8 @@ async fn a_message_in_flight_when_its_connection_closes_fails_instead_of_waiting
     let mut config = loopback_config(91, true, false);
     config.request_timeout = Duration::from_secs(3_600);
     config.send_timeout = Duration::from_secs(3_600);
-    let mut node = Node::spawn(config);
-    let address = node.listen_addr(false).await;
-    let raw_secret = key(92);
-    let raw_address = address_of(&raw_secret);
     let channel_id = B256::repeat_byte(0x91);
-    node.handle
-        .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
-        .await
-        .unwrap();
-    let mut raw = raw_peer(raw_secret);
-    raw.connect(address).await;
+    let (node, raw, _, raw_address) = joined_with_raw(config, key(92), channel_id).await;
     let handle = node.handle.clone();
     let send =
         tokio::spawn(async move { handle.send(channel_id, raw_address, message(channel_id, 1)).await });
@@ -689,17 +679,8 @@ async fn a_stream_that_leaves_a_message_unanswered_is_dropped_and_the_next_messa
     // is written behind it on that stream any more.
     let mut config = loopback_config(101, true, false);
     config.request_timeout = Duration::from_secs(1);
-    let mut node = Node::spawn(config);
-    let address = node.listen_addr(false).await;
-    let raw_secret = key(102);
-    let raw_address = address_of(&raw_secret);
     let channel_id = B256::repeat_byte(0xa1);
-    node.handle
-        .join_channel(channel_id, vec![node.handle.local_address(), raw_address])
-        .await
-        .unwrap();
-    let mut raw = raw_peer(raw_secret);
-    raw.connect(address).await;
+    let (node, raw, _, raw_address) = joined_with_raw(config, key(102), channel_id).await;
     let outcome = node
         .handle
         .send(channel_id, raw_address, message(channel_id, 1))
