@@ -251,30 +251,48 @@ impl ProposalPolicy {
     }
 }
 
-/// Checks `proposal`'s genesis state with the machine's `code` (run locally): it loads, names the
-/// proposal's participants in order, and its exits pay out exactly the deposits.
+/// Checks `proposal`'s genesis state with the machine's `code` (run locally), as the court checks
+/// it when the channel opens (`_validateGenesis`: `participantsOf`, `exitsOf` and `isGameOverOf`
+/// of the genesis state): it loads, names the proposal's participants in order, pays each of them
+/// out exactly its deposit, and the game is not over yet.
 pub fn check_genesis(code: &MachineCode, proposal: &ChannelProposal) -> Result<(), ProposalRefusal> {
     let genesis = |e: entente_evm_runtime::EvmError| ProposalRefusal::Genesis(e.to_string());
     let mut machine = MachineInstance::deploy(code, proposal.machine_gas_limit).map_err(genesis)?;
-    machine.set_state(&proposal.genesis_state).map_err(genesis)?;
-    let participants = machine.participants().map_err(genesis)?;
+    let state = &proposal.genesis_state;
+    machine.set_state(state).map_err(genesis)?;
+    let participants = machine.participants_of(state).map_err(genesis)?;
     if participants != proposal.participants {
         return Err(ProposalRefusal::Genesis(format!(
             "it names {participants:?}, the proposal {:?}",
             proposal.participants
         )));
     }
-    let exits = machine
-        .exits()
-        .map_err(genesis)?
-        .iter()
-        .fold(U256::ZERO, |sum, e| sum.saturating_add(e.amount));
-    let deposits = proposal
-        .deposits
-        .iter()
-        .fold(U256::ZERO, |sum, d| sum.saturating_add(*d));
-    if exits != deposits {
-        return Err(ProposalRefusal::NotConserved { exits, deposits });
+    let exits = machine.exits_of(state).map_err(genesis)?;
+    let sum = |amounts: &mut dyn Iterator<Item = U256>| amounts.fold(U256::ZERO, |s, a| s.saturating_add(a));
+    let (paid, deposits) = (
+        sum(&mut exits.iter().map(|e| e.amount)),
+        sum(&mut proposal.deposits.iter().copied()),
+    );
+    if paid != deposits {
+        return Err(ProposalRefusal::NotConserved {
+            exits: paid,
+            deposits,
+        });
+    }
+    let each_own_deposit = exits.len() == proposal.participants.len()
+        && exits
+            .iter()
+            .zip(proposal.participants.iter().zip(&proposal.deposits))
+            .all(|(exit, (who, deposit))| exit.participant == *who && exit.amount == *deposit);
+    if !each_own_deposit {
+        let exits: Vec<(Address, U256)> = exits.iter().map(|e| (e.participant, e.amount)).collect();
+        return Err(ProposalRefusal::Genesis(format!(
+            "it pays out {exits:?}, not each participant its own deposit {:?}",
+            proposal.deposits
+        )));
+    }
+    if machine.is_game_over_of(state).map_err(genesis)? {
+        return Err(ProposalRefusal::Genesis("the game is already over".into()));
     }
     Ok(())
 }
@@ -479,6 +497,13 @@ mod tests {
         assert!(matches!(
             check_genesis(&code, &other),
             Err(ProposalRefusal::Genesis(_))
+        ));
+        // The same total, but not each participant's own deposit: the court refuses to open it.
+        let (code, mut uneven) = tictactoe(x, o, 10, 10);
+        uneven.deposits = vec![U256::from(5u64), U256::from(15u64)];
+        assert!(matches!(
+            check_genesis(&code, &uneven),
+            Err(ProposalRefusal::Genesis(reason)) if reason.contains("own deposit")
         ));
         // Not a state of this machine.
         let mut junk = good;

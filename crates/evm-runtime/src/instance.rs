@@ -29,6 +29,8 @@ alloy_sol_types::sol! {
         function getNextToWrite() external view returns (address);
         function isGameOver() external view returns (bool);
         function nextToWriteOf(bytes state) external view returns (address);
+        function participantsOf(bytes state) external view returns (address[]);
+        function exitsOf(bytes state) external view returns (Exit[]);
         function isGameOverOf(bytes state) external view returns (bool);
         function getExits() external view returns (Exit[]);
         function joinParticipant(address participant, uint256 amount, bytes data) external returns (Exit[]);
@@ -424,6 +426,17 @@ impl MachineInstance {
     /// (`isGameOverOf(state)`).
     pub fn is_game_over_of(&mut self, state: &Bytes) -> Result<bool, EvmError> {
         self.view_decode(&IStateMachine::isGameOverOfCall { state: state.clone() })
+    }
+
+    /// The participants `state` names, asked as the court asks it (`participantsOf(state)`).
+    pub fn participants_of(&mut self, state: &Bytes) -> Result<Vec<Address>, EvmError> {
+        self.view_decode(&IStateMachine::participantsOfCall { state: state.clone() })
+    }
+
+    /// The payouts if the channel settled at `state`, asked as the court asks it
+    /// (`exitsOf(state)`).
+    pub fn exits_of(&mut self, state: &Bytes) -> Result<Vec<Exit>, EvmError> {
+        self.view_decode(&IStateMachine::exitsOfCall { state: state.clone() })
     }
 
     /// Payouts if the channel settled now.

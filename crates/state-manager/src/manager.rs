@@ -227,7 +227,8 @@ impl<S: Signer> StateManager<S> {
         }
         let mut machine = MachineInstance::deploy(code, config.gas_limit)?;
         machine.set_state(&spec.genesis_state)?;
-        let genesis = machine.participants()?;
+        // As the court reads it (`participantsOf`).
+        let genesis = machine.participants_of(&spec.genesis_state)?;
         if genesis != spec.participants {
             return Err(SetupError::ParticipantsMismatch {
                 genesis,
