@@ -181,6 +181,7 @@ impl P2pManager {
             in_flight: HashMap::new(),
             redial: HashMap::new(),
             connections: HashMap::new(),
+            addresses: HashMap::new(),
             relayed_since: HashMap::new(),
             discovery_queries: HashMap::new(),
             peer_lookups: HashSet::new(),
@@ -552,6 +553,10 @@ struct Task {
     in_flight: HashMap<RequestId, InFlight>,
     redial: HashMap<PeerId, Redial>,
     connections: HashMap<PeerId, HashMap<ConnectionId, ConnectionKind>>,
+    /// The address of each connected peer whose PeerId carries a secp256k1 key, computed once
+    /// per peer (decompressing the key and hashing it costs about as much as a signature
+    /// recovery, and every inbound message needs its sender's address).
+    addresses: HashMap<PeerId, Address>,
     relayed_since: HashMap<PeerId, Instant>,
     discovery_queries: HashMap<QueryId, Lookup>,
     /// Participants whose peer record is being looked up.
@@ -973,7 +978,7 @@ impl Task {
         if peer == self.local_peer_id {
             return;
         }
-        let Some(address) = eth_address_of(&peer) else {
+        let Some(address) = self.address_of(&peer) else {
             return;
         };
         if !self.is_participant(&address) {
@@ -1125,6 +1130,9 @@ impl Task {
                     .entry(peer_id)
                     .or_default()
                     .insert(connection_id, kind);
+                if let Some(address) = address {
+                    self.addresses.insert(peer_id, address);
+                }
                 if kind == ConnectionKind::Relayed {
                     self.relayed_since.entry(peer_id).or_insert_with(Instant::now);
                 }
@@ -1156,7 +1164,7 @@ impl Task {
                 if num_established == 0 {
                     self.connections.remove(&peer_id);
                     self.relayed_since.remove(&peer_id);
-                    let address = eth_address_of(&peer_id);
+                    let address = self.addresses.remove(&peer_id).or_else(|| eth_address_of(&peer_id));
                     info!(target: TARGET, peer = %peer_id, ?address, cause = ?cause, "disconnected");
                     self.emit(P2pEvent::Disconnected {
                         peer: peer_id,
@@ -1386,7 +1394,7 @@ impl Task {
                 self.settle(id, result);
             }
             protocol::Event::OutboundFailure { peer, id, failure } => {
-                let address = eth_address_of(&peer).unwrap_or_default();
+                let address = self.address_of(&peer).unwrap_or_default();
                 let error = match failure {
                     Failure::Timeout => P2pError::Timeout(address),
                     Failure::Closed(reason) => P2pError::Delivery {
@@ -1416,12 +1424,17 @@ impl Task {
         }
     }
 
+    /// The address behind `peer`'s PeerId (kept for connected peers).
+    fn address_of(&self, peer: &PeerId) -> Option<Address> {
+        self.addresses.get(peer).copied().or_else(|| eth_address_of(peer))
+    }
+
     /// Accepts a message from `peer` only if it decoded, its channel was joined, and the
     /// peer's (authenticated) address is a participant of that channel. A proposal to open a
     /// channel not joined yet is accepted when both the sender and this node are among the
     /// participants it proposes.
     fn on_inbound(&mut self, peer: PeerId, request: Request, via: ConnectionKind) -> Response {
-        let address = eth_address_of(&peer);
+        let address = self.address_of(&peer);
         if self.is_blocked(&peer) {
             return Response::Refused("blocked for sending refused frames".to_owned());
         }
