@@ -119,9 +119,12 @@ abstract contract AStateMachine is IStateMachine {
     /// @dev Removes a participant as a punishment.
     function _slashParticipant(address participant) internal virtual returns (Exit[] memory);
 
-    /// @dev Who may issue a transaction now. Default: only `getNextToWrite()`.
+    /// @dev Who may issue a transaction now. Default: only the participant the court names for the
+    /// current state (`_nextToWriteOf(getState())`, what `nextToWriteOf` answers), whatever an
+    /// override of `getNextToWrite()` says: the court accuses that participant of silence, so the
+    /// same participant must be the one whose move the machine takes.
     function _mayWrite(address issuer) internal view virtual returns (bool) {
-        return issuer != address(0) && issuer == getNextToWrite();
+        return issuer != address(0) && issuer == _nextToWriteOf(getState());
     }
 
     // ------------------------------------------------------------------ for moves
@@ -180,7 +183,7 @@ abstract contract AStateMachine is IStateMachine {
     /// @inheritdoc IStateMachine
     function stateTransition(Transaction calldata transaction) external onlyOwner notInTransition {
         address issuer = transaction.participant;
-        if (!_mayWrite(issuer)) revert NotYourTurn(issuer, getNextToWrite());
+        if (!_mayWrite(issuer)) revert NotYourTurn(issuer, _nextToWriteOf(getState()));
         _txIssuer = issuer;
         _txTimestamp = transaction.timestamp;
         _txChannel = transaction.channelId;

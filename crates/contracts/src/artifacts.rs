@@ -10,6 +10,10 @@ use crate::ContractsError;
 pub const TIC_TAC_TOE: &str = include_str!("../../../contracts/artifacts/TicTacToe.json");
 /// `RoundRobinCounter`: the N-party round-robin machine used by the simulations.
 pub const ROUND_ROBIN_COUNTER: &str = include_str!("../../../contracts/artifacts/RoundRobinCounter.json");
+/// `TwoFacedCounter`: for tests only, a `RoundRobinCounter` whose `getNextToWrite()` and
+/// `isGameOver()` disagree with what the court reads of its state (`nextToWriteOf`,
+/// `isGameOverOf`).
+pub const TWO_FACED_COUNTER: &str = include_str!("../../../contracts/artifacts/TwoFacedCounter.json");
 /// `Payments`: the N-party payment machine in which anyone may write (signed intents).
 pub const PAYMENTS: &str = include_str!("../../../contracts/artifacts/Payments.json");
 /// `StateChannelManager`: the on-chain court. Its creation code deploys `ChannelExtension` from
