@@ -26,8 +26,13 @@ pub(crate) struct Cluster {
 
 pub(crate) async fn cluster(n: usize, data: &std::path::Path) -> Result<Cluster> {
     // Without old states on disk: anvil writes the states it evicts from memory to
-    // ~/.foundry/anvil/tmp, and a 10,000-channel idle run left tens of gigabytes there.
-    let anvil = Anvil::builder().accounts(n + 2).arg("--prune-history").spawn()?;
+    // ~/.foundry/anvil/tmp, and a 10,000-channel idle run left tens of gigabytes there. A few
+    // recent states stay in memory: with the latest alone, a call that anvil resolved to the
+    // latest block failed when a block came in between ("block height is 6 but requested was 5").
+    let anvil = Anvil::builder()
+        .accounts(n + 2)
+        .arg("--prune-history=256")
+        .spawn()?;
     let mut deployer = ChainClient::connect(&anvil.endpoint(), anvil.signer(0)?).await?;
     let manager = deployer.deploy_manager().await?;
     let machine = deployer.deploy(RoundRobinCounter::BYTECODE.clone()).await?;

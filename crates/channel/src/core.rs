@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use entente_dispute::{CallOutcome, ChainAction, ChainEvent, DisputeHandler, DisputeKind};
 use entente_evm_runtime::MachineCode;
 use entente_state_manager::{
-    ApprovalContext, Config, Effect as CoreEffect, ForkInfo, StateManager, SubmitError,
+    ApprovalContext, Config, Effect as CoreEffect, ForkInfo, Recover, StateManager, SubmitError,
 };
 use entente_types::{
     Address, ApprovalSignature, B256, Bytes, ChannelProposal, JoinTicket, MAX_REASON_BYTES,
@@ -143,6 +143,8 @@ pub struct Channel<S: Signer + Clone> {
     quiet_until: Option<u64>,
     /// Local time of the last input that was not a tick.
     last_input_ms: u64,
+    /// How the state manager recovers signers ([`Self::set_recover`]).
+    recover: Recover,
 }
 
 impl<S: Signer + Clone> std::fmt::Debug for Channel<S> {
@@ -179,7 +181,18 @@ impl<S: Signer + Clone> Channel<S> {
             tick_due: None,
             quiet_until: None,
             last_input_ms: 0,
+            recover: Config::default().recover,
         }
+    }
+
+    /// Sets how the channel's state manager recovers the signers of what peers send (by
+    /// default [`entente_types::recover_signer`]; see [`Config::recover`]): a host may recover
+    /// them as messages arrive, elsewhere, and hand the results over this way.
+    pub fn set_recover(&mut self, recover: Recover) {
+        if let Some(cores) = &mut self.cores {
+            cores.sm.set_recover(recover.clone());
+        }
+        self.recover = recover;
     }
 
     /// Proposes `proposal` (we are its first participant): it goes to the others, and once every
@@ -1044,6 +1057,13 @@ impl<S: Signer + Clone> Channel<S> {
         if self.life.approvals.len() != before {
             self.life_dirty = true;
         }
+        // An invitee that accepted before its host had seen any block (a node that had just
+        // started) does not know when it accepted: the wait for the proposer's open counts from
+        // the first block it sees, not from time zero (which gave the channel up at once).
+        if self.life.accepted_at == Some(0) && now > 0 {
+            self.life.accepted_at = Some(now);
+            self.life_dirty = true;
+        }
         // An invitee whose channel is never opened gives it up (it paid nothing).
         if self.life.phase == Phase::Funding
             && !self.life.opened
@@ -1097,6 +1117,7 @@ impl<S: Signer + Clone> Channel<S> {
         let spec = self.life.proposal.channel_spec(genesis_timestamp);
         let config = Config {
             gas_limit: self.life.proposal.machine_gas_limit,
+            recover: self.recover.clone(),
             ..Config::default()
         };
         let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &self.code, config, local_ms)
@@ -1137,6 +1158,7 @@ impl<S: Signer + Clone> Channel<S> {
         let spec = channel.channel_spec(fork.genesis_timestamp);
         let config = Config {
             gas_limit: channel.machine_gas_limit,
+            recover: self.recover.clone(),
             ..Config::default()
         };
         let mut sm = match StateManager::new(spec.clone(), self.signer.clone(), &self.code, config, local_ms)

@@ -752,3 +752,21 @@ fn an_approval_we_refuse_does_not_keep_a_channel_ticking() {
         cx.poll_timeout()
     );
 }
+
+#[test]
+fn an_invitee_that_accepted_before_seeing_a_block_waits_for_the_open_from_its_first_block() {
+    // A node that had just started accepts before its first block: chain time 0.
+    let (x, o) = (key(1), key(2));
+    let (code, p) = proposal(&x, &o);
+    let wait = 2 * p.funding_period;
+    let mut invitee = Channel::accept(o.clone(), x.address(), p, code, 0);
+    calls(&mut invitee);
+    let first = 1_700_000_000;
+    invitee.handle_block(first, 1_000);
+    assert_eq!(invitee.phase(), Phase::Funding, "given up at the first block");
+    invitee.handle_block(first + wait, 2_000);
+    assert_eq!(invitee.phase(), Phase::Funding);
+    // The proposer never opens it: given up once the wait has passed since the first block.
+    invitee.handle_block(first + wait + 1, 3_000);
+    assert_eq!(invitee.phase(), Phase::Cancelled);
+}

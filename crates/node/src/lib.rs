@@ -70,6 +70,7 @@ mod config;
 mod error;
 mod outbound;
 mod parts;
+mod prerecover;
 mod runtime;
 mod sync;
 mod worker;
@@ -648,7 +649,10 @@ impl Channel {
         mut done: impl FnMut(&ChannelInfo) -> bool,
     ) -> Result<ChannelInfo, NodeError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut info = self.watch_info().await?;
+        // The node answers reads once its turns so far are durable: that wait counts too.
+        let mut info = tokio::time::timeout_at(deadline, self.watch_info())
+            .await
+            .map_err(|_| NodeError::Timeout(what.to_string()))??;
         loop {
             {
                 let current = info.borrow_and_update();

@@ -23,6 +23,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::outbound::{Out, Outbound};
 use crate::parts::{Chain, Inbound, InboundQueue, RpcChain, Transport};
+use crate::prerecover::Prerecovered;
 use crate::sync::{Report, Syncer};
 use crate::worker::{self, Done, Job};
 use crate::{ChannelEvent, Command, Node, NodeConfig, NodeError, NodeEvent};
@@ -88,10 +89,16 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
     let manager = chain.manager();
 
     let peer_id = entente_p2p::peer_id_of_secret(&config.secret_key)?;
+    // With the libp2p transport, the signers of what peers send are recovered on its task, as
+    // messages arrive, and the cores take the results (`prerecover`).
+    let mut recover = None;
     let (transport, inbound) = match parts.transport {
         Some(parts) => (parts.transport, InboundQueue::Plain(parts.inbound)),
         None => {
+            let prerecovered = Prerecovered::new(entente_types::Domain::new(chain_id, manager));
+            recover = Some(prerecovered.recover());
             let mut p2p_config = P2pConfig::new(config.secret_key);
+            p2p_config.inbound_hook = Some(prerecovered.hook());
             p2p_config.listen_addrs = config.listen.clone();
             p2p_config.bootstrap_addrs = config.bootstrap.clone();
             p2p_config.relay_addrs = config.relays.clone();
@@ -171,6 +178,7 @@ pub(crate) async fn start(config: NodeConfig, parts: crate::NodeParts) -> Result
                     cursor: None,
                     last_block_timestamp,
                     event_log_keep,
+                    recover,
                 };
                 if let Err(e) = runtime.restore().await {
                     let _ = ready_tx.send(Err(e));
@@ -263,6 +271,8 @@ struct Runtime {
     last_block_timestamp: u64,
     /// Events kept in each channel's log.
     event_log_keep: u64,
+    /// How the cores recover signers (`None`: themselves, on the loop).
+    recover: Option<entente_state_manager::Recover>,
 }
 
 /// [`Parked::frame`] of a turn gathered for the next write.
@@ -331,7 +341,10 @@ impl Runtime {
         Ok((machine, code))
     }
 
-    fn host(&mut self, core: ChannelCore<NodeSigner>, machine: Arc<MachineSource>, next_event: u64) {
+    fn host(&mut self, mut core: ChannelCore<NodeSigner>, machine: Arc<MachineSource>, next_event: u64) {
+        if let Some(recover) = &self.recover {
+            core.set_recover(recover.clone());
+        }
         let (logged, _) = watch::channel(next_event);
         let (info, _) = watch::channel(core.info());
         let id = core.id();

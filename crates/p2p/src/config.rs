@@ -1,14 +1,20 @@
 //! Configuration of a [`P2pManager`](crate::P2pManager).
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use entente_types::B256;
+use entente_types::{Address, B256, Envelope};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 
+/// Work done on every accepted channel message on the network task's thread, before the
+/// message is handed on as [`P2pEvent::Message`](crate::P2pEvent::Message) (see
+/// [`P2pConfig::inbound_hook`]). Called with the sender's authenticated address.
+pub type InboundHook = Arc<dyn Fn(Address, &Envelope) + Send + Sync>;
+
 /// How a node joins the network and how hard it works for its messages.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct P2pConfig {
     /// The participant's 32-byte secp256k1 secret key (its Ethereum key): the libp2p identity.
     pub secret_key: B256,
@@ -57,6 +63,23 @@ pub struct P2pConfig {
     /// How long establishing one connection (transport, security, multiplexing) may take.
     /// This also bounds each DCUtR hole-punch attempt (DCUtR makes three).
     pub connection_timeout: Duration,
+    /// Called on every accepted channel message before it is handed on, on the network
+    /// task's thread: a node uses it to recover the messages' signers there, off its own event
+    /// loop. It must be quick and must not block (the network task waits for it).
+    pub inbound_hook: Option<InboundHook>,
+}
+
+impl std::fmt::Debug for P2pConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("P2pConfig")
+            .field("listen_addrs", &self.listen_addrs)
+            .field("bootstrap_addrs", &self.bootstrap_addrs)
+            .field("relay_addrs", &self.relay_addrs)
+            .field("relay_server", &self.relay_server)
+            .field("public", &self.public)
+            .field("inbound_hook", &self.inbound_hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl P2pConfig {
@@ -90,6 +113,7 @@ impl P2pConfig {
             max_discovery_interval: Duration::from_secs(30),
             idle_connection_timeout: Duration::from_secs(3600),
             connection_timeout: Duration::from_secs(10),
+            inbound_hook: None,
         }
     }
 }

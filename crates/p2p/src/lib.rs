@@ -88,7 +88,7 @@ mod manager;
 mod protocol;
 
 pub use codec::{CHANNEL_PROTOCOL, MAX_REASON_BYTES};
-pub use config::P2pConfig;
+pub use config::{InboundHook, P2pConfig};
 pub use discovery::{channel_key, peer_record_key};
 pub use error::P2pError;
 pub use event::{ConnectionKind, P2pEvent};

@@ -1164,7 +1164,10 @@ impl Task {
                 if num_established == 0 {
                     self.connections.remove(&peer_id);
                     self.relayed_since.remove(&peer_id);
-                    let address = self.addresses.remove(&peer_id).or_else(|| eth_address_of(&peer_id));
+                    let address = self
+                        .addresses
+                        .remove(&peer_id)
+                        .or_else(|| eth_address_of(&peer_id));
                     info!(target: TARGET, peer = %peer_id, ?address, cause = ?cause, "disconnected");
                     self.emit(P2pEvent::Disconnected {
                         peer: peer_id,
@@ -1487,6 +1490,9 @@ impl Task {
         let reason = match verdict {
             Ok((from, channel_id, envelope)) => {
                 debug!(target: TARGET, %peer, %from, channel = %channel_id, ?via, "message received");
+                if let Some(hook) = &self.config.inbound_hook {
+                    hook(from, &envelope);
+                }
                 match self.events.try_send(P2pEvent::Message {
                     from,
                     channel_id,

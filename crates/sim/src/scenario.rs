@@ -90,7 +90,7 @@ impl Scenario {
             think_ms: (1, 30),
             max_ms: 3_600_000,
             config: Config {
-                recover: crate::shared_recover,
+                recover: std::sync::Arc::new(crate::shared_recover),
                 ..Config::default()
             },
             timing: Timing::default(),

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use entente_agreement::{AgreementManager, Equivocation};
 use entente_clock::{LogicalClock, TimestampError, check_timestamp};
@@ -12,7 +13,7 @@ use entente_types::{
 use crate::{Effect, Event, PersistRecord, Rejection, SetupError, SubmitError};
 
 /// Tuning of one channel's state manager.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Gas limit of every state-machine call.
     pub gas_limit: u64,
@@ -24,13 +25,25 @@ pub struct Config {
     /// Most records sent in one sync answer.
     pub sync_batch: usize,
     /// Recovers the signer of a digest ([`recover_signer`] by default). A host that runs many
-    /// peers in one process, such as the simulation, can share the work between them; the
-    /// function must be as strict as the default (malformed and high-s signatures refused).
+    /// peers in one process, such as the simulation, can share the work between them, and a
+    /// node can recover signers as messages arrive, off its event loop; the function must
+    /// answer exactly as [`recover_signer`] does (malformed and high-s signatures refused).
     pub recover: Recover,
 }
 
 /// A signature-recovery function (see [`Config::recover`]).
-pub type Recover = fn(&B256, &Signature) -> Result<Address, entente_types::TypesError>;
+pub type Recover = Arc<dyn Fn(&B256, &Signature) -> Result<Address, entente_types::TypesError> + Send + Sync>;
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("gas_limit", &self.gas_limit)
+            .field("max_buffered", &self.max_buffered)
+            .field("resend_interval_ms", &self.resend_interval_ms)
+            .field("sync_batch", &self.sync_batch)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -39,7 +52,7 @@ impl Default for Config {
             max_buffered: 256,
             resend_interval_ms: 500,
             sync_batch: 64,
-            recover: recover_signer,
+            recover: Arc::new(recover_signer),
         }
     }
 }
@@ -1652,6 +1665,11 @@ impl<S: Signer> StateManager<S> {
                 }
             }
         }
+    }
+
+    /// Replaces the signature-recovery function ([`Config::recover`]).
+    pub fn set_recover(&mut self, recover: Recover) {
+        self.config.recover = recover;
     }
 
     /// Tells the manager whether the court holds an intent on this fork (the dispute layer

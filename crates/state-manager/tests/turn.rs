@@ -10,8 +10,8 @@ use entente_contracts::{RoundRobinCounter, artifacts};
 use entente_evm_runtime::{MachineCode, MachineInstance};
 use entente_state_manager::{Config, Effect, Rejection, StateManager, SubmitError};
 use entente_types::{
-    Address, AgreementMode, B256, Bytes, ChannelSpec, Domain, LocalSigner, Message, Signer, SignedTransaction,
-    Timing, Transaction, state_hash,
+    Address, AgreementMode, B256, Bytes, ChannelSpec, Domain, LocalSigner, Message, SignedTransaction,
+    Signer, Timing, Transaction, state_hash,
 };
 
 mod common;
@@ -67,7 +67,9 @@ fn the_turn_is_the_one_the_court_reads_even_when_the_machine_s_own_views_say_oth
         genesis_state: genesis.clone(),
         genesis_timestamp: GENESIS_TS,
     };
-    let new = |signer: &LocalSigner| StateManager::new(spec.clone(), signer.clone(), &code, Config::default(), 0).unwrap();
+    let new = |signer: &LocalSigner| {
+        StateManager::new(spec.clone(), signer.clone(), &code, Config::default(), 0).unwrap()
+    };
     let (mut pa, mut pb) = (new(&a), new(&b));
 
     // A's turn, as the court would accuse A of silence; the game goes on.
